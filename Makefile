@@ -1,0 +1,44 @@
+# One command per habit, the same for people and CI.
+# torch==2.13.0 is installed first: it is a CPU build on disk here; a bare `torch`
+# requirement on a fresh venv would pull a multi-GB CUDA build.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install system-deps test test-all lint demo train bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# Mosquitto and Prometheus binaries: the tests start their own on free loopback ports.
+system-deps:
+	@command -v mosquitto >/dev/null && command -v prometheus >/dev/null && command -v promtool >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto prometheus >/dev/null)
+
+test: install system-deps
+	$(BIN)/python -m pytest
+
+test-all: install system-deps
+	$(BIN)/python -m pytest -m ''
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+demo: install
+	$(BIN)/monitor demo
+
+train: install
+	$(BIN)/monitor train --out models/default
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

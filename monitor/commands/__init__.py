@@ -1,0 +1,1 @@
+"""One module per `monitor` subcommand, each exposing a click command named `command`."""

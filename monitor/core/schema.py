@@ -1,0 +1,115 @@
+"""The wire schema of vital-sign messages, shared by the simulator and the daemon.
+
+Two forms travel on `vitals/<patient_id>`:
+
+* a single sample: ``{"v": 1, "patient_id": "p0001", "t": 1764000000.0, "seq": 42,
+  "vitals": {"heart_rate": 71.8, "spo2": 97.9, ...}}``
+* a block of samples for high-rate streams: ``{"v": 1, "patient_id": "p0001",
+  "samples": [{"t": ..., "seq": ..., "vitals": {...}}, ...]}``
+
+The JSON Schema in `docs/schemas/` is exported from these models (`monitor schema`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+
+from monitor.core.vitals import VITALS
+
+SCHEMA_VERSION = 1
+
+#: Patient ids are allowlisted before any use in a topic, a log line or a path:
+#: letters, digits, `_`, `-` and `.`, starting with a letter or digit, at most 64 characters.
+PATIENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+#: Largest number of samples one block message may carry.
+MAX_BLOCK_SAMPLES = 1000
+
+# Strict: booleans and strings are not numbers; NaN and +-Infinity (and 1e309, which
+# JSON parsers turn into Infinity) are refused.
+FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+SampleTime = Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0.0, lt=1e11)]
+SequenceNumber = Annotated[int, Field(strict=True, ge=0, lt=2**63)]
+PatientId = Annotated[str, Field(strict=True, pattern=PATIENT_ID_PATTERN)]
+
+_STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def _check_vitals(value: dict[str, float]) -> dict[str, float]:
+    if not value:
+        raise ValueError("at least one vital is required")
+    unknown = sorted(name for name in value if name not in VITALS)
+    if unknown:
+        raise ValueError(f"unknown vital(s): {', '.join(unknown[:5])!r}")
+    return value
+
+
+class Sample(BaseModel):
+    """One sample of a patient's vitals.
+
+    Attributes:
+        t: Sample time, unix seconds.
+        seq: Per-patient sequence number, increasing by one per sample.
+        vitals: Vital name -> value, in the vital's unit (see `monitor.core.vitals`).
+    """
+
+    model_config = _STRICT
+
+    t: SampleTime
+    seq: SequenceNumber
+    vitals: dict[str, FiniteFloat]
+
+    _vitals = field_validator("vitals")(_check_vitals)
+
+
+class VitalsMessage(BaseModel):
+    """A single-sample message."""
+
+    model_config = _STRICT
+
+    v: Literal[1]
+    patient_id: PatientId
+    t: SampleTime
+    seq: SequenceNumber
+    vitals: dict[str, FiniteFloat]
+
+    _vitals = field_validator("vitals")(_check_vitals)
+
+    def samples(self) -> list[Sample]:
+        """Return the message's samples (one)."""
+        return [Sample(t=self.t, seq=self.seq, vitals=self.vitals)]
+
+
+class VitalsBlock(BaseModel):
+    """A block message: several consecutive samples of one patient."""
+
+    model_config = _STRICT
+
+    v: Literal[1]
+    patient_id: PatientId
+    samples_: list[Sample] = Field(
+        alias="samples", min_length=1, max_length=MAX_BLOCK_SAMPLES, serialization_alias="samples"
+    )
+
+    def samples(self) -> list[Sample]:
+        """Return the block's samples, in message order."""
+        return list(self.samples_)
+
+
+Message = VitalsMessage | VitalsBlock
+
+MESSAGE_ADAPTER: TypeAdapter[VitalsMessage | VitalsBlock] = TypeAdapter(VitalsMessage | VitalsBlock)
+
+
+def encode_sample(patient_id: str, t: float, seq: int, vitals: dict[str, float]) -> bytes:
+    """Encode one single-sample message as compact JSON bytes (the simulator's hot path)."""
+    return VitalsMessage(
+        v=SCHEMA_VERSION, patient_id=patient_id, t=t, seq=seq, vitals=vitals
+    ).model_dump_json().encode()
+
+
+def json_schema() -> dict[str, Any]:
+    """Return the JSON Schema of a vitals message (either form)."""
+    return MESSAGE_ADAPTER.json_schema(by_alias=True)

@@ -1,0 +1,1 @@
+"""Seeded vital-sign signal generators, anomaly scenarios and the MQTT publisher."""
