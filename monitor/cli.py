@@ -7,6 +7,7 @@ it runs, so `monitor --help` does not pay for importing torch.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 import click
 

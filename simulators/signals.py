@@ -53,8 +53,12 @@ class PatientProfile:
 
 
 # (baseline range, amplitude range, period range in seconds, sigma range, ceiling)
-_RANGES: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[float, float],
-                         tuple[float, float], float]] = {
+_RANGES: dict[
+    str,
+    tuple[
+        tuple[float, float], tuple[float, float], tuple[float, float], tuple[float, float], float
+    ],
+] = {
     "heart_rate": ((60.0, 95.0), (3.0, 8.0), (120.0, 600.0), (1.0, 2.5), math.inf),
     "spo2": ((95.0, 97.5), (0.5, 1.5), (180.0, 900.0), (0.3, 0.6), 100.0),
     "resp_rate": ((12.0, 18.0), (1.0, 3.0), (120.0, 600.0), (0.5, 1.0), math.inf),
@@ -101,9 +105,7 @@ def draw_patients(n: int, seed: int, prefix: str = "p", first: int = 0) -> list[
     with ``first=0`` and a smaller count.
     """
     return [
-        draw_patient(
-            patient_id_for(i, prefix), np.random.default_rng([seed, i, 0x5EED])
-        )
+        draw_patient(patient_id_for(i, prefix), np.random.default_rng([seed, i, 0x5EED]))
         for i in range(first, first + n)
     ]
 

@@ -3,23 +3,37 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
+from monitor.core.alerts import alert_json_schema
 from monitor.core.schema import json_schema
+
+SCHEMAS: dict[str, Callable[[], dict[str, Any]]] = {
+    "vitals": json_schema,
+    "alert": alert_json_schema,
+}
+
+
+def render(name: str) -> str:
+    """Return the named schema as the JSON text committed under docs/schemas/."""
+    return json.dumps(SCHEMAS[name](), indent=2, sort_keys=True) + "\n"
 
 
 @click.command("schema")
+@click.argument("name", type=click.Choice(sorted(SCHEMAS)), default="vitals")
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Write the vitals message JSON Schema here instead of standard output.",
+    help="Write the schema here instead of standard output.",
 )
-def command(out: Path | None) -> None:
-    """Print the JSON Schema of vitals messages (single-sample and block forms)."""
-    text = json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+def command(name: str, out: Path | None) -> None:
+    """Print the JSON Schema of vitals messages (single and block forms) or of alert events."""
+    text = render(name)
     if out is None:
         click.echo(text, nl=False)
     else:

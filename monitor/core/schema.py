@@ -12,13 +12,14 @@ The JSON Schema in `docs/schemas/` is exported from these models (`monitor schem
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic_core import PydanticCustomError
 
 from monitor.core.vitals import VITALS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 
 #: Patient ids are allowlisted before any use in a topic, a log line or a path:
 #: letters, digits, `_`, `-` and `.`, starting with a letter or digit, at most 64 characters.
@@ -38,11 +39,15 @@ _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 def _check_vitals(value: dict[str, float]) -> dict[str, float]:
+    # Custom error types let the codec name the reason without parsing message text.
     if not value:
-        raise ValueError("at least one vital is required")
-    unknown = sorted(name for name in value if name not in VITALS)
-    if unknown:
-        raise ValueError(f"unknown vital(s): {', '.join(unknown[:5])!r}")
+        raise PydanticCustomError("no_vitals", "at least one vital is required")
+    for name in value:
+        if name not in VITALS:
+            unknown = sorted(n[:32] for n in value if n not in VITALS)
+            raise PydanticCustomError(
+                "unknown_vital", "unknown vital(s): {names}", {"names": ", ".join(unknown[:5])}
+            )
     return value
 
 
@@ -105,9 +110,11 @@ MESSAGE_ADAPTER: TypeAdapter[VitalsMessage | VitalsBlock] = TypeAdapter(VitalsMe
 
 def encode_sample(patient_id: str, t: float, seq: int, vitals: dict[str, float]) -> bytes:
     """Encode one single-sample message as compact JSON bytes (the simulator's hot path)."""
-    return VitalsMessage(
-        v=SCHEMA_VERSION, patient_id=patient_id, t=t, seq=seq, vitals=vitals
-    ).model_dump_json().encode()
+    return (
+        VitalsMessage(v=SCHEMA_VERSION, patient_id=patient_id, t=t, seq=seq, vitals=vitals)
+        .model_dump_json()
+        .encode()
+    )
 
 
 def json_schema() -> dict[str, Any]:

@@ -1,0 +1,110 @@
+"""`monitor evaluate`: replay a recording offline and score its alerts against labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from monitor.errors import MonitorError
+
+
+def _floors(pairs: tuple[str, ...]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for pair in pairs:
+        vital, sep, value = pair.partition("=")
+        try:
+            out[vital] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not vital:
+            raise click.BadParameter(
+                f"expected VITAL=SIGMA, got {pair!r}", param_hint="--noise-floor"
+            )
+    return out
+
+
+@click.command("evaluate")
+@click.option(
+    "--recording", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--labels",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Simulator labels (JSON Lines) or a CSV of patient,start,end[,vital] windows.",
+)
+@click.option(
+    "--model", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the JSON report here.",
+)
+@click.option(
+    "--plots",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write PNG plots of a few patients into this folder.",
+)
+@click.option("--plot-patients", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option(
+    "--tolerance-samples",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="An alert may start this many samples after a label ends.",
+)
+@click.option(
+    "--sample-period",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Seconds per sample (turns the tolerance into seconds).",
+)
+@click.option(
+    "--noise-floor",
+    "floors",
+    multiple=True,
+    metavar="VITAL=SIGMA",
+    help="Known noise sigma of a vital, for the RMSE table (repeat).",
+)
+def command(**o: Any) -> None:
+    """Replay RECORDING offline through the daemon's pipeline and score alerts against LABELS."""
+    from monitor.evaluation.report import format_table, plot_patients, write_json
+    from monitor.evaluation.runner import score_result
+    from monitor.evaluation.scoring import ScoringConfig
+    from monitor.replay.labels import read_labels
+    from monitor.replay.offline import run_offline  # type: ignore[import-not-found,unused-ignore]
+
+    config = ScoringConfig(
+        tolerance_samples=o["tolerance_samples"], sample_period_s=o["sample_period"]
+    )
+    try:
+        labels = read_labels(o["labels"])
+        result = run_offline(o["recording"], o["model"], collect_predictions=True)
+    except MonitorError as exc:
+        raise click.ClickException(str(exc)) from None
+    scored = score_result(result, labels, config=config, noise_floor=_floors(o["floors"]))
+    click.echo(format_table(scored.evaluation))
+    rate = scored.extra["samples_per_second"]
+    click.echo(
+        f"\n{scored.extra['samples_scored']} samples scored in "
+        f"{scored.extra['elapsed_s']:.2f} s" + (f" ({rate:,.0f}/s)" if rate else "")
+    )
+    if o["report"] is not None:
+        write_json(scored.evaluation, o["report"], extra=scored.extra)
+        click.echo(f"report: {o['report']}")
+    if o["plots"] is not None:
+        files = plot_patients(
+            o["plots"],
+            scored.series,
+            scored.features,
+            scored.alerts,
+            labels,
+            count=o["plot_patients"],
+        )
+        click.echo(f"plots: {', '.join(str(f) for f in files)}")

@@ -1,0 +1,151 @@
+"""`monitor train`: train a MedicalLSTM and write a model directory."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import click
+
+from monitor.errors import DataError
+
+
+def _column_map(values: tuple[str, ...]) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for item in values:
+        name, sep, vital = item.partition("=")
+        if not sep or not name or not vital:
+            raise click.BadParameter(f"expected NAME=vital, got {item!r}", param_hint="--column")
+        mapping[name] = vital
+    return mapping
+
+
+@click.command("train")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Model directory to write.",
+)
+@click.option(
+    "--recipe",
+    type=click.Choice(["default", "seed", "data"]),
+    default=None,
+    help="default: simulated patients; seed: the tutorial's sine; data: --data files.",
+)
+@click.option(
+    "--data",
+    "data_files",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    multiple=True,
+    help="Recording(s) to train on (CSV); implies --recipe data.",
+)
+@click.option(
+    "--column",
+    "columns",
+    multiple=True,
+    metavar="NAME=VITAL",
+    help="Map a file column to a vital, e.g. HR=heart_rate.",
+)
+@click.option("--feature", "features", multiple=True, help="Vital(s) to use, in model order.")
+@click.option("--zero-is-missing", is_flag=True, help="Treat 0 as a missing value (a gap).")
+@click.option(
+    "--split",
+    type=click.FloatRange(0.05, 0.95),
+    default=None,
+    help="Fraction of each recording's rows used for training.",
+)
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0.0, 0.9),
+    default=None,
+    help="Last fraction of the training rows held out for the residual sigma.",
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=None)
+@click.option("--window", type=click.IntRange(min=1), default=None)
+@click.option("--hidden-size", type=click.IntRange(min=1), default=None)
+@click.option("--num-layers", type=click.IntRange(min=1), default=None)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--seed", type=int, default=None, help="Seed of weights, shuffling and data.")
+@click.option(
+    "--patients",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Simulated training patients (default recipe).",
+)
+@click.option("--val-patients", type=click.IntRange(min=1), default=None)
+@click.option("--test-patients", type=click.IntRange(min=1), default=None)
+@click.option(
+    "--seconds",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Samples (1 Hz) per simulated patient.",
+)
+@click.option(
+    "--train-stride",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Keep every n-th training window.",
+)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def command(
+    out: Path,
+    recipe: str | None,
+    data_files: tuple[Path, ...],
+    columns: tuple[str, ...],
+    features: tuple[str, ...],
+    zero_is_missing: bool,
+    device: str,
+    quiet: bool,
+    **overrides: Any,
+) -> None:
+    """Train a MedicalLSTM and write OUT/model.safetensors, card.json and two plots."""
+    # Imported here: `monitor --help` must not pay for torch.
+    from monitor.model.predictor import resolve_device
+    from monitor.training.evaluation import metrics_table
+    from monitor.training.pipeline import train_model
+    from monitor.training.recipes import RECIPES
+    from monitor.training.recordings import LoadOptions, load_recording, split_recordings
+    from monitor.training.simulated import seed_sine, simulated_patients
+
+    name = recipe or ("data" if data_files else "default")
+    if (name == "data") != bool(data_files):
+        raise click.UsageError("--data FILE is required with --recipe data, and only with it")
+    chosen = dataclasses.replace(
+        RECIPES[name], **{k: v for k, v in overrides.items() if v is not None}
+    )
+    try:
+        if name == "seed":
+            data = seed_sine(chosen.seed, chosen.split)
+        elif name == "default":
+            data = simulated_patients(
+                chosen.patients,
+                chosen.val_patients,
+                chosen.test_patients,
+                chosen.seconds,
+                chosen.seed,
+            )
+        else:
+            options = LoadOptions(_column_map(columns), features, zero_is_missing)
+            recordings = [load_recording(p, options) for p in data_files]
+            data = split_recordings(recordings, chosen.split, chosen.val_fraction)
+        result = train_model(
+            data, chosen, out, device=resolve_device(device), progress=not quiet, echo=click.echo
+        )
+    except DataError as exc:
+        raise click.ClickException(str(exc)) from exc
+    card = result.card
+    if result.seed_style is not None:
+        mse, rmse = result.seed_style
+        n = int(card.metrics.extra["seed_style_n_test"])
+        click.echo(f"Test MSE: {mse:.4f}  (seed-style: {n} test windows, complete batches only)")
+        click.echo(f"Test RMSE: {rmse:.4f}")
+    click.echo(f"Metrics on all {card.metrics.overall.n_test} test windows:")
+    click.echo(metrics_table(card.metrics))
+    click.echo(
+        f"train {result.seconds:.1f} s, {len(result.losses)} epochs, final loss "
+        f"{result.losses[-1]:.5f}; model {card.model_version[:12]} written to {out}"
+    )

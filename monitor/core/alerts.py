@@ -1,0 +1,112 @@
+"""The alert event contract: what the daemon publishes on `alerts/<patient_id>` (QoS 1).
+
+Physiological alerts come from the detector (a vital's residual left its prediction);
+technical alerts come from the data path (signal lost, artifact, clock skew, monitoring
+degraded). Both share one model so a consumer parses one shape. The JSON Schema in
+`docs/schemas/alert.schema.json` is exported from `AlertEvent` (`alert_json_schema`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from monitor.core.schema import PATIENT_ID_PATTERN
+from monitor.core.types import AlertKind, AlertState, Severity
+
+ALERT_SCHEMA_VERSION: Final = 1
+
+#: Default severity of each technical reason the daemon emits.
+TECHNICAL_SEVERITY: dict[str, Severity] = {
+    "signal_lost": "high",
+    "monitoring_degraded": "high",
+    "artifact": "low",
+    "clock_skew": "low",
+}
+
+
+class AlertEvent(BaseModel):
+    """One alert state change.
+
+    Attributes:
+        v: Contract version.
+        kind: physiological (from residuals) or technical (from the data path).
+        patient_id: The patient (allowlisted id); None for a system-wide technical alert
+            (monitoring_degraded), published on `alerts/_system`.
+        vital: The vital concerned; None for patient-wide technical alerts.
+        state: raised, escalated (severity went up while raised) or cleared.
+        severity: low, medium or high (see docs/detection.md).
+        t: Sample time of the sample that caused the change, unix seconds (technical:
+            the receive time when no sample is involved).
+        seq: Sequence number of that sample, None when no sample is involved.
+        actual: The measured value (physiological only).
+        predicted: The model's prediction for it (physiological only).
+        z: (actual - predicted) / residual sigma (physiological only).
+        threshold: The vital's raise threshold in sigma units (physiological only).
+        model_version: Version of the model card in use.
+        reason: Why a technical alert fired (e.g. signal_lost), None for physiological ones.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = ALERT_SCHEMA_VERSION
+    kind: AlertKind
+    patient_id: str | None = Field(pattern=PATIENT_ID_PATTERN)
+    vital: str | None
+    state: AlertState
+    severity: Severity
+    t: float
+    seq: int | None
+    actual: float | None = None
+    predicted: float | None = None
+    z: float | None = None
+    threshold: float | None = None
+    model_version: str
+    reason: str | None = None
+
+    @classmethod
+    def technical(
+        cls,
+        patient_id: str | None,
+        reason: str,
+        state: AlertState,
+        *,
+        t: float,
+        model_version: str,
+        vital: str | None = None,
+        seq: int | None = None,
+        severity: Severity | None = None,
+    ) -> AlertEvent:
+        """Build a technical alert; severity defaults to `TECHNICAL_SEVERITY[reason]` or medium.
+
+        Args:
+            patient_id: The patient.
+            reason: signal_lost, artifact, clock_skew, monitoring_degraded, ...
+            state: raised or cleared.
+            t: Sample time, or receive time when no sample is involved.
+            model_version: Version of the model card in use.
+            vital: The vital concerned, None for patient-wide alerts.
+            seq: The sample's sequence number, if any.
+            severity: Override of the default severity.
+        """
+        return cls(
+            kind="technical",
+            patient_id=patient_id,
+            vital=vital,
+            state=state,
+            severity=severity or TECHNICAL_SEVERITY.get(reason, "medium"),
+            t=t,
+            seq=seq,
+            model_version=model_version,
+            reason=reason,
+        )
+
+    def to_json(self) -> bytes:
+        """Return the compact JSON payload to publish."""
+        return self.model_dump_json().encode()
+
+
+def alert_json_schema() -> dict[str, Any]:
+    """Return the JSON Schema of an alert event."""
+    return AlertEvent.model_json_schema(mode="serialization")

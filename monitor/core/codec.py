@@ -1,0 +1,229 @@
+"""The codec: raw MQTT payload bytes -> validated samples in model feature order, or a reason.
+
+`decode` never raises on any input. It returns either `Decoded` (every value finite and
+physiologically plausible, in `features` order) or `Rejection` with a reason from a small
+fixed set (`monitor.core.types.RejectReason`) and a short, sanitised detail.
+
+Block messages are all-or-nothing: one bad sample rejects the whole block, so the window
+store never sees half a block. `Rejection.n_samples` tells the shell how many samples the
+rejected message carried (1 when it could not be parsed that far), so per-sample
+accounting stays exact.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, NamedTuple
+
+import numpy as np
+from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
+
+from monitor.core.schema import VitalsBlock, VitalsMessage
+from monitor.core.types import FloatArray, RejectReason
+from monitor.core.vitals import VITALS
+
+_DETAIL_MAX = 160
+
+
+@dataclass(frozen=True, slots=True)
+class CodecLimits:
+    """Bounds the codec enforces.
+
+    Attributes:
+        max_bytes: Largest payload accepted; checked before any parsing.
+        max_future_skew_s: How far a sample time may lie ahead of `now`.
+        max_age_s: How far a sample time may lie behind `now`.
+    """
+
+    max_bytes: int = 64 * 1024
+    max_future_skew_s: float = 5.0
+    max_age_s: float = 24 * 3600.0
+
+
+DEFAULT_LIMITS = CodecLimits()
+
+
+class DecodedSample(NamedTuple):
+    """One accepted sample: time, sequence number and values in feature order (float64)."""
+
+    t: float
+    seq: int
+    values: FloatArray
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """An accepted message: the patient and its samples in message order."""
+
+    patient_id: str
+    samples: list[DecodedSample]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A refused message.
+
+    Attributes:
+        reason: Stable reason name, usable as a metric label.
+        detail: Short human text; never more than 160 characters of escaped input.
+        patient_id: The payload's patient id when it passed the allowlist (lets the shell
+            raise a technical alert for artifacts and clock skew), else None.
+        vital: The vital concerned (artifact, missing_vital), else None.
+        n_samples: Samples the message carried, 1 when unknown.
+    """
+
+    reason: RejectReason
+    detail: str
+    patient_id: str | None = None
+    vital: str | None = None
+    n_samples: int = 1
+
+
+def _form(value: Any) -> str:
+    return "block" if isinstance(value, dict) and "samples" in value else "single"
+
+
+# Fast path: a byte hint picks one plain model adapter (a discriminated union costs ~2 us
+# more per message). Any failure is re-validated by the exact discriminated union, which
+# decides on the parsed keys, so hint mistakes cost time, never correctness.
+_SINGLE: TypeAdapter[VitalsMessage] = TypeAdapter(VitalsMessage)
+_BLOCK: TypeAdapter[VitalsBlock] = TypeAdapter(VitalsBlock)
+_EXACT: TypeAdapter[VitalsMessage | VitalsBlock] = TypeAdapter(
+    Annotated[
+        Annotated[VitalsMessage, Tag("single")] | Annotated[VitalsBlock, Tag("block")],
+        Discriminator(_form),
+    ]
+)
+
+# When several errors are present the most specific one names the message.
+_PRIORITY: tuple[RejectReason, ...] = (
+    "bad_json",
+    "bad_patient_id",
+    "non_finite",
+    "unknown_vital",
+    "missing_vital",
+    "bad_schema",
+)
+
+
+def clip(text: str, limit: int = _DETAIL_MAX) -> str:
+    """Make untrusted text safe for a log line: escape control characters, bound the length.
+
+    Args:
+        text: Any text, possibly derived from input.
+        limit: Largest length of the result.
+
+    Returns:
+        Printable ASCII of at most `limit` characters.
+    """
+    safe = text[: limit + 1].encode("unicode_escape").decode("ascii").replace('"', '\\"')
+    return safe if len(safe) <= limit else safe[: limit - 3] + "..."
+
+
+@functools.lru_cache(maxsize=16)
+def _spec(features: tuple[str, ...]) -> tuple[tuple[str, float, float], ...]:
+    # Features come from the model card and rarely change: resolve bounds once per tuple.
+    return tuple((name, VITALS[name].low, VITALS[name].high) for name in features)
+
+
+def _reason_of(kind: str, loc: tuple[int | str, ...]) -> RejectReason:
+    if kind == "json_invalid":
+        return "bad_json"
+    if kind == "finite_number":
+        return "non_finite"
+    if kind == "unknown_vital":
+        return "unknown_vital"
+    if kind == "no_vitals":
+        return "missing_vital"
+    if loc == ("patient_id",):
+        return "bad_patient_id"
+    return "bad_schema"
+
+
+def _from_errors(exc: ValidationError) -> Rejection:
+    ranked: list[tuple[int, RejectReason, str]] = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        # The first location part is the union tag ("single" or "block"): not the input's.
+        loc = error["loc"][1:]
+        reason = _reason_of(error["type"], loc)
+        where = ".".join(str(part)[:32] for part in loc)
+        text = f"{where}: {error['msg']}" if where else error["msg"]
+        ranked.append((_PRIORITY.index(reason), reason, text))
+    _, reason, text = min(ranked)
+    return Rejection(reason, clip(text))
+
+
+def _validate(payload: bytes) -> VitalsMessage | VitalsBlock | Rejection:
+    fast = _BLOCK if b"samples" in payload else _SINGLE
+    try:
+        return fast.validate_json(payload)
+    except ValidationError:
+        pass
+    try:
+        return _EXACT.validate_json(payload)
+    except ValidationError as exc:
+        return _from_errors(exc)
+
+
+def decode(
+    payload: bytes,
+    *,
+    topic_patient_id: str | None,
+    features: Sequence[str],
+    now: float,
+    limits: CodecLimits = DEFAULT_LIMITS,
+) -> Decoded | Rejection:
+    """Validate one MQTT payload and extract its samples in model feature order.
+
+    Args:
+        payload: The raw message body.
+        topic_patient_id: The topic's last level, or None when the topic carries no id.
+        features: Vital names in model order; other known vitals in the message are ignored.
+        now: Receive time, unix seconds, used for the clock-skew check.
+        limits: Size and timestamp bounds.
+
+    Returns:
+        `Decoded` when every sample is valid, else `Rejection` (all-or-nothing for blocks).
+    """
+    if len(payload) > limits.max_bytes:
+        return Rejection("too_large", f"{len(payload)} bytes > limit {limits.max_bytes}")
+    message = _validate(payload)
+    if isinstance(message, Rejection):
+        return message
+    pid = message.patient_id
+    if topic_patient_id is not None and topic_patient_id != pid:
+        detail = clip(f"topic id {topic_patient_id!r} != payload id {pid!r}")
+        return Rejection("topic_mismatch", detail)
+    # Plain tuples: VitalsMessage.samples() would build and validate a model per sample.
+    samples: list[tuple[float, int, dict[str, float]]]
+    if isinstance(message, VitalsMessage):
+        samples = [(message.t, message.seq, message.vitals)]
+    else:
+        samples = [(s.t, s.seq, s.vitals) for s in message.samples_]
+    n = len(samples)
+    earliest, latest = now - limits.max_age_s, now + limits.max_future_skew_s
+    spec = _spec(features if isinstance(features, tuple) else tuple(features))
+    rows: list[list[float]] = []
+    for t, seq, vitals in samples:
+        if not earliest <= t <= latest:
+            detail = f"sample time {t:.3f} is {t - now:+.3f} s from receive time"
+            return Rejection("clock_skew", detail, pid, None, n)
+        row: list[float] = []
+        for name, low, high in spec:
+            value = vitals.get(name)
+            if value is None:
+                return Rejection("missing_vital", f"{name} missing (seq {seq})", pid, name, n)
+            # The rule of vitals.is_plausible, inlined: this loop is the hot path.
+            if not low <= value <= high:
+                unit = VITALS[name].unit
+                detail = f"{name}={value:.6g} outside [{low:g}, {high:g}] {unit} (seq {seq})"
+                return Rejection("artifact", detail, pid, name, n)
+            row.append(value)
+        rows.append(row)
+    if n == 1:
+        t, seq, _ = samples[0]
+        return Decoded(pid, [DecodedSample(t, seq, np.array(rows[0], dtype=np.float64))])
+    values = np.array(rows, dtype=np.float64).reshape(n, len(spec))
+    return Decoded(pid, [DecodedSample(s[0], s[1], values[i]) for i, s in enumerate(samples)])

@@ -1,0 +1,57 @@
+"""Type aliases shared by the pure core: outcome names, severities and array types.
+
+Every outcome is a plain string from a small fixed set, so the shell can use it directly
+as a metric label (`monitor_messages_total{outcome=...}`) without a mapping table.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray: TypeAlias = npt.NDArray[np.float64]
+Float32Array: TypeAlias = npt.NDArray[np.float32]
+AnyFloatArray: TypeAlias = npt.NDArray[np.floating[Any]]
+
+#: Why the codec refused a message. Stable names: they are metric label values.
+RejectReason: TypeAlias = Literal[
+    "too_large",
+    "bad_json",
+    "bad_schema",
+    "bad_patient_id",
+    "topic_mismatch",
+    "unknown_vital",
+    "missing_vital",
+    "non_finite",
+    "clock_skew",
+    "artifact",
+]
+
+#: What the window store did with one sample.
+PushOutcome: TypeAlias = Literal["warming_up", "ready", "duplicate", "late", "refused_cap"]
+
+#: Alert severities, lowest first.
+Severity: TypeAlias = Literal["low", "medium", "high"]
+
+#: Life cycle of an alert: raised once, escalated zero or more times, cleared once.
+AlertState: TypeAlias = Literal["raised", "escalated", "cleared"]
+
+#: Physiological alerts come from residuals; technical ones from the data path.
+AlertKind: TypeAlias = Literal["physiological", "technical"]
+
+REJECT_REASONS: tuple[RejectReason, ...] = (
+    "too_large",
+    "bad_json",
+    "bad_schema",
+    "bad_patient_id",
+    "topic_mismatch",
+    "unknown_vital",
+    "missing_vital",
+    "non_finite",
+    "clock_skew",
+    "artifact",
+)
+
+PUSH_OUTCOMES: tuple[PushOutcome, ...] = ("warming_up", "ready", "duplicate", "late", "refused_cap")

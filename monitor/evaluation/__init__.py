@@ -1,0 +1,1 @@
+"""Evaluation: score alerts against ground-truth labels, prediction RMSE, and reports."""

@@ -1,0 +1,92 @@
+"""Windowing and normalisation shared by the trainer and the predictor.
+
+Both sides call these functions, so a window is cut and scaled the same way in training
+and in serving (no train/serve skew).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.floating]
+
+#: Standard deviations below this are treated as this, so a constant feature does not
+#: divide by zero (its z-score is then 0 everywhere).
+MIN_STD = 1e-6
+
+
+def make_windows(series: FloatArray, window: int) -> tuple[FloatArray, FloatArray]:
+    """Cut a series into (window, next sample) pairs, as the seed's ``create_sequences``.
+
+    Args:
+        series: Samples, shape ``(T, F)``, oldest first.
+        window: Number of past samples per input.
+
+    Returns:
+        ``X`` of shape ``(T - window, window, F)`` and ``y`` of shape ``(T - window, F)``:
+        ``X[i] = series[i:i+window]`` and ``y[i] = series[i+window]``. Both empty (with
+        the right trailing shape) when ``T <= window``.
+    """
+    if series.ndim != 2:
+        raise ValueError(f"series must be (T, F), got shape {series.shape}")
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    n = series.shape[0] - window
+    if n <= 0:
+        f = series.shape[1]
+        return np.empty((0, window, f), series.dtype), np.empty((0, f), series.dtype)
+    view = np.lib.stride_tricks.sliding_window_view(series, window, axis=0)
+    # sliding_window_view puts the window axis last: (T-window+1, F, window).
+    x = np.ascontiguousarray(view[:n].transpose(0, 2, 1))
+    y = np.ascontiguousarray(series[window:])
+    return x, y
+
+
+def fit_normalisation(series: list[FloatArray]) -> tuple[FloatArray, FloatArray]:
+    """Per-feature mean and standard deviation over all samples of the given series.
+
+    Args:
+        series: Training series, each ``(T_i, F)``.
+
+    Returns:
+        ``(mean, std)``, each of shape ``(F,)``, float64; std floored at `MIN_STD`.
+    """
+    stacked = np.concatenate([np.asarray(s, dtype=np.float64) for s in series], axis=0)
+    mean = stacked.mean(axis=0)
+    std = np.maximum(stacked.std(axis=0), MIN_STD)
+    return mean, std
+
+
+def normalise(values: FloatArray, mean: FloatArray, std: FloatArray) -> FloatArray:
+    """Z-score raw values with per-feature statistics (last axis is the feature axis).
+
+    Args:
+        values: Raw values, shape ``(..., F)``.
+        mean: Per-feature mean, ``(F,)``.
+        std: Per-feature standard deviation, ``(F,)``.
+
+    Returns:
+        float32 array of the same shape: ``(values - mean) / std``.
+    """
+    mean32 = np.asarray(mean, dtype=np.float32)
+    std32 = np.maximum(np.asarray(std, dtype=np.float32), np.float32(MIN_STD))
+    out: FloatArray = (np.asarray(values, dtype=np.float32) - mean32) / std32
+    return out
+
+
+def denormalise(values: FloatArray, mean: FloatArray, std: FloatArray) -> FloatArray:
+    """Invert `normalise`: map z-scores back to raw units.
+
+    Args:
+        values: Normalised values, shape ``(..., F)``.
+        mean: Per-feature mean, ``(F,)``.
+        std: Per-feature standard deviation, ``(F,)``.
+
+    Returns:
+        float32 array of the same shape: ``values * std + mean``.
+    """
+    mean32 = np.asarray(mean, dtype=np.float32)
+    std32 = np.maximum(np.asarray(std, dtype=np.float32), np.float32(MIN_STD))
+    out: FloatArray = np.asarray(values, dtype=np.float32) * std32 + mean32
+    return out

@@ -1,0 +1,376 @@
+"""The daemon's lifecycle: startup -> serve -> graceful shutdown.
+
+Tasks on one event loop, data flowing one way:
+
+* intake: connect (reconnecting with jittered exponential backoff, forever), subscribe,
+  and feed every payload to the pipeline, draining the client's queue before yielding;
+* flusher: one batched forward per flush, on a single worker thread, then the detector;
+* publisher: alert events to ``alerts/<patient_id>`` (QoS 1), held while disconnected;
+* housekeeping: idle eviction, 'signal lost', readiness, event-loop lag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import aiomqtt
+import numpy as np
+import structlog
+from prometheus_client import CollectorRegistry
+
+from monitor.core.alerts import AlertEvent
+from monitor.core.codec import Rejection
+from monitor.model.predictor import Predictor
+from monitor.mqtt import BrokerAuthError, BrokerError, BrokerTLSError, connect, incoming_queue
+from monitor.service.http import HttpServer
+from monitor.service.logs import Pseudonymizer, RateLimiter
+from monitor.service.metrics import Metrics
+from monitor.service.pipeline import Job, Pipeline, model_info_from_card
+from monitor.settings import Settings
+
+log = structlog.get_logger("monitor")
+
+#: Called after each forward with its duration; the overload test makes inference slower.
+InferenceHook = Callable[[float], None]
+_DRAIN_MAX = 4096
+_SYSTEM_TOPIC_ID = "_system"
+
+
+def _counting_queue(metrics: Metrics) -> type[asyncio.Queue[aiomqtt.Message]]:
+    """A bounded queue class for aiomqtt that counts every message offered and every drop.
+
+    aiomqtt acknowledges a QoS 1 message once it is queued and would drop overflow with only
+    a log line; this queue makes both visible as `monitor_received_total` and
+    `monitor_dropped_messages_total{reason="queue_full"}`.
+    """
+    received = metrics.received
+    dropped = metrics.dropped.labels("queue_full")
+    dropped_outcome = metrics.messages.labels("dropped")
+
+    class CountingQueue(asyncio.Queue[aiomqtt.Message]):
+        def put_nowait(self, item: aiomqtt.Message) -> None:
+            received.inc()
+            if self.full():
+                dropped.inc()
+                dropped_outcome.inc()
+                return
+            super().put_nowait(item)
+
+    return CountingQueue
+
+
+class Daemon:
+    """`monitor run`: the long-running service.
+
+    Args:
+        settings: Validated settings.
+        predictor: The loaded model, ready to predict.
+        registry: Metrics registry (a fresh one per daemon).
+        inference_hook: Test hook called after each forward with its duration (seconds).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        predictor: Predictor,
+        registry: CollectorRegistry | None = None,
+        inference_hook: InferenceHook | None = None,
+    ) -> None:
+        self.settings = settings
+        self.predictor = predictor
+        self.metrics = Metrics.create(registry or CollectorRegistry())
+        self._inference_hook = inference_hook
+        key = settings.log.pseudonym_key
+        self.pseudonym = Pseudonymizer(key.get_secret_value().encode() if key else None)
+        self._limiter = RateLimiter(settings.log.invalid_log_interval_s)
+        self.pipeline = Pipeline(
+            model_info_from_card(predictor.card), settings, self.metrics, self._log_rejection
+        )
+        self.http = HttpServer(
+            settings.metrics.host, settings.metrics.port, self.metrics.registry, self.is_ready
+        )
+        self._client: aiomqtt.Client | None = None
+        self._stop = asyncio.Event()
+        self._work = asyncio.Event()
+        self._connected = asyncio.Event()
+        self._alerts: asyncio.Queue[AlertEvent] = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(1, "inference", initializer=one_inference_thread)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def is_ready(self) -> bool:
+        """Model loaded, broker connected and inference keeping up."""
+        return self._connected.is_set() and not self.pipeline.degraded
+
+    def request_stop(self) -> None:
+        """Begin a graceful shutdown (what SIGTERM and SIGINT do)."""
+        self._stop.set()
+
+    async def serve(self) -> int:
+        """Run until stopped; return the exit code (0 after a graceful shutdown)."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+        self.http.start()
+        self.metrics.model_info.labels(
+            self.predictor.card.model_version, self.predictor.device
+        ).set(1)
+        log.info(
+            "started",
+            model_version=self.predictor.card.model_version,
+            device=self.predictor.device,
+            features=list(self.predictor.features),
+            window=self.predictor.window,
+            broker=self.settings.broker.url,
+            metrics=f"http://{self.http.host}:{self.http.port}/metrics",
+        )
+        background = [
+            asyncio.create_task(self._flusher(), name="flusher"),
+            asyncio.create_task(self._publisher(), name="publisher"),
+            asyncio.create_task(self._housekeeping(), name="housekeeping"),
+            asyncio.create_task(self._loop_lag(), name="loop-lag"),
+        ]
+        try:
+            await self._intake()
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            self.http.stop()
+            self._executor.shutdown(wait=False)
+            log.info("stopped")
+        return 0
+
+    # -- intake ----------------------------------------------------------------------------
+
+    async def _intake(self) -> None:
+        b, ingest = self.settings.broker, self.settings.ingest
+        queue_type = _counting_queue(self.metrics)
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                async with connect(
+                    b,
+                    clean_session=not ingest.persistent_session,
+                    session_expiry_s=ingest.session_expiry_s if ingest.persistent_session else None,
+                    queue_type=queue_type,
+                    max_queued_incoming=ingest.queue_size,
+                ) as conn:
+                    for topic in ingest.topics:
+                        await conn.client.subscribe(topic, qos=ingest.qos)
+                    attempt = 0
+                    self._set_connected(conn.client, conn.protocol)
+                    await self._serve_connection(conn.client)
+            except (BrokerAuthError, BrokerTLSError) as exc:
+                # Not transient: say so clearly and back off at the maximum, never spin.
+                log.error("broker_refused", error=str(exc))
+                attempt = max(attempt, 30)
+            except (aiomqtt.MqttError, BrokerError, OSError) as exc:
+                log.warning("broker_connection_lost", error=str(exc))
+            finally:
+                self._set_disconnected()
+            if self._stop.is_set():
+                break
+            self.metrics.mqtt_reconnects.inc()
+            cap = min(ingest.reconnect_max_s, ingest.reconnect_min_s * 2 ** min(attempt, 30))
+            delay = cap / 2 + random.uniform(0, cap / 2)
+            attempt += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+        await self._final_flush()
+
+    def _set_connected(self, client: aiomqtt.Client, protocol: str) -> None:
+        self._client = client
+        self._connected.set()
+        self.metrics.mqtt_connected.set(1)
+        self.metrics.ready.set(1 if self.is_ready() else 0)
+        log.info("subscribed", topics=self.settings.ingest.topics, protocol=protocol)
+
+    def _set_disconnected(self) -> None:
+        self._client = None
+        self._connected.clear()
+        self.metrics.mqtt_connected.set(0)
+        self.metrics.ready.set(0)
+
+    async def _serve_connection(self, client: aiomqtt.Client) -> None:
+        consume = asyncio.create_task(self._consume(client), name="consume")
+        stopping = asyncio.create_task(self._stop.wait(), name="stop-wait")
+        try:
+            await asyncio.wait({consume, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if consume.done():
+            consume.result()  # re-raises the connection error: reconnect
+            return
+        # Graceful stop: stop intake, score what was already received, publish, disconnect.
+        consume.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consume
+        if not self.settings.ingest.persistent_session:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.unsubscribe(self.settings.ingest.topics)
+        self._drain(incoming_queue(client), limit=None)
+        await self._final_flush()
+        await self._drain_alerts(client)
+
+    async def _consume(self, client: aiomqtt.Client) -> None:
+        queue = incoming_queue(client)
+        async for message in client.messages:
+            self._handle(message)
+            # Drain what is already queued before awaiting again: one task switch per
+            # burst instead of one per message (PERFORMANCE.md).
+            self._drain(queue, limit=_DRAIN_MAX)
+
+    def _drain(self, queue: asyncio.Queue[aiomqtt.Message], limit: int | None) -> None:
+        n = 0
+        while limit is None or n < limit:
+            try:
+                message = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            self._handle(message)
+            n += 1
+
+    def _handle(self, message: aiomqtt.Message) -> None:
+        before = len(self.pipeline.batcher)
+        events = self.pipeline.ingest(message.topic.value, message.payload, time.time())
+        after = len(self.pipeline.batcher)
+        if after > before and (before == 0 or after >= self.settings.batch.max_batch):
+            self._work.set()
+        if events:
+            self._emit(events)
+
+    # -- inference -------------------------------------------------------------------------
+
+    async def _flusher(self) -> None:
+        while True:
+            batcher = self.pipeline.batcher
+            if not len(batcher):
+                self._work.clear()
+                await self._work.wait()
+                continue
+            now = time.time()
+            if not batcher.due(now):
+                deadline = batcher.deadline()
+                self._work.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._work.wait(), max(0.0, (deadline or now) - now))
+                continue
+            await self._run_batch(self.pipeline.take_batch())
+
+    async def _run_batch(self, jobs: list[Job]) -> None:
+        if not jobs:
+            return
+        windows = self.pipeline.stack(jobs)
+        loop = asyncio.get_running_loop()
+        t0 = time.perf_counter()
+        predictions = await loop.run_in_executor(self._executor, self._predict, windows)
+        self.metrics.inference_latency.observe(time.perf_counter() - t0)
+        self._emit(self.pipeline.score(jobs, predictions, time.time()))
+
+    def _predict(self, windows: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        t0 = time.perf_counter()
+        out = self.predictor.predict(windows)
+        if self._inference_hook is not None:
+            self._inference_hook(time.perf_counter() - t0)
+        return out
+
+    async def _final_flush(self) -> None:
+        jobs = self.pipeline.drain_all()
+        step = self.settings.batch.max_batch
+        for i in range(0, len(jobs), step):
+            await self._run_batch(jobs[i : i + step])
+
+    # -- alerts ----------------------------------------------------------------------------
+
+    def _emit(self, events: list[AlertEvent]) -> None:
+        limit = self.settings.alerts.max_pending
+        for event in events:
+            log.info(
+                "alert",
+                kind=event.kind,
+                patient=self.pseudonym(event.patient_id),
+                vital=event.vital,
+                state=event.state,
+                severity=event.severity,
+                reason=event.reason,
+                z=None if event.z is None else round(event.z, 2),
+                seq=event.seq,
+            )
+            if self._alerts.qsize() >= limit:
+                self._alerts.get_nowait()
+                self.metrics.dropped.labels("alert_queue_full").inc()
+            self._alerts.put_nowait(event)
+
+    def _topic(self, event: AlertEvent) -> str:
+        return f"{self.settings.alerts.topic_prefix}/{event.patient_id or _SYSTEM_TOPIC_ID}"
+
+    async def _publisher(self) -> None:
+        while True:
+            event = await self._alerts.get()
+            while True:
+                client = self._client
+                if client is None:
+                    await self._connected.wait()
+                    continue
+                try:
+                    await client.publish(
+                        self._topic(event), event.to_json(), qos=self.settings.alerts.qos
+                    )
+                    break
+                except aiomqtt.MqttError:
+                    await asyncio.sleep(0.1)
+
+    async def _drain_alerts(self, client: aiomqtt.Client) -> None:
+        deadline = time.monotonic() + self.settings.shutdown_grace_s / 2
+        while not self._alerts.empty() and time.monotonic() < deadline:
+            event = self._alerts.get_nowait()
+            try:
+                await client.publish(
+                    self._topic(event), event.to_json(), qos=self.settings.alerts.qos
+                )
+            except aiomqtt.MqttError as exc:
+                log.warning("alert_not_published", error=str(exc))
+                return
+
+    # -- housekeeping ----------------------------------------------------------------------
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.housekeeping_interval_s)
+            self._emit(self.pipeline.housekeeping(time.time()))
+            self.metrics.ready.set(1 if self.is_ready() else 0)
+
+    async def _loop_lag(self) -> None:
+        interval = 0.1
+        while True:
+            t0 = time.perf_counter()
+            await asyncio.sleep(interval)
+            self.metrics.loop_lag.observe(max(0.0, time.perf_counter() - t0 - interval))
+
+    def _log_rejection(self, rejection: Rejection) -> None:
+        suppressed = self._limiter.allow(rejection.reason)
+        if suppressed is not None:
+            log.warning(
+                "message_rejected",
+                reason=rejection.reason,
+                detail=rejection.detail,
+                patient=self.pseudonym(rejection.patient_id),
+                suppressed_since_last=suppressed,
+            )
+
+
+def one_inference_thread() -> None:
+    """Executor initializer: one OpenMP thread for torch in the inference thread."""
+    # torch.set_num_threads on the main thread does not hold in the executor (PERFORMANCE.md).
+    import torch
+
+    torch.set_num_threads(1)

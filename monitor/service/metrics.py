@@ -1,0 +1,191 @@
+"""The daemon's Prometheus metrics, all registered on one injected `CollectorRegistry`.
+
+Names are a contract (docs/metrics.md, the Grafana dashboard and the alert rules use them).
+No label ever carries a patient id or a vital value: labels are drawn from small fixed sets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+#: From ~100 microseconds to a few seconds: the daemon's latencies, not web defaults.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
+#: Absolute residual in units of the model card's per-vital sigma.
+SIGMA_BUCKETS: tuple[float, ...] = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
+BATCH_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
+LOOP_LAG_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Every metric the daemon exports. Build with `Metrics.create(registry)`."""
+
+    registry: CollectorRegistry
+    received: Counter
+    messages: Counter
+    invalid: Counter
+    dropped: Counter
+    prediction_error: Histogram
+    inference_latency: Histogram
+    end_to_end_latency: Histogram
+    batch_size: Histogram
+    alerts: Counter
+    technical_alerts: Counter
+    active_alerts: Gauge
+    active_patients: Gauge
+    pending_jobs: Gauge
+    mqtt_connected: Gauge
+    mqtt_reconnects: Counter
+    sequence_gaps: Counter
+    window_resets: Counter
+    evictions: Counter
+    ready: Gauge
+    degraded: Gauge
+    loop_lag: Histogram
+    model_info: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> Metrics:
+        """Create and register every metric on `registry` (a fresh one per daemon or test)."""
+        r = registry
+        return cls(
+            registry=r,
+            received=Counter(
+                "monitor_received", "Payloads handed over by the MQTT client.", registry=r
+            ),
+            messages=Counter(
+                "monitor_messages",
+                "Final outcome of every received unit: one per sample of a decoded message, "
+                "one per rejected or dropped payload.",
+                ["outcome"],
+                registry=r,
+            ),
+            invalid=Counter(
+                "monitor_invalid_messages", "Payloads refused by the codec.", ["reason"], registry=r
+            ),
+            dropped=Counter(
+                "monitor_dropped_messages",
+                "Payloads dropped before decoding (bounded queues).",
+                ["reason"],
+                registry=r,
+            ),
+            prediction_error=Histogram(
+                "monitor_prediction_error",
+                "Absolute one-step-ahead residual in units of the card's per-vital sigma.",
+                ["vital"],
+                buckets=SIGMA_BUCKETS,
+                registry=r,
+            ),
+            inference_latency=Histogram(
+                "monitor_inference_latency_seconds",
+                "Duration of one batched forward pass.",
+                buckets=LATENCY_BUCKETS,
+                registry=r,
+            ),
+            end_to_end_latency=Histogram(
+                "monitor_end_to_end_latency_seconds",
+                "From message received to verdict (scored and alerts decided).",
+                buckets=LATENCY_BUCKETS,
+                registry=r,
+            ),
+            batch_size=Histogram(
+                "monitor_batch_size",
+                "Windows per batched forward.",
+                buckets=BATCH_BUCKETS,
+                registry=r,
+            ),
+            alerts=Counter(
+                "monitor_alerts",
+                "Physiological alerts raised.",
+                ["vital", "severity"],
+                registry=r,
+            ),
+            technical_alerts=Counter(
+                "monitor_technical_alerts",
+                "Technical alerts raised (signal lost, artifact, monitoring degraded).",
+                ["reason"],
+                registry=r,
+            ),
+            active_alerts=Gauge(
+                "monitor_active_alerts", "Alerts currently raised.", ["kind"], registry=r
+            ),
+            active_patients=Gauge(
+                "monitor_active_patients", "Patients with a window in memory.", registry=r
+            ),
+            pending_jobs=Gauge(
+                "monitor_pending_windows", "Windows waiting for inference.", registry=r
+            ),
+            mqtt_connected=Gauge(
+                "monitor_mqtt_connected", "1 while connected and subscribed.", registry=r
+            ),
+            mqtt_reconnects=Counter(
+                "monitor_mqtt_reconnects",
+                "Connection losses followed by a reconnect attempt.",
+                registry=r,
+            ),
+            sequence_gaps=Counter(
+                "monitor_sequence_gaps",
+                "Sequence numbers skipped by patients' streams (messages never received).",
+                registry=r,
+            ),
+            window_resets=Counter(
+                "monitor_window_resets", "Windows reset after a time gap.", registry=r
+            ),
+            evictions=Counter(
+                "monitor_evictions", "Patients evicted after the idle TTL.", registry=r
+            ),
+            ready=Gauge("monitor_ready", "1 when /readyz would answer 200.", registry=r),
+            degraded=Gauge(
+                "monitor_degraded", "1 while inference cannot keep up (work is shed).", registry=r
+            ),
+            loop_lag=Histogram(
+                "monitor_event_loop_lag_seconds",
+                "Event loop scheduling delay, sampled periodically.",
+                buckets=LOOP_LAG_BUCKETS,
+                registry=r,
+            ),
+            model_info=Gauge(
+                "monitor_model_info",
+                "The model served (value 1).",
+                ["version", "device"],
+                registry=r,
+            ),
+        )
+
+
+def observe_many(histogram: Histogram, values: npt.NDArray[np.float64]) -> None:
+    """Observe many values at once: one numpy pass instead of one `observe` call per value.
+
+    prometheus-client has no batch API; this adds each bucket's count and the sum directly
+    to the child's values, exactly what `observe` would have added one by one (each value
+    lands in the first bucket whose upper bound is >= it). `histogram` must be a child (a
+    histogram without labels, or `.labels(...)` of one).
+    """
+    if values.size == 0:
+        return
+    bounds = np.asarray(histogram._upper_bounds)  # noqa: SLF001 - no public batch API
+    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+    buckets = histogram._buckets  # noqa: SLF001
+    for i in np.flatnonzero(counts):
+        buckets[i].inc(float(counts[i]))
+    histogram._sum.inc(float(values.sum()))  # noqa: SLF001

@@ -1,0 +1,300 @@
+"""The daemon's synchronous pipeline: codec -> windows -> batcher -> (model) -> detector.
+
+The asyncio shell (live) and the offline replayer (virtual clock) drive the same object, so
+a recording replayed offline gives the alerts the live daemon gave. Time is always passed
+in. Every received unit ends in exactly one counted outcome (docs/metrics.md):
+
+* a rejected payload: ``invalid`` (reason in ``monitor_invalid_messages_total``);
+* each sample of an accepted payload: ``warming_up``, ``duplicate``, ``late``,
+  ``refused_cap``, ``shed`` or ``scored`` (the last two once its window has been queued).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from monitor.core.alerts import AlertEvent
+from monitor.core.batching import MicroBatcher
+from monitor.core.codec import CodecLimits, Decoded, Rejection, decode
+from monitor.core.detector import Detector
+from monitor.core.types import Float32Array, FloatArray
+from monitor.core.windows import WindowStore
+from monitor.service.metrics import Metrics, observe_many
+from monitor.settings import Settings
+
+
+@dataclass(slots=True)
+class Job:
+    """One sample waiting to be scored against the prediction from its preceding window."""
+
+    patient_id: str
+    context: Float32Array
+    actual: FloatArray
+    t: float
+    seq: int
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What the pipeline needs to know about the model it serves."""
+
+    features: tuple[str, ...]
+    window: int
+    residual_sigma: FloatArray
+    version: str
+
+
+#: Called with (reason, rejection) for every refused payload: the shell logs, rate-limited.
+RejectHook = Callable[[Rejection], None]
+
+
+class Pipeline:
+    """Everything between a payload and its verdicts, except the model forward itself.
+
+    Args:
+        model: Features, window length, residual sigma and version of the served model.
+        settings: The daemon's settings (ingest limits, windows, batching, detector).
+        metrics: Where outcomes are counted.
+        on_reject: Optional hook for refused payloads (logging).
+    """
+
+    def __init__(
+        self,
+        model: ModelInfo,
+        settings: Settings,
+        metrics: Metrics,
+        on_reject: RejectHook | None = None,
+    ) -> None:
+        self.model = model
+        self.settings = settings
+        self.metrics = metrics
+        self._on_reject = on_reject
+        self._limits = CodecLimits(
+            max_bytes=settings.ingest.max_payload_bytes,
+            max_future_skew_s=settings.ingest.max_future_skew_s,
+            max_age_s=settings.ingest.max_age_s,
+        )
+        w = settings.window
+        self.windows = WindowStore(
+            model.window,
+            len(model.features),
+            max_patients=w.max_patients,
+            idle_ttl_s=w.idle_ttl_s,
+            max_gap_s=w.max_gap_s,
+        )
+        b = settings.batch
+        self.batcher: MicroBatcher[Job] = MicroBatcher(
+            b.max_batch, b.max_wait_ms / 1000.0, b.max_pending
+        )
+        self.detector = Detector(model.features, settings.detector, model_version=model.version)
+        self._sigma = np.asarray(model.residual_sigma, dtype=np.float64)
+        # Open technical alerts: (patient_id, reason, vital) -> True.
+        self._technical: dict[tuple[str, str, str | None], float] = {}
+        self.degraded = False
+        self._scored_outcome = metrics.messages.labels("scored")
+        self._error_hists = [metrics.prediction_error.labels(v) for v in model.features]
+        self._outcomes = {
+            o: metrics.messages.labels(o)
+            for o in ("warming_up", "duplicate", "late", "refused_cap", "shed", "invalid")
+        }
+
+    @staticmethod
+    def patient_of(topic: str) -> str | None:
+        """Return the topic's last level (the patient id by convention), or None."""
+        _, sep, last = topic.rpartition("/")
+        return last if sep else None
+
+    def ingest(self, topic: str, payload: bytes, now: float) -> list[AlertEvent]:
+        """Decode one payload, update windows and queue ready windows for inference.
+
+        Args:
+            topic: The MQTT topic it arrived on.
+            payload: The raw body.
+            now: Receive time, unix seconds (wall clock live; record time offline).
+
+        Returns:
+            Technical alert changes it caused (artifact raised or cleared, signal restored).
+        """
+        decoded = decode(
+            payload,
+            topic_patient_id=self.patient_of(topic),
+            features=self.model.features,
+            now=now,
+            limits=self._limits,
+        )
+        if isinstance(decoded, Rejection):
+            return self._reject(decoded, now)
+        return self._accept(decoded, now)
+
+    def _reject(self, rejection: Rejection, now: float) -> list[AlertEvent]:
+        self.metrics.invalid.labels(rejection.reason).inc()
+        self._outcomes["invalid"].inc()
+        if self._on_reject is not None:
+            self._on_reject(rejection)
+        if rejection.reason in ("artifact", "clock_skew") and rejection.patient_id is not None:
+            return self._open(rejection.patient_id, rejection.reason, rejection.vital, now)
+        return []
+
+    def _accept(self, decoded: Decoded, now: float) -> list[AlertEvent]:
+        pid = decoded.patient_id
+        events = self._close_all(pid, ("artifact", "clock_skew", "signal_lost"), now)
+        for sample in decoded.samples:
+            result = self.windows.push(pid, sample.t, sample.seq, sample.values, now)
+            for gone in result.evicted:
+                self._forget(gone)
+                self.metrics.evictions.inc()
+            if result.missing:
+                self.metrics.sequence_gaps.inc(result.missing)
+            if result.gap_reset:
+                self.metrics.window_resets.inc()
+            if result.context is None:
+                self._outcomes[result.outcome].inc()
+                continue
+            job = Job(pid, result.context, sample.values, sample.t, sample.seq, now)
+            shed = self.batcher.add(pid, job, now)
+            if shed:
+                self._outcomes["shed"].inc(len(shed))
+                if not self.degraded:
+                    self.degraded = True
+                    events += self._open(None, "monitoring_degraded", None, now)
+        self.metrics.active_patients.set(len(self.windows))
+        self.metrics.pending_jobs.set(len(self.batcher))
+        return events
+
+    def take_batch(self) -> list[Job]:
+        """Remove and return up to `max_batch` queued jobs, oldest first."""
+        jobs = self.batcher.take(self.settings.batch.max_batch)
+        self.metrics.pending_jobs.set(len(self.batcher))
+        return jobs
+
+    def stack(self, jobs: Sequence[Job]) -> Float32Array:
+        """Stack the jobs' context windows into one (B, window, F) array for the model."""
+        return np.stack([j.context for j in jobs])
+
+    def score(
+        self, jobs: Sequence[Job], predictions: Float32Array, now: float, *, live: bool = True
+    ) -> list[AlertEvent]:
+        """Compare each job's actual sample with its prediction and run the detector.
+
+        Args:
+            jobs: The batch, in the order it was taken.
+            predictions: Model output, shape (len(jobs), F), raw units.
+            now: Verdict time (for end-to-end latency when `live`).
+            live: Observe end-to-end latency (meaningless on a virtual clock).
+
+        Returns:
+            Physiological alert changes, in job order.
+        """
+        if not jobs:
+            return []
+        actual = np.stack([j.actual for j in jobs])
+        z = (actual - predictions) / self._sigma
+        absz = np.abs(z)
+        for i, hist in enumerate(self._error_hists):
+            observe_many(hist, absz[:, i])
+        self.metrics.batch_size.observe(len(jobs))
+        events: list[AlertEvent] = []
+        for row, job in enumerate(jobs):
+            changes = self.detector.update(
+                job.patient_id, z[row], job.t, job.seq, actual[row], predictions[row]
+            )
+            for event in changes:
+                if event.state == "raised" and event.vital is not None:
+                    self.metrics.alerts.labels(event.vital, event.severity).inc()
+            events += changes
+        if live:
+            received = np.fromiter((j.received_at for j in jobs), np.float64, len(jobs))
+            observe_many(self.metrics.end_to_end_latency, np.maximum(0.0, now - received))
+        self._scored_outcome.inc(len(jobs))
+        if self.degraded and len(self.batcher) < self.settings.batch.max_pending // 2:
+            self.degraded = False
+            events += self._close(None, "monitoring_degraded", None, now)
+        return events
+
+    def housekeeping(self, now: float) -> list[AlertEvent]:
+        """Evict idle patients and raise 'signal lost' for silent ones.
+
+        Args:
+            now: Current time, same clock as `ingest`.
+        """
+        events: list[AlertEvent] = []
+        for pid in self.windows.evict_idle(now):
+            self.metrics.evictions.inc()
+            events += self._forget(pid, now)
+        for pid in self.windows.stale(now, self.settings.window.stale_after_s):
+            if (pid, "signal_lost", None) not in self._technical:
+                events += self._open(pid, "signal_lost", None, now)
+        self.metrics.active_patients.set(len(self.windows))
+        self.metrics.degraded.set(1 if self.degraded else 0)
+        return events
+
+    def _forget(self, pid: str, now: float | None = None) -> list[AlertEvent]:
+        self.detector.forget(pid)
+        if now is None:
+            return []
+        # An evicted patient stays 'signal lost' until its data returns: never silence.
+        return []
+
+    def _open(
+        self, pid: str | None, reason: str, vital: str | None, now: float
+    ) -> list[AlertEvent]:
+        key = (pid or "", reason, vital)
+        if key in self._technical:
+            return []
+        self._technical[key] = now
+        self.metrics.technical_alerts.labels(reason).inc()
+        self.metrics.active_alerts.labels("technical").set(len(self._technical))
+        return [self._technical_event(pid, reason, vital, "raised", now)]
+
+    def _close(
+        self, pid: str | None, reason: str, vital: str | None, now: float
+    ) -> list[AlertEvent]:
+        if self._technical.pop((pid or "", reason, vital), None) is None:
+            return []
+        self.metrics.active_alerts.labels("technical").set(len(self._technical))
+        return [self._technical_event(pid, reason, vital, "cleared", now)]
+
+    def _close_all(self, pid: str, reasons: tuple[str, ...], now: float) -> list[AlertEvent]:
+        if not self._technical:
+            return []
+        keys = [k for k in self._technical if k[0] == pid and k[1] in reasons]
+        events: list[AlertEvent] = []
+        for _, reason, vital in keys:
+            events += self._close(pid, reason, vital, now)
+        return events
+
+    def _technical_event(
+        self, pid: str | None, reason: str, vital: str | None, state: str, now: float
+    ) -> AlertEvent:
+        return AlertEvent.technical(
+            pid,  # None: a system-wide alert (monitoring degraded)
+            reason,
+            state,  # type: ignore[arg-type]
+            t=now,
+            model_version=self.model.version,
+            vital=vital,
+        )
+
+    def drain_all(self) -> list[Job]:
+        """Take every queued job (shutdown: the last batches)."""
+        jobs: list[Job] = []
+        while len(self.batcher):
+            jobs += self.batcher.take(self.settings.batch.max_batch)
+        return jobs
+
+
+def model_info_from_card(card: object) -> ModelInfo:
+    """Build `ModelInfo` from a `ModelCard` (kept loose so the core stays torch-free)."""
+    from monitor.model.card import ModelCard
+
+    assert isinstance(card, ModelCard)
+    return ModelInfo(
+        features=tuple(card.features),
+        window=card.window,
+        residual_sigma=np.asarray(card.residual_sigma, dtype=np.float64),
+        version=card.model_version,
+    )

@@ -1,0 +1,183 @@
+"""The daemon's settings: one pydantic-settings root with plain sections.
+
+Sources, highest precedence first: CLI flags, `MONITOR_*` environment variables (nested
+with ``__``, e.g. ``MONITOR_BROKER__URL``), a TOML file (``--config``), then defaults.
+Read once at startup, validated, and passed down; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from monitor.core.detector import DetectorConfig
+from monitor.errors import MonitorError
+from monitor.mqtt import BrokerConfig
+
+_SECTION = ConfigDict(extra="forbid")
+
+
+class IngestSettings(BaseModel):
+    """What the daemon subscribes to and how."""
+
+    model_config = _SECTION
+
+    topics: list[str] = Field(default_factory=lambda: ["vitals/+"], min_length=1)
+    qos: Literal[0, 1, 2] = 1
+    persistent_session: bool = Field(
+        default=False,
+        description="Keep the broker session (and its queued QoS>0 messages) across restarts; "
+        "needs a fixed broker.client_id.",
+    )
+    session_expiry_s: int = Field(default=3600, ge=0)
+    queue_size: int = Field(default=100_000, ge=1, description="Bounded incoming queue.")
+    max_payload_bytes: int = Field(default=64 * 1024, ge=64)
+    max_future_skew_s: float = Field(default=5.0, gt=0)
+    max_age_s: float = Field(default=24 * 3600.0, gt=0)
+    reconnect_min_s: float = Field(default=0.2, gt=0)
+    reconnect_max_s: float = Field(default=10.0, gt=0)
+
+
+class WindowSettings(BaseModel):
+    """Per-patient windows and patient bookkeeping."""
+
+    model_config = _SECTION
+
+    max_patients: int = Field(default=10_000, ge=1)
+    idle_ttl_s: float = Field(default=3600.0, gt=0)
+    max_gap_s: float = Field(default=30.0, gt=0, description="A longer gap resets the window.")
+    stale_after_s: float = Field(
+        default=30.0, gt=0, description="Silence after which a 'signal lost' alert is raised."
+    )
+
+
+class BatchSettings(BaseModel):
+    """Micro-batching of windows for inference."""
+
+    model_config = _SECTION
+
+    max_batch: int = Field(default=256, ge=1)
+    max_wait_ms: float = Field(default=2.0, ge=0)
+    max_pending: int = Field(default=20_000, ge=1, description="Past this, work is shed.")
+
+
+class ModelSettings(BaseModel):
+    """The model served."""
+
+    model_config = _SECTION
+
+    path: Path | None = Field(default=None, description="Model directory; default: shipped.")
+    device: Literal["auto", "cpu", "cuda"] | str = "auto"
+
+
+class AlertSettings(BaseModel):
+    """Where alerts go."""
+
+    model_config = _SECTION
+
+    topic_prefix: str = Field(default="alerts", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_/-]{0,63}$")
+    qos: Literal[0, 1, 2] = 1
+    max_pending: int = Field(default=100_000, ge=1, description="Alerts held while offline.")
+
+
+class MetricsSettings(BaseModel):
+    """The HTTP endpoint for /metrics, /healthz and /readyz."""
+
+    model_config = _SECTION
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=9108, ge=0, le=65535)
+
+
+class LogSettings(BaseModel):
+    """Logging."""
+
+    model_config = _SECTION
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+    pseudonym_key: SecretStr | None = Field(
+        default=None,
+        description="Key of the keyed hash that replaces patient ids in logs; random per "
+        "process when unset (pseudonyms then differ between runs).",
+    )
+    invalid_log_interval_s: float = Field(default=5.0, ge=0)
+
+
+class Settings(BaseSettings):
+    """Every setting of `monitor run`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MONITOR_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    window: WindowSettings = Field(default_factory=WindowSettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    shutdown_grace_s: float = Field(default=10.0, gt=0)
+    housekeeping_interval_s: float = Field(default=1.0, gt=0)
+
+
+class SettingsError(MonitorError):
+    """Settings failed validation.
+
+    Attributes:
+        problems: One human line per invalid setting (dotted path: message).
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid settings:\n  " + "\n  ".join(problems))
+        self.problems = problems
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from CLI overrides, the environment and an optional TOML file.
+
+    Args:
+        config_file: A TOML file with the same sections as `Settings`.
+        **overrides: Values from CLI flags (nested dicts per section); they win.
+
+    Raises:
+        SettingsError: Any value is invalid, the file is missing or is not TOML.
+    """
+    if config_file is not None and not config_file.is_file():
+        raise SettingsError([f"config file {config_file} does not exist"])
+
+    class _FromFile(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+            if config_file is not None:
+                sources += (TomlConfigSettingsSource(settings_cls, toml_file=config_file),)
+            return sources
+
+    try:
+        loaded = _FromFile(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(
+            [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        ) from exc
+    except ValueError as exc:  # a TOML syntax error
+        raise SettingsError([f"{config_file}: {exc}"]) from exc
+    return loaded

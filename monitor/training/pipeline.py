@@ -1,0 +1,196 @@
+"""One training run: split data -> windows -> fit -> evaluate -> model directory."""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from monitor.model.card import Hyperparameters, ModelCard, Normalisation, TrainingInfo
+from monitor.model.features import fit_normalisation, normalise
+from monitor.model.lstm import MedicalLSTM
+from monitor.model.store import save_model
+from monitor.training.data import SplitData, cut_windows, require_windows
+from monitor.training.evaluation import compute_metrics, predict_normalised, residual_sigma
+from monitor.training.loop import fit
+from monitor.training.plots import plot_loss, plot_predictions
+from monitor.training.recipes import Recipe
+
+
+@dataclass(frozen=True, slots=True)
+class TrainResult:
+    """What a run produced.
+
+    Attributes:
+        card: The card as written (with the real model version and metrics).
+        losses: Mean training loss per epoch.
+        seconds: Wall time of data preparation, fitting and evaluation.
+        seed_style: ``(mse, rmse)`` computed as the seed does: over the test windows of
+            complete batches only (its test loader drops the last batch); None for other
+            recipes.
+    """
+
+    card: ModelCard
+    losses: list[float]
+    seconds: float
+    seed_style: tuple[float, float] | None
+
+
+@contextmanager
+def _deterministic() -> Iterator[None]:
+    # Same seed + same data => same weights on CPU; restore the caller's setting after.
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that decide a model's numbers."""
+    try:
+        own = metadata.version("vitals-monitor")
+    except metadata.PackageNotFoundError:
+        own = "unknown"
+    return {
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "vitals-monitor": own,
+    }
+
+
+def train_model(
+    data: SplitData,
+    recipe: Recipe,
+    out: Path,
+    *,
+    device: str = "cpu",
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train a `MedicalLSTM` on `data` with `recipe` and write the model directory.
+
+    Args:
+        data: Train / validation / test segments.
+        recipe: Hyper-parameters and seed.
+        out: Model directory to write (``model.safetensors``, ``card.json``, two PNGs).
+        device: Torch device to train on (weights are identical run to run on CPU).
+        progress: Show a progress bar over epochs on stderr.
+        echo: Where the seed recipe's per-5-epoch loss lines go.
+
+    Raises:
+        DataError: A split yields no window.
+    """
+    started = time.perf_counter()
+    n_feat = len(data.features)
+    train = cut_windows(data.train, recipe.window, n_feat)
+    test = cut_windows(data.test, recipe.window, n_feat)
+    # No validation split (the seed recipe): the residual sigma comes from training windows.
+    val = cut_windows(data.val, recipe.window, n_feat) if data.val else train
+    for part, windows in (("training split", train), ("test split", test), ("validation", val)):
+        require_windows(windows, part, recipe.window)
+    if recipe.normalise:
+        mean, std = fit_normalisation([s.values for s in data.train])
+    else:
+        mean, std = np.zeros(n_feat), np.ones(n_feat)
+
+    x_train = train.x[:: recipe.train_stride]
+    y_train = train.y[:: recipe.train_stride]
+    torch.manual_seed(recipe.seed)
+    model = MedicalLSTM(n_feat, recipe.hidden_size, recipe.num_layers, n_feat).to(device)
+    bar = tqdm(total=recipe.epochs, desc="epochs", disable=not progress, unit="epoch")
+
+    def on_epoch(epoch: int, loss: float) -> None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}")
+        if recipe.name == "seed" and epoch % 5 == 0:
+            # The seed's report line, in English.
+            line = f"Epoch [{epoch}/{recipe.epochs}], Loss: {loss:.4f}"
+            # tqdm.write keeps the line from tearing the progress bar.
+            (tqdm.write if progress else echo)(line)
+
+    with _deterministic():
+        losses = fit(
+            model,
+            torch.from_numpy(normalise(x_train, mean, std)).to(device),
+            torch.from_numpy(normalise(y_train, mean, std)).to(device),
+            epochs=recipe.epochs,
+            batch_size=recipe.batch_size,
+            lr=recipe.lr,
+            schedule=recipe.schedule,
+            seed=recipe.seed,
+            on_epoch=on_epoch,
+        )
+    bar.close()
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        z = predict_normalised(model, normalise(x, mean, std), device)
+        return z.astype(np.float64) * std + mean
+
+    test_pred = predict(test.x)
+    val_pred = predict(val.x)
+    metrics = compute_metrics(data.features, test_pred, test.y, test.x[:, -1, :], test.clean_y, std)
+    seed_style = None
+    if recipe.name == "seed":
+        # The seed's test loader has drop_last=True: only complete batches are scored.
+        kept = (len(test) // recipe.batch_size) * recipe.batch_size
+        mse = float(np.mean((test_pred[:kept] - test.y[:kept]) ** 2))
+        seed_style = (mse, float(np.sqrt(mse)))
+        metrics = metrics.model_copy(
+            update={
+                "extra": {
+                    "seed_style_test_mse": mse,
+                    "seed_style_test_rmse": seed_style[1],
+                    "seed_style_n_test": float(kept),
+                }
+            }
+        )
+    details = {k: v for k, v in asdict(recipe).items() if k not in ("name", "seed", "epochs")}
+    details.update(
+        train_windows=int(x_train.shape[0]),
+        val_windows=len(val),
+        residual_sigma_source="validation" if data.val else "training",
+        device=device,
+    )
+    card = ModelCard(
+        model_version="0" * 64,
+        created_at=datetime.now(UTC),
+        hyperparameters=Hyperparameters(
+            input_size=n_feat,
+            hidden_size=recipe.hidden_size,
+            num_layers=recipe.num_layers,
+            output_size=n_feat,
+        ),
+        features=list(data.features),
+        window=recipe.window,
+        sample_period_s=data.sample_period_s,
+        normalisation=Normalisation(mean=[float(v) for v in mean], std=[float(v) for v in std]),
+        residual_sigma=residual_sigma(val_pred, val.y),
+        training=TrainingInfo(
+            recipe=recipe.name,
+            seed=recipe.seed,
+            epochs=recipe.epochs,
+            batch_size=recipe.batch_size,
+            lr=recipe.lr,
+            data=data.description,
+            details=details,
+        ),
+        library_versions=library_versions(),
+        metrics=metrics,
+    )
+    elapsed = time.perf_counter() - started
+    card = save_model(out, model.to("cpu"), card)
+    plot_loss(losses, out / "loss.png")
+    plot_predictions(data.features, test.y, test_pred, out / "test_predictions.png")
+    return TrainResult(card=card, losses=losses, seconds=elapsed, seed_style=seed_style)

@@ -1,0 +1,163 @@
+"""The publishing loop: a scenario's samples onto MQTT topics, on a monotonic schedule.
+
+Sample `k` of every patient is due at ``m0 + k / (rate * speed)`` on the monotonic clock (each
+deadline computed from `k`, so the rate never drifts); a block message is due with its last
+sample. Samples are computed a chunk ahead; each label is written (and flushed) just before the
+first sample of its event is published, so a killed run has the label of every event it started.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from simulators.encode import MessageEncoder
+from simulators.labels import AnomalyLabel, LabelSink
+from simulators.scenarios import Scenario
+
+#: Upper bound on samples computed ahead (patients x chunk length), which bounds memory.
+CHUNK_SAMPLES = 65_536
+
+
+class Sink(Protocol):
+    """Where messages go (`monitor.mqtt.SyncPublisher`, or a list in tests)."""
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+        """Send one message."""
+
+    def publish_many(self, messages: Sequence[tuple[str, bytes]], qos: int = 0) -> None:
+        """Send messages in order (not retained)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PublishOptions:
+    """How to publish.
+
+    Attributes:
+        topic_prefix: Messages go to ``<topic_prefix>/<patient_id>``.
+        qos: MQTT QoS of vitals messages.
+        block: Samples per message (1: single-sample messages).
+        speed: Simulated seconds per real second.
+        max_speed: Publish as fast as possible (no sleeping).
+        duration_s: Simulated seconds to publish; None until stopped.
+        labels_topic: Also publish each label here (QoS 1, not retained).
+    """
+
+    topic_prefix: str = "vitals"
+    qos: int = 0
+    block: int = 1
+    speed: float = 1.0
+    max_speed: bool = False
+    duration_s: float | None = None
+    labels_topic: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PublishStats:
+    """What a run did.
+
+    Attributes:
+        messages: Vitals messages published.
+        samples: Samples in them.
+        labels: Labels written.
+        ticks: Sample times covered per patient (the next sequence number).
+        elapsed_s: Monotonic seconds from the first deadline to the end.
+    """
+
+    messages: int
+    samples: int
+    labels: int
+    ticks: int
+    elapsed_s: float
+
+
+def chunk_length(patients: int, block: int) -> int:
+    """Return how many sample times to compute at once: a multiple of `block`, at most 64."""
+    per = max(1, min(64, CHUNK_SAMPLES // max(1, patients)))
+    return block * max(1, per // block)
+
+
+def publish(
+    scenario: Scenario,
+    sink: Sink,
+    labels: LabelSink,
+    opts: PublishOptions,
+    stopped: Callable[[], bool],
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> PublishStats:
+    """Publish `scenario` until its duration ends or `stopped()` is true.
+
+    Args:
+        scenario: What to publish.
+        sink: Where to publish.
+        labels: Receives each event's label just before the event's first sample is sent.
+        opts: Topic, QoS, block size, speed and duration.
+        stopped: Polled at least every 50 ms; True ends the run after the current sample time.
+        clock: Monotonic clock, seconds.
+        sleep: Sleeps, seconds.
+
+    Returns:
+        Counts and elapsed time.
+    """
+    n_patients = len(scenario.profiles)
+    ids = [p.patient_id for p in scenario.profiles]
+    topics = [f"{opts.topic_prefix}/{pid}" for pid in ids]
+    encoders = [MessageEncoder(pid, scenario.names) for pid in ids]
+    end = math.inf if opts.duration_s is None else math.ceil(opts.duration_s * scenario.rate)
+    step = 1.0 / (scenario.rate * opts.speed)
+    chunk = chunk_length(n_patients, opts.block)
+    qos, block = opts.qos, opts.block
+    messages = samples = n_labels = 0
+    k = 0
+    m0 = math.nan  # set once the first chunk is computed, so sample 0 is not late
+    while k < end and not stopped():
+        b = int(min(k + chunk, end))
+        data = []
+        starting: dict[int, list[AnomalyLabel]] = {}
+        for i in range(n_patients):
+            t, values, present = scenario.samples(i, k, b)
+            data.append((t.tolist(), values.tolist(), present.tolist()))
+            for label in scenario.labels(i, k, b):
+                starting.setdefault(label.start_seq, []).append(label)
+        if k == 0:
+            m0 = clock()
+        for j in range(b - k):
+            seq = k + j
+            if not opts.max_speed:
+                deadline = m0 + seq * step
+                while (wait := deadline - clock()) > 0:
+                    if stopped():
+                        return PublishStats(messages, samples, n_labels, seq, clock() - m0)
+                    sleep(min(wait, 0.05))
+            for label in starting.get(seq, ()):
+                line = labels.write(label)
+                n_labels += 1
+                if opts.labels_topic:
+                    sink.publish(opts.labels_topic, line.encode(), 1, False)
+            batch: list[tuple[str, bytes]] = []
+            if block == 1:
+                for i in range(n_patients):
+                    t, values, present = data[i]
+                    if present[j]:
+                        batch.append((topics[i], encoders[i].single(t[j], seq, values[j])))
+                samples += len(batch)
+            elif (seq + 1) % block == 0 or seq + 1 == b:
+                lo = j - (seq % block)
+                for i in range(n_patients):
+                    t, values, present = data[i]
+                    rows = [r for r in range(lo, j + 1) if present[r]]
+                    if rows:
+                        payload = encoders[i].block(
+                            [t[r] for r in rows], [k + r for r in rows], [values[r] for r in rows]
+                        )
+                        batch.append((topics[i], payload))
+                        samples += len(rows)
+            if batch:
+                sink.publish_many(batch, qos)
+                messages += len(batch)
+        k = b
+    return PublishStats(messages, samples, n_labels, k, 0.0 if k == 0 else clock() - m0)

@@ -1,0 +1,254 @@
+"""Named scenarios: which anomalies each patient gets, when, and the resulting samples.
+
+Pure and seeded: `Scenario.samples(i, a, b)` returns the same values for patient `i` and the
+sequence range ``[a, b)`` however the range is cut into calls, in whatever patient order, at
+whatever publishing speed. The MQTT publisher and the evaluator both call it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from monitor.core.vitals import VITALS
+from simulators.anomalies import BoolArray, Event, inject
+from simulators.labels import KINDS, AnomalyKind, AnomalyLabel
+from simulators.signals import FloatArray, PatientProfile, ceilings, clean_signal, noise_sigmas
+
+#: Noise is drawn in blocks of this many samples, each from its own seeded generator, so
+#: any sequence range can be produced without replaying the stream from the start.
+NOISE_BLOCK = 64
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioSpec:
+    """What a named scenario injects.
+
+    Attributes:
+        name: The `--scenario` name.
+        kinds: Kinds of anomaly, drawn uniformly per event.
+        vitals: Vitals that may be affected (None: any vital of the profile).
+        sign: Forced direction (+1 up, -1 down); None draws it (SpO2 always goes down).
+        patient_fraction: Share of patients that get events at all.
+    """
+
+    name: str
+    kinds: tuple[AnomalyKind, ...]
+    vitals: tuple[str, ...] | None = None
+    sign: float | None = None
+    patient_fraction: float = 1.0
+
+
+SCENARIOS: dict[str, ScenarioSpec] = {
+    s.name: s
+    for s in (
+        ScenarioSpec("stable", ()),
+        ScenarioSpec("tachycardia", ("level_shift", "drift"), ("heart_rate",), 1.0, 0.5),
+        ScenarioSpec("desaturation", ("level_shift", "drift"), ("spo2",), -1.0, 0.5),
+        ScenarioSpec("sensor-dropout", ("dropout",), None, None, 0.5),
+        ScenarioSpec("mixed", KINDS),
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """When events happen and how long they last (seconds of simulated time).
+
+    Attributes:
+        warmup_s: No event starts before this, so detectors have full windows first.
+        gap_s: Quiet time between the end of one event and the start of the next (uniform).
+        magnitude_sigma: Range of magnitudes, in sigma of the affected vital (uniform).
+        durations_s: Duration range per kind (a spike is always one sample).
+    """
+
+    warmup_s: float = 300.0
+    gap_s: tuple[float, float] = (300.0, 900.0)
+    magnitude_sigma: tuple[float, float] = (3.0, 12.0)
+    durations_s: dict[str, tuple[float, float]] = field(
+        default_factory=lambda: {
+            "level_shift": (60.0, 300.0),
+            "drift": (120.0, 600.0),
+            "flatline": (30.0, 180.0),
+            "dropout": (10.0, 120.0),
+            "noise_burst": (30.0, 120.0),
+            "rhythm_change": (60.0, 300.0),
+        }
+    )
+
+
+@dataclass
+class _Schedule:
+    rng: np.random.Generator
+    active: bool
+    cursor: int
+    events: list[Event] = field(default_factory=list)
+
+
+class Scenario:
+    """A named scenario over a fixed set of patients.
+
+    Args:
+        spec: What to inject.
+        profiles: The patients, in index order (patient `i` is ``profiles[i]``).
+        seed: The run's seed.
+        rate: Samples per second per patient.
+        start_time: Unix time of sequence 0 (sample times are ``start_time + seq / rate``).
+        timing: Event timing.
+    """
+
+    def __init__(
+        self,
+        spec: ScenarioSpec,
+        profiles: list[PatientProfile],
+        seed: int,
+        rate: float,
+        start_time: float = 0.0,
+        timing: Timing | None = None,
+    ) -> None:
+        self.spec = spec
+        self.profiles = profiles
+        self.seed = seed
+        self.rate = rate
+        self.start_time = start_time
+        self.timing = timing or Timing()
+        self._schedules: dict[int, _Schedule] = {}
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Vital names in feature order (the same for every patient)."""
+        return self.profiles[0].names
+
+    def time_of(self, seq: int) -> float:
+        """Return the sample time (unix seconds) of sequence number `seq`."""
+        return self.start_time + seq / self.rate
+
+    def _schedule(self, i: int) -> _Schedule:
+        sched = self._schedules.get(i)
+        if sched is None:
+            rng = np.random.default_rng([self.seed, i, 0xE7E27])
+            active = bool(self.spec.kinds) and rng.random() < self.spec.patient_fraction
+            warmup = round(self.timing.warmup_s * self.rate)
+            sched = self._schedules[i] = _Schedule(rng, active, warmup)
+        return sched
+
+    def _next_event(self, i: int, sched: _Schedule) -> Event:
+        rng, spec, timing = sched.rng, self.spec, self.timing
+        names = self.names
+        allowed = [n for n in (spec.vitals or names) if n in names]
+        if not allowed:
+            raise ValueError(f"scenario {spec.name!r} needs one of {spec.vitals}; have {names}")
+        # Always draw the same values in the same order, whatever the kind, so one event's
+        # kind never shifts the random stream of the next.
+        gap = rng.uniform(*timing.gap_s)
+        kind = spec.kinds[int(rng.integers(len(spec.kinds)))]
+        vital_name = allowed[int(rng.integers(len(allowed)))]
+        magnitude = rng.uniform(*timing.magnitude_sigma)
+        sign = 1.0 if rng.random() < 0.5 else -1.0
+        factor = rng.uniform(4.0, 8.0)
+        lo, hi = timing.durations_s.get(kind, (0.0, 0.0))
+        duration = rng.uniform(lo, hi)
+        if spec.sign is not None:
+            sign = spec.sign
+        elif vital_name == "spo2":
+            sign = -1.0  # an upward SpO2 event would be clipped away at 100 %
+        start = sched.cursor + max(1, round(gap * self.rate))
+        length = 1 if kind == "spike" else max(2, round(duration * self.rate))
+        if kind in ("flatline", "dropout"):
+            magnitude = 0.0
+        event = Event(
+            kind=kind,
+            vital=None if kind == "dropout" else names.index(vital_name),
+            start_seq=start,
+            end_seq=start + length - 1,
+            magnitude=magnitude,
+            sign=sign,
+            factor=factor,
+            seed=(self.seed, i, len(sched.events), 0xB0257),
+        )
+        sched.cursor = event.end_seq + 1
+        return event
+
+    def events(self, i: int, until_seq: int) -> list[Event]:
+        """Return patient `i`'s events that start before `until_seq`, in time order."""
+        sched = self._schedule(i)
+        while sched.active and (not sched.events or sched.events[-1].start_seq < until_seq):
+            sched.events.append(self._next_event(i, sched))
+        return [e for e in sched.events if e.start_seq < until_seq]
+
+    def label(self, i: int, event: Event) -> AnomalyLabel:
+        """Return the ground-truth label of one of patient `i`'s events."""
+        return AnomalyLabel(
+            patient_id=self.profiles[i].patient_id,
+            vital=None if event.vital is None else self.names[event.vital],
+            kind=event.kind,
+            start_t=self.time_of(event.start_seq),
+            end_t=self.time_of(event.end_seq),
+            start_seq=event.start_seq,
+            end_seq=event.end_seq,
+            magnitude_sigma=event.magnitude,
+        )
+
+    def labels(self, i: int, a: int, b: int) -> list[AnomalyLabel]:
+        """Return labels of patient `i`'s events that start in ``[a, b)``."""
+        return [self.label(i, e) for e in self.events(i, b) if e.start_seq >= a]
+
+    def stable(self, i: int, a: int, b: int) -> FloatArray:
+        """Return patient `i`'s samples for ``[a, b)`` without anomalies, ``(b - a, n_vitals)``."""
+        profile = self.profiles[i]
+        seq = np.arange(a, b, dtype=np.int64)
+        first, last = a // NOISE_BLOCK, (b - 1) // NOISE_BLOCK
+        z = np.concatenate(
+            [
+                np.random.default_rng([self.seed, i, k, 0x4015E]).standard_normal(
+                    (NOISE_BLOCK, len(profile.vitals))
+                )
+                for k in range(first, last + 1)
+            ]
+        )[a - first * NOISE_BLOCK : b - first * NOISE_BLOCK]
+        values = clean_signal(profile, seq / self.rate) + z * noise_sigmas(profile)
+        return np.minimum(values, ceilings(profile))
+
+    def samples(self, i: int, a: int, b: int) -> tuple[FloatArray, FloatArray, BoolArray]:
+        """Return patient `i`'s published samples for the sequence range ``[a, b)``.
+
+        Returns:
+            ``(t, values, present)``: sample times (unix seconds) ``(n,)``, values
+            ``(n, n_vitals)`` within each vital's bounds, and whether each sample is published
+            (False during a dropout).
+        """
+        seq = np.arange(a, b, dtype=np.int64)
+        values = self.stable(i, a, b)
+        present = np.ones(b - a, dtype=np.bool_)
+        profile = self.profiles[i]
+        params = list(profile.vitals.values())
+        for event in self.events(i, b):
+            if not event.overlaps(a, b):
+                continue
+            hold = 0.0
+            if event.kind == "flatline" and event.vital is not None:
+                hold = float(self.stable(i, event.start_seq - 1, event.start_seq)[0, event.vital])
+            vp = None if event.vital is None else params[event.vital]
+            inject(event, seq, seq / self.rate, values, present, vp, hold, self.rate)
+        low = np.array([VITALS[n].low for n in profile.vitals])
+        high = np.minimum(np.array([VITALS[n].high for n in profile.vitals]), ceilings(profile))
+        return self.start_time + seq / self.rate, np.clip(values, low, high), present
+
+
+def build(
+    name: str,
+    profiles: list[PatientProfile],
+    seed: int,
+    rate: float,
+    start_time: float = 0.0,
+    timing: Timing | None = None,
+) -> Scenario:
+    """Return the scenario `name` (a key of `SCENARIOS`) over `profiles`.
+
+    Raises:
+        KeyError: Unknown scenario name.
+    """
+    if name not in SCENARIOS:
+        raise KeyError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
+    return Scenario(SCENARIOS[name], profiles, seed, rate, start_time, timing)

@@ -1,0 +1,283 @@
+"""The codec: valid messages decode to feature-ordered arrays; every bad input has a reason."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from monitor.core.codec import CodecLimits, Decoded, Rejection, clip, decode
+from monitor.core.types import REJECT_REASONS
+from monitor.core.vitals import CLINICAL_VITALS
+
+NOW = 1_764_000_000.0
+FEATURES = CLINICAL_VITALS
+VITALS = {
+    "heart_rate": 71.5,
+    "spo2": 97.25,
+    "resp_rate": 14.0,
+    "bp_sys": 120.0,
+    "bp_dia": 80.5,
+    "temperature": 36.75,
+}
+
+
+def single(**changes: Any) -> dict[str, Any]:
+    message: dict[str, Any] = {"v": 1, "patient_id": "p0001", "t": NOW, "seq": 7}
+    message["vitals"] = dict(VITALS)
+    message.update(changes)
+    return message
+
+
+def block(n: int = 3, **changes: Any) -> dict[str, Any]:
+    samples = [{"t": NOW - n + i, "seq": 10 + i, "vitals": dict(VITALS)} for i in range(n)]
+    message: dict[str, Any] = {"v": 1, "patient_id": "p0001", "samples": samples}
+    message.update(changes)
+    return message
+
+
+def run(payload: bytes | dict[str, Any], topic: str | None = "p0001", **limits: Any) -> Any:
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return decode(
+        raw, topic_patient_id=topic, features=FEATURES, now=NOW, limits=CodecLimits(**limits)
+    )
+
+
+def test_single_sample_decodes_in_feature_order() -> None:
+    """A valid single message yields one sample with values in `features` order."""
+    result = run(single())
+    assert isinstance(result, Decoded)
+    assert result.patient_id == "p0001"
+    assert [(s.t, s.seq) for s in result.samples] == [(NOW, 7)]
+    assert result.samples[0].values.tolist() == [71.5, 97.25, 14.0, 120.0, 80.5, 36.75]
+
+
+def test_feature_subset_ignores_other_known_vitals() -> None:
+    """Known vitals outside `features` are ignored; order follows `features`."""
+    raw = json.dumps(single()).encode()
+    result = decode(raw, topic_patient_id=None, features=["spo2", "heart_rate"], now=NOW)
+    assert isinstance(result, Decoded)
+    assert result.samples[0].values.tolist() == [97.25, 71.5]
+
+
+def test_block_decodes_every_sample_in_message_order() -> None:
+    """A block yields its samples in order, each with its own time, seq and values."""
+    message = block(3)
+    message["samples"][2]["vitals"]["heart_rate"] = 90.0
+    result = run(message)
+    assert isinstance(result, Decoded)
+    assert [(s.t, s.seq) for s in result.samples] == [(NOW - 3, 10), (NOW - 2, 11), (NOW - 1, 12)]
+    assert [s.values[0] for s in result.samples] == [71.5, 71.5, 90.0]
+
+
+def test_single_with_patient_id_named_samples_is_not_mistaken_for_a_block() -> None:
+    """The block hint is only a hint: a single message whose id is 'samples' decodes."""
+    result = run(single(patient_id="samples"), topic="samples")
+    assert isinstance(result, Decoded)
+    assert result.patient_id == "samples"
+
+
+def test_block_with_escaped_key_decodes() -> None:
+    """A block whose 'samples' key is written with a JSON escape is still a block."""
+    raw = json.dumps(block(2)).replace('"samples"', '"sampl\\u0065s"').encode()
+    result = run(raw)
+    assert isinstance(result, Decoded)
+    assert len(result.samples) == 2
+
+
+def test_topic_none_skips_the_topic_check() -> None:
+    """Without a topic id any allowlisted payload id is accepted."""
+    result = run(single(patient_id="ward3.bed-12"), topic=None)
+    assert isinstance(result, Decoded)
+    assert result.patient_id == "ward3.bed-12"
+
+
+BAD_IDS = [
+    "p+1",
+    "p#1",
+    "ward/p1",
+    "p\x001",
+    "$SYS",
+    "p1\n",
+    "p\x1b[31m1",
+    "../etc",
+    "",
+    "x" * 65,
+    "-p1",
+]
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"{not json", "bad_json"),
+        (b"\xff\xfe\x00", "bad_json"),
+        (b"[" * 5000 + b"]" * 5000, "bad_json"),
+        (b"", "bad_json"),
+        (b"[1, 2]", "bad_schema"),
+        (b'"text"', "bad_schema"),
+        (single(v=2), "bad_schema"),
+        (single(extra=1), "bad_schema"),
+        ({k: v for k, v in single().items() if k != "seq"}, "bad_schema"),
+        ({k: v for k, v in single().items() if k != "t"}, "bad_schema"),
+        (single(seq=True), "bad_schema"),
+        (single(seq="7"), "bad_schema"),
+        (single(seq=-1), "bad_schema"),
+        (single(seq=7.0), "bad_schema"),
+        (single(t="2025-01-01"), "bad_schema"),
+        (single(t=False), "bad_schema"),
+        (single(vitals={**VITALS, "heart_rate": True}), "bad_schema"),
+        (single(vitals={**VITALS, "heart_rate": "71"}), "bad_schema"),
+        (single(vitals={**VITALS, "heart_rate": None}), "bad_schema"),
+        (single(vitals={**VITALS, "heart_rate": [71]}), "bad_schema"),
+        (single(vitals=[1, 2, 3]), "bad_schema"),
+        (block(samples=[]), "bad_schema"),
+        (block(samples=[[0] * 20000]), "bad_schema"),
+        (single(vitals={**VITALS, "glucose": 5.0}), "unknown_vital"),
+        (single(vitals={**VITALS, "x" * 5000: 5.0}), "unknown_vital"),
+        (single(vitals={k: v for k, v in VITALS.items() if k != "spo2"}), "missing_vital"),
+        (single(vitals={}), "missing_vital"),
+        (single(patient_id="p0002"), "topic_mismatch"),
+        (single(t=NOW + 5.5), "clock_skew"),
+        (single(t=NOW - 24 * 3600 - 1), "clock_skew"),
+        (single(vitals={**VITALS, "heart_rate": 0.0}), "artifact"),
+        (single(vitals={**VITALS, "heart_rate": 400.0}), "artifact"),
+        (single(vitals={**VITALS, "spo2": 100.5}), "artifact"),
+        (single(vitals={**VITALS, "temperature": -5.0}), "artifact"),
+        *[(single(patient_id=bad), "bad_patient_id") for bad in BAD_IDS],
+    ],
+)
+def test_rejection_reasons(payload: bytes | dict[str, Any], reason: str) -> None:
+    """Each malformed, unsafe or implausible message is refused with its named reason."""
+    result = run(payload)
+    assert isinstance(result, Rejection)
+    assert result.reason == reason
+    assert result.reason in REJECT_REASONS
+    assert 0 < len(result.detail) <= 160
+    assert result.detail.isprintable()
+
+
+@pytest.mark.parametrize(
+    "literal", [b"NaN", b"Infinity", b"-Infinity", b"1e309", b"-1e309", b"1E400"]
+)
+def test_non_finite_numbers_are_refused(literal: bytes) -> None:
+    """NaN, +-Infinity and overflowing literals (1e309) are refused as non_finite."""
+    raw = json.dumps(single(vitals={**VITALS, "spo2": 0.5})).encode()
+    raw = raw.replace(b'"spo2": 0.5', b'"spo2": ' + literal)
+    result = run(raw)
+    assert isinstance(result, Rejection)
+    assert result.reason == "non_finite"
+
+
+@pytest.mark.parametrize("literal", [b"NaN", b"1e309"])
+def test_non_finite_time_is_refused(literal: bytes) -> None:
+    """A non-finite sample time never reaches the clock check or the window."""
+    raw = json.dumps(single(t=0.5)).encode().replace(b'"t": 0.5', b'"t": ' + literal)
+    result = run(raw)
+    assert isinstance(result, Rejection)
+    assert result.reason in {"non_finite", "bad_schema"}
+
+
+def test_block_over_max_samples_is_refused() -> None:
+    """A block of 1001 samples is bad_schema even when its size is within the byte limit."""
+    samples = [{"t": NOW, "seq": i, "vitals": {"spo2": 97.0}} for i in range(1001)]
+    result = run(block(samples=samples), max_bytes=1 << 20)
+    assert isinstance(result, Rejection)
+    assert result.reason == "bad_schema"
+    assert result.detail.startswith("samples: List should have at most 1000 items")
+
+
+def test_oversize_is_refused_before_parsing() -> None:
+    """A 10 MB payload is refused as too_large in well under a millisecond (no parse)."""
+    payload = b"[" * 10_000_000
+    start = time.perf_counter()
+    result = run(payload)
+    elapsed = time.perf_counter() - start
+    assert isinstance(result, Rejection)
+    assert result.reason == "too_large"
+    assert result.detail == "10000000 bytes > limit 65536"
+    assert elapsed < 1e-3
+
+
+def test_64k_patient_id_is_refused() -> None:
+    """A 64 KiB patient id is too_large at the default limit and bad_patient_id past it."""
+    message = single(patient_id="p" * 65536)
+    assert run(message).reason == "too_large"
+    result = run(message, topic=None, max_bytes=1 << 20)
+    assert result.reason == "bad_patient_id"
+    assert "ppppppppp" * 3 not in result.detail
+
+
+def test_detail_never_echoes_unbounded_or_control_input() -> None:
+    """A long, control-laden unknown vital name is escaped and clipped in the detail."""
+    name = "\x1b[31m\n" + "z" * 10_000
+    result = run(single(vitals={**VITALS, name: 1.0}))
+    assert result.reason == "unknown_vital"
+    assert len(result.detail) <= 160
+    assert "\x1b" not in result.detail
+    assert "\n" not in result.detail
+
+
+def test_topic_mismatch_detail_is_escaped() -> None:
+    """A hostile topic level is escaped in the detail, and no patient is attributed."""
+    result = run(single(), topic="$SYS/\x00" + "a" * 1000)
+    assert result.reason == "topic_mismatch"
+    assert result.patient_id is None
+    assert "\x00" not in result.detail
+    assert len(result.detail) <= 160
+
+
+def test_artifact_names_patient_vital_and_block_size() -> None:
+    """An artifact inside a block rejects the whole block and names patient and vital."""
+    message = block(4)
+    message["samples"][1]["vitals"]["spo2"] = 104.0
+    result = run(message)
+    assert isinstance(result, Rejection)
+    assert (result.reason, result.patient_id, result.vital, result.n_samples) == (
+        "artifact",
+        "p0001",
+        "spo2",
+        4,
+    )
+    assert result.detail.startswith("spo2=104 outside [40, 100] %")
+
+
+def test_clock_skew_names_the_patient() -> None:
+    """A skewed timestamp is attributed to its (allowlisted) patient for a technical alert."""
+    result = run(single(t=NOW + 60))
+    assert (result.reason, result.patient_id, result.vital) == ("clock_skew", "p0001", None)
+    assert result.detail == f"sample time {NOW + 60:.3f} is +60.000 s from receive time"
+
+
+def test_skew_limits_are_configurable() -> None:
+    """A sample 10 s ahead passes with a 15 s skew allowance and fails with the default."""
+    assert run(single(t=NOW + 10)).reason == "clock_skew"
+    assert isinstance(run(single(t=NOW + 10), max_future_skew_s=15.0), Decoded)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("plain", "plain"),
+        ("a\nb", "a\\nb"),
+        ("\x1b[0m", "\\x1b[0m"),
+        ("é", "\\xe9"),
+        ("x" * 200, "x" * 157 + "..."),
+    ],
+)
+def test_clip(text: str, expected: str) -> None:
+    """clip escapes control and non-ASCII characters and bounds the length."""
+    assert clip(text) == expected
+
+
+def test_values_are_float64_and_finite() -> None:
+    """Decoded values are float64 arrays of shape (F,)."""
+    result = run(block(2))
+    assert isinstance(result, Decoded)
+    for sample in result.samples:
+        assert sample.values.dtype == np.float64
+        assert sample.values.shape == (len(FEATURES),)
+        assert np.isfinite(sample.values).all()

@@ -1,0 +1,138 @@
+"""Property tests: the codec never raises and never lets a non-finite value through."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from monitor.core.codec import CodecLimits, Decoded, Rejection, decode
+from monitor.core.schema import MESSAGE_ADAPTER
+from monitor.core.types import REJECT_REASONS
+from monitor.core.vitals import CLINICAL_VITALS, VITALS
+
+NOW = 1_764_000_000.0
+KEYS = ["v", "patient_id", "t", "seq", "vitals", "samples", *CLINICAL_VITALS, "glucose"]
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from([NOW, NOW - 1.0, 97.0, 0.0, 1, "p0001", "$SYS", "a/b", "\x00"])
+    | st.text(max_size=20)
+)
+json_ish = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=8), inner, max_size=6)
+    ),
+    max_leaves=25,
+)
+valid_vitals = st.fixed_dictionaries(
+    {name: st.floats(allow_nan=True, allow_infinity=True) | scalars for name in CLINICAL_VITALS}
+)
+near_valid = st.fixed_dictionaries(
+    {
+        "v": st.sampled_from([1, 1, 2, True, "1"]),
+        "patient_id": st.sampled_from(["p0001", "p0001", "p+1", "", "x" * 70]) | st.text(),
+        "t": st.sampled_from([NOW, NOW - 2.0]) | scalars,
+        "seq": st.integers(min_value=-2, max_value=2**64) | scalars,
+        "vitals": valid_vitals | json_ish,
+    }
+)
+near_block = st.fixed_dictionaries(
+    {
+        "v": st.just(1),
+        "patient_id": st.just("p0001"),
+        "samples": st.lists(
+            st.fixed_dictionaries(
+                {"t": st.just(NOW), "seq": st.integers(0, 9), "vitals": valid_vitals}
+            ),
+            max_size=4,
+        )
+        | json_ish,
+    }
+)
+# json.dumps writes NaN/Infinity literals; the replacement adds overflowing literals too.
+payloads = st.binary(max_size=300) | (json_ish | near_valid | near_block).map(
+    lambda obj: json.dumps(obj).replace("Infinity", "1e309", 1).encode()
+)
+
+
+def check(payload: bytes) -> None:
+    result = decode(
+        payload,
+        topic_patient_id="p0001",
+        features=CLINICAL_VITALS,
+        now=NOW,
+        limits=CodecLimits(max_bytes=4096),
+    )
+    if isinstance(result, Decoded):
+        MESSAGE_ADAPTER.validate_json(payload)  # accepted means valid per the schema
+        assert result.patient_id == "p0001"
+        for sample in result.samples:
+            assert np.isfinite(sample.values).all()
+            assert np.isfinite(sample.t)
+    else:
+        assert isinstance(result, Rejection)
+        assert result.reason in REJECT_REASONS
+        assert len(result.detail) <= 160
+        assert result.detail.isprintable()
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payloads)
+def test_decode_never_raises_and_never_passes_non_finite(payload: bytes) -> None:
+    """Arbitrary bytes and JSON-ish objects give Decoded (all finite) or a known Rejection."""
+    check(payload)
+
+
+@pytest.mark.slow
+@settings(max_examples=100_000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(payloads)
+def test_decode_fuzz_100k(payload: bytes) -> None:
+    """The same property over 100,000 generated payloads (issue 7 item 9)."""
+    check(payload)
+
+
+def _valid(obj: Any) -> bytes:
+    return json.dumps(obj).encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "t": st.floats(NOW - 100, NOW),
+                "seq": st.integers(0, 2**40),
+                "vitals": st.fixed_dictionaries(
+                    {
+                        name: st.floats(VITALS[name].low, VITALS[name].high)
+                        for name in CLINICAL_VITALS
+                    }
+                ),
+            }
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_valid_blocks_round_trip(samples: list[dict[str, Any]]) -> None:
+    """Every valid block decodes to exactly its samples' times, seqs and values."""
+    result = decode(
+        _valid({"v": 1, "patient_id": "p0001", "samples": samples}),
+        topic_patient_id="p0001",
+        features=CLINICAL_VITALS,
+        now=NOW,
+    )
+    assert isinstance(result, Decoded)
+    assert [(s.t, s.seq) for s in result.samples] == [(x["t"], x["seq"]) for x in samples]
+    expected = [[x["vitals"][n] for n in CLINICAL_VITALS] for x in samples]
+    assert [s.values.tolist() for s in result.samples] == expected

@@ -1,0 +1,154 @@
+"""The detector: k-of-n raise, severe immediate raise, hysteresis clear, severity, overrides."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from monitor.core.alerts import AlertEvent
+from monitor.core.detector import Detector, DetectorConfig
+
+FEATURES = ("heart_rate", "spo2")
+
+
+def run(zs: list[float], config: DetectorConfig | None = None, vital: int = 0) -> list[str]:
+    """Feed |z| values for one vital (the other stays at 0); return 'seq:state:severity'."""
+    det = Detector(FEATURES, config or DetectorConfig(), model_version="m1")
+    out: list[str] = []
+    for seq, value in enumerate(zs):
+        z = np.zeros(2)
+        z[vital] = value
+        for e in det.update(
+            "p1", z, float(seq), seq, np.array([80.0, 97.0]), np.array([70.0, 96.0])
+        ):
+            out.append(f"{e.seq}:{e.state}:{e.severity}")
+    return out
+
+
+@pytest.mark.parametrize(
+    ("zs", "expected"),
+    [
+        ([5.0], []),
+        ([5.0, 0.0, 0.0, 5.0], []),
+        ([5.0, 5.0], ["1:raised:low"]),
+        ([5.0, 0.0, 5.0], ["2:raised:low"]),
+        ([-5.0, 4.5], ["1:raised:low"]),
+        ([4.0, 4.0, 4.0], []),
+        ([3.9] * 10, []),
+        ([8.5], ["0:raised:high"]),
+        ([-8.5], ["0:raised:high"]),
+        ([8.0], []),
+        ([7.0, 4.5], ["1:raised:medium"]),
+        ([6.0, 6.0], ["1:raised:medium"]),
+    ],
+)
+def test_raise_rules(zs: list[float], expected: list[str]) -> None:
+    """k=2 of n=3 above 4 sigma raises; > 8 raises at once; severity from the peak |z|."""
+    assert run(zs) == expected
+
+
+@pytest.mark.parametrize(
+    ("zs", "expected"),
+    [
+        ([5, 5, 1, 1, 1], ["1:raised:low", "4:cleared:low"]),
+        ([5, 5, 1, 1, 3, 1, 1, 1], ["1:raised:low", "7:cleared:low"]),
+        ([5, 5, 1, 1], ["1:raised:low"]),
+        ([5, 5, 2.0, 2.0, 2.0], ["1:raised:low"]),
+        ([5, 5, 1, 1, 1, 5], ["1:raised:low", "4:cleared:low"]),
+        ([5, 5, 1, 1, 1, 5, 5], ["1:raised:low", "4:cleared:low", "6:raised:low"]),
+        ([9, 1, 1, 1], ["0:raised:high", "3:cleared:high"]),
+    ],
+)
+def test_hysteresis_clear(zs: list[float], expected: list[str]) -> None:
+    """A raised alert clears after 3 consecutive |z| < 2; a fresh episode needs k new hits."""
+    assert run(zs) == expected
+
+
+@pytest.mark.parametrize(
+    ("zs", "expected"),
+    [
+        ([5, 5, 7], ["1:raised:low", "2:escalated:medium"]),
+        ([5, 5, 9, 9], ["1:raised:low", "2:escalated:high"]),
+        ([5, 5, 6.5, 9, 5], ["1:raised:low", "2:escalated:medium", "3:escalated:high"]),
+        ([9, 5, 1, 1, 1], ["0:raised:high", "4:cleared:high"]),
+    ],
+)
+def test_severity_escalates_never_drops_while_raised(zs: list[float], expected: list[str]) -> None:
+    """Severity rises with a larger |z| (an escalated event) and never falls until cleared."""
+    assert run(zs) == expected
+
+
+def test_per_vital_override() -> None:
+    """A per-vital override applies to that vital only; other vitals keep the defaults."""
+    config = DetectorConfig(
+        per_vital={"spo2": {"threshold": 2.0, "k": 1, "n": 1, "clear_below": 1.0}}
+    )
+    assert run([2.5], config, vital=1) == ["0:raised:low"]
+    assert run([2.5, 2.5], config, vital=0) == []
+
+
+def test_event_fields() -> None:
+    """A raised event carries patient, vital, sample, values, z, threshold and model version."""
+    det = Detector(FEATURES, DetectorConfig(), model_version="v7")
+    events = det.update(
+        "p9", np.array([0.0, 9.5]), 123.5, 42, np.array([80.0, 88.0]), np.array([79.0, 97.5])
+    )
+    assert len(events) == 1
+    assert events[0] == AlertEvent(
+        kind="physiological",
+        patient_id="p9",
+        vital="spo2",
+        state="raised",
+        severity="high",
+        t=123.5,
+        seq=42,
+        actual=88.0,
+        predicted=97.5,
+        z=9.5,
+        threshold=4.0,
+        model_version="v7",
+        reason=None,
+    )
+
+
+def test_patients_are_independent_and_forget_drops_state() -> None:
+    """State is per patient; forget returns the raised vitals and resets the patient."""
+    det = Detector(FEATURES, DetectorConfig())
+    hi, lo = np.array([5.0, 9.0]), np.zeros(2)
+    vals = np.zeros(2)
+    det.update("a", hi, 0.0, 0, vals, vals)
+    assert det.update("b", hi, 0.0, 0, vals, vals)[0].vital == "spo2"
+    states = [(e.vital, e.state) for e in det.update("a", hi, 1.0, 1, vals, vals)]
+    assert states == [("heart_rate", "raised")]
+    assert det.active("a") == ["heart_rate", "spo2"]
+    assert det.active("b") == ["spo2"]
+    assert det.forget("a") == ["heart_rate", "spo2"]
+    assert det.active("a") == []
+    assert det.forget("a") == []
+    assert det.update("a", lo, 2.0, 2, vals, vals) == []
+    assert len(det) == 2
+
+
+def test_non_finite_z_never_raises() -> None:
+    """A NaN residual is neither an exceedance nor a calm sample."""
+    assert run([float("nan")] * 5) == []
+    assert run([5, 5, float("nan"), 1, 1, 1]) == ["1:raised:low", "5:cleared:low"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "match"),
+    [
+        ({"k": 4, "n": 3}, "k \\(4\\) must not exceed n"),
+        ({"threshold": 9.0}, "clear_below <= threshold < severe"),
+        ({"clear_below": 5.0}, "clear_below <= threshold < severe"),
+        ({"per_vital": {"glucose": {"k": 1}}}, "unknown vital"),
+        ({"per_vital": {"spo2": {"k": 5}}}, "spo2: k"),
+        ({"n": 17}, "less than or equal to 16"),
+        ({"bogus": 1}, "Extra inputs"),
+    ],
+)
+def test_invalid_config_is_refused(settings: dict[str, object], match: str) -> None:
+    """Inconsistent thresholds or unknown names fail validation with a clear message."""
+    with pytest.raises(ValidationError, match=match):
+        DetectorConfig.model_validate(settings)

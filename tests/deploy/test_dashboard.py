@@ -1,0 +1,113 @@
+"""The Grafana dashboard: generated from the metrics registry, committed, provisioned."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from monitor.dashboard import DATASOURCE_UID, build_dashboard, render, series
+from monitor.service.metrics import Metrics
+from tests.deploy.contract import (
+    DASHBOARD_JSON,
+    DEPLOY,
+    dashboard_expressions,
+    exported_series,
+    load_yaml,
+    series_in,
+)
+
+
+def test_committed_dashboard_is_the_generated_one() -> None:
+    """The committed JSON is byte-for-byte what `python -m monitor.dashboard` writes."""
+    regenerate = "python -m monitor.dashboard --out deploy/grafana/dashboards/vitals-monitor.json"
+    assert DASHBOARD_JSON.read_text() == render(build_dashboard()), regenerate
+
+
+def test_every_panel_series_is_exported() -> None:
+    """Each series a panel queries is in the exposition of a fresh `Metrics` registry."""
+    exported = exported_series()
+    missing = {
+        (title, name)
+        for title, expr in dashboard_expressions()
+        for name in series_in(expr) - exported
+    }
+    assert missing == set()
+
+
+def test_panels_cover_the_required_views() -> None:
+    """Messages, both latencies, errors, alerts, patients, batches, MQTT and model are shown."""
+    used = set().union(*(series_in(expr) for _, expr in dashboard_expressions()))
+    required = {
+        "monitor_messages_total",
+        "monitor_end_to_end_latency_seconds_bucket",
+        "monitor_inference_latency_seconds_bucket",
+        "monitor_prediction_error_bucket",
+        "monitor_alerts_total",
+        "monitor_active_patients",
+        "monitor_batch_size_bucket",
+        "monitor_batch_size_sum",
+        "monitor_mqtt_connected",
+        "monitor_mqtt_reconnects_total",
+        "monitor_model_info",
+    }
+    assert required - used == set()
+    latency = [e for _, e in dashboard_expressions() if "end_to_end_latency" in e]
+    assert [e.split(",")[0] for e in latency] == [
+        "histogram_quantile(0.5",
+        "histogram_quantile(0.95",
+        "histogram_quantile(0.99",
+    ]
+
+
+def test_renamed_metric_changes_the_dashboard() -> None:
+    """A metric registered under another name shows up in the generated panels."""
+    metrics = Metrics.create(CollectorRegistry())
+    renamed = dataclasses.replace(
+        metrics,
+        messages=Counter("monitor_msgs", "renamed", ["outcome"], registry=CollectorRegistry()),
+    )
+    text = render(build_dashboard(renamed))
+    assert "monitor_msgs_total" in text
+    assert "monitor_messages_total" not in text
+    assert text != DASHBOARD_JSON.read_text()
+
+
+def test_series_names_follow_prometheus_conventions() -> None:
+    """Counters get `_total`, gauges keep their name, histograms need an explicit suffix."""
+    r = CollectorRegistry()
+    assert series(Counter("c", "c", registry=r)) == "c_total"
+    assert series(Gauge("g", "g", registry=r)) == "g"
+    histogram = Histogram("h", "h", registry=r)
+    assert series(histogram, "_bucket") == "h_bucket"
+    with pytest.raises(ValueError, match="h needs a _bucket/_sum/_count suffix"):
+        series(histogram)
+
+
+def test_panels_use_the_provisioned_datasource() -> None:
+    """Every panel and target names the datasource uid that Grafana provisioning creates."""
+    provisioned = load_yaml(DEPLOY / "grafana/provisioning/datasources/prometheus.yml")
+    (source,) = provisioned["datasources"]
+    assert source["uid"] == DATASOURCE_UID
+    assert source["type"] == "prometheus"
+    dashboard = json.loads(DASHBOARD_JSON.read_text())
+    uids = {p["datasource"]["uid"] for p in dashboard["panels"]} | {
+        t["datasource"]["uid"] for p in dashboard["panels"] for t in p["targets"]
+    }
+    assert uids == {DATASOURCE_UID}
+
+
+def test_panels_have_unique_ids_and_do_not_overlap() -> None:
+    """Panel ids are unique and no two panels share a grid cell."""
+    panels = json.loads(DASHBOARD_JSON.read_text())["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    cells = [
+        (x, y)
+        for p in panels
+        for x in range(p["gridPos"]["x"], p["gridPos"]["x"] + p["gridPos"]["w"])
+        for y in range(p["gridPos"]["y"], p["gridPos"]["y"] + p["gridPos"]["h"])
+    ]
+    assert len(cells) == len(set(cells))
+    assert max(x for x, _ in cells) == 23

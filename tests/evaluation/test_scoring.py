@@ -1,0 +1,129 @@
+"""Event-level scoring on small hand-made cases with known answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from monitor.evaluation.scoring import Alert, ScoringConfig, alert_from_dict, evaluate
+from monitor.replay.labels import Label
+
+T0 = 1_700_000_000.0
+
+
+def _label(pid: str, vital: str | None, kind: str, start: int, end: int, mag: float) -> Label:
+    return Label(pid, vital, kind, T0 + start, T0 + end, start, end, mag)
+
+
+def _alert(
+    pid: str,
+    vital: str | None,
+    at: int,
+    kind: str = "physiological",
+    state: str = "raised",
+    reason: str | None = None,
+) -> Alert:
+    return Alert(pid, vital, T0 + at, at, kind, state, reason)
+
+
+LABELS = [
+    _label("p1", "heart_rate", "spike", 100, 100, 10.0),  # found at +1
+    _label("p1", "spo2", "level_shift", 200, 260, 5.0),  # found at +3
+    _label("p2", "heart_rate", "drift", 300, 400, 3.0),  # missed
+    _label("p2", None, "dropout", 500, 530, 6.0),  # found by signal_lost at +10
+]
+ALERTS = [
+    _alert("p1", "heart_rate", 101),
+    _alert("p1", "heart_rate", 110, state="cleared"),
+    _alert("p1", "spo2", 203),
+    _alert("p1", "spo2", 262),  # inside end + tolerance (3): true positive
+    _alert("p1", "heart_rate", 150),  # false alarm
+    _alert("p2", "spo2", 350),  # wrong vital for the drift: false alarm
+    _alert("p2", None, 510, kind="technical", reason="signal_lost"),
+    _alert("p3", "bp_sys", 100),  # patient without labels: false alarm
+]
+
+
+def test_counts_rates_and_delays_match_hand_computation() -> None:
+    """3 of 4 labels found, 4 of 7 raised alerts match, delays (1, 3, 10) samples."""
+    result = evaluate(ALERTS, LABELS, patient_hours=3.0)
+    j = result.to_json()
+    assert (j["labels"], j["detected"], j["alerts"], j["false_alarms"]) == (4, 3, 7, 3)
+    assert j["recall"] == 0.75
+    assert j["precision"] == pytest.approx(4 / 7)
+    assert j["f1"] == pytest.approx(2 * (4 / 7) * 0.75 / (4 / 7 + 0.75))
+    assert j["median_delay_samples"] == 3.0
+    assert j["p95_delay_samples"] == pytest.approx(3 + 0.9 * 7)
+    assert j["median_delay_seconds"] == 3.0
+    assert j["false_alarms_per_patient_hour"] == 1.0
+    assert [m.kind for m in result.missed] == ["drift"]
+
+
+def test_breakdowns_per_kind_vital_and_magnitude() -> None:
+    """Per-kind recall, per-vital alerts and precision, and the 4-sigma buckets are exact."""
+    j = evaluate(ALERTS, LABELS, patient_hours=3.0).to_json()
+    assert {k: v["recall"] for k, v in j["per_kind"].items()} == {
+        "dropout": 1.0,
+        "drift": 0.0,
+        "level_shift": 1.0,
+        "spike": 1.0,
+    }
+    hr = j["per_vital"]["heart_rate"]
+    assert (hr["labels"], hr["detected"], hr["alerts"], hr["false_alarms"]) == (2, 1, 2, 1)
+    assert j["per_vital"]["spo2"]["precision"] == pytest.approx(2 / 3)
+    assert j["per_vital"]["*"]["alerts"] == 1
+    assert j["per_vital"]["bp_sys"]["precision"] == 0.0
+    assert j["per_magnitude"][">=4"]["recall"] == 1.0
+    assert j["per_magnitude"]["<4"]["recall"] == 0.0
+
+
+def test_tolerance_is_configurable_in_samples() -> None:
+    """Zero tolerance: alerts 1 sample after the spike and 2 after the shift's end stop matching."""
+    tight = evaluate(ALERTS, LABELS, patient_hours=3.0, config=ScoringConfig(tolerance_samples=0))
+    assert (tight.detected, tight.matched_alerts) == (2, 2)
+    slow = ScoringConfig(tolerance_samples=1, sample_period_s=2.0)
+    assert evaluate(ALERTS, LABELS, patient_hours=3.0, config=slow).matched_alerts == 4
+
+
+def test_dropout_needs_a_signal_lost_alert_and_physiological_labels_ignore_technical() -> None:
+    """A physiological alert does not detect a dropout; a technical one does not detect a spike."""
+    labels = [_label("p1", None, "dropout", 10, 20, 6.0), _label("p1", "spo2", "spike", 10, 10, 9)]
+    alerts = [
+        _alert("p1", "spo2", 12, kind="technical", reason="implausible"),
+        _alert("p1", "heart_rate", 15),
+    ]
+    result = evaluate(alerts, labels, patient_hours=1.0)
+    assert (result.detected, result.matched_alerts) == (0, 0)
+    found = evaluate(
+        [_alert("p1", "heart_rate", 12, kind="technical", reason="signal_lost")],
+        labels[:1],
+        patient_hours=1.0,
+    )
+    assert found.detected == 1
+
+
+def test_alert_before_label_start_does_not_match_and_empty_inputs_are_null() -> None:
+    """An alert one sample early is a false alarm; with nothing to score, rates are None."""
+    result = evaluate([_alert("p1", "heart_rate", 99)], LABELS[:1], patient_hours=0.5)
+    assert (result.recall, result.precision, result.f1) == (0.0, 0.0, 0.0)
+    assert result.false_alarms_per_patient_hour == 2.0
+    empty = evaluate([], [], patient_hours=0.0).to_json()
+    assert (empty["precision"], empty["recall"], empty["f1"]) == (None, None, None)
+    assert empty["median_delay_samples"] is None
+    assert empty["false_alarms_per_patient_hour"] is None
+
+
+def test_alert_from_dict_reads_alert_event_json() -> None:
+    """An AlertEvent JSON object becomes an Alert; unknown keys are ignored."""
+    obj = {
+        "v": 1,
+        "kind": "technical",
+        "patient_id": "p9",
+        "vital": None,
+        "state": "cleared",
+        "severity": "low",
+        "t": 12.5,
+        "seq": 7,
+        "z": None,
+        "reason": "signal_lost",
+    }
+    assert alert_from_dict(obj) == Alert("p9", None, 12.5, 7, "technical", "cleared", "signal_lost")

@@ -1,0 +1,93 @@
+"""The import and replay commands through the CLI, on the bench data where present."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from monitor.cli import main
+from monitor.replay.recording import read_recording
+
+BENCH = Path(__file__).resolve().parents[2] / ".." / "shared" / "bench-data" / "physionet"
+MIMIC = BENCH / "mimic2_s00001_numerics.csv"
+BEATS = BENCH / "mitdb_100_beats.csv"
+needs_bench = pytest.mark.skipif(not MIMIC.exists(), reason="bench data not present")
+
+
+@needs_bench
+def test_import_icu_numerics_with_zero_as_missing(tmp_path: Path) -> None:
+    """Every row with some non-zero mapped value becomes one sample; zeros never appear."""
+    out = tmp_path / "mimic.jsonl.gz"
+    args = [
+        "import",
+        str(MIMIC),
+        "--out",
+        str(out),
+        "--patient-id",
+        "s00001",
+        "--zero-is-missing",
+        "--map",
+        "HR=heart_rate",
+        "--map",
+        "SpO2=spo2",
+        "--map",
+        "RESP=resp_rate",
+        "--start-time",
+        "1000000000",
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    with MIMIC.open() as f:
+        rows = list(csv.DictReader(f))
+    expected = [r for r in rows if any(float(r[c] or 0) != 0 for c in ("HR", "SpO2", "RESP"))]
+    messages = [json.loads(r.payload) for r in read_recording(out)]
+    assert len(messages) == len(expected)
+    assert [m["seq"] for m in messages] == list(range(len(expected)))
+    assert messages[-1]["t"] == 1_000_000_000 + float(expected[-1]["time_s"])
+    assert all(0.0 not in m["vitals"].values() for m in messages)
+
+
+@needs_bench
+def test_import_per_beat_heart_rate_onto_a_one_second_grid(tmp_path: Path) -> None:
+    """Irregular beats with --period 1 give strictly one-second-spaced heart_rate samples."""
+    out = tmp_path / "beats.jsonl"
+    args = ["import", str(BEATS), "--out", str(out), "--patient-id", "mitdb-100", "--period", "1"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    messages = [json.loads(r.payload) for r in read_recording(out)]
+    times = [m["t"] for m in messages]
+    assert all(b - a >= 1.0 and (b - a) % 1.0 == 0 for a, b in itertools.pairwise(times))
+    assert {tuple(m["vitals"]) for m in messages} == {("heart_rate",)}
+
+
+def test_replay_offline_needs_model_and_alerts(tmp_path: Path) -> None:
+    """--offline without --model/--alerts is a usage error (exit 2) naming both options."""
+    rec = tmp_path / "r.jsonl"
+    rec.write_text("")
+    result = CliRunner().invoke(main, ["replay", str(rec), "--offline"])
+    assert result.exit_code == 2
+    assert "--offline needs --model DIR and --alerts OUT" in result.output
+
+
+def test_import_bad_map_is_a_usage_error(tmp_path: Path) -> None:
+    """A --map value without '=' is refused with exit code 2."""
+    src = tmp_path / "a.csv"
+    src.write_text("time_s,HR\n0,60\n")
+    args = [
+        "import",
+        str(src),
+        "--out",
+        str(tmp_path / "o.jsonl"),
+        "--patient-id",
+        "p",
+        "--map",
+        "HR",
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert "expected COLUMN=vital" in result.output

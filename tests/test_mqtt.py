@@ -1,0 +1,268 @@
+"""monitor.mqtt: broker URLs, connecting with either protocol, fallback, clear errors."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from monitor.mqtt import (
+    BrokerAuthError,
+    BrokerConfig,
+    BrokerError,
+    BrokerTLSError,
+    SyncPublisher,
+    connect,
+    incoming_queue,
+)
+from tests.support.mosquitto import Mosquitto, free_port
+
+
+@pytest.mark.parametrize(
+    ("url", "host", "port", "user", "password"),
+    [
+        ("mqtt://127.0.0.1:1883", "127.0.0.1", 1883, None, None),
+        ("mqtt://broker.local", "broker.local", 1883, None, None),
+        ("mqtts://broker.local", "broker.local", 8883, None, None),
+        ("mqtts://broker.local:9999/", "broker.local", 9999, None, None),
+        ("mqtt://alice:s%40cret@h:1884", "h", 1884, "alice", "s@cret"),
+        ("mqtt://[::1]:1883", "::1", 1883, None, None),
+    ],
+)
+def test_url_parsing(
+    url: str, host: str, port: int, user: str | None, password: str | None
+) -> None:
+    """A broker URL yields host, port (1883/8883 by default) and the URL's credentials."""
+    cfg = BrokerConfig(url=url)
+    assert (cfg.host, cfg.port, cfg.username, cfg.secret()) == (host, port, user, password)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://h:1883", "scheme must be mqtt or mqtts"),
+        ("mqtt://:1883", "no host"),
+        ("mqtt://h:notaport", "bad port"),
+        ("mqtt://h:70000", "bad port"),
+        ("mqtt://h:1883/topic", "must not have a path"),
+    ],
+)
+def test_url_rejected(url: str, message: str) -> None:
+    """A malformed broker URL fails validation with a message naming the problem."""
+    with pytest.raises(ValidationError, match=message):
+        BrokerConfig(url=url)
+
+
+def test_explicit_credentials_override_url_and_password_is_hidden() -> None:
+    """Explicit username/password win over the URL's; the password never shows in repr."""
+    cfg = BrokerConfig(url="mqtt://u1:p1@h:1883", username="u2", password="p2")
+    assert (cfg.username, cfg.secret(), cfg.url) == ("u2", "p2", "mqtt://h:1883")
+    hidden = BrokerConfig(url="mqtt://u1:topsecret@h")
+    assert "topsecret" not in repr(hidden) and "topsecret" not in str(hidden.model_dump())
+
+
+async def _roundtrip(cfg: BrokerConfig) -> tuple[str, list[bytes]]:
+    async with connect(cfg) as conn:
+        await conn.client.subscribe("t/#", qos=1)
+        await conn.client.publish("t/a", b"one", qos=1)
+        await conn.client.publish("t/b", b"two", qos=0)
+        queue = incoming_queue(conn.client)
+        got = [
+            bytes((await asyncio.wait_for(queue.get(), 5)).payload)  # type: ignore[arg-type]
+            for _ in range(2)
+        ]
+        return conn.protocol, got
+
+
+@pytest.mark.mqtt
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_connect_publish_receive(mosquitto: Mosquitto, protocol: str) -> None:
+    """connect() talks the requested protocol version; messages come back through the queue."""
+    cfg = BrokerConfig(url=mosquitto.url, protocol=protocol)  # type: ignore[arg-type]
+    assert asyncio.run(_roundtrip(cfg)) == (protocol, [b"one", b"two"])
+
+
+@pytest.mark.mqtt
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_sync_publisher_many_and_single(mosquitto: Mosquitto, protocol: str) -> None:
+    """SyncPublisher delivers batched QoS 0 and single QoS 1 messages in order, intact."""
+    payloads = [f"m{i}".encode() * (i % 300 + 1) for i in range(2000)]
+
+    async def main() -> list[bytes]:
+        cfg = BrokerConfig(url=mosquitto.url, protocol=protocol)  # type: ignore[arg-type]
+        async with connect(cfg) as conn:
+            await conn.client.subscribe("s/#", qos=1)
+            pub = SyncPublisher(BrokerConfig(url=mosquitto.url, protocol=protocol))  # type: ignore[arg-type]
+            assert await asyncio.to_thread(pub.connect) == protocol
+            pub.publish_many([(f"s/{i % 7}", p) for i, p in enumerate(payloads)])
+            pub.publish("s/last", b"end", qos=1)
+            await asyncio.to_thread(pub.close)
+            queue = incoming_queue(conn.client)
+            return [
+                bytes((await asyncio.wait_for(queue.get(), 5)).payload)  # type: ignore[arg-type]
+                for _ in range(len(payloads) + 1)
+            ]
+
+    assert asyncio.run(main()) == [*payloads, b"end"]
+
+
+@pytest.mark.mqtt
+def test_auto_falls_back_to_311_on_amqtt() -> None:
+    """protocol=auto connects to amqtt (MQTT 3.1.1 only) with 3.1.1, async and sync."""
+    from amqtt.broker import Broker
+
+    async def main() -> tuple[str, str]:
+        port = free_port()
+        broker = Broker(
+            {
+                "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+                "plugins": {
+                    "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+                },
+            }
+        )
+        await broker.start()
+        try:
+            cfg = BrokerConfig(url=f"mqtt://127.0.0.1:{port}")
+            async with connect(cfg) as conn:
+                used = conn.protocol
+            pub = SyncPublisher(cfg)
+            used_sync = await asyncio.to_thread(pub.connect)
+            await asyncio.to_thread(pub.close)
+        finally:
+            await broker.shutdown()
+        return used, used_sync
+
+    assert asyncio.run(main()) == ("3.1.1", "3.1.1")
+
+
+@pytest.fixture
+def locked_broker(tmp_path: Path) -> Mosquitto:
+    """A Mosquitto that requires user `sim` with password `right`."""
+    pwfile = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pwfile), "sim", "right"], check=True)
+    pwfile.chmod(0o600)
+    broker = Mosquitto(
+        workdir=tmp_path / "mq", allow_anonymous=False, extra_config=f"password_file {pwfile}"
+    )
+    broker.start()
+    return broker
+
+
+@pytest.mark.mqtt
+def test_tls_to_plain_listener_is_tls_error(mosquitto: Mosquitto) -> None:
+    """mqtts:// against a listener without TLS fails as BrokerTLSError, not a hang."""
+    cfg = BrokerConfig(url=f"mqtts://127.0.0.1:{mosquitto.port}", protocol="3.1.1")
+    with pytest.raises(BrokerTLSError, match="TLS failed"):
+        SyncPublisher(cfg, timeout_s=3).connect()
+
+
+@pytest.mark.mqtt
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_wrong_password_is_auth_error(locked_broker: Mosquitto, protocol: str) -> None:
+    """A wrong password raises BrokerAuthError (both clients); the right one connects."""
+    try:
+        bad = BrokerConfig(
+            url=f"mqtt://sim:wrong@127.0.0.1:{locked_broker.port}", protocol=protocol
+        )  # type: ignore[arg-type]
+        with pytest.raises(BrokerAuthError, match="refused the login"):
+            SyncPublisher(bad).connect()
+
+        async def attempt(cfg: BrokerConfig) -> str:
+            async with connect(cfg) as conn:
+                return conn.protocol
+
+        with pytest.raises(BrokerAuthError):
+            asyncio.run(attempt(bad))
+        good = bad.model_copy(update={"password": bad.password.__class__("right")})
+        assert asyncio.run(attempt(good)) == protocol
+    finally:
+        locked_broker.stop()
+
+
+def _make_ca_and_server_cert(d: Path) -> None:
+    """Write ca.crt and a server certificate for IP 127.0.0.1 signed by it, with openssl."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run = ["openssl", "req", *ec, "-subj"]
+    subprocess.run(
+        [
+            *run,
+            "/CN=test-ca",
+            "-x509",
+            "-days",
+            "1",
+            "-keyout",
+            str(d / "ca.key"),
+            "-out",
+            str(d / "ca.crt"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [*run, "/CN=127.0.0.1", "-keyout", str(d / "srv.key"), "-out", str(d / "srv.csr")],
+        check=True,
+        capture_output=True,
+    )
+    (d / "ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    subprocess.run(
+        [
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            str(d / "srv.csr"),
+            "-CA",
+            str(d / "ca.crt"),
+            "-CAkey",
+            str(d / "ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            str(d / "ext"),
+            "-out",
+            str(d / "srv.crt"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.mark.mqtt
+def test_tls_verifies_the_broker_certificate(tmp_path: Path) -> None:
+    """mqtts with the broker's CA connects; without it (system store) it is a BrokerTLSError."""
+    _make_ca_and_server_cert(tmp_path)
+    broker = Mosquitto(
+        workdir=tmp_path / "mq",
+        listener_extra=f"cafile {tmp_path / 'ca.crt'}\ncertfile {tmp_path / 'srv.crt'}\n"
+        f"keyfile {tmp_path / 'srv.key'}",
+    )
+    broker.start()
+    try:
+        url = f"mqtts://127.0.0.1:{broker.port}"
+        pub = SyncPublisher(BrokerConfig(url=url, ca_file=tmp_path / "ca.crt"))
+        assert pub.connect() == "5"
+        pub.close()
+        with pytest.raises(BrokerTLSError, match="CERTIFICATE_VERIFY_FAILED"):
+            SyncPublisher(BrokerConfig(url=url)).connect()
+
+        async def attempt() -> str:
+            async with connect(BrokerConfig(url=url, protocol="3.1.1")) as conn:
+                return conn.protocol
+
+        with pytest.raises(BrokerTLSError, match="CERTIFICATE_VERIFY_FAILED"):
+            asyncio.run(attempt())
+    finally:
+        broker.stop()
+
+
+@pytest.mark.mqtt
+def test_unreachable_broker_is_broker_error() -> None:
+    """Nothing listening: BrokerError naming the URL."""
+    cfg = BrokerConfig(url=f"mqtt://127.0.0.1:{free_port()}")
+    with pytest.raises(BrokerError, match=r"cannot connect.*127\.0\.0\.1"):
+        SyncPublisher(cfg).connect()
