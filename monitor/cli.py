@@ -53,3 +53,7 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="vitals-monitor")
 def main() -> None:
     """vitals-monitor: real-time monitoring of patient vital signs with a MedicalLSTM."""
+
+
+if __name__ == "__main__":
+    main()

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from monitor.core.alerts import AlertEvent
+from monitor.core.alerts import TECHNICAL_SEVERITY, AlertEvent
 from monitor.core.batching import MicroBatcher
 from monitor.core.codec import CodecLimits, Decoded, Rejection, decode
 from monitor.core.detector import Detector
-from monitor.core.types import Float32Array, FloatArray
+from monitor.core.types import REJECT_REASONS, Float32Array, FloatArray
 from monitor.core.windows import WindowStore
 from monitor.service.metrics import Metrics, observe_many
 from monitor.settings import Settings
@@ -47,6 +47,18 @@ class ModelInfo:
     residual_sigma: FloatArray
     version: str
 
+
+#: Every final outcome of a received unit (`monitor_messages_total{outcome}`).
+OUTCOMES = (
+    "scored",
+    "warming_up",
+    "duplicate",
+    "late",
+    "refused_cap",
+    "shed",
+    "invalid",
+    "dropped",
+)
 
 #: Called with (reason, rejection) for every refused payload: the shell logs, rate-limited.
 RejectHook = Callable[[Rejection], None]
@@ -95,12 +107,21 @@ class Pipeline:
         # Open technical alerts: (patient_id, reason, vital) -> True.
         self._technical: dict[tuple[str, str, str | None], float] = {}
         self.degraded = False
-        self._scored_outcome = metrics.messages.labels("scored")
         self._error_hists = [metrics.prediction_error.labels(v) for v in model.features]
-        self._outcomes = {
-            o: metrics.messages.labels(o)
-            for o in ("warming_up", "duplicate", "late", "refused_cap", "shed", "invalid")
-        }
+        self._outcomes = {o: metrics.messages.labels(o) for o in OUTCOMES}
+        # Every label value exists from the start (at 0): dashboards and rate() see a series
+        # before the first event, and a typo in a label cannot hide as a missing series.
+        for reason in REJECT_REASONS:
+            metrics.invalid.labels(reason)
+        for dropped in ("queue_full", "alert_queue_full", "shutdown"):
+            metrics.dropped.labels(dropped)
+        for technical in TECHNICAL_SEVERITY:
+            metrics.technical_alerts.labels(technical)
+        for vital in model.features:
+            for severity in ("low", "medium", "high"):
+                metrics.alerts.labels(vital, severity)
+        for kind in ("physiological", "technical"):
+            metrics.active_alerts.labels(kind)
 
     @staticmethod
     def patient_of(topic: str) -> str | None:
@@ -209,7 +230,7 @@ class Pipeline:
         if live:
             received = np.fromiter((j.received_at for j in jobs), np.float64, len(jobs))
             observe_many(self.metrics.end_to_end_latency, np.maximum(0.0, now - received))
-        self._scored_outcome.inc(len(jobs))
+        self._outcomes["scored"].inc(len(jobs))
         if self.degraded and len(self.batcher) < self.settings.batch.max_pending // 2:
             self.degraded = False
             events += self._close(None, "monitoring_degraded", None, now)

@@ -1,0 +1,162 @@
+"""The real daemon (`monitor run`) as a subprocess, for end-to-end tests.
+
+Starts it on a free metrics port, waits for /healthz, scrapes /metrics into numbers, and
+stops it with SIGTERM (returning the exit code), keeping its JSON log lines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.mosquitto import free_port
+
+MONITOR = [sys.executable, "-m", "monitor.cli"]
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Fetch a Prometheus exposition and return {(sample name, sorted labels): value}."""
+    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback URL
+        text = resp.read().decode()
+    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def total(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
+    """Sum the samples of `name` whose labels include `labels`."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and want <= set(ls))
+
+
+@dataclass
+class Daemon:
+    """A `monitor run` subprocess.
+
+    Attributes:
+        broker_url: Broker to connect to.
+        model: Model directory (None: the shipped default).
+        args: Extra CLI arguments.
+        env: Extra environment variables (e.g. MONITOR_WINDOW__STALE_AFTER_S).
+    """
+
+    broker_url: str
+    model: Path | None = None
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    metrics_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[str] | None = None
+    log_path: Path | None = None
+
+    @property
+    def metrics_url(self) -> str:
+        """The /metrics URL."""
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def start(self, log_path: Path, timeout: float = 30.0) -> None:
+        """Start and wait until /healthz answers."""
+        cmd = [
+            *MONITOR,
+            "run",
+            "--broker",
+            self.broker_url,
+            "--metrics-port",
+            str(self.metrics_port),
+            "--log-format",
+            "json",
+            *self.args,
+        ]
+        if self.model is not None:
+            cmd += ["--model", str(self.model)]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", **self.env}
+        self.log_path = log_path
+        self._log = log_path.open("w")
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, text=True
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited {self.proc.returncode}: {self.log_text()}")
+            if self.http_status("/healthz") == 200:
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"daemon not healthy after {timeout}s: {self.log_text()}")
+
+    def http_status(self, path: str) -> int | None:
+        """GET a path on the metrics port; return the status code, None if unreachable."""
+        try:
+            with urllib.request.urlopen(  # noqa: S310 - loopback URL
+                f"http://127.0.0.1:{self.metrics_port}{path}", timeout=2
+            ) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+        except OSError:
+            return None
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        """Wait until /readyz answers 200 (model loaded and broker subscribed)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.http_status("/readyz") == 200:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"daemon not ready after {timeout}s: {self.log_text()}")
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Scrape /metrics."""
+        return scrape(self.metrics_url)
+
+    def wait_for(self, name: str, at_least: float, timeout: float = 30.0, **labels: str) -> float:
+        """Wait until the summed metric reaches `at_least`; return its value."""
+        deadline = time.monotonic() + timeout
+        value = 0.0
+        while time.monotonic() < deadline:
+            value = total(self.metrics(), name, **labels)
+            if value >= at_least:
+                return value
+            time.sleep(0.1)
+        raise TimeoutError(f"{name}{labels} = {value} < {at_least} after {timeout}s")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        """Send `sig` and wait; return the exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return int(self.proc.returncode)
+
+    def log_text(self) -> str:
+        """The daemon's output so far."""
+        return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
+
+    def log_events(self) -> list[dict[str, Any]]:
+        """The daemon's JSON log lines, parsed (other lines skipped)."""
+        events = []
+        for line in self.log_text().splitlines():
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return events
