@@ -239,7 +239,10 @@ async def connect(
 
     Raises:
         BrokerError: A subclass naming the cause (credentials, TLS, protocol, unreachable).
+        ValueError: A persistent session without a client id.
     """
+    if not clean_session and not cfg.client_id:
+        raise ValueError("a persistent session (clean_session=False) needs a fixed client_id")
     await asyncio.to_thread(check_tls, cfg)
     last: BaseException | None = None
     for version in _attempts(cfg):
@@ -288,6 +291,28 @@ def incoming_queue(client: aiomqtt.Client) -> asyncio.Queue[aiomqtt.Message]:
     """
     queue: asyncio.Queue[aiomqtt.Message] = client._queue
     return queue
+
+
+def silence_s(client: aiomqtt.Client) -> float:
+    """Seconds since the last bytes arrived from the broker on this client's connection.
+
+    Relies on paho 2.x's ``_last_bytes_received`` (monotonic clock), reached through
+    aiomqtt 2.x's ``_client``, on paho's own clock (both pinned below their next major).
+    """
+    inner: paho.Client = client._client
+    last: float = inner._last_bytes_received
+    return float(paho.time_func()) - last
+
+
+def drop_connection(client: aiomqtt.Client) -> None:
+    """Shut the client's socket down: paho then reports a lost connection at once.
+
+    Why: on a silent link a graceful DISCONNECT would wait for an answer that never comes.
+    """
+    sock = client._client.socket()
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 class SyncPublisher:

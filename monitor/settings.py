@@ -43,7 +43,18 @@ class IngestSettings(BaseModel):
     max_future_skew_s: float = Field(default=5.0, gt=0)
     max_age_s: float = Field(default=24 * 3600.0, gt=0)
     reconnect_min_s: float = Field(default=0.2, gt=0)
-    reconnect_max_s: float = Field(default=10.0, gt=0)
+    reconnect_max_s: float = Field(
+        default=1.5,
+        gt=0,
+        description="Cap of the jittered exponential backoff after a connection loss; low so "
+        "that a broker coming back is found within about 2 s (docs/reliability.md).",
+    )
+    refused_retry_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Wait after the broker refused the login or the TLS handshake failed: "
+        "not transient, so never a tight reconnect loop.",
+    )
 
 
 class WindowSettings(BaseModel):
@@ -112,6 +123,19 @@ class LogSettings(BaseModel):
     invalid_log_interval_s: float = Field(default=5.0, ge=0)
 
 
+class TestingSettings(BaseModel):
+    """Fault-injection knobs for the reliability tests; leave at their defaults in production."""
+
+    model_config = _SECTION
+
+    inference_slowdown: float = Field(
+        default=1.0,
+        ge=1.0,
+        description="Make every batched forward this many times slower (the inference thread "
+        "sleeps (factor - 1) x the forward's duration): the overload test's hook.",
+    )
+
+
 class Settings(BaseSettings):
     """Every setting of `monitor run`."""
 
@@ -128,6 +152,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    testing: TestingSettings = Field(default_factory=TestingSettings)
     shutdown_grace_s: float = Field(default=10.0, gt=0)
     housekeeping_interval_s: float = Field(default=1.0, gt=0)
 

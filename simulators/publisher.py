@@ -127,7 +127,10 @@ def publish(
             m0 = clock()
         for j in range(b - k):
             seq = k + j
-            if not opts.max_speed:
+            if opts.max_speed:
+                if stopped():
+                    return PublishStats(messages, samples, n_labels, seq, clock() - m0)
+            else:
                 deadline = m0 + seq * step
                 while (wait := deadline - clock()) > 0:
                     if stopped():

@@ -248,7 +248,12 @@ def build(
 
     Raises:
         KeyError: Unknown scenario name.
+        ValueError: The profiles lack every vital the scenario acts on.
     """
     if name not in SCENARIOS:
         raise KeyError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
-    return Scenario(SCENARIOS[name], profiles, seed, rate, start_time, timing)
+    spec = SCENARIOS[name]
+    names = profiles[0].names
+    if spec.vitals is not None and not set(spec.vitals) & set(names):
+        raise ValueError(f"scenario {name!r} needs one of {spec.vitals}; have {names}")
+    return Scenario(spec, profiles, seed, rate, start_time, timing)

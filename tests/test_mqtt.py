@@ -61,7 +61,8 @@ def test_explicit_credentials_override_url_and_password_is_hidden() -> None:
     cfg = BrokerConfig(url="mqtt://u1:p1@h:1883", username="u2", password="p2")
     assert (cfg.username, cfg.secret(), cfg.url) == ("u2", "p2", "mqtt://h:1883")
     hidden = BrokerConfig(url="mqtt://u1:topsecret@h")
-    assert "topsecret" not in repr(hidden) and "topsecret" not in str(hidden.model_dump())
+    assert "topsecret" not in repr(hidden)
+    assert "topsecret" not in str(hidden.model_dump())
 
 
 async def _roundtrip(cfg: BrokerConfig) -> tuple[str, list[bytes]]:
@@ -266,3 +267,34 @@ def test_unreachable_broker_is_broker_error() -> None:
     cfg = BrokerConfig(url=f"mqtt://127.0.0.1:{free_port()}")
     with pytest.raises(BrokerError, match=r"cannot connect.*127\.0\.0\.1"):
         SyncPublisher(cfg).connect()
+
+
+@pytest.mark.mqtt
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_persistent_session_keeps_messages_while_away(mosquitto: Mosquitto, protocol: str) -> None:
+    """clean_session=False (plus session expiry on MQTT 5) gets what was queued while away."""
+    cfg = BrokerConfig(url=mosquitto.url, protocol=protocol, client_id=f"keep-{protocol}")  # type: ignore[arg-type]
+
+    async def main() -> bytes:
+        async with connect(cfg, clean_session=False, session_expiry_s=60) as conn:
+            await conn.client.subscribe("q/#", qos=1)
+        pub = SyncPublisher(BrokerConfig(url=mosquitto.url))
+        await asyncio.to_thread(pub.connect)
+        pub.publish("q/1", b"while-away", qos=1)
+        await asyncio.to_thread(pub.close)
+        async with connect(cfg, clean_session=False, session_expiry_s=60) as conn:
+            msg = await asyncio.wait_for(incoming_queue(conn.client).get(), 5)
+            return bytes(msg.payload)  # type: ignore[arg-type]
+
+    assert asyncio.run(main()) == b"while-away"
+
+
+def test_persistent_session_needs_client_id() -> None:
+    """Asking for a persistent session without a client id fails before connecting."""
+
+    async def main() -> None:
+        async with connect(BrokerConfig(), clean_session=False):
+            pass
+
+    with pytest.raises(ValueError, match="needs a fixed client_id"):
+        asyncio.run(main())

@@ -165,7 +165,6 @@ def command(
     t0 = time.time() if start_time is None else start_time
     try:
         sim = build(scenario, profiles, seed, rate, t0, timing)
-        sim.events(0, 1)  # fail fast on a scenario the profile cannot carry
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--scenario") from None
     stop = threading.Event()

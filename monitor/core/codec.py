@@ -194,8 +194,8 @@ def decode(
         return message
     pid = message.patient_id
     if topic_patient_id is not None and topic_patient_id != pid:
-        detail = clip(f"topic id {topic_patient_id!r} != payload id {pid!r}")
-        return Rejection("topic_mismatch", detail)
+        # No id in the detail: it is logged, and ids must never reach a log line.
+        return Rejection("topic_mismatch", "topic patient id != payload patient_id")
     # Plain tuples: VitalsMessage.samples() would build and validate a model per sample.
     samples: list[tuple[float, int, dict[str, float]]]
     if isinstance(message, VitalsMessage):

@@ -28,7 +28,15 @@ from prometheus_client import CollectorRegistry
 from monitor.core.alerts import AlertEvent
 from monitor.core.codec import Rejection
 from monitor.model.predictor import Predictor
-from monitor.mqtt import BrokerAuthError, BrokerError, BrokerTLSError, connect, incoming_queue
+from monitor.mqtt import (
+    BrokerAuthError,
+    BrokerError,
+    BrokerTLSError,
+    connect,
+    drop_connection,
+    incoming_queue,
+    silence_s,
+)
 from monitor.service.http import HttpServer
 from monitor.service.logs import Pseudonymizer, RateLimiter
 from monitor.service.metrics import Metrics
@@ -156,6 +164,7 @@ class Daemon:
         queue_type = _counting_queue(self.metrics)
         attempt = 0
         while not self._stop.is_set():
+            refused = False
             try:
                 async with connect(
                     b,
@@ -170,9 +179,9 @@ class Daemon:
                     self._set_connected(conn.client, conn.protocol)
                     await self._serve_connection(conn.client)
             except (BrokerAuthError, BrokerTLSError) as exc:
-                # Not transient: say so clearly and back off at the maximum, never spin.
-                log.error("broker_refused", error=str(exc))
-                attempt = max(attempt, 30)
+                # Not transient: say so clearly and wait long, never a tight reconnect loop.
+                log.error("broker_refused", error=str(exc), retry_in_s=ingest.refused_retry_s)
+                refused = True
             except (aiomqtt.MqttError, BrokerError, OSError) as exc:
                 log.warning("broker_connection_lost", error=str(exc))
             finally:
@@ -180,8 +189,9 @@ class Daemon:
             if self._stop.is_set():
                 break
             self.metrics.mqtt_reconnects.inc()
+            # Capped low (reconnect_max_s): a broker that comes back is found within ~2 s.
             cap = min(ingest.reconnect_max_s, ingest.reconnect_min_s * 2 ** min(attempt, 30))
-            delay = cap / 2 + random.uniform(0, cap / 2)
+            delay = ingest.refused_retry_s if refused else cap / 2 + random.uniform(0, cap / 2)
             attempt += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)
@@ -203,11 +213,16 @@ class Daemon:
     async def _serve_connection(self, client: aiomqtt.Client) -> None:
         consume = asyncio.create_task(self._consume(client), name="consume")
         stopping = asyncio.create_task(self._stop.wait(), name="stop-wait")
+        watchdog = asyncio.create_task(self._watchdog(client), name="watchdog")
         try:
             await asyncio.wait({consume, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopping.cancel()
+            watchdog.cancel()
         if consume.done():
+            # What the lost connection's queue still holds was received (and acknowledged):
+            # handle it now, or it would vanish uncounted with the old client.
+            self._drain(incoming_queue(client), limit=None)
             consume.result()  # re-raises the connection error: reconnect
             return
         # Graceful stop: stop intake, score what was already received, publish, disconnect.
@@ -220,6 +235,23 @@ class Daemon:
         self._drain(incoming_queue(client), limit=None)
         await self._final_flush()
         await self._drain_alerts(client)
+
+    async def _watchdog(self, client: aiomqtt.Client) -> None:
+        """Drop a connection that has been silent too long (a link that died without FIN).
+
+        paho alone notices a dead link only after up to 2 x keepalive plus its 1 s tick; on a
+        healthy link the broker answers a PINGREQ within keepalive + 1 s, so silence past
+        max(1.5 x keepalive, keepalive + 2 s) means the link is gone.
+        """
+        keepalive = self.settings.broker.keepalive
+        limit = max(1.5 * keepalive, keepalive + 2.0)
+        while True:
+            await asyncio.sleep(0.25)
+            silent = silence_s(client)
+            if silent > limit:
+                log.warning("broker_silent", silent_s=round(silent, 2), keepalive_s=keepalive)
+                drop_connection(client)  # consume then fails with MqttError: reconnect
+                return
 
     async def _consume(self, client: aiomqtt.Client) -> None:
         queue = incoming_queue(client)
@@ -272,7 +304,15 @@ class Daemon:
         windows = self.pipeline.stack(jobs)
         loop = asyncio.get_running_loop()
         t0 = time.perf_counter()
-        predictions = await loop.run_in_executor(self._executor, self._predict, windows)
+        future = loop.run_in_executor(self._executor, self._predict, windows)
+        try:
+            predictions = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # Shutdown cancels the flusher: finish the batch in flight so its jobs are
+            # scored (counted), then go on cancelling.
+            predictions = await future
+            self._emit(self.pipeline.score(jobs, predictions, time.time()))
+            raise
         self.metrics.inference_latency.observe(time.perf_counter() - t0)
         self._emit(self.pipeline.score(jobs, predictions, time.time()))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from prometheus_client import disable_created_metrics
 
@@ -17,7 +18,14 @@ def build_daemon(settings: Settings) -> Daemon:
     """Load the model (failing with a clear `ModelLoadError`) and build the daemon."""
     path = settings.model.path or default_model_path()
     loaded = load_model(path)
-    return Daemon(settings, Predictor(loaded, settings.model.device))
+    slowdown = settings.testing.inference_slowdown
+    hook = None
+    if slowdown > 1.0:
+
+        def hook(duration_s: float) -> None:
+            time.sleep((slowdown - 1.0) * duration_s)
+
+    return Daemon(settings, Predictor(loaded, settings.model.device), inference_hook=hook)
 
 
 def run_daemon(settings: Settings) -> int:

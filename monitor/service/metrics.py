@@ -183,9 +183,9 @@ def observe_many(histogram: Histogram, values: npt.NDArray[np.float64]) -> None:
     """
     if values.size == 0:
         return
-    bounds = np.asarray(histogram._upper_bounds)  # noqa: SLF001 - no public batch API
+    bounds = np.asarray(histogram._upper_bounds)  # private: no public batch API
     counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
-    buckets = histogram._buckets  # noqa: SLF001
+    buckets = histogram._buckets
     for i in np.flatnonzero(counts):
         buckets[i].inc(float(counts[i]))
-    histogram._sum.inc(float(values.sum()))  # noqa: SLF001
+    histogram._sum.inc(float(values.sum()))

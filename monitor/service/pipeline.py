@@ -20,6 +20,7 @@ from monitor.core.alerts import TECHNICAL_SEVERITY, AlertEvent
 from monitor.core.batching import MicroBatcher
 from monitor.core.codec import CodecLimits, Decoded, Rejection, decode
 from monitor.core.detector import Detector
+from monitor.core.scale import ResidualScale
 from monitor.core.types import REJECT_REASONS, Float32Array, FloatArray
 from monitor.core.windows import WindowStore
 from monitor.service.metrics import Metrics, observe_many
@@ -103,7 +104,7 @@ class Pipeline:
             b.max_batch, b.max_wait_ms / 1000.0, b.max_pending
         )
         self.detector = Detector(model.features, settings.detector, model_version=model.version)
-        self._sigma = np.asarray(model.residual_sigma, dtype=np.float64)
+        self.scale = ResidualScale(model.residual_sigma)
         # Open technical alerts: (patient_id, reason, vital) -> True.
         self._technical: dict[tuple[str, str, str | None], float] = {}
         self.degraded = False
@@ -213,7 +214,10 @@ class Pipeline:
         if not jobs:
             return []
         actual = np.stack([j.actual for j in jobs])
-        z = (actual - predictions) / self._sigma
+        residuals = actual - predictions
+        z = np.empty_like(residuals)
+        for row, job in enumerate(jobs):
+            z[row] = self.scale.z(job.patient_id, job.context, residuals[row])
         absz = np.abs(z)
         for i, hist in enumerate(self._error_hists):
             observe_many(hist, absz[:, i])
@@ -255,6 +259,7 @@ class Pipeline:
 
     def _forget(self, pid: str, now: float | None = None) -> list[AlertEvent]:
         self.detector.forget(pid)
+        self.scale.forget(pid)
         if now is None:
             return []
         # An evicted patient stays 'signal lost' until its data returns: never silence.

@@ -1,70 +1,92 @@
-"""Fixtures for the deploy checks: the scrape target that Prometheus watches."""
+"""Fixtures for the deploy checks: the real daemon that Prometheus scrapes.
+
+A real Mosquitto, `monitor run` and `monitor simulate --scenario mixed` (20 patients at 10x
+real time, events after a short warm-up) run for the module's lifetime, so every dashboard
+panel and alert rule is evaluated against what the daemon actually exports.
+"""
 
 from __future__ import annotations
 
-import threading
+import os
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, start_http_server
 
-from monitor.core.vitals import CLINICAL_VITALS
-from monitor.service.metrics import Metrics
-from tests.support.mosquitto import free_port
+from monitor.model.store import default_model_path
+from tests.support.daemon import MONITOR, Daemon
+from tests.support.mosquitto import Mosquitto
 
-
-def _observe(metrics: Metrics, step: int) -> None:
-    """One tick of a plausible daemon: a batch scored, some rejects, now and then an alert."""
-    batch = 1 + step % 16
-    metrics.received.inc(batch + 1)
-    metrics.messages.labels(outcome="scored").inc(batch)
-    metrics.messages.labels(outcome="invalid").inc()
-    metrics.invalid.labels(reason="json").inc()
-    metrics.dropped.labels(reason="queue_full").inc(step % 2)
-    metrics.batch_size.observe(batch)
-    metrics.inference_latency.observe(0.0004 + 0.0001 * (step % 5))
-    for i in range(batch):
-        metrics.end_to_end_latency.observe(0.001 + 0.0005 * ((step + i) % 7))
-    for i, vital in enumerate(CLINICAL_VITALS):
-        metrics.prediction_error.labels(vital=vital).observe(0.3 * ((step + i) % 10))
-    metrics.alerts.labels(vital=CLINICAL_VITALS[step % 6], severity="medium").inc(step % 3 == 0)
-    metrics.technical_alerts.labels(reason="signal_lost").inc(step % 5 == 0)
-    metrics.mqtt_reconnects.inc(step % 50 == 0)
-    metrics.active_patients.set(20)
-    metrics.pending_jobs.set(step % 4)
-    metrics.loop_lag.observe(0.001 * (1 + step % 3))
+#: The simulator's clock runs 10x faster than the wall clock, so its sample times move ahead
+#: of the daemon's; lift the codec's future-skew guard (5 s by default) for this run.
+FAST_CLOCK_ENV = {"MONITOR_INGEST__MAX_FUTURE_SKEW_S": "1e9"}
+#: Window 60 samples = 6 s at 10x; events start from 7 s and recur every 1 to 12 s per patient.
+SIMULATE_ARGS = [
+    "--scenario",
+    "mixed",
+    "--patients",
+    "20",
+    "--speed",
+    "10",
+    "--warmup",
+    "70",
+    "--gap",
+    "10",
+    "120",
+]
 
 
 @pytest.fixture(scope="module")
-def metrics_target() -> Iterator[str]:
-    """A live `/metrics` endpoint on 127.0.0.1:<free port>; yields "host:port".
+def live_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The model the daemon serves: VITALS_TEST_MODEL, else the shipped one, else a quick one.
 
-    Stands in for `monitor run` until the daemon is wired here: a thread keeps observing
-    values into a real `Metrics` registry while prometheus_client's HTTP server exposes it.
-    Module-scoped, like the Prometheus that scrapes it.
+    The quick one (seconds of training) keeps these checks runnable before a model ships.
     """
-    metrics = Metrics.create(CollectorRegistry())
-    metrics.model_info.labels(version="test-1", device="cpu").set(1)
-    metrics.mqtt_connected.set(1)
-    metrics.ready.set(1)
-    metrics.degraded.set(0)
-    port = free_port()
-    server, thread = start_http_server(port, addr="127.0.0.1", registry=metrics.registry)
-    stop = threading.Event()
+    path = Path(os.environ.get("VITALS_TEST_MODEL", str(default_model_path())))
+    if (path / "card.json").is_file():
+        return path
+    from monitor.demo.model import train_quick
 
-    def tick() -> None:
-        step = 0
-        while not stop.wait(0.05):
-            _observe(metrics, step)
-            step += 1
+    quick = tmp_path_factory.mktemp("model") / "quick"
+    train_quick(quick)
+    return quick
 
-    ticker = threading.Thread(target=tick, name="observe", daemon=True)
-    ticker.start()
+
+@pytest.fixture(scope="module")
+def live_daemon(tmp_path_factory: pytest.TempPathFactory, live_model: Path) -> Iterator[Daemon]:
+    """Mosquitto + `monitor run` + `monitor simulate --scenario mixed`, for the module.
+
+    Yields once the daemon is subscribed and the simulator publishes; the daemon scores
+    samples from about 6 s on and raises alerts soon after (events start at 7 s).
+    """
+    workdir = tmp_path_factory.mktemp("live")
+    broker = Mosquitto(workdir=workdir / "mosquitto")
+    broker.start()
+    daemon = Daemon(broker.url, live_model, env=FAST_CLOCK_ENV)
+    simulator: subprocess.Popen[bytes] | None = None
     try:
-        yield f"127.0.0.1:{port}"
+        daemon.start(workdir / "daemon.log")
+        daemon.wait_ready()
+        with (workdir / "simulate.log").open("wb") as log:
+            simulator = subprocess.Popen(
+                [*MONITOR, "simulate", "--broker", broker.url, *SIMULATE_ARGS],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                env={**os.environ, "OMP_NUM_THREADS": "1"},
+            )
+        daemon.wait_for("monitor_received_total", 1)
+        yield daemon
     finally:
-        stop.set()
-        ticker.join()
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        if simulator is not None:
+            simulator.terminate()
+            simulator.wait(10)
+        if daemon.proc is not None:
+            daemon.stop()
+        broker.stop()
+
+
+@pytest.fixture(scope="module")
+def metrics_target(live_daemon: Daemon) -> str:
+    """The real daemon's `/metrics` endpoint as Prometheus scrapes it: "host:port"."""
+    return f"127.0.0.1:{live_daemon.metrics_port}"

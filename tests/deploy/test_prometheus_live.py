@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,13 +72,27 @@ def test_target_is_scraped_as_the_deploy_job(prometheus: Prometheus) -> None:
     assert prometheus.query('up{job="vitals-monitor"} == 0') == []
 
 
-def test_every_panel_returns_data(prometheus: Prometheus) -> None:
+def test_every_panel_returns_data(prometheus: Prometheus, live_model: Path) -> None:
     """Each dashboard expression evaluates without error and returns at least one finite value."""
     values = _wait_for_panels(prometheus)
     empty = [expr for expr, found in values.items() if not found]
     assert empty == []
     (info,) = prometheus.query("monitor_model_info")
-    assert (info["metric"]["version"], info["metric"]["device"]) == ("test-1", "cpu")
+    version = json.loads((live_model / "card.json").read_text())["model_version"]
+    assert (info["metric"]["version"], info["metric"]["device"]) == (version, "cpu")
+
+
+def test_the_real_daemon_scores_and_alerts(prometheus: Prometheus) -> None:
+    """Through Prometheus, the daemon is seen scoring samples and raising physiological alerts."""
+    deadline = time.monotonic() + 40
+    while True:
+        scored = _finite_values(prometheus.query('monitor_messages_total{outcome="scored"}'))
+        alerts = _finite_values(prometheus.query("sum(monitor_alerts_total)"))
+        if (scored and alerts and scored[0] > 0 and alerts[0] > 0) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert scored[0] > 0
+    assert alerts[0] > 0
 
 
 def test_every_rule_evaluates(prometheus: Prometheus) -> None:
@@ -93,7 +109,7 @@ def test_every_rule_evaluates(prometheus: Prometheus) -> None:
         time.sleep(0.5)
     assert [(r["name"], r["health"], r["lastError"]) for r in rules if r["health"] != "ok"] == []
     assert sorted(r["name"] for r in evaluated) == sorted(n for n, _ in rule_expressions())
-    # A healthy stand-in daemon: connected, ready, nothing shed, so none of these is pending.
+    # A healthy daemon: connected and scraped, so neither of these is pending.
     firing = {r["name"] for r in rules if r["state"] != "inactive"}
     assert firing.isdisjoint({"VitalsMonitorDown", "VitalsMonitorBrokerDisconnected"})
 

@@ -137,14 +137,15 @@ class Daemon:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         """Send `sig` and wait; return the exit code."""
         assert self.proc is not None
-        if self.proc.poll() is None:
+        if self.proc.poll() is None:  # stop() after stop() is a no-op
             self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self._log.close()
+        if not self._log.closed:
+            self._log.close()
         return int(self.proc.returncode)
 
     def log_text(self) -> str:

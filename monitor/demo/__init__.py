@@ -1,0 +1,1 @@
+"""`monitor demo`: the whole system in one process (broker, simulator, daemon, summary)."""

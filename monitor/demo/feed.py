@@ -1,0 +1,68 @@
+"""The alert feed: what a downstream consumer sees, subscribed to the daemon's alert topic."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from monitor.core.alerts import AlertEvent
+from monitor.mqtt import BrokerConfig, connect
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """An alert event and when the demo received it.
+
+    Attributes:
+        event: The published alert event.
+        at: Monotonic receive time, seconds.
+    """
+
+    event: AlertEvent
+    at: float
+
+
+class AlertFeed:
+    """Subscribes to ``<prefix>/#`` and keeps the most recent alert events.
+
+    Args:
+        broker: The broker the daemon publishes to.
+        topic_prefix: The daemon's alert topic prefix (`alerts`).
+        keep: How many recent events to keep.
+    """
+
+    def __init__(self, broker: BrokerConfig, topic_prefix: str = "alerts", keep: int = 8) -> None:
+        self.broker = broker
+        self.topic = f"{topic_prefix}/#"
+        self.recent: deque[Seen] = deque(maxlen=keep)
+        self.received = 0
+        self.first_at: float | None = None
+        self.subscribed = asyncio.Event()
+
+    async def run(self) -> None:
+        """Receive alert events until cancelled."""
+        async with connect(self.broker) as conn:
+            await conn.client.subscribe(self.topic, qos=1)
+            self.subscribed.set()
+            async for message in conn.client.messages:
+                try:
+                    event = AlertEvent.model_validate_json(message.payload)
+                except ValidationError:
+                    continue  # not ours: someone else publishes under the prefix
+                self.add(event, time.monotonic())
+
+    def add(self, event: AlertEvent, at: float) -> None:
+        """Record one event received at monotonic time `at`."""
+        self.received += 1
+        if self.first_at is None:
+            self.first_at = at
+        self.recent.append(Seen(event, at))
+
+    def since(self, count: int) -> list[Seen]:
+        """The events received after the first `count` (those still kept)."""
+        new = self.received - count
+        return list(self.recent)[-new:] if new > 0 else []

@@ -1,0 +1,168 @@
+"""Fixtures for the reliability suite: a small served model, figures, payloads, listeners."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+import torch
+
+from monitor.core.vitals import CLINICAL_VITALS
+from monitor.model.card import (
+    FeatureMetrics,
+    Hyperparameters,
+    Metrics,
+    ModelCard,
+    Normalisation,
+    TrainingInfo,
+)
+from monitor.model.lstm import MedicalLSTM
+from monitor.model.store import save_model
+
+#: Typical adult values, in CLINICAL_VITALS order.
+NORMAL = {
+    "heart_rate": 75.0,
+    "spo2": 97.0,
+    "resp_rate": 16.0,
+    "bp_sys": 120.0,
+    "bp_dia": 80.0,
+    "temperature": 37.0,
+}
+SIGMA = [5.0, 1.0, 2.0, 8.0, 6.0, 0.3]
+WINDOW = 8
+
+
+def make_card() -> ModelCard:
+    """A valid card for a small random model over the six clinical vitals."""
+    n = len(CLINICAL_VITALS)
+    fm = FeatureMetrics(test_rmse=1.0, persistence_rmse=1.0, noise_floor_rmse=None, n_test=1)
+    return ModelCard(
+        model_version="0" * 64,
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        hyperparameters=Hyperparameters(input_size=n, hidden_size=8, num_layers=1, output_size=n),
+        features=list(CLINICAL_VITALS),
+        window=WINDOW,
+        sample_period_s=1.0,
+        normalisation=Normalisation(mean=[NORMAL[v] for v in CLINICAL_VITALS], std=SIGMA),
+        residual_sigma=SIGMA,
+        training=TrainingInfo(recipe="test", seed=0, epochs=0, batch_size=1, lr=1e-3, data="none"),
+        library_versions={"torch": torch.__version__},
+        metrics=Metrics(overall=fm, per_feature={v: fm for v in CLINICAL_VITALS}),
+    )
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small untrained model directory (random weights, hidden size 8, window 8).
+
+    The suite tests the daemon's plumbing, not the model's skill: a fixed-seed random model
+    predicts quickly and its alerts are irrelevant to what these tests count.
+    """
+    torch.manual_seed(0)
+    n = len(CLINICAL_VITALS)
+    path = tmp_path_factory.mktemp("model")
+    save_model(path, MedicalLSTM(n, 8, 1, n), make_card())
+    return path
+
+
+def payload(pid: str, seq: int, t: float | None = None, **vitals: float) -> bytes:
+    """A single-sample message for `pid` with normal vitals (overridden by `vitals`)."""
+    body = {
+        "v": 1,
+        "patient_id": pid,
+        "t": time.time() if t is None else t,
+        "seq": seq,
+        "vitals": {**NORMAL, **vitals},
+    }
+    return json.dumps(body).encode()
+
+
+class Figures:
+    """Measured figures of the suite: printed, and merged into $RELIABILITY_FIGURES (JSON)."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = Path(path) if path else None
+
+    def __call__(self, name: str, value: Any) -> None:
+        """Record one figure under `name`."""
+        print(f"FIGURE {name} = {value}")
+        if self.path is None:
+            return
+        data = json.loads(self.path.read_text()) if self.path.exists() else {}
+        data[name] = value
+        self.path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+@pytest.fixture
+def figure() -> Callable[[str, Any], None]:
+    """Record a measured figure: ``figure("reconnect_p95_s", 0.8)``."""
+    return Figures(os.environ.get("RELIABILITY_FIGURES"))
+
+
+class Listener:
+    """A paho subscriber collecting (topic, payload) pairs on a filter."""
+
+    def __init__(self, port: int, topic: str = "alerts/#") -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self._lock = threading.Lock()
+        ready = threading.Event()
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2)
+        self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *_: ready.set()
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        assert ready.wait(5), "listener did not subscribe"
+
+    def _on_message(self, _c: Any, _u: Any, message: paho.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((message.topic, bytes(message.payload)))
+
+    def events(self) -> list[dict[str, Any]]:
+        """The JSON bodies received so far."""
+        with self._lock:
+            return [json.loads(p) for _, p in self.messages]
+
+    def close(self) -> None:
+        """Disconnect."""
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def listener_factory() -> Iterator[Callable[..., Listener]]:
+    """Make listeners that are closed after the test."""
+    made: list[Listener] = []
+
+    def make(port: int, topic: str = "alerts/#") -> Listener:
+        made.append(Listener(port, topic))
+        return made[-1]
+
+    yield make
+    for item in made:
+        item.close()
+
+
+def publisher(port: int, client_id: str = "") -> paho.Client:
+    """A connected paho client with its network loop running (QoS 1 publishing)."""
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id)
+    client.max_inflight_messages_set(0)
+    client.max_queued_messages_set(0)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    return client
+
+
+def outcomes_balance(samples: dict[Any, float]) -> tuple[float, float]:
+    """Return (monitor_received_total, sum of monitor_messages_total over outcomes)."""
+    received = sum(v for (n, _), v in samples.items() if n == "monitor_received_total")
+    outcomes = sum(v for (n, _), v in samples.items() if n == "monitor_messages_total")
+    return received, outcomes

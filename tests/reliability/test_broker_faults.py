@@ -1,0 +1,150 @@
+"""Faults between broker and daemon: restarts, crashes and a silently dead link (items 1-2)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.reliability.conftest import WINDOW, outcomes_balance
+from tests.reliability.stream import Stream
+from tests.support.daemon import Daemon, total
+from tests.support.mosquitto import Mosquitto
+from tests.support.proxy import TcpProxy
+
+pytestmark = pytest.mark.mqtt
+PATIENTS = 5
+
+
+def wait_gauge(daemon: Daemon, name: str, value: float, timeout: float) -> float:
+    """Poll /metrics until gauge `name` equals `value`; return the seconds it took."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if total(daemon.metrics(), name) == value:
+            return time.monotonic() - t0
+        time.sleep(0.02)
+    raise TimeoutError(f"{name} != {value} after {timeout}s")
+
+
+def settle(daemon: Daemon) -> dict[Any, float]:
+    """Scrape until `monitor_received_total` stops moving; return the last scrape."""
+    last = -1.0
+    while True:
+        time.sleep(0.5)
+        samples = daemon.metrics()
+        received = total(samples, "monitor_received_total")
+        if received == last:
+            return samples
+        last = received
+
+
+def restarts(
+    broker: Mosquitto,
+    model_dir: Path,
+    tmp_path: Path,
+    sig: int,
+    times: int,
+) -> tuple[list[float], dict[Any, float], int, Daemon]:
+    """Stream through `times` broker stops with `sig`; return reconnect times and figures."""
+    daemon = Daemon(broker.url, model=model_dir)
+    daemon.start(tmp_path / "daemon.log")
+    daemon.wait_ready()
+    stream = Stream(broker.port, PATIENTS, rate_hz=20)
+    stream.start()
+    daemon.wait_for("monitor_messages_total", PATIENTS * 5, outcome="scored")
+    back: list[float] = []
+    for _ in range(times):
+        broker.stop(sig)
+        wait_gauge(daemon, "monitor_mqtt_connected", 0, timeout=5)
+        time.sleep(1.0)  # down for a while: the daemon's backoff grows meanwhile
+        broker.start()
+        back.append(wait_gauge(daemon, "monitor_mqtt_connected", 1, timeout=10))
+        time.sleep(1.0)
+    time.sleep(2.0)  # the publisher reconnects (1 s delay), then the last samples flow
+    sent = stream.stop()
+    samples = settle(daemon)
+    return back, samples, sent, daemon
+
+
+def check_accounting(samples: dict[Any, float], sent: int) -> None:
+    """Every sample has one outcome; windows survived; gaps are exactly the samples lost."""
+    received, outcomes = outcomes_balance(samples)
+    assert received == outcomes
+    # Windows live in the pipeline, not the connection: each patient warmed up exactly once.
+    assert total(samples, "monitor_messages_total", outcome="warming_up") == PATIENTS * WINDOW
+    accepted = total(samples, "monitor_messages_total", outcome="scored") + PATIENTS * WINDOW
+    assert total(samples, "monitor_sequence_gaps_total") == sent - accepted
+    assert total(samples, "monitor_messages_total", outcome="invalid") == 0
+
+
+def test_graceful_restarts(
+    mosquitto: Mosquitto, model_dir: Path, tmp_path: Path, figure: Callable[[str, Any], None]
+) -> None:
+    """Five graceful broker restarts: re-subscribed within 2 s p95 (5 s max), nothing lost
+    uncounted, windows kept, each lost sample counted once as a sequence gap, exit 0."""
+    back, samples, sent, daemon = restarts(mosquitto, model_dir, tmp_path, signal.SIGTERM, 5)
+    figure("restart_graceful_resubscribe_s", [round(x, 3) for x in back])
+    figure("restart_graceful_sequence_gaps", total(samples, "monitor_sequence_gaps_total"))
+    assert float(np.percentile(back, 95)) <= 2.0
+    assert max(back) <= 5.0
+    check_accounting(samples, sent)
+    assert total(samples, "monitor_mqtt_reconnects_total") >= 5
+    assert daemon.stop() == 0
+    assert sum(e.get("event") == "subscribed" for e in daemon.log_events()) == 6
+
+
+def test_sigkill_restarts_without_persistence(
+    tmp_path: Path, model_dir: Path, figure: Callable[[str, Any], None]
+) -> None:
+    """A broker SIGKILLed twice with no persistence (session lost): the daemon subscribes
+    again each time within 2 s and keeps counting exactly."""
+    broker = Mosquitto(workdir=tmp_path / "mosquitto", persistence=False)
+    broker.start()
+    try:
+        back, samples, sent, daemon = restarts(broker, model_dir, tmp_path, signal.SIGKILL, 2)
+        figure("restart_sigkill_resubscribe_s", [round(x, 3) for x in back])
+        assert max(back) <= 2.0
+        check_accounting(samples, sent)
+        assert total(samples, "monitor_messages_total", outcome="scored") > 0
+        assert daemon.stop() == 0
+        assert sum(e.get("event") == "subscribed" for e in daemon.log_events()) == 3
+    finally:
+        broker.stop()
+
+
+def test_silent_link_detected_within_two_keepalives(
+    mosquitto: Mosquitto, model_dir: Path, tmp_path: Path, figure: Callable[[str, Any], None]
+) -> None:
+    """A link that goes silent without closing is dropped within 2 x keepalive (3 s here),
+    then the daemon reconnects and scores again."""
+    keepalive = 3
+    proxy = TcpProxy(mosquitto.port)
+    proxy.start()
+    daemon = Daemon(proxy.url, model=model_dir, args=["--keepalive", str(keepalive)])
+    stream = Stream(mosquitto.port, 2, rate_hz=10)
+    try:
+        daemon.start(tmp_path / "daemon.log")
+        daemon.wait_ready()
+        stream.start()
+        daemon.wait_for("monitor_messages_total", 4, outcome="scored")
+        proxy.blackhole()
+        detected = wait_gauge(daemon, "monitor_mqtt_connected", 0, timeout=4 * keepalive)
+        back = wait_gauge(daemon, "monitor_mqtt_connected", 1, timeout=10)
+        scored = total(daemon.metrics(), "monitor_messages_total", outcome="scored")
+        daemon.wait_for("monitor_messages_total", scored + 4, outcome="scored", timeout=10)
+        figure("silent_link_detected_s", round(detected, 3))
+        figure("silent_link_reconnected_after_s", round(back, 3))
+        assert detected <= 2 * keepalive
+        assert proxy.connections == 2
+        # paho's keepalive or the daemon's watchdog, whichever fires first, names the loss.
+        events = {e.get("event") for e in daemon.log_events()}
+        assert events & {"broker_silent", "broker_connection_lost"}
+    finally:
+        stream.stop()
+        assert daemon.stop() == 0
+        proxy.close()
