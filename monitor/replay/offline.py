@@ -23,8 +23,8 @@ from monitor.core.types import Float32Array
 from monitor.model.predictor import Predictor
 from monitor.model.store import load_model
 from monitor.replay.recording import Record, read_recording
-from monitor.service.metrics import Metrics
 from monitor.service.app import one_inference_thread
+from monitor.service.metrics import Metrics
 from monitor.service.pipeline import Job, Pipeline, model_info_from_card
 from monitor.settings import Settings
 

@@ -101,7 +101,7 @@ class Daemon:
     def http_status(self, path: str) -> int | None:
         """GET a path on the metrics port; return the status code, None if unreachable."""
         try:
-            with urllib.request.urlopen(  # noqa: S310 - loopback URL
+            with urllib.request.urlopen(
                 f"http://127.0.0.1:{self.metrics_port}{path}", timeout=2
             ) as resp:
                 return int(resp.status)
