@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "evaluate",
     "demo": "demo",
     "schema": "schema",
+    "docs": "docs",
     "bench": "bench",
 }
 

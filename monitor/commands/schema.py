@@ -17,6 +17,12 @@ SCHEMAS: dict[str, Callable[[], dict[str, Any]]] = {
     "alert": alert_json_schema,
 }
 
+#: Schema name -> file name under docs/schemas/.
+SCHEMA_FILES: dict[str, str] = {
+    "vitals": "vitals-message.schema.json",
+    "alert": "alert.schema.json",
+}
+
 
 def render(name: str) -> str:
     """Return the named schema as the JSON text committed under docs/schemas/."""

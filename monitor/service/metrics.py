@@ -91,7 +91,7 @@ class Metrics:
             ),
             prediction_error=Histogram(
                 "monitor_prediction_error",
-                "Absolute one-step-ahead residual in units of the card's per-vital sigma.",
+                "Absolute one-step-ahead residual in units of the patient's residual sigma (|z|).",
                 ["vital"],
                 buckets=SIGMA_BUCKETS,
                 registry=r,
