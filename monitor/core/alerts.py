@@ -23,6 +23,7 @@ TECHNICAL_SEVERITY: dict[str, Severity] = {
     "monitoring_degraded": "high",
     "artifact": "low",
     "clock_skew": "low",
+    "flatline": "medium",
 }
 
 

@@ -185,7 +185,12 @@ def matches(label: Label, alert: Alert, config: ScoringConfig) -> bool:
             and alert.reason in config.technical_reasons
             and (label.vital is None or alert.vital in (None, label.vital))
         )
-    return alert.kind == "physiological" and (label.vital is None or alert.vital == label.vital)
+    if alert.kind == "technical":
+        # A stuck sensor is a technical fault: its own alert detects a flatline label.
+        return (
+            label.kind == "flatline" and alert.reason == "flatline" and alert.vital == label.vital
+        )
+    return label.vital is None or alert.vital == label.vital
 
 
 def magnitude_bucket(label: Label, split: float) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from monitor.core.alerts import TECHNICAL_SEVERITY, AlertEvent
 from monitor.core.batching import MicroBatcher
@@ -48,6 +49,9 @@ class ModelInfo:
     residual_sigma: FloatArray
     version: str
 
+
+#: A vital repeating one exact value this many samples in a row is a stuck sensor.
+FLATLINE_SAMPLES = 5
 
 #: Every final outcome of a received unit (`monitor_messages_total{outcome}`).
 OUTCOMES = (
@@ -108,6 +112,7 @@ class Pipeline:
         # Open technical alerts: (patient_id, reason, vital) -> True.
         self._technical: dict[tuple[str, str, str | None], float] = {}
         self.degraded = False
+        self._flat_open: dict[str, int] = {}  # patient -> open flatline alerts
         self._error_hists = [metrics.prediction_error.labels(v) for v in model.features]
         self._outcomes = {o: metrics.messages.labels(o) for o in OUTCOMES}
         # Every label value exists from the start (at 0): dashboards and rate() see a series
@@ -231,6 +236,7 @@ class Pipeline:
                 if event.state == "raised" and event.vital is not None:
                     self.metrics.alerts.labels(event.vital, event.severity).inc()
             events += changes
+        events += self._flatlines(jobs, actual)
         if live:
             received = np.fromiter((j.received_at for j in jobs), np.float64, len(jobs))
             observe_many(self.metrics.end_to_end_latency, np.maximum(0.0, now - received))
@@ -239,6 +245,29 @@ class Pipeline:
             self.degraded = False
             events += self._close(None, "monitoring_degraded", None, now)
         return events
+
+    def _flatlines(self, jobs: Sequence[Job], actual: FloatArray) -> list[AlertEvent]:
+        """Raise 'flatline' (a stuck sensor) when a vital repeats one exact value.
+
+        Real measurements with any noise never repeat exactly `FLATLINE_SAMPLES` times; the
+        residual detector cannot see a sensor stuck near its prediction.
+        """
+        tail = np.stack([j.context[1 - FLATLINE_SAMPLES :] for j in jobs])
+        stuck = np.all(tail == actual.astype(np.float32)[:, None, :], axis=1)
+        events: list[AlertEvent] = []
+        for row in np.flatnonzero(stuck.any(axis=1) | self._stuck_mask(jobs)):
+            job = jobs[int(row)]
+            for i, vital in enumerate(self.model.features):
+                if stuck[row, i]:
+                    events += self._open(job.patient_id, "flatline", vital, job.t)
+                else:
+                    events += self._close(job.patient_id, "flatline", vital, job.t)
+        return events
+
+    def _stuck_mask(self, jobs: Sequence[Job]) -> npt.NDArray[np.bool_]:
+        if not self._flat_open:
+            return np.zeros(len(jobs), dtype=np.bool_)
+        return np.fromiter((j.patient_id in self._flat_open for j in jobs), np.bool_, len(jobs))
 
     def housekeeping(self, now: float) -> list[AlertEvent]:
         """Evict idle patients and raise 'signal lost' for silent ones.
@@ -272,6 +301,8 @@ class Pipeline:
         if key in self._technical:
             return []
         self._technical[key] = now
+        if reason == "flatline" and pid is not None:
+            self._flat_open[pid] = self._flat_open.get(pid, 0) + 1
         self.metrics.technical_alerts.labels(reason).inc()
         self.metrics.active_alerts.labels("technical").set(len(self._technical))
         return [self._technical_event(pid, reason, vital, "raised", now)]
@@ -281,6 +312,10 @@ class Pipeline:
     ) -> list[AlertEvent]:
         if self._technical.pop((pid or "", reason, vital), None) is None:
             return []
+        if reason == "flatline" and pid is not None:
+            left = self._flat_open.pop(pid, 1) - 1
+            if left:
+                self._flat_open[pid] = left
         self.metrics.active_alerts.labels("technical").set(len(self._technical))
         return [self._technical_event(pid, reason, vital, "cleared", now)]
 
