@@ -27,10 +27,10 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from tests.support.daemon import Daemon, scrape, total  # noqa: E402
-from tests.support.mosquitto import Mosquitto  # noqa: E402
+from tests.support.daemon import Daemon, total
+from tests.support.mosquitto import Mosquitto
 
 MONITOR = [sys.executable, "-m", "monitor.cli"]
 

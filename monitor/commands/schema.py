@@ -11,16 +11,19 @@ import click
 
 from monitor.core.alerts import alert_json_schema
 from monitor.core.schema import json_schema
+from simulators.labels import labels_json_schema
 
 SCHEMAS: dict[str, Callable[[], dict[str, Any]]] = {
     "vitals": json_schema,
     "alert": alert_json_schema,
+    "labels": labels_json_schema,
 }
 
 #: Schema name -> file name under docs/schemas/.
 SCHEMA_FILES: dict[str, str] = {
     "vitals": "vitals-message.schema.json",
     "alert": "alert.schema.json",
+    "labels": "labels.schema.json",
 }
 
 
