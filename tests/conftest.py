@@ -11,7 +11,7 @@ import pytest
 # One OpenMP thread: tests run beside brokers and daemons on a 2-core machine.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from tests.support.mosquitto import Mosquitto  # noqa: E402
+from tests.support.mosquitto import Mosquitto
 
 
 @pytest.fixture
