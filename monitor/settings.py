@@ -31,7 +31,8 @@ class IngestSettings(BaseModel):
     model_config = _SECTION
 
     topics: list[str] = Field(default_factory=lambda: ["vitals/+"], min_length=1)
-    qos: Literal[0, 1, 2] = 1
+    # An int range, not Literal[0, 1, 2]: environment values arrive as strings.
+    qos: int = Field(default=1, ge=0, le=2)
     persistent_session: bool = Field(
         default=False,
         description="Keep the broker session (and its queued QoS>0 messages) across restarts; "
@@ -95,7 +96,8 @@ class AlertSettings(BaseModel):
     model_config = _SECTION
 
     topic_prefix: str = Field(default="alerts", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_/-]{0,63}$")
-    qos: Literal[0, 1, 2] = 1
+    # An int range, not Literal[0, 1, 2]: environment values arrive as strings.
+    qos: int = Field(default=1, ge=0, le=2)
     max_pending: int = Field(default=100_000, ge=1, description="Alerts held while offline.")
 
 

@@ -41,12 +41,14 @@ class AlertFeed:
         self.recent: deque[Seen] = deque(maxlen=keep)
         self.received = 0
         self.first_at: float | None = None
+        self.protocol: str | None = None
         self.subscribed = asyncio.Event()
 
     async def run(self) -> None:
         """Receive alert events until cancelled."""
         async with connect(self.broker) as conn:
             await conn.client.subscribe(self.topic, qos=1)
+            self.protocol = conn.protocol
             self.subscribed.set()
             async for message in conn.client.messages:
                 try:

@@ -102,45 +102,52 @@ async def run_demo(options: DemoOptions, display: Display, started: float | None
         broker = EmbeddedBroker(_HOST, port_or_free(_HOST, options.port))
         await broker.start()
         url = broker.url
-    settings = demo_settings(url, port_or_free(_HOST, options.metrics_port))
-    configure_logging(LogSettings(level="warning", format="console"))
-    # `_created` series double the exposition and no dashboard uses them.
-    disable_created_metrics()  # type: ignore[no-untyped-call]
-    predictor = Predictor(load_model(options.model), settings.model.device)
-    daemon = Daemon(settings, predictor)
-    serving = asyncio.create_task(daemon.serve(), name="daemon")
-    # serve() installs its own SIGINT/SIGTERM handlers before its first await; take them
-    # over so a signal stops the simulator before the daemon, not the daemon alone.
-    await asyncio.sleep(0)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    feed = AlertFeed(settings.broker, settings.alerts.topic_prefix)
-    feeding = asyncio.create_task(feed.run(), name="alert-feed")
-    simulation = Simulation(settings.broker, options.simulation)
     try:
-        await _wait_connected(daemon, feed, serving, feeding)
-        await asyncio.to_thread(simulation.start)
-        sim_started = time.monotonic()
-        o = options.simulation
-        display.header = [
-            f"vitals-monitor demo: {o.patients} patients, scenario {o.scenario}, "
-            f"{o.speed:g}x real time",
-            f"broker   {url}{' (embedded)' if broker else ''}",
-            f"metrics  http://{daemon.http.host}:{daemon.http.port}/metrics",
-            f"model    {predictor.card.model_version[:12]} ({options.model}) on {predictor.device}",
-        ]
-        if not options.tty:
-            for line in display.header:
-                display.say(line)
-            display.say(f"ready after {sim_started - started:.1f}s; simulator started")
-        await _refresh_loop(options, display, daemon, feed, simulation, stop, started)
+        settings = demo_settings(url, port_or_free(_HOST, options.metrics_port))
+        configure_logging(LogSettings(level="warning", format="console"))
+        # `_created` series double the exposition and no dashboard uses them.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        predictor = Predictor(load_model(options.model), settings.model.device)
+        daemon = Daemon(settings, predictor)
+        serving = asyncio.create_task(daemon.serve(), name="daemon")
+        # serve() installs its own SIGINT/SIGTERM handlers before its first await; take them
+        # over so a signal stops the simulator before the daemon, not the daemon alone.
+        await asyncio.sleep(0)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        feed = AlertFeed(settings.broker, settings.alerts.topic_prefix)
+        feeding = asyncio.create_task(feed.run(), name="alert-feed")
+        simulation = Simulation(settings.broker, options.simulation)
+        try:
+            await _wait_connected(daemon, feed, serving, feeding)
+            await asyncio.to_thread(simulation.start)
+            sim_started = time.monotonic()
+            o = options.simulation
+            display.header = [
+                f"vitals-monitor demo: {o.patients} patients, scenario {o.scenario}, "
+                f"{o.speed:g}x real time",
+                f"broker   {url} ({'embedded amqtt, ' if broker else ''}MQTT {feed.protocol})",
+                f"metrics  http://{daemon.http.host}:{daemon.http.port}/metrics",
+                f"model    {predictor.card.model_version[:12]} ({options.model}) "
+                f"on {predictor.device}",
+            ]
+            if not options.tty:
+                for line in display.header:
+                    display.say(line)
+                display.say(f"ready after {sim_started - started:.1f}s; simulator started")
+            await _refresh_loop(options, display, daemon, feed, simulation, stop, started)
+        finally:
+            # Input first, then the daemon (it drains), then the consumer of its alerts.
+            await asyncio.to_thread(simulation.stop)
+            daemon.request_stop()
+            try:
+                code = await serving
+            finally:
+                feeding.cancel()
+                # The feed may have ended with a broker error already; shutdown goes on.
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await feeding
     finally:
-        await asyncio.to_thread(simulation.stop)
-        daemon.request_stop()
-        code = await serving
-        feeding.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await feeding
         if broker is not None:
             await broker.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):

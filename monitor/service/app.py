@@ -47,7 +47,9 @@ log = structlog.get_logger("monitor")
 
 #: Called after each forward with its duration; the overload test makes inference slower.
 InferenceHook = Callable[[float], None]
-_DRAIN_MAX = 4096
+# One burst handled without yielding: ~512 x 20-40 us keeps the loop lag near 10-20 ms
+# (4096 let a burst hold the loop for 200+ ms under overload; docs/reliability.md).
+_DRAIN_MAX = 512
 _SYSTEM_TOPIC_ID = "_system"
 
 

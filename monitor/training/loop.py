@@ -14,11 +14,16 @@ from monitor.training.recipes import Schedule
 def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
     """Index batches of one epoch, exactly as ``DataLoader(shuffle=True, drop_last=True)``.
 
-    The permutation is ``torch.randperm(n, generator=generator)``, what `RandomSampler`
-    draws when given a generator; the last incomplete batch is dropped. When there are
-    fewer than `batch_size` windows, one batch holds them all.
+    Each epoch's DataLoader iterator first draws a base seed for its workers from the
+    generator, then `RandomSampler` draws ``torch.randperm(n, generator=generator)``; the
+    sampler, run to its end, draws one more (empty) slice of a second permutation. All
+    three draws are reproduced so the batches are the seed's, epoch after epoch. The last
+    incomplete batch is dropped. When there are fewer than `batch_size` windows, one
+    batch holds them all.
     """
+    torch.empty((), dtype=torch.int64).random_(generator=generator)
     order = torch.randperm(n, generator=generator)
+    torch.randperm(n, generator=generator)
     if n < batch_size:
         return [order]
     return [order[i : i + batch_size] for i in range(0, n - batch_size + 1, batch_size)]

@@ -9,8 +9,10 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support.daemon import MONITOR, scrape, total
-from tests.support.mosquitto import free_port
+from tests.support.mosquitto import Mosquitto, free_port
 
 FIRST_ALERT = re.compile(r"first alert ([\d.]+)s after the simulator started \(([\d.]+)s after")
 ALERT = re.compile(r"^ALERT \[\s*([\d.]+)s\] (raised|escalated|cleared)\s+(low|medium|high)\s+")
@@ -18,8 +20,15 @@ FIGURES = re.compile(r"^\[\s*([\d.]+)s\] patients=(\d+) msg/s=(\d+)")
 METRICS = re.compile(r"^metrics\s+(http://\S+/metrics)")
 
 
-def _demo(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty cache shared by the module: without a shipped model, the first demo trains
+    one on the spot (as on a fresh machine) and the later ones reuse it."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def _demo(cache: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "XDG_CACHE_HOME": str(cache)}
     return subprocess.Popen(
         [*MONITOR, "demo", "--no-tty", "--port", str(free_port()), *args],
         stdout=subprocess.PIPE,
@@ -29,38 +38,40 @@ def _demo(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def test_demo_shows_an_alert_within_30_s_and_exits_0(tmp_path: Path) -> None:
+def test_demo_shows_an_alert_within_30_s_and_exits_0(cache: Path) -> None:
     """A 30 s demo prints alerts with patient and vital, the first within 30 s, and exits 0.
 
     While it runs, its /metrics endpoint serves the daemon's counters.
     """
-    proc = _demo(tmp_path, "--duration", "30", "--metrics-port", str(free_port()))
-    assert proc.stdout is not None
     lines: list[str] = []
     scraped: dict[str, float] = {}
+    url = ""
     t0 = time.monotonic()
-    for line in proc.stdout:
-        lines.append(line.rstrip("\n"))
-        metrics = METRICS.match(line)
-        if metrics:
-            url = metrics.group(1)
-        figures = FIGURES.match(line)
-        if figures and int(figures.group(3)) > 0 and not scraped:
-            samples = scrape(url)
-            scraped = {
-                "received": total(samples, "monitor_received_total"),
-                "patients": total(samples, "monitor_active_patients"),
-            }
-    code = proc.wait(30)
+    with _demo(cache, "--duration", "30", "--metrics-port", str(free_port())) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            metrics = METRICS.match(line)
+            if metrics:
+                url = metrics.group(1)
+            figures = FIGURES.match(line)
+            if figures and int(figures.group(3)) > 0 and not scraped:
+                samples = scrape(url)
+                scraped = {
+                    "received": total(samples, "monitor_received_total"),
+                    "patients": total(samples, "monitor_active_patients"),
+                }
+        code = proc.wait(30)
     wall = time.monotonic() - t0
     output = "\n".join(lines)
     assert code == 0, output
     assert "stopped cleanly" in output
-    assert scraped["received"] > 0 and scraped["patients"] == 20, output
+    assert scraped["received"] > 0, output
+    assert scraped["patients"] == 20, output
     alerts = [m for m in map(ALERT.match, lines) if m]
     assert any(m.group(2) == "raised" for m in alerts), output
     assert re.search(r"patient=p\d{4} (physiological=[a-z_]+|technical=)", output), output
-    first = FIGURES and FIRST_ALERT.search(output)
+    first = FIRST_ALERT.search(output)
     assert first, output
     since_demo_start = float(first.group(2))
     print(f"first alert {first.group(1)}s after the simulator, {since_demo_start}s after start")
@@ -69,18 +80,29 @@ def test_demo_shows_an_alert_within_30_s_and_exits_0(tmp_path: Path) -> None:
     assert wall < 50.0
 
 
-def test_sigterm_and_ctrl_c_stop_it_cleanly(tmp_path: Path) -> None:
+def test_sigterm_and_ctrl_c_stop_it_cleanly(cache: Path) -> None:
     """SIGTERM (and SIGINT, as Ctrl-C sends) shut simulator, daemon and broker down; exit 0."""
     for sig in (signal.SIGTERM, signal.SIGINT):
-        proc = _demo(tmp_path, "--metrics-port", "0")
-        assert proc.stdout is not None
-        lines = []
-        for line in proc.stdout:
-            lines.append(line)
-            if line.startswith("["):  # the first refresh: everything runs
-                break
-        proc.send_signal(sig)
-        rest, _ = proc.communicate(timeout=20)
-        output = "".join(lines) + rest
-        assert proc.returncode == 0, output
-        assert output.rstrip().endswith("stopped cleanly"), output
+        with _demo(cache, "--metrics-port", "0") as proc:
+            assert proc.stdout is not None
+            lines = []
+            for line in proc.stdout:
+                lines.append(line)
+                if line.startswith("["):  # the first refresh: everything runs
+                    break
+            proc.send_signal(sig)
+            rest, _ = proc.communicate(timeout=20)
+            output = "".join(lines) + rest
+            assert proc.returncode == 0, output
+            assert output.rstrip().endswith("stopped cleanly"), output
+
+
+@pytest.mark.mqtt
+def test_broker_option_uses_an_external_broker(cache: Path, mosquitto: Mosquitto) -> None:
+    """With --broker the demo starts no broker: the daemon receives over Mosquitto (MQTT 5)."""
+    with _demo(cache, "--broker", mosquitto.url, "--duration", "12", "--metrics-port", "0") as p:
+        output, _ = p.communicate(timeout=40)
+    assert p.returncode == 0, output
+    assert f"broker   {mosquitto.url} (MQTT 5)" in output
+    rates = [int(m.group(3)) for m in map(FIGURES.match, output.splitlines()) if m]
+    assert max(rates) >= 150, output  # 20 patients x 10 samples/s

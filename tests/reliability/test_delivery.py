@@ -122,7 +122,9 @@ def test_redeliveries_and_duplicates_give_no_duplicate_alerts(
     daemon.wait_for("monitor_received_total", 270, timeout=10)
     time.sleep(0.5)
     samples = daemon.metrics()
-    outcome = {o: total(samples, "monitor_messages_total", outcome=o) for o in ("duplicate", "late")}
+    outcome = {
+        o: total(samples, "monitor_messages_total", outcome=o) for o in ("duplicate", "late")
+    }
     assert outcome == {"duplicate": 6, "late": 174}
     assert total(samples, "monitor_messages_total", outcome="scored") == 90 - 3 * WINDOW
     received, outcomes = outcomes_balance(samples)

@@ -29,10 +29,12 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def histogram_quantile(samples: dict[Any, float], name: str, q: float) -> float:
-    """Upper bound of the bucket holding quantile `q` of histogram `name`."""
+def histogram_quantile(
+    samples: dict[Any, float], before: dict[Any, float], name: str, q: float
+) -> float:
+    """Upper bound of the bucket holding quantile `q` of histogram `name` between scrapes."""
     buckets = sorted(
-        (float(dict(labels)["le"]), v)
+        (float(dict(labels)["le"]), v - before.get((n, labels), 0.0))
         for (n, labels), v in samples.items()
         if n == f"{name}_bucket"
     )
@@ -71,6 +73,7 @@ def test_overload_sheds_bounded_and_stays_responsive(
     pending: list[float] = []
     scrape_s: list[float] = []
     ready: list[int | None] = []
+    start = daemon.metrics()  # loop lag is judged over the overload only, not startup
     t_end = time.monotonic() + 12.0
     next_probe = time.monotonic()
     while time.monotonic() < t_end:
@@ -88,7 +91,7 @@ def test_overload_sheds_bounded_and_stays_responsive(
     pub.close()
     samples = daemon.metrics()
     shed = total(samples, "monitor_messages_total", outcome="shed")
-    lag_p99 = histogram_quantile(samples, "monitor_event_loop_lag_seconds", 0.99)
+    lag_p99 = histogram_quantile(samples, start, "monitor_event_loop_lag_seconds", 0.99)
     figure("overload_published", seq * len(ids))
     figure("overload_shed", shed)
     figure("overload_pending_max", max(pending))
@@ -103,12 +106,21 @@ def test_overload_sheds_bounded_and_stays_responsive(
     assert max(scrape_s) < 1.0
     assert lag_p99 <= 0.1
     degraded = [e for e in alerts.events() if e.get("reason") == "monitoring_degraded"]
-    assert degraded and degraded[0]["state"] == "raised" and degraded[0]["kind"] == "technical"
+    assert degraded
+    assert degraded[0]["state"] == "raised"
+    assert degraded[0]["kind"] == "technical"
     # Once the stream stops the backlog drains, the alert clears and readiness returns.
     daemon.wait_for("monitor_ready", 1, timeout=30)
-    time.sleep(0.5)
-    samples = daemon.metrics()
+    deadline = time.monotonic() + 30
+    while total(samples := daemon.metrics(), "monitor_pending_windows") and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.2)
     assert total(samples, "monitor_pending_windows") == 0
+    assert [e["state"] for e in alerts.events() if e.get("reason") == "monitoring_degraded"] == [
+        "raised",
+        "cleared",
+    ]
     received, outcomes = outcomes_balance(samples)
     assert received == outcomes
     assert daemon.stop() == 0
@@ -131,7 +143,7 @@ def test_counting_queue_counts_what_aiomqtt_drops(mosquitto: Mosquitto) -> None:
             client.loop_stop()
             client.disconnect()
             deadline = time.monotonic() + 10
-            while metrics.received._value.get() < 300 and time.monotonic() < deadline:
+            while metrics.received._value.get() < 300 and time.monotonic() < deadline:  # noqa: ASYNC110 - polling a counter, no event to wait on
                 await asyncio.sleep(0.05)
             return incoming_queue(conn.client).qsize()
 

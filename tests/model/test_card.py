@@ -1,0 +1,50 @@
+"""ModelCard: JSON round trip and consistency checks."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from monitor.model.card import ModelCard
+from tests.model.factory import make_card
+
+
+def test_card_json_round_trip_is_lossless() -> None:
+    """to_json then from_json gives an equal card."""
+    card = make_card()
+    again = ModelCard.from_json(card.to_json())
+    assert again == card
+    assert again.normalisation.mean == [80.0, 97.0]
+    assert again.metrics.per_feature["spo2"].noise_floor_rmse == 0.9
+
+
+def test_feature_index_is_the_column() -> None:
+    """feature_index gives the tensor column of a feature, KeyError for others."""
+    card = make_card()
+    assert card.feature_index("spo2") == 1
+    with pytest.raises(KeyError, match="resp_rate"):
+        card.feature_index("resp_rate")
+
+
+def test_unknown_feature_is_refused() -> None:
+    """A feature that is not a known vital fails validation, naming it."""
+    data = make_card().model_dump()
+    data["features"] = ["heart_rate", "glucose"]
+    with pytest.raises(ValidationError, match="glucose"):
+        ModelCard.model_validate(data)
+
+
+def test_statistics_length_must_match_features() -> None:
+    """Normalisation with the wrong number of values fails validation."""
+    data = make_card().model_dump()
+    data["normalisation"]["std"] = [1.0]
+    with pytest.raises(ValidationError, match=r"normalisation.std has 1 values for 2"):
+        ModelCard.model_validate(data)
+
+
+def test_unknown_card_field_is_refused() -> None:
+    """Extra keys are refused, so a typo cannot pass silently."""
+    data = make_card().model_dump()
+    data["windw"] = 3
+    with pytest.raises(ValidationError, match="windw"):
+        ModelCard.model_validate(data)
