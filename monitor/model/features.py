@@ -16,17 +16,19 @@ FloatArray = npt.NDArray[np.floating]
 MIN_STD = 1e-6
 
 
-def make_windows(series: FloatArray, window: int) -> tuple[FloatArray, FloatArray]:
+def make_windows(series: FloatArray, window: int, stride: int = 1) -> tuple[FloatArray, FloatArray]:
     """Cut a series into (window, next sample) pairs, as the seed's ``create_sequences``.
 
     Args:
         series: Samples, shape ``(T, F)``, oldest first.
         window: Number of past samples per input.
+        stride: Keep every `stride`-th pair (1: all, as the seed).
 
     Returns:
         ``X`` of shape ``(T - window, window, F)`` and ``y`` of shape ``(T - window, F)``:
         ``X[i] = series[i:i+window]`` and ``y[i] = series[i+window]``. Both empty (with
-        the right trailing shape) when ``T <= window``.
+        the right trailing shape) when ``T <= window``. With a stride, every
+        `stride`-th pair of those.
     """
     if series.ndim != 2:
         raise ValueError(f"series must be (T, F), got shape {series.shape}")
@@ -38,8 +40,8 @@ def make_windows(series: FloatArray, window: int) -> tuple[FloatArray, FloatArra
         return np.empty((0, window, f), series.dtype), np.empty((0, f), series.dtype)
     view = np.lib.stride_tricks.sliding_window_view(series, window, axis=0)
     # sliding_window_view puts the window axis last: (T-window+1, F, window).
-    x = np.ascontiguousarray(view[:n].transpose(0, 2, 1))
-    y = np.ascontiguousarray(series[window:])
+    x = np.ascontiguousarray(view[:n:stride].transpose(0, 2, 1))
+    y = np.ascontiguousarray(series[window::stride])
     return x, y
 
 

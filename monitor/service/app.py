@@ -16,6 +16,7 @@ import contextlib
 import random
 import signal
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -110,7 +111,11 @@ class Daemon:
         self._stop = asyncio.Event()
         self._work = asyncio.Event()
         self._connected = asyncio.Event()
-        self._alerts: asyncio.Queue[AlertEvent] = asyncio.Queue()
+        # Technical alerts (signal lost, monitoring degraded) jump ahead of a backlog of
+        # physiological ones: under overload they are the news that matters.
+        self._technical: deque[AlertEvent] = deque()
+        self._physiological: deque[AlertEvent] = deque()
+        self._alert_ready = asyncio.Event()
         self._executor = ThreadPoolExecutor(1, "inference", initializer=one_inference_thread)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -347,17 +352,32 @@ class Daemon:
                 z=None if event.z is None else round(event.z, 2),
                 seq=event.seq,
             )
-            if self._alerts.qsize() >= limit:
-                self._alerts.get_nowait()
+            if len(self._technical) + len(self._physiological) >= limit:
+                (self._physiological or self._technical).popleft()
                 self.metrics.dropped.labels("alert_queue_full").inc()
-            self._alerts.put_nowait(event)
+            if event.patient_id is None:
+                self._technical.appendleft(event)  # system-wide (monitoring degraded): first
+            else:
+                queue = self._technical if event.kind == "technical" else self._physiological
+                queue.append(event)
+            self._alert_ready.set()
+
+    def _next_alert(self) -> AlertEvent | None:
+        for queue in (self._technical, self._physiological):
+            if queue:
+                return queue.popleft()
+        return None
 
     def _topic(self, event: AlertEvent) -> str:
         return f"{self.settings.alerts.topic_prefix}/{event.patient_id or _SYSTEM_TOPIC_ID}"
 
     async def _publisher(self) -> None:
         while True:
-            event = await self._alerts.get()
+            event = self._next_alert()
+            if event is None:
+                self._alert_ready.clear()
+                await self._alert_ready.wait()
+                continue
             while True:
                 client = self._client
                 if client is None:
@@ -373,15 +393,20 @@ class Daemon:
 
     async def _drain_alerts(self, client: aiomqtt.Client) -> None:
         deadline = time.monotonic() + self.settings.shutdown_grace_s / 2
-        while not self._alerts.empty() and time.monotonic() < deadline:
-            event = self._alerts.get_nowait()
+        while time.monotonic() < deadline and (event := self._next_alert()) is not None:
             try:
                 await client.publish(
                     self._topic(event), event.to_json(), qos=self.settings.alerts.qos
                 )
             except aiomqtt.MqttError as exc:
                 log.warning("alert_not_published", error=str(exc))
-                return
+                self._physiological.appendleft(event)
+                break
+        left = len(self._technical) + len(self._physiological)
+        if left:
+            # Past the grace period or with the broker gone: counted, never silently lost.
+            self.metrics.dropped.labels("shutdown").inc(left)
+            log.warning("alerts_not_published", count=left)
 
     # -- housekeeping ----------------------------------------------------------------------
 

@@ -70,24 +70,25 @@ class Windows:
         return int(self.y.shape[0])
 
 
-def cut_windows(segments: list[Segment], window: int, n_features: int) -> Windows:
+def cut_windows(segments: list[Segment], window: int, n_features: int, stride: int = 1) -> Windows:
     """Cut every segment into windows (`make_windows`) and stack them in order.
 
     Args:
         segments: Segments, each ``(T_i, F)``; those with ``T_i <= window`` give none.
         window: Samples per input window.
         n_features: F, used when there are no segments at all.
+        stride: Keep every `stride`-th window of each segment.
 
     Returns:
         The stacked windows; ``clean_y`` is None unless every segment has ``clean``.
     """
     xs, ys, cs = [], [], []
     for seg in segments:
-        x, y = make_windows(seg.values, window)
+        x, y = make_windows(seg.values, window, stride)
         xs.append(x)
         ys.append(y)
         if seg.clean is not None:
-            cs.append(seg.clean[window:])
+            cs.append(seg.clean[window::stride])
     if not xs:
         empty = np.empty((0, n_features), dtype=np.float64)
         return Windows(np.empty((0, window, n_features), dtype=np.float64), empty, None)

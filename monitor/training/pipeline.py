@@ -94,7 +94,9 @@ def train_model(
     """
     started = time.perf_counter()
     n_feat = len(data.features)
-    train = cut_windows(data.train, recipe.window, n_feat)
+    # Strided before stacking: neighbouring windows are near duplicates, and all of them
+    # would take gigabytes for the default recipe.
+    train = cut_windows(data.train, recipe.window, n_feat, recipe.train_stride)
     test = cut_windows(data.test, recipe.window, n_feat)
     # No validation split (the seed recipe): the residual sigma comes from training windows.
     val = cut_windows(data.val, recipe.window, n_feat) if data.val else train
@@ -105,8 +107,7 @@ def train_model(
     else:
         mean, std = np.zeros(n_feat), np.ones(n_feat)
 
-    x_train = train.x[:: recipe.train_stride]
-    y_train = train.y[:: recipe.train_stride]
+    x_train, y_train = train.x, train.y
     torch.manual_seed(recipe.seed)
     model = MedicalLSTM(n_feat, recipe.hidden_size, recipe.num_layers, n_feat).to(device)
     bar = tqdm(total=recipe.epochs, desc="epochs", disable=not progress, unit="epoch")

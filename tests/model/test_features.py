@@ -50,3 +50,11 @@ def test_normalise_round_trip_and_statistics() -> None:
     assert z[:, 0].tolist() == [-1.0, 1.0]
     assert z[:, 1].tolist() == [0.0, 0.0]
     assert np.allclose(denormalise(z, mean, std), a)
+
+
+def test_make_windows_with_stride_keeps_every_nth_pair() -> None:
+    """stride=2 keeps pairs 0, 2, 4, ... of the stride-1 result."""
+    series = np.arange(7, dtype=float).reshape(-1, 1)
+    x, y = make_windows(series, 2, stride=2)
+    assert x[:, :, 0].tolist() == [[0, 1], [2, 3], [4, 5]]
+    assert y[:, 0].tolist() == [2, 4, 6]

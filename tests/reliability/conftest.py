@@ -26,6 +26,7 @@ from monitor.model.card import (
 )
 from monitor.model.lstm import MedicalLSTM
 from monitor.model.store import save_model
+from tests.support.daemon import Daemon
 
 #: Typical adult values, in CLINICAL_VITALS order.
 NORMAL = {
@@ -74,13 +75,20 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def payload(pid: str, seq: int, t: float | None = None, **vitals: float) -> bytes:
-    """A single-sample message for `pid` with normal vitals (overridden by `vitals`)."""
+    """A single-sample message for `pid` with normal vitals (overridden by `vitals`).
+
+    Values wobble a little with `seq`: a real sensor is never exactly constant, and a
+    constant one would (rightly) raise 'flatline' technical alerts.
+    """
+    wobble = {
+        name: value + 0.1 * ((seq * 7 + i) % 5) for i, (name, value) in enumerate(NORMAL.items())
+    }
     body = {
         "v": 1,
         "patient_id": pid,
         "t": time.time() if t is None else t,
         "seq": seq,
-        "vitals": {**NORMAL, **vitals},
+        "vitals": {**wobble, **vitals},
     }
     return json.dumps(body).encode()
 
@@ -166,3 +174,20 @@ def outcomes_balance(samples: dict[Any, float]) -> tuple[float, float]:
     received = sum(v for (n, _), v in samples.items() if n == "monitor_received_total")
     outcomes = sum(v for (n, _), v in samples.items() if n == "monitor_messages_total")
     return received, outcomes
+
+
+@pytest.fixture(autouse=True)
+def _stop_leftover_daemons(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Stop every daemon a test started, even when the test failed half-way."""
+    started: list[Daemon] = []
+    original = Daemon.start
+
+    def start(self: Daemon, log_path: Path, timeout: float = 30.0) -> None:
+        started.append(self)
+        original(self, log_path, timeout)
+
+    monkeypatch.setattr(Daemon, "start", start)
+    yield
+    for daemon in started:
+        if daemon.proc is not None and daemon.proc.poll() is None:
+            daemon.stop()

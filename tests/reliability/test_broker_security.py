@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +97,11 @@ def test_good_credentials_over_tls(
 
 
 def test_wrong_password_clear_error_no_tight_loop(
-    secure_broker: Mosquitto, tls: TlsFiles, model_dir: Path, tmp_path: Path
+    secure_broker: Mosquitto,
+    tls: TlsFiles,
+    model_dir: Path,
+    tmp_path: Path,
+    figure: Callable[[str, Any], None],
 ) -> None:
     """A wrong password: 'broker_refused' names the login as the cause, /readyz stays 503,
     and over 5 s the daemon tries at most twice (no tight reconnect loop)."""
@@ -107,6 +111,7 @@ def test_wrong_password_clear_error_no_tight_loop(
         time.sleep(5.0)
         refused = events_named(daemon, "broker_refused")
         assert 1 <= len(refused) <= 2
+        figure("wrong_password_attempts_in_5s", len(refused))
         assert "broker refused the login" in refused[0]["error"]
         assert daemon.http_status("/readyz") == 503
         assert "wrong" not in daemon.log_text()
@@ -115,7 +120,7 @@ def test_wrong_password_clear_error_no_tight_loop(
 
 
 def test_untrusted_certificate_clear_tls_error(
-    secure_broker: Mosquitto, model_dir: Path, tmp_path: Path
+    secure_broker: Mosquitto, model_dir: Path, tmp_path: Path, figure: Callable[[str, Any], None]
 ) -> None:
     """A CA that did not sign the broker's certificate: a clear TLS error (verification is
     never turned off), at most two attempts in 5 s."""
@@ -126,6 +131,7 @@ def test_untrusted_certificate_clear_tls_error(
         time.sleep(5.0)
         refused = events_named(daemon, "broker_refused")
         assert 1 <= len(refused) <= 2
+        figure("untrusted_ca_attempts_in_5s", len(refused))
         assert "TLS failed" in refused[0]["error"]
         assert "certificate verify failed" in refused[0]["error"]
     finally:

@@ -17,14 +17,16 @@ from tests.support.mosquitto import Mosquitto
 pytestmark = pytest.mark.mqtt
 
 
-def publish_all(port: int, messages: list[tuple[str, bytes]], client_id: str = "") -> None:
-    """Publish at QoS 1 and wait for every PUBACK."""
+def publish_all(port: int, messages: list[tuple[str, bytes]], client_id: str = "") -> float:
+    """Publish at QoS 1, wait for every PUBACK; return when the last one came (monotonic)."""
     client = publisher(port, client_id)
     infos = [client.publish(topic, body, qos=1) for topic, body in messages]
     for info in infos:
         info.wait_for_publish(10)
-    client.loop_stop()
+    acked = time.monotonic()
     client.disconnect()
+    client.loop_stop()
+    return acked
 
 
 def wait_until(check: Callable[[], bool], timeout: float) -> float:
@@ -51,13 +53,14 @@ def test_signal_lost_raised_then_cleared(
     daemon.start(tmp_path / "daemon.log")
     daemon.wait_ready()
     alerts = listener_factory(mosquitto.port)
-    publish_all(mosquitto.port, [("vitals/quiet1", payload("quiet1", s)) for s in range(3)])
-    last = time.monotonic()
+    last = publish_all(mosquitto.port, [("vitals/quiet1", payload("quiet1", s)) for s in range(3)])
 
     def lost() -> list[dict[str, Any]]:
         return [e for e in alerts.events() if e.get("reason") == "signal_lost"]
 
-    raised_after = wait_until(lambda: len(lost()) == 1, timeout=5) + (time.monotonic() - last)
+    wait_until(lambda: len(lost()) == 1, timeout=5)
+    raised_after = time.monotonic() - last
+    assert 1.0 <= raised_after < 2.0  # stale_after_s, plus housekeeping and delivery
     time.sleep(1.0)  # still silent: no second 'raised'
     assert [(e["patient_id"], e["kind"], e["state"]) for e in lost()] == [
         ("quiet1", "technical", "raised")
@@ -68,8 +71,9 @@ def test_signal_lost_raised_then_cleared(
     topics = {t for t, body in alerts.messages if b"signal_lost" in body}
     assert topics == {"alerts/quiet1"}
     figure("signal_lost_raised_after_silence_s", round(raised_after, 3))
+    # Silent again since: it may already have been raised a second time, never less.
     samples = daemon.metrics()
-    assert total(samples, "monitor_technical_alerts_total", reason="signal_lost") == 1
+    assert total(samples, "monitor_technical_alerts_total", reason="signal_lost") >= 1
     assert daemon.stop() == 0
 
 
