@@ -5,8 +5,12 @@ ones) differ in noise level by a factor of two or more, so one pooled sigma make
 patient's anomalies look small and a noisy patient's noise look large. Each patient's scale
 starts from a robust noise estimate of its first full window (median absolute first
 difference, which a slow trend or a single spike barely moves) and then follows an
-exponentially weighted mean of its squared residuals, updated only by samples that look
+exponentially weighted mean and variance of its residuals, updated only by samples that look
 normal (|z| below `update_below`) so an anomaly cannot inflate the scale that judges it.
+
+z is measured from that running mean: a small, slow bias of the model for one patient (for
+example while another of its vitals is far out of the training range) neither inflates the
+scale nor turns into a stream of false alarms, while a sudden change stands out at once.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class ResidualScale:
         self.update_below = update_below
         self.model_error_ratio = model_error_ratio
         self._var: dict[str, FloatArray] = {}
+        self._mean: dict[str, FloatArray] = {}
 
     def __len__(self) -> int:
         return len(self._var)
@@ -64,7 +69,7 @@ class ResidualScale:
         return sigma
 
     def z(self, patient_id: str, context: AnyFloatArray, residual: AnyFloatArray) -> FloatArray:
-        """Return residual / scale for one sample, then update the patient's scale.
+        """Return (residual - running mean) / scale for one sample, then update both.
 
         Args:
             patient_id: The patient.
@@ -74,14 +79,21 @@ class ResidualScale:
         var = self._var.get(patient_id)
         if var is None:
             var = self._var[patient_id] = self.initial(context) ** 2
+            mean = self._mean[patient_id] = np.zeros_like(var)
+        else:
+            mean = self._mean[patient_id]
         r = np.asarray(residual, dtype=np.float64)
-        z: FloatArray = r / np.sqrt(var)
+        d = r - mean
+        z: FloatArray = d / np.sqrt(var)
         normal = np.abs(z) < self.update_below
         if normal.any():
-            updated = (1.0 - self.alpha) * var + self.alpha * r * r
+            a = self.alpha
+            np.copyto(mean, mean + a * d, where=normal)
+            updated = (1.0 - a) * var + a * d * d
             np.copyto(var, np.maximum(updated, self.floor**2), where=normal)
         return z
 
     def forget(self, patient_id: str) -> None:
         """Drop a patient's scale (eviction, or a window reset after a gap)."""
         self._var.pop(patient_id, None)
+        self._mean.pop(patient_id, None)

@@ -1,0 +1,64 @@
+"""Per-patient residual scale."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from monitor.core.scale import ResidualScale
+
+
+def _window(sigma: float, n: int = 60, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    slow = np.linspace(0.0, 1.0, n)[:, None]
+    return 100.0 + slow + rng.standard_normal((n, 2)) * sigma
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 3.0])
+def test_initial_scale_estimates_the_window_noise(sigma: float) -> None:
+    """The first window's robust noise estimate is within 25 % of the true sigma (x 1.1)."""
+    scale = ResidualScale(np.array([1.0, 1.0]), model_error_ratio=1.0)
+    estimates = [scale.initial(_window(sigma, seed=s)) for s in range(20)]
+    assert np.mean(estimates) == pytest.approx(sigma, rel=0.25)
+
+
+def test_quiet_patient_gets_a_larger_z_than_the_pooled_sigma_gives() -> None:
+    """A 10-sigma residual of a patient with half the pooled noise reads about 10, not 5."""
+    scale = ResidualScale(np.array([2.0, 2.0]), model_error_ratio=1.0)
+    z = scale.z("p1", _window(1.0, n=200), np.array([10.0, 0.0]))
+    assert 7.0 < z[0] < 14.0
+    assert abs(z[1]) < 1e-9
+
+
+def test_anomalies_do_not_inflate_the_scale() -> None:
+    """Residuals beyond `update_below` leave the scale untouched; normal ones update it."""
+    scale = ResidualScale(np.array([1.0]), alpha=0.1)
+    ctx = _window(1.0)[:, :1]
+    scale.z("p", ctx, np.array([0.0]))
+    before = scale.sigma("p")
+    assert before is not None
+    for _ in range(50):
+        scale.z("p", ctx, np.array([100.0]))
+    assert scale.sigma("p") == pytest.approx(before)
+
+
+def test_a_slow_bias_is_learned_and_stops_counting() -> None:
+    """A constant 2-sigma residual bias fades from z as the running mean learns it."""
+    scale = ResidualScale(np.array([1.0]), alpha=0.05)
+    ctx = np.zeros((60, 1)) + np.random.default_rng(1).standard_normal((60, 1))
+    first = scale.z("p", ctx, np.array([2.0]))[0]
+    for _ in range(200):
+        last = scale.z("p", ctx, np.array([2.0]))[0]
+    assert first > 1.5
+    assert abs(last) < 0.2
+
+
+def test_floor_and_forget() -> None:
+    """A zero-variance window is floored; forgetting a patient drops its state."""
+    scale = ResidualScale(np.array([2.0]), floor_ratio=0.25)
+    z = scale.z("p", np.zeros((60, 1)), np.array([1.0]))
+    assert z[0] == pytest.approx(2.0)
+    assert len(scale) == 1
+    scale.forget("p")
+    assert scale.sigma("p") is None
+    assert len(scale) == 0

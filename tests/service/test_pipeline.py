@@ -1,0 +1,115 @@
+"""The synchronous pipeline: outcomes, technical alerts and scoring, without a broker."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+
+from monitor.core.alerts import AlertEvent
+from monitor.service.metrics import Metrics
+from monitor.service.pipeline import ModelInfo, Pipeline
+from monitor.settings import Settings
+
+FEATURES = ("heart_rate", "spo2")
+T0 = 1_700_000_000.0
+
+
+def make(length: int = 4, **settings: object) -> Pipeline:
+    info = ModelInfo(FEATURES, length, np.array([1.0, 0.5]), "v-test")
+    return Pipeline(info, Settings.model_validate(settings), Metrics.create(CollectorRegistry()))
+
+
+def payload(pid: str, seq: int, hr: float, spo2: float = 97.0) -> bytes:
+    body = {
+        "v": 1,
+        "patient_id": pid,
+        "t": T0 + seq,
+        "seq": seq,
+        "vitals": {"heart_rate": hr, "spo2": spo2},
+    }
+    return json.dumps(body).encode()
+
+
+def outcomes(p: Pipeline) -> dict[str, float]:
+    out = {}
+    for family in p.metrics.registry.collect():
+        if family.name == "monitor_messages":
+            for s in family.samples:
+                if s.name.endswith("_total") and s.value:
+                    out[s.labels["outcome"]] = s.value
+    return out
+
+
+def feed(p: Pipeline, pid: str, values: list[float], start: int = 0) -> list[AlertEvent]:
+    events: list[AlertEvent] = []
+    for i, v in enumerate(values):
+        seq = start + i
+        events += p.ingest(f"vitals/{pid}", payload(pid, seq, v), T0 + seq)
+    return events
+
+
+def score_all(p: Pipeline, predictor: float | None = None) -> list[AlertEvent]:
+    """Score queued jobs, predicting the last value of each window (persistence)."""
+    jobs = p.take_batch()
+    preds = np.stack([j.context[-1] for j in jobs]).astype(np.float32)
+    if predictor is not None:
+        preds[:] = predictor
+    return p.score(jobs, preds, T0 + 1000, live=False)
+
+
+def test_each_sample_gets_one_outcome_and_ready_windows_are_queued() -> None:
+    """4 warm-up samples, then one job per sample; duplicates, late and junk are counted."""
+    p = make()
+    rng = np.random.default_rng(0)
+    feed(p, "a", list(70 + rng.standard_normal(10)))
+    p.ingest("vitals/a", payload("a", 9, 70.0), T0 + 10)  # duplicate
+    p.ingest("vitals/a", payload("a", 3, 70.0), T0 + 10)  # late
+    p.ingest("vitals/a", b"{nope", T0 + 10)
+    assert len(p.batcher) == 6
+    score_all(p)
+    assert outcomes(p) == {"warming_up": 4, "scored": 6, "duplicate": 1, "late": 1, "invalid": 1}
+
+
+def test_a_stuck_value_raises_and_clears_a_flatline_alert() -> None:
+    """Five equal values in a row raise 'flatline' for that vital; a change clears it."""
+    p = make()
+    rng = np.random.default_rng(1)
+    feed(p, "b", list(70 + rng.standard_normal(6)))
+    score_all(p)
+    feed(p, "b", [71.5] * 5, start=6)
+    raised = [e for e in score_all(p) if e.reason == "flatline"]
+    assert [(e.vital, e.state, e.seq) for e in raised] == [("heart_rate", "raised", None)]
+    feed(p, "b", [69.0], start=11)
+    cleared = [e for e in score_all(p) if e.reason == "flatline"]
+    assert [(e.vital, e.state) for e in cleared] == [("heart_rate", "cleared")]
+
+
+def test_artifact_is_technical_and_silence_raises_signal_lost() -> None:
+    """HR 400 is an artifact (technical, never physiological); a silent patient is 'signal lost'."""
+    p = make(window={"stale_after_s": 5.0})
+    events = p.ingest("vitals/c", payload("c", 0, 400.0), T0)
+    assert [(e.kind, e.reason, e.vital, e.state) for e in events] == [
+        ("technical", "artifact", "heart_rate", "raised")
+    ]
+    events = p.ingest("vitals/c", payload("c", 1, 72.0), T0 + 1)
+    assert [(e.reason, e.state) for e in events] == [("artifact", "cleared")]
+    lost = p.housekeeping(T0 + 10)
+    assert [(e.patient_id, e.reason, e.state) for e in lost] == [("c", "signal_lost", "raised")]
+    assert p.housekeeping(T0 + 11) == []
+    back = p.ingest("vitals/c", payload("c", 2, 72.0), T0 + 12)
+    assert [(e.reason, e.state) for e in back] == [("signal_lost", "cleared")]
+
+
+def test_a_large_residual_raises_a_physiological_alert_on_its_vital() -> None:
+    """A sample 30 sigma from its prediction raises a high alert on that vital only."""
+    p = make()
+    rng = np.random.default_rng(2)
+    feed(p, "d", list(70 + rng.standard_normal(5) * 0.5))
+    score_all(p)
+    feed(p, "d", [100.0], start=5)
+    events = [e for e in score_all(p) if e.kind == "physiological"]
+    assert [(e.patient_id, e.vital, e.state, e.severity, e.seq) for e in events] == [
+        ("d", "heart_rate", "raised", "high", 5)
+    ]
