@@ -15,7 +15,8 @@ from pydantic import ValidationError
 
 from monitor.mqtt import BrokerConfig, BrokerError, SyncPublisher
 from simulators.labels import LabelSink
-from simulators.publisher import PublishOptions, publish
+from simulators.publisher import PublishOptions, PublishStats, publish
+from simulators.recording import RecordingSink
 from simulators.scenarios import SCENARIOS, Timing, build
 from simulators.signals import draw_patients, patient_id_for, seed_profile
 
@@ -110,6 +111,14 @@ from simulators.signals import draw_patients, patient_id_for, seed_profile
     help="Samples per message (more than 1: block messages).",
 )
 @click.option(
+    "--recording",
+    "recording_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the stream to this recording instead of a broker (as fast as possible; each "
+    "record's receive time is its sample time). Needs --duration.",
+)
+@click.option(
     "--start-time",
     type=float,
     default=None,
@@ -137,6 +146,7 @@ def command(
     labels_topic: str | None,
     topic_prefix: str,
     block: int,
+    recording_path: Path | None,
     start_time: float | None,
 ) -> None:
     """Publish noisy vital signs of simulated patients to <topic-prefix>/<patient_id>.
@@ -174,6 +184,14 @@ def command(
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
+    if recording_path is not None:
+        if duration is None:
+            raise click.UsageError("--recording needs --duration")
+        opts = PublishOptions(topic_prefix, qos, block, speed, True, duration, None)
+        with RecordingSink(recording_path) as rec, LabelSink(labels_path) as labels:
+            stats = publish(sim, rec, labels, opts, stop.is_set)
+        _summarise("recording", stats, stop.is_set())
+        return
     opts = PublishOptions(topic_prefix, qos, block, speed, max_speed, duration, labels_topic)
     sink = SyncPublisher(cfg)
     try:
@@ -185,15 +203,19 @@ def command(
             stats = publish(sim, sink, labels, opts, stop.is_set)
     finally:
         sink.close()
+    _summarise(used, stats, stop.is_set())
+
+
+def _summarise(protocol: str, stats: PublishStats, stopped: bool) -> None:
     rate_achieved = stats.samples / stats.elapsed_s if stats.elapsed_s > 0 else 0.0
     summary = {
-        "protocol": used,
+        "protocol": protocol,
         "messages": stats.messages,
         "samples": stats.samples,
         "labels": stats.labels,
         "ticks": stats.ticks,
         "elapsed_s": round(stats.elapsed_s, 3),
         "samples_per_s": round(rate_achieved, 1),
-        "stopped_by_signal": stop.is_set(),
+        "stopped_by_signal": stopped,
     }
     print(json.dumps(summary), file=sys.stderr)

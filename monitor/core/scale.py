@@ -11,9 +11,14 @@ normal (|z| below `update_below`) so an anomaly cannot inflate the scale that ju
 z is measured from that running mean: a small, slow bias of the model for one patient (for
 example while another of its vitals is far out of the training range) neither inflates the
 scale nor turns into a stream of false alarms, while a sudden change stands out at once.
+
+State lives in two (capacity, F) arrays indexed by a slot per patient, so a whole batch is
+scored with a few vectorised operations.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -27,7 +32,7 @@ class ResidualScale:
     """Per-patient, per-vital residual sigma.
 
     Args:
-        base_sigma: The card's pooled residual sigma per feature (the fallback and floor base).
+        base_sigma: The card's pooled residual sigma per feature (the floor's base).
         alpha: EWMA weight of each new normal residual (0.01: about 100 samples of memory).
         floor_ratio: The scale never falls below this fraction of `base_sigma` (a stuck
             sensor's zero-variance window must not make every later residual infinite).
@@ -50,16 +55,18 @@ class ResidualScale:
         self.floor = self.base * floor_ratio
         self.update_below = update_below
         self.model_error_ratio = model_error_ratio
-        self._var: dict[str, FloatArray] = {}
-        self._mean: dict[str, FloatArray] = {}
+        self._slots: dict[str, int] = {}
+        self._free: list[int] = []
+        self._var = np.empty((0, self.base.size))
+        self._mean = np.empty((0, self.base.size))
 
     def __len__(self) -> int:
-        return len(self._var)
+        return len(self._slots)
 
     def sigma(self, patient_id: str) -> FloatArray | None:
         """Return the patient's current scale, or None before its first scored sample."""
-        var = self._var.get(patient_id)
-        return None if var is None else np.sqrt(var)
+        slot = self._slots.get(patient_id)
+        return None if slot is None else np.sqrt(self._var[slot])
 
     def initial(self, context: AnyFloatArray) -> FloatArray:
         """Estimate a scale from one window (window, F): robust noise level of its samples."""
@@ -69,31 +76,77 @@ class ResidualScale:
         return sigma
 
     def z(self, patient_id: str, context: AnyFloatArray, residual: AnyFloatArray) -> FloatArray:
-        """Return (residual - running mean) / scale for one sample, then update both.
+        """Score one sample: (residual - running mean) / scale, then update both.
 
         Args:
             patient_id: The patient.
             context: The window the prediction came from (used only for a new patient).
             residual: actual - predicted, shape (F,).
         """
-        var = self._var.get(patient_id)
-        if var is None:
-            var = self._var[patient_id] = self.initial(context) ** 2
-            mean = self._mean[patient_id] = np.zeros_like(var)
-        else:
-            mean = self._mean[patient_id]
-        r = np.asarray(residual, dtype=np.float64)
-        d = r - mean
-        z: FloatArray = d / np.sqrt(var)
-        normal = np.abs(z) < self.update_below
-        if normal.any():
-            a = self.alpha
-            np.copyto(mean, mean + a * d, where=normal)
-            updated = (1.0 - a) * var + a * d * d
-            np.copyto(var, np.maximum(updated, self.floor**2), where=normal)
-        return z
+        out: FloatArray = self.z_batch([patient_id], [context], np.asarray(residual)[None, :])[0]
+        return out
+
+    def z_batch(
+        self,
+        patient_ids: Sequence[str],
+        contexts: Sequence[AnyFloatArray],
+        residuals: AnyFloatArray,
+    ) -> FloatArray:
+        """Score a batch in order: as if `z` were called row by row.
+
+        A patient may appear several times (replay at full speed); its rows are scored in
+        order, each seeing the state its previous row left.
+
+        Args:
+            patient_ids: Patient of each row.
+            contexts: Window of each row (used only for patients seen for the first time).
+            residuals: actual - predicted, shape (B, F).
+        """
+        r = np.asarray(residuals, dtype=np.float64)
+        out = np.empty_like(r)
+        rounds: list[list[int]] = []
+        seen: dict[str, int] = {}
+        slots = np.empty(len(patient_ids), dtype=np.intp)
+        for row, pid in enumerate(patient_ids):
+            slot = self._slots.get(pid)
+            if slot is None:
+                slot = self._admit(pid, contexts[row])
+            slots[row] = slot
+            k = seen.get(pid, 0)
+            seen[pid] = k + 1
+            if k == len(rounds):
+                rounds.append([])
+            rounds[k].append(row)
+        a = self.alpha
+        for rows in rounds:
+            idx = np.asarray(rows, dtype=np.intp) if len(rounds) > 1 else slice(None)
+            s = slots[idx]
+            var, mean = self._var[s], self._mean[s]
+            d = r[idx] - mean
+            z = d / np.sqrt(var)
+            out[idx] = z
+            normal = np.abs(z) < self.update_below
+            self._mean[s] = np.where(normal, mean + a * d, mean)
+            self._var[s] = np.where(
+                normal, np.maximum((1.0 - a) * var + a * d * d, self.floor**2), var
+            )
+        return out
+
+    def _admit(self, patient_id: str, context: AnyFloatArray) -> int:
+        if not self._free:
+            old = self._var.shape[0]
+            new = max(16, old * 2)
+            self._var = np.resize(self._var, (new, self.base.size))
+            self._mean = np.resize(self._mean, (new, self.base.size))
+            self._free = list(range(new - 1, old - 1, -1))
+        slot = self._free.pop()
+        self._slots[patient_id] = slot
+        self._var[slot] = self.initial(context) ** 2
+        self._mean[slot] = 0.0
+        return slot
 
     def forget(self, patient_id: str) -> None:
-        """Drop a patient's scale (eviction, or a window reset after a gap)."""
-        self._var.pop(patient_id, None)
-        self._mean.pop(patient_id, None)
+        """Drop a patient's scale (eviction)."""
+        slot = self._slots.pop(patient_id, None)
+        if slot is not None:
+            self._free.append(slot)

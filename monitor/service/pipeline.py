@@ -220,9 +220,7 @@ class Pipeline:
             return []
         actual = np.stack([j.actual for j in jobs])
         residuals = actual - predictions
-        z = np.empty_like(residuals)
-        for row, job in enumerate(jobs):
-            z[row] = self.scale.z(job.patient_id, job.context, residuals[row])
+        z = self.scale.z_batch([j.patient_id for j in jobs], [j.context for j in jobs], residuals)
         absz = np.abs(z)
         for i, hist in enumerate(self._error_hists):
             observe_many(hist, absz[:, i])

@@ -62,3 +62,19 @@ def test_floor_and_forget() -> None:
     scale.forget("p")
     assert scale.sigma("p") is None
     assert len(scale) == 0
+
+
+def test_batch_equals_row_by_row_with_repeated_patients() -> None:
+    """z_batch over a batch where patients repeat gives exactly the row-by-row results."""
+    rng = np.random.default_rng(5)
+    pids = ["a", "b", "a", "c", "a", "b"] * 5
+    contexts = [_window(1.0 + i % 3, seed=i) for i in range(len(pids))]
+    residuals = rng.standard_normal((len(pids), 2)) * 2
+    residuals[7] = [50.0, 0.0]
+    one = ResidualScale(np.array([1.0, 1.0]), alpha=0.2)
+    rows = np.stack([one.z(p, c, r) for p, c, r in zip(pids, contexts, residuals, strict=True)])
+    two = ResidualScale(np.array([1.0, 1.0]), alpha=0.2)
+    batched = two.z_batch(pids, contexts, residuals)
+    np.testing.assert_array_equal(batched, rows)
+    for pid in "abc":
+        np.testing.assert_array_equal(two.sigma(pid), one.sigma(pid))
