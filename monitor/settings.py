@@ -67,7 +67,10 @@ class WindowSettings(BaseModel):
     idle_ttl_s: float = Field(default=3600.0, gt=0)
     max_gap_s: float = Field(default=30.0, gt=0, description="A longer gap resets the window.")
     stale_after_s: float = Field(
-        default=30.0, gt=0, description="Silence after which a 'signal lost' alert is raised."
+        default=8.0,
+        gt=0,
+        description="Silence after which a 'signal lost' technical alert is raised (8 missed "
+        "samples at 1 Hz; raise it for slower streams).",
     )
 
 
