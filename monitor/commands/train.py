@@ -39,7 +39,8 @@ def _column_map(values: tuple[str, ...]) -> dict[str, str]:
     "data_files",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     multiple=True,
-    help="Recording(s) to train on (CSV); implies --recipe data.",
+    help="Recordings to train on: CSV, or the replay format (.jsonl[.gz], one series per "
+    "patient); implies --recipe data.",
 )
 @click.option(
     "--column",
@@ -108,7 +109,7 @@ def command(
     from monitor.training.evaluation import metrics_table
     from monitor.training.pipeline import train_model
     from monitor.training.recipes import RECIPES
-    from monitor.training.recordings import LoadOptions, load_recording, split_recordings
+    from monitor.training.recordings import LoadOptions, load_recordings, split_recordings
     from monitor.training.simulated import seed_sine, simulated_patients
 
     name = recipe or ("data" if data_files else "default")
@@ -130,7 +131,7 @@ def command(
             )
         else:
             options = LoadOptions(_column_map(columns), features, zero_is_missing)
-            recordings = [load_recording(p, options) for p in data_files]
+            recordings = [r for p in data_files for r in load_recordings(p, options)]
             data = split_recordings(recordings, chosen.split, chosen.val_fraction)
         result = train_model(
             data, chosen, out, device=resolve_device(device), progress=not quiet, echo=click.echo

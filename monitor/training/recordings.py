@@ -85,12 +85,67 @@ def load_csv(path: Path, options: LoadOptions) -> Recording:
     return Recording(str(path), tuple(features), times, values)
 
 
-#: File suffix -> loader. The replay format registers its loader here.
-LOADERS: dict[str, Callable[[Path, LoadOptions], Recording]] = {".csv": load_csv}
+def load_replay(path: Path, options: LoadOptions) -> list[Recording]:
+    """Read a replay-format recording (`monitor record`, `import`, `simulate --recording`).
+
+    Every valid vitals message becomes a row of its patient's series (block messages give
+    one row per sample); payloads that are not valid messages are skipped, as the daemon
+    would refuse them. A vital a message lacks is missing (NaN) in that row.
+
+    Raises:
+        DataError: No valid message, or a requested feature never appears.
+    """
+    from monitor.core.schema import MESSAGE_ADAPTER
+    from monitor.replay.recording import read_recording
+
+    rows: dict[str, list[tuple[float, dict[str, float]]]] = {}
+    for record in read_recording(path):
+        try:
+            message = MESSAGE_ADAPTER.validate_json(record.payload)
+        except ValueError:
+            continue
+        series = rows.setdefault(message.patient_id, [])
+        series.extend((sample.t, sample.vitals) for sample in message.samples())
+    if not rows:
+        raise DataError(str(path), "no valid vitals message in the recording")
+    found = {name for series in rows.values() for _, vitals in series for name in vitals}
+    features = options.features or tuple(v for v in VITALS if v in found)
+    missing = [f for f in features if f not in found]
+    if missing:
+        raise DataError(str(path), f"vitals {missing} never appear; found {sorted(found)}")
+    out = []
+    for pid, series in sorted(rows.items()):
+        series.sort(key=lambda row: row[0])
+        times = np.array([t for t, _ in series], dtype=np.float64)
+        values = np.array(
+            [
+                [_missing(v.get(f, math.nan), options.zero_is_missing) for f in features]
+                for _, v in series
+            ],
+            dtype=np.float64,
+        ).reshape(len(series), len(features))
+        out.append(Recording(f"{path}#{pid}", tuple(features), times, values))
+    return out
 
 
-def load_recording(path: Path, options: LoadOptions) -> Recording:
-    """Load one file with the loader registered for its suffix.
+def _missing(value: float, zero_is_missing: bool) -> float:
+    return math.nan if zero_is_missing and value == 0.0 else value
+
+
+def _load_csv_list(path: Path, options: LoadOptions) -> list[Recording]:
+    return [load_csv(path, options)]
+
+
+#: File suffix -> loader returning one recording per patient series.
+LOADERS: dict[str, Callable[[Path, LoadOptions], list[Recording]]] = {
+    ".csv": _load_csv_list,
+    ".jsonl": load_replay,
+    ".gz": load_replay,
+}
+
+
+def load_recordings(path: Path, options: LoadOptions) -> list[Recording]:
+    """Load one file (one series per patient) with the loader registered for its suffix.
 
     Raises:
         DataError: No loader for the suffix, or the loader's own errors.
@@ -99,6 +154,14 @@ def load_recording(path: Path, options: LoadOptions) -> Recording:
     if loader is None:
         raise DataError(str(path), f"no loader for {path.suffix!r}; known: {sorted(LOADERS)}")
     return loader(path, options)
+
+
+def load_recording(path: Path, options: LoadOptions) -> Recording:
+    """Load a single-series file (a CSV); see `load_recordings` for multi-patient files."""
+    loaded = load_recordings(path, options)
+    if len(loaded) != 1:
+        raise DataError(str(path), f"{len(loaded)} patients in the file; expected one")
+    return loaded[0]
 
 
 def sample_period(rec: Recording) -> float:
