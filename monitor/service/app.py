@@ -48,8 +48,8 @@ log = structlog.get_logger("monitor")
 
 #: Called after each forward with its duration; the overload test makes inference slower.
 InferenceHook = Callable[[float], None]
-# One burst handled without yielding: ~512 x 20-40 us keeps the loop lag near 10-20 ms
-# (4096 let a burst hold the loop for 200+ ms under overload; docs/reliability.md).
+# One burst handled without yielding: 512 x ~20-40 us bounds the stall to ~10-20 ms, so
+# keepalives and /metrics are served under overload (docs/reliability.md, item 6).
 _DRAIN_MAX = 512
 _SYSTEM_TOPIC_ID = "_system"
 

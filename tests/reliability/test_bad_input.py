@@ -62,6 +62,7 @@ def test_pipeline_fuzz(payload: bytes) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 @settings(max_examples=100_000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(payloads)
 def test_pipeline_fuzz_100k(payload: bytes) -> None:
