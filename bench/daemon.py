@@ -93,7 +93,8 @@ async def ceiling(url: str, patients: int, seconds: float) -> tuple[int, float]:
     # The max-speed simulator's clock runs ahead of the wall clock: no skew check here.
     limits = CodecLimits(max_future_skew_s=1e9, max_age_s=1e10)
     n, first, last = 0, 0.0, 0.0
-    async with connect(BrokerConfig(url=url)) as conn:
+    # The same protocol the daemon picks without a persistent session (3.1.1).
+    async with connect(BrokerConfig(url=url, protocol="3.1.1")) as conn:
         await conn.client.subscribe("vitals/+", qos=1)
         sim = simulate(url, patients, 1.0, seconds * 1e6, "--max-speed")
         queue = incoming_queue(conn.client)
