@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
 from monitor.core.alerts import TECHNICAL_SEVERITY, AlertEvent
 from monitor.core.batching import MicroBatcher
@@ -253,19 +252,18 @@ class Pipeline:
         tail = np.stack([j.context[1 - FLATLINE_SAMPLES :] for j in jobs])
         stuck = np.all(tail == actual.astype(np.float32)[:, None, :], axis=1)
         events: list[AlertEvent] = []
-        for row in np.flatnonzero(stuck.any(axis=1) | self._stuck_mask(jobs)):
-            job = jobs[int(row)]
+        any_stuck = stuck.any(axis=1).tolist()
+        for row, job in enumerate(jobs):
+            # Checked row by row: an alert opened by an earlier row of this batch must be
+            # closable by a later row of the same patient, whatever the batch's size.
+            if not any_stuck[row] and job.patient_id not in self._flat_open:
+                continue
             for i, vital in enumerate(self.model.features):
                 if stuck[row, i]:
                     events += self._open(job.patient_id, "flatline", vital, job.t)
                 else:
                     events += self._close(job.patient_id, "flatline", vital, job.t)
         return events
-
-    def _stuck_mask(self, jobs: Sequence[Job]) -> npt.NDArray[np.bool_]:
-        if not self._flat_open:
-            return np.zeros(len(jobs), dtype=np.bool_)
-        return np.fromiter((j.patient_id in self._flat_open for j in jobs), np.bool_, len(jobs))
 
     def housekeeping(self, now: float) -> list[AlertEvent]:
         """Evict idle patients and raise 'signal lost' for silent ones.
