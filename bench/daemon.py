@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -80,7 +81,7 @@ def simulate(
             *extra,
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -132,7 +133,9 @@ async def ceiling(url: str, patients: int, seconds: float) -> tuple[int, float]:
 def bench_ingest(args: argparse.Namespace) -> None:
     """Raw ingest ceiling, then the daemon under a paced stream."""
     with tempfile.TemporaryDirectory() as tmp:
-        broker = Mosquitto(workdir=Path(tmp) / "mq")
+        broker = Mosquitto(
+            workdir=Path(tmp) / "mq", extra_config=args.broker_config.replace(";", "\n")
+        )
         broker.start()
         try:
             n, dt = asyncio.run(ceiling(broker.url, args.patients, args.ceiling_seconds))
@@ -146,8 +149,9 @@ def bench_ingest(args: argparse.Namespace) -> None:
             per_patient = args.rate / args.patients
             sim = simulate(broker.url, args.patients, per_patient, args.duration)
             t0 = time.perf_counter()
-            sim.wait()
-            published = round(args.patients * per_patient * args.duration)
+            _, err = sim.communicate()
+            summary = json.loads(err.decode().strip().splitlines()[-1])
+            published = int(summary["messages"])
             time.sleep(2.0)
             elapsed = time.perf_counter() - t0
             m = daemon.metrics()
@@ -270,6 +274,7 @@ def main() -> None:
     p.add_argument("--patients", type=int, default=1000)
     p.add_argument("--duration", type=float, default=20.0)
     p.add_argument("--ceiling-seconds", type=float, default=10.0)
+    p.add_argument("--broker-config", default="", help="extra mosquitto.conf lines, ';'-separated")
     p.add_argument("--model", type=Path, default=None)
     p = sub.add_parser("inference")
     p.add_argument("--batch", type=int, default=256)

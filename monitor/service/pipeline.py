@@ -110,10 +110,15 @@ class Pipeline:
         self.scale = ResidualScale(model.residual_sigma)
         # Open technical alerts: (patient_id, reason, vital) -> True.
         self._technical: dict[tuple[str, str, str | None], float] = {}
+        # patient -> its open technical alert keys: a message checks only its own patient.
+        self._technical_of: dict[str, set[tuple[str, str, str | None]]] = {}
         self.degraded = False
         self._flat_open: dict[str, int] = {}  # patient -> open flatline alerts
         self._error_hists = [metrics.prediction_error.labels(v) for v in model.features]
         self._outcomes = {o: metrics.messages.labels(o) for o in OUTCOMES}
+        # Read at scrape time: nothing to update per message on the hot path.
+        metrics.active_patients.set_function(lambda: len(self.windows))
+        metrics.pending_jobs.set_function(lambda: len(self.batcher))
         # Every label value exists from the start (at 0): dashboards and rate() see a series
         # before the first event, and a typo in a label cannot hide as a missing series.
         for reason in REJECT_REASONS:
@@ -187,14 +192,11 @@ class Pipeline:
                 if not self.degraded:
                     self.degraded = True
                     events += self._open(None, "monitoring_degraded", None, now)
-        self.metrics.active_patients.set(len(self.windows))
-        self.metrics.pending_jobs.set(len(self.batcher))
         return events
 
     def take_batch(self) -> list[Job]:
         """Remove and return up to `max_batch` queued jobs, oldest first."""
         jobs = self.batcher.take(self.settings.batch.max_batch)
-        self.metrics.pending_jobs.set(len(self.batcher))
         return jobs
 
     def stack(self, jobs: Sequence[Job]) -> Float32Array:
@@ -278,7 +280,6 @@ class Pipeline:
         for pid in self.windows.stale(now, self.settings.window.stale_after_s):
             if (pid, "signal_lost", None) not in self._technical:
                 events += self._open(pid, "signal_lost", None, now)
-        self.metrics.active_patients.set(len(self.windows))
         self.metrics.degraded.set(1 if self.degraded else 0)
         return events
 
@@ -297,6 +298,7 @@ class Pipeline:
         if key in self._technical:
             return []
         self._technical[key] = now
+        self._technical_of.setdefault(key[0], set()).add(key)
         if reason == "flatline" and pid is not None:
             self._flat_open[pid] = self._flat_open.get(pid, 0) + 1
         self.metrics.technical_alerts.labels(reason).inc()
@@ -306,8 +308,13 @@ class Pipeline:
     def _close(
         self, pid: str | None, reason: str, vital: str | None, now: float
     ) -> list[AlertEvent]:
-        if self._technical.pop((pid or "", reason, vital), None) is None:
+        key = (pid or "", reason, vital)
+        if self._technical.pop(key, None) is None:
             return []
+        mine = self._technical_of[key[0]]
+        mine.discard(key)
+        if not mine:
+            del self._technical_of[key[0]]
         if reason == "flatline" and pid is not None:
             left = self._flat_open.pop(pid, 1) - 1
             if left:
@@ -316,9 +323,11 @@ class Pipeline:
         return [self._technical_event(pid, reason, vital, "cleared", now)]
 
     def _close_all(self, pid: str, reasons: tuple[str, ...], now: float) -> list[AlertEvent]:
-        if not self._technical:
+        mine = self._technical_of.get(pid)
+        if not mine:
             return []
-        keys = [k for k in self._technical if k[0] == pid and k[1] in reasons]
+        # Sorted: set order varies between processes, alert order must not.
+        keys = sorted((k for k in mine if k[1] in reasons), key=lambda k: (k[1], k[2] or ""))
         events: list[AlertEvent] = []
         for _, reason, vital in keys:
             events += self._close(pid, reason, vital, now)
