@@ -48,9 +48,9 @@ log = structlog.get_logger("monitor")
 
 #: Called after each forward with its duration; the overload test makes inference slower.
 InferenceHook = Callable[[float], None]
-# One burst handled without yielding: 512 x ~20-40 us bounds the stall to ~10-20 ms, so
+# One burst handled without yielding: 256 x ~20-40 us bounds the stall to ~5-10 ms, so
 # keepalives and /metrics are served under overload (docs/reliability.md, item 6).
-_DRAIN_MAX = 512
+_DRAIN_MAX = 256
 _SYSTEM_TOPIC_ID = "_system"
 
 
