@@ -6,7 +6,7 @@ as a metric label (`monitor_messages_total{outcome=...}`) without a mapping tabl
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -41,17 +41,7 @@ AlertState: TypeAlias = Literal["raised", "escalated", "cleared"]
 #: Physiological alerts come from residuals; technical ones from the data path.
 AlertKind: TypeAlias = Literal["physiological", "technical"]
 
-REJECT_REASONS: tuple[RejectReason, ...] = (
-    "too_large",
-    "bad_json",
-    "bad_schema",
-    "bad_patient_id",
-    "topic_mismatch",
-    "unknown_vital",
-    "missing_vital",
-    "non_finite",
-    "clock_skew",
-    "artifact",
-)
+# Derived from the Literals so a new reason or outcome cannot be missed here.
+REJECT_REASONS: tuple[RejectReason, ...] = get_args(RejectReason)
 
-PUSH_OUTCOMES: tuple[PushOutcome, ...] = ("warming_up", "ready", "duplicate", "late", "refused_cap")
+PUSH_OUTCOMES: tuple[PushOutcome, ...] = get_args(PushOutcome)

@@ -276,20 +276,18 @@ class Pipeline:
         events: list[AlertEvent] = []
         for pid in self.windows.evict_idle(now):
             self.metrics.evictions.inc()
-            events += self._forget(pid, now)
+            self._forget(pid)
         for pid in self.windows.stale(now, self.settings.window.stale_after_s):
             if (pid, "signal_lost", None) not in self._technical:
                 events += self._open(pid, "signal_lost", None, now)
         self.metrics.degraded.set(1 if self.degraded else 0)
         return events
 
-    def _forget(self, pid: str, now: float | None = None) -> list[AlertEvent]:
+    def _forget(self, pid: str) -> None:
+        # Its technical alerts stay open (an evicted patient stays 'signal lost' until its
+        # data returns: never silence); its detector and scale state go.
         self.detector.forget(pid)
         self.scale.forget(pid)
-        if now is None:
-            return []
-        # An evicted patient stays 'signal lost' until its data returns: never silence.
-        return []
 
     def _open(
         self, pid: str | None, reason: str, vital: str | None, now: float
