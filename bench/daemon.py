@@ -37,25 +37,17 @@ MONITOR = [sys.executable, "-m", "monitor.cli"]
 
 
 def quantile(samples: dict, name: str, q: float) -> float:  # type: ignore[type-arg]
-    """histogram_quantile over one histogram's cumulative buckets (linear in a bucket)."""
-    buckets = sorted(
-        (float(dict(labels)["le"]), v)
-        for (n, labels), v in samples.items()
-        if n == f"{name}_bucket"
+    """histogram_quantile over one scraped histogram (the demo's interpolation, since start)."""
+    from monitor.demo.stats import quantile as between
+
+    buckets = tuple(
+        sorted(
+            (float(dict(labels)["le"]), v)
+            for (n, labels), v in samples.items()
+            if n == f"{name}_bucket"
+        )
     )
-    count = buckets[-1][1]
-    if count == 0:
-        return float("nan")
-    rank, prev_bound, prev_count = q * count, 0.0, 0.0
-    for bound, cum in buckets:
-        if cum >= rank:
-            if bound == float("inf"):
-                return prev_bound
-            return prev_bound + (bound - prev_bound) * (rank - prev_count) / max(
-                cum - prev_count, 1
-            )
-        prev_bound, prev_count = bound, cum
-    return prev_bound
+    return between(q, buckets, ())
 
 
 def simulate(

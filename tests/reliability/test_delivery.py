@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.reliability.conftest import WINDOW, Listener, outcomes_balance, payload, publisher
+from tests.reliability.conftest import WINDOW, outcomes_balance, payload, publisher
 from tests.support.daemon import Daemon, total
+from tests.support.listener import Listener
 from tests.support.mosquitto import Mosquitto
 
 pytestmark = pytest.mark.mqtt

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from monitor.settings import Settings
-from tests.reliability.conftest import Listener, outcomes_balance, payload
+from tests.reliability.conftest import outcomes_balance, payload
 from tests.reliability.test_delivery import publish_all
 from tests.support.daemon import Daemon, total
+from tests.support.listener import Listener
 from tests.support.mosquitto import Mosquitto
 
 pytestmark = pytest.mark.mqtt

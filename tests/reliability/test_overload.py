@@ -14,8 +14,9 @@ from prometheus_client import CollectorRegistry
 from monitor.mqtt import BrokerConfig, SyncPublisher, connect, incoming_queue
 from monitor.service.app import _counting_queue
 from monitor.service.metrics import Metrics
-from tests.reliability.conftest import Listener, outcomes_balance, payload, publisher
+from tests.reliability.conftest import outcomes_balance, payload, publisher
 from tests.support.daemon import Daemon, total
+from tests.support.listener import Listener
 from tests.support.mosquitto import Mosquitto
 
 pytestmark = pytest.mark.mqtt

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from monitor.cli import main
 from monitor.model.store import default_model_path
 from monitor.replay.recording import read_recording
-from tests.service.test_daemon_e2e import AlertListener
 from tests.support.daemon import Daemon, total
+from tests.support.listener import Listener
 from tests.support.mosquitto import Mosquitto
 
 START = 1_700_000_000.0
@@ -93,7 +93,7 @@ def test_live_and_offline_alerts_are_identical(
     daemon = Daemon(mosquitto.url, None, env=env)
     daemon.start(tmp_path / "daemon.log")
     daemon.wait_ready()
-    listener = AlertListener(mosquitto.port)
+    listener = Listener(mosquitto.port)
     try:
         subprocess.run(
             [
@@ -115,7 +115,7 @@ def test_live_and_offline_alerts_are_identical(
         records = sum(1 for _ in read_recording(rec))
         daemon.wait_for("monitor_messages_total", records, timeout=60)
         deadline = time.monotonic() + 10
-        while len(_comparable(listener.events)) < len(_comparable(offline)):
+        while len(_comparable(listener.events())) < len(_comparable(offline)):
             if time.monotonic() > deadline:
                 break
             time.sleep(0.1)
@@ -126,7 +126,7 @@ def test_live_and_offline_alerts_are_identical(
         assert daemon.stop() == 0
     assert total(metrics, "monitor_messages_total", outcome="scored") > 0
     assert len(_comparable(offline)) >= 5
-    assert _comparable(listener.events) == _comparable(offline)
+    assert _comparable(listener.events()) == _comparable(offline)
 
 
 def test_evaluate_scores_the_recording_against_its_labels(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import paho.mqtt.client as paho
 import pytest
 
 from tests.support.daemon import Daemon, total
+from tests.support.listener import Listener
 from tests.support.mosquitto import Mosquitto
 
 pytestmark = pytest.mark.mqtt
@@ -22,32 +22,6 @@ START = 1_700_000_000.0
 WINDOW = 60  # the default model's window
 # The simulated clock runs faster than the wall clock: sample times lie in the future.
 FAST_CLOCK_ENV = {"MONITOR_INGEST__MAX_FUTURE_SKEW_S": "1e9", "MONITOR_INGEST__MAX_AGE_S": "1e10"}
-
-
-class AlertListener:
-    """Collects every alert event published on alerts/#."""
-
-    def __init__(self, port: int) -> None:
-        self.events: list[dict[str, Any]] = []
-        self.topics: list[str] = []
-        self._lock = threading.Lock()
-        self._ready = threading.Event()
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2)
-        self.client.on_connect = lambda c, *_: c.subscribe("alerts/#", qos=1)
-        self.client.on_subscribe = lambda *_: self._ready.set()
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        assert self._ready.wait(5), "alert listener did not subscribe"
-
-    def _on_message(self, _c: Any, _u: Any, message: paho.MQTTMessage) -> None:
-        with self._lock:
-            self.topics.append(message.topic)
-            self.events.append(json.loads(message.payload))
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
 
 
 def simulate(broker: Mosquitto, tmp: Path, *args: str) -> Path:
@@ -90,7 +64,7 @@ def test_spikes_raise_alerts_on_the_right_patient_and_vital(
     daemon = Daemon(mosquitto.url, model_dir, env=FAST_CLOCK_ENV)
     daemon.start(tmp_path / "daemon.log")
     daemon.wait_ready()
-    listener = AlertListener(mosquitto.port)
+    listener = Listener(mosquitto.port)
     try:
         labels_path = simulate(
             mosquitto,
@@ -137,7 +111,7 @@ def test_spikes_raise_alerts_on_the_right_patient_and_vital(
         and (lb["patient_id"], lb["start_seq"]) not in warming
     ]
     assert len(spikes) >= 3, f"the scenario injected too few big spikes: {len(spikes)}"
-    physiological = [e for e in listener.events if e["kind"] == "physiological"]
+    physiological = [e for e in listener.events() if e["kind"] == "physiological"]
 
     def alerting(spike: dict[str, Any]) -> bool:
         """An alert on the spike's patient and vital is raised at the spike or just after."""
@@ -156,7 +130,8 @@ def test_spikes_raise_alerts_on_the_right_patient_and_vital(
 
     missed = [s for s in spikes if not alerting(s)]
     assert missed == [], f"spikes without an alert: {missed}"
-    for event, topic in zip(listener.events, listener.topics, strict=True):
+    for topic, body in listener.messages:
+        event = json.loads(body)
         assert topic == f"alerts/{event['patient_id'] or '_system'}"
     # Every metric the issue names is exported with activity.
     for name in (
@@ -184,7 +159,7 @@ def test_clean_stream_raises_no_alert(
     daemon = Daemon(mosquitto.url, model_dir, env=FAST_CLOCK_ENV)
     daemon.start(tmp_path / "daemon.log")
     daemon.wait_ready()
-    listener = AlertListener(mosquitto.port)
+    listener = Listener(mosquitto.port)
     try:
         simulate(
             mosquitto,
@@ -207,7 +182,7 @@ def test_clean_stream_raises_no_alert(
         assert daemon.stop() == 0
     assert total(metrics, "monitor_messages_total", outcome="scored") == 20 * (300 - WINDOW)
     assert total(metrics, "monitor_messages_total", outcome="warming_up") == 20 * WINDOW
-    assert listener.events == []
+    assert listener.events() == []
     assert total(metrics, "monitor_alerts_total") == 0
 
 
@@ -224,7 +199,7 @@ def test_sigterm_scores_the_batch_in_flight_and_publishes_its_alert(
     daemon = Daemon(mosquitto.url, model_dir, env=env)
     daemon.start(tmp_path / "daemon.log")
     daemon.wait_ready()
-    listener = AlertListener(mosquitto.port)
+    listener = Listener(mosquitto.port)
     publisher = paho.Client(paho.CallbackAPIVersion.VERSION2)
     publisher.connect("127.0.0.1", mosquitto.port)
     publisher.loop_start()
@@ -256,6 +231,6 @@ def test_sigterm_scores_the_batch_in_flight_and_publishes_its_alert(
         listener.close()
         daemon.stop()
     assert code == 0
-    raised = [e for e in listener.events if e["state"] == "raised" and e["vital"] == "heart_rate"]
+    raised = [e for e in listener.events() if e["state"] == "raised" and e["vital"] == "heart_rate"]
     assert [(e["patient_id"], e["seq"]) for e in raised] == [("bed7", 61)]
     assert raised[0]["severity"] == "high"
