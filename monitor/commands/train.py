@@ -90,6 +90,27 @@ def _column_map(values: tuple[str, ...]) -> dict[str, str]:
     default=None,
     help="Keep every n-th training window.",
 )
+@click.option(
+    "--centring",
+    type=click.Choice(["none", "window_mean"]),
+    default=None,
+    help="Subtract each window's own mean before normalising (the recipe decides by default).",
+)
+@click.option(
+    "--pool-recent",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Feed only the last N samples as they are; older ones as block means.",
+)
+@click.option(
+    "--pool-block", type=click.IntRange(min=1), default=None, help="Samples per block mean."
+)
+@click.option(
+    "--augment",
+    type=click.FloatRange(0.0, 4.0),
+    default=None,
+    help="Extra windows with one vital disturbed, as a fraction of the training windows.",
+)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def command(
@@ -107,7 +128,7 @@ def command(
     # Imported here: `monitor --help` must not pay for torch.
     from monitor.model.predictor import resolve_device
     from monitor.training.evaluation import metrics_table
-    from monitor.training.pipeline import train_model
+    from monitor.training.pipeline import pooling_of, train_model
     from monitor.training.recipes import RECIPES
     from monitor.training.recordings import LoadOptions, load_recordings, split_recordings
     from monitor.training.simulated import seed_sine, simulated_patients
@@ -118,6 +139,10 @@ def command(
     chosen = dataclasses.replace(
         RECIPES[name], **{k: v for k, v in overrides.items() if v is not None}
     )
+    try:
+        pooling_of(chosen)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     try:
         if name == "seed":
             data = seed_sine(chosen.seed, chosen.split)

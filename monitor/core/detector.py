@@ -1,7 +1,9 @@
 """The detector: residuals in sigma units -> alert state changes, per patient and vital.
 
-Per (patient, vital): raise when |z| > threshold on k of the last n scored samples, or at
-once when |z| > severe; while raised, escalate when a sample's severity is higher than the
+Per (patient, vital): raise when |z| > threshold on k of the last n scored samples, at once
+when |z| > severe, or when the signed z of the last `shift_n` samples add up to more than
+`shift_sum` in size (a sustained shift that each sample alone leaves below threshold); while
+raised, escalate when a sample's severity is higher than the
 alert's; clear after clear_m consecutive samples with |z| < clear_below. Severity of |z|:
 high if >= severe, medium if >= (threshold + severe) / 2, else low; a raise takes the
 severity of the largest |z| among the last n samples. See docs/detection.md.
@@ -35,6 +37,7 @@ class VitalOverride(BaseModel):
     severe: float | None = Field(default=None, gt=0)
     clear_below: float | None = Field(default=None, ge=0)
     clear_m: int | None = Field(default=None, ge=1)
+    shift_sum: float | None = Field(default=None, gt=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,8 @@ class Thresholds:
     severe: float
     clear_below: float
     clear_m: int
+    shift_sum: float | None
+    shift_n: int
 
 
 class DetectorConfig(BaseModel):
@@ -59,6 +64,10 @@ class DetectorConfig(BaseModel):
         severe: A single |z| above this raises at once (and is high severity).
         clear_below: A raised alert clears after `clear_m` consecutive |z| below this.
         clear_m: Consecutive calm samples needed to clear.
+        shift_sum: Raise when |sum of the last `shift_n` signed z| exceeds this (None: off).
+            A level shift of 4 sigma gives z near 4, 3.5, 3 as the model starts to follow
+            it: no two of them above 4, but a sum near 10.5.
+        shift_n: Samples summed by the shift rule (global only, at most 16).
         per_vital: Vital name -> partial override.
     """
 
@@ -70,6 +79,8 @@ class DetectorConfig(BaseModel):
     severe: float = Field(default=8.0, gt=0)
     clear_below: float = Field(default=2.0, ge=0)
     clear_m: int = Field(default=3, ge=1)
+    shift_sum: float | None = Field(default=9.0, gt=0)
+    shift_n: int = Field(default=3, ge=1, le=_MAX_N)
     per_vital: dict[str, VitalOverride] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -95,11 +106,12 @@ class DetectorConfig(BaseModel):
 
 
 class _PatientState:
-    __slots__ = ("calm", "hist", "level", "n_raised", "pos", "raised", "ring")
+    __slots__ = ("calm", "hist", "level", "n_raised", "pos", "raised", "ring", "zsum")
 
     def __init__(self, n_features: int) -> None:
         self.hist = np.zeros(n_features, dtype=np.int64)  # bit j: exceedance j samples ago
-        self.ring = np.zeros((n_features, _MAX_N), dtype=np.float64)  # recent |z|
+        self.ring = np.zeros((n_features, _MAX_N), dtype=np.float64)  # recent signed z
+        self.zsum = np.zeros(n_features, dtype=np.float64)  # sum of the last shift_n z
         self.pos = 0
         self.raised = [False] * n_features
         self.level = [0] * n_features
@@ -127,6 +139,8 @@ class Detector:
         self._threshold = np.array([r.threshold for r in v])
         self._mask = np.array([(1 << r.n) - 1 for r in v], dtype=np.int64)
         self._mid = [(r.threshold + r.severe) / 2 for r in v]
+        self._shift_n = config.shift_n
+        self._shift = np.array([np.inf if r.shift_sum is None else r.shift_sum for r in v])
         self._states: dict[str, _PatientState] = {}
 
     def update(
@@ -157,16 +171,18 @@ class Detector:
         absz = np.abs(z)
         over = absz > self._threshold
         st.hist = ((st.hist << 1) | over) & self._mask
-        st.ring[:, st.pos] = absz
+        st.zsum += z - st.ring[:, (st.pos - self._shift_n) % _MAX_N]
+        st.ring[:, st.pos] = z
         st.pos = (st.pos + 1) % _MAX_N
-        if not st.n_raised and not over.any():
+        shifted = np.abs(st.zsum) > self._shift
+        if not st.n_raised and not over.any() and not shifted.any():
             return []
         events: list[AlertEvent] = []
         for i, r in enumerate(self._vitals):
             a = float(absz[i])
             if st.raised[i]:
                 state = self._step_raised(st, i, r, a)
-            elif over[i] and (a > r.severe or int(st.hist[i]).bit_count() >= r.k):
+            elif (over[i] and (a > r.severe or int(st.hist[i]).bit_count() >= r.k)) or shifted[i]:
                 state = self._raise(st, i, r)
             else:
                 continue
@@ -197,7 +213,7 @@ class Detector:
         last = [(st.pos - 1 - j) % _MAX_N for j in range(r.n)]
         st.raised[i] = True
         st.n_raised += 1
-        st.level[i] = self._level(i, r, float(st.ring[i, last].max()))
+        st.level[i] = self._level(i, r, float(np.abs(st.ring[i, last]).max()))
         st.calm[i] = 0
         return "raised"
 
@@ -208,7 +224,10 @@ class Detector:
                 return None
             st.raised[i] = False
             st.n_raised -= 1
-            st.hist[i] = 0  # a fresh episode needs k fresh exceedances
+            # A fresh episode needs fresh evidence: k new exceedances or a new sum.
+            st.hist[i] = 0
+            st.ring[i] = 0.0
+            st.zsum[i] = 0.0
             return "cleared"
         st.calm[i] = 0
         level = self._level(i, r, a)

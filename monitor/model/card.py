@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from monitor.core.vitals import VITALS
+from monitor.model.features import Centring
 
 #: Version of the card.json layout; bumped on any incompatible change.
 FORMAT_VERSION: Literal[1] = 1
@@ -35,10 +36,22 @@ class Hyperparameters(_Strict):
 
 
 class Normalisation(_Strict):
-    """Per-feature z-score statistics, in feature order, raw units."""
+    """Per-feature z-score statistics, in feature order, raw units.
+
+    With ``centring = "window_mean"`` each window's own per-feature mean is subtracted first
+    (and added back to the output); `mean` and `std` then describe centred values.
+    """
 
     mean: list[float]
     std: list[float]
+    centring: Centring = "none"
+
+
+class Pooling(_Strict):
+    """How a window is shortened before the LSTM (`monitor.model.features.pool_window`)."""
+
+    recent: int = Field(ge=1)
+    block: int = Field(ge=1)
 
 
 class TrainingInfo(_Strict):
@@ -81,6 +94,7 @@ class ModelCard(_Strict):
     window: int = Field(ge=1)
     sample_period_s: float = Field(gt=0)
     normalisation: Normalisation
+    pooling: Pooling | None = None
     residual_sigma: list[float]
     training: TrainingInfo
     library_versions: dict[str, str]
@@ -108,6 +122,13 @@ class ModelCard(_Strict):
                 raise ValueError(f"{name} has {len(values)} values for {n} features")
             if not all(math.isfinite(v) for v in values):
                 raise ValueError(f"{name} has a non-finite value: {values}")
+        if self.pooling is not None:
+            old = self.window - self.pooling.recent
+            if old <= 0 or old % self.pooling.block:
+                raise ValueError(
+                    f"pooling: window - recent ({old}) must be a positive multiple of "
+                    f"block ({self.pooling.block})"
+                )
         if any(v <= 0 for v in self.normalisation.std):
             raise ValueError(f"normalisation.std must be > 0: {self.normalisation.std}")
         if any(v <= 0 for v in self.residual_sigma):

@@ -10,7 +10,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from monitor.model.features import denormalise, normalise
+from monitor.model.card import ModelCard
+from monitor.model.features import Preprocess
 from monitor.model.store import LoadedModel
 
 
@@ -27,6 +28,18 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def preprocess_of(card: ModelCard) -> Preprocess:
+    """Return the card's window preprocessing (centring, pooling, normalisation)."""
+    norm = card.normalisation
+    return Preprocess(
+        mean=np.asarray(norm.mean, dtype=np.float64),
+        std=np.asarray(norm.std, dtype=np.float64),
+        centring=norm.centring,
+        recent=None if card.pooling is None else card.pooling.recent,
+        block=1 if card.pooling is None else card.pooling.block,
+    )
+
+
 class Predictor:
     """Batched one-step-ahead prediction with a loaded model.
 
@@ -41,8 +54,7 @@ class Predictor:
         self.device = resolve_device(device)
         self.card = loaded.card
         self.model = loaded.model.to(self.device).eval()
-        self._mean = np.asarray(loaded.card.normalisation.mean, dtype=np.float32)
-        self._std = np.asarray(loaded.card.normalisation.std, dtype=np.float32)
+        self.preprocess = preprocess_of(loaded.card)
 
     @property
     def window(self) -> int:
@@ -73,7 +85,7 @@ class Predictor:
             )
         if windows.shape[0] == 0:
             return np.empty((0, expected[1]), dtype=np.float32)
-        x = torch.from_numpy(normalise(windows, self._mean, self._std)).to(self.device)
+        x, offset = self.preprocess.inputs(windows)
         with torch.inference_mode():
-            out = self.model(x).to("cpu").numpy()
-        return np.asarray(denormalise(out, self._mean, self._std), dtype=np.float32)
+            out = self.model(torch.from_numpy(x).to(self.device)).to("cpu").numpy()
+        return np.asarray(self.preprocess.outputs(out, offset), dtype=np.float32)

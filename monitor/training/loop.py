@@ -39,6 +39,7 @@ def fit(
     lr: float,
     schedule: Schedule,
     seed: int,
+    weight: torch.Tensor | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> list[float]:
     """Train `model` in place and return the mean training loss of each epoch.
@@ -54,6 +55,8 @@ def fit(
         lr: Adam learning rate (peak for ``cosine``).
         schedule: ``constant`` or ``cosine`` (per-step decay to 0).
         seed: Seeds the shuffling generator.
+        weight: Optional per-target loss weights ``(N, F)`` (0 leaves a target out); the
+            loss is then the weighted mean squared error. None: plain MSE (the seed).
         on_epoch: Called with (epoch number from 1, mean loss) after each epoch.
     """
     generator = torch.Generator().manual_seed(seed)
@@ -74,7 +77,11 @@ def fit(
         for idx in batches:
             idx = idx.to(x.device)
             optimizer.zero_grad()
-            loss = criterion(model(x[idx]), y[idx])
+            if weight is None:
+                loss = criterion(model(x[idx]), y[idx])
+            else:
+                w = weight[idx]
+                loss = (w * (model(x[idx]) - y[idx]) ** 2).sum() / w.sum()
             loss.backward()
             optimizer.step()
             scheduler.step()

@@ -15,10 +15,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from monitor.model.card import Hyperparameters, ModelCard, Normalisation, TrainingInfo
-from monitor.model.features import fit_normalisation, normalise
+from monitor.model.card import (
+    Hyperparameters,
+    ModelCard,
+    Normalisation,
+    Pooling,
+    TrainingInfo,
+)
+from monitor.model.features import Preprocess, fit_normalisation, window_offset
 from monitor.model.lstm import MedicalLSTM
 from monitor.model.store import save_model
+from monitor.training.augment import augment, noise_sigma
 from monitor.training.data import SplitData, cut_windows, require_windows
 from monitor.training.evaluation import compute_metrics, predict_normalised, residual_sigma
 from monitor.training.loop import fit
@@ -70,6 +77,23 @@ def library_versions() -> dict[str, str]:
     }
 
 
+def pooling_of(recipe: Recipe) -> Pooling | None:
+    """The recipe's window pooling; None when it pools nothing (no recent, or a short window).
+
+    Raises:
+        ValueError: ``window - pool_recent`` is not a multiple of ``pool_block``.
+    """
+    if recipe.pool_recent is None or recipe.pool_recent >= recipe.window:
+        return None
+    old = recipe.window - recipe.pool_recent
+    if old % recipe.pool_block:
+        raise ValueError(
+            f"window ({recipe.window}) - pool_recent ({recipe.pool_recent}) = {old} is not a "
+            f"multiple of pool_block ({recipe.pool_block})"
+        )
+    return Pooling(recent=recipe.pool_recent, block=recipe.pool_block)
+
+
 def train_model(
     data: SplitData,
     recipe: Recipe,
@@ -102,12 +126,26 @@ def train_model(
     val = cut_windows(data.val, recipe.window, n_feat) if data.val else train
     for part, windows in (("training split", train), ("test split", test), ("validation", val)):
         require_windows(windows, part, recipe.window)
-    if recipe.normalise:
+    centring = recipe.centring
+    mean: np.ndarray
+    std: np.ndarray
+    if not recipe.normalise:
+        mean, std = np.zeros(n_feat), np.ones(n_feat)
+    elif centring == "none":
         mean, std = fit_normalisation([s.values for s in data.train])
     else:
-        mean, std = np.zeros(n_feat), np.ones(n_feat)
-
-    x_train, y_train = train.x, train.y
+        # Centred values: the statistics of next samples relative to their window's mean.
+        mean, std = fit_normalisation([train.y - window_offset(train.x, centring)])
+    pooling = pooling_of(recipe)
+    recent = None if pooling is None else pooling.recent
+    prep = Preprocess(mean, std, centring, recent=recent, block=recipe.pool_block)
+    raw_x, raw_y, weight = train.x, train.y, None
+    if recipe.augment > 0:
+        rng = np.random.default_rng([recipe.seed, 0xA06])
+        raw_x, raw_y, w = augment(raw_x, raw_y, noise_sigma(data.train), recipe.augment, rng)
+        weight = torch.from_numpy(w.astype(np.float32)).to(device)
+    x_train, off_train = prep.inputs(raw_x)
+    y_train = prep.targets(raw_y, off_train)
     torch.manual_seed(recipe.seed)
     model = MedicalLSTM(n_feat, recipe.hidden_size, recipe.num_layers, n_feat).to(device)
     bar = tqdm(total=recipe.epochs, desc="epochs", disable=not progress, unit="epoch")
@@ -124,20 +162,21 @@ def train_model(
     with _deterministic():
         losses = fit(
             model,
-            torch.from_numpy(normalise(x_train, mean, std)).to(device),
-            torch.from_numpy(normalise(y_train, mean, std)).to(device),
+            torch.from_numpy(x_train).to(device),
+            torch.from_numpy(y_train).to(device),
             epochs=recipe.epochs,
             batch_size=recipe.batch_size,
             lr=recipe.lr,
             schedule=recipe.schedule,
             seed=recipe.seed,
+            weight=weight,
             on_epoch=on_epoch,
         )
     bar.close()
 
     def predict(x: np.ndarray) -> np.ndarray:
-        z = predict_normalised(model, normalise(x, mean, std), device)
-        return z.astype(np.float64) * std + mean
+        inputs, offset = prep.inputs(x)
+        return prep.outputs(predict_normalised(model, inputs, device), offset)
 
     test_pred = predict(test.x)
     val_pred = predict(val.x)
@@ -176,7 +215,10 @@ def train_model(
         features=list(data.features),
         window=recipe.window,
         sample_period_s=data.sample_period_s,
-        normalisation=Normalisation(mean=[float(v) for v in mean], std=[float(v) for v in std]),
+        normalisation=Normalisation(
+            mean=[float(v) for v in mean], std=[float(v) for v in std], centring=centring
+        ),
+        pooling=pooling,
         residual_sigma=residual_sigma(val_pred, val.y),
         training=TrainingInfo(
             recipe=recipe.name,

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from monitor.model.features import Centring
+
 Schedule = Literal["constant", "cosine"]
 
 
@@ -25,6 +27,11 @@ class Recipe:
         lr: Adam learning rate (the peak, with the cosine schedule).
         schedule: ``constant`` (the seed) or ``cosine`` decay to 0 over the run.
         normalise: Z-score features with training statistics (the seed does not).
+        centring: Subtract each window's own mean first (``window_mean``) or not (``none``).
+        pool_recent: Pooling: the last samples fed to the LSTM as they are (None: no pooling).
+        pool_block: Pooling: older samples are fed as means of this many.
+        augment: Extra training windows with one vital disturbed, as a fraction of the
+            training windows (`monitor.training.augment`); 0: none.
         seed: Seeds weights, shuffling and generated data.
         train_stride: Keep every n-th training window (neighbours are near duplicates).
         patients: Simulated training patients (default recipe).
@@ -44,6 +51,10 @@ class Recipe:
     lr: float
     schedule: Schedule
     normalise: bool
+    centring: Centring = "none"
+    pool_recent: int | None = None
+    pool_block: int = 1
+    augment: float = 0.0
     seed: int = 0
     train_stride: int = 1
     patients: int = 0
@@ -54,17 +65,22 @@ class Recipe:
     val_fraction: float = 0.15
 
 
-#: Simulated patients; window and data size chosen to reach the noise floor (see README).
+#: Simulated patients; window, pooling, data size and epochs chosen to approach the noise
+#: floor within the 5-minute budget (see README and docs/model-card.md).
 DEFAULT = Recipe(
     name="default",
-    window=60,
+    window=120,
     hidden_size=32,
     num_layers=1,
-    epochs=30,
+    epochs=60,
     batch_size=256,
     lr=5e-3,
     schedule="cosine",
     normalise=True,
+    centring="window_mean",
+    pool_recent=20,
+    pool_block=5,
+    augment=0.3,
     train_stride=4,
     patients=48,
     val_patients=4,

@@ -11,6 +11,9 @@ from monitor.core.detector import Detector, DetectorConfig
 
 FEATURES = ("heart_rate", "spo2")
 
+#: The k-of-n and severe rules alone (the shift rule off), for the tables that test them.
+KOFN = DetectorConfig(shift_sum=None)
+
 
 def run(zs: list[float], config: DetectorConfig | None = None, vital: int = 0) -> list[str]:
     """Feed |z| values for one vital (the other stays at 0); return 'seq:state:severity'."""
@@ -45,7 +48,36 @@ def run(zs: list[float], config: DetectorConfig | None = None, vital: int = 0) -
 )
 def test_raise_rules(zs: list[float], expected: list[str]) -> None:
     """k=2 of n=3 above 4 sigma raises; > 8 raises at once; severity from the peak |z|."""
+    assert run(zs, KOFN) == expected
+
+
+@pytest.mark.parametrize(
+    ("zs", "expected"),
+    [
+        ([3.9] * 3, ["2:raised:low"]),
+        ([-3.9] * 3, ["2:raised:low"]),
+        ([3.9, 3.5, 3.2], ["2:raised:low"]),
+        ([3.0, 3.0, 3.0], []),
+        ([3.0, 3.0, 3.0, 3.1], ["3:raised:low"]),
+        ([3.9, -3.9, 3.9, -3.9], []),
+        ([3.9, 3.9, 0.0, 3.9, 0.0, 3.9], []),
+        ([2.0] * 20, []),
+        ([3.9] * 3 + [1.0] * 3 + [3.9] * 3, ["2:raised:low", "5:cleared:low", "8:raised:low"]),
+    ],
+)
+def test_shift_rule(zs: list[float], expected: list[str]) -> None:
+    """|sum of the last 3 signed z| > 9 raises a shift no single sample shows; signs cancel."""
     assert run(zs) == expected
+
+
+def test_shift_rule_per_vital_and_off() -> None:
+    """shift_sum is overridable per vital, and None turns the rule off."""
+    zs = [3.9] * 3
+    assert run(zs, DetectorConfig(shift_sum=None)) == []
+    assert run(zs, DetectorConfig(shift_sum=12.0)) == []
+    per = DetectorConfig(per_vital={"heart_rate": {"shift_sum": 11.0}})
+    assert run(zs, per) == ["2:raised:low"]
+    assert run([3.6] * 3, per) == []
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from monitor.model.card import ModelCard
+from monitor.model.card import ModelCard, Pooling
 from tests.model.factory import make_card
 
 
@@ -48,3 +48,23 @@ def test_unknown_card_field_is_refused() -> None:
     data["windw"] = 3
     with pytest.raises(ValidationError, match="windw"):
         ModelCard.model_validate(data)
+
+
+def test_pooling_must_tile_the_window() -> None:
+    """window - recent must be a positive multiple of block; a card that pools right loads."""
+    data = make_card(window=5).model_dump(mode="json")
+    data["pooling"] = {"recent": 3, "block": 2}
+    assert ModelCard.model_validate(data).pooling == Pooling(recent=3, block=2)
+    data["pooling"] = {"recent": 2, "block": 2}
+    with pytest.raises(ValidationError, match=r"window - recent \(3\) must be a positive multiple"):
+        ModelCard.model_validate(data)
+
+
+def test_old_cards_without_centring_or_pooling_still_load() -> None:
+    """Cards written before centring and pooling existed mean: no centring, no pooling."""
+    data = make_card().model_dump(mode="json")
+    del data["pooling"]
+    del data["normalisation"]["centring"]
+    card = ModelCard.model_validate(data)
+    assert card.pooling is None
+    assert card.normalisation.centring == "none"

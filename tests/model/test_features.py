@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monitor.model.features import denormalise, fit_normalisation, make_windows, normalise
+from monitor.model.features import (
+    Preprocess,
+    denormalise,
+    fit_normalisation,
+    make_windows,
+    normalise,
+    pool_window,
+    window_offset,
+)
 
 
 def test_make_windows_matches_the_seed_create_sequences() -> None:
@@ -58,3 +66,35 @@ def test_make_windows_with_stride_keeps_every_nth_pair() -> None:
     x, y = make_windows(series, 2, stride=2)
     assert x[:, :, 0].tolist() == [[0, 1], [2, 3], [4, 5]]
     assert y[:, 0].tolist() == [2, 4, 6]
+
+
+def test_window_offset_none_is_zero_and_window_mean_is_the_mean() -> None:
+    """`none` subtracts nothing; `window_mean` subtracts each window's per-feature mean."""
+    w = np.arange(12, dtype=float).reshape(2, 3, 2)
+    assert window_offset(w, "none").tolist() == [[0, 0], [0, 0]]
+    assert window_offset(w, "window_mean").tolist() == [[2, 3], [8, 9]]
+
+
+def test_pool_window_block_means_then_recent_samples() -> None:
+    """(B, 7, F) with recent 3, block 2 -> 2 block means then the last 3 samples."""
+    w = np.arange(7, dtype=float).reshape(1, 7, 1)
+    assert pool_window(w, 3, 2)[0, :, 0].tolist() == [0.5, 2.5, 4, 5, 6]
+    assert pool_window(w, None, 2) is w
+    assert pool_window(w, 7, 2) is w
+    with pytest.raises(ValueError, match="not a multiple"):
+        pool_window(w, 4, 2)
+
+
+def test_preprocess_centred_model_sees_no_baseline() -> None:
+    """Centred inputs are the same for two windows that differ by a constant; outputs add it
+    back, so a model predicting 0 predicts each window's mean."""
+    prep = Preprocess(np.zeros(2), np.array([2.0, 0.5]), "window_mean", recent=2, block=2)
+    base = np.random.default_rng(0).normal(size=(1, 6, 2))
+    x1, _ = prep.inputs(base)
+    shift = np.array([50.0, -3.0])
+    x2, off2 = prep.inputs(base + shift)
+    np.testing.assert_allclose(x1, x2, atol=1e-4)
+    assert x1.shape == (1, 4, 2)
+    np.testing.assert_allclose(prep.outputs(np.zeros((1, 2)), off2), base.mean(axis=1) + shift)
+    target = prep.targets(base[:, -1] + shift, off2)
+    np.testing.assert_allclose(prep.outputs(target, off2), base[:, -1] + shift, atol=1e-4)

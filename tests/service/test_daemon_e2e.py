@@ -12,6 +12,8 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 
+from monitor.model.card import ModelCard
+from monitor.model.store import CARD_FILE, default_model_path
 from tests.support.daemon import Daemon, total
 from tests.support.listener import Listener
 from tests.support.mosquitto import Mosquitto
@@ -19,7 +21,8 @@ from tests.support.mosquitto import Mosquitto
 pytestmark = pytest.mark.mqtt
 
 START = 1_700_000_000.0
-WINDOW = 60  # the default model's window
+# The served (default) model's window: the first WINDOW samples of a patient warm up.
+WINDOW = ModelCard.from_json((default_model_path() / CARD_FILE).read_text()).window
 # The simulated clock runs faster than the wall clock: sample times lie in the future.
 FAST_CLOCK_ENV = {"MONITOR_INGEST__MAX_FUTURE_SKEW_S": "1e9", "MONITOR_INGEST__MAX_AGE_S": "1e10"}
 
@@ -204,8 +207,9 @@ def test_sigterm_scores_the_batch_in_flight_and_publishes_its_alert(
     publisher.connect("127.0.0.1", mosquitto.port)
     publisher.loop_start()
     try:
-        for seq in range(62):
-            hr = 200.0 if seq == 61 else 70.0 + (seq % 3)
+        last = WINDOW + 1  # two full windows: samples WINDOW and WINDOW + 1 are scored
+        for seq in range(last + 1):
+            hr = 200.0 if seq == last else 70.0 + (seq % 3)
             body = {
                 "v": 1,
                 "patient_id": "bed7",
@@ -221,7 +225,7 @@ def test_sigterm_scores_the_batch_in_flight_and_publishes_its_alert(
                 },
             }
             publisher.publish("vitals/bed7", json.dumps(body), qos=1).wait_for_publish(5)
-        daemon.wait_for("monitor_received_total", 62)
+        daemon.wait_for("monitor_received_total", last + 1)
         daemon.wait_for("monitor_pending_windows", 2)
         assert total(daemon.metrics(), "monitor_messages_total", outcome="scored") == 0
         code = daemon.stop()
@@ -232,5 +236,5 @@ def test_sigterm_scores_the_batch_in_flight_and_publishes_its_alert(
         daemon.stop()
     assert code == 0
     raised = [e for e in listener.events() if e["state"] == "raised" and e["vital"] == "heart_rate"]
-    assert [(e["patient_id"], e["seq"]) for e in raised] == [("bed7", 61)]
+    assert [(e["patient_id"], e["seq"]) for e in raised] == [("bed7", last)]
     assert raised[0]["severity"] == "high"

@@ -92,7 +92,8 @@ def test_seed_recipe_reports_like_the_seed(tmp_path: Path) -> None:
         "num_layers": 2,
         "output_size": 1,
     }
-    assert card["normalisation"] == {"mean": [0.0], "std": [1.0]}
+    assert card["normalisation"] == {"mean": [0.0], "std": [1.0], "centring": "none"}
+    assert card["pooling"] is None
     assert card["metrics"]["overall"]["n_test"] == 190
     assert card["metrics"]["extra"]["seed_style_n_test"] == 160.0
 
@@ -131,3 +132,34 @@ def test_data_recipe_without_files_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(command, ["--recipe", "data", "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert "--data FILE is required" in result.output
+
+
+def test_pooled_centred_model_serves_what_it_was_scored_on(tmp_path: Path) -> None:
+    """Train/serve parity: the Predictor, fed the raw test windows, reproduces the test RMSE
+    the trainer wrote into the card (same centring, pooling and normalisation code)."""
+    import numpy as np
+
+    from monitor.model.predictor import Predictor
+    from monitor.training.data import cut_windows
+    from monitor.training.simulated import simulated_patients
+
+    out = tmp_path / "m"
+    args = ["--patients", "2", "--val-patients", "1", "--test-patients", "1", "--seconds", "150"]
+    tiny = [*TINY[:2], "--window", "12", *TINY[4:]]
+    _run(["--out", str(out), *args, *tiny, "--pool-recent", "4", "--pool-block", "4"])
+    card = load_model(out).card
+    assert card.pooling is not None
+    assert (card.pooling.recent, card.pooling.block) == (4, 4)
+    assert card.normalisation.centring == "window_mean"
+    test = cut_windows(simulated_patients(2, 1, 1, 150, 0).test, 12, 6)
+    pred = Predictor(load_model(out), "cpu").predict(test.x.astype(np.float32))
+    rmse = np.sqrt(np.mean((pred[:, 0] - test.y[:, 0]) ** 2))
+    assert abs(rmse - card.metrics.per_feature["heart_rate"].test_rmse) < 1e-3 * rmse
+
+
+def test_pooling_that_does_not_tile_the_window_is_a_usage_error(tmp_path: Path) -> None:
+    """window - pool_recent must be a multiple of pool_block: refused before any work."""
+    args = ["--out", str(tmp_path), "--window", "12", "--pool-recent", "5", "--pool-block", "4"]
+    result = CliRunner().invoke(command, args)
+    assert result.exit_code == 2
+    assert "not a multiple of pool_block" in result.output

@@ -82,3 +82,31 @@ def test_batches_match_the_seed_dataloader_over_epochs() -> None:
     theirs = [batch[0].tolist() for _ in range(3) for batch in loader]
     assert len(ours) == 9
     assert ours == theirs
+
+
+def test_zero_weight_targets_do_not_train() -> None:
+    """A target with loss weight 0 has no effect: any values there give identical weights."""
+    x, y = _data()
+    x2 = torch.cat([x, x], dim=2)
+    weight = torch.ones(y.shape[0], 2)
+    weight[::3, 1] = 0.0
+    runs = []
+    for junk in (0.0, 1000.0):
+        y2 = torch.cat([y, y], dim=1)
+        y2[::3, 1] += junk
+        torch.manual_seed(0)
+        model = MedicalLSTM(2, 8, 1, 2)
+        fit(
+            model,
+            x2,
+            y2,
+            epochs=2,
+            batch_size=16,
+            lr=1e-2,
+            schedule="constant",
+            seed=0,
+            weight=weight,
+        )
+        runs.append(model.state_dict())
+    for key in runs[0]:
+        assert torch.equal(runs[0][key], runs[1][key]), key
