@@ -47,6 +47,9 @@ class MicroBatcher(Generic[T]):
         self._superseded: list[tuple[int, _Entry[T]]] = []  # heap by arrival index
         self._alive = 0
         self._next_index = 0
+        # Dead entries left in the middle by shedding would otherwise grow without bound
+        # while nothing is taken; rebuild once they outnumber the live ones.
+        self._compact_above = 2 * max_pending + 64
 
     def __len__(self) -> int:
         return self._alive
@@ -64,16 +67,18 @@ class MicroBatcher(Generic[T]):
         """
         entry = _Entry(key, item, now, self._next_index)
         self._next_index += 1
-        previous = self._latest.get(key)
+        latest = self._latest
+        previous = latest.get(key)
         if previous is not None:
             heapq.heappush(self._superseded, (previous.index, previous))
-        self._latest[key] = entry
+        latest[key] = entry
         self._queue.append(entry)
         self._alive += 1
         shed: list[T] = []
         while self._alive > self.max_pending:
             shed.append(self._shed_one())
-        self._compact()
+        if len(self._queue) > self._compact_above or len(self._superseded) > self._compact_above:
+            self._compact()
         return shed
 
     def due(self, now: float) -> bool:
@@ -127,9 +132,7 @@ class MicroBatcher(Generic[T]):
             del self._latest[entry.key]
 
     def _compact(self) -> None:
-        # Dead entries left in the middle by shedding would otherwise grow without bound
-        # while nothing is taken; rebuild once they outnumber the live ones.
-        limit = 2 * self.max_pending + 64
+        limit = self._compact_above
         if len(self._queue) > limit:
             self._queue = deque(e for e in self._queue if e.alive)
         if len(self._superseded) > limit:

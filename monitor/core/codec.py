@@ -13,8 +13,9 @@ accounting stays exact.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Annotated, Any, NamedTuple
 
 import numpy as np
@@ -227,3 +228,93 @@ def decode(
         return Decoded(pid, [DecodedSample(t, seq, np.array(rows[0], dtype=np.float64))])
     values = np.array(rows, dtype=np.float64).reshape(n, len(spec))
     return Decoded(pid, [DecodedSample(s[0], s[1], values[i]) for i, s in enumerate(samples)])
+
+
+@functools.lru_cache(maxsize=16)
+def _bounds(features: tuple[str, ...]) -> tuple[FloatArray, FloatArray]:
+    spec = _spec(features)
+    low = np.array([s[1] for s in spec], dtype=np.float64)
+    high = np.array([s[2] for s in spec], dtype=np.float64)
+    return low, high
+
+
+def _gatherer(features: tuple[str, ...]) -> Callable[[dict[str, float]], tuple[float, ...]]:
+    if len(features) == 1:
+        name = features[0]
+        return lambda vitals: (vitals[name],)
+    gather: Callable[[dict[str, float]], tuple[float, ...]] = itemgetter(*features)
+    return gather
+
+
+def decode_many(
+    payloads: Sequence[bytes],
+    topic_patient_ids: Sequence[str | None],
+    nows: Sequence[float],
+    *,
+    features: Sequence[str],
+    limits: CodecLimits = DEFAULT_LIMITS,
+) -> list[Decoded | Rejection]:
+    """`decode` over many payloads: element for element the same results, in less time.
+
+    A single-sample message that validates and names every feature takes a vectorised
+    path: its values join one array, and the plausibility and clock checks run on arrays.
+    Every other payload, and every one that a vectorised check refuses, goes through
+    `decode` itself, so each rejection carries `decode`'s own reason and detail.
+
+    Args:
+        payloads: Raw message bodies.
+        topic_patient_ids: The topic's last level of each, or None.
+        nows: Receive time of each, unix seconds.
+        features: Vital names in model order.
+        limits: Size and timestamp bounds.
+
+    Returns:
+        One `Decoded` or `Rejection` per payload, in order.
+    """
+    names = features if isinstance(features, tuple) else tuple(features)
+    gather = _gatherer(names)
+    out: list[Decoded | Rejection | None] = [None] * len(payloads)
+    index: list[int] = []
+    messages: list[VitalsMessage] = []
+    rows: list[tuple[float, ...]] = []
+    max_bytes, validate = limits.max_bytes, _SINGLE.validate_json
+    for i, payload in enumerate(payloads):
+        if len(payload) > max_bytes or b"samples" in payload:
+            continue
+        try:
+            message = validate(payload)
+            row = gather(message.vitals)
+        except (ValidationError, KeyError):
+            continue
+        topic_pid = topic_patient_ids[i]
+        if topic_pid is not None and topic_pid != message.patient_id:
+            continue
+        index.append(i)
+        messages.append(message)
+        rows.append(row)
+    if rows:
+        values = np.array(rows, dtype=np.float64).reshape(len(rows), len(names))
+        t = np.array([m.t for m in messages], dtype=np.float64)
+        now = np.array([nows[i] for i in index], dtype=np.float64)
+        low, high = _bounds(names)
+        ok = (
+            (t >= now - limits.max_age_s)
+            & (t <= now + limits.max_future_skew_s)
+            & (values >= low).all(axis=1)
+            & (values <= high).all(axis=1)
+        ).tolist()
+        for i, good, m, row_values in zip(index, ok, messages, values, strict=True):
+            if good:
+                out[i] = Decoded(m.patient_id, [DecodedSample(m.t, m.seq, row_values)])
+    return [
+        d
+        if d is not None
+        else decode(
+            payloads[i],
+            topic_patient_id=topic_patient_ids[i],
+            features=names,
+            now=nows[i],
+            limits=limits,
+        )
+        for i, d in enumerate(out)
+    ]

@@ -18,16 +18,15 @@ previous sample: the model input that predicts this sample.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from monitor.core.types import Float32Array, FloatArray, PushOutcome
 
 
-@dataclass(frozen=True, slots=True)
-class PushResult:
-    """What `WindowStore.push` did with one sample.
+class PushResult(NamedTuple):
+    """What `WindowStore.push` did with one sample (a tuple: one is built per sample).
 
     Attributes:
         outcome: warming_up, ready, duplicate, late or refused_cap.
@@ -87,6 +86,8 @@ class WindowStore:
         # Least recently pushed first: eviction and staleness scans stop at the first fresh one.
         self._slots: OrderedDict[str, int] = OrderedDict()
         self._free = list(range(max_patients - 1, -1, -1))
+        # Ring order from any head, as one slice: `take` with it copies a window in one call.
+        self._order = np.arange(2 * window) % window
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -200,9 +201,6 @@ class WindowStore:
             self._count[slot] += 1
 
     def _window_copy(self, slot: int) -> Float32Array:
-        ring: Float32Array = self._slab[slot]
         head = self._head[slot]
-        if head == 0:
-            return ring.copy()
-        out: Float32Array = np.concatenate((ring[head:], ring[:head]))
+        out: Float32Array = self._slab[slot].take(self._order[head : head + self.window], axis=0)
         return out

@@ -23,6 +23,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+from pydantic_core import from_json
+
 from monitor.errors import DataError
 
 FORMAT_VERSION = 1
@@ -177,6 +179,32 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
         yield number + 1, buffer, False
 
 
+def _parse(line: bytes) -> Any:
+    """Parse one JSON line as `json.loads` does, about 5x faster on recorded lines.
+
+    pydantic-core's parser accepts a subset of what `json.loads` accepts and gives the same
+    values for it (checked on whole recordings); whatever it refuses (a lone surrogate
+    escape, a byte-order mark, UTF-16, broken JSON) goes to `json.loads`, which then parses
+    it or raises its own error.
+    """
+    try:
+        return from_json(line)
+    except ValueError:
+        return json.loads(line)
+
+
+def _plain_record(obj: dict[str, Any]) -> Record | None:
+    """The common line (text payload, string topic, numeric time) without `decode_record`'s
+    per-line source string; None for anything else, which `decode_record` then handles."""
+    topic, payload = obj.get("topic"), obj.get("payload")
+    if type(topic) is not str or type(payload) is not str or "payload_b64" in obj:
+        return None
+    try:
+        return Record(topic, payload.encode("utf-8"), float(obj["received_at"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def read_recording(path: Path) -> Iterator[Record]:
     """Yield the records of a recording in file order, skipping the header.
 
@@ -189,7 +217,7 @@ def read_recording(path: Path) -> Iterator[Record]:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = _parse(line)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             if not complete:
                 return
@@ -198,7 +226,9 @@ def read_recording(path: Path) -> Iterator[Record]:
             raise DataError(f"{path}:{number}", "a record must be a JSON object")
         if number == 1 and "recording" in obj and "topic" not in obj:
             continue
-        yield decode_record(obj, f"{path}:{number}")
+        # The common line, inline: decode_record costs a call and a source string per line.
+        record = _plain_record(obj)
+        yield decode_record(obj, f"{path}:{number}") if record is None else record
 
 
 def read_header(path: Path) -> dict[str, Any] | None:

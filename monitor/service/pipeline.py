@@ -18,7 +18,7 @@ import numpy as np
 
 from monitor.core.alerts import TECHNICAL_SEVERITY, AlertEvent
 from monitor.core.batching import MicroBatcher
-from monitor.core.codec import CodecLimits, Decoded, Rejection, decode
+from monitor.core.codec import CodecLimits, Decoded, Rejection, decode, decode_many
 from monitor.core.detector import Detector
 from monitor.core.scale import ResidualScale
 from monitor.core.types import REJECT_REASONS, Float32Array, FloatArray
@@ -157,6 +157,36 @@ class Pipeline:
             now=now,
             limits=self._limits,
         )
+        return self.ingest_decoded(decoded, now)
+
+    def decode_many(
+        self, topics: Sequence[str], payloads: Sequence[bytes], nows: Sequence[float]
+    ) -> list[Decoded | Rejection]:
+        """Decode many payloads at once, as `ingest` would decode each (codec `decode_many`).
+
+        Decoding depends on nothing but the payload, its topic and receive time, so a
+        caller holding many payloads (offline replay) decodes them ahead and then passes
+        each result, in order, to `ingest_decoded`: the same outcomes as `ingest` one by one.
+        """
+        patient_of = self.patient_of
+        return decode_many(
+            payloads,
+            [patient_of(topic) for topic in topics],
+            nows,
+            features=self.model.features,
+            limits=self._limits,
+        )
+
+    def ingest_decoded(self, decoded: Decoded | Rejection, now: float) -> list[AlertEvent]:
+        """The rest of `ingest` for a payload already decoded (see `decode_many`).
+
+        Args:
+            decoded: The codec's result for the payload.
+            now: Its receive time, the `now` it was decoded with.
+
+        Returns:
+            Technical alert changes it caused, as `ingest` returns them.
+        """
         if isinstance(decoded, Rejection):
             return self._reject(decoded, now)
         return self._accept(decoded, now)
@@ -172,21 +202,23 @@ class Pipeline:
 
     def _accept(self, decoded: Decoded, now: float) -> list[AlertEvent]:
         pid = decoded.patient_id
-        events = self._close_all(pid, ("artifact", "clock_skew", "signal_lost"), now)
-        for sample in decoded.samples:
-            result = self.windows.push(pid, sample.t, sample.seq, sample.values, now)
-            for gone in result.evicted:
+        events: list[AlertEvent] = []
+        if pid in self._technical_of:  # data is back: close what its absence opened
+            events = self._close_all(pid, ("artifact", "clock_skew", "signal_lost"), now)
+        push, add = self.windows.push, self.batcher.add
+        for t, seq, values in decoded.samples:
+            outcome, context, gap_reset, missing, evicted = push(pid, t, seq, values, now)
+            for gone in evicted:
                 self._forget(gone)
                 self.metrics.evictions.inc()
-            if result.missing:
-                self.metrics.sequence_gaps.inc(result.missing)
-            if result.gap_reset:
+            if missing:
+                self.metrics.sequence_gaps.inc(missing)
+            if gap_reset:
                 self.metrics.window_resets.inc()
-            if result.context is None:
-                self._outcomes[result.outcome].inc()
+            if context is None:
+                self._outcomes[outcome].inc()
                 continue
-            job = Job(pid, result.context, sample.values, sample.t, sample.seq, now)
-            shed = self.batcher.add(pid, job, now)
+            shed = add(pid, Job(pid, context, values, t, seq, now), now)
             if shed:
                 self._outcomes["shed"].inc(len(shed))
                 if not self.degraded:
