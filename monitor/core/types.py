@@ -13,6 +13,7 @@ import numpy.typing as npt
 
 FloatArray: TypeAlias = npt.NDArray[np.float64]
 Float32Array: TypeAlias = npt.NDArray[np.float32]
+BoolArray: TypeAlias = npt.NDArray[np.bool_]
 AnyFloatArray: TypeAlias = npt.NDArray[np.floating[Any]]
 
 #: Why the codec refused a message. Stable names: they are metric label values.

@@ -21,7 +21,7 @@ from monitor.core.batching import MicroBatcher
 from monitor.core.codec import CodecLimits, Decoded, Rejection, decode, decode_many
 from monitor.core.detector import Detector
 from monitor.core.scale import ResidualScale
-from monitor.core.types import REJECT_REASONS, Float32Array, FloatArray
+from monitor.core.types import REJECT_REASONS, BoolArray, Float32Array, FloatArray
 from monitor.core.windows import WindowStore
 from monitor.service.metrics import Metrics, observe_many
 from monitor.settings import Settings
@@ -114,6 +114,8 @@ class Pipeline:
         self._technical_of: dict[str, set[tuple[str, str, str | None]]] = {}
         self.degraded = False
         self._flat_open: dict[str, int] = {}  # patient -> open flatline alerts
+        # patient -> per vital, seq of its last stuck sample (only while one is in a window)
+        self._stuck_seq: dict[str, FloatArray] = {}
         self._error_hists = [metrics.prediction_error.labels(v) for v in model.features]
         self._outcomes = {o: metrics.messages.labels(o) for o in OUTCOMES}
         # Read at scrape time: nothing to update per message on the hot path.
@@ -258,16 +260,22 @@ class Pipeline:
         for i, hist in enumerate(self._error_hists):
             observe_many(hist, absz[:, i])
         self.metrics.batch_size.observe(len(jobs))
+        tail = np.stack([j.context[1 - FLATLINE_SAMPLES :] for j in jobs])
+        stuck = np.all(tail == actual.astype(np.float32)[:, None, :], axis=1)
+        any_stuck = stuck.any(axis=1).tolist()
         events: list[AlertEvent] = []
         for row, job in enumerate(jobs):
+            zrow = z[row]
+            if any_stuck[row] or job.patient_id in self._stuck_seq:
+                zrow = self._untrusted_to_zero(job, stuck[row], zrow)
             changes = self.detector.update(
-                job.patient_id, z[row], job.t, job.seq, actual[row], predictions[row]
+                job.patient_id, zrow, job.t, job.seq, actual[row], predictions[row]
             )
             for event in changes:
                 if event.state == "raised" and event.vital is not None:
                     self.metrics.alerts.labels(event.vital, event.severity).inc()
             events += changes
-        events += self._flatlines(jobs, actual)
+        events += self._flatlines(jobs, stuck, any_stuck)
         if live:
             received = np.fromiter((j.received_at for j in jobs), np.float64, len(jobs))
             observe_many(self.metrics.end_to_end_latency, np.maximum(0.0, now - received))
@@ -277,16 +285,36 @@ class Pipeline:
             events += self._close(None, "monitoring_degraded", None, now)
         return events
 
-    def _flatlines(self, jobs: Sequence[Job], actual: FloatArray) -> list[AlertEvent]:
+    def _untrusted_to_zero(self, job: Job, stuck: BoolArray, z: FloatArray) -> FloatArray:
+        """Zero the z of vitals whose window holds a stuck stretch (or that are stuck now).
+
+        A stuck sensor's repeated value fills the window, and for `window` samples after it
+        recovers the model predicts from that stale value: its residuals then measure the
+        sensor's recovery, not the patient. The technical 'flatline' alert reports the
+        sensor; the physiological detector sees those samples as calm. Decided row by row
+        from this patient's own history, so the batch size cannot change the outcome.
+        """
+        last = self._stuck_seq.get(job.patient_id)
+        if last is None:
+            last = self._stuck_seq[job.patient_id] = np.full(z.shape, -np.inf)
+        last[stuck] = job.seq
+        untrusted = job.seq - last <= self.model.window
+        if not untrusted.any():
+            del self._stuck_seq[job.patient_id]
+            return z
+        out: FloatArray = np.where(untrusted, 0.0, z)
+        return out
+
+    def _flatlines(
+        self, jobs: Sequence[Job], stuck: BoolArray, any_stuck: list[bool]
+    ) -> list[AlertEvent]:
         """Raise 'flatline' (a stuck sensor) when a vital repeats one exact value.
 
         Real measurements with any noise never repeat exactly `FLATLINE_SAMPLES` times; the
-        residual detector cannot see a sensor stuck near its prediction.
+        residual detector cannot see a sensor stuck near its prediction. `stuck` (B, F):
+        the row's sample equals the `FLATLINE_SAMPLES - 1` before it.
         """
-        tail = np.stack([j.context[1 - FLATLINE_SAMPLES :] for j in jobs])
-        stuck = np.all(tail == actual.astype(np.float32)[:, None, :], axis=1)
         events: list[AlertEvent] = []
-        any_stuck = stuck.any(axis=1).tolist()
         for row, job in enumerate(jobs):
             # Checked row by row: an alert opened by an earlier row of this batch must be
             # closable by a later row of the same patient, whatever the batch's size.
@@ -320,6 +348,7 @@ class Pipeline:
         # data returns: never silence); its detector and scale state go.
         self.detector.forget(pid)
         self.scale.forget(pid)
+        self._stuck_seq.pop(pid, None)
 
     def _open(
         self, pid: str | None, reason: str, vital: str | None, now: float

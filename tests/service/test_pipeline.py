@@ -113,3 +113,35 @@ def test_a_large_residual_raises_a_physiological_alert_on_its_vital() -> None:
     assert [(e.patient_id, e.vital, e.state, e.severity, e.seq) for e in events] == [
         ("d", "heart_rate", "raised", "high", 5)
     ]
+
+
+def test_a_vital_is_not_judged_while_its_window_holds_a_stuck_stretch() -> None:
+    """After a stuck sensor recovers, the window still holds the stuck value for `window`
+    samples: large residuals of that vital raise no physiological alert until it has left
+    the window; the other vital is judged as usual; afterwards the vital is judged again."""
+    p = make()
+    rng = np.random.default_rng(3)
+    feed(p, "e", list(70 + rng.standard_normal(6) * 0.5))
+    score_all(p)
+    feed(p, "e", [71.5] * 5, start=6)  # seq 6..10 stuck: flatline raised at seq 10
+    score_all(p)
+    # Recovery at 100 bpm: 30 sigma from a prediction of 71.5, yet untrusted until the last
+    # stuck sample (seq 10) is more than window (4) samples old, i.e. through seq 14.
+    events = feed(p, "e", [100.0, 100.2, 99.8, 100.1], start=11)
+    events += score_all(p, predictor=71.5)
+    assert [e for e in events if e.kind == "physiological"] == []
+    feed(p, "e", [100.0, 100.3], start=15)
+    later = [e for e in score_all(p, predictor=71.5) if e.kind == "physiological"]
+    assert [(e.vital, e.state, e.seq) for e in later] == [("heart_rate", "raised", 15)]
+    # A noisy SpO2 beside the stuck heart rate: a 30-sigma SpO2 residual raises at once.
+    p2 = make()
+    hr = list(70 + rng.standard_normal(6) * 0.5) + [71.5] * 6
+    spo2 = [*(97 + rng.standard_normal(11) * 0.3), 80.0]
+    for seq, (h, s) in enumerate(zip(hr, spo2, strict=True)):
+        p2.ingest("vitals/f", payload("f", seq, h, spo2=s), T0 + seq)
+        if seq < 11 and len(p2.batcher):
+            score_all(p2)
+    jobs = p2.take_batch()
+    preds = np.array([[71.5, 97.0]], dtype=np.float32)
+    spo2 = [e for e in p2.score(jobs, preds, T0 + 12, live=False) if e.kind == "physiological"]
+    assert [(e.vital, e.state, e.seq) for e in spo2] == [("spo2", "raised", 11)]
