@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor.core.codec import CodecLimits, Decoded, Rejection, decode
+from monitor.core.codec import CodecLimits, Decoded, Rejection, decode, decode_many
 from monitor.core.schema import MESSAGE_ADAPTER
 from monitor.core.types import REJECT_REASONS
 from monitor.core.vitals import CLINICAL_VITALS, VITALS
@@ -136,3 +136,62 @@ def test_valid_blocks_round_trip(samples: list[dict[str, Any]]) -> None:
     assert [(s.t, s.seq) for s in result.samples] == [(x["t"], x["seq"]) for x in samples]
     expected = [[x["vitals"][n] for n in CLINICAL_VITALS] for x in samples]
     assert [s.values.tolist() for s in result.samples] == expected
+
+
+def _plain(result: Decoded | Rejection) -> tuple[Any, ...]:
+    """A comparable form: arrays as lists of floats, and their dtype."""
+    if isinstance(result, Rejection):
+        return ("rejection", result)
+    return (
+        "decoded",
+        result.patient_id,
+        [(s.t, s.seq, s.values.dtype.str, s.values.tolist()) for s in result.samples],
+    )
+
+
+valid_single = st.fixed_dictionaries(
+    {
+        "v": st.just(1),
+        "patient_id": st.sampled_from(["p0001", "p0002"]),
+        "t": st.sampled_from([NOW, NOW - 2.0, NOW + 4.0, NOW + 6.0, NOW - 90_000.0]),
+        "seq": st.integers(0, 2**40),
+        "vitals": st.fixed_dictionaries(
+            {
+                name: st.floats(VITALS[name].low - 1, VITALS[name].high + 1)
+                for name in CLINICAL_VITALS
+            }
+        ),
+    }
+).map(_valid)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            payloads | valid_single,
+            st.sampled_from(["p0001", "p0002", None]),
+            st.sampled_from([NOW, NOW + 1.5, NOW - 3.0]),
+        ),
+        max_size=12,
+    ),
+    st.sampled_from([CLINICAL_VITALS, ("spo2", "heart_rate"), ("temperature",)]),
+)
+def test_decode_many_equals_decode_one_by_one(
+    items: list[tuple[bytes, str | None, float]], features: tuple[str, ...]
+) -> None:
+    """decode_many gives, element for element, exactly what decode gives (values, dtype,
+    reasons and details), whatever the mix of valid, invalid and borderline payloads."""
+    limits = CodecLimits(max_bytes=4096)
+    many = decode_many(
+        [p for p, _, _ in items],
+        [pid for _, pid, _ in items],
+        [now for _, _, now in items],
+        features=features,
+        limits=limits,
+    )
+    one = [
+        decode(p, topic_patient_id=pid, features=features, now=now, limits=limits)
+        for p, pid, now in items
+    ]
+    assert [_plain(r) for r in many] == [_plain(r) for r in one]

@@ -84,3 +84,40 @@ def test_writer_flushes_every_n_records(tmp_path: Path) -> None:
         writer.write(RECORDS[2])
     assert list(read_recording(path)) == RECORDS
     assert read_header(path) is None
+
+
+def test_lines_the_fast_parser_refuses_read_as_json_loads_reads_them(tmp_path: Path) -> None:
+    """A lone surrogate escape, a string time and a base64 payload: the same records that
+    `json.loads` and `decode_record` give, not an error."""
+    path = tmp_path / "rec.jsonl"
+    lines = [
+        '{"topic":"vitals/\\ud800","payload":"x","received_at":1}',
+        '{"topic":"vitals/a","payload":"{}","received_at":"2.5"}',
+        '{"topic":"vitals/b","payload_b64":"/wA=","received_at":3.25}',
+        '{"topic":"vitals/c","payload":"\\u00e9","received_at":4e0}',
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    assert list(read_recording(path)) == [
+        Record("vitals/\ud800", b"x", 1.0),
+        Record("vitals/a", b"{}", 2.5),
+        Record("vitals/b", b"\xff\x00", 3.25),
+        Record("vitals/c", "é".encode(), 4.0),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"topic":"a","payload":"\\udc00x","received_at":1}', "bad record"),
+        ('{"topic":"a","payload":"x","received_at":"soon"}', "bad record"),
+        ('{"topic":"a","payload":"x"}', "bad record"),
+        ('{"topic":7,"payload":"x","received_at":1}', "topic is not a string"),
+        ("[1, 2]", "must be a JSON object"),
+    ],
+)
+def test_bad_records_still_name_their_line(tmp_path: Path, line: str, message: str) -> None:
+    """A record that cannot be built raises DataError with the line number, as before."""
+    path = tmp_path / "rec.jsonl"
+    path.write_text('{"topic":"a","payload":"x","received_at":1}\n' + line + "\n")
+    with pytest.raises(DataError, match=rf"rec\.jsonl:2.*{message}"):
+        list(read_recording(path))

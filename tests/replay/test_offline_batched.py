@@ -1,0 +1,140 @@
+"""Offline replay decodes records ahead in chunks (`Pipeline.decode_many`, then
+`Pipeline.ingest_decoded`): the same alerts, in the same order, and the same metric counts as
+the live path's `Pipeline.ingest`, one record at a time."""
+
+from __future__ import annotations
+
+import gc
+import json
+import sys
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from monitor.cli import main
+from monitor.model.predictor import Predictor
+from monitor.model.store import default_model_path, load_model
+from monitor.replay import offline
+from monitor.replay.offline import OfflineRunner, replay_tuning
+from monitor.replay.recording import Record, read_recording
+from monitor.settings import Settings
+
+START = 1_700_000_000.0
+
+
+def _payload(pid: str, t: float, seq: int, vitals: dict[str, float]) -> bytes:
+    body = {"v": 1, "patient_id": pid, "t": t, "seq": seq, "vitals": vitals}
+    return json.dumps(body).encode()
+
+
+def _with_faults(records: list[Record]) -> list[Record]:
+    """Insert every kind of payload the pipeline treats differently among good records."""
+    out: list[Record] = []
+    stuck: dict[str, float] | None = None
+    for i, record in enumerate(records):
+        now = record.received_at
+        body = json.loads(record.payload)
+        if record.topic == "vitals/p0004" and 800 <= i < 1000:
+            # A stuck SpO2 sensor: a flatline alert, cleared when the noise returns.
+            stuck = stuck or dict(body["vitals"])
+            body["vitals"]["spo2"] = stuck["spo2"]
+            record = Record(record.topic, json.dumps(body).encode(), now)
+        out.append(record)
+        if i % 97 == 5:
+            out.append(record)  # duplicate
+        if i % 211 == 7:
+            out.append(Record(record.topic, b"not json", now))
+        if i % 307 == 11:
+            vitals = dict(body["vitals"], heart_rate=999.0)  # artifact, then restored
+            out.append(Record(record.topic, _payload(body["patient_id"], now, 10**9, vitals), now))
+        if i % 401 == 13:
+            late = _payload(body["patient_id"], now + 60.0, 10**9 + i, body["vitals"])
+            out.append(Record(record.topic, late, now))  # clock skew
+        if i % 503 == 17:
+            out.append(Record("vitals/p0000", _payload("p0001", now, 5, body["vitals"]), now))
+            out.append(Record(record.topic, b" " * 70_000, now))  # too large
+        if i % 509 == 19:
+            samples = [{"t": now - 2 + k, "seq": i + k, "vitals": body["vitals"]} for k in range(3)]
+            block = {"v": 1, "patient_id": "q0001", "samples": samples}
+            out.append(Record("vitals/q0001", json.dumps(block).encode(), now))
+    return out
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory: pytest.TempPathFactory) -> list[Record]:
+    """A seeded mixed-scenario recording (5 patients, 700 s, dropouts included), with faults."""
+    rec = tmp_path_factory.mktemp("rec") / "mixed.jsonl.gz"
+    args = ["simulate", "--recording", str(rec), "--patients", "5", "--duration", "700"]
+    args += ["--scenario", "mixed", "--seed", "3", "--warmup", "150", "--gap", "20", "60"]
+    result = CliRunner().invoke(main, [*args, "--start-time", str(START)])
+    assert result.exit_code == 0, result.output
+    return _with_faults(list(read_recording(rec)))
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    return Predictor(load_model(default_model_path()), "cpu")
+
+
+def _one_by_one(records: list[Record], predictor: Predictor) -> OfflineRunner:
+    """The live path's calls: `Pipeline.ingest` per record, flushes and housekeeping as feed."""
+    runner = OfflineRunner(predictor, Settings())
+    pipeline, interval = runner.pipeline, runner.settings.housekeeping_interval_s
+    next_housekeeping: float | None = None
+    for record in records:
+        now = record.received_at
+        if next_housekeeping is None:
+            next_housekeeping = now + interval
+        while now >= next_housekeeping:
+            runner.alerts += pipeline.housekeeping(next_housekeeping)
+            next_housekeeping += interval
+        runner.alerts += pipeline.ingest(record.topic, record.payload, now)
+        if len(pipeline.batcher) >= runner.settings.batch.max_batch:
+            runner._flush(now)
+    runner.finish()
+    return runner
+
+
+def _counts(runner: OfflineRunner) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for metric in runner.metrics.registry.collect()
+        for s in metric.samples
+        if not s.name.endswith("_created")
+    }
+
+
+@pytest.mark.parametrize("chunk", [7, 512])
+def test_chunked_replay_gives_the_live_paths_alerts_and_counts(
+    records: list[Record], predictor: Predictor, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alerts (every field, in order) and every metric sample are equal; the recording
+    reaches each outcome, technical alert and more than one model batch, so each path runs."""
+    monkeypatch.setattr(offline, "DECODE_CHUNK", chunk)
+    expected = _one_by_one(records, predictor)
+    runner = OfflineRunner(predictor, Settings())
+    assert runner.feed(records) == len(records)
+    runner.finish()
+    assert [a.model_dump() for a in runner.alerts] == [a.model_dump() for a in expected.alerts]
+    assert _counts(runner) == _counts(expected)
+    assert runner.scored == expected.scored > runner.settings.batch.max_batch
+    outcomes: dict[str, Any] = {
+        dict(labels)["outcome"]: v
+        for (name, labels), v in _counts(runner).items()
+        if name == "monitor_messages_total"
+    }
+    assert all(outcomes[o] > 0 for o in ("scored", "warming_up", "duplicate", "invalid"))
+    reasons = {(a.reason, a.state) for a in runner.alerts if a.kind == "technical"}
+    for reason in ("artifact", "clock_skew", "flatline", "signal_lost"):
+        assert {(reason, "raised"), (reason, "cleared")} <= reasons
+    assert any(a.kind == "physiological" for a in runner.alerts)
+
+
+def test_replay_tuning_restores_the_interpreter_settings() -> None:
+    """Inside: a higher GC threshold and a shorter switch interval; after: the old ones."""
+    threshold, interval = gc.get_threshold(), sys.getswitchinterval()
+    with replay_tuning(gc_threshold=threshold[0] + 1000, switch_interval_s=interval / 2):
+        assert gc.get_threshold()[0] == threshold[0] + 1000
+        assert sys.getswitchinterval() == pytest.approx(interval / 2)
+    assert (gc.get_threshold(), sys.getswitchinterval()) == (threshold, interval)
