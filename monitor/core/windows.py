@@ -138,13 +138,17 @@ class WindowStore:
             self._head[slot] = 0
             self._write(slot, values)
             return PushResult("warming_up", None, True, missing)
-        context = None
-        if self._count[slot] == self.window:
-            context = self._window_copy(slot)
+        window, head = self.window, self._head[slot]
+        ring = self._slab[slot]
+        # The steady state, inline (this runs once per sample): copy the full window, then
+        # overwrite its oldest row with this sample.
+        if self._count[slot] == window:
+            context: Float32Array = ring.take(self._order[head : head + window], axis=0)
+            ring[head] = values
+            self._head[slot] = (head + 1) % window
+            return PushResult("ready", context, False, missing)
         self._write(slot, values)
-        if context is None:
-            return PushResult("warming_up", None, False, missing)
-        return PushResult("ready", context, False, missing)
+        return PushResult("warming_up", None, False, missing)
 
     def evict_idle(self, now: float) -> list[str]:
         """Remove every patient not seen for longer than `idle_ttl_s`.
@@ -199,8 +203,3 @@ class WindowStore:
         self._head[slot] = (head + 1) % self.window
         if self._count[slot] < self.window:
             self._count[slot] += 1
-
-    def _window_copy(self, slot: int) -> Float32Array:
-        head = self._head[slot]
-        out: Float32Array = self._slab[slot].take(self._order[head : head + self.window], axis=0)
-        return out
