@@ -93,6 +93,8 @@ def score_result(
     hours = patient_hours(series) if observed_hours is None else observed_hours
     evaluation = evaluate(alerts, labels, patient_hours=hours, config=config, rmse=rmse)
     elapsed = float(result.elapsed_s)
+    # The replay's own rate: samples scored per second of its wall time (reading the file,
+    # decoding, windows, model, detector); warm-up samples take time but are not counted.
     extra = {
         "samples_scored": int(result.samples_scored),
         "elapsed_s": elapsed,
