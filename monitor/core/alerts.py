@@ -46,7 +46,9 @@ class AlertEvent(BaseModel):
         z: (actual - predicted) / residual sigma (physiological only).
         threshold: The vital's raise threshold in sigma units (physiological only).
         model_version: Version of the model card in use.
-        reason: Why a technical alert fired (e.g. signal_lost), None for physiological ones.
+        reason: Why the alert fired: a technical reason (e.g. signal_lost), or for a
+            physiological episode the detector rule that raised it (k_of_n, severe, shift;
+            the same on its escalated and cleared events).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Self
+from typing import Literal, Self
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -23,6 +23,9 @@ from monitor.core.types import AlertState, AnyFloatArray, Severity
 from monitor.core.vitals import VITALS
 
 _LEVELS: tuple[Severity, ...] = ("low", "medium", "high")
+
+#: Which rule raised a physiological alert (the `reason` of its events).
+RaiseRule = Literal["k_of_n", "severe", "shift"]
 _MAX_N = 16
 
 
@@ -106,7 +109,7 @@ class DetectorConfig(BaseModel):
 
 
 class _PatientState:
-    __slots__ = ("calm", "hist", "level", "n_raised", "pos", "raised", "ring", "zsum")
+    __slots__ = ("calm", "hist", "level", "n_raised", "pos", "raised", "ring", "rule", "zsum")
 
     def __init__(self, n_features: int) -> None:
         self.hist = np.zeros(n_features, dtype=np.int64)  # bit j: exceedance j samples ago
@@ -116,6 +119,7 @@ class _PatientState:
         self.raised = [False] * n_features
         self.level = [0] * n_features
         self.calm = [0] * n_features
+        self.rule: list[RaiseRule] = ["k_of_n"] * n_features  # what raised the episode
         self.n_raised = 0
 
 
@@ -182,8 +186,12 @@ class Detector:
             a = float(absz[i])
             if st.raised[i]:
                 state = self._step_raised(st, i, r, a)
-            elif (over[i] and (a > r.severe or int(st.hist[i]).bit_count() >= r.k)) or shifted[i]:
-                state = self._raise(st, i, r)
+            elif over[i] and a > r.severe:
+                state = self._raise(st, i, r, "severe")
+            elif over[i] and int(st.hist[i]).bit_count() >= r.k:
+                state = self._raise(st, i, r, "k_of_n")
+            elif shifted[i]:
+                state = self._raise(st, i, r, "shift")
             else:
                 continue
             if state is not None:
@@ -209,8 +217,9 @@ class Detector:
     def _level(self, i: int, r: Thresholds, a: float) -> int:
         return 2 if a >= r.severe else 1 if a >= self._mid[i] else 0
 
-    def _raise(self, st: _PatientState, i: int, r: Thresholds) -> AlertState:
+    def _raise(self, st: _PatientState, i: int, r: Thresholds, rule: RaiseRule) -> AlertState:
         last = [(st.pos - 1 - j) % _MAX_N for j in range(r.n)]
+        st.rule[i] = rule
         st.raised[i] = True
         st.n_raised += 1
         st.level[i] = self._level(i, r, float(np.abs(st.ring[i, last]).max()))
@@ -261,4 +270,5 @@ class Detector:
             z=float(z[i]),
             threshold=self._vitals[i].threshold,
             model_version=self.model_version,
+            reason=st.rule[i],
         )

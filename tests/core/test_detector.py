@@ -140,7 +140,7 @@ def test_event_fields() -> None:
         z=9.5,
         threshold=4.0,
         model_version="v7",
-        reason=None,
+        reason="severe",
     )
 
 
@@ -184,3 +184,17 @@ def test_invalid_config_is_refused(settings: dict[str, object], match: str) -> N
     """Inconsistent thresholds or unknown names fail validation with a clear message."""
     with pytest.raises(ValidationError, match=match):
         DetectorConfig.model_validate(settings)
+
+
+@pytest.mark.parametrize(
+    ("zs", "rule"),
+    [([9.0], "severe"), ([5.0, 5.0], "k_of_n"), ([3.9, 3.5, 3.2], "shift")],
+)
+def test_events_name_the_rule_that_raised_the_episode(zs: list[float], rule: str) -> None:
+    """reason is the raising rule, on the raised event and on the episode's cleared event."""
+    det = Detector(FEATURES, DetectorConfig())
+    events = []
+    for seq, value in enumerate([*zs, 0.0, 0.0, 0.0]):
+        z = np.array([value, 0.0])
+        events += det.update("p1", z, float(seq), seq, np.zeros(2), np.zeros(2))
+    assert [(e.state, e.reason) for e in events] == [("raised", rule), ("cleared", rule)]
