@@ -17,7 +17,7 @@ import socket
 import ssl
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -33,6 +33,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 ProtocolName = Literal["auto", "5", "3.1.1"]
 IncomingMessage = aiomqtt.Message
+#: Takes incoming messages as (topic, payload) pairs, on the event loop, in arrival order:
+#: every QoS 0 PUBLISH of one socket read in one call, other messages one per call.
+MessageSink = Callable[[list[tuple[str, bytes]]], None]
 #: Why: Nagle plus delayed ACKs cost tens of milliseconds per message (PERFORMANCE.md).
 NODELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 _DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
@@ -40,6 +43,8 @@ _DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 _AUTH_CODES = {4, 5, 134, 135, 140}
 _VERSION_CODES = {1, 132}
 _BLOCK_BYTES = 65_536
+#: Bytes asked of the socket per reader wake-up (about 400 single-sample messages).
+_READ_BYTES = 65_536
 
 
 class BrokerError(Exception):
@@ -222,6 +227,7 @@ async def connect(
     queue_type: type[asyncio.Queue[aiomqtt.Message]] | None = None,
     max_queued_incoming: int | None = None,
     will: aiomqtt.Will | None = None,
+    on_message: MessageSink | None = None,
 ) -> AsyncIterator[Connection]:
     """Connect with aiomqtt (TCP_NODELAY, TLS, auth, protocol fallback); disconnect on exit.
 
@@ -233,6 +239,9 @@ async def connect(
         queue_type: Queue class for incoming messages (see `incoming_queue`).
         max_queued_incoming: Bound of that queue (0 or None: unbounded).
         will: Last will, if any.
+        on_message: Takes every incoming message instead of aiomqtt's queue (which then
+            stays empty): no `aiomqtt.Message` and no queue operation per message, and
+            QoS 0 PUBLISH packets parsed without paho (see `_Reader`).
 
     Yields:
         The `Connection`.
@@ -268,6 +277,9 @@ async def connect(
             max_queued_incoming_messages=max_queued_incoming,
             will=will,
         )
+        _Reader(client._client, on_message).install()
+        if on_message is not None:
+            client._client.on_message = _paho_callback(on_message)
         try:
             await client.__aenter__()
         except aiomqtt.MqttError as exc:
@@ -282,6 +294,163 @@ async def connect(
         return
     assert last is not None
     raise last
+
+
+class _Reader:
+    """paho's reads for one connection: one large ``recv`` per wake-up, QoS 0 PUBLISH fast.
+
+    paho 2.x reads a packet with a 1-byte ``recv`` for its command, one per remaining-length
+    byte and one for the rest (three or four system calls per message), then builds an
+    `MQTTMessage`, decodes the topic twice, takes three locks and matches the topic against
+    its per-topic callbacks; aiomqtt then wakes its reader once per packet. Installed on the
+    paho client (its ``_sock_recv`` and ``loop_read``, paho pinned below 3 through aiomqtt),
+    this reads up to `_READ_BYTES` once per wake-up of the event loop and serves paho's small
+    reads from that block. With a `sink`, the complete QoS 0 PUBLISH packets at the head of
+    the block go to it directly (topic and payload, as paho would hand them over); anything
+    else (QoS 1/2, MQTT 5 properties, a topic that is not UTF-8, acknowledgements, a packet
+    cut at the end of the block, errors and EOF) goes through paho's own code, unchanged.
+
+    Nothing is left in the block when control returns to the event loop, which watches the
+    socket, not this buffer: a packet cut at the end of the block moves into paho's own
+    partial-packet state and is completed by the next wake-up, as without this class. (TLS:
+    aiomqtt calls `loop_read` again while the SSL object holds decrypted bytes.)
+    """
+
+    def __init__(self, client: paho.Client, sink: MessageSink | None) -> None:
+        self._client = client
+        self._sink = sink
+        self._v5 = client._protocol == paho.MQTTv5
+        self._sock_recv = client._sock_recv
+        self._paho_loop_read = client.loop_read
+        self._block = b""
+        self._pos = 0
+        self._read = False
+        # What the socket read returned when it brought no data, for paho to handle:
+        # the exception it raised, or b"" at EOF. None: no such outcome pending.
+        self._outcome: BaseException | bytes | None = None
+
+    def install(self) -> None:
+        """Replace the paho client's ``_sock_recv`` and ``loop_read`` (paho pinned below 3)."""
+        self._client._sock_recv = self.recv  # type: ignore[method-assign]
+        self._client.loop_read = self.loop_read  # type: ignore[method-assign]
+
+    def _fill(self) -> None:
+        self._read = True
+        try:
+            data = self._sock_recv(_READ_BYTES)
+        except Exception as exc:  # kept for paho, which handles each kind
+            self._outcome = exc
+            return
+        if data:
+            self._block, self._pos = data, 0
+        else:
+            self._outcome = b""
+
+    def recv(self, bufsize: int) -> bytes:
+        """paho's ``_sock_recv``: up to `bufsize` bytes from the block, read once per wake-up.
+
+        Raises:
+            BlockingIOError: Nothing more this wake-up (the event loop calls back when the
+                socket is readable again).
+            OSError: The socket read failed (paho reports a lost connection).
+        """
+        pos, block = self._pos, self._block
+        if pos >= len(block):
+            if not self._read:
+                self._fill()
+                pos, block = self._pos, self._block
+            if pos >= len(block):
+                outcome, self._outcome = self._outcome, None
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                if outcome is None:
+                    raise BlockingIOError
+                return outcome  # b"": EOF
+        end = pos + bufsize
+        self._pos = end
+        return block[pos:end]
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        """paho's ``loop_read`` for one wake-up: read the socket once, handle every packet."""
+        self._read = False
+        client, fast = self._client, self._sink is not None
+        rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        if fast and client._in_packet["command"] == 0 and self._pos >= len(self._block):
+            self._fill()
+        while True:
+            if fast and self._pos < len(self._block) and client._in_packet["command"] == 0:
+                self._take_publishes()
+            if self._pos >= len(self._block) and self._outcome is None and self._read:
+                break  # the one read of this wake-up is done and used up
+            # One packet (or its cut-off start, or the read's error or EOF) through paho;
+            # each call uses up at least a byte, the pending outcome or the read.
+            rc = self._paho_loop_read(max_packets)
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break
+        self._block, self._pos, self._outcome = b"", 0, None
+        return rc
+
+    def _take_publishes(self) -> None:
+        """Hand the complete QoS 0 PUBLISH packets at the head of the block to the sink."""
+        assert self._sink is not None
+        block, pos, v5 = self._block, self._pos, self._v5
+        end = len(block)
+        taken: list[tuple[str, bytes]] = []
+        while pos < end and block[pos] & 0xF6 == 0x30:  # PUBLISH, QoS 0 (DUP, RETAIN any)
+            start, length, shift = pos + 1, 0, 0
+            while start < end and shift <= 21:  # remaining length: 1 to 4 bytes, 7 bits each
+                byte = block[start]
+                start += 1
+                length |= (byte & 0x7F) << shift
+                if byte < 0x80:
+                    break
+                shift += 7
+            else:
+                break  # cut at the end of the block, or malformed: paho's turn
+            stop = start + length
+            if stop > end or length < 2:
+                break
+            topic_end = start + 2 + (block[start] << 8 | block[start + 1])
+            body = topic_end + 1 if v5 else topic_end
+            if topic_end == start + 2 or body > stop or (v5 and block[topic_end] != 0):
+                break  # no topic, or MQTT 5 properties (a topic alias...): paho's turn
+            try:
+                topic = block[start + 2 : topic_end].decode()
+            except UnicodeDecodeError:
+                break
+            taken.append((topic, block[body:stop]))
+            pos = stop
+        self._pos = pos
+        if taken:
+            with self._client._msgtime_mutex:
+                self._client._last_bytes_received = paho.time_func()
+            self._sink(taken)
+
+
+def _paho_callback(sink: MessageSink) -> Callable[[paho.Client, Any, paho.MQTTMessage], None]:
+    def on_message(_client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
+        sink([(message.topic, bytes(message.payload))])  # bytes already: no copy
+
+    return on_message
+
+
+def on_lost(client: aiomqtt.Client, callback: Callable[[], None]) -> None:
+    """Call `callback` on the event loop once this connection is gone (lost or closed).
+
+    Relies on aiomqtt 2.x's ``_disconnected`` future, as its own message iterator does.
+    """
+    client._disconnected.add_done_callback(lambda _future: callback())
+
+
+def raise_if_lost(client: aiomqtt.Client) -> None:
+    """Raise what aiomqtt's message iterator raises once the connection is gone.
+
+    Raises:
+        aiomqtt.MqttError: The connection is gone; its cause is chained.
+    """
+    done: asyncio.Future[None] = client._disconnected
+    if done.done():
+        raise aiomqtt.MqttError("Disconnected during message iteration") from done.exception()
 
 
 def incoming_queue(client: aiomqtt.Client) -> asyncio.Queue[aiomqtt.Message]:

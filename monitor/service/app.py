@@ -3,8 +3,10 @@
 Tasks on one event loop, data flowing one way:
 
 * intake: connect (reconnecting with jittered exponential backoff, forever), subscribe,
-  and feed every payload to the pipeline, draining the client's queue before yielding;
-* flusher: one batched forward per flush, on a single worker thread, then the detector;
+  take every payload from the MQTT client into a counting bounded queue, and feed the
+  pipeline from it in bursts;
+* inference (callbacks, no task): batched forwards on a single worker thread, started after
+  each burst, when a forward ends or when a batch's time is up; then the detector;
 * publisher: alert events to ``alerts/<patient_id>`` (QoS 1), held while disconnected;
 * housekeeping: idle eviction, 'signal lost', readiness, event-loop lag.
 """
@@ -15,10 +17,12 @@ import asyncio
 import contextlib
 import random
 import signal
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import aiomqtt
@@ -35,7 +39,8 @@ from monitor.mqtt import (
     BrokerTLSError,
     connect,
     drop_connection,
-    incoming_queue,
+    on_lost,
+    raise_if_lost,
     silence_s,
 )
 from monitor.service.http import HttpServer
@@ -51,30 +56,69 @@ InferenceHook = Callable[[float], None]
 # One burst handled without yielding: 256 x ~20-40 us bounds the stall to ~5-10 ms, so
 # keepalives and /metrics are served under overload (docs/reliability.md, item 6).
 _DRAIN_MAX = 256
+# Forwards queued on the inference thread: with two, the next batch is there when one ends
+# and the thread never waits for the event loop to score and hand it more.
+_IN_FLIGHT = 2
+# GIL switch interval while serving. The inference thread takes the GIL back after every
+# torch and numpy call; behind an intake burst each take waited the default 5 ms: a forward
+# of 192 windows took 43 ms instead of 8 (1 ms: 13 ms).
+_SWITCH_INTERVAL_S = 0.001
 _SYSTEM_TOPIC_ID = "_system"
 
 
-def _counting_queue(metrics: Metrics) -> type[asyncio.Queue[aiomqtt.Message]]:
-    """A bounded queue class for aiomqtt that counts every message offered and every drop.
+class CountingQueue:
+    """The daemon's bounded intake: counts every payload offered and every one dropped.
 
-    aiomqtt acknowledges a QoS 1 message once it is queued and would drop overflow with only
-    a log line; this queue makes both visible as `monitor_received_total` and
-    `monitor_dropped_messages_total{reason="queue_full"}`.
+    The MQTT client hands incoming messages to `put` (a QoS 1 message is acknowledged by
+    then); what does not fit is dropped, counted as `monitor_received_total` and
+    `monitor_dropped_messages_total{reason="queue_full"}` (outcome `dropped`), never silently.
+    A deque and an event set when it stops being empty: no task wake-up per message.
+
+    Args:
+        metrics: Where the counts go.
+        maxsize: Most payloads held (`ingest.queue_size`).
     """
-    received = metrics.received
-    dropped = metrics.dropped.labels("queue_full")
-    dropped_outcome = metrics.messages.labels("dropped")
 
-    class CountingQueue(asyncio.Queue[aiomqtt.Message]):
-        def put_nowait(self, item: aiomqtt.Message) -> None:
-            received.inc()
-            if self.full():
-                dropped.inc()
-                dropped_outcome.inc()
-                return
-            super().put_nowait(item)
+    def __init__(self, metrics: Metrics, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self.ready = asyncio.Event()
+        self._items: deque[tuple[str, bytes]] = deque()
+        self._received = metrics.received
+        self._dropped = metrics.dropped.labels("queue_full")
+        self._dropped_outcome = metrics.messages.labels("dropped")
 
-    return CountingQueue
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, messages: list[tuple[str, bytes]]) -> None:
+        """Count and queue (topic, payload) pairs; count the ones past `maxsize` dropped."""
+        n = len(messages)
+        self._received.inc(n)
+        room = self.maxsize - len(self._items)
+        if n > room:
+            self._dropped.inc(n - room)
+            self._dropped_outcome.inc(n - room)
+            messages = messages[:room]
+        if messages:
+            self._items.extend(messages)
+            self.ready.set()
+
+    def get(self) -> tuple[str, bytes]:
+        """Return the oldest (topic, payload).
+
+        Raises:
+            IndexError: The queue is empty.
+        """
+        return self._items.popleft()
+
+
+@dataclass(frozen=True, slots=True)
+class _Forward:
+    """The one batch whose forward runs on the inference thread."""
+
+    jobs: list[Job]
+    future: Future[np.ndarray[Any, Any]]
+    started: float  # perf_counter
 
 
 class Daemon:
@@ -107,9 +151,14 @@ class Daemon:
         self.http = HttpServer(
             settings.metrics.host, settings.metrics.port, self.metrics.registry, self.is_ready
         )
+        self._queue = CountingQueue(self.metrics, settings.ingest.queue_size)
         self._client: aiomqtt.Client | None = None
         self._stop = asyncio.Event()
-        self._work = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._forwards: deque[_Forward] = deque()  # in submission order
+        self._forward_done = False  # set on the inference thread when the forward ends
+        self._batch_timer: asyncio.TimerHandle | None = None
+        self._final = False  # shutting down: batches run through `_final_flush` only
         self._connected = asyncio.Event()
         # Technical alerts (signal lost, monitoring degraded) jump ahead of a backlog of
         # physiological ones: under overload they are the news that matters.
@@ -130,7 +179,7 @@ class Daemon:
 
     async def serve(self) -> int:
         """Run until stopped; return the exit code (0 after a graceful shutdown)."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
@@ -148,14 +197,16 @@ class Daemon:
             metrics=f"http://{self.http.host}:{self.http.port}/metrics",
         )
         background = [
-            asyncio.create_task(self._flusher(), name="flusher"),
             asyncio.create_task(self._publisher(), name="publisher"),
             asyncio.create_task(self._housekeeping(), name="housekeeping"),
             asyncio.create_task(self._loop_lag(), name="loop-lag"),
         ]
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(_SWITCH_INTERVAL_S)
         try:
             await self._intake()
         finally:
+            sys.setswitchinterval(switch_interval)
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
@@ -172,7 +223,6 @@ class Daemon:
             # MQTT 5 buys the daemon only session expiry; paho parses v5 properties on every
             # incoming PUBLISH, about a fifth of the daemon's CPU at 10k msg/s (profiled).
             b = b.model_copy(update={"protocol": "3.1.1"})
-        queue_type = _counting_queue(self.metrics)
         attempt = 0
         while not self._stop.is_set():
             refused = False
@@ -181,8 +231,7 @@ class Daemon:
                     b,
                     clean_session=not ingest.persistent_session,
                     session_expiry_s=ingest.session_expiry_s if ingest.persistent_session else None,
-                    queue_type=queue_type,
-                    max_queued_incoming=ingest.queue_size,
+                    on_message=self._queue.put,
                 ) as conn:
                     for topic in ingest.topics:
                         await conn.client.subscribe(topic, qos=ingest.qos)
@@ -233,7 +282,7 @@ class Daemon:
         if consume.done():
             # What the lost connection's queue still holds was received (and acknowledged):
             # handle it now, or it would vanish uncounted with the old client.
-            self._drain(incoming_queue(client), limit=None)
+            self._drain(limit=None)
             consume.result()  # re-raises the connection error: reconnect
             return
         # Graceful stop: stop intake, score what was already received, publish, disconnect.
@@ -243,7 +292,7 @@ class Daemon:
         if not self.settings.ingest.persistent_session:
             with contextlib.suppress(aiomqtt.MqttError):
                 await client.unsubscribe(self.settings.ingest.topics)
-        self._drain(incoming_queue(client), limit=None)
+        self._drain(limit=None)
         await self._final_flush()
         await self._drain_alerts(client)
 
@@ -265,49 +314,84 @@ class Daemon:
                 return
 
     async def _consume(self, client: aiomqtt.Client) -> None:
-        queue = incoming_queue(client)
-        async for message in client.messages:
-            self._handle(message)
-            # Drain what is already queued before awaiting again: one task switch per
-            # burst instead of one per message (PERFORMANCE.md).
-            self._drain(queue, limit=_DRAIN_MAX)
+        queue = self._queue
+        on_lost(client, queue.ready.set)
+        while True:
+            raise_if_lost(client)
+            if not queue:
+                queue.ready.clear()
+                await queue.ready.wait()
+                continue
+            # Handle a burst, then yield: one task switch per burst instead of one per
+            # message (PERFORMANCE.md), and a bounded stall for the other tasks.
+            self._drain(limit=_DRAIN_MAX)
+            await asyncio.sleep(0)
 
-    def _drain(self, queue: asyncio.Queue[aiomqtt.Message], limit: int | None) -> None:
-        n = 0
-        while limit is None or n < limit:
-            try:
-                message = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            self._handle(message)
-            n += 1
-
-    def _handle(self, message: aiomqtt.Message) -> None:
-        before = len(self.pipeline.batcher)
-        events = self.pipeline.ingest(message.topic.value, message.payload, time.time())
-        after = len(self.pipeline.batcher)
-        if after > before and (before == 0 or after >= self.settings.batch.max_batch):
-            self._work.set()
-        if events:
-            self._emit(events)
+    def _drain(self, limit: int | None) -> None:
+        queue = self._queue
+        n = len(queue) if limit is None else min(limit, len(queue))
+        for _ in range(n):
+            topic, payload = queue.get()
+            events = self.pipeline.ingest(topic, payload, time.time())
+            if events:
+                self._emit(events)
+            if self._forward_done:
+                # Score the finished forward and start the next one now, not after the
+                # burst: the inference thread idles until then.
+                self._complete_forward()
+        self._start_forward()
 
     # -- inference -------------------------------------------------------------------------
+    #
+    # Forwards run on the one inference thread, at most `_IN_FLIGHT` queued there, and are
+    # driven by callbacks on the event loop, not by a task: a batch starts after each intake
+    # burst, when a forward ends (noticed between two messages of a burst) or when its oldest
+    # job has waited `batch.max_wait_ms`. Batches are scored in the order they were taken.
+    # Why: every hop through a task costs an event-loop turn, and under load each turn waits
+    # behind an intake burst, while the inference thread sat idle (traced at 10k msg/s).
 
-    async def _flusher(self) -> None:
-        while True:
-            batcher = self.pipeline.batcher
-            if not len(batcher):
-                self._work.clear()
-                await self._work.wait()
-                continue
+    def _start_forward(self) -> None:
+        """Queue forwards of due batches while fewer than `_IN_FLIGHT` are queued."""
+        batcher = self.pipeline.batcher
+        while len(self._forwards) < _IN_FLIGHT and len(batcher) and not self._final:
             now = time.time()
             if not batcher.due(now):
                 deadline = batcher.deadline()
-                self._work.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._work.wait(), max(0.0, (deadline or now) - now))
-                continue
-            await self._run_batch(self.pipeline.take_batch())
+                if self._batch_timer is None and deadline is not None and self._loop is not None:
+                    self._batch_timer = self._loop.call_later(deadline - now, self._on_batch_timer)
+                return
+            jobs = self.pipeline.take_batch()
+            windows = self.pipeline.stack(jobs)
+            future = self._executor.submit(self._predict, windows)
+            self._forwards.append(_Forward(jobs, future, time.perf_counter()))
+            future.add_done_callback(self._on_forward_done)
+
+    def _on_batch_timer(self) -> None:
+        self._batch_timer = None
+        self._start_forward()
+
+    def _on_forward_done(self, _future: Future[np.ndarray[Any, Any]]) -> None:
+        # On the inference thread: flag it for an intake burst running, wake an idle loop.
+        self._forward_done = True
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                self._loop.call_soon_threadsafe(self._complete_forward)
+
+    def _complete_forward(self) -> None:
+        """Score the forwards that ended, in order, and start the next ones."""
+        self._forward_done = False
+        while self._forwards and self._forwards[0].future.done():
+            self._score_forward(self._forwards.popleft())
+        self._start_forward()
+
+    def _score_forward(self, forward: _Forward) -> None:
+        try:
+            predictions = forward.future.result()
+        except Exception as exc:  # logged; the next batch may succeed
+            log.error("inference_failed", error=repr(exc), jobs_lost=len(forward.jobs))
+        else:
+            self.metrics.inference_latency.observe(time.perf_counter() - forward.started)
+            self._emit(self.pipeline.score(forward.jobs, predictions, time.time()))
 
     async def _run_batch(self, jobs: list[Job]) -> None:
         if not jobs:
@@ -319,7 +403,7 @@ class Daemon:
         try:
             predictions = await asyncio.shield(future)
         except asyncio.CancelledError:
-            # Shutdown cancels the flusher: finish the batch in flight so its jobs are
+            # Cancelled during the final flush: finish the batch in flight so its jobs are
             # scored (counted), then go on cancelling.
             predictions = await future
             self._emit(self.pipeline.score(jobs, predictions, time.time()))
@@ -335,6 +419,16 @@ class Daemon:
         return out
 
     async def _final_flush(self) -> None:
+        """Score everything pending: the forward in flight, then the rest in batches."""
+        self._final = True
+        if self._batch_timer is not None:
+            self._batch_timer.cancel()
+            self._batch_timer = None
+        while self._forwards:
+            forward = self._forwards.popleft()
+            with contextlib.suppress(Exception):  # raised again by _score_forward
+                await asyncio.wrap_future(forward.future)
+            self._score_forward(forward)
         jobs = self.pipeline.drain_all()
         step = self.settings.batch.max_batch
         for i in range(0, len(jobs), step):

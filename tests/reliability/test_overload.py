@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from monitor.mqtt import BrokerConfig, SyncPublisher, connect, incoming_queue
-from monitor.service.app import _counting_queue
+from monitor.mqtt import BrokerConfig, SyncPublisher, connect
+from monitor.service.app import CountingQueue
 from monitor.service.metrics import Metrics
 from tests.reliability.conftest import outcomes_balance, payload, publisher
 from tests.support.daemon import Daemon, total
@@ -128,14 +128,15 @@ def test_overload_sheds_bounded_and_stays_responsive(
 
 
 def test_counting_queue_counts_what_aiomqtt_drops(mosquitto: Mosquitto) -> None:
-    """aiomqtt's bounded incoming queue of 10 with a consumer that does not read: 300 QoS 1
-    messages are all counted as received, 290 as dropped{queue_full}, 10 stay queued."""
+    """The daemon's bounded intake queue of 10, fed by the MQTT client, with a consumer that
+    does not read: 300 QoS 1 messages are all counted as received, 290 as
+    dropped{queue_full}, 10 stay queued."""
     metrics = Metrics.create(CollectorRegistry())
 
     async def scenario() -> int:
         cfg = BrokerConfig(url=mosquitto.url)
-        queue_type = _counting_queue(metrics)
-        async with connect(cfg, queue_type=queue_type, max_queued_incoming=10) as conn:
+        queue = CountingQueue(metrics, maxsize=10)
+        async with connect(cfg, on_message=queue.put) as conn:
             await conn.client.subscribe("vitals/+", qos=1)
             client = publisher(mosquitto.port)
             infos = [client.publish("vitals/q1", payload("q1", s), qos=1) for s in range(300)]
@@ -146,7 +147,7 @@ def test_counting_queue_counts_what_aiomqtt_drops(mosquitto: Mosquitto) -> None:
             deadline = time.monotonic() + 10
             while metrics.received._value.get() < 300 and time.monotonic() < deadline:  # noqa: ASYNC110 - polling a counter, no event to wait on
                 await asyncio.sleep(0.05)
-            return incoming_queue(conn.client).qsize()
+            return len(queue)
 
     queued = asyncio.run(scenario())
     assert metrics.received._value.get() == 300
