@@ -2,9 +2,12 @@
 
 Three parts, each measured side by side in one run on this machine:
 
-* ``ingest``: the raw ingest ceiling (aiomqtt receive + codec decode, no inference) and the
-  daemon (`monitor run`) under a paced stream of single-sample messages from the simulator:
-  achieved rate, shed count, p50/p99 end-to-end latency (from its histogram) and the ratio;
+* ``ingest``: the raw ingest ceiling (the daemon's MQTT receive path + codec decode, no
+  inference) and the daemon (`monitor run`) under a paced stream of single-sample messages
+  from the simulator: achieved rate, shed count, p50/p99 end-to-end latency (from its
+  histogram; also without the first 2 s of scoring, when every patient's first full
+  window arrives at once), the ratio, and the CPU the processes used (other users of the
+  shared machine included);
 * ``inference``: batched forwards vs one forward per window, windows per second;
 * ``memory``: resident memory of the pipeline holding full windows for N patients.
 
@@ -17,12 +20,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import deque
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -36,18 +43,69 @@ from tests.support.mosquitto import Mosquitto
 MONITOR = [sys.executable, "-m", "monitor.cli"]
 
 
-def quantile(samples: dict, name: str, q: float) -> float:  # type: ignore[type-arg]
-    """histogram_quantile over one scraped histogram (the demo's interpolation, since start)."""
-    from monitor.demo.stats import quantile as between
-
-    buckets = tuple(
+def buckets(samples: dict, name: str) -> tuple[tuple[float, float], ...]:  # type: ignore[type-arg]
+    """One scraped histogram's cumulative buckets, (le, count) by le."""
+    return tuple(
         sorted(
             (float(dict(labels)["le"]), v)
             for (n, labels), v in samples.items()
             if n == f"{name}_bucket"
         )
     )
-    return between(q, buckets, ())
+
+
+def quantile(samples: dict, name: str, q: float, since: dict | None = None) -> float:  # type: ignore[type-arg]
+    """histogram_quantile over one scraped histogram (the demo's interpolation), over
+    everything since start or since an earlier scrape `since`."""
+    from monitor.demo.stats import quantile as between
+
+    return between(q, buckets(samples, name), buckets(since, name) if since else ())
+
+
+def busy_cpu_s() -> float:
+    """CPU seconds the whole machine has spent busy since boot (all processes)."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a running process has used."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_s() -> float:
+    """CPU seconds used by this process's finished (waited-for) children."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class SteadyMark:
+    """Scrape the daemon 2 s after its first scored sample, in a thread."""
+
+    def __init__(self, daemon: Daemon, after_s: float = 2.0) -> None:
+        self.samples: dict | None = None  # type: ignore[type-arg]
+        self._daemon, self._after_s = daemon, after_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        first = None
+        while not self._stop.wait(0.25):
+            m = self._daemon.metrics()
+            if first is None and total(m, "monitor_messages_total", outcome="scored"):
+                first = time.monotonic()
+            if first is not None and time.monotonic() - first >= self._after_s:
+                self.samples = m
+                return
+
+    def stop(self) -> None:
+        """Stop polling."""
+        self._stop.set()
+        self._thread.join()
 
 
 def simulate(
@@ -78,44 +136,56 @@ def simulate(
 
 
 async def ceiling(url: str, patients: int, seconds: float) -> tuple[int, float]:
-    """Receive + decode as fast as possible from a max-speed simulator; (messages, seconds)."""
-    from monitor.core.codec import CodecLimits, decode
+    """Receive + decode as fast as possible from a max-speed simulator; (messages, seconds).
+
+    The daemon's own receive path (`connect(on_message=...)`: large socket reads, QoS 0
+    PUBLISH parsed without paho) and its decoder (`decode_many`, bursts of up to 256).
+    """
+    from monitor.core.codec import CodecLimits, decode_many
     from monitor.core.vitals import CLINICAL_VITALS
-    from monitor.mqtt import BrokerConfig, connect, incoming_queue
+    from monitor.mqtt import BrokerConfig, connect
 
     # The max-speed simulator's clock runs ahead of the wall clock: no skew check here.
     limits = CodecLimits(max_future_skew_s=1e9, max_age_s=1e10)
     n, first, last = 0, 0.0, 0.0
+    queue: deque[tuple[str, bytes]] = deque()
+    ready = asyncio.Event()
+
+    def sink(messages: list[tuple[str, bytes]]) -> None:
+        queue.extend(messages)
+        ready.set()
+
     # The same protocol the daemon picks without a persistent session (3.1.1).
-    async with connect(BrokerConfig(url=url, protocol="3.1.1")) as conn:
+    async with connect(BrokerConfig(url=url, protocol="3.1.1"), on_message=sink) as conn:
         await conn.client.subscribe("vitals/+", qos=1)
         sim = simulate(url, patients, 1.0, seconds * 1e6, "--max-speed")
-        queue = incoming_queue(conn.client)
         deadline = time.perf_counter() + seconds + 3
         try:
-            async for message in conn.client.messages:
-                batch = [message]
-                while True:
-                    try:
-                        batch.append(queue.get_nowait())
-                    except asyncio.QueueEmpty:
-                        break
-                for m in batch:
-                    pid = m.topic.value.rpartition("/")[2]
-                    decode(
-                        m.payload,
-                        topic_patient_id=pid,
-                        features=CLINICAL_VITALS,  # type: ignore[arg-type]
-                        now=time.time(),
-                        limits=limits,
-                    )
+            while True:
+                if not queue:
+                    ready.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            ready.wait(), max(0.0, deadline - time.perf_counter())
+                        )
+                batch = [queue.popleft() for _ in range(min(256, len(queue)))]
+                now = time.time()
+                decode_many(
+                    [p for _, p in batch],
+                    [t.rpartition("/")[2] for t, _ in batch],
+                    [now] * len(batch),
+                    features=CLINICAL_VITALS,
+                    limits=limits,
+                )
                 now = time.perf_counter()
-                if n == 0:
+                if batch and n == 0:
                     first = now
                 n += len(batch)
-                last = now
-                if now > deadline or now - first > seconds:
+                if batch:
+                    last = now
+                if now > deadline or (n and now - first > seconds):
                     break
+                await asyncio.sleep(0)
         finally:
             sim.terminate()
             sim.wait()
@@ -133,20 +203,36 @@ def bench_ingest(args: argparse.Namespace) -> None:
             n, dt = asyncio.run(ceiling(broker.url, args.patients, args.ceiling_seconds))
             ceiling_rate = n / dt
             print(
-                f"ingest ceiling (aiomqtt receive + decode, no inference): {ceiling_rate:,.0f} msg/s ({n} in {dt:.1f} s)"
+                f"ingest ceiling (the daemon's MQTT receive + decode, no inference): {ceiling_rate:,.0f} msg/s ({n} in {dt:.1f} s)"
             )
             daemon = Daemon(broker.url, args.model, env={"MONITOR_INGEST__QOS": "0"})
             daemon.start(Path(tmp) / "daemon.log")
             daemon.wait_ready()
+            assert daemon.proc is not None
+            assert broker.proc is not None
+            cpu0 = (
+                busy_cpu_s(),
+                process_cpu_s(daemon.proc.pid),
+                process_cpu_s(broker.proc.pid),
+                children_cpu_s(),
+            )
             per_patient = args.rate / args.patients
             sim = simulate(broker.url, args.patients, per_patient, args.duration)
+            mark = SteadyMark(daemon)
             t0 = time.perf_counter()
             _, err = sim.communicate()
             summary = json.loads(err.decode().strip().splitlines()[-1])
             published = int(summary["messages"])
             time.sleep(2.0)
             elapsed = time.perf_counter() - t0
+            mark.stop()
             m = daemon.metrics()
+            cpu1 = (
+                busy_cpu_s(),
+                process_cpu_s(daemon.proc.pid),
+                process_cpu_s(broker.proc.pid),
+                children_cpu_s(),
+            )
             code = daemon.stop()
         finally:
             broker.stop()
@@ -157,6 +243,10 @@ def bench_ingest(args: argparse.Namespace) -> None:
     scored = total(m, "monitor_messages_total", outcome="scored")
     p50 = quantile(m, "monitor_end_to_end_latency_seconds", 0.50)
     p99 = quantile(m, "monitor_end_to_end_latency_seconds", 0.99)
+    steady = mark.samples
+    s50 = quantile(m, "monitor_end_to_end_latency_seconds", 0.50, steady) if steady else None
+    s99 = quantile(m, "monitor_end_to_end_latency_seconds", 0.99, steady) if steady else None
+    machine, d_cpu, b_cpu, s_cpu = (b - a for a, b in zip(cpu0, cpu1, strict=True))
     inf99 = quantile(m, "monitor_inference_latency_seconds", 0.99)
     batches = total(m, "monitor_batch_size_count")
     mean_batch = total(m, "monitor_batch_size_sum") / max(batches, 1)
@@ -170,8 +260,17 @@ def bench_ingest(args: argparse.Namespace) -> None:
     print(
         f"  sustained {rate:,.0f} msg/s; end-to-end latency p50 {p50 * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms; inference p99 {inf99 * 1e3:.2f} ms; mean batch {mean_batch:.1f}"
     )
+    if s50 is not None and s99 is not None:
+        print(
+            f"  after the first 2 s of scoring: latency p50 {s50 * 1e3:.2f} ms, p99 {s99 * 1e3:.2f} ms"
+        )
     print(
         f"  daemon rate / ingest ceiling = {rate / ceiling_rate:.2f}; exit code {code}; wall {elapsed:.1f} s"
+    )
+    print(
+        f"  CPU over the stream: daemon {d_cpu:.1f} s ({d_cpu * 1e6 / max(received, 1):.0f} us/msg), "
+        f"broker {b_cpu:.1f} s, simulator {s_cpu:.1f} s, everything else on the machine "
+        f"{machine - d_cpu - b_cpu - s_cpu:.1f} s, of {2 * elapsed:.0f} core-seconds"
     )
 
 
