@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import random
 import signal
 import sys
@@ -201,9 +202,15 @@ class Daemon:
         ]
         switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(_SWITCH_INTERVAL_S)
+        # Why: a full collection walked everything loaded at startup (torch, the model, the
+        # libraries) with the event loop stopped. Over 20 s at 10k msg/s: 4 full collections,
+        # 694 ms in all, up to 248 ms each; with those objects frozen: 8, 74 ms, up to 35 ms.
+        gc.collect()
+        gc.freeze()
         try:
             await self._intake()
         finally:
+            gc.unfreeze()
             sys.setswitchinterval(switch_interval)
             for task in background:
                 task.cancel()
