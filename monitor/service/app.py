@@ -113,7 +113,7 @@ class CountingQueue:
 
 @dataclass(frozen=True, slots=True)
 class _Forward:
-    """The one batch whose forward runs on the inference thread."""
+    """A batch queued on, or running on, the inference thread."""
 
     jobs: list[Job]
     future: Future[np.ndarray[Any, Any]]
