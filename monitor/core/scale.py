@@ -28,6 +28,16 @@ from monitor.core.types import AnyFloatArray, FloatArray
 _MAD_TO_SIGMA = 1.4826 / np.sqrt(2.0)
 
 
+def diff_noise_sigma(values: AnyFloatArray) -> FloatArray:
+    """Robust white-noise sigma per column of ``(T, F)`` values: the median absolute deviation
+    of first differences, scaled for Gaussian noise (a slow trend or one spike barely moves it).
+    """
+    diffs = np.diff(np.asarray(values, dtype=np.float64), axis=0)
+    mad = np.median(np.abs(diffs - np.median(diffs, axis=0)), axis=0)
+    out: FloatArray = mad * _MAD_TO_SIGMA
+    return out
+
+
 class ResidualScale:
     """Per-patient, per-vital residual sigma.
 
@@ -70,9 +80,9 @@ class ResidualScale:
 
     def initial(self, context: AnyFloatArray) -> FloatArray:
         """Estimate a scale from one window (window, F): robust noise level of its samples."""
-        diffs = np.diff(np.asarray(context, dtype=np.float64), axis=0)
-        mad = np.median(np.abs(diffs - np.median(diffs, axis=0)), axis=0)
-        sigma: FloatArray = np.maximum(mad * _MAD_TO_SIGMA * self.model_error_ratio, self.floor)
+        sigma: FloatArray = np.maximum(
+            diff_noise_sigma(context) * self.model_error_ratio, self.floor
+        )
         return sigma
 
     def z(self, patient_id: str, context: AnyFloatArray, residual: AnyFloatArray) -> FloatArray:

@@ -16,23 +16,17 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from monitor.core.scale import diff_noise_sigma
 from monitor.training.data import Segment
 
 FloatArray = npt.NDArray[np.float64]
-
-#: MAD of first differences -> noise sigma for Gaussian noise.
-_DIFF_MAD_TO_SIGMA = 1.4826 / np.sqrt(2.0)
 
 KINDS = ("spike", "step", "ramp", "stuck")
 
 
 def noise_sigma(segments: list[Segment]) -> FloatArray:
     """Per-feature noise sigma: median over segments of a robust first-difference estimate."""
-    per_segment = []
-    for seg in segments:
-        diffs = np.diff(np.asarray(seg.values, dtype=np.float64), axis=0)
-        mad = np.median(np.abs(diffs - np.median(diffs, axis=0)), axis=0)
-        per_segment.append(mad * _DIFF_MAD_TO_SIGMA)
+    per_segment = [diff_noise_sigma(seg.values) for seg in segments]
     out: FloatArray = np.median(np.stack(per_segment), axis=0)
     return out
 
