@@ -1,10 +1,12 @@
 """The detector: residuals in sigma units -> alert state changes, per patient and vital.
 
-Per (patient, vital): raise when |z| > threshold on k of the last n scored samples, at once
-when |z| > severe, or when the signed z of the last `shift_n` samples add up to more than
-`shift_sum` in size (a sustained shift that each sample alone leaves below threshold); while
-raised, escalate when a sample's severity is higher than the
-alert's; clear after clear_m consecutive samples with |z| < clear_below. Severity of |z|:
+Per (patient, vital): raise when |z| > threshold on k of the last n scored samples; at once
+when |z| > severe or > spike; when the signed z of the last `shift_n` samples add up to more
+than `shift_sum` in size (a sustained shift that each sample alone leaves below threshold);
+or when the exponentially weighted mean of z squared passes `variance_level` (a change of
+shape or rhythm the model follows only in part). While raised, escalate when a sample's
+severity is higher than the alert's; clear after clear_m consecutive samples with
+|z| < clear_below. Severity of |z|:
 high if >= severe, medium if >= (threshold + severe) / 2, else low; a raise takes the
 severity of the largest |z| among the last n samples. See docs/detection.md.
 """
@@ -16,16 +18,18 @@ from dataclasses import dataclass
 from typing import Literal, Self
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from monitor.core.alerts import AlertEvent
-from monitor.core.types import AlertState, AnyFloatArray, Severity
+from monitor.core.slots import SlotMap, grown, rounds
+from monitor.core.types import AlertState, AnyFloatArray, BoolArray, FloatArray, Severity
 from monitor.core.vitals import VITALS
 
 _LEVELS: tuple[Severity, ...] = ("low", "medium", "high")
 
 #: Which rule raised a physiological alert (the `reason` of its events).
-RaiseRule = Literal["k_of_n", "severe", "shift"]
+RaiseRule = Literal["k_of_n", "severe", "spike", "shift", "variance"]
 _MAX_N = 16
 
 
@@ -38,9 +42,11 @@ class VitalOverride(BaseModel):
     k: int | None = Field(default=None, ge=1)
     n: int | None = Field(default=None, ge=1, le=_MAX_N)
     severe: float | None = Field(default=None, gt=0)
+    spike: float | None = Field(default=None, gt=0)
     clear_below: float | None = Field(default=None, ge=0)
     clear_m: int | None = Field(default=None, ge=1)
     shift_sum: float | None = Field(default=None, gt=0)
+    variance_level: float | None = Field(default=None, gt=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +57,13 @@ class Thresholds:
     k: int
     n: int
     severe: float
+    spike: float | None
     clear_below: float
     clear_m: int
     shift_sum: float | None
     shift_n: int
+    variance_level: float | None
+    variance_alpha: float
 
 
 class DetectorConfig(BaseModel):
@@ -65,12 +74,22 @@ class DetectorConfig(BaseModel):
         k: Exceedances needed among the last `n` scored samples.
         n: Length of the debounce window (at most 16).
         severe: A single |z| above this raises at once (and is high severity).
+        spike: A single |z| above this raises at once too, with the severity of its size
+            (None: off, only `severe` does). A one-sample spike differs from noise only
+            in size, so nothing but a single-sample level can catch one below `severe`;
+            the default is set from the false-alarm budget (docs/detection.md).
         clear_below: A raised alert clears after `clear_m` consecutive |z| below this.
         clear_m: Consecutive calm samples needed to clear.
         shift_sum: Raise when |sum of the last `shift_n` signed z| exceeds this (None: off).
             A level shift of 4 sigma gives z near 4, 3.5, 3 as the model starts to follow
             it: no two of them above 4, but a sum near 10.5.
         shift_n: Samples summed by the shift rule (global only, at most 16).
+        variance_level: Raise when the exponentially weighted mean of z squared exceeds
+            this (None: off). Noise alone keeps it near 1; a change of rhythm or shape that
+            the model follows only in part leaves residuals of 2 to 4 sigma, sample after
+            sample, none of them alone out of range.
+        variance_alpha: Weight of each new z squared in that mean (global only; 0.015:
+            about 67 samples of memory).
         per_vital: Vital name -> partial override.
     """
 
@@ -80,10 +99,13 @@ class DetectorConfig(BaseModel):
     k: int = Field(default=2, ge=1)
     n: int = Field(default=3, ge=1, le=_MAX_N)
     severe: float = Field(default=8.0, gt=0)
+    spike: float | None = Field(default=5.5, gt=0)
     clear_below: float = Field(default=2.0, ge=0)
     clear_m: int = Field(default=3, ge=1)
     shift_sum: float | None = Field(default=9.0, gt=0)
     shift_n: int = Field(default=3, ge=1, le=_MAX_N)
+    variance_level: float | None = Field(default=1.8, gt=1)
+    variance_alpha: float = Field(default=0.015, gt=0, le=1)
     per_vital: dict[str, VitalOverride] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -97,6 +119,8 @@ class DetectorConfig(BaseModel):
                 raise ValueError(f"{name}: k ({r.k}) must not exceed n ({r.n})")
             if not r.clear_below <= r.threshold < r.severe:
                 raise ValueError(f"{name}: need clear_below <= threshold < severe")
+            if r.spike is not None and r.spike < r.threshold:
+                raise ValueError(f"{name}: need threshold <= spike")
         return self
 
     def resolve(self, vital: str) -> Thresholds:
@@ -108,23 +132,13 @@ class DetectorConfig(BaseModel):
         return Thresholds(**base)
 
 
-class _PatientState:
-    __slots__ = ("calm", "hist", "level", "n_raised", "pos", "raised", "ring", "rule", "zsum")
-
-    def __init__(self, n_features: int) -> None:
-        self.hist = np.zeros(n_features, dtype=np.int64)  # bit j: exceedance j samples ago
-        self.ring = np.zeros((n_features, _MAX_N), dtype=np.float64)  # recent signed z
-        self.zsum = np.zeros(n_features, dtype=np.float64)  # sum of the last shift_n z
-        self.pos = 0
-        self.raised = [False] * n_features
-        self.level = [0] * n_features
-        self.calm = [0] * n_features
-        self.rule: list[RaiseRule] = ["k_of_n"] * n_features  # what raised the episode
-        self.n_raised = 0
-
-
 class Detector:
-    """Per-patient, per-vital alert state machines.
+    """Per-patient, per-vital alert state machines, scored a batch at a time.
+
+    State lives in arrays indexed by a slot per patient (as `ResidualScale`'s), so a batch
+    is scored with a few vectorised operations; only the rare rows where a vital is raised,
+    over threshold or shifted run the per-vital rules in Python. `update_many` gives
+    exactly what calling `update` row by row would.
 
     Args:
         features: Vital names in model order (the order of `z`).
@@ -145,7 +159,23 @@ class Detector:
         self._mid = [(r.threshold + r.severe) / 2 for r in v]
         self._shift_n = config.shift_n
         self._shift = np.array([np.inf if r.shift_sum is None else r.shift_sum for r in v])
-        self._states: dict[str, _PatientState] = {}
+        self._var_level = np.array(
+            [np.inf if r.variance_level is None else r.variance_level for r in v]
+        )
+        self._var_alpha = config.variance_alpha
+        f = len(self.features)
+        self._slots = SlotMap()
+        self._hist = np.zeros((0, f), dtype=np.int64)  # bit j: exceedance j samples ago
+        self._ring = np.zeros((0, _MAX_N, f))  # recent signed z
+        self._zsum = np.zeros((0, f))  # sum of the last shift_n z
+        self._z2 = np.zeros((0, f))  # exponentially weighted mean of z squared
+        self._pos = np.zeros(0, dtype=np.intp)  # next ring column
+        self._n_raised = np.zeros(0, dtype=np.int64)
+        self._raised = np.zeros((0, f), dtype=np.bool_)
+        # Rarely touched, only by the per-vital rules: plain lists per slot.
+        self._level: list[list[int]] = []
+        self._calm: list[list[int]] = []
+        self._rule: list[list[RaiseRule]] = []  # what raised the episode
 
     def update(
         self,
@@ -156,7 +186,7 @@ class Detector:
         actual: AnyFloatArray,
         predicted: AnyFloatArray,
     ) -> list[AlertEvent]:
-        """Score one sample of one patient.
+        """Score one sample of one patient (`update_many` with one row).
 
         Args:
             patient_id: The patient.
@@ -169,88 +199,198 @@ class Detector:
         Returns:
             The state changes this sample caused (usually none).
         """
-        st = self._states.get(patient_id)
-        if st is None:
-            st = self._states[patient_id] = _PatientState(len(self.features))
-        absz = np.abs(z)
-        over = absz > self._threshold
-        st.hist = ((st.hist << 1) | over) & self._mask
-        st.zsum += z - st.ring[:, (st.pos - self._shift_n) % _MAX_N]
-        st.ring[:, st.pos] = z
-        st.pos = (st.pos + 1) % _MAX_N
-        shifted = np.abs(st.zsum) > self._shift
-        if not st.n_raised and not over.any() and not shifted.any():
-            return []
-        events: list[AlertEvent] = []
-        for i, r in enumerate(self._vitals):
-            a = float(absz[i])
-            if st.raised[i]:
-                state = self._step_raised(st, i, r, a)
-            elif over[i] and a > r.severe:
-                state = self._raise(st, i, r, "severe")
-            elif over[i] and int(st.hist[i]).bit_count() >= r.k:
-                state = self._raise(st, i, r, "k_of_n")
-            elif shifted[i]:
-                state = self._raise(st, i, r, "shift")
-            else:
-                continue
-            if state is not None:
-                events.append(self._event(patient_id, i, state, st, t, seq, z, actual, predicted))
-        return events
+        return self.update_many(
+            [patient_id],
+            np.asarray(z, dtype=np.float64)[None, :],
+            [t],
+            [seq],
+            np.asarray(actual)[None, :],
+            np.asarray(predicted)[None, :],
+        )
+
+    def update_many(
+        self,
+        patient_ids: Sequence[str],
+        z: AnyFloatArray,
+        t: Sequence[float],
+        seq: Sequence[int],
+        actual: AnyFloatArray,
+        predicted: AnyFloatArray,
+    ) -> list[AlertEvent]:
+        """Score a batch of samples, in order: as if `update` were called row by row.
+
+        A patient may appear in several rows (replay at full speed); its rows are scored in
+        order, each seeing the state its previous row left.
+
+        Args:
+            patient_ids: Patient of each row.
+            z: Residuals in sigma units, shape (B, F), finite.
+            t: Sample time of each row.
+            seq: Sample sequence number of each row.
+            actual: Measured values, shape (B, F).
+            predicted: Predicted values, shape (B, F).
+
+        Returns:
+            The state changes, in row order (usually none).
+        """
+        zz = np.asarray(z, dtype=np.float64)
+        slots, new_rows = self._slots.assign(patient_ids)
+        if new_rows:
+            self._admit(slots[new_rows])
+        parts = rounds(slots)
+        over_all = np.abs(zz) > self._threshold
+        found: list[tuple[int, list[AlertEvent]]] = []
+        for rows in parts:
+            idx = rows if len(parts) > 1 else slice(None)
+            s = slots[idx]
+            over = over_all[idx]
+            zr = zz[idx]
+            self._hist[s] = ((self._hist[s] << 1) | over) & self._mask
+            pos = self._pos[s]
+            self._zsum[s] += zr - self._ring[s, (pos - self._shift_n) % _MAX_N]
+            self._ring[s, pos] = zr
+            self._pos[s] = (pos + 1) % _MAX_N
+            shifted = np.abs(self._zsum[s]) > self._shift
+            z2 = self._z2[s] + self._var_alpha * (zr * zr - self._z2[s])
+            self._z2[s] = z2
+            loud = z2 > self._var_level
+            hot = np.flatnonzero(
+                (self._n_raised[s] > 0) | over.any(axis=1) | shifted.any(axis=1) | loud.any(axis=1)
+            )
+            for h in hot.tolist():
+                row = int(rows[h])
+                events = self._rules(
+                    patient_ids[row], int(s[h]), zz[row], over[h], shifted[h], loud[h],
+                    t[row], seq[row], actual[row], predicted[row],
+                )  # fmt: skip
+                if events:
+                    found.append((row, events))
+        if len(parts) > 1:
+            found.sort(key=lambda item: item[0])
+        return [event for _, events in found for event in events]
 
     def active(self, patient_id: str) -> list[str]:
         """Return the vitals with a raised alert for this patient, in feature order."""
-        st = self._states.get(patient_id)
-        if st is None:
+        slot = self._slots.get(patient_id)
+        if slot is None:
             return []
-        return [name for name, up in zip(self.features, st.raised, strict=True) if up]
+        raised = self._raised[slot].tolist()
+        return [name for name, up in zip(self.features, raised, strict=True) if up]
 
     def forget(self, patient_id: str) -> list[str]:
         """Drop a patient's state (on eviction); return the vitals that were raised."""
         raised = self.active(patient_id)
-        self._states.pop(patient_id, None)
+        self._slots.release(patient_id)
         return raised
 
     def __len__(self) -> int:
-        return len(self._states)
+        return len(self._slots)
 
-    def _level(self, i: int, r: Thresholds, a: float) -> int:
+    def _admit(self, slots: npt.NDArray[np.intp]) -> None:
+        """Grow the state arrays to the slot map's capacity and reset the given slots."""
+        cap = self._slots.capacity
+        if self._hist.shape[0] < cap:
+            self._hist = grown(self._hist, cap)
+            self._ring = grown(self._ring, cap)
+            self._zsum = grown(self._zsum, cap)
+            self._z2 = grown(self._z2, cap)
+            self._pos = grown(self._pos, cap)
+            self._n_raised = grown(self._n_raised, cap)
+            self._raised = grown(self._raised, cap)
+            more = cap - len(self._level)
+            f = len(self.features)
+            self._level += [[0] * f for _ in range(more)]
+            self._calm += [[0] * f for _ in range(more)]
+            self._rule += [["k_of_n"] * f for _ in range(more)]
+        self._hist[slots] = 0
+        self._ring[slots] = 0.0
+        self._zsum[slots] = 0.0
+        self._z2[slots] = 1.0
+        self._pos[slots] = 0
+        self._n_raised[slots] = 0
+        self._raised[slots] = False
+        f = len(self.features)
+        for slot in slots.tolist():
+            self._level[slot] = [0] * f
+            self._calm[slot] = [0] * f
+            self._rule[slot] = ["k_of_n"] * f
+
+    def _rules(
+        self,
+        patient_id: str,
+        slot: int,
+        z: FloatArray,
+        over: BoolArray,
+        shifted: BoolArray,
+        loud: BoolArray,
+        t: float,
+        seq: int,
+        actual: AnyFloatArray,
+        predicted: AnyFloatArray,
+    ) -> list[AlertEvent]:
+        """Run the per-vital rules of one row whose state was just updated."""
+        events: list[AlertEvent] = []
+        raised = self._raised[slot]
+        hist = self._hist[slot]
+        for i, r in enumerate(self._vitals):
+            a = abs(float(z[i]))
+            if raised[i]:
+                state = self._step_raised(slot, i, r, a)
+            elif over[i] and a > r.severe:
+                state = self._raise(slot, i, r, "severe")
+            elif over[i] and r.spike is not None and a > r.spike:
+                state = self._raise(slot, i, r, "spike")
+            elif over[i] and int(hist[i]).bit_count() >= r.k:
+                state = self._raise(slot, i, r, "k_of_n")
+            elif shifted[i]:
+                state = self._raise(slot, i, r, "shift")
+            elif loud[i]:
+                state = self._raise(slot, i, r, "variance")
+            else:
+                continue
+            if state is not None:
+                events.append(self._event(patient_id, slot, i, state, t, seq, z, actual, predicted))
+        return events
+
+    def _level_of(self, i: int, r: Thresholds, a: float) -> int:
         return 2 if a >= r.severe else 1 if a >= self._mid[i] else 0
 
-    def _raise(self, st: _PatientState, i: int, r: Thresholds, rule: RaiseRule) -> AlertState:
-        last = [(st.pos - 1 - j) % _MAX_N for j in range(r.n)]
-        st.rule[i] = rule
-        st.raised[i] = True
-        st.n_raised += 1
-        st.level[i] = self._level(i, r, float(np.abs(st.ring[i, last]).max()))
-        st.calm[i] = 0
+    def _raise(self, slot: int, i: int, r: Thresholds, rule: RaiseRule) -> AlertState:
+        last = [(int(self._pos[slot]) - 1 - j) % _MAX_N for j in range(r.n)]
+        self._rule[slot][i] = rule
+        self._raised[slot, i] = True
+        self._n_raised[slot] += 1
+        self._level[slot][i] = self._level_of(i, r, float(np.abs(self._ring[slot, last, i]).max()))
+        self._calm[slot][i] = 0
         return "raised"
 
-    def _step_raised(self, st: _PatientState, i: int, r: Thresholds, a: float) -> AlertState | None:
+    def _step_raised(self, slot: int, i: int, r: Thresholds, a: float) -> AlertState | None:
+        calm = self._calm[slot]
         if a < r.clear_below:
-            st.calm[i] += 1
-            if st.calm[i] < r.clear_m:
+            calm[i] += 1
+            if calm[i] < r.clear_m:
                 return None
-            st.raised[i] = False
-            st.n_raised -= 1
+            self._raised[slot, i] = False
+            self._n_raised[slot] -= 1
             # A fresh episode needs fresh evidence: k new exceedances or a new sum.
-            st.hist[i] = 0
-            st.ring[i] = 0.0
-            st.zsum[i] = 0.0
+            self._hist[slot, i] = 0
+            self._ring[slot, :, i] = 0.0
+            self._zsum[slot, i] = 0.0
+            self._z2[slot, i] = 1.0
             return "cleared"
-        st.calm[i] = 0
-        level = self._level(i, r, a)
-        if level <= st.level[i]:
+        calm[i] = 0
+        level = self._level_of(i, r, a)
+        if level <= self._level[slot][i]:
             return None
-        st.level[i] = level
+        self._level[slot][i] = level
         return "escalated"
 
     def _event(
         self,
         patient_id: str,
+        slot: int,
         i: int,
         state: AlertState,
-        st: _PatientState,
         t: float,
         seq: int,
         z: AnyFloatArray,
@@ -262,13 +402,13 @@ class Detector:
             patient_id=patient_id,
             vital=self.features[i],
             state=state,
-            severity=_LEVELS[st.level[i]],
-            t=t,
-            seq=seq,
+            severity=_LEVELS[self._level[slot][i]],
+            t=float(t),
+            seq=int(seq),
             actual=float(actual[i]),
             predicted=float(predicted[i]),
             z=float(z[i]),
             threshold=self._vitals[i].threshold,
             model_version=self.model_version,
-            reason=st.rule[i],
+            reason=self._rule[slot][i],
         )

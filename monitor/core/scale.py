@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from monitor.core.slots import IntpArray, SlotMap, grown, rounds
 from monitor.core.types import AnyFloatArray, FloatArray
 
 #: MAD -> sigma for a normal distribution, and first differences have twice the variance.
@@ -65,8 +66,7 @@ class ResidualScale:
         self.floor = self.base * floor_ratio
         self.update_below = update_below
         self.model_error_ratio = model_error_ratio
-        self._slots: dict[str, int] = {}
-        self._free: list[int] = []
+        self._slots = SlotMap()
         self._var = np.empty((0, self.base.size))
         self._mean = np.empty((0, self.base.size))
 
@@ -99,7 +99,7 @@ class ResidualScale:
     def z_batch(
         self,
         patient_ids: Sequence[str],
-        contexts: Sequence[AnyFloatArray],
+        contexts: Sequence[AnyFloatArray] | AnyFloatArray,
         residuals: AnyFloatArray,
     ) -> FloatArray:
         """Score a batch in order: as if `z` were called row by row.
@@ -114,22 +114,13 @@ class ResidualScale:
         """
         r = np.asarray(residuals, dtype=np.float64)
         out = np.empty_like(r)
-        rounds: list[list[int]] = []
-        seen: dict[str, int] = {}
-        slots = np.empty(len(patient_ids), dtype=np.intp)
-        for row, pid in enumerate(patient_ids):
-            slot = self._slots.get(pid)
-            if slot is None:
-                slot = self._admit(pid, contexts[row])
-            slots[row] = slot
-            k = seen.get(pid, 0)
-            seen[pid] = k + 1
-            if k == len(rounds):
-                rounds.append([])
-            rounds[k].append(row)
+        slots, new_rows = self._slots.assign(patient_ids)
+        if new_rows:
+            self._admit(slots, new_rows, contexts)
+        parts = rounds(slots)
         a = self.alpha
-        for rows in rounds:
-            idx = np.asarray(rows, dtype=np.intp) if len(rounds) > 1 else slice(None)
+        for rows in parts:
+            idx = rows if len(parts) > 1 else slice(None)
             s = slots[idx]
             var, mean = self._var[s], self._mean[s]
             d = r[idx] - mean
@@ -142,21 +133,20 @@ class ResidualScale:
             )
         return out
 
-    def _admit(self, patient_id: str, context: AnyFloatArray) -> int:
-        if not self._free:
-            old = self._var.shape[0]
-            new = max(16, old * 2)
-            self._var = np.resize(self._var, (new, self.base.size))
-            self._mean = np.resize(self._mean, (new, self.base.size))
-            self._free = list(range(new - 1, old - 1, -1))
-        slot = self._free.pop()
-        self._slots[patient_id] = slot
-        self._var[slot] = self.initial(context) ** 2
-        self._mean[slot] = 0.0
-        return slot
+    def _admit(
+        self,
+        slots: IntpArray,
+        new_rows: list[int],
+        contexts: Sequence[AnyFloatArray] | AnyFloatArray,
+    ) -> None:
+        cap = self._slots.capacity
+        if self._var.shape[0] < cap:
+            self._var = grown(self._var, cap)
+            self._mean = grown(self._mean, cap)
+        for row in new_rows:
+            self._var[slots[row]] = self.initial(contexts[row]) ** 2
+            self._mean[slots[row]] = 0.0
 
     def forget(self, patient_id: str) -> None:
         """Drop a patient's scale (eviction)."""
-        slot = self._slots.pop(patient_id, None)
-        if slot is not None:
-            self._free.append(slot)
+        self._slots.release(patient_id)

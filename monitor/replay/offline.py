@@ -144,7 +144,7 @@ class OfflineRunner:
         self.scored = 0
         self._next_housekeeping: float | None = None
         self._executor = ThreadPoolExecutor(1, "inference", initializer=one_inference_thread)
-        self._inflight: tuple[list[Job], Future[Float32Array], float] | None = None
+        self._inflight: tuple[list[Job], Float32Array, Future[Float32Array], float] | None = None
 
     def feed(self, records: Iterable[Record]) -> int:
         """Process records in order; return how many were read.
@@ -193,21 +193,24 @@ class OfflineRunner:
         # the records of batch k+1; batches are still scored strictly in order.
         while len(self.pipeline.batcher):
             jobs = self.pipeline.take_batch()
-            future = self._executor.submit(self.predictor.predict, self.pipeline.stack(jobs))
+            windows = self.pipeline.stack(jobs)
+            future = self._executor.submit(self.predictor.predict, windows)
             self._collect()
-            self._inflight = (jobs, future, now)
+            self._inflight = (jobs, windows, future, now)
             if not everything:
                 return
 
     def _collect(self) -> None:
         if self._inflight is None:
             return
-        jobs, future, now = self._inflight
+        jobs, windows, future, now = self._inflight
         self._inflight = None
-        self._score(jobs, future.result(), now)
+        self._score(jobs, windows, future.result(), now)
 
-    def _score(self, jobs: list[Job], predictions: Float32Array, now: float) -> None:
-        self.alerts += self.pipeline.score(jobs, predictions, now, live=False)
+    def _score(
+        self, jobs: list[Job], windows: Float32Array, predictions: Float32Array, now: float
+    ) -> None:
+        self.alerts += self.pipeline.score(jobs, predictions, now, live=False, windows=windows)
         self.scored += len(jobs)
         if self.collect:
             for job, pred in zip(jobs, predictions, strict=True):

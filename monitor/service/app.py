@@ -116,6 +116,7 @@ class _Forward:
     """A batch queued on, or running on, the inference thread."""
 
     jobs: list[Job]
+    windows: np.ndarray[Any, Any]  # the jobs' stacked context windows
     future: Future[np.ndarray[Any, Any]]
     started: float  # perf_counter
 
@@ -378,7 +379,7 @@ class Daemon:
             jobs = self.pipeline.take_batch()
             windows = self.pipeline.stack(jobs)
             future = self._executor.submit(self._predict, windows)
-            self._forwards.append(_Forward(jobs, future, time.perf_counter()))
+            self._forwards.append(_Forward(jobs, windows, future, time.perf_counter()))
             future.add_done_callback(self._on_forward_done)
 
     def _on_batch_timer(self) -> None:
@@ -406,7 +407,9 @@ class Daemon:
             log.error("inference_failed", error=repr(exc), jobs_lost=len(forward.jobs))
         else:
             self.metrics.inference_latency.observe(time.perf_counter() - forward.started)
-            self._emit(self.pipeline.score(forward.jobs, predictions, time.time()))
+            self._emit(
+                self.pipeline.score(forward.jobs, predictions, time.time(), windows=forward.windows)
+            )
 
     async def _run_batch(self, jobs: list[Job]) -> None:
         if not jobs:
@@ -421,10 +424,10 @@ class Daemon:
             # Cancelled during the final flush: finish the batch in flight so its jobs are
             # scored (counted), then go on cancelling.
             predictions = await future
-            self._emit(self.pipeline.score(jobs, predictions, time.time()))
+            self._emit(self.pipeline.score(jobs, predictions, time.time(), windows=windows))
             raise
         self.metrics.inference_latency.observe(time.perf_counter() - t0)
-        self._emit(self.pipeline.score(jobs, predictions, time.time()))
+        self._emit(self.pipeline.score(jobs, predictions, time.time(), windows=windows))
 
     def _predict(self, windows: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         t0 = time.perf_counter()

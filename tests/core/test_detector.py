@@ -12,7 +12,7 @@ from monitor.core.detector import Detector, DetectorConfig
 FEATURES = ("heart_rate", "spo2")
 
 #: The k-of-n and severe rules alone (the shift rule off), for the tables that test them.
-KOFN = DetectorConfig(shift_sum=None)
+KOFN = DetectorConfig(shift_sum=None, spike=None, variance_level=None)
 
 
 def run(zs: list[float], config: DetectorConfig | None = None, vital: int = 0) -> list[str]:
@@ -67,7 +67,7 @@ def test_raise_rules(zs: list[float], expected: list[str]) -> None:
 )
 def test_shift_rule(zs: list[float], expected: list[str]) -> None:
     """|sum of the last 3 signed z| > 9 raises a shift no single sample shows; signs cancel."""
-    assert run(zs) == expected
+    assert run(zs, DetectorConfig(variance_level=None)) == expected
 
 
 def test_shift_rule_per_vital_and_off() -> None:
@@ -188,7 +188,13 @@ def test_invalid_config_is_refused(settings: dict[str, object], match: str) -> N
 
 @pytest.mark.parametrize(
     ("zs", "rule"),
-    [([9.0], "severe"), ([5.0, 5.0], "k_of_n"), ([3.9, 3.5, 3.2], "shift")],
+    [
+        ([9.0], "severe"),
+        ([6.0], "spike"),
+        ([5.0, 5.0], "k_of_n"),
+        ([3.9, 3.5, 3.2], "shift"),
+        ([3.0, -3.0] * 6, "variance"),
+    ],
 )
 def test_events_name_the_rule_that_raised_the_episode(zs: list[float], rule: str) -> None:
     """reason is the raising rule, on the raised event and on the episode's cleared event."""
@@ -198,3 +204,73 @@ def test_events_name_the_rule_that_raised_the_episode(zs: list[float], rule: str
         z = np.array([value, 0.0])
         events += det.update("p1", z, float(seq), seq, np.zeros(2), np.zeros(2))
     assert [(e.state, e.reason) for e in events] == [("raised", rule), ("cleared", rule)]
+
+
+@pytest.mark.parametrize(
+    ("zs", "expected"),
+    [
+        ([5.4], []),
+        ([5.6], ["0:raised:low"]),
+        ([-7.0], ["0:raised:medium"]),
+        ([8.5], ["0:raised:high"]),
+    ],
+)
+def test_spike_rule(zs: list[float], expected: list[str]) -> None:
+    """One |z| above spike (5.5) raises at once, with the severity of its size."""
+    assert run(zs, DetectorConfig(shift_sum=None, variance_level=None)) == expected
+    assert run(zs, DetectorConfig(shift_sum=None, variance_level=None, spike=None)) == [
+        e for e in expected if e.endswith("high")
+    ]
+
+
+def test_variance_rule_sees_sustained_residuals_that_no_other_rule_sees() -> None:
+    """Alternating 3-sigma residuals: no two above 4, sums cancel; their mean square rises.
+
+    With weight 0.015 the mean of z squared after n samples is 1 + (9 - 1)(1 - 0.985**n):
+    1.69 after 6, 1.80 (just above 1.8) after 7, the sample of index 6.
+    """
+    zs = [3.0, -3.0] * 10
+    assert run(zs, DetectorConfig(variance_level=None)) == []
+    assert run(zs) == ["6:raised:low"]
+    # Noise-like residuals keep it near 1.
+    rng = np.random.default_rng(3)
+    assert run(rng.standard_normal(5000).tolist()) == []
+
+
+def test_variance_rule_per_vital_and_off() -> None:
+    """variance_level is overridable per vital, and None turns the rule off."""
+    zs = [3.0, -3.0] * 10
+    per = DetectorConfig(per_vital={"heart_rate": {"variance_level": 5.0}})
+    assert run(zs, per) == []
+    assert run(zs, per, vital=1) == ["6:raised:low"]
+
+
+def test_update_many_equals_update_row_by_row() -> None:
+    """A batch with repeated patients and new ones gives exactly the row-by-row events."""
+    rng = np.random.default_rng(11)
+    rows = 3000
+    patients = [f"p{int(i)}" for i in rng.integers(0, 40, rows)]
+    z = rng.standard_normal((rows, 2)) * 2.2
+    z[rng.random(rows) < 0.01] *= 4.0
+    actual = rng.standard_normal((rows, 2))
+    predicted = rng.standard_normal((rows, 2))
+    seqs = list(range(rows))
+    ts = [float(s) for s in seqs]
+
+    one = Detector(FEATURES, DetectorConfig())
+    batched = Detector(FEATURES, DetectorConfig())
+    expected: list[AlertEvent] = []
+    got: list[AlertEvent] = []
+    for chunk, lo in enumerate(range(0, rows, 257)):
+        hi = min(lo + 257, rows)
+        for r in range(lo, hi):
+            expected += one.update(patients[r], z[r], ts[r], seqs[r], actual[r], predicted[r])
+        got += batched.update_many(
+            patients[lo:hi], z[lo:hi], ts[lo:hi], seqs[lo:hi], actual[lo:hi], predicted[lo:hi]
+        )
+        if chunk == 4:  # an eviction in the middle frees a slot that a new patient reuses
+            assert one.forget("p3") == batched.forget("p3")
+            patients = [p if p != "p5" or i < hi else "p_new" for i, p in enumerate(patients)]
+    assert len(expected) > 50
+    assert {e.reason for e in expected} >= {"k_of_n", "spike", "variance"}
+    assert [e.model_dump() for e in got] == [e.model_dump() for e in expected]

@@ -1,0 +1,99 @@
+"""Per-patient slots for state kept in arrays, and the rounds a batch is scored in.
+
+`ResidualScale` and `Detector` keep each patient's state in rows of preallocated arrays,
+so a batch is scored with a few vectorised operations. A batch may hold one patient
+several times (offline replay at full speed); its rows must then be applied in order, so
+a batch is split into rounds of distinct patients (`rounds`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+IntpArray = npt.NDArray[np.intp]
+_T = TypeVar("_T", bound=np.generic)
+
+
+class SlotMap:
+    """Patient id -> row of the owner's state arrays; freed rows are reused.
+
+    The owner grows its arrays to `capacity` rows whenever `assign` reports new slots.
+    """
+
+    def __init__(self) -> None:
+        self._slots: dict[str, int] = {}
+        self._free: list[int] = []
+        self.capacity = 0
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def get(self, patient_id: str) -> int | None:
+        """Return the patient's slot, or None if it has none."""
+        return self._slots.get(patient_id)
+
+    def assign(self, patient_ids: Sequence[str]) -> tuple[IntpArray, list[int]]:
+        """Return each row's slot, allotting slots to unknown patients.
+
+        Returns:
+            The slot of each row, and the rows whose patient was given a new slot (its
+            first row only); the owner initialises those slots' state.
+        """
+        get = self._slots.get
+        found = [get(pid) for pid in patient_ids]
+        new_rows: list[int] = []
+        if None in found:
+            for row, slot in enumerate(found):
+                if slot is None:
+                    pid = patient_ids[row]
+                    slot = self._slots.get(pid)
+                    if slot is None:
+                        slot = self._take(pid)
+                        new_rows.append(row)
+                    found[row] = slot
+        return np.asarray(found, dtype=np.intp), new_rows
+
+    def release(self, patient_id: str) -> int | None:
+        """Free the patient's slot; return it (None if it had none)."""
+        slot = self._slots.pop(patient_id, None)
+        if slot is not None:
+            self._free.append(slot)
+        return slot
+
+    def _take(self, patient_id: str) -> int:
+        if not self._free:
+            old = self.capacity
+            self.capacity = max(16, old * 2)
+            self._free = list(range(self.capacity - 1, old - 1, -1))
+        slot = self._free.pop()
+        self._slots[patient_id] = slot
+        return slot
+
+
+def rounds(slots: IntpArray) -> list[IntpArray]:
+    """Split a batch's rows into rounds of distinct slots, each in row order.
+
+    Round k holds the rows that are their slot's (k+1)-th in the batch, so applying the
+    rounds one after the other applies every slot's rows in order.
+    """
+    n = slots.shape[0]
+    if n <= 1 or np.unique(slots).shape[0] == n:
+        return [np.arange(n, dtype=np.intp)]
+    order = np.argsort(slots, kind="stable")
+    ordered = slots[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    sizes = np.diff(np.r_[starts, n])
+    rank = np.empty(n, dtype=np.intp)
+    rank[order] = np.arange(n) - np.repeat(starts, sizes)
+    return [np.flatnonzero(rank == k) for k in range(int(sizes.max()))]
+
+
+def grown(array: npt.NDArray[_T], rows: int) -> npt.NDArray[_T]:
+    """Return a copy of `array` with `rows` rows (zeros after the old ones)."""
+    out = np.zeros((rows, *array.shape[1:]), dtype=array.dtype)
+    out[: array.shape[0]] = array
+    return out
