@@ -1,0 +1,46 @@
+"""Slot map and batch rounds (monitor/core/slots.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from monitor.core.slots import SlotMap, rounds
+
+
+@pytest.mark.parametrize(
+    ("slots", "expected"),
+    [
+        ([], [[]]),
+        ([4], [[0]]),
+        ([1, 2, 3], [[0, 1, 2]]),
+        ([1, 1, 1], [[0], [1], [2]]),
+        ([5, 2, 5, 7, 2, 5], [[0, 1, 3], [2, 4], [5]]),
+    ],
+)
+def test_rounds_split_rows_by_occurrence_in_row_order(
+    slots: list[int], expected: list[list[int]]
+) -> None:
+    """Round k holds each slot's (k+1)-th row; every round keeps row order."""
+    got = rounds(np.asarray(slots, dtype=np.intp))
+    assert [r.tolist() for r in got] == expected
+
+
+def test_slot_map_assigns_reuses_and_grows() -> None:
+    """New ids get slots (first row reported once), freed slots are reused, capacity doubles."""
+    m = SlotMap()
+    slots, new = m.assign(["a", "b", "a"])
+    assert slots.tolist()[0] == slots.tolist()[2] != slots.tolist()[1]
+    assert new == [0, 1]
+    assert m.capacity == 16
+    assert len(m) == 2
+    freed = m.release("a")
+    assert m.release("a") is None
+    slots, new = m.assign(["b", "c"])
+    assert new == [1]
+    assert slots.tolist()[1] == freed
+    m.assign([f"x{i}" for i in range(20)])
+    assert m.capacity == 32
+    assert len(m) == 22
+    assert m.get("c") == freed
+    assert m.get("a") is None
