@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monitor.core.scale import ResidualScale
+from monitor.core.scale import ResidualScale, diff_noise_sigma
 
 
 def _window(sigma: float, n: int = 60, seed: int = 0) -> np.ndarray:
@@ -78,3 +78,17 @@ def test_batch_equals_row_by_row_with_repeated_patients() -> None:
     np.testing.assert_array_equal(batched, rows)
     for pid in "abc":
         np.testing.assert_array_equal(two.sigma(pid), one.sigma(pid))
+
+
+@pytest.mark.parametrize("length", [2, 3, 60, 120, 121])
+def test_diff_noise_sigma_is_the_mad_of_differences_per_window(length: int) -> None:
+    """Batched (B, T, F) estimates equal np.median's MAD of first differences, window by window."""
+    rng = np.random.default_rng(length)
+    windows = (rng.standard_normal((9, length, 3)) * 2.0 + 80.0).astype(np.float32)
+    diffs = np.diff(windows.astype(np.float64), axis=1)
+    mad = np.median(np.abs(diffs - np.median(diffs, axis=1, keepdims=True)), axis=1)
+    expected = mad * 1.4826 / np.sqrt(2.0)
+    batched = diff_noise_sigma(windows)
+    np.testing.assert_allclose(batched, expected, rtol=1e-12)
+    for b in range(windows.shape[0]):
+        assert np.array_equal(diff_noise_sigma(windows[b]), batched[b])
