@@ -251,7 +251,8 @@ class Detector:
             self._ring[s, pos] = zr
             self._pos[s] = (pos + 1) % _MAX_N
             shifted = np.abs(self._zsum[s]) > self._shift
-            z2 = self._z2[s] + self._var_alpha * (zr * zr - self._z2[s])
+            prev = self._z2[s]
+            z2 = prev + self._var_alpha * (zr * zr - prev)
             self._z2[s] = z2
             loud = z2 > self._var_level
             hot = np.flatnonzero(

@@ -258,26 +258,24 @@ class Pipeline:
             now: Verdict time (for end-to-end latency when `live`).
             live: Observe end-to-end latency (meaningless on a virtual clock).
             windows: The jobs' context windows as `stack` gave them to the model, if the
-                caller kept them (saves stacking their tails again).
+                caller kept them; stacked here otherwise.
 
         Returns:
             Physiological alert changes, in job order.
         """
         if not jobs:
             return []
+        if windows is None:
+            windows = self.stack(jobs)
+        patient_ids = [j.patient_id for j in jobs]
         actual = _rows([j.actual for j in jobs])
         residuals = actual - predictions
-        contexts = [j.context for j in jobs] if windows is None else windows
-        z = self.scale.z_batch([j.patient_id for j in jobs], contexts, residuals)
+        z = self.scale.z_batch(patient_ids, windows, residuals)
         absz = np.abs(z)
         for i, hist in enumerate(self._error_hists):
             observe_many(hist, absz[:, i])
         self.metrics.batch_size.observe(len(jobs))
-        tail = (
-            _rows([j.context[1 - FLATLINE_SAMPLES :] for j in jobs])
-            if windows is None
-            else windows[:, 1 - FLATLINE_SAMPLES :]
-        )
+        tail = windows[:, 1 - FLATLINE_SAMPLES :]
         stuck = np.all(tail == actual.astype(np.float32)[:, None, :], axis=1)
         any_stuck = stuck.any(axis=1).tolist()
         stuck_seq = self._stuck_seq
@@ -285,7 +283,7 @@ class Pipeline:
             if any_stuck[row] or job.patient_id in stuck_seq:
                 z[row] = self._untrusted_to_zero(job, stuck[row], z[row])
         events = self.detector.update_many(
-            [j.patient_id for j in jobs],
+            patient_ids,
             z,
             [j.t for j in jobs],
             [j.seq for j in jobs],
