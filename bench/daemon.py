@@ -282,7 +282,7 @@ def bench_inference(args: argparse.Namespace) -> None:
     from monitor.model.store import default_model_path, load_model
 
     torch.set_num_threads(1)
-    predictor = Predictor(load_model(args.model or default_model_path()), "cpu")
+    predictor = Predictor(load_model(args.model or default_model_path()), "cpu", args.backend)
     rng = np.random.default_rng(0)
     mean = np.asarray(predictor.card.normalisation.mean, dtype=np.float32)
     windows = (mean + rng.standard_normal((args.batch, predictor.window, len(mean)))).astype(
@@ -297,7 +297,10 @@ def bench_inference(args: argparse.Namespace) -> None:
     for i in range(args.batch):
         predictor.predict(windows[i : i + 1])
     single = args.batch / (time.perf_counter() - t0)
-    print(f"inference (cpu, 1 thread, window {predictor.window}, batch {args.batch}):")
+    print(
+        f"inference (cpu, {predictor.backend}, 1 thread, window {predictor.window}, "
+        f"batch {args.batch}):"
+    )
     print(
         f"  batched {batched:,.0f} windows/s, one forward per window {single:,.0f} windows/s, ratio {batched / single:.1f}x"
     )
@@ -371,6 +374,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--repeat", type=int, default=20)
     p.add_argument("--model", type=Path, default=None)
+    p.add_argument("--backend", choices=["auto", "torch", "onnxruntime"], default="auto")
     p = sub.add_parser("memory")
     p.add_argument("--patients", type=int, nargs="+", default=[10_000, 100_000])
     p.add_argument("--model", type=Path, default=None)

@@ -1,7 +1,8 @@
 """Batched inference by batch size on CUDA (and the CPU beside it), for a lent GPU machine.
 
-Prints one line per batch size: windows/s and milliseconds per forward on each device, with
-the GPU's name. It asserts nothing. Run it as one prepared step:
+Prints one line per batch size: windows/s and milliseconds per forward on each device (the
+CPU with both backends, ONNX Runtime being the CPU default; CUDA with torch), with the GPU's
+name. It asserts nothing. Run it as one prepared step:
 
     python bench/gpu.py --sizes 1 8 64 256 1024 4096 --repeat 50
 """
@@ -48,8 +49,12 @@ def main() -> None:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device"
     print(f"torch {torch.__version__}; GPU: {name}; model {path}")
-    predictors = {d: Predictor(load_model(path), d) for d in devices}
-    card = predictors["cpu"].card
+    predictors = {
+        f"{d}/{backend}": Predictor(load_model(path), d, backend)
+        for d in devices
+        for backend in (["onnxruntime", "torch"] if d == "cpu" else ["torch"])
+    }
+    card = predictors["cpu/torch"].card
     mean = np.asarray(card.normalisation.mean, dtype=np.float32)
     rng = np.random.default_rng(0)
     for size in args.sizes:

@@ -91,6 +91,10 @@ class ModelSettings(BaseModel):
 
     path: Path | None = Field(default=None, description="Model directory; default: shipped.")
     device: Literal["auto", "cpu", "cuda"] | str = "auto"
+    backend: Literal["auto", "torch", "onnxruntime"] = Field(
+        default="auto",
+        description="Forward pass: auto = ONNX Runtime on the CPU, torch on CUDA.",
+    )
 
 
 class AlertSettings(BaseModel):

@@ -107,7 +107,9 @@ async def run_demo(options: DemoOptions, display: Display, started: float | None
         configure_logging(LogSettings(level="warning", format="console"))
         # `_created` series double the exposition and no dashboard uses them.
         disable_created_metrics()  # type: ignore[no-untyped-call]
-        predictor = Predictor(load_model(options.model), settings.model.device)
+        predictor = Predictor(
+            load_model(options.model), settings.model.device, settings.model.backend
+        )
         daemon = Daemon(settings, predictor)
         serving = asyncio.create_task(daemon.serve(), name="daemon")
         # serve() installs its own SIGINT/SIGTERM handlers before its first await; take them

@@ -7,6 +7,7 @@ and in serving (no train/serve skew).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -22,6 +23,17 @@ Centring = Literal["none", "window_mean"]
 #: Standard deviations below this are treated as this, so a constant feature does not
 #: divide by zero (its z-score is then 0 everywhere).
 MIN_STD = 1e-6
+
+#: Windows per block in `Preprocess.inputs`: a caller may pass a whole test set at once; a
+#: block's temporaries (a transposed copy, the product) stay under 25 MB.
+INPUT_CHUNK = 8192
+
+#: Most multiply-adds per BLAS call in `Preprocess.inputs`. OpenBLAS runs a product of
+#: m * n * k <= 4 * 65536 in the calling thread and starts threads of its own above that,
+#: unless OMP_NUM_THREADS or OPENBLAS_NUM_THREADS is 1 (the container image sets 2). A
+#: stack of such products costs about the same per window and never takes the core the
+#: daemon's event loop runs on.
+GEMM_SIZE = 4 * 65536
 
 
 def make_windows(series: FloatArray, window: int, stride: int = 1) -> tuple[FloatArray, FloatArray]:
@@ -90,6 +102,56 @@ def pool_window(windows: FloatArray, recent: int | None, block: int) -> FloatArr
     return out
 
 
+def pooled_steps(window: int, recent: int | None, block: int) -> int:
+    """Number of LSTM steps `pool_window` leaves of a `window`-sample window."""
+    if recent is None or recent >= window:
+        return window
+    old = window - recent
+    if old % block:
+        raise ValueError(f"window - recent ({old}) is not a multiple of block ({block})")
+    return old // block + recent
+
+
+def time_matrix(window: int, centring: Centring, recent: int | None, block: int) -> FloatArray:
+    """The linear map along time that centres and pools a window, float64.
+
+    Centring by the window's mean and pooling (`pool_window`) are both linear in the
+    samples of each feature, so one ``(rows, window)`` matrix ``P`` does both: ``P @ w``
+    (``w`` one feature's ``window`` samples) gives the ``steps`` centred, pooled values
+    (rows ``0 .. steps-1``) and, with ``window_mean`` centring, the window's mean (a last
+    row, the offset). Each centring row sums to 0, so adding a constant to ``w`` changes
+    only the mean row.
+
+    Raises:
+        ValueError: ``window - recent`` is not a multiple of `block`.
+    """
+    steps = pooled_steps(window, recent, block)
+    centred = centring == "window_mean"
+    p = np.zeros((steps + centred, window))
+    if recent is None or steps == window:
+        p[:steps] = np.eye(window)
+    else:
+        old = window - recent
+        for k in range(old // block):
+            p[k, k * block : (k + 1) * block] = 1.0 / block
+        p[old // block : steps, old:] = np.eye(recent)
+    if centred:
+        p[:steps] -= 1.0 / window
+        p[steps] = 1.0 / window
+    return p
+
+
+@lru_cache(maxsize=16)
+def _time_matrix_t(
+    window: int, centring: Centring, recent: int | None, block: int, dtype: str
+) -> FloatArray:
+    # Transposed and contiguous for `(B*F, window) @ P.T`; cached per preprocessing and
+    # dtype, read-only because it is shared.
+    pt = np.ascontiguousarray(time_matrix(window, centring, recent, block).T, dtype=dtype)
+    pt.setflags(write=False)
+    return pt
+
+
 def fit_normalisation(series: list[FloatArray]) -> tuple[FloatArray, FloatArray]:
     """Per-feature mean and standard deviation over all samples of the given series.
 
@@ -139,6 +201,20 @@ def denormalise(values: FloatArray, mean: FloatArray, std: FloatArray) -> FloatA
     return out
 
 
+def _product(a: FloatArray, b: FloatArray) -> FloatArray:
+    # a @ b as a stack of products of at most GEMM_SIZE multiply-adds each (one thread).
+    m, k = a.shape
+    n = b.shape[1]
+    rows = max(1, GEMM_SIZE // (k * n))
+    out = np.empty((m, n), dtype=np.result_type(a, b))
+    full = m - m % rows
+    if full:
+        np.matmul(a[:full].reshape(-1, rows, k), b, out=out[:full].reshape(-1, rows, n))
+    if full < m:
+        np.matmul(a[full:], b, out=out[full:])
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Preprocess:
     """Raw windows -> model input, and model output -> raw predictions (trainer and server).
@@ -158,11 +234,63 @@ class Preprocess:
     block: int = 1
 
     def inputs(self, windows: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """Return ``(x, offset)``: float32 model input ``(B, steps, F)`` and ``(B, F)`` offsets."""
-        offset = window_offset(windows, self.centring)
-        centred = windows if self.centring == "none" else windows - offset[:, None, :]
-        pooled = pool_window(centred, self.recent, self.block)
-        return normalise(pooled, self.mean, self.std), offset
+        """Return ``(x, offset)``: float32 model input ``(B, steps, F)`` and ``(B, F)`` offsets.
+
+        The same values as `window_offset`, then `pool_window` of the centred windows, then
+        `normalise`, computed as one matrix product along time (`time_matrix`), a block of
+        `INPUT_CHUNK` windows at a time, for float32 windows (the server's; the offset is
+        float32 too). Other dtypes (the trainer's float64) take the plain computation,
+        which keeps training bit-for-bit reproducible. Each window's last sample is subtracted
+        first and added back to the offset: the product then sums deviations, not values
+        of ~100, so the result is closer to the float64 value than averaging the raw
+        float32 samples was (docs/model-card.md, "Inference backends").
+
+        Raises:
+            ValueError: `windows` is not ``(B, window, F)``, or the pooling does not fit
+                the window.
+        """
+        w = np.asarray(windows)
+        if w.ndim != 3:
+            raise ValueError(f"windows must be (B, window, F), got shape {w.shape}")
+        if w.dtype != np.float32:
+            # The trainer's float64 windows: the plain computation, so that a model trained
+            # before the matrix form came in is trained again bit for bit.
+            offset = window_offset(w, self.centring)
+            centred64 = w if self.centring == "none" else w - offset[:, None, :]
+            pooled = pool_window(centred64, self.recent, self.block)
+            return normalise(pooled, self.mean, self.std), offset
+        b, n, f = w.shape
+        work = np.dtype(np.float32)
+        steps = pooled_steps(n, self.recent, self.block)
+        offset = np.zeros((b, f), dtype=work)
+        if steps == n and self.centring == "none":
+            return normalise(w, self.mean, self.std), offset
+        pt = _time_matrix_t(n, self.centring, self.recent, self.block, work.str)
+        centred = self.centring != "none"
+        x = np.empty((b, steps, f), dtype=np.float32)
+        mean32 = np.asarray(self.mean, dtype=np.float32)[:, None]
+        std32 = np.maximum(np.asarray(self.std, dtype=np.float32), np.float32(MIN_STD))[:, None]
+        for lo in range(0, b, INPUT_CHUNK):
+            hi = min(lo + INPUT_CHUNK, b)
+            chunk = w[lo:hi]
+            # Time last and contiguous for one GEMM: (c*F, window) @ (window, rows).
+            flat = np.empty((hi - lo, f, n), dtype=work)
+            if centred:
+                ref = chunk[:, -1, :].astype(work)
+                np.subtract(chunk.transpose(0, 2, 1), ref[:, :, None], out=flat)
+            else:
+                flat[...] = chunk.transpose(0, 2, 1)
+            y = _product(flat.reshape(-1, n), pt).reshape(hi - lo, f, -1)
+            if centred:
+                # The mean row of the deviations, plus the reference, is the window's mean.
+                np.add(y[:, :, steps], ref, out=offset[lo:hi])
+            # Cast to float32, then scale in float32, as `normalise` does; (c, F, steps) is
+            # contiguous along steps, so the scaling runs over rows, not 6-element ones.
+            z = y[:, :, :steps].astype(np.float32)
+            z -= mean32
+            z /= std32
+            np.copyto(x[lo:hi], z.transpose(0, 2, 1))
+        return x, offset
 
     def targets(self, y: FloatArray, offset: FloatArray) -> FloatArray:
         """Normalise next samples ``(B, F)`` as the model is trained to output them."""

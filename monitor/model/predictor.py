@@ -1,10 +1,15 @@
 """The predictor: raw-unit windows in, raw-unit one-step-ahead predictions out.
 
-One batched forward pass per call, under ``torch.inference_mode``. Normalisation uses
+One batched forward pass per call: with ONNX Runtime on the CPU (`monitor.model.onnx_backend`)
+or with torch under ``torch.inference_mode`` (GPUs, or when asked). Normalisation uses
 `monitor.model.features`, the same functions the trainer uses.
 """
 
 from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -13,6 +18,11 @@ import torch
 from monitor.model.card import ModelCard
 from monitor.model.features import Preprocess
 from monitor.model.store import LoadedModel
+
+#: What runs the forward pass: ``auto`` (ONNX Runtime on the CPU when it is installed,
+#: torch otherwise), or one of them forced.
+Backend = Literal["auto", "torch", "onnxruntime"]
+BACKENDS: tuple[Backend, ...] = ("auto", "torch", "onnxruntime")
 
 
 def resolve_device(device: str) -> str:
@@ -26,6 +36,38 @@ def resolve_device(device: str) -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available")
     return device
+
+
+def resolve_backend(backend: str, device: str) -> Literal["torch", "onnxruntime"]:
+    """Map ``"auto"`` to ``"onnxruntime"`` on a CPU device when it imports, else ``"torch"``.
+
+    Args:
+        backend: ``"auto"``, ``"torch"`` or ``"onnxruntime"``.
+        device: A resolved device (`resolve_device`).
+
+    Raises:
+        ValueError: An unknown backend, or ``"onnxruntime"`` on a device other than the CPU
+            or without the package.
+    """
+    on_cpu = torch.device(device).type == "cpu"
+    if backend == "torch":
+        return "torch"
+    if backend == "auto":
+        return "onnxruntime" if on_cpu and _onnxruntime_installed() else "torch"
+    if backend == "onnxruntime":
+        if not on_cpu:
+            raise ValueError(
+                f"backend 'onnxruntime' runs on the CPU only, not on device {device!r}; "
+                "use backend 'torch' (or 'auto') for CUDA"
+            )
+        if not _onnxruntime_installed():
+            raise ValueError("backend 'onnxruntime' requested but onnxruntime is not installed")
+        return "onnxruntime"
+    raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+
+
+def _onnxruntime_installed() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
 
 
 def preprocess_of(card: ModelCard) -> Preprocess:
@@ -48,13 +90,29 @@ class Predictor:
     Args:
         loaded: The model and card; the model is moved to the resolved device.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        backend: ``"auto"`` (ONNX Runtime on the CPU, torch on CUDA), ``"torch"`` or
+            ``"onnxruntime"`` (`resolve_backend`). With ONNX Runtime, one session with one
+            thread is built here from the model's weights; `model` stays the torch model.
+
+    Attributes:
+        device: The resolved device.
+        backend: The resolved backend, ``"torch"`` or ``"onnxruntime"``.
     """
 
-    def __init__(self, loaded: LoadedModel, device: str = "auto") -> None:
+    def __init__(self, loaded: LoadedModel, device: str = "auto", backend: str = "auto") -> None:
         self.device = resolve_device(device)
+        self.backend = resolve_backend(backend, self.device)
         self.card = loaded.card
         self.model = loaded.model.to(self.device).eval()
         self.preprocess = preprocess_of(loaded.card)
+        self._forward: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
+        if self.backend == "onnxruntime":
+            # Imported here: the torch backend (GPUs) never loads onnxruntime.
+            from monitor.model.onnx_backend import OnnxLSTM
+
+            self._forward = OnnxLSTM.from_model(self.model)
+        else:
+            self._forward = self._torch_forward
 
     @property
     def window(self) -> int:
@@ -86,6 +144,12 @@ class Predictor:
         if windows.shape[0] == 0:
             return np.empty((0, expected[1]), dtype=np.float32)
         x, offset = self.preprocess.inputs(windows)
-        with torch.inference_mode():
-            out = self.model(torch.from_numpy(x).to(self.device)).to("cpu").numpy()
+        out = self._forward(x)
         return np.asarray(self.preprocess.outputs(out, offset), dtype=np.float32)
+
+    def _torch_forward(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        with torch.inference_mode():
+            out: npt.NDArray[np.float32] = (
+                self.model(torch.from_numpy(x).to(self.device)).to("cpu").numpy()
+            )
+        return out

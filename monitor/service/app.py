@@ -191,6 +191,7 @@ class Daemon:
             "started",
             model_version=self.predictor.card.model_version,
             device=self.predictor.device,
+            backend=self.predictor.backend,
             features=list(self.predictor.features),
             window=self.predictor.window,
             broker=self.settings.broker.url,

@@ -25,7 +25,8 @@ def build_daemon(settings: Settings) -> Daemon:
         def hook(duration_s: float) -> None:
             time.sleep((slowdown - 1.0) * duration_s)
 
-    return Daemon(settings, Predictor(loaded, settings.model.device), inference_hook=hook)
+    predictor = Predictor(loaded, settings.model.device, settings.model.backend)
+    return Daemon(settings, predictor, inference_hook=hook)
 
 
 def run_daemon(settings: Settings) -> int:

@@ -16,10 +16,12 @@ pytestmark = [
 
 
 def test_cuda_predictions_match_cpu() -> None:
-    """The shipped model gives the same predictions on CUDA as on the CPU (within 1e-4)."""
+    """The shipped model gives the same predictions with torch on CUDA as with the CPU's
+    default backend, ONNX Runtime (within 1e-4)."""
     cpu = Predictor(load_model(default_model_path()), "cpu")
     gpu = Predictor(load_model(default_model_path()), "cuda")
     assert gpu.device.startswith("cuda")
+    assert (cpu.backend, gpu.backend) == ("onnxruntime", "torch")
     mean = np.asarray(cpu.card.normalisation.mean, dtype=np.float32)
     windows = mean + np.random.default_rng(0).standard_normal((512, cpu.window, len(mean)))
     windows = windows.astype(np.float32)
