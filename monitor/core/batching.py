@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from collections.abc import Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -73,13 +74,49 @@ class MicroBatcher(Generic[T]):
             heapq.heappush(self._superseded, (previous.index, previous))
         latest[key] = entry
         self._queue.append(entry)
-        self._alive += 1
         shed: list[T] = []
-        while self._alive > self.max_pending:
+        # Counted once room is made: `len` (read by a metrics scrape from another thread)
+        # never shows more than max_pending.
+        while self._alive + 1 > self.max_pending:
             shed.append(self._shed_one())
+        self._alive += 1
         if len(self._queue) > self._compact_above or len(self._superseded) > self._compact_above:
             self._compact()
         return shed
+
+    def add_many(self, keys: Sequence[str], items: Sequence[T], at: Sequence[float]) -> list[T]:
+        """`add` each item in order (same state, same shed items), with less work per item.
+
+        Args:
+            keys: The patient of each item.
+            items: The jobs.
+            at: Each item's arrival time, seconds.
+
+        Returns:
+            Items shed, oldest first, as the `add` calls would have returned them in turn.
+        """
+        if self._alive + len(items) > self.max_pending:
+            shed: list[T] = []
+            for key, item, now in zip(keys, items, at, strict=True):
+                shed += self.add(key, item, now)
+            return shed
+        # No item can be shed: the loop of `add` without its shedding.
+        index = self._next_index
+        latest, queue, superseded = self._latest, self._queue, self._superseded
+        push, append, get = heapq.heappush, queue.append, latest.get
+        for key, item, now in zip(keys, items, at, strict=True):
+            entry = _Entry(key, item, now, index)
+            index += 1
+            previous = get(key)
+            if previous is not None:
+                push(superseded, (previous.index, previous))
+            latest[key] = entry
+            append(entry)
+        self._next_index = index
+        self._alive += len(items)
+        if len(queue) > self._compact_above or len(superseded) > self._compact_above:
+            self._compact()
+        return []
 
     def due(self, now: float) -> bool:
         """Tell whether a batch should be flushed now (size reached or oldest too old)."""

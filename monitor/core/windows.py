@@ -1,7 +1,11 @@
 """Per-patient rolling windows in one preallocated slab, with the order, gap and cap policy.
 
-Each patient owns one slot of a `(max_patients, window, F)` float32 slab used as a ring
-buffer. `np.zeros` is lazily backed by the OS, so an idle capacity costs address space, not
+Each patient owns one row of a `(max_patients, window + SLACK, F)` float32 slab: its window
+is `window` consecutive samples of that row, oldest first, and a new sample is written just
+after them; once the row is used up, the window moves back to its start (one copy every
+`SLACK` samples). A window is therefore always one contiguous slice, so it is copied out in
+one call, and `push_ready` copies the windows of a whole run of samples in one gather.
+`np.zeros` is lazily backed by the OS, so an idle capacity costs address space, not
 resident memory; freed slots are reused. The policy (docs/detection.md):
 
 * seq equal to the last accepted seq: `duplicate`; lower: `late`; both dropped, window untouched.
@@ -18,11 +22,16 @@ previous sample: the model input that predicts this sample.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Container, Iterable, Sequence
 from typing import NamedTuple
 
 import numpy as np
 
-from monitor.core.types import Float32Array, FloatArray, PushOutcome
+from monitor.core.types import BoolArray, Float32Array, FloatArray, PushOutcome
+
+#: Samples a row holds beyond the window: the window moves back to the row's start once
+#: every SLACK samples, and one `push_ready` call takes at most SLACK samples per patient.
+SLACK = 16
 
 
 class PushResult(NamedTuple):
@@ -76,9 +85,22 @@ class WindowStore:
         self.max_patients = max_patients
         self.idle_ttl_s = idle_ttl_s
         self.max_gap_s = max_gap_s
-        self._slab = np.zeros((max_patients, window, n_features), dtype=np.float32)
+        row = window + SLACK
+        self._row = row
+        self._slab = np.zeros((max_patients, row, n_features), dtype=np.float32)
+        # Every `window` consecutive samples of the slab, as one read-only view: entry
+        # `slot * row + start` is that slot's window starting at `start`.
+        flat = self._slab.reshape(-1, n_features)
+        self._flat = flat
+        item = flat.itemsize
+        self._windows: Float32Array = np.lib.stride_tricks.as_strided(
+            flat,
+            shape=(flat.shape[0] - window + 1, window, n_features),
+            strides=(n_features * item, n_features * item, item),
+            writeable=False,
+        )
         # Per-slot scalars in plain lists: indexing a list is ~3x cheaper than a numpy scalar.
-        self._head = [0] * max_patients  # next write position
+        self._start = [0] * max_patients  # where the window starts in the slot's row
         self._count = [0] * max_patients
         self._last_t = [0.0] * max_patients
         self._last_seq = [0] * max_patients
@@ -86,8 +108,6 @@ class WindowStore:
         # Least recently pushed first: eviction and staleness scans stop at the first fresh one.
         self._slots: OrderedDict[str, int] = OrderedDict()
         self._free = list(range(max_patients - 1, -1, -1))
-        # Ring order from any head, as one slice: `take` with it copies a window in one call.
-        self._order = np.arange(2 * window) % window
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -135,20 +155,144 @@ class WindowStore:
         self._last_t[slot] = t
         if t - last_t > self.max_gap_s:
             self._count[slot] = 0
-            self._head[slot] = 0
+            self._start[slot] = 0
             self._write(slot, values)
             return PushResult("warming_up", None, True, missing)
-        window, head = self.window, self._head[slot]
-        ring = self._slab[slot]
+        window = self.window
         # The steady state, inline (this runs once per sample): copy the full window, then
-        # overwrite its oldest row with this sample.
+        # write this sample after it and move the window on by one.
         if self._count[slot] == window:
-            context: Float32Array = ring.take(self._order[head : head + window], axis=0)
-            ring[head] = values
-            self._head[slot] = (head + 1) % window
+            start = self._start[slot]
+            row = self._slab[slot]
+            if start == SLACK:  # the row is used up: move the window back to its start
+                row[:window] = row[start:]
+                start = 0
+            context: Float32Array = row[start : start + window].copy()
+            row[start + window] = values
+            self._start[slot] = start + 1
             return PushResult("ready", context, False, missing)
         self._write(slot, values)
         return PushResult("warming_up", None, False, missing)
+
+    def push_ready(
+        self,
+        patient_ids: Sequence[str],
+        t: Sequence[float],
+        seq: Sequence[int],
+        values: FloatArray,
+        now: Sequence[float],
+        skip: Container[str] = (),
+    ) -> tuple[BoolArray, Float32Array, int]:
+        """Store the samples of a run that are plainly `ready`; leave the others to `push`.
+
+        Per patient, the samples before its first one that `push` would not simply turn
+        into `ready` (unknown or skipped patient, window not yet full, duplicate, late,
+        time gap) are plain, up to `SLACK` of them. Those are stored and their context
+        windows copied with a few array operations instead of one `push` each. Patients are
+        independent, so calling `push` afterwards on every other sample, in order, leaves
+        each window and each patient's bookkeeping as `push` on every sample in order
+        would; only the least-recently-seen order is left to the caller (`touch`).
+
+        Args:
+            patient_ids: Each sample's patient.
+            t: Sample times, seconds.
+            seq: Sequence numbers.
+            values: Shape ``(n, F)``, model feature order.
+            now: Receive times, seconds.
+            skip: Patients whose samples are all left to `push`.
+
+        Returns:
+            ``(plain, contexts, missing)``: which samples were stored, their contexts in
+            sample order ``(plain.sum(), window, F)`` (a new array), and the sequence
+            numbers skipped before them (as `push` reports).
+        """
+        n, window = len(patient_ids), self.window
+        get = self._slots.get
+        slots = [get(p, -1) for p in patient_ids]
+        if skip:
+            slots = [-1 if p in skip else s for p, s in zip(patient_ids, slots, strict=True)]
+        s = np.array(slots, dtype=np.int64).reshape(n)
+        seq_a = np.array(seq, dtype=np.int64).reshape(n)
+        t_a = np.array(t, dtype=np.float64).reshape(n)
+        # Group the samples by patient (stable): each one's previous sample of the same
+        # patient in the run, and how many of them come before it (k).
+        order = np.argsort(s, kind="stable")
+        grouped = s[order]
+        first = np.ones(n, dtype=bool)
+        first[1:] = grouped[1:] != grouped[:-1]
+        position = np.arange(n)
+        group_start = np.maximum.accumulate(np.where(first, position, 0))
+        k_sorted = position - group_start
+        previous_sorted = np.empty(n, dtype=np.int64)
+        previous_sorted[0] = -1
+        previous_sorted[1:] = order[:-1]
+        previous_sorted[first] = -1
+        last_seq, last_t, count = self._last_seq, self._last_t, self._count
+        known = s >= 0
+        stored_seq = np.array([last_seq[i] if i >= 0 else 0 for i in slots], dtype=np.int64)
+        stored_t = np.array([last_t[i] if i >= 0 else 0.0 for i in slots], dtype=np.float64)
+        full = np.array([i >= 0 and count[i] == window for i in slots], dtype=bool)
+        previous = np.empty(n, dtype=np.int64)
+        previous[order] = previous_sorted
+        has_previous = previous >= 0
+        prev_seq = np.where(has_previous, seq_a[previous], stored_seq)
+        prev_t = np.where(has_previous, t_a[previous], stored_t)
+        k = np.empty(n, dtype=np.int64)
+        k[order] = k_sorted
+        fit = (
+            known
+            & full
+            & (seq_a > prev_seq)
+            & (t_a >= prev_t)
+            & (t_a - prev_t <= self.max_gap_s)
+            & (k < SLACK)
+        )
+        # Plain: every sample of the patient up to this one fits (a running AND per group).
+        misfits_sorted = np.cumsum(~fit[order])
+        before_group = (misfits_sorted - (~fit[order]))[group_start]
+        plain = np.empty(n, dtype=bool)
+        plain[order] = misfits_sorted == before_group
+        rows = np.flatnonzero(plain)
+        if rows.size == 0:
+            return plain, np.empty((0, window, self.n_features), np.float32), 0
+        missing = int((seq_a[rows] - prev_seq[rows] - 1).sum())
+        # Each patient's last plain sample: how many it stores, and the state it leaves.
+        ps = s[rows]
+        _, last_in_reversed = np.unique(ps[::-1], return_index=True)
+        last_rows = rows[rows.size - 1 - last_in_reversed].tolist()
+        starts, slab = self._start, self._slab
+        for i in last_rows:  # make room after each window for its new samples
+            slot = slots[i]
+            start = starts[slot]
+            if start + int(k[i]) + 1 > SLACK:
+                slab[slot, :window] = slab[slot, start : start + window]
+                starts[slot] = 0
+        base = ps * self._row + np.array([starts[slots[i]] for i in rows.tolist()]) + k[rows]
+        self._flat[base + window] = values[rows]
+        contexts: Float32Array = self._windows[base]
+        last_seen = self._last_seen
+        for i in last_rows:
+            slot = slots[i]
+            starts[slot] += int(k[i]) + 1
+            last_seq[slot] = int(seq_a[i])
+            last_t[slot] = float(t_a[i])
+            last_seen[slot] = now[i]
+        return plain, contexts, missing
+
+    def touch(self, patient_ids: Iterable[str]) -> None:
+        """Make these patients the most recently seen, in this order (after `push_ready`)."""
+        move = self._slots.move_to_end
+        for patient_id in patient_ids:
+            move(patient_id)
+
+    def oldest_seen(self) -> float | None:
+        """Return the receive time of the least recently seen patient, or None when empty.
+
+        Until ``oldest_seen() + limit_s``, `stale` with that limit finds nobody.
+        """
+        for slot in self._slots.values():
+            return self._last_seen[slot]
+        return None
 
     def evict_idle(self, now: float) -> list[str]:
         """Remove every patient not seen for longer than `idle_ttl_s`.
@@ -190,7 +334,7 @@ class WindowStore:
         slot = self._free.pop()
         self._slots[patient_id] = slot
         self._count[slot] = 0
-        self._head[slot] = 0
+        self._start[slot] = 0
         self._last_t[slot] = t
         self._last_seq[slot] = seq
         self._last_seen[slot] = now
@@ -198,8 +342,8 @@ class WindowStore:
         return PushResult("warming_up", None, False, 0, evicted)
 
     def _write(self, slot: int, values: FloatArray) -> None:
-        head = self._head[slot]
-        self._slab[slot, head] = values
-        self._head[slot] = (head + 1) % self.window
-        if self._count[slot] < self.window:
-            self._count[slot] += 1
+        # A window still filling starts at the row's start (admission and gap resets put
+        # it there), so the next sample goes right after the `count` it holds.
+        count = self._count[slot]
+        self._slab[slot, count] = values
+        self._count[slot] = count + 1

@@ -20,7 +20,16 @@ import numpy.typing as npt
 
 from monitor.core.alerts import TECHNICAL_SEVERITY, AlertEvent
 from monitor.core.batching import MicroBatcher
-from monitor.core.codec import CodecLimits, Decoded, Rejection, decode, decode_many
+from monitor.core.codec import (
+    CodecLimits,
+    Decoded,
+    DecodedColumns,
+    DecodedSample,
+    Rejection,
+    decode,
+    decode_columns,
+    decode_many,
+)
 from monitor.core.detector import Detector
 from monitor.core.scale import ResidualScale
 from monitor.core.types import REJECT_REASONS, BoolArray, Float32Array, FloatArray
@@ -183,6 +192,19 @@ class Pipeline:
             limits=self._limits,
         )
 
+    def decode_columns(
+        self, topics: Sequence[str], payloads: Sequence[bytes], nows: Sequence[float]
+    ) -> DecodedColumns:
+        """`decode_many`'s results with the common case in columns (for `ingest_samples`)."""
+        patient_of = self.patient_of
+        return decode_columns(
+            payloads,
+            [patient_of(topic) for topic in topics],
+            nows,
+            features=self.model.features,
+            limits=self._limits,
+        )
+
     def ingest_decoded(self, decoded: Decoded | Rejection, now: float) -> list[AlertEvent]:
         """The rest of `ingest` for a payload already decoded (see `decode_many`).
 
@@ -196,6 +218,97 @@ class Pipeline:
         if isinstance(decoded, Rejection):
             return self._reject(decoded, now)
         return self._accept(decoded, now)
+
+    def ingest_samples(
+        self,
+        patient_ids: Sequence[str],
+        t: Sequence[float],
+        seq: Sequence[int],
+        values: FloatArray,
+        now: Sequence[float],
+    ) -> list[AlertEvent]:
+        """`ingest_decoded` over a run of accepted single-sample payloads, in less time.
+
+        Sample i is the payload ``Decoded(patient_ids[i], [DecodedSample(t[i], seq[i],
+        values[i])])`` received at ``now[i]``. The outcome is exactly that of
+        `ingest_decoded` on each in order: the same windows, jobs queued in the same order,
+        counts and technical alerts. Plainly ready samples take `WindowStore.push_ready`;
+        the others (and every sample of a patient with an open technical alert) go through
+        the one-sample path afterwards, in order, which is the same because patients are
+        independent. A run that could make the store evict (too full) takes the one-sample
+        path throughout: eviction depends on every other patient's state at that moment.
+
+        Args:
+            patient_ids: Each sample's patient.
+            t: Sample times, seconds.
+            seq: Sequence numbers.
+            values: ``(n, F)`` float64, model feature order (each row becomes the job's
+                actual values, as a view).
+            now: Receive times, seconds.
+
+        Returns:
+            Technical alert changes, as the `ingest_decoded` calls would return them.
+        """
+        n = len(patient_ids)
+        windows = self.windows
+        if len(windows) + n > windows.max_patients:
+            events: list[AlertEvent] = []
+            for i in range(n):
+                sample = DecodedSample(t[i], seq[i], values[i])
+                events += self._accept(Decoded(patient_ids[i], [sample]), now[i])
+            return events
+        plain, contexts, missing = windows.push_ready(
+            patient_ids, t, seq, values, now, skip=self._technical_of
+        )
+        if missing:
+            self.metrics.sequence_gaps.inc(missing)
+        jobs: list[Job | None] = [None] * n
+        accepted = plain.tolist()
+        rows = np.flatnonzero(plain).tolist()
+        for row, context in zip(rows, contexts, strict=True):
+            jobs[row] = Job(patient_ids[row], context, values[row], t[row], seq[row], now[row])
+        events = []
+        if len(rows) < n:
+            for i in np.flatnonzero(~plain).tolist():
+                pid, at = patient_ids[i], now[i]
+                if pid in self._technical_of:
+                    events += self._close_all(pid, ("artifact", "clock_skew", "signal_lost"), at)
+                jobs[i], accepted[i] = self._push_one(pid, t[i], seq[i], values[i], at)
+        # Least recently seen order: as each accepted sample's `push` would have left it.
+        last: dict[str, None] = {}
+        for pid, ok in zip(patient_ids, accepted, strict=True):
+            if ok:
+                last.pop(pid, None)
+                last[pid] = None
+        windows.touch(last)
+        queued = [job for job in jobs if job is not None]
+        if len(self.batcher) + len(queued) <= self.batcher.max_pending:
+            self.batcher.add_many(
+                [j.patient_id for j in queued], queued, [j.received_at for j in queued]
+            )
+        else:  # some may be shed: each at its own time, as `ingest_decoded` does
+            for job in queued:
+                shed = self.batcher.add(job.patient_id, job, job.received_at)
+                events += self._queued(shed, job.received_at)
+        return events
+
+    def _push_one(
+        self, pid: str, t: float, seq: int, values: FloatArray, now: float
+    ) -> tuple[Job | None, bool]:
+        """Push one sample into its window and count its outcome; return its job, if ready,
+        and whether the window took the sample."""
+        outcome, context, gap_reset, missing, evicted = self.windows.push(pid, t, seq, values, now)
+        for gone in evicted:
+            self._forget(gone)
+            self.metrics.evictions.inc()
+        if missing:
+            self.metrics.sequence_gaps.inc(missing)
+        if gap_reset:
+            self.metrics.window_resets.inc()
+        if context is None:
+            self._outcomes[outcome].inc()
+            return None, outcome == "warming_up"
+        return Job(pid, context, values, t, seq, now), True
 
     def _reject(self, rejection: Rejection, now: float) -> list[AlertEvent]:
         self.metrics.invalid.labels(rejection.reason).inc()
@@ -211,26 +324,24 @@ class Pipeline:
         events: list[AlertEvent] = []
         if pid in self._technical_of:  # data is back: close what its absence opened
             events = self._close_all(pid, ("artifact", "clock_skew", "signal_lost"), now)
-        push, add = self.windows.push, self.batcher.add
+        push_one, add = self._push_one, self.batcher.add
         for t, seq, values in decoded.samples:
-            outcome, context, gap_reset, missing, evicted = push(pid, t, seq, values, now)
-            for gone in evicted:
-                self._forget(gone)
-                self.metrics.evictions.inc()
-            if missing:
-                self.metrics.sequence_gaps.inc(missing)
-            if gap_reset:
-                self.metrics.window_resets.inc()
-            if context is None:
-                self._outcomes[outcome].inc()
-                continue
-            shed = add(pid, Job(pid, context, values, t, seq, now), now)
-            if shed:
-                self._outcomes["shed"].inc(len(shed))
-                if not self.degraded:
-                    self.degraded = True
-                    events += self._open(None, "monitoring_degraded", None, now)
+            job, _ = push_one(pid, t, seq, values, now)
+            if job is not None:
+                shed = add(pid, job, now)
+                if shed:
+                    events += self._queued(shed, now)
         return events
+
+    def _queued(self, shed: list[Job], now: float) -> list[AlertEvent]:
+        """Count jobs shed while queueing; the first shed degrades monitoring."""
+        if not shed:
+            return []
+        self._outcomes["shed"].inc(len(shed))
+        if self.degraded:
+            return []
+        self.degraded = True
+        return self._open(None, "monitoring_degraded", None, now)
 
     def take_batch(self) -> list[Job]:
         """Remove and return up to `max_batch` queued jobs, oldest first."""
@@ -360,6 +471,22 @@ class Pipeline:
                 events += self._open(pid, "signal_lost", None, now)
         self.metrics.degraded.set(1 if self.degraded else 0)
         return events
+
+    def housekeeping_would_act(self, now: float) -> bool:
+        """Tell whether `housekeeping(now)` would change anything but the degraded gauge.
+
+        It would not while no patient is idle past the eviction limit and every stale one
+        already has its 'signal lost' alert open. Accepted samples only make patients
+        fresher, so the answer stays False for a pass at `now` after more samples.
+        """
+        windows, limits = self.windows, self.settings.window
+        if windows.stale(now, limits.idle_ttl_s):
+            return True
+        technical = self._technical
+        return any(
+            (pid, "signal_lost", None) not in technical
+            for pid in windows.stale(now, limits.stale_after_s)
+        )
 
     def _forget(self, pid: str) -> None:
         # Its technical alerts stay open (an evicted patient stays 'signal lost' until its

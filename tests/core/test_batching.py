@@ -129,3 +129,22 @@ def test_due_at_its_own_deadline(arrival: float) -> None:
     deadline = b.deadline()
     assert deadline is not None
     assert b.due(deadline) is True
+
+
+@pytest.mark.parametrize("max_pending", [5, 12, 1000])
+def test_add_many_equals_add_one_by_one(max_pending: int) -> None:
+    """Same shed items, same queue (take order), same pending count, with and without
+    shedding, whatever was already queued."""
+    keys = [f"p{i % 3}" for i in range(10)]
+    one, many = batcher(max_pending=max_pending), batcher(max_pending=max_pending)
+    for b in (one, many):
+        b.add("p1", "old", now=0.0)
+    shed_one = [s for i, k in enumerate(keys) for s in one.add(k, f"x{i}", now=float(i))]
+    shed_many = many.add_many(keys, [f"x{i}" for i in range(10)], [float(i) for i in range(10)])
+    assert shed_many == shed_one
+    assert (max_pending < 11) == bool(shed_one)
+    assert len(many) == len(one) == min(11, max_pending)
+    assert many.deadline() == one.deadline()
+    for i in range(max_pending):  # then shedding from what add_many queued
+        assert many.add("p0", f"y{i}", now=20.0) == one.add("p0", f"y{i}", now=20.0)
+    assert many.take(100_000) == one.take(100_000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monitor.core.windows import PushResult, WindowStore
+from monitor.core.windows import SLACK, PushResult, WindowStore
 
 W, F = 4, 2
 
@@ -196,3 +196,103 @@ def test_invalid_construction_is_refused() -> None:
     """A zero-length window is a configuration error."""
     with pytest.raises(ValueError, match="must be positive"):
         WindowStore(0, 2, max_patients=1, idle_ttl_s=1.0, max_gap_s=1.0)
+
+
+def _random_run(rng: np.random.Generator, n: int, patients: int) -> list[tuple[str, float, int]]:
+    """Samples of a few patients, mostly in order, with duplicates, late ones, seq jumps,
+    time gaps and unknown patients."""
+    state = {f"p{i}": (float(rng.integers(0, 3)), int(rng.integers(0, 3))) for i in range(patients)}
+    out: list[tuple[str, float, int]] = []
+    for _ in range(n):
+        pid = f"p{int(rng.integers(0, patients))}"
+        t, seq = state[pid]
+        kind = rng.random()
+        if kind < 0.05:
+            out.append((pid, t, seq))  # duplicate of the last one
+            continue
+        if kind < 0.08:
+            out.append((pid, t - 1.0, seq + 1))  # earlier time: late
+            continue
+        t += 30.0 if kind < 0.10 else 1.0  # sometimes a gap over max_gap_s
+        seq += 3 if kind < 0.13 else 1
+        state[pid] = (t, seq)
+        out.append((pid, t, seq))
+    return out
+
+
+def _state(ws: WindowStore) -> tuple[list[str], dict[str, tuple[object, ...]]]:
+    out: dict[str, tuple[object, ...]] = {}
+    for pid in ws.patients():
+        slot = ws._slots[pid]
+        start, count = ws._start[slot], ws._count[slot]
+        window = ws._slab[slot, start : start + count].tolist()
+        out[pid] = (window, ws._last_seq[slot], ws._last_t[slot], ws._last_seen[slot])
+    return ws.patients(), out
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_push_ready_then_push_equals_push_one_by_one(seed: int) -> None:
+    """`push_ready` on a run, then `push` on every sample it left, in order, then `touch`:
+    the same contexts, windows, bookkeeping and least-recently-seen order as `push` on
+    every sample in order; runs hold more than SLACK samples of a patient and skipped ones."""
+    rng = np.random.default_rng(seed)
+    patients = int(rng.integers(1, 5))
+    one, bulk = store(max_patients=8), store(max_patients=8)
+    samples = _random_run(rng, 300, patients)
+    cuts = sorted(rng.choice(np.arange(1, 300), size=5, replace=False).tolist())
+    taken, left = 0, 0
+    for run in np.split(np.array(samples, dtype=object), cuts):
+        run = [(str(pid), float(t), int(seq)) for pid, t, seq in run]
+        values = np.array([[seq, t * 0.5] for _, t, seq in run], dtype=np.float64)
+        now = [t for _, t, _ in run]
+        pids = [pid for pid, _, _ in run]
+        expected = [
+            one.push(p, t, s, v, n) for (p, t, s), v, n in zip(run, values, now, strict=False)
+        ]
+        skip = {"p1"} if seed % 3 == 0 else set()
+        plain, contexts, missing = bulk.push_ready(
+            pids, [t for _, t, _ in run], [s for _, _, s in run], values, now, skip
+        )
+        assert contexts.shape == (int(plain.sum()), W, F)
+        taken, left = taken + int(plain.sum()), left + int((~plain).sum())
+        got: list[np.ndarray | None] = [None] * len(run)
+        for row, context in zip(np.flatnonzero(plain), contexts, strict=False):
+            got[row] = context
+        moved: dict[str, None] = {}
+        for i, ok in enumerate(plain.tolist()):
+            if not ok:
+                result = bulk.push(pids[i], run[i][1], run[i][2], values[i], now[i])
+                got[i] = result.context
+                ok = result.outcome in ("ready", "warming_up")
+            if ok:
+                moved.pop(pids[i], None)
+                moved[pids[i]] = None
+        bulk.touch(moved)
+        for i, result in enumerate(expected):
+            if plain[i]:
+                assert result.outcome == "ready"
+                assert not result.gap_reset
+                assert pids[i] not in skip
+            if result.context is None:
+                assert got[i] is None
+            else:
+                assert got[i] is not None
+                np.testing.assert_array_equal(got[i], result.context)
+        assert missing == sum(r.missing for i, r in enumerate(expected) if plain[i])
+        assert _state(bulk) == _state(one)
+    assert taken > 0
+    assert left > 0
+
+
+def test_push_ready_takes_a_plain_run_whole_and_at_most_slack_per_patient() -> None:
+    """A full window and consecutive samples: all plain, up to SLACK of one patient."""
+    ws = store(max_gap_s=1e9)
+    feed(ws, "a", list(range(W)))
+    n = SLACK + 3
+    seqs = list(range(W, W + n))
+    plain, contexts, missing = ws.push_ready(
+        ["a"] * n, [float(s) for s in seqs], seqs, np.stack([vals(s) for s in seqs]), [0.0] * n
+    )
+    assert plain.tolist() == [True] * SLACK + [False] * 3
+    assert missing == 0
+    np.testing.assert_array_equal(contexts[-1][:, 0], np.arange(SLACK - 1, SLACK - 1 + W))

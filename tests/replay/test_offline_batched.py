@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import json
+import platform
 import sys
 from typing import Any
 
@@ -77,9 +78,9 @@ def predictor() -> Predictor:
     return Predictor(load_model(default_model_path()), "cpu")
 
 
-def _one_by_one(records: list[Record], predictor: Predictor) -> OfflineRunner:
+def _one_by_one(records: list[Record], predictor: Predictor, settings: Settings) -> OfflineRunner:
     """The live path's calls: `Pipeline.ingest` per record, flushes and housekeeping as feed."""
-    runner = OfflineRunner(predictor, Settings())
+    runner = OfflineRunner(predictor, settings)
     pipeline, interval = runner.pipeline, runner.settings.housekeeping_interval_s
     next_housekeeping: float | None = None
     for record in records:
@@ -105,20 +106,44 @@ def _counts(runner: OfflineRunner) -> dict[tuple[str, tuple[tuple[str, str], ...
     }
 
 
-@pytest.mark.parametrize("chunk", [7, 512])
+@pytest.mark.parametrize(
+    ("chunk", "max_patients"),
+    [(7, 10_000), (512, 10_000), (512, 6)],
+    ids=["chunk7", "chunk512", "store-nearly-full"],
+)
 def test_chunked_replay_gives_the_live_paths_alerts_and_counts(
-    records: list[Record], predictor: Predictor, chunk: int, monkeypatch: pytest.MonkeyPatch
+    records: list[Record],
+    predictor: Predictor,
+    chunk: int,
+    max_patients: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Alerts (every field, in order) and every metric sample are equal; the recording
-    reaches each outcome, technical alert and more than one model batch, so each path runs."""
+    reaches each outcome, technical alert and more than one model batch, so each path runs.
+    With 6 patients (5 simulated and q0001) in a store of 6, every run of samples takes the
+    one-sample path of `Pipeline.ingest_samples`; otherwise its runs of ready samples."""
     monkeypatch.setattr(offline, "DECODE_CHUNK", chunk)
-    expected = _one_by_one(records, predictor)
-    runner = OfflineRunner(predictor, Settings())
+    settings = Settings.model_validate({"window": {"max_patients": max_patients}})
+    expected = _one_by_one(records, predictor, settings)
+    runner = OfflineRunner(predictor, settings)
+    ingested: list[int] = []
+    push_ready = runner.pipeline.windows.push_ready
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        plain, contexts, missing = push_ready(*args, **kwargs)
+        ingested.append(int(plain.sum()))
+        return plain, contexts, missing
+
+    monkeypatch.setattr(runner.pipeline.windows, "push_ready", counted)
     assert runner.feed(records) == len(records)
     runner.finish()
     assert [a.model_dump() for a in runner.alerts] == [a.model_dump() for a in expected.alerts]
     assert _counts(runner) == _counts(expected)
     assert runner.scored == expected.scored > runner.settings.batch.max_batch
+    if max_patients > 6:
+        assert sum(ingested) > runner.scored / 2  # most samples took the run path
+    else:
+        assert not ingested
     outcomes: dict[str, Any] = {
         dict(labels)["outcome"]: v
         for (name, labels), v in _counts(runner).items()
@@ -129,6 +154,13 @@ def test_chunked_replay_gives_the_live_paths_alerts_and_counts(
     for reason in ("artifact", "clock_skew", "flatline", "signal_lost"):
         assert {(reason, "raised"), (reason, "cleared")} <= reasons
     assert any(a.kind == "physiological" for a in runner.alerts)
+
+
+def test_keep_heap_memory_applies_on_glibc() -> None:
+    """On Linux with glibc (CI, the container image), both mallopt calls succeed."""
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc only")
+    assert offline.keep_heap_memory() is True
 
 
 def test_replay_tuning_restores_the_interpreter_settings() -> None:
