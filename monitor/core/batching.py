@@ -46,6 +46,8 @@ class MicroBatcher(Generic[T]):
         self._queue: deque[_Entry[T]] = deque()
         self._latest: dict[str, _Entry[T]] = {}
         self._superseded: list[tuple[int, _Entry[T]]] = []  # heap by arrival index
+        # `add_many` does not fill the heap: it is rebuilt from the queue before a shed.
+        self._superseded_unknown = False
         self._alive = 0
         self._next_index = 0
         # Dead entries left in the middle by shedding would otherwise grow without bound
@@ -100,21 +102,16 @@ class MicroBatcher(Generic[T]):
             for key, item, now in zip(keys, items, at, strict=True):
                 shed += self.add(key, item, now)
             return shed
-        # No item can be shed: the loop of `add` without its shedding.
-        index = self._next_index
-        latest, queue, superseded = self._latest, self._queue, self._superseded
-        push, append, get = heapq.heappush, queue.append, latest.get
-        for key, item, now in zip(keys, items, at, strict=True):
-            entry = _Entry(key, item, now, index)
-            index += 1
-            previous = get(key)
-            if previous is not None:
-                push(superseded, (previous.index, previous))
-            latest[key] = entry
-            append(entry)
-        self._next_index = index
-        self._alive += len(items)
-        if len(queue) > self._compact_above or len(superseded) > self._compact_above:
+        # No item can be shed: queue them all at once. Which of the queued items are
+        # superseded is worked out only if shedding is ever needed (`_shed_one`).
+        n, index = len(items), self._next_index
+        entries = list(map(_Entry, keys, items, at, range(index, index + n)))
+        self._queue.extend(entries)
+        self._latest.update(zip(keys, entries, strict=True))  # the last one per key wins
+        self._superseded_unknown = True
+        self._next_index = index + n
+        self._alive += n
+        if len(self._queue) > self._compact_above:
             self._compact()
         return []
 
@@ -149,6 +146,13 @@ class MicroBatcher(Generic[T]):
         return queue[0] if queue else None
 
     def _shed_one(self) -> T:
+        if self._superseded_unknown:
+            latest = self._latest
+            self._superseded = [
+                (e.index, e) for e in self._queue if e.alive and latest.get(e.key) is not e
+            ]
+            heapq.heapify(self._superseded)
+            self._superseded_unknown = False
         heap = self._superseded
         while heap:
             _, entry = heapq.heappop(heap)
