@@ -404,8 +404,9 @@ class Daemon:
     def _score_forward(self, forward: _Forward) -> None:
         try:
             predictions = forward.future.result()
-        except Exception as exc:  # logged; the next batch may succeed
+        except Exception as exc:  # logged and counted; the next batch may succeed
             log.error("inference_failed", error=repr(exc), jobs_lost=len(forward.jobs))
+            self.pipeline.inference_failed(forward.jobs)
         else:
             self.metrics.inference_latency.observe(time.perf_counter() - forward.started)
             self._emit(
@@ -427,6 +428,10 @@ class Daemon:
             predictions = await future
             self._emit(self.pipeline.score(jobs, predictions, time.time(), windows=windows))
             raise
+        except Exception as exc:  # logged and counted, as for a forward started by callback
+            log.error("inference_failed", error=repr(exc), jobs_lost=len(jobs))
+            self.pipeline.inference_failed(jobs)
+            return
         self.metrics.inference_latency.observe(time.perf_counter() - t0)
         self._emit(self.pipeline.score(jobs, predictions, time.time(), windows=windows))
 

@@ -6,7 +6,8 @@ in. Every received unit ends in exactly one counted outcome (docs/metrics.md):
 
 * a rejected payload: ``invalid`` (reason in ``monitor_invalid_messages_total``);
 * each sample of an accepted payload: ``warming_up``, ``duplicate``, ``late``,
-  ``refused_cap``, ``shed`` or ``scored`` (the last two once its window has been queued).
+  ``refused_cap``, ``shed``, ``scored`` or ``failed`` (the last three once its window has
+  been queued; ``failed``: the model forward of its batch raised).
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ OUTCOMES = (
     "shed",
     "invalid",
     "dropped",
+    "failed",
 )
 
 #: Called with (reason, rejection) for every refused payload: the shell logs, rate-limited.
@@ -345,6 +347,10 @@ class Pipeline:
             return []
         self.degraded = True
         return self._open(None, "monitoring_degraded", None, now)
+
+    def inference_failed(self, jobs: Sequence[Job]) -> None:
+        """Count the jobs of a batch whose forward raised: outcome `failed`, not scored."""
+        self._outcomes["failed"].inc(len(jobs))
 
     def take_batch(self) -> list[Job]:
         """Remove and return up to `max_batch` queued jobs, oldest first."""

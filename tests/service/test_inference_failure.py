@@ -1,0 +1,70 @@
+"""A model forward that raises: its jobs end in outcome `failed`, the daemon goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import Future
+from typing import Any
+
+import numpy as np
+import pytest
+
+from monitor.model.predictor import Predictor
+from monitor.model.store import default_model_path, load_model
+from monitor.service.app import Daemon, _Forward
+from monitor.service.pipeline import Job
+from monitor.settings import Settings
+
+
+class _Broken:
+    """A predictor whose forward raises, with the shipped model's card."""
+
+    def __init__(self, card: Any) -> None:
+        self.card = card
+
+    def predict(self, windows: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        raise RuntimeError("forward failed")
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    return Predictor(load_model(default_model_path()), "cpu")
+
+
+def _jobs(n: int) -> list[Job]:
+    context = np.full((120, 6), 80.0, dtype=np.float32)
+    actual = np.full(6, 80.0)
+    return [Job(f"p{i}", context, actual, 1.0e9 + i, i, 1.0e9 + i) for i in range(n)]
+
+
+def _outcome(daemon: Daemon, outcome: str) -> float:
+    value = daemon.metrics.registry.get_sample_value("monitor_messages_total", {"outcome": outcome})
+    return 0.0 if value is None else float(value)
+
+
+def test_a_failed_forward_counts_its_jobs_failed(predictor: Predictor) -> None:
+    """The callback path (`_score_forward`): every job of the batch is counted `failed`,
+    none `scored`; a later good batch is scored as usual."""
+    daemon = Daemon(Settings(), predictor)
+    bad: Future[np.ndarray[Any, Any]] = Future()
+    bad.set_exception(RuntimeError("forward failed"))
+    jobs = _jobs(3)
+    daemon._score_forward(_Forward(jobs, daemon.pipeline.stack(jobs), bad, time.perf_counter()))
+    assert _outcome(daemon, "failed") == 3
+    assert _outcome(daemon, "scored") == 0
+    good: Future[np.ndarray[Any, Any]] = Future()
+    windows = daemon.pipeline.stack(jobs)
+    good.set_result(predictor.predict(windows))
+    daemon._score_forward(_Forward(jobs, windows, good, time.perf_counter()))
+    assert _outcome(daemon, "scored") == 3
+    daemon._executor.shutdown()
+
+
+def test_a_failed_forward_in_the_final_flush_is_counted_not_raised(predictor: Predictor) -> None:
+    """The awaited path (`_run_batch`, used by the final flush) counts and returns."""
+    daemon = Daemon(Settings(), predictor)
+    daemon.predictor = _Broken(predictor.card)  # type: ignore[assignment]
+    asyncio.run(daemon._run_batch(_jobs(4)))
+    assert _outcome(daemon, "failed") == 4
+    daemon._executor.shutdown()
