@@ -133,12 +133,8 @@ class MicroBatcher(Generic[T]):
         queue = self._queue
         if len(queue) == self._alive:  # no dead entry queued: the first max_n are the items
             taken = [queue.popleft() for _ in range(min(max_n, len(queue)))]
-            latest = self._latest
             for entry in taken:
-                entry.alive = False
-                if latest.get(entry.key) is entry:
-                    del latest[entry.key]
-            self._alive -= len(taken)
+                self._drop(entry)
             return [entry.item for entry in taken]
         out: list[T] = []
         while queue and len(out) < max_n:

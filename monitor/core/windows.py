@@ -285,15 +285,6 @@ class WindowStore:
         for patient_id in patient_ids:
             move(patient_id)
 
-    def oldest_seen(self) -> float | None:
-        """Return the receive time of the least recently seen patient, or None when empty.
-
-        Until ``oldest_seen() + limit_s``, `stale` with that limit finds nobody.
-        """
-        for slot in self._slots.values():
-            return self._last_seen[slot]
-        return None
-
     def evict_idle(self, now: float) -> list[str]:
         """Remove every patient not seen for longer than `idle_ttl_s`.
 

@@ -142,12 +142,10 @@ def time_matrix(window: int, centring: Centring, recent: int | None, block: int)
 
 
 @lru_cache(maxsize=16)
-def _time_matrix_t(
-    window: int, centring: Centring, recent: int | None, block: int, dtype: str
-) -> FloatArray:
-    # Transposed and contiguous for `(B*F, window) @ P.T`; cached per preprocessing and
-    # dtype, read-only because it is shared.
-    pt = np.ascontiguousarray(time_matrix(window, centring, recent, block).T, dtype=dtype)
+def _time_matrix_t(window: int, centring: Centring, recent: int | None, block: int) -> FloatArray:
+    # float32, transposed and contiguous for `(B*F, window) @ P.T`; cached per
+    # preprocessing, read-only because it is shared.
+    pt = np.ascontiguousarray(time_matrix(window, centring, recent, block).T, dtype=np.float32)
     pt.setflags(write=False)
     return pt
 
@@ -260,12 +258,11 @@ class Preprocess:
             pooled = pool_window(centred64, self.recent, self.block)
             return normalise(pooled, self.mean, self.std), offset
         b, n, f = w.shape
-        work = np.dtype(np.float32)
         steps = pooled_steps(n, self.recent, self.block)
-        offset = np.zeros((b, f), dtype=work)
+        offset = np.zeros((b, f), dtype=np.float32)
         if steps == n and self.centring == "none":
             return normalise(w, self.mean, self.std), offset
-        pt = _time_matrix_t(n, self.centring, self.recent, self.block, work.str)
+        pt = _time_matrix_t(n, self.centring, self.recent, self.block)
         centred = self.centring != "none"
         x = np.empty((b, steps, f), dtype=np.float32)
         mean32 = np.asarray(self.mean, dtype=np.float32)[:, None]
@@ -274,9 +271,9 @@ class Preprocess:
             hi = min(lo + INPUT_CHUNK, b)
             chunk = w[lo:hi]
             # Time last and contiguous for one GEMM: (c*F, window) @ (window, rows).
-            flat = np.empty((hi - lo, f, n), dtype=work)
+            flat = np.empty((hi - lo, f, n), dtype=np.float32)
             if centred:
-                ref = chunk[:, -1, :].astype(work)
+                ref = chunk[:, -1, :]
                 np.subtract(chunk.transpose(0, 2, 1), ref[:, :, None], out=flat)
             else:
                 flat[...] = chunk.transpose(0, 2, 1)

@@ -66,6 +66,9 @@ class ModelInfo:
 #: A vital repeating one exact value this many samples in a row is a stuck sensor.
 FLATLINE_SAMPLES = 5
 
+#: Technical alerts that an accepted sample of their patient closes: its data is back.
+_DATA_BACK_CLOSES = ("artifact", "clock_skew", "signal_lost")
+
 #: Every final outcome of a received unit (`monitor_messages_total{outcome}`).
 OUTCOMES = (
     "scored",
@@ -279,7 +282,7 @@ class Pipeline:
             for i in np.flatnonzero(~plain).tolist():
                 pid, at = patient_ids[i], now[i]
                 if pid in self._technical_of:
-                    events += self._close_all(pid, ("artifact", "clock_skew", "signal_lost"), at)
+                    events += self._close_all(pid, _DATA_BACK_CLOSES, at)
                 jobs[i], accepted[i] = self._push_one(pid, t[i], seq[i], values[i], at)
             last: dict[str, None] = {}
             for pid, ok in zip(patient_ids, accepted, strict=True):
@@ -328,7 +331,7 @@ class Pipeline:
         pid = decoded.patient_id
         events: list[AlertEvent] = []
         if pid in self._technical_of:  # data is back: close what its absence opened
-            events = self._close_all(pid, ("artifact", "clock_skew", "signal_lost"), now)
+            events = self._close_all(pid, _DATA_BACK_CLOSES, now)
         push_one, add = self._push_one, self.batcher.add
         for t, seq, values in decoded.samples:
             job, _ = push_one(pid, t, seq, values, now)
