@@ -64,9 +64,9 @@ def keep_heap_memory() -> bool:
     this, the first replay in a process of a 1-hour, 50-patient recording ran at 40,657
     samples/s and a second one, past the adaptation, at 49,688 (the inference thread
     19.7 against 16.0 us CPU per window); with it, the first ran at 50,243. (A scratch
-    script measured it: `bench/replay.py`'s `replay_once` run three times in one process.) Process-wide
-    and kept (mallopt cannot be undone; it also ends the adaptation); freed memory is kept
-    for reuse rather than returned to the OS.
+    script measured it: `bench/replay.py`'s `replay_once` run three times in one process.)
+    Process-wide and kept (mallopt cannot be undone; it also ends the adaptation); freed
+    memory is kept for reuse rather than returned to the OS.
 
     Returns:
         Whether it was applied (False where the C library is not glibc).
