@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from monitor.model.predictor import Predictor
 from monitor.model.store import load_model
 from monitor.replay.offline import OfflineRunner
-from monitor.replay.recording import read_recording
 from monitor.settings import Settings
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "monitor/assets/models/default"
@@ -51,7 +50,7 @@ def replay_once(recording: Path, predictor: Predictor) -> dict[str, float]:
 
     runner.predictor = cast(Predictor, SimpleNamespace(predict=timed_predict))
     cpu0, t0 = time.thread_time(), time.perf_counter()
-    records = runner.feed(read_recording(recording))
+    records = runner.feed_recording(recording)
     runner.finish()
     elapsed, cpu = time.perf_counter() - t0, time.thread_time() - cpu0
     return {

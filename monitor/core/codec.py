@@ -19,7 +19,15 @@ from operator import itemgetter
 from typing import Annotated, Any, Literal, NamedTuple
 
 import numpy as np
-from pydantic import ConfigDict, Discriminator, Tag, TypeAdapter, ValidationError, with_config
+from pydantic import (
+    ConfigDict,
+    Discriminator,
+    Json,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    with_config,
+)
 from typing_extensions import TypedDict
 
 from monitor.core.schema import (
@@ -101,9 +109,9 @@ _SINGLE: TypeAdapter[VitalsMessage] = TypeAdapter(VitalsMessage)
 
 
 @with_config(ConfigDict(extra="forbid", strict=True))
-class _SingleFields(TypedDict):
+class SingleFields(TypedDict):
     """`VitalsMessage`'s fields and constraints as a plain dict, for `decode_columns`: no
-    model instance is built. The vitals' names are checked by the caller (`_KNOWN`)."""
+    model instance is built. The vitals' names are checked by `decode_columns`."""
 
     v: Literal[1]
     patient_id: PatientId
@@ -112,7 +120,12 @@ class _SingleFields(TypedDict):
     vitals: dict[str, FiniteFloat]
 
 
-_SINGLE_FIELDS: TypeAdapter[_SingleFields] = TypeAdapter(_SingleFields)
+#: A payload held as JSON text inside another JSON document (a recording's line) that
+#: validates as `SingleFields`: for a pydantic schema of that document, so that the line and
+#: its payload are validated in one call (`monitor.replay.recording.read_blocks`).
+SingleFieldsJson = Json[SingleFields]
+
+_SINGLE_FIELDS: TypeAdapter[SingleFields] = TypeAdapter(SingleFields)
 _KNOWN = frozenset(VITALS)
 _BLOCK: TypeAdapter[VitalsBlock] = TypeAdapter(VitalsBlock)
 _EXACT: TypeAdapter[VitalsMessage | VitalsBlock] = TypeAdapter(
@@ -300,6 +313,7 @@ def decode_columns(
     *,
     features: Sequence[str],
     limits: CodecLimits = DEFAULT_LIMITS,
+    validated: Sequence[SingleFields | None] | None = None,
 ) -> DecodedColumns:
     """`decode` over many payloads, its common case in columns (see `decode_many`).
 
@@ -309,23 +323,33 @@ def decode_columns(
     `decode` itself, so each rejection carries `decode`'s own reason and detail.
 
     Args:
-        payloads: Raw message bodies.
+        payloads: Raw message bodies. Where `validated` holds a message, its payload is
+            read only if a later check refuses it (so a lazy sequence can parse it then).
         topic_patient_ids: The topic's last level of each, or None.
         nows: Receive time of each, unix seconds.
         features: Vital names in model order.
         limits: Size and timestamp bounds.
+        validated: Per payload, None or what `SingleFieldsJson` gave for it (its text
+            validated in a larger document). The caller vouches that such a payload is at
+            most `limits.max_bytes` long: its size is not checked again.
     """
     names = features if isinstance(features, tuple) else tuple(features)
     gather = _gatherer(names)
     index: list[int] = []
-    messages: list[_SingleFields] = []
+    messages: list[SingleFields] = []
     rows: list[tuple[float, ...]] = []
     max_bytes, validate, known = limits.max_bytes, _SINGLE_FIELDS.validate_json, _KNOWN
-    for i, payload in enumerate(payloads):
-        if len(payload) > max_bytes or b"samples" in payload:
-            continue
+    if validated is None:
+        validated = [None] * len(payloads)
+    for i, given in enumerate(validated):
         try:
-            message = validate(payload)
+            if given is not None:
+                message = given
+            else:
+                payload = payloads[i]
+                if len(payload) > max_bytes or b"samples" in payload:
+                    continue
+                message = validate(payload)
             vitals = message["vitals"]
             row = gather(vitals)
         except (ValidationError, KeyError):

@@ -29,7 +29,7 @@ from monitor.core.codec import Decoded, Rejection
 from monitor.core.types import Float32Array
 from monitor.model.predictor import Predictor
 from monitor.model.store import load_model
-from monitor.replay.recording import Record, read_recording
+from monitor.replay.recording import Record, RecordBlock, read_blocks
 from monitor.service.app import one_inference_thread
 from monitor.service.metrics import Metrics
 from monitor.service.pipeline import Job, Pipeline, model_info_from_card
@@ -187,20 +187,29 @@ class OfflineRunner:
     def feed(self, records: Iterable[Record]) -> int:
         """Process records in order; return how many were read.
 
-        Records are decoded `DECODE_CHUNK` at a time (`Pipeline.decode_many`), then each
-        goes through `Pipeline.ingest_decoded` in order, with housekeeping and batch
-        flushes exactly where one-by-one `Pipeline.ingest` would have them.
+        Records are decoded `DECODE_CHUNK` at a time (`Pipeline.decode_columns`), then go
+        through the pipeline in order, with housekeeping and batch flushes exactly where
+        one-by-one `Pipeline.ingest` would have them.
         """
         with replay_tuning():
-            return self._feed(records)
+            return self._feed(RecordBlock.of(chunk) for chunk in _chunks(records, DECODE_CHUNK))
 
-    def _feed(self, records: Iterable[Record]) -> int:
+    def feed_recording(self, path: Path) -> int:
+        """`feed` the records of a recording, read a block at a time (`read_blocks`).
+
+        Raises:
+            DataError: A line other than the last does not parse as a record.
+        """
+        with replay_tuning():
+            return self._feed(read_blocks(path))
+
+    def _feed(self, blocks: Iterable[RecordBlock]) -> int:
         n = 0
         pipeline = self.pipeline
-        for chunk in _chunks(records, DECODE_CHUNK):
-            nows = [record.received_at for record in chunk]
+        for block in blocks:
+            nows = block.received_at
             columns = pipeline.decode_columns(
-                [record.topic for record in chunk], [record.payload for record in chunk], nows
+                block.topics, block.payloads, nows, block.validated, block.longest
             )
             # Runs of accepted single samples go through `ingest_samples` at once; a run
             # ends before a housekeeping time and where the batch fills, so both happen
@@ -208,7 +217,7 @@ class OfflineRunner:
             index, rest = columns.index, columns.rest
             j = 0  # next column
             position = 0
-            while position < len(chunk):
+            while position < len(nows):
                 now = nows[position]
                 self._housekeep(now)
                 if position in rest:
@@ -230,7 +239,7 @@ class OfflineRunner:
                     self._flush(nows[position + run - 1])
                 j += run
                 position += run
-            n += len(chunk)
+            n += len(nows)
         return n
 
     def _housekeep(self, now: float) -> None:
@@ -341,7 +350,7 @@ def run_offline(
     predictor = Predictor(load_model(model), device, settings.model.backend)
     runner = OfflineRunner(predictor, settings, collect_predictions=collect_predictions)
     t0 = time.perf_counter()
-    n = runner.feed(read_recording(recording))
+    n = runner.feed_recording(recording)
     runner.finish()
     elapsed = time.perf_counter() - t0
     predictions = {

@@ -13,18 +13,23 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import gzip
 import json
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Annotated, Any, cast, overload
 
+from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationError, with_config
 from pydantic_core import from_json
+from typing_extensions import TypedDict
 
+from monitor.core.codec import SingleFields, SingleFieldsJson
 from monitor.errors import DataError
 
 FORMAT_VERSION = 1
@@ -165,18 +170,30 @@ def _raw_chunks(path: Path) -> Iterator[bytes]:
         yield inflater.flush()
 
 
-def _lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
-    """Yield (line number, line, complete) where complete means a newline ended it."""
+def _line_blocks(path: Path) -> Iterator[tuple[int, list[bytes], bool]]:
+    """Yield (number of the first line, lines, complete) a decompressed chunk at a time;
+    complete means a newline ended each line (only a cut last line is not). The first line
+    comes alone: it may be the header."""
     buffer = b""
-    number = 0
+    number = 1
     for chunk in _raw_chunks(path):
         buffer += chunk
         *complete, buffer = buffer.split(b"\n")
-        for line in complete:
-            number += 1
-            yield number, line, True
+        if number == 1 and complete:
+            yield 1, complete[:1], True
+            number, complete = 2, complete[1:]
+        if complete:
+            yield number, complete, True
+            number += len(complete)
     if buffer:
-        yield number + 1, buffer, False
+        yield number, [buffer], False
+
+
+def _lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
+    """Yield (line number, line, complete) where complete means a newline ended it."""
+    for number, lines, complete in _line_blocks(path):
+        for offset, line in enumerate(lines):
+            yield number + offset, line, complete
 
 
 def _parse(line: bytes) -> Any:
@@ -205,6 +222,31 @@ def _plain_record(obj: dict[str, Any]) -> Record | None:
         return None
 
 
+def _object_record(path: Path, number: int, obj: Any) -> Record | None:
+    """The record of a parsed line; None for the header."""
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}:{number}", "a record must be a JSON object")
+    if number == 1 and "recording" in obj and "topic" not in obj:
+        return None
+    # The common line, inline: decode_record costs a call and a source string per line.
+    record = _plain_record(obj)
+    return decode_record(obj, f"{path}:{number}") if record is None else record
+
+
+def _line_record(path: Path, number: int, line: bytes, complete: bool) -> Record | None:
+    """The record of one line; None for a blank line, the header, or a cut last line that
+    does not parse (the writer was killed mid-line)."""
+    if not line.strip():
+        return None
+    try:
+        obj = _parse(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        if not complete:
+            return None
+        raise DataError(f"{path}:{number}", f"not JSON: {exc}") from exc
+    return _object_record(path, number, obj)
+
+
 def read_recording(path: Path) -> Iterator[Record]:
     """Yield the records of a recording in file order, skipping the header.
 
@@ -214,21 +256,163 @@ def read_recording(path: Path) -> Iterator[Record]:
         DataError: A line other than the last does not parse as a record.
     """
     for number, line, complete in _lines(path):
-        if not line.strip():
+        record = _line_record(path, number, line, complete)
+        if record is not None:
+            yield record
+
+
+@with_config(ConfigDict(extra="forbid", strict=True))
+class _PlainLine(TypedDict):
+    """The common line: a text payload, validated with the line when it is a plain
+    single-sample message (else kept as text), a string topic and a numeric time."""
+
+    topic: str
+    payload: Annotated[SingleFieldsJson | str, Field(union_mode="left_to_right")]
+    received_at: float
+
+
+class _OtherLine:
+    """Any other JSON object line (binary payload, extra keys, odd types): handled as
+    `read_recording` handles it."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: dict[str, Any]) -> None:
+        self.obj = obj
+
+
+# Each line validates as a _PlainLine, else as any JSON object (wrapped in _OtherLine).
+_BLOCK = cast(
+    TypeAdapter[list[_PlainLine | _OtherLine]],
+    TypeAdapter(
+        list[
+            Annotated[
+                _PlainLine | Annotated[dict[str, Any], AfterValidator(_OtherLine)],
+                Field(union_mode="left_to_right"),
+            ]
+        ]
+    ),
+)
+_TOPIC, _PAYLOAD, _RECEIVED_AT = (itemgetter(key) for key in ("topic", "payload", "received_at"))
+
+
+class _Payloads(Sequence[bytes]):
+    """The payload bytes of a block's records. A payload validated with its line is
+    parsed out of the line again only when asked for: `decode_columns` asks only for a
+    message it refuses after validation (an artifact, a clock skew: rare)."""
+
+    __slots__ = ("_items", "_lines")
+
+    def __init__(self, items: list[SingleFields | str | bytes], lines: list[bytes]) -> None:
+        self._items = items
+        self._lines = lines
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        item = self._items[index]
+        if type(item) is bytes:
+            return item
+        if type(item) is str:
+            return item.encode("utf-8")
+        payload: str = _parse(self._lines[index])["payload"]
+        return payload.encode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class RecordBlock:
+    """Consecutive records of a recording, in columns (`read_blocks`).
+
+    Attributes:
+        topics: Topic of each record.
+        received_at: Receive time of each, unix seconds.
+        payloads: Payload bytes of each (as `Record.payload`).
+        validated: Per record, None or its payload as `SingleFieldsJson` validated it with
+            the line (codec `decode_columns`); None for the whole block when none was.
+        longest: Bytes of the block's longest line, a bound on each validated payload's size.
+    """
+
+    topics: list[str]
+    received_at: list[float]
+    payloads: Sequence[bytes]
+    validated: list[SingleFields | None] | None = None
+    longest: int = 0
+
+    @classmethod
+    def of(cls, records: Sequence[Record]) -> RecordBlock:
+        """The block of these records, none validated."""
+        return cls(
+            [r.topic for r in records],
+            [r.received_at for r in records],
+            [r.payload for r in records],
+        )
+
+    def __len__(self) -> int:
+        return len(self.topics)
+
+
+def read_blocks(path: Path) -> Iterator[RecordBlock]:
+    """`read_recording`'s records, in the same order, a block (a decompressed chunk) at a time.
+
+    A block's lines are validated in one call, each plain single-sample payload with its
+    line (`SingleFieldsJson`): about half of what parsing each line and then validating
+    its payload costs. A block where that call fails (a line that is not a JSON object, a
+    blank line, a cut last line) is read line by line, as `read_recording` reads it; so
+    is the first line (the header, if any).
+
+    Raises:
+        DataError: A line other than the last does not parse as a record.
+    """
+    for number, lines, complete in _line_blocks(path):
+        items: list[_PlainLine | _OtherLine] | None = None
+        if complete and number > 1:
+            with contextlib.suppress(ValidationError):  # read line by line instead
+                items = _BLOCK.validate_json(b"[" + b",".join(lines) + b"]")
+        if items is None:
+            records = [
+                record
+                for offset, line in enumerate(lines)
+                if (record := _line_record(path, number + offset, line, complete)) is not None
+            ]
+            if records:
+                yield RecordBlock.of(records)
             continue
-        try:
-            obj = _parse(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            if not complete:
-                return
-            raise DataError(f"{path}:{number}", f"not JSON: {exc}") from exc
-        if not isinstance(obj, dict):
-            raise DataError(f"{path}:{number}", "a record must be a JSON object")
-        if number == 1 and "recording" in obj and "topic" not in obj:
-            continue
-        # The common line, inline: decode_record costs a call and a source string per line.
-        record = _plain_record(obj)
-        yield decode_record(obj, f"{path}:{number}") if record is None else record
+        yield _block(path, number, lines, items)
+
+
+def _block(
+    path: Path, number: int, lines: list[bytes], items: list[_PlainLine | _OtherLine]
+) -> RecordBlock:
+    plain = cast(list[_PlainLine], items)
+    if not any(type(item) is _OtherLine for item in items):
+        topics, received_at = list(map(_TOPIC, plain)), list(map(_RECEIVED_AT, plain))
+        payloads: list[SingleFields | str | bytes] = list(map(_PAYLOAD, plain))
+    else:
+        topics, received_at, payloads = [], [], []
+        for offset, item in enumerate(items):
+            if isinstance(item, _OtherLine):
+                record = _object_record(path, number + offset, item.obj)
+                assert record is not None  # only the first line can be a header
+                topics.append(record.topic)
+                received_at.append(record.received_at)
+                payloads.append(record.payload)
+            else:
+                topics.append(item["topic"])
+                received_at.append(item["received_at"])
+                payloads.append(item["payload"])
+    validated: list[SingleFields | None] = [p if isinstance(p, dict) else None for p in payloads]
+    return RecordBlock(
+        topics, received_at, _Payloads(payloads, lines), validated, max(map(len, lines))
+    )
 
 
 def read_header(path: Path) -> dict[str, Any] | None:

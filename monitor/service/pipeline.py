@@ -27,6 +27,7 @@ from monitor.core.codec import (
     DecodedColumns,
     DecodedSample,
     Rejection,
+    SingleFields,
     decode,
     decode_columns,
     decode_many,
@@ -198,9 +199,24 @@ class Pipeline:
         )
 
     def decode_columns(
-        self, topics: Sequence[str], payloads: Sequence[bytes], nows: Sequence[float]
+        self,
+        topics: Sequence[str],
+        payloads: Sequence[bytes],
+        nows: Sequence[float],
+        validated: Sequence[SingleFields | None] | None = None,
+        longest: int = 0,
     ) -> DecodedColumns:
-        """`decode_many`'s results with the common case in columns (for `ingest_samples`)."""
+        """`decode_many`'s results with the common case in columns (for `ingest_samples`).
+
+        Args:
+            topics: Topic of each payload.
+            payloads: The raw bodies.
+            nows: Receive time of each.
+            validated: Messages already validated (codec `decode_columns`), or None.
+            longest: A bound on the size of each payload with a validated message. Past the
+                size limit, the validated messages are set aside and every payload is
+                checked as usual.
+        """
         patient_of = self.patient_of
         return decode_columns(
             payloads,
@@ -208,6 +224,7 @@ class Pipeline:
             nows,
             features=self.model.features,
             limits=self._limits,
+            validated=validated if longest <= self._limits.max_bytes else None,
         )
 
     def ingest_decoded(self, decoded: Decoded | Rejection, now: float) -> list[AlertEvent]:

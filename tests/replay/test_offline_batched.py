@@ -8,6 +8,7 @@ import gc
 import json
 import platform
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from monitor.model.predictor import Predictor
 from monitor.model.store import default_model_path, load_model
 from monitor.replay import offline
 from monitor.replay.offline import OfflineRunner, replay_tuning
-from monitor.replay.recording import Record, read_recording
+from monitor.replay.recording import Record, RecordingWriter, read_blocks, read_recording
 from monitor.settings import Settings
 
 START = 1_700_000_000.0
@@ -46,6 +47,7 @@ def _with_faults(records: list[Record]) -> list[Record]:
             out.append(record)  # duplicate
         if i % 211 == 7:
             out.append(Record(record.topic, b"not json", now))
+            out.append(Record(record.topic, b"\xff binary", now))  # payload_b64 when recorded
         if i % 307 == 11:
             vitals = dict(body["vitals"], heart_rate=999.0)  # artifact, then restored
             out.append(Record(record.topic, _payload(body["patient_id"], now, 10**9, vitals), now))
@@ -55,6 +57,7 @@ def _with_faults(records: list[Record]) -> list[Record]:
         if i % 503 == 17:
             out.append(Record("vitals/p0000", _payload("p0001", now, 5, body["vitals"]), now))
             out.append(Record(record.topic, b" " * 70_000, now))  # too large
+            out.append(Record(record.topic, record.payload + b" " * 70_000, now))  # valid, too
         if i % 509 == 19:
             samples = [{"t": now - 2 + k, "seq": i + k, "vitals": body["vitals"]} for k in range(3)]
             block = {"v": 1, "patient_id": "q0001", "samples": samples}
@@ -108,8 +111,8 @@ def _counts(runner: OfflineRunner) -> dict[tuple[str, tuple[tuple[str, str], ...
 
 @pytest.mark.parametrize(
     ("chunk", "max_patients"),
-    [(7, 10_000), (512, 10_000), (512, 6)],
-    ids=["chunk7", "chunk512", "store-nearly-full"],
+    [(7, 10_000), (512, 10_000), (512, 6), (0, 10_000)],
+    ids=["chunk7", "chunk512", "store-nearly-full", "recording-blocks"],
 )
 def test_chunked_replay_gives_the_live_paths_alerts_and_counts(
     records: list[Record],
@@ -117,12 +120,16 @@ def test_chunked_replay_gives_the_live_paths_alerts_and_counts(
     chunk: int,
     max_patients: int,
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     """Alerts (every field, in order) and every metric sample are equal; the recording
     reaches each outcome, technical alert and more than one model batch, so each path runs.
     With 6 patients (5 simulated and q0001) in a store of 6, every run of samples takes the
-    one-sample path of `Pipeline.ingest_samples`; otherwise its runs of ready samples."""
-    monkeypatch.setattr(offline, "DECODE_CHUNK", chunk)
+    one-sample path of `Pipeline.ingest_samples`; otherwise its runs of ready samples.
+    Chunk 0: the records written to a recording and read back in blocks, payloads
+    validated with their lines (`feed_recording`); the 70,000-byte payload's block takes
+    the usual size check."""
+    monkeypatch.setattr(offline, "DECODE_CHUNK", chunk or 512)
     settings = Settings.model_validate({"window": {"max_patients": max_patients}})
     expected = _one_by_one(records, predictor, settings)
     runner = OfflineRunner(predictor, settings)
@@ -135,7 +142,17 @@ def test_chunked_replay_gives_the_live_paths_alerts_and_counts(
         return plain, contexts, missing
 
     monkeypatch.setattr(runner.pipeline.windows, "push_ready", counted)
-    assert runner.feed(records) == len(records)
+    if chunk:
+        assert runner.feed(records) == len(records)
+    else:
+        path = tmp_path / "faults.jsonl.gz"
+        with RecordingWriter(path) as writer:
+            for record in records:
+                writer.write(record)
+        assert runner.feed_recording(path) == len(records)
+        blocks = list(read_blocks(path))
+        assert any(b.longest > 70_000 for b in blocks)  # ignored validation: size checks
+        assert sum(m is not None for b in blocks for m in b.validated or ()) > len(records) / 2
     runner.finish()
     assert [a.model_dump() for a in runner.alerts] == [a.model_dump() for a in expected.alerts]
     assert _counts(runner) == _counts(expected)

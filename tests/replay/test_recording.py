@@ -1,14 +1,24 @@
-"""Recording format: round trip (plain and gzip), binary payloads, truncated tails."""
+"""Recording format: round trip (plain and gzip), binary payloads, truncated tails; blocks
+(`read_blocks`) give the same records as `read_recording`."""
 
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
 import pytest
+from pydantic import TypeAdapter, ValidationError
 
+from monitor.core.codec import SingleFields
 from monitor.errors import DataError
-from monitor.replay.recording import Record, RecordingWriter, read_header, read_recording
+from monitor.replay.recording import (
+    Record,
+    RecordingWriter,
+    read_blocks,
+    read_header,
+    read_recording,
+)
 
 RECORDS = [
     Record("vitals/p1", b'{"v":1,"seq":0}', 1_700_000_000.25),
@@ -121,3 +131,112 @@ def test_bad_records_still_name_their_line(tmp_path: Path, line: str, message: s
     path.write_text('{"topic":"a","payload":"x","received_at":1}\n' + line + "\n")
     with pytest.raises(DataError, match=rf"rec\.jsonl:2.*{message}"):
         list(read_recording(path))
+
+
+def _block_records(path: Path) -> list[Record]:
+    return [
+        Record(block.topics[i], block.payloads[i], block.received_at[i])
+        for block in read_blocks(path)
+        for i in range(len(block))
+    ]
+
+
+def _message(pid: str, seq: int, **extra: object) -> bytes:
+    vitals = {"heart_rate": 70.0 + seq / 7, "spo2": 97.25}
+    return json.dumps(
+        {"v": 1, "patient_id": pid, "t": 1e9 + seq, "seq": seq, "vitals": vitals} | extra
+    ).encode()
+
+
+def _mixed_records(n: int) -> list[Record]:
+    """Plain single-sample messages with, among them, every other kind of payload."""
+    out = []
+    for i in range(n):
+        pid = f"p{i % 9}"
+        payload = _message(pid, i)
+        if i % 53 == 3:
+            payload = b"\xff\x00 binary"  # stored as payload_b64
+        elif i % 41 == 5:
+            payload = b"not json"
+        elif i % 37 == 7:
+            payload = _message(pid, i, extra_field=1)  # fails the single-sample schema
+        elif i % 31 == 9:
+            payload = json.dumps({"v": 1, "patient_id": pid, "samples": []}).encode()
+        elif i % 29 == 11:
+            payload = '{"v":1,"patient_id":"é"}'.encode()
+        out.append(Record(f"vitals/{pid}", payload, 1e9 + i + 0.125))
+    return out
+
+
+@pytest.mark.parametrize("name", ["rec.jsonl", "rec.jsonl.gz"])
+def test_blocks_hold_the_records_in_order_and_validate_plain_payloads(
+    tmp_path: Path, name: str
+) -> None:
+    """Across many blocks: the same records as `read_recording`, bytes exact; each payload
+    that `SingleFields` validates comes validated (equal to validating it alone), every
+    other one comes as None."""
+    path = tmp_path / name
+    records = _mixed_records(20_000)
+    _write(path, records)
+    blocks = list(read_blocks(path))
+    assert len(blocks) > 3
+    assert _block_records(path) == records == list(read_recording(path))
+    adapter = TypeAdapter(SingleFields)
+    seen = {"validated": 0, "not": 0}
+    for block in blocks:
+        assert block.validated is not None  # each block's lines validated in one call
+        for i in range(len(block)):
+            given = block.validated[i]
+            try:
+                expected = adapter.validate_json(block.payloads[i])
+            except ValidationError:
+                expected = None
+            assert given == expected
+            seen["validated" if given is not None else "not"] += 1
+    assert seen["validated"] > 15_000
+    assert seen["not"] > 1_000
+    data = path.read_bytes()
+    lines = (gzip.decompress(data) if name.endswith(".gz") else data).split(b"\n")
+    assert max(b.longest for b in blocks) == max(len(line) for line in lines[1:])
+
+
+def test_blocks_read_odd_lines_as_read_recording_does(tmp_path: Path) -> None:
+    """A header, a blank line, CRLF endings, lines the fast parser refuses, extra keys and a
+    cut last line: the records `read_recording` gives, in order."""
+    path = tmp_path / "rec.jsonl"
+    plain = '{"topic":"vitals/p1","payload":"{}","received_at":%d}'
+    lines = ['{"recording": 1, "created_at": 5, "source": "t"}']
+    lines += [plain % i for i in range(10)]
+    lines += [
+        "",
+        '{"topic":"vitals/\\ud800","payload":"x","received_at":1}',
+        '{"topic":"vitals/a","payload":"{}","received_at":"2.5"}',
+        '{"topic":"vitals/b","payload_b64":"/wA=","received_at":3.25}',
+        '{"topic":"vitals/c","payload":"{}","received_at":4,"qos":1}',
+        '{"topic":"vitals/d","payload":"{}","received_at":true}\r',
+    ]
+    lines += [plain % i for i in range(10, 20)]
+    path.write_text("\n".join(lines) + '\n{"topic":"vitals/p1","payl')
+    expected = list(read_recording(path))
+    assert len(expected) == 25
+    assert _block_records(path) == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"topic":"a","payload":"x","received_at":"soon"}', "bad record"),
+        ('{"topic":7,"payload":"x","received_at":1}', "topic is not a string"),
+        ("[1, 2]", "must be a JSON object"),
+        ("not json", "not JSON"),
+    ],
+)
+def test_blocks_name_a_bad_line_as_read_recording_does(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    """A bad line among plain ones raises DataError naming its line number."""
+    path = tmp_path / "rec.jsonl"
+    plain = '{"topic":"a","payload":"x","received_at":1}\n'
+    path.write_text(plain * 3 + line + "\n" + plain * 3)
+    with pytest.raises(DataError, match=rf"rec\.jsonl:4.*{message}"):
+        list(read_blocks(path))
