@@ -16,7 +16,7 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple, cast
 
 import numpy as np
 from pydantic import (
@@ -305,6 +305,43 @@ class DecodedColumns:
     values: FloatArray
     rest: dict[int, Decoded | Rejection]
 
+    def results(self) -> list[Decoded | Rejection]:
+        """One `Decoded` or `Rejection` per payload, in payload order."""
+        out: list[Decoded | Rejection | None] = [None] * (len(self.index) + len(self.rest))
+        for i, result in self.rest.items():
+            out[i] = result
+        for i, pid, t, seq, row in zip(
+            self.index, self.patient_ids, self.t, self.seq, self.values, strict=True
+        ):
+            out[i] = Decoded(pid, [DecodedSample(t, seq, row)])
+        return [d for d in out if d is not None]
+
+
+_VITALS_OF, _PATIENT_OF, _TIME_OF, _SEQ_OF = map(itemgetter, ("vitals", "patient_id", "t", "seq"))
+
+
+def _all_plain(
+    validated: Sequence[SingleFields | None],
+    topic_patient_ids: Sequence[str | None],
+    gather: Callable[[dict[str, float]], tuple[float, ...]],
+) -> tuple[list[SingleFields], list[tuple[float, ...]]] | None:
+    """`_plain_one_by_one` for the common block, in C-level calls: every message validated,
+    naming every feature and only known vitals, on its own patient's topic. Returns
+    (messages, rows), or None when any message is not such (the loop then decides)."""
+    if None in validated:
+        return None
+    messages = cast(list[SingleFields], list(validated))
+    vitals = list(map(_VITALS_OF, messages))
+    try:
+        rows = list(map(gather, vitals))
+    except KeyError:  # a feature missing
+        return None
+    if not all(map(_KNOWN.issuperset, vitals)):
+        return None
+    if list(map(_PATIENT_OF, messages)) != list(topic_patient_ids):
+        return None
+    return messages, rows
+
 
 def decode_columns(
     payloads: Sequence[bytes],
@@ -335,13 +372,70 @@ def decode_columns(
     """
     names = features if isinstance(features, tuple) else tuple(features)
     gather = _gatherer(names)
+    plain = None if validated is None else _all_plain(validated, topic_patient_ids, gather)
+    if plain is None:
+        index, messages, rows = _plain_one_by_one(
+            payloads, validated, topic_patient_ids, gather, limits.max_bytes
+        )
+    else:
+        index, (messages, rows) = list(range(len(payloads))), plain
+    values = np.array(rows, dtype=np.float64).reshape(len(rows), len(names))
+    t = list(map(_TIME_OF, messages))
+    if rows:
+        t_a = np.array(t, dtype=np.float64)
+        now = np.array(nows if plain is not None else [nows[i] for i in index], np.float64)
+        low, high = _bounds(names)
+        ok = (
+            (t_a >= now - limits.max_age_s)
+            & (t_a <= now + limits.max_future_skew_s)
+            & (values >= low).all(axis=1)
+            & (values <= high).all(axis=1)
+        )
+        if not ok.all():
+            keep = np.flatnonzero(ok).tolist()
+            index = [index[j] for j in keep]
+            messages = [messages[j] for j in keep]
+            t = [t[j] for j in keep]
+            values = values[keep]
+    rest: dict[int, Decoded | Rejection] = {}
+    if len(index) < len(payloads):
+        fast = set(index)
+        rest = {
+            i: decode(
+                payloads[i],
+                topic_patient_id=topic_patient_ids[i],
+                features=names,
+                now=nows[i],
+                limits=limits,
+            )
+            for i in range(len(payloads))
+            if i not in fast
+        }
+    return DecodedColumns(
+        index,
+        list(map(_PATIENT_OF, messages)),
+        t,
+        list(map(_SEQ_OF, messages)),
+        values,
+        rest,
+    )
+
+
+def _plain_one_by_one(
+    payloads: Sequence[bytes],
+    validated: Sequence[SingleFields | None] | None,
+    topic_patient_ids: Sequence[str | None],
+    gather: Callable[[dict[str, float]], tuple[float, ...]],
+    max_bytes: int,
+) -> tuple[list[int], list[SingleFields], list[tuple[float, ...]]]:
+    """`decode_columns`' single-sample messages that name every feature and only known
+    vitals, on their own patient's topic (or a topic without one): their positions, the
+    messages and their feature rows."""
     index: list[int] = []
     messages: list[SingleFields] = []
     rows: list[tuple[float, ...]] = []
-    max_bytes, validate, known = limits.max_bytes, _SINGLE_FIELDS.validate_json, _KNOWN
-    if validated is None:
-        validated = [None] * len(payloads)
-    for i, given in enumerate(validated):
+    validate = _SINGLE_FIELDS.validate_json
+    for i, given in enumerate(validated or [None] * len(payloads)):
         try:
             if given is not None:
                 message = given
@@ -355,47 +449,14 @@ def decode_columns(
         except (ValidationError, KeyError):
             continue
         topic_pid = topic_patient_ids[i]
-        if not vitals.keys() <= known or (
+        if not vitals.keys() <= _KNOWN or (
             topic_pid is not None and topic_pid != message["patient_id"]
         ):
             continue
         index.append(i)
         messages.append(message)
         rows.append(row)
-    values = np.array(rows, dtype=np.float64).reshape(len(rows), len(names))
-    t = [m["t"] for m in messages]
-    keep: list[int] = []
-    if rows:
-        t_a = np.array(t, dtype=np.float64)
-        now = np.array([nows[i] for i in index], dtype=np.float64)
-        low, high = _bounds(names)
-        ok = (
-            (t_a >= now - limits.max_age_s)
-            & (t_a <= now + limits.max_future_skew_s)
-            & (values >= low).all(axis=1)
-            & (values <= high).all(axis=1)
-        )
-        keep = np.flatnonzero(ok).tolist()
-        if len(keep) < len(rows):
-            index = [index[j] for j in keep]
-            messages = [messages[j] for j in keep]
-            t = [t[j] for j in keep]
-            values = values[keep]
-    fast = set(index)
-    rest = {
-        i: decode(
-            payloads[i],
-            topic_patient_id=topic_patient_ids[i],
-            features=names,
-            now=nows[i],
-            limits=limits,
-        )
-        for i in range(len(payloads))
-        if i not in fast
-    }
-    return DecodedColumns(
-        index, [m["patient_id"] for m in messages], t, [m["seq"] for m in messages], values, rest
-    )
+    return index, messages, rows
 
 
 def decode_many(
@@ -417,12 +478,6 @@ def decode_many(
         features: Vital names in model order.
         limits: Size and timestamp bounds.
     """
-    columns = decode_columns(payloads, topic_patient_ids, nows, features=features, limits=limits)
-    out: list[Decoded | Rejection | None] = [None] * len(payloads)
-    for i, result in columns.rest.items():
-        out[i] = result
-    for i, pid, t, seq, row in zip(
-        columns.index, columns.patient_ids, columns.t, columns.seq, columns.values, strict=True
-    ):
-        out[i] = Decoded(pid, [DecodedSample(t, seq, row)])
-    return [d for d in out if d is not None]
+    return decode_columns(
+        payloads, topic_patient_ids, nows, features=features, limits=limits
+    ).results()

@@ -81,15 +81,21 @@ def rounds(slots: IntpArray) -> list[IntpArray]:
     rounds one after the other applies every slot's rows in order.
     """
     n = slots.shape[0]
-    if n <= 1 or np.unique(slots).shape[0] == n:
+    if n <= 1:
         return [np.arange(n, dtype=np.intp)]
     order = np.argsort(slots, kind="stable")
     ordered = slots[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    sizes = np.diff(np.r_[starts, n])
-    rank = np.empty(n, dtype=np.intp)
-    rank[order] = np.arange(n) - np.repeat(starts, sizes)
-    return [np.flatnonzero(rank == k) for k in range(int(sizes.max()))]
+    first = np.empty(n, dtype=bool)
+    first[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    if starts.shape[0] == n:  # every slot once
+        return [np.arange(n, dtype=np.intp)]
+    rank = np.empty(n, dtype=np.intp)  # each row's place among its slot's rows
+    rank[order] = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+    # Rows by rank, in row order within a rank (stable), cut where the rank changes.
+    by_rank = np.argsort(rank, kind="stable")
+    return np.split(by_rank, np.cumsum(np.bincount(rank))[:-1])
 
 
 def grown(array: npt.NDArray[_T], rows: int) -> npt.NDArray[_T]:

@@ -9,8 +9,18 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import TypeAdapter, ValidationError
 
-from monitor.core.codec import CodecLimits, Decoded, Rejection, decode, decode_many
+from monitor.core.codec import (
+    CodecLimits,
+    Decoded,
+    Rejection,
+    SingleFields,
+    SingleFieldsJson,
+    decode,
+    decode_columns,
+    decode_many,
+)
 from monitor.core.schema import MESSAGE_ADAPTER
 from monitor.core.types import REJECT_REASONS
 from monitor.core.vitals import CLINICAL_VITALS, VITALS
@@ -195,3 +205,94 @@ def test_decode_many_equals_decode_one_by_one(
         for p, pid, now in items
     ]
     assert [_plain(r) for r in many] == [_plain(r) for r in one]
+
+
+_EMBEDDED: TypeAdapter[SingleFields] = TypeAdapter(SingleFieldsJson)
+
+
+def _embedded(payload: bytes, max_bytes: int) -> SingleFields | None:
+    """What a recording's block reader hands over: the payload validated as JSON text
+    inside its line, for a payload within the size limit; else None."""
+    if len(payload) > max_bytes:
+        return None
+    try:
+        return _EMBEDDED.validate_python(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValidationError):
+        return None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            payloads | valid_single | valid_single,
+            st.sampled_from(["p0001", "p0002", None]),
+            st.sampled_from([NOW, NOW + 1.5, NOW - 3.0]),
+        ),
+        max_size=12,
+    ),
+    st.sampled_from([CLINICAL_VITALS, ("spo2", "heart_rate"), ("temperature",)]),
+)
+def test_decode_columns_of_validated_messages_equals_decode(
+    items: list[tuple[bytes, str | None, float]], features: tuple[str, ...]
+) -> None:
+    """Messages validated ahead (`SingleFieldsJson`, as `read_blocks` does) decode exactly
+    as `decode` decodes their payloads, whether every one is plain or not."""
+    limits = CodecLimits(max_bytes=4096)
+    columns = decode_columns(
+        [p for p, _, _ in items],
+        [pid for _, pid, _ in items],
+        [now for _, _, now in items],
+        features=features,
+        limits=limits,
+        validated=[_embedded(p, limits.max_bytes) for p, _, _ in items],
+    )
+    one = [
+        decode(p, topic_patient_id=pid, features=features, now=now, limits=limits)
+        for p, pid, now in items
+    ]
+    assert [_plain(r) for r in columns.results()] == [_plain(r) for r in one]
+
+
+@pytest.mark.parametrize(
+    ("odd", "vitals", "topic"),
+    [
+        (None, {}, "p0002"),
+        (7, {"glucose": 5.0}, "p0001"),  # an unknown vital
+        (7, {"spo2": None}, "p0001"),  # a feature missing
+        (7, {}, "p0002"),  # another patient's topic
+        (7, {}, None),  # a topic without a patient
+    ],
+)
+def test_a_block_of_validated_messages_decodes_whole_or_as_decode_does(
+    odd: int | None, vitals: dict[str, Any], topic: str | None
+) -> None:
+    """The common block (all validated, all plain, topics matching) is decoded whole in
+    columns; with one odd message, each decodes as `decode` decodes it."""
+    bodies = [
+        {"v": 1, "patient_id": f"p000{i % 3}", "t": NOW - i, "seq": i,
+         "vitals": {name: VITALS[name].low + 1.0 for name in CLINICAL_VITALS}}
+        for i in range(20)
+    ]  # fmt: skip
+    pids: list[str | None] = [f"p000{i % 3}" for i in range(20)]
+    if odd is not None:
+        merged = bodies[odd]["vitals"] | vitals
+        bodies[odd]["vitals"] = {k: v for k, v in merged.items() if v is not None}
+        pids[odd] = topic
+    payloads = [json.dumps(b).encode() for b in bodies]
+    columns = decode_columns(
+        payloads, pids, [NOW] * 20, features=CLINICAL_VITALS,
+        validated=[_embedded(p, 4096) for p in payloads],
+    )  # fmt: skip
+    expected = [
+        _plain(decode(p, topic_patient_id=pid, features=CLINICAL_VITALS, now=NOW))
+        for p, pid in zip(payloads, pids, strict=True)
+    ]
+    assert [_plain(r) for r in columns.results()] == expected
+    if odd is None:
+        assert columns.index == list(range(20))
+        assert columns.seq == list(range(20))
+        assert not columns.rest
+    elif topic is not None:
+        assert list(columns.rest) == [odd]
+        assert expected[odd][0] == "rejection"
