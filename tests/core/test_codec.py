@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 
+from monitor.core import codec
 from monitor.core.codec import CodecLimits, Decoded, Rejection, clip, decode
 from monitor.core.types import REJECT_REASONS
 from monitor.core.vitals import CLINICAL_VITALS
@@ -190,16 +191,21 @@ def test_block_over_max_samples_is_refused() -> None:
     assert result.detail.startswith("samples: List should have at most 1000 items")
 
 
-def test_oversize_is_refused_before_parsing() -> None:
-    """A 10 MB payload is refused as too_large in well under a millisecond (no parse)."""
+def test_oversize_is_refused_before_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 10 MB payload is refused as too_large, by `decode` and `decode_many` alike, without
+    reaching either parser (each replaced here by one that fails the test)."""
+
+    def never(payload: bytes) -> Any:
+        raise AssertionError("an oversize payload was parsed")
+
+    monkeypatch.setattr(codec, "_validate", never)
+    monkeypatch.setattr(codec, "_SINGLE_FIELDS", SimpleNamespace(validate_json=never))
     payload = b"[" * 10_000_000
-    start = time.perf_counter()
-    result = run(payload)
-    elapsed = time.perf_counter() - start
-    assert isinstance(result, Rejection)
-    assert result.reason == "too_large"
-    assert result.detail == "10000000 bytes > limit 65536"
-    assert elapsed < 1e-3
+    many = codec.decode_many([payload], ["p0001"], [NOW], features=CLINICAL_VITALS)
+    for result in (run(payload), *many):
+        assert isinstance(result, Rejection)
+        assert result.reason == "too_large"
+        assert result.detail == "10000000 bytes > limit 65536"
 
 
 def test_64k_patient_id_is_refused() -> None:
