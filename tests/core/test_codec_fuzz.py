@@ -175,36 +175,16 @@ valid_single = st.fixed_dictionaries(
 ).map(_valid)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    st.lists(
-        st.tuples(
-            payloads | valid_single,
-            st.sampled_from(["p0001", "p0002", None]),
-            st.sampled_from([NOW, NOW + 1.5, NOW - 3.0]),
-        ),
-        max_size=12,
+# Payloads with a topic's patient and a receive time each, and the model's features.
+payload_batches = st.lists(
+    st.tuples(
+        payloads | valid_single | valid_single,
+        st.sampled_from(["p0001", "p0002", None]),
+        st.sampled_from([NOW, NOW + 1.5, NOW - 3.0]),
     ),
-    st.sampled_from([CLINICAL_VITALS, ("spo2", "heart_rate"), ("temperature",)]),
+    max_size=12,
 )
-def test_decode_many_equals_decode_one_by_one(
-    items: list[tuple[bytes, str | None, float]], features: tuple[str, ...]
-) -> None:
-    """decode_many gives, element for element, exactly what decode gives (values, dtype,
-    reasons and details), whatever the mix of valid, invalid and borderline payloads."""
-    limits = CodecLimits(max_bytes=4096)
-    many = decode_many(
-        [p for p, _, _ in items],
-        [pid for _, pid, _ in items],
-        [now for _, _, now in items],
-        features=features,
-        limits=limits,
-    )
-    one = [
-        decode(p, topic_patient_id=pid, features=features, now=now, limits=limits)
-        for p, pid, now in items
-    ]
-    assert [_plain(r) for r in many] == [_plain(r) for r in one]
+feature_sets = st.sampled_from([CLINICAL_VITALS, ("spo2", "heart_rate"), ("temperature",)])
 
 
 _EMBEDDED: TypeAdapter[SingleFields] = TypeAdapter(SingleFieldsJson)
@@ -222,36 +202,27 @@ def _embedded(payload: bytes, max_bytes: int) -> SingleFields | None:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    st.lists(
-        st.tuples(
-            payloads | valid_single | valid_single,
-            st.sampled_from(["p0001", "p0002", None]),
-            st.sampled_from([NOW, NOW + 1.5, NOW - 3.0]),
-        ),
-        max_size=12,
-    ),
-    st.sampled_from([CLINICAL_VITALS, ("spo2", "heart_rate"), ("temperature",)]),
-)
-def test_decode_columns_of_validated_messages_equals_decode(
+@given(payload_batches, feature_sets)
+def test_decode_many_and_validated_columns_equal_decode_one_by_one(
     items: list[tuple[bytes, str | None, float]], features: tuple[str, ...]
 ) -> None:
-    """Messages validated ahead (`SingleFieldsJson`, as `read_blocks` does) decode exactly
-    as `decode` decodes their payloads, whether every one is plain or not."""
+    """decode_many gives, element for element, exactly what decode gives (values, dtype,
+    reasons and details), whatever the mix of valid, invalid and borderline payloads; so
+    does decode_columns given messages validated ahead (`SingleFieldsJson`, as
+    `read_blocks` does), whether every one is plain or not."""
     limits = CodecLimits(max_bytes=4096)
-    columns = decode_columns(
-        [p for p, _, _ in items],
-        [pid for _, pid, _ in items],
-        [now for _, _, now in items],
-        features=features,
-        limits=limits,
-        validated=[_embedded(p, limits.max_bytes) for p, _, _ in items],
-    )
+    payloads, pids, nows = [p for p, _, _ in items], [i[1] for i in items], [i[2] for i in items]
     one = [
-        decode(p, topic_patient_id=pid, features=features, now=now, limits=limits)
+        _plain(decode(p, topic_patient_id=pid, features=features, now=now, limits=limits))
         for p, pid, now in items
     ]
-    assert [_plain(r) for r in columns.results()] == [_plain(r) for r in one]
+    many = decode_many(payloads, pids, nows, features=features, limits=limits)
+    assert [_plain(r) for r in many] == one
+    validated = [_embedded(p, limits.max_bytes) for p in payloads]
+    columns = decode_columns(
+        payloads, pids, nows, features=features, limits=limits, validated=validated
+    )
+    assert [_plain(r) for r in columns.results()] == one
 
 
 @pytest.mark.parametrize(
