@@ -14,6 +14,7 @@ sigma 1.79), against a raise threshold of 4.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,7 +22,14 @@ import torch
 
 from monitor.model.card import ModelCard, Normalisation, Pooling
 from monitor.model.lstm import MedicalLSTM
-from monitor.model.onnx_backend import OnnxLSTM, lstm_graph
+from monitor.model.onnx_backend import (
+    INPUT,
+    MAX_BATCH,
+    OUTPUT,
+    SCAN_INPUT,
+    OnnxLSTM,
+    lstm_graph,
+)
 from monitor.model.predictor import Predictor, resolve_backend
 from monitor.model.store import default_model_path, load_model, save_model
 from simulators.signals import draw_patients, generate
@@ -200,3 +208,30 @@ def test_unsupported_lstm_is_refused() -> None:
     model.lstm = torch.nn.LSTM(2, 8, 1, batch_first=True, bidirectional=True)
     with pytest.raises(ValueError, match="unidirectional"):
         lstm_graph(model)
+
+
+@pytest.mark.parametrize("layers", [1, 3])
+def test_a_large_batch_runs_as_pieces_in_one_run_bit_for_bit(layers: int) -> None:
+    """Past `MAX_BATCH` windows, the pieces run in one session run (`pieces_graph`, plus one
+    run for the rest): the outputs are exactly those of one run per piece."""
+    lstm = OnnxLSTM.from_model(tiny_model(layers=layers))
+    runs: list[int] = []
+    scan = lstm._pieces
+
+    class Counted:
+        def run(self, *args: Any, **kwargs: Any) -> Any:
+            runs.append(args[1][SCAN_INPUT].shape[0])
+            return scan.run(*args, **kwargs)
+
+    lstm._pieces = Counted()  # type: ignore[assignment]
+    rng = np.random.default_rng(layers)
+    x = rng.normal(size=(3 * MAX_BATCH + 37, 11, len(FEATURES))).astype(np.float32)
+    for n in (1, MAX_BATCH - 1, MAX_BATCH, MAX_BATCH + 1, 2 * MAX_BATCH, 3 * MAX_BATCH + 37):
+        expected = np.concatenate(
+            [lstm._session.run([OUTPUT], {INPUT: x[i : min(n, i + MAX_BATCH)]})[0]
+             for i in range(0, n, MAX_BATCH)]
+        )  # fmt: skip
+        got = lstm(x[:n])
+        assert got.shape == (n, len(FEATURES))
+        assert np.array_equal(got, expected)
+    assert runs == [2, 3]  # only the batches of two pieces or more
