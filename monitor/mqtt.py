@@ -296,6 +296,10 @@ async def connect(
     raise last
 
 
+#: Attribute of a paho client that holds its `_Reader`.
+_READER_ATTR = "_monitor_reader"
+
+
 class _Reader:
     """paho's reads for one connection: one large ``recv`` per wake-up, QoS 0 PUBLISH fast.
 
@@ -328,11 +332,16 @@ class _Reader:
         # What the socket read returned when it brought no data, for paho to handle:
         # the exception it raised, or b"" at EOF. None: no such outcome pending.
         self._outcome: BaseException | bytes | None = None
+        #: When a socket read last brought bytes (paho's clock). paho's own
+        #: ``_last_bytes_received`` is no measure of silence: paho resets it whenever it
+        #: sends a PINGREQ.
+        self.last_data = float(paho.time_func())
 
     def install(self) -> None:
         """Replace the paho client's ``_sock_recv`` and ``loop_read`` (paho pinned below 3)."""
         self._client._sock_recv = self.recv  # type: ignore[method-assign]
         self._client.loop_read = self.loop_read  # type: ignore[method-assign]
+        setattr(self._client, _READER_ATTR, self)
 
     def _fill(self) -> None:
         self._read = True
@@ -343,6 +352,7 @@ class _Reader:
             return
         if data:
             self._block, self._pos = data, 0
+            self.last_data = float(paho.time_func())
         else:
             self._outcome = b""
 
@@ -465,12 +475,17 @@ def incoming_queue(client: aiomqtt.Client) -> asyncio.Queue[aiomqtt.Message]:
 def silence_s(client: aiomqtt.Client) -> float:
     """Seconds since the last bytes arrived from the broker on this client's connection.
 
-    Relies on paho 2.x's ``_last_bytes_received`` (monotonic clock), reached through
-    aiomqtt 2.x's ``_client``, on paho's own clock (both pinned below their next major).
+    Measured by the connection's `_Reader` (installed by `connect`), on paho's clock. Not
+    paho 2.x's ``_last_bytes_received``: paho sets that to now whenever it sends a PINGREQ,
+    so on a dead link the silence it shows starts again after one keepalive, and a
+    watchdog reading it never fires before paho's own timeout (up to 2 x keepalive + 1 s).
+    A client without a reader falls back to it (reached through aiomqtt 2.x's ``_client``;
+    both pinned below their next major).
     """
     inner: paho.Client = client._client
-    last: float = inner._last_bytes_received
-    return float(paho.time_func()) - last
+    reader: _Reader | None = getattr(inner, _READER_ATTR, None)
+    last = inner._last_bytes_received if reader is None else reader.last_data
+    return float(paho.time_func()) - float(last)
 
 
 def drop_connection(client: aiomqtt.Client) -> None:

@@ -120,9 +120,12 @@ def test_sigkill_restarts_without_persistence(
 def test_silent_link_detected_within_two_keepalives(
     mosquitto: Mosquitto, model_dir: Path, tmp_path: Path, figure: Callable[[str, Any], None]
 ) -> None:
-    """A link that goes silent without closing is dropped within 2 x keepalive (3 s here),
-    then the daemon reconnects and scores again."""
-    keepalive = 3
+    """A link that goes silent without closing is dropped by the daemon's watchdog within
+    2 x keepalive (5 s here, the issue's example; the watchdog's limit is 7.5 s), then the
+    daemon reconnects and scores again. The watchdog must be what drops it: paho's own
+    timeout comes at 2 x keepalive, give or take its 1 s tick (one CI run: 6.004 s with a
+    3 s keepalive, when the watchdog read paho's silence, which each PINGREQ resets)."""
+    keepalive = 5
     proxy = TcpProxy(mosquitto.port)
     proxy.start()
     daemon = Daemon(proxy.url, model=model_dir, args=["--keepalive", str(keepalive)])
@@ -141,9 +144,9 @@ def test_silent_link_detected_within_two_keepalives(
         figure("silent_link_reconnected_after_s", round(back, 3))
         assert detected <= 2 * keepalive
         assert proxy.connections == 2
-        # paho's keepalive or the daemon's watchdog, whichever fires first, names the loss.
-        events = {e.get("event") for e in daemon.log_events()}
-        assert events & {"broker_silent", "broker_connection_lost"}
+        silent = [e for e in daemon.log_events() if e.get("event") == "broker_silent"]
+        assert len(silent) == 1
+        assert 1.5 * keepalive <= silent[0]["silent_s"] <= 1.5 * keepalive + 1.0
     finally:
         stream.stop()
         assert daemon.stop() == 0
