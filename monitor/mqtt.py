@@ -475,17 +475,14 @@ def incoming_queue(client: aiomqtt.Client) -> asyncio.Queue[aiomqtt.Message]:
 def silence_s(client: aiomqtt.Client) -> float:
     """Seconds since the last bytes arrived from the broker on this client's connection.
 
-    Measured by the connection's `_Reader` (installed by `connect`), on paho's clock. Not
-    paho 2.x's ``_last_bytes_received``: paho sets that to now whenever it sends a PINGREQ,
-    so on a dead link the silence it shows starts again after one keepalive, and a
-    watchdog reading it never fires before paho's own timeout (up to 2 x keepalive + 1 s).
-    A client without a reader falls back to it (reached through aiomqtt 2.x's ``_client``;
-    both pinned below their next major).
+    Measured by the connection's `_Reader` (installed by `connect` on aiomqtt 2.x's paho
+    ``_client``; both pinned below their next major), on paho's clock. Not paho 2.x's
+    ``_last_bytes_received``: paho sets that to now whenever it sends a PINGREQ, so on a
+    dead link the silence it shows starts again after one keepalive, and a watchdog
+    reading it never fires before paho's own timeout (up to 2 x keepalive + 1 s).
     """
-    inner: paho.Client = client._client
-    reader: _Reader | None = getattr(inner, _READER_ATTR, None)
-    last = inner._last_bytes_received if reader is None else reader.last_data
-    return float(paho.time_func()) - float(last)
+    reader: _Reader = getattr(client._client, _READER_ATTR)
+    return float(paho.time_func()) - reader.last_data
 
 
 def drop_connection(client: aiomqtt.Client) -> None:

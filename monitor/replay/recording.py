@@ -382,11 +382,11 @@ def _validated(lines: list[bytes]) -> list[_PlainLine | _OtherLine]:
 def read_blocks(path: Path) -> Iterator[RecordBlock]:
     """`read_recording`'s records, in the same order, a block (a decompressed chunk) at a time.
 
-    A block's lines are validated in one call, each plain single-sample payload with its
-    line (`SingleFieldsJson`): about half of what parsing each line and then validating
-    its payload costs. A block where that call fails (a line that is not a JSON object, a
-    blank line, a cut last line) is read line by line, as `read_recording` reads it; so
-    is the first line (the header, if any).
+    A block's lines are validated `VALIDATE_LINES` per call, each plain single-sample
+    payload with its line (`SingleFieldsJson`): about half of what parsing each line and
+    then validating its payload costs. A block where a call fails (a line that is not a
+    JSON object, a blank line, a cut last line) is read line by line, as `read_recording`
+    reads it; so is the first line (the header, if any).
 
     Raises:
         DataError: A line other than the last does not parse as a record.

@@ -30,7 +30,6 @@ from monitor.core.codec import (
     SingleFields,
     decode,
     decode_columns,
-    decode_many,
 )
 from monitor.core.detector import Detector
 from monitor.core.scale import ResidualScale
@@ -189,14 +188,7 @@ class Pipeline:
         caller holding many payloads (offline replay) decodes them ahead and then passes
         each result, in order, to `ingest_decoded`: the same outcomes as `ingest` one by one.
         """
-        patient_of = self.patient_of
-        return decode_many(
-            payloads,
-            [patient_of(topic) for topic in topics],
-            nows,
-            features=self.model.features,
-            limits=self._limits,
-        )
+        return self.decode_columns(topics, payloads, nows).results()
 
     def decode_columns(
         self,
