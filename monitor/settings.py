@@ -65,13 +65,30 @@ class WindowSettings(BaseModel):
 
     max_patients: int = Field(default=10_000, ge=1)
     idle_ttl_s: float = Field(default=3600.0, gt=0)
-    max_gap_s: float = Field(default=30.0, gt=0, description="A longer gap resets the window.")
-    stale_after_s: float = Field(
-        default=8.0,
+    max_gap_s: float | None = Field(
+        default=None,
         gt=0,
-        description="Silence after which a 'signal lost' technical alert is raised (8 missed "
-        "samples at 1 Hz; raise it for slower streams).",
+        description="A longer gap resets the window (default: 30 of the model card's sample "
+        "periods, 30 s for the shipped 1 Hz model). For a stream slower than the model's "
+        "period the limit stretches by the patient's previous interval over that period.",
     )
+    stale_after_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Silence after which a 'signal lost' technical alert is raised (default: "
+        "8 of the model card's sample periods, 8 s at 1 Hz; stretched for a slower stream as "
+        "max_gap_s is: a once-a-minute stream is lost after 8 minutes).",
+    )
+
+    def gap_s(self, sample_period_s: float) -> float:
+        """`max_gap_s`, or 30 sample periods of the served model."""
+        return self.max_gap_s if self.max_gap_s is not None else 30.0 * sample_period_s
+
+    def stale_s(self, sample_period_s: float) -> float:
+        """`stale_after_s`, or 8 sample periods of the served model."""
+        if self.stale_after_s is not None:
+            return self.stale_after_s
+        return 8.0 * sample_period_s
 
 
 class BatchSettings(BaseModel):

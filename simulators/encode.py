@@ -35,8 +35,13 @@ class MessageEncoder:
         self._single += self._sample + "}"
         self._block = f'{{"v":{SCHEMA_VERSION},"patient_id":{json.dumps(patient_id)},"samples":['
 
-    def single(self, t: float, seq: int, values: list[float]) -> bytes:
-        """Encode one sample as a single-sample message."""
+    def single(
+        self, t: float, seq: int, values: list[float], sent: list[bool] | None = None
+    ) -> bytes:
+        """Encode one sample as a single-sample message (only the `sent` vitals, if given)."""
+        if sent is not None and not all(sent):
+            chosen = {n: v for n, v, s in zip(self.names, values, sent, strict=True) if s}
+            return encode_sample(self.patient_id, t, seq, chosen)
         text = self._single % (t, seq, *values)
         if _has_exponent(text):
             return encode_sample(
@@ -44,8 +49,32 @@ class MessageEncoder:
             )
         return text.encode()
 
-    def block(self, t: list[float], seq: list[int], values: list[list[float]]) -> bytes:
-        """Encode consecutive samples as one block message."""
+    def block(
+        self,
+        t: list[float],
+        seq: list[int],
+        values: list[list[float]],
+        sent: list[list[bool]] | None = None,
+    ) -> bytes:
+        """Encode consecutive samples as one block message (only the `sent` vitals, if given)."""
+        if sent is not None and not all(map(all, sent)):
+            partial = VitalsBlock.model_validate(
+                {
+                    "v": SCHEMA_VERSION,
+                    "patient_id": self.patient_id,
+                    "samples": [
+                        {
+                            "t": ti,
+                            "seq": si,
+                            "vitals": {
+                                n: v for n, v, s in zip(self.names, vi, mi, strict=True) if s
+                            },
+                        }
+                        for ti, si, vi, mi in zip(t, seq, values, sent, strict=True)
+                    ],
+                }
+            )
+            return partial.model_dump_json(by_alias=True).encode()
         fmt = self._sample
         body = ",".join(
             "{" + fmt % (ti, si, *vi) + "}" for ti, si, vi in zip(t, seq, values, strict=True)

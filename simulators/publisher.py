@@ -120,7 +120,15 @@ def publish(
         starting: dict[int, list[AnomalyLabel]] = {}
         for i in range(n_patients):
             t, values, present = scenario.samples(i, k, b)
-            data.append((t.tolist(), values.tolist(), present.tolist()))
+            sent = scenario.sent(i, k, b)
+            data.append(
+                (
+                    t.tolist(),
+                    values.tolist(),
+                    present.tolist(),
+                    None if sent is None else sent.tolist(),
+                )
+            )
             for label in scenario.labels(i, k, b):
                 starting.setdefault(label.start_seq, []).append(label)
         if k == 0:
@@ -144,18 +152,22 @@ def publish(
             batch: list[tuple[str, bytes]] = []
             if block == 1:
                 for i in range(n_patients):
-                    t, values, present = data[i]
+                    t, values, present, sent = data[i]
                     if present[j]:
-                        batch.append((topics[i], encoders[i].single(t[j], seq, values[j])))
+                        mask = None if sent is None else sent[j]
+                        batch.append((topics[i], encoders[i].single(t[j], seq, values[j], mask)))
                 samples += len(batch)
             elif (seq + 1) % block == 0 or seq + 1 == b:
                 lo = j - (seq % block)
                 for i in range(n_patients):
-                    t, values, present = data[i]
+                    t, values, present, sent = data[i]
                     rows = [r for r in range(lo, j + 1) if present[r]]
                     if rows:
                         payload = encoders[i].block(
-                            [t[r] for r in rows], [k + r for r in rows], [values[r] for r in rows]
+                            [t[r] for r in rows],
+                            [k + r for r in rows],
+                            [values[r] for r in rows],
+                            None if sent is None else [sent[r] for r in rows],
                         )
                         batch.append((topics[i], payload))
                         samples += len(rows)

@@ -31,6 +31,9 @@ class ScenarioSpec:
         vitals: Vitals that may be affected (None: any vital of the profile).
         sign: Forced direction (+1 up, -1 down); None draws it (SpO2 always goes down).
         patient_fraction: Share of patients that get events at all.
+        mixed_rates: Vitals at realistic different rates (`SEND_PERIODS_S`), and a share of
+            patients (`WEARABLE_SHARE`) sending only `WEARABLE_VITALS`; events fall only
+            on vitals a patient sends every sample.
     """
 
     name: str
@@ -38,6 +41,7 @@ class ScenarioSpec:
     vitals: tuple[str, ...] | None = None
     sign: float | None = None
     patient_fraction: float = 1.0
+    mixed_rates: bool = False
 
 
 SCENARIOS: dict[str, ScenarioSpec] = {
@@ -48,8 +52,22 @@ SCENARIOS: dict[str, ScenarioSpec] = {
         ScenarioSpec("desaturation", ("level_shift", "drift"), ("spo2",), -1.0, 0.5),
         ScenarioSpec("sensor-dropout", ("dropout",), None, None, 0.5),
         ScenarioSpec("mixed", KINDS),
+        ScenarioSpec("mixed-rates", KINDS, mixed_rates=True),
     )
 }
+
+#: mixed-rates: seconds between two sends of a slow vital, drawn per patient from this
+#: range (non-invasive blood pressure every 5 to 15 minutes, both values of one reading
+#: together; temperature every 10 to 60 minutes). Other vitals are sent every sample.
+SEND_PERIODS_S: dict[str, tuple[float, float]] = {
+    "bp_sys": (300.0, 900.0),
+    "temperature": (600.0, 3600.0),
+}
+#: mixed-rates: vitals sent together with another's period (one NIBP reading gives both).
+SENT_WITH = {"bp_dia": "bp_sys"}
+#: mixed-rates: share of patients on a wearable that sends only `WEARABLE_VITALS`.
+WEARABLE_SHARE = 0.3
+WEARABLE_VITALS = ("heart_rate", "spo2")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +132,7 @@ class Scenario:
         self.start_time = start_time
         self.timing = timing or Timing()
         self._schedules: dict[int, _Schedule] = {}
+        self._sending: dict[int, tuple[list[tuple[int, int] | None], tuple[str, ...]]] = {}
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -136,7 +155,8 @@ class Scenario:
     def _next_event(self, i: int, sched: _Schedule) -> Event:
         rng, spec, timing = sched.rng, self.spec, self.timing
         names = self.names
-        allowed = [n for n in (spec.vitals or names) if n in names]
+        dense = self._send_plan(i)[1]
+        allowed = [n for n in (spec.vitals or names) if n in names and n in dense]
         if not allowed:
             raise ValueError(f"scenario {spec.name!r} needs one of {spec.vitals}; have {names}")
         # Always draw the same values in the same order, whatever the kind, so one event's
@@ -169,6 +189,47 @@ class Scenario:
         )
         sched.cursor = event.end_seq + 1
         return event
+
+    def _send_plan(self, i: int) -> tuple[list[tuple[int, int] | None], tuple[str, ...]]:
+        """Patient `i`'s sending: per vital None (every sample), (period, phase) in samples,
+        or (0, 0) (never); and the vitals it sends every sample."""
+        plan = self._sending.get(i)
+        if plan is not None:
+            return plan
+        names = self.names
+        if not self.spec.mixed_rates:
+            plan = ([None] * len(names), names)
+        else:
+            rng = np.random.default_rng([self.seed, i, 0x5E4D])
+            wearable = rng.random() < WEARABLE_SHARE
+            drawn: dict[str, tuple[int, int]] = {}
+            for name, (lo, hi) in SEND_PERIODS_S.items():
+                period = max(1, round(rng.uniform(lo, hi) * self.rate))
+                drawn[name] = (period, int(rng.integers(period)))
+            periods: list[tuple[int, int] | None] = []
+            for name in names:
+                if wearable and name not in WEARABLE_VITALS:
+                    periods.append((0, 0))
+                else:
+                    periods.append(drawn.get(SENT_WITH.get(name, name)))
+            dense = tuple(n for n, p in zip(names, periods, strict=True) if p is None)
+            plan = (periods, dense)
+        self._sending[i] = plan
+        return plan
+
+    def sent(self, i: int, a: int, b: int) -> BoolArray | None:
+        """Which vitals patient `i` sends at each sequence number of ``[a, b)``,
+        ``(b - a, n_vitals)``; None when every vital goes in every sample."""
+        periods = self._send_plan(i)[0]
+        if all(p is None for p in periods):
+            return None
+        seq = np.arange(a, b, dtype=np.int64)
+        out = np.ones((b - a, len(periods)), dtype=np.bool_)
+        for v, p in enumerate(periods):
+            if p is not None:
+                period, phase = p
+                out[:, v] = False if period == 0 else (seq - phase) % period == 0
+        return out
 
     def events(self, i: int, until_seq: int) -> list[Event]:
         """Return patient `i`'s events that start before `until_seq`, in time order."""

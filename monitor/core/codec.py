@@ -13,6 +13,7 @@ accounting stays exact.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -52,11 +53,15 @@ class CodecLimits:
         max_bytes: Largest payload accepted; checked before any parsing.
         max_future_skew_s: How far a sample time may lie ahead of `now`.
         max_age_s: How far a sample time may lie behind `now`.
+        partial: Accept a sample that carries any non-empty subset of the features (a
+            model with an observed mask); a feature it lacks is NaN in its values. Without
+            it every feature is required (`missing_vital`).
     """
 
     max_bytes: int = 64 * 1024
     max_future_skew_s: float = 5.0
     max_age_s: float = 24 * 3600.0
+    partial: bool = False
 
 
 DEFAULT_LIMITS = CodecLimits()
@@ -244,6 +249,7 @@ def decode(
     earliest, latest = now - limits.max_age_s, now + limits.max_future_skew_s
     spec = _spec(features if isinstance(features, tuple) else tuple(features))
     rows: list[list[float]] = []
+    partial = limits.partial
     for t, seq, vitals in samples:
         if not earliest <= t <= latest:
             detail = f"sample time {t:.3f} is {t - now:+.3f} s from receive time"
@@ -252,6 +258,9 @@ def decode(
         for name, low, high in spec:
             value = vitals.get(name)
             if value is None:
+                if partial:
+                    row.append(math.nan)
+                    continue
                 return Rejection("missing_vital", f"{name} missing (seq {seq})", pid, name, n)
             # The rule of vitals.is_plausible, inlined: this loop is the hot path.
             if not low <= value <= high:
@@ -259,6 +268,9 @@ def decode(
                 detail = f"{name}={value:.6g} outside [{low:g}, {high:g}] {unit} (seq {seq})"
                 return Rejection("artifact", detail, pid, name, n)
             row.append(value)
+        if partial and all(map(math.isnan, row)):
+            detail = f"none of the model's vitals {list(features)} (seq {seq})"
+            return Rejection("missing_vital", clip(detail), pid, spec[0][0], n)
         rows.append(row)
     if n == 1:
         t, seq, _ = samples[0]

@@ -59,6 +59,7 @@ class ResidualScale:
 
     Args:
         base_sigma: The card's pooled residual sigma per feature (the floor's base).
+        masked: Contexts carry observed flags after the values (``2F`` columns).
         alpha: EWMA weight of each new normal residual (0.01: about 100 samples of memory).
         floor_ratio: The scale never falls below this fraction of `base_sigma` (a stuck
             sensor's zero-variance window must not make every later residual infinite).
@@ -75,12 +76,14 @@ class ResidualScale:
         floor_ratio: float = 0.2,
         update_below: float = 3.0,
         model_error_ratio: float = 1.1,
+        masked: bool = False,
     ) -> None:
         self.base = np.asarray(base_sigma, dtype=np.float64)
         self.alpha = alpha
         self.floor = self.base * floor_ratio
         self.update_below = update_below
         self.model_error_ratio = model_error_ratio
+        self.masked = masked
         self._slots = SlotMap()
         self._var = np.empty((0, self.base.size))
         self._mean = np.empty((0, self.base.size))
@@ -96,10 +99,21 @@ class ResidualScale:
     def initial(self, context: AnyFloatArray) -> FloatArray:
         """Estimate a scale from one window (window, F), or one per window of (B, window, F):
         the robust noise level of its samples."""
-        sigma: FloatArray = np.maximum(
-            diff_noise_sigma(context) * self.model_error_ratio, self.floor
-        )
-        return sigma
+        if not self.masked:
+            sigma: FloatArray = np.maximum(
+                diff_noise_sigma(context) * self.model_error_ratio, self.floor
+            )
+            return sigma
+        # Windows with observed flags ((..., window, 2F)): a vital observed in under half
+        # of the window (a slow or new one) has no noise to measure there (carried values
+        # repeat): it starts from the card's sigma instead.
+        ctx = np.asarray(context)
+        f = ctx.shape[-1] // 2
+        estimate = diff_noise_sigma(ctx[..., :f]) * self.model_error_ratio
+        sparse = ctx[..., f:].mean(axis=-2) < 0.5
+        estimate = np.where(sparse | np.isnan(estimate), self.base, estimate)
+        masked_sigma: FloatArray = np.maximum(estimate, self.floor)
+        return masked_sigma
 
     def z(self, patient_id: str, context: AnyFloatArray, residual: AnyFloatArray) -> FloatArray:
         """Score one sample: (residual - running mean) / scale, then update both.

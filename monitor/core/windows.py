@@ -10,13 +10,25 @@ resident memory; freed slots are reused. The policy (docs/detection.md):
 
 * seq equal to the last accepted seq: `duplicate`; lower: `late`; both dropped, window untouched.
 * higher seq but an earlier sample time: `late` (dropped).
-* a time gap above `max_gap_s`: the window restarts with this sample (`gap_reset`).
+* a time gap above `max_gap_s`: the window restarts with this sample (`gap_reset`). With
+  `period_s` (the model's sample period) the limit stretches with a stream slower than
+  the model: it is `max_gap_s` times the patient's previous interval over `period_s` when
+  that is above 1, so once-a-minute numerics served by a 1 Hz model are not reset at every
+  sample (the same stretch applies to `stale`).
 * seq jumps by more than one: accepted; `missing` says how many numbers were skipped.
 * a new patient when the store is full: the least recently seen patient is evicted if idle
   for longer than `idle_ttl_s`, else the sample is `refused_cap`.
 
 `push` returns, when the window was already full, a copy of the window ending at the
 previous sample: the model input that predicts this sample.
+
+With `masked` (a model that takes an observed mask, docs/detection.md "Partial vital
+sets") a sample may lack vitals (NaN). Each stored row then holds ``2F`` values: the
+vitals, a missing one carried forward from the patient's previous sample, and an observed
+flag (1.0 or 0.0) per vital. A vital seen for the first time in a window is written back
+over the window's earlier rows (its flags stay 0), so a window never steps from a filler
+to the first real value; a vital never seen in the window stays NaN (the model input then
+treats it as absent, and its prediction is NaN: not scored).
 """
 
 from __future__ import annotations
@@ -67,6 +79,10 @@ class WindowStore:
         max_patients: Most patients held at once.
         idle_ttl_s: A patient unseen for longer than this may be evicted.
         max_gap_s: A larger time gap between consecutive samples restarts the window.
+        masked: Store each vital with an observed flag, carrying missing vitals forward
+            (contexts are then ``(window, 2F)``: values, then flags).
+        period_s: The model's sample period; a slower stream stretches the gap and
+            staleness limits by its previous interval over this (0: never).
     """
 
     def __init__(
@@ -77,17 +93,24 @@ class WindowStore:
         max_patients: int,
         idle_ttl_s: float,
         max_gap_s: float,
+        masked: bool = False,
+        period_s: float = 0.0,
     ) -> None:
         if window < 1 or n_features < 1 or max_patients < 1:
             raise ValueError("window, n_features and max_patients must be positive")
         self.window = window
         self.n_features = n_features
+        self.masked = masked
         self.max_patients = max_patients
         self.idle_ttl_s = idle_ttl_s
         self.max_gap_s = max_gap_s
+        self.period_s = period_s
         row = window + SLACK
         self._row = row
-        self._slab = np.zeros((max_patients, row, n_features), dtype=np.float32)
+        width = 2 * n_features if masked else n_features
+        self.width = width
+        n_features = width
+        self._slab = np.zeros((max_patients, row, width), dtype=np.float32)
         # Every `window` consecutive samples of the slab, as one read-only view: entry
         # `slot * row + start` is that slot's window starting at `start`.
         flat = self._slab.reshape(-1, n_features)
@@ -105,6 +128,7 @@ class WindowStore:
         self._last_t = [0.0] * max_patients
         self._last_seq = [0] * max_patients
         self._last_seen = [0.0] * max_patients
+        self._last_dt = [0.0] * max_patients  # the previous interval (0: none yet)
         # Least recently pushed first: eviction and staleness scans stop at the first fresh one.
         self._slots: OrderedDict[str, int] = OrderedDict()
         self._free = list(range(max_patients - 1, -1, -1))
@@ -153,7 +177,10 @@ class WindowStore:
         self._last_seen[slot] = now
         self._last_seq[slot] = seq
         self._last_t[slot] = t
-        if t - last_t > self.max_gap_s:
+        dt = t - last_t
+        limit = self.max_gap_s * self._stretch(self._last_dt[slot])
+        self._last_dt[slot] = dt
+        if dt > limit:
             self._count[slot] = 0
             self._start[slot] = 0
             self._write(slot, values)
@@ -168,7 +195,10 @@ class WindowStore:
                 row[:window] = row[start:]
                 start = 0
             context: Float32Array = row[start : start + window].copy()
-            row[start + window] = values
+            if self.masked:
+                self._put(row, start + window, start, values)
+            else:
+                row[start + window] = values
             self._start[slot] = start + 1
             return PushResult("ready", context, False, missing)
         self._write(slot, values)
@@ -231,22 +261,24 @@ class WindowStore:
         known = s >= 0
         stored_seq = np.array([last_seq[i] if i >= 0 else 0 for i in slots], dtype=np.int64)
         stored_t = np.array([last_t[i] if i >= 0 else 0.0 for i in slots], dtype=np.float64)
+        last_dt = self._last_dt
+        stored_dt = np.array([last_dt[i] if i >= 0 else 0.0 for i in slots], dtype=np.float64)
         full = np.array([i >= 0 and count[i] == window for i in slots], dtype=bool)
         previous = np.empty(n, dtype=np.int64)
         previous[order] = previous_sorted
         has_previous = previous >= 0
         prev_seq = np.where(has_previous, seq_a[previous], stored_seq)
         prev_t = np.where(has_previous, t_a[previous], stored_t)
+        dt = t_a - prev_t
+        prev_dt = np.where(has_previous, dt[previous], stored_dt)
+        gap_limit = self.max_gap_s * (
+            np.maximum(1.0, prev_dt / self.period_s) if self.period_s > 0 else 1.0
+        )
         k = np.empty(n, dtype=np.int64)
         k[order] = k_sorted
-        fit = (
-            known
-            & full
-            & (seq_a > prev_seq)
-            & (t_a >= prev_t)
-            & (t_a - prev_t <= self.max_gap_s)
-            & (k < SLACK)
-        )
+        fit = known & full & (seq_a > prev_seq) & (t_a >= prev_t) & (dt <= gap_limit) & (k < SLACK)
+        if self.masked:  # a sample lacking a vital takes `push` (carry forward)
+            fit &= ~np.isnan(values).any(axis=1)
         # Plain: every sample of the patient up to this one fits (a running AND per group).
         misfits_sorted = np.cumsum(~fit[order])
         before_group = (misfits_sorted - (~fit[order]))[group_start]
@@ -254,7 +286,7 @@ class WindowStore:
         plain[order] = misfits_sorted == before_group
         rows = np.flatnonzero(plain)
         if rows.size == 0:
-            return plain, np.empty((0, window, self.n_features), np.float32), 0
+            return plain, np.empty((0, window, self.width), np.float32), 0
         missing = int((seq_a[rows] - prev_seq[rows] - 1).sum())
         # Each patient's last plain sample: how many it stores, and the state it leaves.
         ps = s[rows]
@@ -268,7 +300,12 @@ class WindowStore:
                 slab[slot, :window] = slab[slot, start : start + window]
                 starts[slot] = 0
         base = ps * self._row + np.array([starts[slots[i]] for i in rows.tolist()]) + k[rows]
-        self._flat[base + window] = values[rows]
+        if self.masked:
+            f = self.n_features
+            self._flat[base + window, :f] = values[rows]
+            self._flat[base + window, f:] = 1.0
+        else:
+            self._flat[base + window] = values[rows]
         contexts: Float32Array = self._windows[base]
         last_seen = self._last_seen
         for i in last_rows:
@@ -276,6 +313,7 @@ class WindowStore:
             starts[slot] += int(k[i]) + 1
             last_seq[slot] = int(seq_a[i])
             last_t[slot] = float(t_a[i])
+            last_dt[slot] = float(dt[i])
             last_seen[slot] = now[i]
         return plain, contexts, missing
 
@@ -297,13 +335,23 @@ class WindowStore:
         return gone
 
     def stale(self, now: float, limit_s: float) -> list[str]:
-        """Return patients whose last accepted sample was received more than `limit_s` ago."""
+        """Return patients whose last accepted sample was received more than `limit_s` ago
+        (stretched for a stream slower than `period_s`, as the gap limit is)."""
         out: list[str] = []
+        last_seen, last_dt, stretch = self._last_seen, self._last_dt, self._stretch
         for patient_id, slot in self._slots.items():
-            if now - self._last_seen[slot] <= limit_s:
+            silent = now - last_seen[slot]
+            if silent <= limit_s:
                 break
-            out.append(patient_id)
+            if silent > limit_s * stretch(last_dt[slot]):
+                out.append(patient_id)
         return out
+
+    def _stretch(self, interval: float) -> float:
+        """How much slower than the model's period a stream with this interval is (>= 1)."""
+        if self.period_s <= 0 or interval <= self.period_s:
+            return 1.0
+        return interval / self.period_s
 
     def remove(self, patient_id: str) -> bool:
         """Forget a patient and free its slot; return whether it was held."""
@@ -329,6 +377,7 @@ class WindowStore:
         self._last_t[slot] = t
         self._last_seq[slot] = seq
         self._last_seen[slot] = now
+        self._last_dt[slot] = 0.0
         self._write(slot, values)
         return PushResult("warming_up", None, False, 0, evicted)
 
@@ -336,5 +385,24 @@ class WindowStore:
         # A window still filling starts at the row's start (admission and gap resets put
         # it there), so the next sample goes right after the `count` it holds.
         count = self._count[slot]
-        self._slab[slot, count] = values
+        if self.masked:
+            self._put(self._slab[slot], count, 0, values)
+        else:
+            self._slab[slot, count] = values
         self._count[slot] = count + 1
+
+    def _put(self, row: Float32Array, at: int, start: int, values: FloatArray) -> None:
+        """Write a sample at `at` of a masked row whose window starts at `start`: missing
+        vitals carried forward from the row before, observed flags after the values, and
+        a vital's first value in the window written back over the window's earlier rows."""
+        f = self.n_features
+        seen = ~np.isnan(values)
+        if at == start:
+            row[at, :f] = values
+        else:
+            prev = row[at - 1, :f]
+            row[at, :f] = np.where(seen, values, prev)
+            first = seen & np.isnan(prev)
+            if first.any():
+                row[start:at, :f][:, first] = values[first]
+        row[at, f:] = seen

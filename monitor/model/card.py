@@ -95,6 +95,7 @@ class ModelCard(_Strict):
     sample_period_s: float = Field(gt=0)
     normalisation: Normalisation
     pooling: Pooling | None = None
+    observed_mask: bool = False
     residual_sigma: list[float]
     training: TrainingInfo
     library_versions: dict[str, str]
@@ -109,9 +110,11 @@ class ModelCard(_Strict):
         if len(set(self.features)) != n:
             raise ValueError(f"duplicate features in {self.features}")
         hp = self.hyperparameters
-        if hp.input_size != n or hp.output_size != n:
+        inputs = 2 * n if self.observed_mask else n
+        if hp.input_size != inputs or hp.output_size != n:
             raise ValueError(
-                f"{n} features but input_size={hp.input_size}, output_size={hp.output_size}"
+                f"{n} features{' with observed mask' if self.observed_mask else ''} but "
+                f"input_size={hp.input_size}, output_size={hp.output_size}"
             )
         for name, values in (
             ("normalisation.mean", self.normalisation.mean),

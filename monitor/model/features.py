@@ -223,6 +223,10 @@ class Preprocess:
         centring: Whether each window's own mean is subtracted first.
         recent: Pooling: samples kept unpooled (None: no pooling).
         block: Pooling: samples per block mean.
+        masked: Windows are ``(B, window, 2F)``: values (NaN for a vital never seen in
+            the window), then observed flags; the model input is ``2F`` wide: the values
+            as without a mask (NaN -> 0, the normalised mean), then the flags pooled
+            like the values (the share of observed samples in each pooled step).
     """
 
     mean: FloatArray
@@ -230,8 +234,27 @@ class Preprocess:
     centring: Centring = "none"
     recent: int | None = None
     block: int = 1
+    masked: bool = False
 
     def inputs(self, windows: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Return ``(x, offset)``: float32 model input ``(B, steps, input_size)`` and the
+        ``(B, F)`` offsets (NaN for a masked model's vital never seen in the window).
+
+        Without `masked`, `values_inputs`; with it, that of the value columns followed by
+        the pooled observed flags.
+        """
+        if not self.masked:
+            return self.values_inputs(windows)
+        w = np.asarray(windows)
+        if w.ndim != 3 or w.shape[2] % 2:
+            raise ValueError(f"masked windows must be (B, window, 2F), got shape {w.shape}")
+        f = w.shape[2] // 2
+        x, offset = self.values_inputs(w[:, :, :f])
+        np.nan_to_num(x, copy=False, nan=0.0)
+        flags = pool_window(w[:, :, f:], self.recent, self.block).astype(np.float32)
+        return np.concatenate([x, flags], axis=2), offset
+
+    def values_inputs(self, windows: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Return ``(x, offset)``: float32 model input ``(B, steps, F)`` and ``(B, F)`` offsets.
 
         The same values as `window_offset`, then `pool_window` of the centred windows, then

@@ -79,6 +79,7 @@ def preprocess_of(card: ModelCard) -> Preprocess:
         centring=norm.centring,
         recent=None if card.pooling is None else card.pooling.recent,
         block=1 if card.pooling is None else card.pooling.block,
+        masked=card.observed_mask,
     )
 
 
@@ -128,21 +129,24 @@ class Predictor:
         """Predict the next sample of each window.
 
         Args:
-            windows: Raw-unit windows, shape ``(B, window, F)``, oldest sample first.
+            windows: Raw-unit windows, shape ``(B, window, F)``, oldest sample first
+                (``(B, window, 2F)`` with observed flags for a model with `observed_mask`).
 
         Returns:
-            Raw-unit predictions, shape ``(B, F)``, float32.
+            Raw-unit predictions, shape ``(B, F)``, float32 (NaN for a vital with no value
+            in its window).
 
         Raises:
             ValueError: The array's shape does not match the model's window and features.
         """
-        expected = (self.window, len(self.card.features))
+        n = len(self.card.features)
+        expected = (self.window, 2 * n if self.card.observed_mask else n)
         if windows.ndim != 3 or windows.shape[1:] != expected:
             raise ValueError(
                 f"windows must be (B, {expected[0]}, {expected[1]}), got {windows.shape}"
             )
         if windows.shape[0] == 0:
-            return np.empty((0, expected[1]), dtype=np.float32)
+            return np.empty((0, n), dtype=np.float32)
         x, offset = self.preprocess.inputs(windows)
         out = self._forward(x)
         return np.asarray(self.preprocess.outputs(out, offset), dtype=np.float32)

@@ -61,6 +61,8 @@ class ModelInfo:
     window: int
     residual_sigma: FloatArray
     version: str
+    observed_mask: bool = False
+    sample_period_s: float = 1.0
 
 
 #: A vital repeating one exact value this many samples in a row is a stuck sensor.
@@ -111,6 +113,7 @@ class Pipeline:
             max_bytes=settings.ingest.max_payload_bytes,
             max_future_skew_s=settings.ingest.max_future_skew_s,
             max_age_s=settings.ingest.max_age_s,
+            partial=model.observed_mask,
         )
         w = settings.window
         self.windows = WindowStore(
@@ -118,14 +121,17 @@ class Pipeline:
             len(model.features),
             max_patients=w.max_patients,
             idle_ttl_s=w.idle_ttl_s,
-            max_gap_s=w.max_gap_s,
+            max_gap_s=w.gap_s(model.sample_period_s),
+            masked=model.observed_mask,
+            period_s=model.sample_period_s,
         )
+        self._stale_s = w.stale_s(model.sample_period_s)
         b = settings.batch
         self.batcher: MicroBatcher[Job] = MicroBatcher(
             b.max_batch, b.max_wait_ms / 1000.0, b.max_pending
         )
         self.detector = Detector(model.features, settings.detector, model_version=model.version)
-        self.scale = ResidualScale(model.residual_sigma)
+        self.scale = ResidualScale(model.residual_sigma, masked=model.observed_mask)
         # Open technical alerts: (patient_id, reason, vital) -> True.
         self._technical: dict[tuple[str, str, str | None], float] = {}
         # patient -> its open technical alert keys: a message checks only its own patient.
@@ -402,13 +408,24 @@ class Pipeline:
         patient_ids = [j.patient_id for j in jobs]
         actual = _rows([j.actual for j in jobs])
         residuals = actual - predictions
+        f = len(self.model.features)
+        values = windows[:, :, :f]
+        # NaN residual: the vital is not in this sample, or its window has no value (a
+        # model with an observed mask): no z, the scale keeps its state, the detector
+        # sees a calm sample and the error histogram skips it.
         z = self.scale.z_batch(patient_ids, windows, residuals)
         absz = np.abs(z)
+        partial = self.model.observed_mask and bool(np.isnan(absz).any())
         for i, hist in enumerate(self._error_hists):
-            observe_many(hist, absz[:, i])
+            column = absz[:, i]
+            observe_many(hist, column[~np.isnan(column)] if partial else column)
+        if partial:
+            z = np.nan_to_num(z, nan=0.0)
         self.metrics.batch_size.observe(len(jobs))
-        tail = windows[:, 1 - FLATLINE_SAMPLES :]
+        tail = values[:, 1 - FLATLINE_SAMPLES :]
         stuck = np.all(tail == actual.astype(np.float32)[:, None, :], axis=1)
+        if self.model.observed_mask:  # a carried-forward value is not a stuck sensor
+            stuck &= np.all(windows[:, 1 - FLATLINE_SAMPLES :, f:] == 1.0, axis=1)
         any_stuck = stuck.any(axis=1).tolist()
         stuck_seq = self._stuck_seq
         for row, job in enumerate(jobs):
@@ -487,7 +504,7 @@ class Pipeline:
         for pid in self.windows.evict_idle(now):
             self.metrics.evictions.inc()
             self._forget(pid)
-        for pid in self.windows.stale(now, self.settings.window.stale_after_s):
+        for pid in self.windows.stale(now, self._stale_s):
             if (pid, "signal_lost", None) not in self._technical:
                 events += self._open(pid, "signal_lost", None, now)
         self.metrics.degraded.set(1 if self.degraded else 0)
@@ -505,8 +522,7 @@ class Pipeline:
             return True
         technical = self._technical
         return any(
-            (pid, "signal_lost", None) not in technical
-            for pid in windows.stale(now, limits.stale_after_s)
+            (pid, "signal_lost", None) not in technical for pid in windows.stale(now, self._stale_s)
         )
 
     def _forget(self, pid: str) -> None:
@@ -588,6 +604,8 @@ def model_info_from_card(card: object) -> ModelInfo:
         window=card.window,
         residual_sigma=np.asarray(card.residual_sigma, dtype=np.float64),
         version=card.model_version,
+        observed_mask=card.observed_mask,
+        sample_period_s=card.sample_period_s,
     )
 
 

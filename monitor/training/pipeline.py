@@ -29,6 +29,7 @@ from monitor.training.augment import augment, noise_sigma
 from monitor.training.data import SplitData, cut_windows, require_windows
 from monitor.training.evaluation import compute_metrics, predict_normalised, residual_sigma
 from monitor.training.loop import fit
+from monitor.training.masking import mask_windows, with_flags
 from monitor.training.plots import plot_loss, plot_predictions
 from monitor.training.recipes import Recipe
 
@@ -139,16 +140,25 @@ def train_model(
         mean, std = fit_normalisation([train.y - window_offset(train.x, centring)])
     pooling = pooling_of(recipe)
     recent = None if pooling is None else pooling.recent
-    prep = Preprocess(mean, std, centring, recent=recent, block=recipe.pool_block)
+    masked = recipe.mask > 0
+    prep = Preprocess(mean, std, centring, recent=recent, block=recipe.pool_block, masked=masked)
     raw_x, raw_y, weight = train.x, train.y, None
+    w = None
     if recipe.augment > 0:
         rng = np.random.default_rng([recipe.seed, 0xA06])
         raw_x, raw_y, w = augment(raw_x, raw_y, noise_sigma(data.train), recipe.augment, rng)
+    if masked:
+        rng = np.random.default_rng([recipe.seed, 0x3A5C])
+        ones = np.ones(raw_y.shape, dtype=np.float64)
+        raw_x, w = mask_windows(raw_x, ones if w is None else w, recipe.mask, rng)
+    if w is not None:
         weight = torch.from_numpy(w.astype(np.float32)).to(device)
     x_train, off_train = prep.inputs(raw_x)
-    y_train = prep.targets(raw_y, off_train)
+    del raw_x
+    y_train = np.nan_to_num(prep.targets(raw_y, off_train), nan=0.0)
     torch.manual_seed(recipe.seed)
-    model = MedicalLSTM(n_feat, recipe.hidden_size, recipe.num_layers, n_feat).to(device)
+    inputs = 2 * n_feat if masked else n_feat
+    model = MedicalLSTM(inputs, recipe.hidden_size, recipe.num_layers, n_feat).to(device)
     bar = tqdm(total=recipe.epochs, desc="epochs", disable=not progress, unit="epoch")
 
     def on_epoch(epoch: int, loss: float) -> None:
@@ -176,7 +186,7 @@ def train_model(
     bar.close()
 
     def predict(x: np.ndarray) -> np.ndarray:
-        inputs, offset = prep.inputs(x)
+        inputs, offset = prep.inputs(with_flags(x) if masked else x)
         return prep.outputs(predict_normalised(model, inputs, device), offset)
 
     test_pred = predict(test.x)
@@ -208,7 +218,7 @@ def train_model(
         model_version="0" * 64,
         created_at=datetime.now(UTC),
         hyperparameters=Hyperparameters(
-            input_size=n_feat,
+            input_size=inputs,
             hidden_size=recipe.hidden_size,
             num_layers=recipe.num_layers,
             output_size=n_feat,
@@ -220,6 +230,7 @@ def train_model(
             mean=[float(v) for v in mean], std=[float(v) for v in std], centring=centring
         ),
         pooling=pooling,
+        observed_mask=masked,
         residual_sigma=residual_sigma(val_pred, val.y),
         training=TrainingInfo(
             recipe=recipe.name,

@@ -32,6 +32,9 @@ class Recipe:
         pool_block: Pooling: older samples are fed as means of this many.
         augment: Extra training windows with one vital disturbed, as a fraction of the
             training windows (`monitor.training.augment`); 0: none.
+        mask: Share of the training windows given random observation patterns
+            (`monitor.training.masking`); above 0 the model takes an observed mask per
+            vital (``observed_mask`` in the card) and serves any subset of its vitals.
         seed: Seeds weights, shuffling and generated data.
         train_stride: Keep every n-th training window (1: all). A stride saves memory, but
             neighbouring windows have different noisy targets: every 4th window for 60
@@ -57,6 +60,7 @@ class Recipe:
     pool_recent: int | None = None
     pool_block: int = 1
     augment: float = 0.0
+    mask: float = 0.0
     seed: int = 0
     train_stride: int = 1
     patients: int = 0
@@ -83,6 +87,7 @@ DEFAULT = Recipe(
     pool_recent=20,
     pool_block=5,
     augment=0.3,
+    mask=0.4,
     train_stride=1,
     patients=48,
     val_patients=4,

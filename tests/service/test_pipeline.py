@@ -145,3 +145,29 @@ def test_a_vital_is_not_judged_while_its_window_holds_a_stuck_stretch() -> None:
     preds = np.array([[71.5, 97.0]], dtype=np.float32)
     spo2 = [e for e in p2.score(jobs, preds, T0 + 12, live=False) if e.kind == "physiological"]
     assert [(e.vital, e.state, e.seq) for e in spo2] == [("spo2", "raised", 11)]
+
+
+def test_a_masked_model_scores_the_vitals_a_device_sends() -> None:
+    """With an observed mask a patient sending only heart rate is scored on heart rate:
+    every sample after warm-up is scored, SpO2 is never judged and never alerts, and a
+    large heart-rate residual still raises."""
+    info = ModelInfo(FEATURES, 4, np.array([1.0, 0.5]), "v-test", observed_mask=True)
+    p = Pipeline(info, Settings(), Metrics.create(CollectorRegistry()))
+    rng = np.random.default_rng(4)
+    for seq, hr in enumerate([*(70 + rng.standard_normal(8) * 0.5), 100.0]):
+        body = {"v": 1, "patient_id": "m", "t": T0 + seq, "seq": seq, "vitals": {"heart_rate": hr}}
+        assert p.ingest("vitals/m", json.dumps(body).encode(), T0 + seq) == []
+    jobs = p.take_batch()
+    windows = p.stack(jobs)
+    assert windows.shape == (5, 4, 4)  # values then observed flags
+    assert np.isnan(windows[:, :, 1]).all()
+    assert (windows[:, :, 3] == 0).all()
+    preds = np.stack([w[-1, :2] for w in windows]).astype(np.float32)  # persistence, NaN SpO2
+    events = p.score(jobs, preds, T0 + 100, live=False)
+    assert [(e.vital, e.state, e.seq) for e in events if e.kind == "physiological"] == [
+        ("heart_rate", "raised", 8)
+    ]
+    assert outcomes(p) == {"warming_up": 4, "scored": 5}
+    count = p.metrics.registry.get_sample_value
+    assert count("monitor_prediction_error_count", {"vital": "spo2"}) == 0.0
+    assert count("monitor_prediction_error_count", {"vital": "heart_rate"}) == 5.0

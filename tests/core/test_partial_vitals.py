@@ -1,0 +1,152 @@
+"""Partial vital sets: the codec, the masked window store and the stretched gap policy."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+from monitor.core.codec import CodecLimits, Decoded, Rejection, decode
+from monitor.core.windows import WindowStore
+
+FEATURES = ("heart_rate", "spo2", "bp_sys")
+T0 = 1_700_000_000.0
+PARTIAL = CodecLimits(partial=True)
+
+
+def message(vitals: dict[str, float], seq: int = 1) -> bytes:
+    body = {"v": 1, "patient_id": "p1", "t": T0 + seq, "seq": seq, "vitals": vitals}
+    return json.dumps(body).encode()
+
+
+def test_partial_message_decodes_with_nan_for_missing_vitals() -> None:
+    """With `partial`, a message with a subset of the features decodes; the rest are NaN."""
+    out = decode(
+        message({"heart_rate": 80.0}), topic_patient_id="p1", features=FEATURES, now=T0 + 1,
+        limits=PARTIAL,
+    )  # fmt: skip
+    assert isinstance(out, Decoded)
+    values = out.samples[0].values
+    assert values[0] == 80.0
+    assert math.isnan(values[1])
+    assert math.isnan(values[2])
+
+
+def test_partial_still_refuses_a_message_without_any_model_vital() -> None:
+    """A message naming none of the model's vitals stays `missing_vital`."""
+    out = decode(
+        message({"temperature": 37.0}), topic_patient_id="p1", features=FEATURES, now=T0 + 1,
+        limits=PARTIAL,
+    )  # fmt: skip
+    assert isinstance(out, Rejection)
+    assert out.reason == "missing_vital"
+
+
+def test_without_partial_a_missing_vital_is_refused() -> None:
+    """A model without an observed mask still needs every feature."""
+    out = decode(
+        message({"heart_rate": 80.0, "spo2": 97.0}), topic_patient_id="p1", features=FEATURES,
+        now=T0 + 1,
+    )  # fmt: skip
+    assert isinstance(out, Rejection)
+    assert (out.reason, out.vital) == ("missing_vital", "bp_sys")
+
+
+def test_partial_plausibility_applies_to_present_vitals() -> None:
+    """A present vital out of bounds is still an artifact."""
+    out = decode(
+        message({"heart_rate": 500.0}), topic_patient_id="p1", features=FEATURES, now=T0 + 1,
+        limits=PARTIAL,
+    )  # fmt: skip
+    assert isinstance(out, Rejection)
+    assert (out.reason, out.vital) == ("artifact", "heart_rate")
+
+
+def masked_store(window: int = 4, **options: float) -> WindowStore:
+    return WindowStore(
+        window, 2, max_patients=2, idle_ttl_s=1e6, max_gap_s=options.get("max_gap_s", 10.0),
+        masked=True, period_s=options.get("period_s", 0.0),
+    )  # fmt: skip
+
+
+def test_masked_store_carries_forward_and_flags() -> None:
+    """A missing vital is carried from the previous sample with flag 0; present ones get 1."""
+    ws = masked_store()
+    nan = math.nan
+    rows = [(80.0, 97.0), (81.0, nan), (82.0, nan), (83.0, 95.0), (84.0, nan)]
+    results = [ws.push("a", float(i), i, np.array(r), 0.0) for i, r in enumerate(rows, start=1)]
+    assert [r.outcome for r in results] == ["warming_up"] * 4 + ["ready"]
+    context = results[-1].context
+    assert context is not None
+    np.testing.assert_array_equal(context[:, 0], [80.0, 81.0, 82.0, 83.0])
+    np.testing.assert_array_equal(context[:, 1], [97.0, 97.0, 97.0, 95.0])
+    np.testing.assert_array_equal(context[:, 2], [1, 1, 1, 1])
+    np.testing.assert_array_equal(context[:, 3], [1, 0, 0, 1])
+
+
+def test_masked_store_backfills_a_vital_first_seen_inside_the_window() -> None:
+    """A vital first seen mid-window is written back over earlier rows (flags stay 0);
+    a vital never seen stays NaN."""
+    ws = masked_store()
+    nan = math.nan
+    rows = [(80.0, nan), (81.0, nan), (82.0, 96.0), (83.0, nan), (84.0, nan)]
+    results = [ws.push("a", float(i), i, np.array(r), 0.0) for i, r in enumerate(rows, start=1)]
+    context = results[-1].context
+    assert context is not None
+    np.testing.assert_array_equal(context[:, 1], [96.0, 96.0, 96.0, 96.0])
+    np.testing.assert_array_equal(context[:, 3], [0, 0, 1, 0])
+    never = masked_store()
+    out = [never.push("b", float(i), i, np.array([70.0 + i, nan]), 0.0) for i in range(1, 6)]
+    last = out[-1].context
+    assert last is not None
+    assert np.isnan(last[:, 1]).all()
+    np.testing.assert_array_equal(last[:, 3], [0, 0, 0, 0])
+
+
+def test_masked_push_ready_matches_push() -> None:
+    """The run path stores the same windows as `push` for full and partial samples."""
+    rng = np.random.default_rng(3)
+    n = 60
+    values = rng.normal(80.0, 5.0, size=(n, 2))
+    values[rng.random((n, 2)) < 0.3] = np.nan
+    one, run = masked_store(), masked_store()
+    expected = [one.push("a", float(i), i, values[i], 0.0) for i in range(n)]
+    got: list[np.ndarray | None] = [None] * n
+    start = 0
+    while start < n:
+        stop = min(n, start + 8)
+        plain, contexts, _ = run.push_ready(
+            ["a"] * (stop - start), [float(i) for i in range(start, stop)],
+            list(range(start, stop)), values[start:stop], [0.0] * (stop - start),
+        )  # fmt: skip
+        taken = iter(contexts)
+        for j, i in enumerate(range(start, stop)):
+            got[i] = next(taken) if plain[j] else run.push("a", float(i), i, values[i], 0.0).context
+        start = stop
+    for i, result in enumerate(expected):
+        if result.context is None:
+            assert got[i] is None
+        else:
+            np.testing.assert_array_equal(got[i], result.context)
+
+
+def test_gap_limit_stretches_for_a_slower_stream() -> None:
+    """With the model's period, a once-a-minute stream is not reset at every sample."""
+    ws = WindowStore(3, 1, max_patients=1, idle_ttl_s=1e6, max_gap_s=30.0, period_s=1.0)
+    results = [ws.push("a", 60.0 * i, i, np.array([1.0]), 60.0 * i) for i in range(1, 7)]
+    # The second sample is the first interval seen: 60 s > 30 s resets once; from then on
+    # the limit is 30 x 60 s.
+    assert [r.gap_reset for r in results] == [False, True, False, False, False, False]
+    assert results[-1].outcome == "ready"
+    assert ws.stale(60.0 * 6 + 100.0, 8.0) == []  # 100 s: under 8 x 60 s
+    assert ws.stale(60.0 * 6 + 500.0, 8.0) == ["a"]
+
+
+def test_gap_limit_unchanged_for_a_stream_at_the_model_rate() -> None:
+    """At the model's own rate the limit is `max_gap_s`, as without a period."""
+    ws = WindowStore(3, 1, max_patients=1, idle_ttl_s=1e6, max_gap_s=30.0, period_s=1.0)
+    times = [1.0, 2.0, 3.0, 34.0, 35.0]
+    results = [ws.push("a", t, i, np.array([1.0]), t) for i, t in enumerate(times, start=1)]
+    assert [r.gap_reset for r in results] == [False, False, False, True, False]
+    assert ws.stale(35.0 + 9.0, 8.0) == ["a"]
