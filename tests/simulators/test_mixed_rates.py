@@ -23,16 +23,19 @@ def test_slow_vitals_are_sent_at_their_period_and_wearables_send_a_subset() -> N
         sent = sim.sent(i, 0, 3600)
         assert sent is not None
         column = dict(zip(names, sent.T, strict=True))
-        assert column["heart_rate"].all() and column["spo2"].all()
+        assert column["heart_rate"].all()
+        assert column["spo2"].all()
         np.testing.assert_array_equal(column["bp_sys"], column["bp_dia"])
         if not column["resp_rate"].any():
             wearables += 1
-            assert not column["bp_sys"].any() and not column["temperature"].any()
+            assert not column["bp_sys"].any()
+            assert not column["temperature"].any()
             dense = set(WEARABLE_VITALS)
         else:
             assert column["resp_rate"].all()
             gaps = np.diff(np.flatnonzero(column["bp_sys"]))
-            assert len(set(gaps.tolist())) == 1 and 300 <= gaps[0] <= 900
+            assert len(set(gaps.tolist())) == 1
+            assert 300 <= gaps[0] <= 900
             dense = {"heart_rate", "spo2", "resp_rate"}
         for event in sim.events(i, 3600):
             assert event.vital is None or names[event.vital] in dense
