@@ -103,11 +103,11 @@ def read_csv_points(
                 str(path), f"anomalous symbols given but no symbol column in {source.header}"
             )
         if symbol is not None and (symbols is not None or flag is None):
-            rule = "symbol (MIT-BIH abnormal beats)"
+            mode, rule = "symbol", "symbol (MIT-BIH abnormal beats)"
         elif flag is not None:
-            rule = "is_anomalous_beat"
+            mode = rule = "is_anomalous_beat"
         elif event is not None:
-            rule = "event"
+            mode = rule = "event"
         else:
             raise DataError(
                 str(path),
@@ -122,9 +122,9 @@ def read_csv_points(
             total += 1
             where = f"{path}:{item.line}"
             sym = "" if symbol is None else item.cells[symbol].strip()
-            if rule == "symbol":
+            if mode == "symbol":
                 chosen, kind = sym in chosen_symbols, f"beat_{sym}"
-            elif rule == "is_anomalous_beat":
+            elif mode == "is_anomalous_beat":
                 assert flag is not None
                 chosen = _flag(item.cells[flag], where)
                 kind = f"beat_{sym}" if sym else "anomalous_beat"
