@@ -237,7 +237,7 @@ def _import(source: Path, fmt: str, o: dict[str, Any]) -> None:
         err=True,
     )
     click.echo(
-        f"{merged.merged} rows merged (shared a timestamp), {merged.moved} rows out of order "
+        f"{merged.merged} rows merged (same time or bin), {merged.moved} rows out of order "
         f"(moved), {skipped} rows skipped (no values), {untimed} rows without a time",
         err=True,
     )

@@ -3,12 +3,13 @@
 What a spreadsheet or monitor export may hold, and what becomes of it:
 
 * A UTF-8 byte order mark (Excel's "CSV UTF-8") is dropped.
-* Text not in the chosen encoding (default UTF-8; latin-1 and other ASCII-compatible encodings
-  by name) is an error naming the line and the byte.
+* Text not in the chosen encoding is an error naming the line and the byte. The encoding is
+  UTF-8 by default, else latin-1, cp1252 or another ASCII-compatible one by name (lines are
+  split on the newline byte before decoding, so UTF-16 is not read).
 * A row with fewer or more fields than the header is an error: its values cannot be placed
   under the right columns. Blank lines are skipped.
-* A field over `FIELD_LIMIT` characters (usually an unclosed quote swallowing the lines
-  after it) is an error naming the line where the field starts.
+* A field over the csv module's limit (131,072 characters unless raised; usually an unclosed
+  quote swallowing the lines after it) is an error naming the line where the field starts.
 * A file whose name ends in ``.gz`` is read through gzip.
 """
 
@@ -23,9 +24,6 @@ from io import BufferedIOBase
 from pathlib import Path
 
 from monitor.errors import DataError
-
-#: The csv module's default field size limit; a vitals export never comes near it.
-FIELD_LIMIT = 131_072
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +98,8 @@ class CsvSource:
         except csv.Error as exc:
             reason = str(exc)
             if "field larger than field limit" in reason:
-                reason = f"a field is longer than {FIELD_LIMIT} characters (an unclosed quote?)"
+                limit = csv.field_size_limit()
+                reason = f"a field is longer than {limit} characters (an unclosed quote?)"
             raise DataError(f"{self.path}:{self._start}", reason) from None
         except (OSError, EOFError) as exc:
             # gzip raises these for a damaged or truncated stream

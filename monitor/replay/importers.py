@@ -207,8 +207,8 @@ def _bad_signal_line(hea: Path) -> int | None:
 def _check_wfdb_lengths(record: Path, header: Any) -> None:
     """Refuse a header whose sample count its signal files cannot hold (before allocating)."""
     hea = f"{record}.hea"
-    if header.sig_len is None or not header.file_name:
-        return
+    if getattr(header, "file_name", None) is None or header.sig_len is None:
+        return  # a multi-segment record: wfdb reads its segments' own headers
     frames: dict[str, float] = {}
     offsets: dict[str, int] = {}
     for i, name in enumerate(header.file_name):
@@ -271,7 +271,8 @@ class Merged:
         names: The vitals, in the columns' order.
         row_sample: For each table entry, the index of the sample it went into, or -1 when that
             sample was skipped (no values), shape (n,).
-        merged: Rows that shared their time with an earlier row.
+        merged: Rows that went into a sample with an earlier row (same time, or same bin
+            with a period).
         moved: Rows earlier in time than a row above them (put in order by the sort).
     """
 
@@ -335,7 +336,7 @@ def merge_rows(
         values=merged[keep],
         names=list(table.columns),
         row_sample=row_sample,
-        merged=len(table.times) - len(np.unique(table.times)),
+        merged=len(table.times) - len(bins),
         moved=moved,
     )
 

@@ -41,7 +41,7 @@ def test_merge_counts_and_row_samples() -> None:
 
 
 def test_merge_with_period_maps_rows_to_their_bin() -> None:
-    """With a period, every row of a bin maps to that bin's sample."""
+    """With a period, every row of a bin maps to that bin's sample and counts as merged."""
     table = Table(
         times=np.array([0.2, 0.9, 3.1, 1.5]),
         columns={"heart_rate": np.array([60.0, 61.0, 62.0, 63.0])},
@@ -49,7 +49,7 @@ def test_merge_with_period_maps_rows_to_their_bin() -> None:
     merged = merge_rows(table, period=1.0)
     assert merged.times.tolist() == [0.0, 1.0, 3.0]
     assert merged.row_sample.tolist() == [0, 0, 2, 1]
-    assert merged.merged == 0
+    assert merged.merged == 1
     assert merged.moved == 1
 
 
@@ -63,7 +63,7 @@ def test_cli_prints_counts_and_writes_the_row_map(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, [*args, str(row_map)])
     assert result.exit_code == 0, result.output
     assert (
-        "2 rows merged (shared a timestamp), 3 rows out of order (moved), "
+        "2 rows merged (same time or bin), 3 rows out of order (moved), "
         "1 rows skipped (no values), 1 rows without a time"
     ) in result.output
     messages = [json.loads(r.payload) for r in read_recording(out)]
@@ -94,5 +94,5 @@ def test_row_map_times_follow_the_start_time_for_seconds(tmp_path: Path) -> None
     args = ["import", str(src), "--out", str(tmp_path / "o.jsonl"), "--patient-id", "p"]
     result = CliRunner().invoke(main, [*args, "--start-time", "500", "--row-map", str(row_map)])
     assert result.exit_code == 0, result.output
-    assert "0 rows merged (shared a timestamp), 1 rows out of order (moved)" in result.output
+    assert "0 rows merged (same time or bin), 1 rows out of order (moved)" in result.output
     assert row_map.read_text().splitlines() == ["row,seq,t", "1,1,501.0", "2,0,500.0"]
