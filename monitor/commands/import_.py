@@ -188,6 +188,7 @@ def _import(source: Path, fmt: str, o: dict[str, Any]) -> None:
 
     mapping = _mapping(o["maps"]) or None
     times = TimeOptions(o["time_format"], o["timezone"])
+    times.zone()  # a misspelt zone is an error even when the times turn out to be seconds
     if fmt == "csv":
         table = read_csv_table(
             source,

@@ -3,8 +3,11 @@
 The policy for gaps and irregular times (docs/recordings.md):
 
 * A value is missing when its cell is empty or NaN, or 0 with ``zero_is_missing``.
+* Times are seconds from the record's start or real date-times (`monitor.replay.times`).
 * Rows are sorted by time. Without a period, each distinct time is one sample at its real time
   (irregular times are kept); rows sharing a time merge, the later row's values winning.
+  `merge_rows` counts the rows merged and those the sort moved, and records which sample each
+  row went into (the ``--row-map``).
 * With a period P, times are binned into ``[k*P, (k+1)*P)`` and each bin becomes one sample
   stamped ``k*P``, holding the last (or mean) finite value of each vital in the bin.
 * A sample needs at least one vital (all mapped vitals with ``require_all``); one that has too

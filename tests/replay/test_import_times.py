@@ -180,3 +180,13 @@ def test_numeric_seconds_still_offset_by_start_time(tmp_path: Path) -> None:
     result = _import(src, out, "--start-time", "1000")
     assert result.exit_code == 0, result.output
     assert [json.loads(r.payload)["t"] for r in read_recording(out)] == [1000.0, 1002.5]
+
+
+def test_cli_unknown_timezone_is_refused_up_front(tmp_path: Path) -> None:
+    """--timezone is checked even for a seconds column, as a one-line error."""
+    src = tmp_path / "s.csv"
+    src.write_text("time_s,HR\n0,60\n")
+    result = _import(src, tmp_path / "o.jsonl", "--timezone", "Europe/Pariss")
+    assert result.exit_code == 2
+    assert "Error: --timezone: unknown time zone 'Europe/Pariss'" in result.output
+    assert not (tmp_path / "o.jsonl").exists()
