@@ -1,4 +1,4 @@
-"""`monitor import`: convert a CSV table or a PhysioNet WFDB record into a recording."""
+"""`monitor import`: convert a CSV table or a WFDB record into a recording (and labels)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,12 @@ import click
 from pydantic import ValidationError
 
 from monitor.errors import DataError
+
+
+class ImportDataError(click.ClickException):
+    """Bad input data: one line naming the file (and line), exit code 2."""
+
+    exit_code = 2
 
 
 def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -36,7 +42,7 @@ def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
     type=click.Choice(["auto", "csv", "wfdb"]),
     default="auto",
     show_default=True,
-    help="auto: csv for *.csv, else a WFDB record path.",
+    help="auto: csv for *.csv and *.csv.gz, else a WFDB record path.",
 )
 @click.option(
     "--map",
@@ -46,13 +52,36 @@ def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
     help="Map a column or signal to a vital (repeat). Default: known names "
     "(HR, SpO2, RESP, ABPSys, ABPDias, hr_bpm, ...).",
 )
-@click.option("--time-column", default="time_s", show_default=True, help="CSV time column (s).")
+@click.option(
+    "--time-column",
+    default=None,
+    help="CSV time column [default: the first of time_s, timestamp, datetime, date_time, "
+    "time, date, charttime].",
+)
+@click.option(
+    "--time-format",
+    default=None,
+    help="strptime format of date-time cells, e.g. '%d/%m/%Y %H:%M:%S' [default: seconds, "
+    "ISO 8601 or a common layout, detected].",
+)
+@click.option(
+    "--timezone",
+    default="UTC",
+    show_default=True,
+    help="IANA time zone of date-times without an offset.",
+)
+@click.option(
+    "--encoding",
+    default="utf-8",
+    show_default=True,
+    help="CSV text encoding (a UTF-8 byte order mark is dropped).",
+)
 @click.option(
     "--start-time",
     type=float,
     default=None,
-    help="Unix time of the record's time 0 [default: 1700000000, fixed so imports "
-    "are reproducible].",
+    help="Unix time of a numeric time column's 0 [default: 1700000000, fixed so imports "
+    "are reproducible]. Date-times are real times and take none.",
 )
 @click.option(
     "--period",
@@ -74,47 +103,188 @@ def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
     help="Skip samples missing any mapped vital (default: need at least one).",
 )
 @click.option("--topic-prefix", default="vitals", show_default=True)
+@click.option(
+    "--row-map",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write row,seq,t: each source data row -> the sample it went into (empty if none).",
+)
+@click.option(
+    "--labels-from",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Annotations to convert into labels: a CSV (symbol, is_anomalous_beat or event "
+    "column) or a WFDB record path (with --annotator).",
+)
+@click.option(
+    "--labels-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Label CSV to write for monitor evaluate (with --labels-from).",
+)
+@click.option("--annotator", default="atr", show_default=True, help="WFDB annotation extension.")
+@click.option(
+    "--labels-time-column",
+    default=None,
+    help="Time column of an annotation CSV [default: as for --time-column].",
+)
+@click.option(
+    "--anomalous-symbols",
+    default=None,
+    metavar="A,V,...",
+    help="Beat symbols that make a label [default: MIT-BIH abnormal beats, all beat "
+    "symbols but N, L, R, e, j].",
+)
+@click.option(
+    "--label-duration",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds a label lasts after its annotation.",
+)
+@click.option(
+    "--labels-vital",
+    default=None,
+    help="Vital the labels concern [default: any vital].",
+)
 def command(source: Path, **o: Any) -> None:
     """Convert SOURCE (CSV file or WFDB record path) into a recording; see docs/recordings.md."""
-    from monitor.replay.importers import (
-        DEFAULT_START_TIME,
-        read_csv_table,
-        read_wfdb_table,
-        table_samples,
-        write_samples,
-    )
+    from monitor.core.vitals import VITALS
 
+    if (o["labels_from"] is None) != (o["labels_out"] is None):
+        raise click.UsageError("--labels-from and --labels-out go together")
+    if o["labels_vital"] is not None and o["labels_vital"] not in VITALS:
+        raise click.BadParameter(
+            f"unknown vital {o['labels_vital']!r}; known: {sorted(VITALS)}",
+            param_hint="--labels-vital",
+        )
     fmt = o["fmt"]
     if fmt == "auto":
-        fmt = "csv" if source.suffix.lower() == ".csv" else "wfdb"
-    mapping = _mapping(o["maps"]) or None
+        fmt = "csv" if source.name.lower().endswith((".csv", ".csv.gz")) else "wfdb"
     try:
-        if fmt == "csv":
-            table = read_csv_table(source, time_column=o["time_column"], mapping=mapping)
-        else:
-            table = read_wfdb_table(source, mapping=mapping)
-        samples = table_samples(
-            table,
-            period=o["period"],
-            agg=o["agg"],
-            zero_is_missing=o["zero_is_missing"],
-            require_all=o["require_all"],
-        )
-        summary = write_samples(
-            samples,
-            o["out"],
-            patient_id=o["patient_id"],
-            start_time=DEFAULT_START_TIME if o["start_time"] is None else o["start_time"],
-            topic_prefix=o["topic_prefix"],
-            source=f"import {fmt} {source.name}",
-            rows=len(table.times),
-        )
-    except (DataError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from None
+        _import(source, fmt, o)
+    except (DataError, OSError) as exc:
+        raise ImportDataError(_one_line(exc)) from None
     except ValidationError as exc:
-        raise click.ClickException(f"invalid message: {exc.errors()[0]['msg']}") from None
+        raise ImportDataError(f"invalid message: {exc.errors()[0]['msg']}") from None
+
+
+def _one_line(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return " ".join(str(exc).split())
+
+
+def _import(source: Path, fmt: str, o: dict[str, Any]) -> None:
+    from monitor.replay.importers import (
+        DEFAULT_START_TIME,
+        merge_rows,
+        read_csv_table,
+        read_wfdb_table,
+        write_row_map,
+        write_samples,
+    )
+    from monitor.replay.times import TimeOptions
+
+    mapping = _mapping(o["maps"]) or None
+    times = TimeOptions(o["time_format"], o["timezone"])
+    times.zone()  # a misspelt zone is an error even when the times turn out to be seconds
+    if fmt == "csv":
+        table = read_csv_table(
+            source,
+            time_column=o["time_column"],
+            mapping=mapping,
+            times=times,
+            encoding=o["encoding"],
+        )
+    else:
+        table = read_wfdb_table(source, mapping=mapping)
+    if table.absolute and o["start_time"] is not None:
+        raise DataError(
+            str(source), f"times are date-times ({table.layout}); --start-time is for seconds"
+        )
+    if table.absolute:
+        start = 0.0  # the times are unix seconds already
+    else:
+        start = DEFAULT_START_TIME if o["start_time"] is None else o["start_time"]
+    merged = merge_rows(
+        table,
+        period=o["period"],
+        agg=o["agg"],
+        zero_is_missing=o["zero_is_missing"],
+        require_all=o["require_all"],
+    )
+    if not len(merged.times):
+        raise DataError(
+            str(source),
+            f"no samples: {table.source_rows} data rows, {len(table.times)} with a time, "
+            "none with a value of a mapped vital; nothing written",
+        )
+    labels = _labels(o, table.absolute, start) if o["labels_from"] is not None else None
+    summary = write_samples(
+        merged.samples(),
+        o["out"],
+        patient_id=o["patient_id"],
+        start_time=start,
+        topic_prefix=o["topic_prefix"],
+        source=f"import {fmt} {source.name}",
+        rows=table.source_rows,
+    )
+    skipped = int((merged.row_sample < 0).sum())
+    untimed = table.source_rows - len(table.times)
     click.echo(
         f"{summary.rows} rows -> {summary.samples} samples of {sorted(table.columns)} "
-        f"to {o['out']} (t {summary.first_t} .. {summary.last_t})",
+        f"to {o['out']} (t {summary.first_t} .. {summary.last_t}, times: {table.layout})",
         err=True,
     )
+    click.echo(
+        f"{merged.merged} rows merged (same time or bin), {merged.moved} rows out of order "
+        f"(moved), {skipped} rows skipped (no values), {untimed} rows without a time",
+        err=True,
+    )
+    if o["row_map"] is not None:
+        n = write_row_map(o["row_map"], table, merged, start)
+        click.echo(f"row map of {n} rows to {o['row_map']}", err=True)
+    if labels is not None:
+        from monitor.replay.annotations import write_labels_csv
+
+        points_rule, items = labels
+        n = write_labels_csv(o["labels_out"], items)
+        click.echo(f"{n} labels to {o['labels_out']} ({points_rule})", err=True)
+
+
+def _labels(o: dict[str, Any], absolute: bool, start: float) -> tuple[str, list[Any]]:
+    """Read the annotations into labels on the recording's clock, before anything is written."""
+    from monitor.replay.annotations import (
+        parse_symbols,
+        points_to_labels,
+        read_csv_points,
+        read_wfdb_points,
+    )
+    from monitor.replay.times import TimeOptions
+
+    path: Path = o["labels_from"]
+    symbols = None if o["anomalous_symbols"] is None else parse_symbols(o["anomalous_symbols"])
+    if path.name.lower().endswith((".csv", ".csv.gz")):
+        points = read_csv_points(
+            path,
+            time_column=o["labels_time_column"],
+            times=TimeOptions(o["time_format"], o["timezone"]),
+            symbols=symbols,
+            encoding=o["encoding"],
+        )
+    else:
+        points = read_wfdb_points(path, annotator=o["annotator"], symbols=symbols)
+    if len(points.times) and points.absolute != absolute:
+        what = ("date-times", "seconds") if points.absolute else ("seconds", "date-times")
+        raise DataError(
+            str(path), f"annotation times are {what[0]} but the recording's are {what[1]}"
+        )
+    labels = points_to_labels(
+        points,
+        patient_id=o["patient_id"],
+        start_time=start,
+        duration=o["label_duration"],
+        vital=o["labels_vital"],
+    )
+    return f"from {points.total} annotations, chosen by {points.rule}", labels

@@ -3,8 +3,11 @@
 The policy for gaps and irregular times (docs/recordings.md):
 
 * A value is missing when its cell is empty or NaN, or 0 with ``zero_is_missing``.
+* Times are seconds from the record's start or real date-times (`monitor.replay.times`).
 * Rows are sorted by time. Without a period, each distinct time is one sample at its real time
   (irregular times are kept); rows sharing a time merge, the later row's values winning.
+  `merge_rows` counts the rows merged and those the sort moved, and records which sample each
+  row went into (the ``--row-map``).
 * With a period P, times are binned into ``[k*P, (k+1)*P)`` and each bin becomes one sample
   stamped ``k*P``, holding the last (or mean) finite value of each vital in the bin.
 * A sample needs at least one vital (all mapped vitals with ``require_all``); one that has too
@@ -15,11 +18,13 @@ The policy for gaps and irregular times (docs/recordings.md):
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -27,9 +32,12 @@ import numpy.typing as npt
 from monitor.core.schema import encode_sample
 from monitor.core.vitals import VITALS
 from monitor.errors import DataError
+from monitor.replay.csvsource import CsvSource
 from monitor.replay.recording import Record, RecordingWriter
+from monitor.replay.times import TimeOptions, find_time_column, parse_times
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 
 #: Column or WFDB signal names that map to a vital when no explicit mapping is given.
 DEFAULT_NAMES: dict[str, str] = {
@@ -54,15 +62,31 @@ DEFAULT_START_TIME = 1_700_000_000.0
 
 @dataclass(frozen=True, slots=True)
 class Table:
-    """Columns of a source, already mapped to vitals.
+    """Columns of a source, already mapped to vitals, one entry per timed source row.
 
     Attributes:
-        times: Seconds from the start of the record, shape (n,).
+        times: Seconds per entry, shape (n,): from the start of the record, or unix seconds
+            when `absolute`.
         columns: Vital name -> values, shape (n,), NaN where missing.
+        rows: Source data row number of each entry (1-based, header excluded), shape (n,).
+        source_rows: Data rows in the source, including those without a time.
+        absolute: True when `times` are real times (the source had date-times).
+        layout: How the times were read: "seconds", "ISO 8601" or a strptime format.
     """
 
     times: FloatArray
     columns: dict[str, FloatArray]
+    rows: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    source_rows: int = -1
+    absolute: bool = False
+    layout: str = "seconds"
+
+    def __post_init__(self) -> None:
+        # Tables built by hand (tests, callers with arrays) number their rows 1..n.
+        if len(self.rows) != len(self.times):
+            object.__setattr__(self, "rows", np.arange(1, len(self.times) + 1, dtype=np.int64))
+        if self.source_rows < 0:
+            object.__setattr__(self, "source_rows", len(self.times))
 
 
 def resolve_mapping(names: list[str], mapping: Mapping[str, str] | None) -> dict[str, str]:
@@ -99,60 +123,187 @@ def _parse(cell: str, where: str) -> float:
 
 
 def read_csv_table(
-    path: Path, *, time_column: str = "time_s", mapping: Mapping[str, str] | None = None
+    path: Path,
+    *,
+    time_column: str | None = None,
+    mapping: Mapping[str, str] | None = None,
+    times: TimeOptions | None = None,
+    encoding: str = "utf-8",
 ) -> Table:
-    """Read a CSV with a time column (seconds) and vital columns.
+    """Read a CSV with a time column and vital columns (docs/recordings.md, Import).
+
+    Args:
+        path: The CSV file (``.gz``: gzip-compressed).
+        time_column: The time column; None picks the first of `TIME_COLUMN_NAMES` present.
+        mapping: Column -> vital; None maps the known names of `DEFAULT_NAMES`.
+        times: How to read date-times; seconds need nothing.
+        encoding: Text encoding; a UTF-8 byte order mark is dropped either way.
+
+    Returns:
+        One entry per row with a time; rows without one count in `Table.source_rows` only.
 
     Raises:
-        DataError: The time column is absent, or a cell is neither empty nor a number.
+        DataError: No time column, a bad time or value, a malformed row (file and line named).
+        OSError: The file cannot be read.
     """
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or time_column not in header:
-            raise DataError(str(path), f"no time column {time_column!r} in header {header}")
-        chosen = resolve_mapping([h for h in header if h != time_column], mapping)
-        index = {name: header.index(name) for name in [time_column, *chosen]}
-        times: list[float] = []
+    with CsvSource(path, encoding=encoding) as source:
+        header = source.header
+        column = find_time_column(header, time_column, str(path))
+        chosen = resolve_mapping([h for h in header if h != column], mapping)
+        index = {name: header.index(name) for name in [column, *chosen]}
+        cells: list[str] = []
+        lines: list[int] = []
+        rows: list[int] = []
         values: dict[str, list[float]] = {v: [] for v in chosen.values()}
-        for number, row in enumerate(reader, start=2):
-            where = f"{path}:{number}"
-            t = _parse(row[index[time_column]], where)
-            if math.isnan(t):
+        count = 0
+        for item in source:
+            count = item.row
+            text = item.cells[index[column]].strip()
+            if not text:
                 continue  # a row without a time cannot be placed
-            times.append(t)
+            cells.append(text)
+            lines.append(item.line)
+            rows.append(item.row)
+            where = f"{path}:{item.line}"
             for name, vital in chosen.items():
-                cell = row[index[name]] if index[name] < len(row) else ""
-                values[vital].append(_parse(cell, where))
-    return Table(np.asarray(times), {v: np.asarray(x) for v, x in values.items()})
+                values[vital].append(_parse(item.cells[index[name]], where))
+    parsed = parse_times(cells, lines, str(path), times or TimeOptions())
+    return Table(
+        parsed.seconds,
+        {v: np.asarray(x, dtype=np.float64) for v, x in values.items()},
+        rows=np.asarray(rows, dtype=np.int64),
+        source_rows=count,
+        absolute=parsed.absolute,
+        layout=parsed.layout,
+    )
 
 
-def read_wfdb_table(record: Path, *, mapping: Mapping[str, str] | None = None) -> Table:
-    """Read a PhysioNet WFDB record (path without extension) with `wfdb.rdrecord`."""
-    # wfdb calls pandas with arguments pandas has deprecated (at import and in rdrecord); that
+#: Bytes per sample of the uncompressed WFDB signal formats, to check a header's length.
+_WFDB_BYTES = {"8": 1.0, "16": 2.0, "24": 3.0, "32": 4.0, "61": 2.0, "80": 1.0, "160": 2.0}
+_WFDB_BYTES |= {"212": 1.5, "310": 4 / 3, "311": 4 / 3}
+
+
+def _import_wfdb() -> Any:
+    # wfdb calls pandas with arguments pandas has deprecated (at import and when reading); that
     # is wfdb's business and must not become an error under ``filterwarnings = error``.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
         import wfdb  # imported here: only the WFDB path pays for it
+    return wfdb
 
-        rec = wfdb.rdrecord(str(record))
+
+def _bad_signal_line(hea: Path) -> int | None:
+    """Return the line of the first signal line wfdb's own pattern refuses, if any."""
+    from wfdb.io.header import rx_signal
+
+    content = 0
+    for number, line in enumerate(hea.read_text(encoding="latin-1").splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        content += 1
+        if content > 1 and rx_signal.match(line) is None:
+            return number
+    return None
+
+
+def _check_wfdb_lengths(record: Path, header: Any) -> None:
+    """Refuse a header whose sample count its signal files cannot hold (before allocating)."""
+    hea = f"{record}.hea"
+    if getattr(header, "file_name", None) is None or header.sig_len is None:
+        return  # a multi-segment record: wfdb reads its segments' own headers
+    frames: dict[str, float] = {}
+    offsets: dict[str, int] = {}
+    for i, name in enumerate(header.file_name):
+        size = _WFDB_BYTES.get(str(header.fmt[i]))
+        if size is None:
+            return  # a compressed (FLAC) format: its length cannot be told from its size
+        per_frame = header.samps_per_frame[i] if header.samps_per_frame else 1
+        frames[name] = frames.get(name, 0.0) + size * (per_frame or 1)
+        offsets[name] = (header.byte_offset[i] if header.byte_offset else 0) or 0
+    for name, frame_bytes in frames.items():
+        path = record.parent / name
+        if not path.exists():
+            raise DataError(hea, f"signal file {name} is missing")
+        held = int(max(path.stat().st_size - offsets[name], 0) / frame_bytes)
+        if header.sig_len > held:
+            raise DataError(
+                hea, f"header says {header.sig_len} samples but {name} holds only {held}"
+            )
+
+
+def read_wfdb_table(record: Path, *, mapping: Mapping[str, str] | None = None) -> Table:
+    """Read a PhysioNet WFDB record (path without extension) with `wfdb.rdrecord`.
+
+    Raises:
+        DataError: The header is malformed or claims more samples than its files hold, or the
+            record cannot be read.
+    """
+    wfdb = _import_wfdb()
+    hea = Path(f"{record}.hea")
+    if not hea.exists():
+        raise DataError(str(hea), "no such WFDB header (give the record path without extension)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            _check_wfdb_lengths(record, wfdb.rdheader(str(record)))
+            rec = wfdb.rdrecord(str(record))
+    except ValueError as exc:  # wfdb's HeaderSyntaxError is a ValueError
+        line = _bad_signal_line(hea) if "signal line" in str(exc) else None
+        where = str(hea) if line is None else f"{hea}:{line}"
+        raise DataError(where, f"invalid WFDB record: {exc}") from None
+    except MemoryError:
+        raise DataError(str(hea), "the record does not fit in memory") from None
     names = [str(n) for n in rec.sig_name]
     chosen = resolve_mapping(names, mapping)
+    if rec.p_signal is None:
+        raise DataError(str(hea), "the record has no signals")
     signals = np.asarray(rec.p_signal, dtype=np.float64)
     times = np.arange(signals.shape[0], dtype=np.float64) / float(rec.fs)
     return Table(times, {v: signals[:, names.index(n)].copy() for n, v in chosen.items()})
 
 
-def table_samples(
+@dataclass(frozen=True, slots=True)
+class Merged:
+    """A table's rows merged into samples, with where each row went.
+
+    Attributes:
+        times: Time of each sample (as the table's times: offsets or unix seconds), shape (k,).
+        values: Sample x vital values, NaN where absent, shape (k, m).
+        names: The vitals, in the columns' order.
+        row_sample: For each table entry, the index of the sample it went into, or -1 when that
+            sample was skipped (no values), shape (n,).
+        merged: Rows that went into a sample with an earlier row (same time, or same bin
+            with a period).
+        moved: Rows earlier in time than a row above them (put in order by the sort).
+    """
+
+    times: FloatArray
+    values: FloatArray
+    names: list[str]
+    row_sample: IntArray
+    merged: int
+    moved: int
+
+    def samples(self) -> Iterator[tuple[float, dict[str, float]]]:
+        """Yield (time, vitals) per sample, each with the vitals that have a value."""
+        present = np.isfinite(self.values)
+        for i in range(len(self.times)):
+            row = self.values[i]
+            vitals = {n: float(row[j]) for j, n in enumerate(self.names) if present[i, j]}
+            yield float(self.times[i]), vitals
+
+
+def merge_rows(
     table: Table,
     *,
     period: float | None = None,
     agg: str = "last",
     zero_is_missing: bool = False,
     require_all: bool = False,
-) -> Iterator[tuple[float, dict[str, float]]]:
-    """Yield (seconds from start, vitals) per sample, by the module's gap and time policy."""
+) -> Merged:
+    """Merge a table's rows into samples by the module's gap and time policy."""
     if agg not in ("last", "mean"):
         raise ValueError(f"agg must be 'last' or 'mean', not {agg!r}")
     order = np.argsort(table.times, kind="stable")
@@ -177,10 +328,34 @@ def table_samples(
             merged[b[last], j] = x[last]
     present = np.isfinite(merged)
     keep = present.all(axis=1) if require_all else present.any(axis=1)
-    names = list(table.columns)
-    for i in np.flatnonzero(keep):
-        row = merged[i]
-        yield float(stamps[i]), {n: float(row[j]) for j, n in enumerate(names) if present[i, j]}
+    # Emitted samples are numbered 0, 1, ... over kept bins; a skipped bin has none.
+    sample_of_bin = np.where(keep, np.cumsum(keep) - 1, -1)
+    row_sample = np.empty(len(order), dtype=np.int64)
+    row_sample[order] = sample_of_bin[inverse]
+    running_max = np.maximum.accumulate(table.times) if len(table.times) else table.times
+    moved = int(np.count_nonzero(table.times[1:] < running_max[:-1]))
+    return Merged(
+        times=np.asarray(stamps[keep], dtype=np.float64),
+        values=merged[keep],
+        names=list(table.columns),
+        row_sample=row_sample,
+        merged=len(table.times) - len(bins),
+        moved=moved,
+    )
+
+
+def table_samples(
+    table: Table,
+    *,
+    period: float | None = None,
+    agg: str = "last",
+    zero_is_missing: bool = False,
+    require_all: bool = False,
+) -> Iterator[tuple[float, dict[str, float]]]:
+    """Yield (time, vitals) per sample, by the module's gap and time policy."""
+    return merge_rows(
+        table, period=period, agg=agg, zero_is_missing=zero_is_missing, require_all=require_all
+    ).samples()
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,12 +380,26 @@ def write_samples(
 ) -> ImportSummary:
     """Write samples as single-sample vitals messages; received_at equals the sample time.
 
+    Args:
+        samples: (time, vitals) pairs; the message time is ``start_time + time``.
+        out: The recording to write; nothing is written when there are no samples.
+        patient_id: For the topic and the messages.
+        start_time: Added to each time (0 for times that are already unix seconds).
+        topic_prefix: Topic is ``<prefix>/<patient_id>``.
+        source: The recording header's source.
+        rows: Source rows, for the summary.
+
     Raises:
+        DataError: There are no samples (an empty recording would pass for a real one).
         pydantic.ValidationError: The patient id or a time is invalid for the wire schema.
     """
+    items = iter(samples)
+    head = next(items, None)
+    if head is None:
+        raise DataError(str(out), "no samples to write; nothing written")
     count, first, last = 0, None, None
     with RecordingWriter(out, source=source, flush_every=10_000) as writer:
-        for seq, (offset, vitals) in enumerate(samples):
+        for seq, (offset, vitals) in enumerate(itertools.chain([head], items)):
             t = start_time + offset
             payload = encode_sample(patient_id, t, seq, vitals)
             writer.write(Record(f"{topic_prefix}/{patient_id}", payload, t))
@@ -218,3 +407,25 @@ def write_samples(
             first = t if first is None else first
             last = t
     return ImportSummary(rows=rows, samples=count, first_t=first, last_t=last)
+
+
+def write_row_map(path: Path, table: Table, merged: Merged, start_time: float) -> int:
+    """Write ``row,seq,t``: each source data row -> the sample it went into and its time.
+
+    Rows without a time, and rows whose sample was skipped (no values), have empty seq and t.
+
+    Returns:
+        The number of rows written (the source's data rows).
+    """
+    seq = np.full(table.source_rows + 1, -1, dtype=np.int64)
+    seq[table.rows] = merged.row_sample
+    with path.open("w", newline="", encoding="utf-8") as f:
+        out = csv.writer(f, lineterminator="\n")
+        out.writerow(["row", "seq", "t"])
+        for row in range(1, table.source_rows + 1):
+            s = int(seq[row])
+            if s < 0:
+                out.writerow([row, "", ""])
+            else:
+                out.writerow([row, s, repr(start_time + float(merged.times[s]))])
+    return table.source_rows
