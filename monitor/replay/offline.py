@@ -29,6 +29,7 @@ from monitor.core.codec import Decoded, Rejection
 from monitor.core.types import Float32Array
 from monitor.model.predictor import Predictor
 from monitor.model.store import load_model
+from monitor.replay.outcomes import outcome_counts
 from monitor.replay.recording import Record, RecordBlock, read_blocks
 from monitor.service.app import one_inference_thread
 from monitor.service.metrics import Metrics
@@ -142,6 +143,8 @@ class OfflineResult:
         records: Records read.
         elapsed_s: Wall time of the replay.
         metrics: The pipeline's metrics (outcome counts and so on).
+        outcomes: Samples received by outcome, `invalid` split by reason
+            (`monitor.replay.outcomes.outcome_counts`); they add up to every sample received.
     """
 
     alerts: list[AlertEvent]
@@ -151,6 +154,7 @@ class OfflineResult:
     records: int
     elapsed_s: float
     metrics: Metrics
+    outcomes: dict[str, int] = field(default_factory=dict)
 
 
 class OfflineRunner:
@@ -292,6 +296,11 @@ class OfflineRunner:
         self._collect()
         self._executor.shutdown()
 
+    def close(self) -> None:
+        """Stop the inference thread without scoring what is queued (a failed run)."""
+        self._inflight = None
+        self._executor.shutdown(cancel_futures=True)
+
     def _flush(self, now: float, everything: bool = False) -> None:
         # The forward of batch k runs on the inference thread while this thread decodes
         # the records of batch k+1; batches are still scored strictly in order.
@@ -350,7 +359,11 @@ def run_offline(
     predictor = Predictor(load_model(model), device, settings.model.backend)
     runner = OfflineRunner(predictor, settings, collect_predictions=collect_predictions)
     t0 = time.perf_counter()
-    n = runner.feed_recording(recording)
+    try:
+        n = runner.feed_recording(recording)
+    except BaseException:
+        runner.close()
+        raise
     runner.finish()
     elapsed = time.perf_counter() - t0
     predictions = {
@@ -365,4 +378,5 @@ def run_offline(
         records=n,
         elapsed_s=elapsed,
         metrics=runner.metrics,
+        outcomes=outcome_counts(runner.metrics.messages, runner.metrics.invalid),
     )
