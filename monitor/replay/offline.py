@@ -31,7 +31,7 @@ from monitor.core.types import Float32Array
 from monitor.model.predictor import Predictor
 from monitor.model.store import load_model
 from monitor.replay.outcomes import outcome_counts
-from monitor.replay.recording import Record, RecordBlock, read_blocks
+from monitor.replay.recording import Record, RecordBlock, line_limit, read_blocks
 from monitor.service.app import one_inference_thread
 from monitor.service.metrics import Metrics
 from monitor.service.pipeline import Job, Pipeline, model_info_from_card
@@ -212,13 +212,16 @@ class OfflineRunner:
             return self._feed(RecordBlock.of(chunk) for chunk in _chunks(records, DECODE_CHUNK))
 
     def feed_recording(self, path: Path) -> int:
-        """`feed` the records of a recording, read a block at a time (`read_blocks`).
+        """`feed` the records of a recording, read a block at a time (`read_blocks`), lines
+        no longer than a record with the largest payload the codec takes (`line_limit`).
 
         Raises:
-            DataError: A line other than the last does not parse as a record.
+            DataError: A line other than the last does not parse as a record, is too long,
+                has a receive time out of range, or the gzip data is corrupt.
         """
+        limit = line_limit(self.settings.ingest.max_payload_bytes)
         with replay_tuning():
-            return self._feed(read_blocks(path))
+            return self._feed(read_blocks(path, limit))
 
     def _feed(self, blocks: Iterable[RecordBlock]) -> int:
         n = 0
