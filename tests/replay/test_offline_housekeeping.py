@@ -168,49 +168,67 @@ class _Questions:
         monkeypatch.setattr(runner.pipeline, "housekeeping_would_act", counted)
 
 
-def _hourly(n: int, step: float) -> Iterator[Record]:
+def _series(n: int, step: float) -> Iterator[Record]:
     rng = np.random.default_rng(3)
     for i in range(n):
         yield _sample(rng, "h1", START + i * step, i)
 
 
-def test_three_years_hourly_take_a_pass_per_sample(
+def _bursts(bursts: int, size: int, every: float) -> Iterator[Record]:
+    """`bursts` bursts of `size` samples 1 s apart, one every `every` seconds."""
+    rng = np.random.default_rng(5)
+    for b in range(bursts):
+        for k in range(size):
+            yield _sample(rng, "b1", START + b * every + k, b * size + k)
+
+
+def _events(runner: OfflineRunner) -> tuple[int, int, int]:
+    """Signal-lost raises, their clears, and evictions."""
+    lost = [a.state for a in runner.alerts if a.reason == "signal_lost"]
+    evictions = int(_counts(runner)[("monitor_evictions_total", ())])
+    return lost.count("raised"), lost.count("cleared"), evictions
+
+
+def test_three_years_hourly_take_at_most_a_pass_per_sample(
     predictor: Predictor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """26,280 hourly samples (3 years; stepping would run 94.6 million passes): under the
-    defaults each silence raises 'signal lost' once, 8 s after the sample, and the next
-    sample clears it; that is one pass per gap, and a few questions per sample."""
+    """26,280 hourly samples (3 years; stepping ran 94.6 million passes): every pass run
+    acts (raises 'signal lost' or evicts: one patient, one event per pass) but the one that
+    first sets the degraded gauge, and a few questions per sample find them."""
     n = 3 * 365 * 24
     runner = OfflineRunner(predictor, Settings())
     questions = _Questions(runner, monkeypatch)
-    assert runner.feed(_hourly(n, HOUR)) == n
+    assert runner.feed(_series(n, HOUR)) == n
     runner.finish()
-    raised = [a for a in runner.alerts if a.state == "raised"]
-    assert len(raised) == len(runner.alerts) - len(raised) == n - 1
-    assert {(a.reason, a.patient_id) for a in runner.alerts} == {("signal_lost", "h1")}
-    # The first pass after 8 s of silence: 9 s after each sample but the last.
-    assert [a.t for a in raised[:2]] == [START + 9.0, START + HOUR + 9.0]
-    # Those n - 1, and the one that first sets the degraded gauge (to 0).
-    assert runner.housekeeping_passes == n
+    raised, _, evictions = _events(runner)
+    assert runner.housekeeping_passes <= raised + evictions + 1
+    assert runner.housekeeping_passes <= n
     assert questions.asked < 20 * n
-    counts = _counts(runner)
-    assert counts[("monitor_messages_total", (("outcome", "warming_up"),))] == n  # 30 s gap limit
+    outcomes = [v for (name, _), v in _counts(runner).items() if name == "monitor_messages_total"]
+    assert sum(outcomes) == n
 
 
-def test_points_years_apart_take_a_bounded_number_of_passes(
-    predictor: Predictor, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("bursts", "size", "every"),
+    [(3 * 365, 10, 86400.0), (300, 5, YEAR)],
+    ids=["daily-for-3-years", "yearly-for-300-years"],
+)
+def test_bursts_far_apart_take_two_passes_per_silence(
+    predictor: Predictor,
+    monkeypatch: pytest.MonkeyPatch,
+    bursts: int,
+    size: int,
+    every: float,
 ) -> None:
-    """300 samples a year apart under settings for slow streams: each silence is 'signal
-    lost' and then an eviction (one pass each), whatever the length of the silence."""
-    settings = Settings.model_validate(
-        {"window": {"max_gap_s": 2 * YEAR, "stale_after_s": 30 * 86400, "idle_ttl_s": 0.5 * YEAR}}
-    )
-    runner = OfflineRunner(predictor, settings)
+    """Bursts of 1 Hz samples a day or a year apart, under the defaults: each silence is
+    'signal lost' 8 s after the burst (its first pass after 8 s) and an eviction an hour
+    later, one pass each, whatever the length of the silence; the next burst clears it."""
+    runner = OfflineRunner(predictor, Settings())
     questions = _Questions(runner, monkeypatch)
-    n = 300
-    assert runner.feed(_hourly(n, YEAR)) == n
+    assert runner.feed(_bursts(bursts, size, every)) == bursts * size
     runner.finish()
-    assert runner.housekeeping_passes == 2 * (n - 1) + 1  # and the first gauge setting
-    assert questions.asked < 100 * n
-    assert _counts(runner)[("monitor_evictions_total", ())] == n - 1
-    assert sum(a.reason == "signal_lost" and a.state == "raised" for a in runner.alerts) == n - 1
+    assert _events(runner) == (bursts - 1, bursts - 1, bursts - 1)
+    lost = [a.t for a in runner.alerts if a.reason == "signal_lost" and a.state == "raised"]
+    assert lost[:2] == [START + size - 1 + 9.0, START + every + size - 1 + 9.0]
+    assert runner.housekeeping_passes == 2 * (bursts - 1) + 1  # and the first gauge setting
+    assert questions.asked < 10 * bursts * size  # stepping: one pass per second of the span
