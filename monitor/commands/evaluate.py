@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,13 @@ def _floors(pairs: tuple[str, ...]) -> dict[str, float]:
     default=None,
     help="Write PNG plots of a few patients into this folder.",
 )
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="TOML settings file, as for `monitor run` (ingest, window, batch, detector sections).",
+)
 @click.option("--plot-patients", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option(
     "--tolerance-samples",
@@ -78,23 +86,36 @@ def command(**o: Any) -> None:
     from monitor.evaluation.runner import score_result
     from monitor.evaluation.scoring import ScoringConfig
     from monitor.replay.labels import read_labels
-    from monitor.replay.offline import run_offline  # type: ignore[import-not-found,unused-ignore]
+    from monitor.replay.offline import run_offline
+    from monitor.replay.outcomes import format_outcomes, unscored_warning
+    from monitor.settings import load_settings
 
     config = ScoringConfig(
         tolerance_samples=o["tolerance_samples"], sample_period_s=o["sample_period"]
     )
     try:
+        settings = load_settings(o["config_file"])
         labels = read_labels(o["labels"])
-        result = run_offline(o["recording"], o["model"], collect_predictions=True)
+        result = run_offline(
+            o["recording"], o["model"], settings=settings, collect_predictions=True
+        )
     except MonitorError as exc:
-        raise click.ClickException(str(exc)) from None
+        # One line, exit code 2: a bad recording, labels, model or settings file.
+        click.echo(f"monitor evaluate: {exc}", err=True)
+        sys.exit(2)
     scored = score_result(result, labels, config=config, noise_floor=_floors(o["floors"]))
+    # What became of every sample: the same counts in the text and in the JSON report.
+    scored.extra["outcomes"] = dict(result.outcomes)
     click.echo(format_table(scored.evaluation))
     rate = scored.extra["samples_per_second"]
     click.echo(
         f"\n{scored.extra['samples_scored']} samples scored in "
         f"{scored.extra['elapsed_s']:.2f} s" + (f" ({rate:,.0f}/s)" if rate else "")
     )
+    click.echo(format_outcomes(result.outcomes))
+    warning = unscored_warning(result.outcomes)
+    if warning is not None:
+        click.echo(warning, err=True)
     if o["report"] is not None:
         write_json(scored.evaluation, o["report"], extra=scored.extra)
         click.echo(f"report: {o['report']}")

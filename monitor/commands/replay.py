@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Mapping
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -63,11 +64,14 @@ def _alert_dict(alert: Any) -> Mapping[str, Any]:
     raise TypeError(f"cannot serialise alert {alert!r}")
 
 
-# --- offline mode: the lead's `monitor.replay.offline.run_offline` does the work -------------
-def _offline(path: Path, model: Path, alerts_out: Path) -> None:
-    from monitor.replay.offline import run_offline  # type: ignore[import-not-found,unused-ignore]
+def _offline(path: Path, model: Path, alerts_out: Path, config_file: Path | None) -> None:
+    """Score the recording offline; write its alerts; say what became of every sample."""
+    from monitor.replay.offline import run_offline
+    from monitor.replay.outcomes import format_outcomes, unscored_warning
+    from monitor.settings import load_settings
 
-    result = run_offline(path, model, collect_predictions=False)
+    settings = load_settings(config_file)
+    result = run_offline(path, model, settings=settings, collect_predictions=False)
     alerts_out.parent.mkdir(parents=True, exist_ok=True)
     with alerts_out.open("w", encoding="utf-8") as f:
         for alert in result.alerts:
@@ -78,9 +82,10 @@ def _offline(path: Path, model: Path, alerts_out: Path) -> None:
         f"scored in {result.elapsed_s:.2f} s ({rate:,.0f} samples/s)",
         err=True,
     )
-
-
-# ---------------------------------------------------------------------------------------------
+    click.echo(format_outcomes(result.outcomes), err=True)
+    warning = unscored_warning(result.outcomes)
+    if warning is not None:
+        click.echo(warning, err=True)
 
 
 @click.command("replay")
@@ -97,6 +102,14 @@ def _offline(path: Path, model: Path, alerts_out: Path) -> None:
 @click.option("--loop", is_flag=True, help="Start again at the end, until interrupted.")
 @click.option("--qos", type=click.IntRange(0, 2), default=1, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="TOML settings file, as for `monitor run` (offline mode: ingest, window, batch, "
+    "detector sections).",
+)
 @click.option(
     "--offline",
     is_flag=True,
@@ -120,9 +133,11 @@ def command(file: Path, **options: Any) -> None:
         if options["model"] is None or options["alerts"] is None:
             raise click.UsageError("--offline needs --model DIR and --alerts OUT")
         try:
-            _offline(file, options["model"], options["alerts"])
+            _offline(file, options["model"], options["alerts"], options["config_file"])
         except MonitorError as exc:
-            raise click.ClickException(str(exc)) from None
+            # One line, exit code 2: a bad recording, model or settings file (no traceback).
+            click.echo(f"monitor replay: {exc}", err=True)
+            sys.exit(2)
         return
     from monitor.mqtt import BrokerError
 
@@ -130,6 +145,9 @@ def command(file: Path, **options: Any) -> None:
         sent = asyncio.run(_live(file, options))
     except BrokerError as exc:
         raise click.ClickException(str(exc)) from None
+    except MonitorError as exc:  # a bad recording: one line, exit code 2
+        click.echo(f"monitor replay: {exc}", err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return

@@ -21,6 +21,11 @@ FORMAT_VERSION: Literal[1] = 1
 
 Scalar = str | int | float | bool | None
 
+#: Longest window a card may declare: the window store preallocates `window` samples for
+#: each of up to `window.max_patients` patients (10,000 x 10,000 x 6 float32 is 2.4 GB),
+#: and a larger one (a hostile card) would fail only at that allocation.
+MAX_WINDOW = 10_000
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -91,7 +96,7 @@ class ModelCard(_Strict):
     created_at: datetime
     hyperparameters: Hyperparameters
     features: list[str] = Field(min_length=1)
-    window: int = Field(ge=1)
+    window: int = Field(ge=1, le=MAX_WINDOW)
     sample_period_s: float = Field(gt=0)
     normalisation: Normalisation
     pooling: Pooling | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import math
 import os
 import sys
 import time
@@ -29,7 +30,8 @@ from monitor.core.codec import Decoded, Rejection
 from monitor.core.types import Float32Array
 from monitor.model.predictor import Predictor
 from monitor.model.store import load_model
-from monitor.replay.recording import Record, RecordBlock, read_blocks
+from monitor.replay.outcomes import outcome_counts
+from monitor.replay.recording import Record, RecordBlock, line_limit, read_blocks
 from monitor.service.app import one_inference_thread
 from monitor.service.metrics import Metrics
 from monitor.service.pipeline import Job, Pipeline, model_info_from_card
@@ -142,6 +144,8 @@ class OfflineResult:
         records: Records read.
         elapsed_s: Wall time of the replay.
         metrics: The pipeline's metrics (outcome counts and so on).
+        outcomes: Samples received by outcome, `invalid` split by reason
+            (`monitor.replay.outcomes.outcome_counts`); they add up to every sample received.
     """
 
     alerts: list[AlertEvent]
@@ -151,6 +155,7 @@ class OfflineResult:
     records: int
     elapsed_s: float
     metrics: Metrics
+    outcomes: dict[str, int] = field(default_factory=dict)
 
 
 class OfflineRunner:
@@ -180,7 +185,19 @@ class OfflineRunner:
         self.traces: dict[str, PatientTrace] = {}
         self.alerts: list[AlertEvent] = []
         self.scored = 0
-        self._next_housekeeping: float | None = None
+        # Housekeeping passes, on the virtual clock: pass k is due at origin + k * interval
+        # (origin: the first record's receive time); `_pass` is the next one, due at `_due`.
+        self._origin: float | None = None
+        self._pass = 1
+        self._due = 0.0
+        # The degraded gauge as the last pass run set it (None: no pass ran yet).
+        self._gauge: bool | None = None
+        #: Housekeeping passes run (`Pipeline.housekeeping` calls), for tests and benchmarks.
+        self.housekeeping_passes = 0
+        # No pass acts for a patient seen within this long (staleness or idle limit).
+        window = self.settings.window
+        self._quiet_s = min(window.stale_after_s, window.idle_ttl_s)
+        self._latest = -math.inf  # the latest receive time ingested
         self._executor = ThreadPoolExecutor(1, "inference", initializer=one_inference_thread)
         self._inflight: tuple[list[Job], Float32Array, Future[Float32Array], float] | None = None
 
@@ -195,13 +212,16 @@ class OfflineRunner:
             return self._feed(RecordBlock.of(chunk) for chunk in _chunks(records, DECODE_CHUNK))
 
     def feed_recording(self, path: Path) -> int:
-        """`feed` the records of a recording, read a block at a time (`read_blocks`).
+        """`feed` the records of a recording, read a block at a time (`read_blocks`), lines
+        no longer than a record with the largest payload the codec takes (`line_limit`).
 
         Raises:
-            DataError: A line other than the last does not parse as a record.
+            DataError: A line other than the last does not parse as a record, is too long,
+                has a receive time out of range, or the gzip data is corrupt.
         """
+        limit = line_limit(self.settings.ingest.max_payload_bytes)
         with replay_tuning():
-            return self._feed(read_blocks(path))
+            return self._feed(read_blocks(path, limit))
 
     def _feed(self, blocks: Iterable[RecordBlock]) -> int:
         n = 0
@@ -222,6 +242,7 @@ class OfflineRunner:
                 self._housekeep(now)
                 if position in rest:
                     self._ingest_one(rest[position], now)
+                    self._latest = max(self._latest, now)
                     position += 1
                     continue
                 run = self._run_length(index, j, nows)
@@ -234,7 +255,8 @@ class OfflineRunner:
                 )
                 if events:
                     self.alerts += events
-                self._housekeep(nows[position + run - 1])  # passes the run skipped: no-ops
+                self._latest = max(self._latest, nows[position + run - 1])
+                self._housekeep(nows[position + run - 1])  # passes the run spanned: no-ops
                 if len(pipeline.batcher) >= self.settings.batch.max_batch:
                     self._flush(nows[position + run - 1])
                 j += run
@@ -243,13 +265,85 @@ class OfflineRunner:
         return n
 
     def _housekeep(self, now: float) -> None:
-        """Run every housekeeping pass due at or before `now` (virtual clock)."""
-        interval = self.settings.housekeeping_interval_s
-        if self._next_housekeeping is None:
-            self._next_housekeeping = now + interval
-        while now >= self._next_housekeeping:
-            self.alerts += self.pipeline.housekeeping(self._next_housekeeping)
-            self._next_housekeeping += interval
+        """Bring housekeeping up to `now` (virtual clock): the passes due by then.
+
+        Only passes that act run (`Pipeline.housekeeping_would_act`: evict an idle patient,
+        raise 'signal lost'); the others would only set the degraded gauge to the value it
+        has, so the last of a skipped stretch runs when the gauge differs. The alerts,
+        outcomes and metrics are those of running every pass, one per interval, while the
+        cost follows the events, not the span: a recording spanning years takes a few
+        passes per sample.
+        """
+        if self._origin is None:
+            self._origin = now
+            self._set_pass(1)
+        if now < self._due:
+            return
+        end = self._first_pass_after(now)
+        while self._pass < end:
+            k = self._first_acting(self._pass, end)
+            if k > self._pass and self._gauge != self.pipeline.degraded:
+                self._run_pass(k - 1)  # sets the gauge as the skipped passes would have
+            if k == end:
+                break
+            self._run_pass(k)
+            self._set_pass(k + 1)
+        self._set_pass(end)
+
+    def _pass_time(self, k: int) -> float:
+        assert self._origin is not None
+        return self._origin + k * self.settings.housekeeping_interval_s
+
+    def _set_pass(self, k: int) -> None:
+        self._pass, self._due = k, self._pass_time(k)
+
+    def _run_pass(self, k: int) -> None:
+        events = self.pipeline.housekeeping(self._pass_time(k))
+        if events:
+            self.alerts += events
+        self._gauge = self.pipeline.degraded
+        self.housekeeping_passes += 1
+
+    def _first_pass_after(self, now: float) -> int:
+        """The first pass (from the next one on) due after `now`."""
+        assert self._origin is not None
+        k = max(self._pass, int((now - self._origin) // self.settings.housekeeping_interval_s))
+        while k > self._pass and self._pass_time(k - 1) > now:
+            k -= 1
+        while self._pass_time(k) <= now:
+            k += 1
+        return k
+
+    def _first_acting(self, start: int, end: int) -> int:
+        """The first pass in [start, end) that would act, or `end` when none would.
+
+        For a given state a later pass can only act more (patients only grow staler: an
+        idle or silent patient stays so), so a galloping search finds it with about
+        2 log2(k - start) questions (`Pipeline.housekeeping_would_act`), and the answer
+        that none acts takes two.
+        """
+        would_act = self.pipeline.housekeeping_would_act
+        if start >= end or would_act(self._pass_time(start)):
+            return start
+        if not would_act(self._pass_time(end - 1)):  # the common answer, in one question
+            return end
+        low, step = start, 1  # low: known not to act
+        while True:
+            probe = low + step
+            if probe >= end:
+                high = end
+                break
+            if would_act(self._pass_time(probe)):
+                high = probe
+                break
+            low, step = probe, step * 2
+        while high - low > 1:
+            middle = (low + high) // 2
+            if would_act(self._pass_time(middle)):
+                high = middle
+            else:
+                low = middle
+        return high
 
     def _ingest_one(self, decoded: Decoded | Rejection, now: float) -> None:
         events = self.pipeline.ingest_decoded(decoded, now)
@@ -261,36 +355,79 @@ class OfflineRunner:
     def _run_length(self, index: list[int], j: int, nows: list[float]) -> int:
         """How many columns from `j` on form one run for `ingest_samples` (at least one).
 
-        A run is consecutive positions, no longer than the room left in the batch (each
-        sample queues at most one job), and stops before the first housekeeping time at
-        which housekeeping might act (`Pipeline.housekeeping_would_act`, asked now: samples
-        in the run only make patients fresher). Passes that cannot act run after the run,
-        with the same (empty) result; monitoring is not degraded (checked) and the run
-        sheds nothing, so the degraded gauge they set is the same too.
+        A run is consecutive positions received in time order (from the latest receive
+        time so far on: an earlier one could make a patient staler), no longer than the
+        room left in the batch (each sample queues at most one job), and spans no
+        housekeeping pass that might act (`_spans_acting_pass`). The passes it spans are
+        left to `_housekeep` after the run, which skips them: their result is empty, and
+        monitoring is not degraded (checked) and the run sheds nothing, so the degraded
+        gauge they would set is the same too.
         """
         start = index[j]
-        pipeline = self.pipeline
-        room = self.settings.batch.max_batch - len(pipeline.batcher)
+        room = self.settings.batch.max_batch - len(self.pipeline.batcher)
         limit = min(len(index) - j, max(room, 1))
-        due = self._next_housekeeping
-        if due is not None and not pipeline.degraded:
-            interval, last = self.settings.housekeeping_interval_s, nows[start + limit - 1]
-            while due <= last and not pipeline.housekeeping_would_act(due):
-                due += interval
-        run = 1
-        while (
-            run < limit
-            and index[j + run] == start + run
-            and (due is None or nows[start + run] < due)
-        ):
-            run += 1
+        first = nows[start]
+        if first < self._latest:
+            return 1
+        spans = self._spans_acting_pass
+        # Grow the run by doubling (a short run costs little), then bisect to the longest
+        # that spans no acting pass: spanning one only grows with the run's end.
+        run, step = 1, 1
+        while run < limit:
+            grown, end = run, min(run + step, limit)
+            while (
+                grown < end
+                and index[j + grown] == start + grown
+                and nows[start + grown] >= nows[start + grown - 1]
+            ):
+                grown += 1
+            if grown == run:
+                break
+            if spans(first, nows[start + grown - 1]):
+                short, long = run, grown
+                while long - short > 1:
+                    middle = (short + long) // 2
+                    if spans(first, nows[start + middle - 1]):
+                        long = middle
+                    else:
+                        short = middle
+                return short
+            run = grown
+            if grown < end:
+                break
+            step *= 2
         return run
+
+    def _spans_acting_pass(self, first: float, last: float) -> bool:
+        """Whether samples received from `first` to `last` (in order) would span a
+        housekeeping pass that might act, one due after `first` (`_housekeep(first)` ran)
+        and by `last`.
+
+        Asked now: the run's samples make the patients held fresher, so a pass that cannot
+        act now cannot act then (`Pipeline.housekeeping_would_act`). A patient the run
+        admits is last seen at `first` or later, so no pass within the shorter of the
+        staleness and idle limits after `first` can act for it either; beyond that the
+        run ends (without this, a run starting on an empty store, as at the start of a
+        recording, skipped every pass it spanned).
+        """
+        k = self._first_pass_after(last) - 1  # the last pass due by `last`
+        if k < self._pass:
+            return False
+        if self.pipeline.degraded:
+            return True
+        at = self._pass_time(k)
+        return at - first > self._quiet_s or self.pipeline.housekeeping_would_act(at)
 
     def finish(self, now: float | None = None) -> None:
         """Score everything still queued, then stop the inference thread."""
         self._flush(now if now is not None else 0.0, everything=True)
         self._collect()
         self._executor.shutdown()
+
+    def close(self) -> None:
+        """Stop the inference thread without scoring what is queued (a failed run)."""
+        self._inflight = None
+        self._executor.shutdown(cancel_futures=True)
 
     def _flush(self, now: float, everything: bool = False) -> None:
         # The forward of batch k runs on the inference thread while this thread decodes
@@ -350,7 +487,11 @@ def run_offline(
     predictor = Predictor(load_model(model), device, settings.model.backend)
     runner = OfflineRunner(predictor, settings, collect_predictions=collect_predictions)
     t0 = time.perf_counter()
-    n = runner.feed_recording(recording)
+    try:
+        n = runner.feed_recording(recording)
+    except BaseException:
+        runner.close()
+        raise
     runner.finish()
     elapsed = time.perf_counter() - t0
     predictions = {
@@ -365,4 +506,5 @@ def run_offline(
         records=n,
         elapsed_s=elapsed,
         metrics=runner.metrics,
+        outcomes=outcome_counts(runner.metrics.messages, runner.metrics.invalid),
     )

@@ -20,6 +20,7 @@ import time
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import compress
 from operator import itemgetter
 from pathlib import Path
 from types import TracebackType
@@ -29,11 +30,46 @@ from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationE
 from pydantic_core import from_json
 from typing_extensions import TypedDict
 
-from monitor.core.codec import SingleFields, SingleFieldsJson
+from monitor.core.codec import CodecLimits, SingleFields, SingleFieldsJson
 from monitor.errors import DataError
 
 FORMAT_VERSION = 1
 _CHUNK = 1 << 16
+
+#: Most bytes one gzip read inflates to at once: a bomb never sits in memory whole.
+_INFLATE_STEP = 1 << 20
+
+#: Receive times are unix seconds in [0, RECEIVED_AT_LIMIT): the wire schema's bound on
+#: sample times (`monitor.core.schema.SampleTime`, year 5138). Past 2**53 a float no longer
+#: holds whole seconds, and nothing recorded can be that late.
+RECEIVED_AT_LIMIT = 1e11
+
+#: Bytes a JSON string may take per payload byte: a control character is escaped as
+#: ``\u00XX`` (non-UTF-8 payloads are base64, 4 per 3).
+_ESCAPED_PER_BYTE = 6
+
+#: A decompressed chunk of more than `_MANY_LINES` lines averaging under `_MEAN_LINE_BYTES`
+#: is mostly blank lines: the shortest record, ``{"topic":"","payload":"","received_at":0}``,
+#: takes 41 bytes. Refused, so that a bomb of blank lines between records costs no more
+#: than a few Python calls per kilobyte.
+_MANY_LINES = 1000
+_MEAN_LINE_BYTES = 41
+
+#: Bytes of a line besides its payload: keys, time, and a topic (MQTT allows 65,535 bytes).
+ENVELOPE_BYTES = 1 << 16
+
+
+def line_limit(max_payload_bytes: int) -> int:
+    """The longest line a recording may hold when payloads are at most `max_payload_bytes`.
+
+    A longer payload would be refused (`too_large`) whatever it holds, so a longer line is
+    not a record the daemon could score: reading stops there instead of holding it.
+    """
+    return _ESCAPED_PER_BYTE * max_payload_bytes + ENVELOPE_BYTES
+
+
+#: `line_limit` of the codec's default payload limit (`ingest.max_payload_bytes`).
+MAX_LINE_BYTES = line_limit(CodecLimits().max_bytes)
 
 #: Lines validated per pydantic call in `read_blocks`. A call holds the GIL throughout (about
 #: 3 us per line): in offline replay the inference thread, back from a forward pass, waits
@@ -80,10 +116,16 @@ def decode_record(obj: dict[str, Any], source: str) -> Record:
         else:
             payload = obj["payload"].encode("utf-8")
         received_at = float(obj["received_at"])
-    except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError, AttributeError, binascii.Error) as exc:
         raise DataError(source, f"bad record {str(obj)[:80]!r}: {exc!r}") from exc
     if not isinstance(topic, str):
         raise DataError(source, f"topic is not a string in {str(obj)[:80]!r}")
+    if not 0.0 <= received_at < RECEIVED_AT_LIMIT:
+        raise DataError(
+            source,
+            f"received_at {received_at!r} is not a receive time "
+            f"(unix seconds from 0 to {RECEIVED_AT_LIMIT:g})",
+        )
     return Record(topic, payload, received_at)
 
 
@@ -157,33 +199,94 @@ class RecordingWriter:
             self._file = None
 
 
+class _CorruptGzip(Exception):
+    """The gzip stream is not gzip, fails its check, or has garbage after its end."""
+
+
 def _raw_chunks(path: Path) -> Iterator[bytes]:
-    """Yield decompressed bytes; a gzip stream cut short ends quietly after its last byte."""
+    """Yield decompressed bytes, at most `_INFLATE_STEP` at a time; a gzip stream cut short
+    ends quietly after its last byte, and zero bytes after a stream are padding (as gzip(1)
+    reads them).
+
+    Raises:
+        _CorruptGzip: Not gzip data, a failed CRC or length check, or other bytes after
+            a stream's end.
+    """
     with path.open("rb") as f:
         if not path.name.endswith(".gz"):
             while chunk := f.read(_CHUNK):
                 yield chunk
             return
         inflater = zlib.decompressobj(wbits=31)
-        while chunk := f.read(_CHUNK):
-            while chunk:
-                yield inflater.decompress(chunk)
-                # Several gzip members (a file appended to) follow one another.
-                chunk = inflater.unused_data if inflater.eof else b""
-                if inflater.eof:
-                    inflater = zlib.decompressobj(wbits=31)
-        yield inflater.flush()
+        between = False  # after a stream's end: padding, or another stream (appended)
+        try:
+            while data := f.read(_CHUNK):
+                while data:
+                    if between:
+                        data = data.lstrip(b"\0")
+                        if not data:
+                            break
+                        between = False
+                    out = inflater.decompress(data, _INFLATE_STEP)
+                    if out:
+                        yield out
+                    if inflater.eof:
+                        data = inflater.unused_data
+                        inflater = zlib.decompressobj(wbits=31)
+                        between = True
+                    else:
+                        data = inflater.unconsumed_tail
+            yield inflater.flush()
+        except zlib.error as exc:
+            raise _CorruptGzip(
+                str(exc).removeprefix("Error -3 while decompressing data: ")
+            ) from exc
 
 
-def _line_blocks(path: Path) -> Iterator[tuple[int, list[bytes], bool]]:
+def _line_blocks(path: Path, max_line_bytes: int) -> Iterator[tuple[int, list[bytes], bool]]:
     """Yield (number of the first line, lines, complete) a decompressed chunk at a time;
     complete means a newline ended each line (only a cut last line is not). The first line
-    comes alone: it may be the header."""
+    comes alone: it may be the header. Stretches of blank lines are counted, not split.
+
+    Raises:
+        DataError: A line is longer than `max_line_bytes`, or the gzip data is corrupt.
+    """
     buffer = b""
     number = 1
-    for chunk in _raw_chunks(path):
+    blank = 0  # bytes of the stretch of blank lines read last
+    chunks = _raw_chunks(path)
+    while True:
+        try:
+            chunk = next(chunks, None)
+        except _CorruptGzip as exc:
+            raise DataError(f"{path}:{number}", f"corrupt gzip data: {exc}") from None
+        if chunk is None:
+            break
+        if not chunk.strip() and not buffer.strip():  # blank lines: counted, not split
+            newlines = chunk.count(b"\n")
+            number += newlines
+            buffer = chunk[chunk.rfind(b"\n") + 1 :] if newlines else buffer + chunk
+            blank += len(chunk)
+            if blank > max_line_bytes:
+                raise DataError(
+                    f"{path}:{number}",
+                    f"more than {max_line_bytes:,} bytes of blank lines: not a recording",
+                )
+            continue
+        blank = 0
+        size = len(buffer) + len(chunk)
         buffer += chunk
         *complete, buffer = buffer.split(b"\n")
+        if len(complete) > _MANY_LINES and size < _MEAN_LINE_BYTES * len(complete):
+            raise DataError(
+                f"{path}:{number}",
+                f"{len(complete):,} lines in {size:,} bytes from here: mostly blank lines, "
+                "not a recording",
+            )
+        if complete and max(map(len, complete)) > max_line_bytes:
+            for offset, line in enumerate(complete):
+                _check_length(path, number + offset, line, max_line_bytes)
+        _check_length(path, number + len(complete), buffer, max_line_bytes)
         if number == 1 and complete:
             yield 1, complete[:1], True
             number, complete = 2, complete[1:]
@@ -194,9 +297,18 @@ def _line_blocks(path: Path) -> Iterator[tuple[int, list[bytes], bool]]:
         yield number, [buffer], False
 
 
-def _lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
+def _check_length(path: Path, number: int, line: bytes, max_line_bytes: int) -> None:
+    if len(line) > max_line_bytes:
+        raise DataError(
+            f"{path}:{number}",
+            f"line longer than {max_line_bytes:,} bytes, more than a record can hold "
+            "(its payload past ingest.max_payload_bytes, escaped, plus the envelope)",
+        )
+
+
+def _lines(path: Path, max_line_bytes: int) -> Iterator[tuple[int, bytes, bool]]:
     """Yield (line number, line, complete) where complete means a newline ended it."""
-    for number, lines, complete in _line_blocks(path):
+    for number, lines, complete in _line_blocks(path, max_line_bytes):
         for offset, line in enumerate(lines):
             yield number + offset, line, complete
 
@@ -222,8 +334,14 @@ def _plain_record(obj: dict[str, Any]) -> Record | None:
     if type(topic) is not str or type(payload) is not str or "payload_b64" in obj:
         return None
     try:
-        return Record(topic, payload.encode("utf-8"), float(obj["received_at"]))
-    except (KeyError, TypeError, ValueError):
+        received_at = float(obj["received_at"])
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
+    if not 0.0 <= received_at < RECEIVED_AT_LIMIT:
+        return None
+    try:
+        return Record(topic, payload.encode("utf-8"), received_at)
+    except UnicodeEncodeError:
         return None
 
 
@@ -245,22 +363,29 @@ def _line_record(path: Path, number: int, line: bytes, complete: bool) -> Record
         return None
     try:
         obj = _parse(line)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         if not complete:
             return None
+        if isinstance(exc, RecursionError):
+            raise DataError(f"{path}:{number}", "not JSON: nested too deeply") from None
         raise DataError(f"{path}:{number}", f"not JSON: {exc}") from exc
     return _object_record(path, number, obj)
 
 
-def read_recording(path: Path) -> Iterator[Record]:
+def read_recording(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Record]:
     """Yield the records of a recording in file order, skipping the header.
 
     A last line that does not parse (the writer was killed mid-line) is dropped.
 
+    Args:
+        path: The recording.
+        max_line_bytes: Longest line accepted (`line_limit` of the payload limit).
+
     Raises:
-        DataError: A line other than the last does not parse as a record.
+        DataError: A line other than the last does not parse as a record, a line is too
+            long, a receive time is out of range, or the gzip data is corrupt.
     """
-    for number, line, complete in _lines(path):
+    for number, line, complete in _lines(path, max_line_bytes):
         record = _line_record(path, number, line, complete)
         if record is not None:
             yield record
@@ -273,7 +398,7 @@ class _PlainLine(TypedDict):
 
     topic: str
     payload: Annotated[SingleFieldsJson | str, Field(union_mode="left_to_right")]
-    received_at: float
+    received_at: Annotated[float, Field(allow_inf_nan=False, ge=0.0, lt=RECEIVED_AT_LIMIT)]
 
 
 class _OtherLine:
@@ -379,7 +504,7 @@ def _validated(lines: list[bytes]) -> list[_PlainLine | _OtherLine]:
     return items
 
 
-def read_blocks(path: Path) -> Iterator[RecordBlock]:
+def read_blocks(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[RecordBlock]:
     """`read_recording`'s records, in the same order, a block (a decompressed chunk) at a time.
 
     A block's lines are validated `VALIDATE_LINES` per call, each plain single-sample
@@ -388,19 +513,25 @@ def read_blocks(path: Path) -> Iterator[RecordBlock]:
     JSON object, a blank line, a cut last line) is read line by line, as `read_recording`
     reads it; so is the first line (the header, if any).
 
+    Args:
+        path: The recording.
+        max_line_bytes: Longest line accepted (`line_limit` of the payload limit).
+
     Raises:
-        DataError: A line other than the last does not parse as a record.
+        DataError: As `read_recording`.
     """
-    for number, lines, complete in _line_blocks(path):
+    for number, lines, complete in _line_blocks(path, max_line_bytes):
         items: list[_PlainLine | _OtherLine] | None = None
         if complete and number > 1:
             with contextlib.suppress(ValidationError):  # read line by line instead
                 items = _validated(lines)
         if items is None:
+            # Blank lines are passed over in C (`compress`): only the others cost a call.
             records = [
                 record
-                for offset, line in enumerate(lines)
-                if (record := _line_record(path, number + offset, line, complete)) is not None
+                for offset in compress(range(len(lines)), map(bytes.strip, lines))
+                if (record := _line_record(path, number + offset, lines[offset], complete))
+                is not None
             ]
             if records:
                 yield RecordBlock.of(records)
@@ -436,10 +567,10 @@ def _block(
 
 def read_header(path: Path) -> dict[str, Any] | None:
     """Return the header of a recording, or None when it has none."""
-    for _number, line, _complete in _lines(path):
+    for _number, line, _complete in _lines(path, MAX_LINE_BYTES):
         try:
             obj = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             return None
         if isinstance(obj, dict) and "recording" in obj and "topic" not in obj:
             return obj
