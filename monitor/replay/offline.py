@@ -195,8 +195,7 @@ class OfflineRunner:
         #: Housekeeping passes run (`Pipeline.housekeeping` calls), for tests and benchmarks.
         self.housekeeping_passes = 0
         # No pass acts for a patient seen within this long (staleness or idle limit).
-        window = self.settings.window
-        self._quiet_s = min(window.stale_after_s, window.idle_ttl_s)
+        self._quiet_s = min(self.pipeline.stale_s, self.settings.window.idle_ttl_s)
         self._latest = -math.inf  # the latest receive time ingested
         self._executor = ThreadPoolExecutor(1, "inference", initializer=one_inference_thread)
         self._inflight: tuple[list[Job], Float32Array, Future[Float32Array], float] | None = None

@@ -125,7 +125,9 @@ class Pipeline:
             masked=model.observed_mask,
             period_s=model.sample_period_s,
         )
-        self._stale_s = w.stale_s(model.sample_period_s)
+        #: Silence after which a patient is 'signal lost' (a lower bound: a slower stream
+        #: stretches it, `WindowStore.stale`).
+        self.stale_s = w.stale_s(model.sample_period_s)
         b = settings.batch
         self.batcher: MicroBatcher[Job] = MicroBatcher(
             b.max_batch, b.max_wait_ms / 1000.0, b.max_pending
@@ -504,7 +506,7 @@ class Pipeline:
         for pid in self.windows.evict_idle(now):
             self.metrics.evictions.inc()
             self._forget(pid)
-        for pid in self.windows.stale(now, self._stale_s):
+        for pid in self.windows.stale(now, self.stale_s):
             if (pid, "signal_lost", None) not in self._technical:
                 events += self._open(pid, "signal_lost", None, now)
         self.metrics.degraded.set(1 if self.degraded else 0)
@@ -522,7 +524,7 @@ class Pipeline:
             return True
         technical = self._technical
         return any(
-            (pid, "signal_lost", None) not in technical for pid in windows.stale(now, self._stale_s)
+            (pid, "signal_lost", None) not in technical for pid in windows.stale(now, self.stale_s)
         )
 
     def _forget(self, pid: str) -> None:
