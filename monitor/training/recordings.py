@@ -117,6 +117,9 @@ def load_replay(path: Path, options: LoadOptions) -> list[Recording]:
         raise DataError(str(path), "no valid vitals message in the recording")
     found = {name for series in rows.values() for _, vitals in series for name in vitals}
     features = options.features or tuple(v for v in options.signals if v in found)
+    if not features:
+        reason = f"no known vital in the recording (found {sorted(found)[:8]}); "
+        raise DataError(str(path), reason + options.signals.known_line())
     missing = [f for f in features if f not in found]
     if missing:
         raise DataError(str(path), f"vitals {missing} never appear; found {sorted(found)}")

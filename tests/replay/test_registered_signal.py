@@ -159,3 +159,29 @@ def test_an_unregistered_signal_is_refused_with_the_way_to_register_it(tmp_path:
     )
     assert result.exit_code == 2
     assert "built-in vital" in result.output
+
+
+def test_training_on_a_recording_of_unregistered_signals_says_what_it_found(
+    tmp_path: Path,
+) -> None:
+    """A recording holding only ecg_mv, trained on without --signal: a one-line error."""
+    rec = tmp_path / "r.jsonl"
+    source = ecg_csv(tmp_path / "ecg.csv", seconds=0.2)
+    invoke(
+        [
+            "import",
+            str(source),
+            "--out",
+            str(rec),
+            "--patient-id",
+            "p1",
+            "--signal",
+            SIGNAL,
+            "--map",
+            "MLII=ecg_mv",
+        ]
+    )
+    result = CliRunner().invoke(main, ["train", "--data", str(rec), "--out", str(tmp_path / "m")])
+    assert result.exit_code != 0
+    assert "no known vital in the recording (found ['ecg_mv'])" in result.output
+    assert "Traceback" not in result.output
