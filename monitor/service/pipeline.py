@@ -114,8 +114,9 @@ class Pipeline:
         self.metrics = metrics
         self._on_reject = on_reject
         try:
-            # The card's signals (what the model was trained on) and the settings' own.
-            self.signals = model.signals.merge(settings.registry())
+            # The settings' signals and the card's (what the model was trained on); for a
+            # signal in both, the settings' entry (its flatline_samples), same bounds only.
+            self.signals = settings.registry().merge(model.signals)
         except ValueError as exc:
             raise SettingsError([f"signals: {exc}"]) from None
         self._limits = CodecLimits(
