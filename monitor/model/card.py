@@ -133,7 +133,7 @@ class FlatlineRule(_Strict):
     """What training learned about a feature's exact repeats (`monitor.training.repeats`).
 
     Attributes:
-        normal_run: The run of identical consecutive values that 99 % of the training
+        normal_run: The run of identical consecutive values that 99.9 % of the training
             samples do not exceed (1 for a signal that never repeats).
         longest_run: The longest such run in the training data.
         repeat_share: Share of training samples equal to the sample before them.

@@ -20,7 +20,7 @@ from monitor.training.data import FloatArray, Segment
 
 #: The run of identical values that this share of the training samples does not exceed is
 #: the feature's normal run.
-NORMAL_QUANTILE = 0.99
+NORMAL_QUANTILE = 0.999
 
 #: The rule of cards without a learned one (and the least any learned rule asks for).
 DEFAULT_FLATLINE_SAMPLES = 5
