@@ -8,6 +8,7 @@ so the contracts users read cannot drift from what the daemon does.
 from __future__ import annotations
 
 import json
+import typing
 
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
@@ -136,7 +137,27 @@ def settings_markdown() -> str:
                 f"| `{name}` | `MONITOR_{name.upper()}` | {_type(field)} | {_default(field)} | "
                 f"{_describe(field)} |"
             )
+    for name, field in top:
+        lines += _list_items(name, field)
     return "\n".join(lines) + "\n"
+
+
+def _list_items(name: str, field: FieldInfo) -> list[str]:
+    """The keys of each item of a list-of-tables setting (``[[signals]]``), else nothing."""
+    args = typing.get_args(field.annotation)
+    if typing.get_origin(field.annotation) is not list or not args:
+        return []
+    item = args[0]
+    if not (isinstance(item, type) and issubclass(item, BaseModel)):
+        return []
+    doc = (item.__doc__ or "").strip().splitlines()
+    lines = [f"\n## `[[{name}]]`\n", *([doc[0], ""] if doc else [])]
+    lines += ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for sub, sub_field in item.model_fields.items():
+        lines.append(
+            f"| `{sub}` | {_type(sub_field)} | {_default(sub_field)} | {_describe(sub_field)} |"
+        )
+    return lines
 
 
 _METRICS_INTRO = """# Metrics of `monitor run`

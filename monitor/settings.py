@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 from monitor.core.detector import DetectorConfig
+from monitor.core.vitals import SIGNAL_NAME_PATTERN, Registry, Vital, check_signal
 from monitor.errors import MonitorError
 from monitor.mqtt import BrokerConfig
 
@@ -162,6 +163,47 @@ class TestingSettings(BaseModel):
     )
 
 
+class SignalSettings(BaseModel):
+    """A signal to register beside the built-in vitals (docs/messages.md, Signals)."""
+
+    model_config = _SECTION
+
+    name: str = Field(
+        pattern=SIGNAL_NAME_PATTERN,
+        description="Wire name: lowercase letters, digits and _; not a built-in vital's.",
+    )
+    unit: str = Field(min_length=1, description="Unit of the values, e.g. mV.")
+    low: float = Field(description="Lowest plausible value; below it a sample is an artifact.")
+    high: float = Field(description="Highest plausible value (> low).")
+    sample_period_s: float | None = Field(
+        default=None, gt=0, description="Seconds between samples it is usually recorded at."
+    )
+    description: str = Field(default="", description="Human-readable name.")
+    flatline_samples: int | None = Field(
+        default=None,
+        ge=2,
+        description="A run of this many identical values is a stuck sensor (default: the "
+        "model card's learned rule).",
+    )
+
+    @model_validator(mode="after")
+    def _valid(self) -> SignalSettings:
+        check_signal(self.vital())
+        return self
+
+    def vital(self) -> Vital:
+        """This signal as a registry entry."""
+        return Vital(
+            self.name,
+            self.unit,
+            self.low,
+            self.high,
+            self.description or self.name,
+            self.sample_period_s,
+            self.flatline_samples,
+        )
+
+
 class Settings(BaseSettings):
     """Every setting of `monitor run`."""
 
@@ -179,8 +221,18 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     testing: TestingSettings = Field(default_factory=TestingSettings)
+    signals: list[SignalSettings] = Field(
+        default_factory=list,
+        description="Signals known beside the built-in vitals (keys below, `[[signals]]`). "
+        "A model card lists those it was trained on, so serving it needs none here. In the "
+        'environment a JSON list: `[{"name": "ecg_mv", "unit": "mV", "low": -5, "high": 5}]`.',
+    )
     shutdown_grace_s: float = Field(default=10.0, gt=0)
     housekeeping_interval_s: float = Field(default=1.0, gt=0)
+
+    def registry(self) -> Registry:
+        """The built-in vitals plus the signals registered here."""
+        return Registry(s.vital() for s in self.signals)
 
 
 class SettingsError(MonitorError):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from monitor.core.vitals import VITALS
+from monitor.core.vitals import BUILTIN, Registry
 from simulators.anomalies import BoolArray, Event, inject
 from simulators.labels import KINDS, AnomalyKind, AnomalyLabel
 from simulators.signals import FloatArray, PatientProfile, ceilings, clean_signal, noise_sigmas
@@ -114,6 +114,7 @@ class Scenario:
         rate: Samples per second per patient.
         start_time: Unix time of sequence 0 (sample times are ``start_time + seq / rate``).
         timing: Event timing.
+        signals: Where the profiles' names are resolved (their bounds clip the values).
     """
 
     def __init__(
@@ -124,8 +125,10 @@ class Scenario:
         rate: float,
         start_time: float = 0.0,
         timing: Timing | None = None,
+        signals: Registry = BUILTIN,
     ) -> None:
         self.spec = spec
+        self.signals = signals
         self.profiles = profiles
         self.seed = seed
         self.rate = rate
@@ -292,8 +295,10 @@ class Scenario:
                 hold = float(self.stable(i, event.start_seq - 1, event.start_seq)[0, event.vital])
             vp = None if event.vital is None else params[event.vital]
             inject(event, seq, seq / self.rate, values, present, vp, hold, self.rate)
-        low = np.array([VITALS[n].low for n in profile.vitals])
-        high = np.minimum(np.array([VITALS[n].high for n in profile.vitals]), ceilings(profile))
+        low = np.array([self.signals[n].low for n in profile.vitals])
+        high = np.minimum(
+            np.array([self.signals[n].high for n in profile.vitals]), ceilings(profile)
+        )
         return self.start_time + seq / self.rate, np.clip(values, low, high), present
 
 
@@ -304,8 +309,11 @@ def build(
     rate: float,
     start_time: float = 0.0,
     timing: Timing | None = None,
+    signals: Registry = BUILTIN,
 ) -> Scenario:
     """Return the scenario `name` (a key of `SCENARIOS`) over `profiles`.
+
+    `signals` resolves the profiles' names: built-in vitals and registered signals.
 
     Raises:
         KeyError: Unknown scenario name.
@@ -317,4 +325,4 @@ def build(
     names = profiles[0].names
     if spec.vitals is not None and not set(spec.vitals) & set(names):
         raise ValueError(f"scenario {name!r} needs one of {spec.vitals}; have {names}")
-    return Scenario(spec, profiles, seed, rate, start_time, timing)
+    return Scenario(spec, profiles, seed, rate, start_time, timing, signals)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from monitor.core.vitals import CLINICAL_VITALS
+from monitor.core.vitals import CLINICAL_VITALS, Vital
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -123,6 +123,34 @@ def seed_profile(patient_id: str = "seed") -> PatientProfile:
             )
         },
     )
+
+
+def with_signals(
+    profile: PatientProfile, signals: tuple[Vital, ...], rng: np.random.Generator
+) -> PatientProfile:
+    """Add registered signals to a profile: each a sine with noise inside its bounds.
+
+    A generic shape, not a physiological model (an ECG is not a sine): the level is the
+    middle of the signal's bounds, the swing an eighth of their span, the period 30 to 120 s,
+    the noise 1 % of the span.
+
+    Args:
+        profile: A drawn patient.
+        signals: Registered signals to add, in order after the profile's vitals.
+        rng: The generator to draw from; the caller seeds it.
+    """
+    vitals = dict(profile.vitals)
+    for signal in signals:
+        span = signal.high - signal.low
+        vitals[signal.name] = VitalParams(
+            baseline=signal.low + span / 2.0,
+            amplitude=float(rng.uniform(0.08, 0.125)) * span,
+            period_s=float(rng.uniform(30.0, 120.0)),
+            phase=float(rng.uniform(0.0, 2.0 * math.pi)),
+            sigma=0.01 * span,
+            ceiling=signal.high,
+        )
+    return PatientProfile(profile.patient_id, vitals)
 
 
 def clean_signal(profile: PatientProfile, t: FloatArray) -> FloatArray:

@@ -8,6 +8,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from monitor.commands.signals import registry_of, signal_option
 from monitor.errors import DataError
 
 
@@ -49,9 +50,10 @@ def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
     "maps",
     multiple=True,
     metavar="COLUMN=VITAL",
-    help="Map a column or signal to a vital (repeat). Default: known names "
-    "(HR, SpO2, RESP, ABPSys, ABPDias, hr_bpm, ...).",
+    help="Map a column or signal to a vital or a --signal (repeat). Default: known names "
+    "(HR, SpO2, RESP, ABPSys, ABPDias, hr_bpm, ...) and columns named as a --signal.",
 )
+@signal_option
 @click.option(
     "--time-column",
     default=None,
@@ -149,13 +151,12 @@ def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
 )
 def command(source: Path, **o: Any) -> None:
     """Convert SOURCE (CSV file or WFDB record path) into a recording; see docs/recordings.md."""
-    from monitor.core.vitals import VITALS
-
+    registry = o["registry"] = registry_of(o.pop("signals"))
     if (o["labels_from"] is None) != (o["labels_out"] is None):
         raise click.UsageError("--labels-from and --labels-out go together")
-    if o["labels_vital"] is not None and o["labels_vital"] not in VITALS:
+    if o["labels_vital"] is not None and o["labels_vital"] not in registry:
         raise click.BadParameter(
-            f"unknown vital {o['labels_vital']!r}; known: {sorted(VITALS)}",
+            f"unknown vital {o['labels_vital']!r}; {registry.known_line()}",
             param_hint="--labels-vital",
         )
     fmt = o["fmt"]
@@ -196,9 +197,10 @@ def _import(source: Path, fmt: str, o: dict[str, Any]) -> None:
             mapping=mapping,
             times=times,
             encoding=o["encoding"],
+            signals=o["registry"],
         )
     else:
-        table = read_wfdb_table(source, mapping=mapping)
+        table = read_wfdb_table(source, mapping=mapping, signals=o["registry"])
     if table.absolute and o["start_time"] is not None:
         raise DataError(
             str(source), f"times are date-times ({table.layout}); --start-time is for seconds"

@@ -11,14 +11,16 @@ from pathlib import Path
 from types import FrameType
 
 import click
+import numpy as np
 from pydantic import ValidationError
 
+from monitor.commands.signals import registry_of, signal_option
 from monitor.mqtt import BrokerConfig, BrokerError, SyncPublisher
 from simulators.labels import LabelSink
 from simulators.publisher import PublishOptions, PublishStats, publish
 from simulators.recording import RecordingSink
 from simulators.scenarios import SCENARIOS, Timing, build
-from simulators.signals import draw_patients, patient_id_for, seed_profile
+from simulators.signals import draw_patients, patient_id_for, seed_profile, with_signals
 
 
 @click.command("simulate")
@@ -80,6 +82,7 @@ from simulators.signals import draw_patients, patient_id_for, seed_profile
     help="clinical: six vitals; seed: the tutorial's sin(t)+noise.",
 )
 @click.option("--scenario", type=click.Choice(list(SCENARIOS)), default="stable", show_default=True)
+@signal_option
 @click.option(
     "--warmup",
     type=click.FloatRange(min=0),
@@ -140,6 +143,7 @@ def command(
     seed: int,
     profile: str,
     scenario: str,
+    signals: tuple[str, ...],
     warmup: float,
     gap: tuple[float, float],
     labels_path: Path | None,
@@ -151,8 +155,9 @@ def command(
 ) -> None:
     """Publish noisy vital signs of simulated patients to <topic-prefix>/<patient_id>.
 
-    Exits 0 on SIGINT/SIGTERM after flushing the labels file and disconnecting. A summary
-    (JSON) goes to standard error.
+    Each --signal adds a registered signal to every patient: a sine with noise inside its
+    bounds (a generic shape, not a physiological model). Exits 0 on SIGINT/SIGTERM after
+    flushing the labels file and disconnecting. A summary (JSON) goes to standard error.
     """
     try:
         cfg = BrokerConfig.model_validate(
@@ -167,14 +172,20 @@ def command(
         )
     except ValidationError as exc:
         raise click.BadParameter(str(exc.errors()[0]["msg"]), param_hint="--broker") from None
+    registry = registry_of(signals)
     ids = [patient_id_for(i) for i in range(patients)]
     profiles = (
         [seed_profile(pid) for pid in ids] if profile == "seed" else draw_patients(patients, seed)
     )
+    if registry.registered:
+        profiles = [
+            with_signals(p, registry.registered, np.random.default_rng([seed, i, 0x5164]))
+            for i, p in enumerate(profiles)
+        ]
     timing = Timing(warmup_s=warmup, gap_s=gap)
     t0 = time.time() if start_time is None else start_time
     try:
-        sim = build(scenario, profiles, seed, rate, t0, timing)
+        sim = build(scenario, profiles, seed, rate, t0, timing, registry)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--scenario") from None
     stop = threading.Event()

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from monitor.commands.signals import registry_of, signal_option
 from monitor.errors import DataError
 
 
@@ -50,6 +51,7 @@ def _column_map(values: tuple[str, ...]) -> dict[str, str]:
     help="Map a file column to a vital, e.g. HR=heart_rate.",
 )
 @click.option("--feature", "features", multiple=True, help="Vital(s) to use, in model order.")
+@signal_option
 @click.option("--zero-is-missing", is_flag=True, help="Treat 0 as a missing value (a gap).")
 @click.option(
     "--split",
@@ -119,6 +121,7 @@ def command(
     data_files: tuple[Path, ...],
     columns: tuple[str, ...],
     features: tuple[str, ...],
+    signals: tuple[str, ...],
     zero_is_missing: bool,
     device: str,
     quiet: bool,
@@ -133,6 +136,12 @@ def command(
     from monitor.training.recordings import LoadOptions, load_recordings, split_recordings
     from monitor.training.simulated import seed_sine, simulated_patients
 
+    registry = registry_of(signals)
+    unknown = [f for f in features if f not in registry]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown vital {unknown[0]!r}; {registry.known_line()}", param_hint="--feature"
+        )
     name = recipe or ("data" if data_files else "default")
     if (name == "data") != bool(data_files):
         raise click.UsageError("--data FILE is required with --recipe data, and only with it")
@@ -155,11 +164,17 @@ def command(
                 chosen.seed,
             )
         else:
-            options = LoadOptions(_column_map(columns), features, zero_is_missing)
+            options = LoadOptions(_column_map(columns), features, zero_is_missing, registry)
             recordings = [r for p in data_files for r in load_recordings(p, options)]
             data = split_recordings(recordings, chosen.split, chosen.val_fraction)
         result = train_model(
-            data, chosen, out, device=resolve_device(device), progress=not quiet, echo=click.echo
+            data,
+            chosen,
+            out,
+            device=resolve_device(device),
+            progress=not quiet,
+            echo=click.echo,
+            signals=registry,
         )
     except DataError as exc:
         raise click.ClickException(str(exc)) from exc

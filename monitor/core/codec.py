@@ -40,7 +40,7 @@ from monitor.core.schema import (
     VitalsMessage,
 )
 from monitor.core.types import FloatArray, RejectReason
-from monitor.core.vitals import VITALS
+from monitor.core.vitals import BUILTIN, Registry
 
 _DETAIL_MAX = 160
 
@@ -56,12 +56,15 @@ class CodecLimits:
         partial: Accept a sample that carries any non-empty subset of the features (a
             model with an observed mask); a feature it lacks is NaN in its values. Without
             it every feature is required (`missing_vital`).
+        signals: Where names are resolved and plausibility bounds come from: the built-in
+            vitals and the registered signals (a name it lacks is `unknown_vital`).
     """
 
     max_bytes: int = 64 * 1024
     max_future_skew_s: float = 5.0
     max_age_s: float = 24 * 3600.0
     partial: bool = False
+    signals: Registry = BUILTIN
 
 
 DEFAULT_LIMITS = CodecLimits()
@@ -131,7 +134,6 @@ class SingleFields(TypedDict):
 SingleFieldsJson = Json[SingleFields]
 
 _SINGLE_FIELDS: TypeAdapter[SingleFields] = TypeAdapter(SingleFields)
-_KNOWN = frozenset(VITALS)
 _BLOCK: TypeAdapter[VitalsBlock] = TypeAdapter(VitalsBlock)
 _EXACT: TypeAdapter[VitalsMessage | VitalsBlock] = TypeAdapter(
     Annotated[
@@ -166,9 +168,9 @@ def clip(text: str, limit: int = _DETAIL_MAX) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def _spec(features: tuple[str, ...]) -> tuple[tuple[str, float, float], ...]:
+def _spec(features: tuple[str, ...], signals: Registry) -> tuple[tuple[str, float, float], ...]:
     # Features come from the model card and rarely change: resolve bounds once per tuple.
-    return tuple((name, VITALS[name].low, VITALS[name].high) for name in features)
+    return tuple((name, signals[name].low, signals[name].high) for name in features)
 
 
 def _reason_of(kind: str, loc: tuple[int | str, ...]) -> RejectReason:
@@ -224,6 +226,7 @@ def decode(
         payload: The raw message body.
         topic_patient_id: The topic's last level, or None when the topic carries no id.
         features: Vital names in model order; other known vitals in the message are ignored.
+            Each must be known to `limits.signals`.
         now: Receive time, unix seconds, used for the clock-skew check.
         limits: Size and timestamp bounds.
 
@@ -247,10 +250,16 @@ def decode(
         samples = [(s.t, s.seq, s.vitals) for s in message.samples_]
     n = len(samples)
     earliest, latest = now - limits.max_age_s, now + limits.max_future_skew_s
-    spec = _spec(features if isinstance(features, tuple) else tuple(features))
+    signals = limits.signals
+    spec = _spec(features if isinstance(features, tuple) else tuple(features), signals)
     rows: list[list[float]] = []
     partial = limits.partial
+    known = signals.known
     for t, seq, vitals in samples:
+        if not vitals.keys() <= known:
+            unknown = sorted(n[:32] for n in vitals if n not in known)
+            detail = f"vitals: unknown vital(s): {', '.join(unknown[:5])}"
+            return Rejection("unknown_vital", clip(detail), None, None, n)
         if not earliest <= t <= latest:
             detail = f"sample time {t:.3f} is {t - now:+.3f} s from receive time"
             return Rejection("clock_skew", detail, pid, None, n)
@@ -264,7 +273,7 @@ def decode(
                 return Rejection("missing_vital", f"{name} missing (seq {seq})", pid, name, n)
             # The rule of vitals.is_plausible, inlined: this loop is the hot path.
             if not low <= value <= high:
-                unit = VITALS[name].unit
+                unit = signals[name].unit
                 detail = f"{name}={value:.6g} outside [{low:g}, {high:g}] {unit} (seq {seq})"
                 return Rejection("artifact", detail, pid, name, n)
             row.append(value)
@@ -280,8 +289,8 @@ def decode(
 
 
 @functools.lru_cache(maxsize=16)
-def _bounds(features: tuple[str, ...]) -> tuple[FloatArray, FloatArray]:
-    spec = _spec(features)
+def _bounds(features: tuple[str, ...], signals: Registry) -> tuple[FloatArray, FloatArray]:
+    spec = _spec(features, signals)
     low = np.array([s[1] for s in spec], dtype=np.float64)
     high = np.array([s[2] for s in spec], dtype=np.float64)
     return low, high
@@ -336,6 +345,7 @@ def _all_plain(
     validated: Sequence[SingleFields | None],
     topic_patient_ids: Sequence[str | None],
     gather: Callable[[dict[str, float]], tuple[float, ...]],
+    known: frozenset[str],
 ) -> tuple[list[SingleFields], list[tuple[float, ...]]] | None:
     """`_plain_one_by_one` for the common block, in C-level calls: every message validated,
     naming every feature and only known vitals, on its own patient's topic. Returns
@@ -348,7 +358,7 @@ def _all_plain(
         rows = list(map(gather, vitals))
     except KeyError:  # a feature missing
         return None
-    if not all(map(_KNOWN.issuperset, vitals)):
+    if not all(map(known.issuperset, vitals)):
         return None
     if list(map(_PATIENT_OF, messages)) != list(topic_patient_ids):
         return None
@@ -384,10 +394,11 @@ def decode_columns(
     """
     names = features if isinstance(features, tuple) else tuple(features)
     gather = _gatherer(names)
-    plain = None if validated is None else _all_plain(validated, topic_patient_ids, gather)
+    known = limits.signals.known
+    plain = None if validated is None else _all_plain(validated, topic_patient_ids, gather, known)
     if plain is None:
         index, messages, rows = _plain_one_by_one(
-            payloads, validated, topic_patient_ids, gather, limits.max_bytes
+            payloads, validated, topic_patient_ids, gather, limits.max_bytes, known
         )
     else:
         index, (messages, rows) = list(range(len(payloads))), plain
@@ -396,7 +407,7 @@ def decode_columns(
     if rows:
         t_a = np.array(t, dtype=np.float64)
         now = np.array(nows if plain is not None else [nows[i] for i in index], np.float64)
-        low, high = _bounds(names)
+        low, high = _bounds(names, limits.signals)
         ok = (
             (t_a >= now - limits.max_age_s)
             & (t_a <= now + limits.max_future_skew_s)
@@ -439,6 +450,7 @@ def _plain_one_by_one(
     topic_patient_ids: Sequence[str | None],
     gather: Callable[[dict[str, float]], tuple[float, ...]],
     max_bytes: int,
+    known: frozenset[str],
 ) -> tuple[list[int], list[SingleFields], list[tuple[float, ...]]]:
     """`decode_columns`' single-sample messages that name every feature and only known
     vitals, on their own patient's topic (or a topic without one): their positions, the
@@ -461,7 +473,7 @@ def _plain_one_by_one(
         except (ValidationError, KeyError):
             continue
         topic_pid = topic_patient_ids[i]
-        if not vitals.keys() <= _KNOWN or (
+        if not vitals.keys() <= known or (
             topic_pid is not None and topic_pid != message["patient_id"]
         ):
             continue

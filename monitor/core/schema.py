@@ -17,7 +17,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 from pydantic_core import PydanticCustomError
 
-from monitor.core.vitals import VITALS
+from monitor.core.vitals import SIGNAL_NAME_PATTERN, VITALS, is_signal_name
 
 SCHEMA_VERSION: Final = 1
 
@@ -38,15 +38,24 @@ PatientId = Annotated[str, Field(strict=True, pattern=PATIENT_ID_PATTERN)]
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+#: The `vitals` object of a sample: signal name -> finite value. The schema checks the
+#: names' form only; whether a name is known (a built-in vital or a registered signal) is
+#: the codec's check against the served model's registry (`monitor.core.vitals.Registry`).
+VitalValues = Annotated[
+    dict[str, FiniteFloat],
+    Field(json_schema_extra={"propertyNames": {"pattern": SIGNAL_NAME_PATTERN}}),
+]
+
+
 def _check_vitals(value: dict[str, float]) -> dict[str, float]:
     # Custom error types let the codec name the reason without parsing message text.
     if not value:
         raise PydanticCustomError("no_vitals", "at least one vital is required")
     for name in value:
-        if name not in VITALS:
-            unknown = sorted(n[:32] for n in value if n not in VITALS)
+        if name not in VITALS and not is_signal_name(name):
+            bad = sorted(n[:32] for n in value if n not in VITALS and not is_signal_name(n))
             raise PydanticCustomError(
-                "unknown_vital", "unknown vital(s): {names}", {"names": ", ".join(unknown[:5])}
+                "unknown_vital", "unknown vital(s): {names}", {"names": ", ".join(bad[:5])}
             )
     return value
 
@@ -57,14 +66,15 @@ class Sample(BaseModel):
     Attributes:
         t: Sample time, unix seconds.
         seq: Per-patient sequence number, increasing by one per sample.
-        vitals: Vital name -> value, in the vital's unit (see `monitor.core.vitals`).
+        vitals: Signal name -> value, in the signal's unit (see `monitor.core.vitals`):
+            a built-in vital or a registered signal.
     """
 
     model_config = _STRICT
 
     t: SampleTime
     seq: SequenceNumber
-    vitals: dict[str, FiniteFloat]
+    vitals: VitalValues
 
     _vitals = field_validator("vitals")(_check_vitals)
 
@@ -78,7 +88,7 @@ class VitalsMessage(BaseModel):
     patient_id: PatientId
     t: SampleTime
     seq: SequenceNumber
-    vitals: dict[str, FiniteFloat]
+    vitals: VitalValues
 
     _vitals = field_validator("vitals")(_check_vitals)
 

@@ -8,12 +8,13 @@ before any weight is read.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from monitor.core.vitals import VITALS
+from monitor.core.vitals import VITALS, Registry, Vital, check_signal
 from monitor.model.features import Centring
 
 #: Version of the card.json layout; bumped on any incompatible change.
@@ -88,6 +89,74 @@ class Metrics(_Strict):
     extra: dict[str, float] = Field(default_factory=dict)
 
 
+class SignalSpec(_Strict):
+    """A registered (not built-in) signal the model was trained on: its unit and bounds."""
+
+    unit: str = Field(min_length=1)
+    low: float
+    high: float
+    sample_period_s: float | None = Field(default=None, gt=0)
+    description: str = ""
+    flatline_samples: int | None = Field(default=None, ge=2)
+
+    def vital(self, name: str) -> Vital:
+        """This signal as a registry entry named `name`."""
+        return Vital(
+            name,
+            self.unit,
+            self.low,
+            self.high,
+            self.description or name,
+            self.sample_period_s,
+            self.flatline_samples,
+        )
+
+
+def signal_specs(features: Sequence[str], signals: Registry) -> dict[str, SignalSpec]:
+    """The card's `signals`: each registered (not built-in) feature, as `signals` defines it.
+
+    Raises:
+        KeyError: A feature `signals` does not know.
+    """
+    out: dict[str, SignalSpec] = {}
+    for name in features:
+        if signals.is_builtin(name):
+            continue
+        v = signals[name]
+        out[name] = SignalSpec(
+            unit=v.unit,
+            low=v.low,
+            high=v.high,
+            sample_period_s=v.sample_period_s,
+            description="" if v.description == name else v.description,
+            flatline_samples=v.flatline_samples,
+        )
+    return out
+
+
+class FlatlineRule(_Strict):
+    """What training learned about a feature's exact repeats (`monitor.training.repeats`).
+
+    Attributes:
+        normal_run: The run of identical consecutive values that 99.9 % of the training
+            samples do not exceed (1 for a signal that never repeats).
+        longest_run: The longest such run in the training data.
+        repeat_share: Share of training samples equal to the sample before them.
+        resolution: Smallest step between distinct values in the training data, raw
+            units (the quantisation); None when fewer than two distinct values.
+        samples: A run of this many identical values raises 'flatline':
+            ``max(5, 2 * normal_run)``, or the registered signal's `flatline_samples`. A
+            sparse signal (mostly zeros, in long runs) has a long normal run, so the rule
+            in effect never fires for it.
+    """
+
+    normal_run: int = Field(ge=1)
+    longest_run: int = Field(ge=1)
+    repeat_share: float = Field(ge=0, le=1)
+    resolution: float | None = Field(default=None, gt=0)
+    samples: int = Field(ge=2)
+
+
 class ModelCard(_Strict):
     """The contents of ``card.json``; see ``docs/model-card.md``."""
 
@@ -101,6 +170,8 @@ class ModelCard(_Strict):
     normalisation: Normalisation
     pooling: Pooling | None = None
     observed_mask: bool = False
+    signals: dict[str, SignalSpec] = Field(default_factory=dict)
+    flatline: dict[str, FlatlineRule] = Field(default_factory=dict)
     residual_sigma: list[float]
     training: TrainingInfo
     library_versions: dict[str, str]
@@ -109,9 +180,17 @@ class ModelCard(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> ModelCard:
         n = len(self.features)
-        unknown = [f for f in self.features if f not in VITALS]
+        for name, spec in self.signals.items():
+            check_signal(spec.vital(name))
+        unknown = [f for f in self.features if f not in VITALS and f not in self.signals]
         if unknown:
-            raise ValueError(f"unknown feature(s) {unknown}; known vitals: {sorted(VITALS)}")
+            raise ValueError(
+                f"unknown feature(s) {unknown}; known vitals: {sorted(VITALS)}, signals "
+                f"listed in the card: {sorted(self.signals)}"
+            )
+        stray = sorted(set(self.flatline) - set(self.features))
+        if stray:
+            raise ValueError(f"flatline names non-feature(s) {stray}")
         if len(set(self.features)) != n:
             raise ValueError(f"duplicate features in {self.features}")
         hp = self.hyperparameters
@@ -142,6 +221,10 @@ class ModelCard(_Strict):
         if any(v <= 0 for v in self.residual_sigma):
             raise ValueError(f"residual_sigma must be > 0: {self.residual_sigma}")
         return self
+
+    def registry(self) -> Registry:
+        """The built-in vitals plus the signals this card lists."""
+        return Registry(spec.vital(name) for name, spec in self.signals.items())
 
     def feature_index(self, name: str) -> int:
         """Return the column of feature `name` in the model's tensors.

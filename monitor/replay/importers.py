@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from monitor.core.schema import encode_sample
-from monitor.core.vitals import VITALS
+from monitor.core.vitals import BUILTIN, Registry
 from monitor.errors import DataError
 from monitor.replay.csvsource import CsvSource
 from monitor.replay.recording import Record, RecordingWriter
@@ -89,8 +89,17 @@ class Table:
             object.__setattr__(self, "source_rows", len(self.times))
 
 
-def resolve_mapping(names: list[str], mapping: Mapping[str, str] | None) -> dict[str, str]:
+def resolve_mapping(
+    names: list[str], mapping: Mapping[str, str] | None, signals: Registry = BUILTIN
+) -> dict[str, str]:
     """Return source name -> vital, from `mapping` or else `DEFAULT_NAMES`.
+
+    Without a mapping, a column named exactly as a registered signal maps to it too.
+
+    Args:
+        names: The source's column or signal names.
+        mapping: Source name -> vital or registered signal, or None.
+        signals: Where the target names are resolved.
 
     Raises:
         DataError: A mapped name is absent, a vital is unknown or mapped twice, or none maps.
@@ -102,9 +111,10 @@ def resolve_mapping(names: list[str], mapping: Mapping[str, str] | None) -> dict
         chosen = dict(mapping)
     else:
         chosen = {n: DEFAULT_NAMES[n.lower()] for n in names if n.lower() in DEFAULT_NAMES}
-    unknown = [v for v in chosen.values() if v not in VITALS]
+        chosen.update({n: n for n in names if n in signals and not signals.is_builtin(n)})
+    unknown = [v for v in chosen.values() if v not in signals]
     if unknown:
-        raise DataError("mapping", f"unknown vital {unknown[0]!r}; known: {sorted(VITALS)}")
+        raise DataError("mapping", f"unknown vital {unknown[0]!r}; {signals.known_line()}")
     if len(set(chosen.values())) != len(chosen):
         raise DataError("mapping", f"two columns map to the same vital: {chosen}")
     if not chosen:
@@ -129,6 +139,7 @@ def read_csv_table(
     mapping: Mapping[str, str] | None = None,
     times: TimeOptions | None = None,
     encoding: str = "utf-8",
+    signals: Registry = BUILTIN,
 ) -> Table:
     """Read a CSV with a time column and vital columns (docs/recordings.md, Import).
 
@@ -138,6 +149,7 @@ def read_csv_table(
         mapping: Column -> vital; None maps the known names of `DEFAULT_NAMES`.
         times: How to read date-times; seconds need nothing.
         encoding: Text encoding; a UTF-8 byte order mark is dropped either way.
+        signals: Where mapped names are resolved (built-ins and registered signals).
 
     Returns:
         One entry per row with a time; rows without one count in `Table.source_rows` only.
@@ -149,7 +161,7 @@ def read_csv_table(
     with CsvSource(path, encoding=encoding) as source:
         header = source.header
         column = find_time_column(header, time_column, str(path))
-        chosen = resolve_mapping([h for h in header if h != column], mapping)
+        chosen = resolve_mapping([h for h in header if h != column], mapping, signals)
         index = {name: header.index(name) for name in [column, *chosen]}
         cells: list[str] = []
         lines: list[int] = []
@@ -232,8 +244,12 @@ def _check_wfdb_lengths(record: Path, header: Any) -> None:
             )
 
 
-def read_wfdb_table(record: Path, *, mapping: Mapping[str, str] | None = None) -> Table:
+def read_wfdb_table(
+    record: Path, *, mapping: Mapping[str, str] | None = None, signals: Registry = BUILTIN
+) -> Table:
     """Read a PhysioNet WFDB record (path without extension) with `wfdb.rdrecord`.
+
+    `mapping` maps signal names to vitals or to signals registered in `signals`.
 
     Raises:
         DataError: The header is malformed or claims more samples than its files hold, or the
@@ -256,12 +272,12 @@ def read_wfdb_table(record: Path, *, mapping: Mapping[str, str] | None = None) -
     except MemoryError:
         raise DataError(str(hea), "the record does not fit in memory") from None
     names = [str(n) for n in rec.sig_name]
-    chosen = resolve_mapping(names, mapping)
+    chosen = resolve_mapping(names, mapping, signals)
     if rec.p_signal is None:
         raise DataError(str(hea), "the record has no signals")
-    signals = np.asarray(rec.p_signal, dtype=np.float64)
-    times = np.arange(signals.shape[0], dtype=np.float64) / float(rec.fs)
-    return Table(times, {v: signals[:, names.index(n)].copy() for n, v in chosen.items()})
+    samples = np.asarray(rec.p_signal, dtype=np.float64)
+    times = np.arange(samples.shape[0], dtype=np.float64) / float(rec.fs)
+    return Table(times, {v: samples[:, names.index(n)].copy() for n, v in chosen.items()})
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,9 +34,10 @@ from monitor.core.codec import (
 from monitor.core.detector import Detector
 from monitor.core.scale import ResidualScale
 from monitor.core.types import REJECT_REASONS, BoolArray, Float32Array, FloatArray
+from monitor.core.vitals import BUILTIN, Registry
 from monitor.core.windows import WindowStore
 from monitor.service.metrics import Metrics, observe_many
-from monitor.settings import Settings
+from monitor.settings import Settings, SettingsError
 
 _S = TypeVar("_S", bound=np.generic)
 
@@ -63,9 +64,12 @@ class ModelInfo:
     version: str
     observed_mask: bool = False
     sample_period_s: float = 1.0
+    signals: Registry = BUILTIN
+    flatline_samples: tuple[int, ...] | None = None
 
 
-#: A vital repeating one exact value this many samples in a row is a stuck sensor.
+#: A vital repeating one exact value this many samples in a row is a stuck sensor, unless
+#: the model card learned another run for it or its registered signal declares one.
 FLATLINE_SAMPLES = 5
 
 #: Technical alerts that an accepted sample of their patient closes: its data is back.
@@ -109,12 +113,20 @@ class Pipeline:
         self.settings = settings
         self.metrics = metrics
         self._on_reject = on_reject
+        try:
+            # The settings' signals and the card's (what the model was trained on); for a
+            # signal in both, the settings' entry (its flatline_samples), same bounds only.
+            self.signals = settings.registry().merge(model.signals)
+        except ValueError as exc:
+            raise SettingsError([f"signals: {exc}"]) from None
         self._limits = CodecLimits(
             max_bytes=settings.ingest.max_payload_bytes,
             max_future_skew_s=settings.ingest.max_future_skew_s,
             max_age_s=settings.ingest.max_age_s,
             partial=model.observed_mask,
+            signals=self.signals,
         )
+        self._flat_groups = _flatline_groups(model, self.signals)
         w = settings.window
         self.windows = WindowStore(
             model.window,
@@ -424,11 +436,14 @@ class Pipeline:
         if partial:
             z = np.nan_to_num(z, nan=0.0)
         self.metrics.batch_size.observe(len(jobs))
-        tail = values[:, 1 - FLATLINE_SAMPLES :]
-        stuck = np.all(tail == actual.astype(np.float32)[:, None, :], axis=1)
-        if self.model.observed_mask:  # a carried-forward value is not a stuck sensor
-            stuck &= np.all(windows[:, 1 - FLATLINE_SAMPLES :, f:] == 1.0, axis=1)
-        any_stuck = stuck.any(axis=1).tolist()
+        stuck: BoolArray = np.zeros(actual.shape, dtype=bool)
+        actual32 = actual.astype(np.float32)
+        for run, lo, hi in self._flat_groups:  # slices: views, no copies
+            tail = values[:, 1 - run :, lo:hi]
+            stuck[:, lo:hi] = np.all(tail == actual32[:, None, lo:hi], axis=1)
+            if self.model.observed_mask:  # a carried-forward value is not a stuck sensor
+                stuck[:, lo:hi] &= np.all(windows[:, 1 - run :, f + lo : f + hi] == 1.0, axis=1)
+        any_stuck: list[bool] = np.any(stuck, axis=1).tolist()
         stuck_seq = self._stuck_seq
         for row, job in enumerate(jobs):
             if any_stuck[row] or job.patient_id in stuck_seq:
@@ -479,9 +494,10 @@ class Pipeline:
     ) -> list[AlertEvent]:
         """Raise 'flatline' (a stuck sensor) when a vital repeats one exact value.
 
-        Real measurements with any noise never repeat exactly `FLATLINE_SAMPLES` times; the
-        residual detector cannot see a sensor stuck near its prediction. `stuck` (B, F):
-        the row's sample equals the `FLATLINE_SAMPLES - 1` before it.
+        Real measurements with any noise never repeat exactly `FLATLINE_SAMPLES` times, and
+        quantised ones repeat no longer than their card's learned run; the residual
+        detector cannot see a sensor stuck near its prediction. `stuck` (B, F): the row's
+        sample equals the vital's run length (`_flatline_groups`) - 1 samples before it.
         """
         events: list[AlertEvent] = []
         for row, job in enumerate(jobs):
@@ -601,6 +617,7 @@ def model_info_from_card(card: object) -> ModelInfo:
     from monitor.model.card import ModelCard
 
     assert isinstance(card, ModelCard)
+    learned = card.flatline
     return ModelInfo(
         features=tuple(card.features),
         window=card.window,
@@ -608,7 +625,42 @@ def model_info_from_card(card: object) -> ModelInfo:
         version=card.model_version,
         observed_mask=card.observed_mask,
         sample_period_s=card.sample_period_s,
+        signals=card.registry(),
+        flatline_samples=tuple(
+            learned[f].samples if f in learned else FLATLINE_SAMPLES for f in card.features
+        ),
     )
+
+
+def flatline_samples(model: ModelInfo, signals: Registry) -> list[int]:
+    """The run of identical values that raises 'flatline', per feature of the model.
+
+    A registered signal's declared `flatline_samples` wins; else the card's learned rule
+    (`ModelInfo.flatline_samples`); else `FLATLINE_SAMPLES`.
+    """
+    learned = model.flatline_samples or (FLATLINE_SAMPLES,) * len(model.features)
+    out = []
+    for name, run in zip(model.features, learned, strict=True):
+        declared = signals[name].flatline_samples if name in signals else None
+        out.append(declared or run)
+    return out
+
+
+def _flatline_groups(model: ModelInfo, signals: Registry) -> list[tuple[int, int, int]]:
+    """Consecutive features with one flatline run length: (run, first, end) column ranges.
+
+    A run longer than the window plus the new sample cannot be seen in one window: such a
+    vital gets no flatline check (its normal runs are longer than the model's memory).
+    """
+    groups: list[tuple[int, int, int]] = []
+    for i, run in enumerate(flatline_samples(model, signals)):
+        if run - 1 > model.window:
+            continue
+        if groups and groups[-1][0] == run and groups[-1][2] == i:
+            groups[-1] = (run, groups[-1][1], i + 1)
+        else:
+            groups.append((run, i, i + 1))
+    return groups
 
 
 def _rows(arrays: Sequence[npt.NDArray[_S]]) -> npt.NDArray[_S]:

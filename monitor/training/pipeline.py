@@ -15,12 +15,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from monitor.core.vitals import BUILTIN, Registry
 from monitor.model.card import (
     Hyperparameters,
     ModelCard,
     Normalisation,
     Pooling,
     TrainingInfo,
+    signal_specs,
 )
 from monitor.model.features import Preprocess, fit_normalisation, window_offset
 from monitor.model.lstm import MedicalLSTM
@@ -32,6 +34,7 @@ from monitor.training.loop import fit
 from monitor.training.masking import mask_windows, with_flags
 from monitor.training.plots import plot_loss, plot_predictions
 from monitor.training.recipes import Recipe
+from monitor.training.repeats import flatline_rules
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +106,7 @@ def train_model(
     device: str = "cpu",
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    signals: Registry = BUILTIN,
 ) -> TrainResult:
     """Train a `MedicalLSTM` on `data` with `recipe` and write the model directory.
 
@@ -113,6 +117,8 @@ def train_model(
         device: Torch device to train on (weights are identical run to run on CPU).
         progress: Show a progress bar over epochs on stderr.
         echo: Where the seed recipe's per-5-epoch loss lines go.
+        signals: Where the features are resolved; the card lists each registered (not
+            built-in) feature with its unit and bounds.
 
     Raises:
         DataError: A split yields no window.
@@ -231,6 +237,8 @@ def train_model(
         ),
         pooling=pooling,
         observed_mask=masked,
+        signals=signal_specs(data.features, signals),
+        flatline=flatline_rules(data.train, data.features, signals),
         residual_sigma=residual_sigma(val_pred, val.y),
         training=TrainingInfo(
             recipe=recipe.name,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from monitor.core.vitals import VITALS
+from monitor.core.vitals import BUILTIN, Registry
 from monitor.errors import DataError
 from monitor.training.data import FloatArray, Segment, SplitData
 
@@ -31,11 +31,14 @@ class LoadOptions:
             already named as a vital map to themselves.
         features: Vitals to keep, in model order; empty means every vital found.
         zero_is_missing: Treat 0 as "no value" (as in MIMIC numerics).
+        signals: Where vital names are resolved: the built-in vitals plus registered
+            signals (``--signal``).
     """
 
     columns: dict[str, str] = field(default_factory=dict)
     features: tuple[str, ...] = ()
     zero_is_missing: bool = False
+    signals: Registry = BUILTIN
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +71,14 @@ def load_csv(path: Path, options: LoadOptions) -> Recording:
     time_col = next((c for c in TIME_COLUMNS if c in header), None)
     if time_col is None:
         raise DataError(str(path), f"no time column (one of {TIME_COLUMNS}) in {header}")
-    mapping = {c: options.columns.get(c, c) for c in header if options.columns.get(c, c) in VITALS}
-    for col in options.columns:
+    known = options.signals
+    mapping = {c: options.columns.get(c, c) for c in header if options.columns.get(c, c) in known}
+    for col, name in options.columns.items():
         if col not in header:
             raise DataError(str(path), f"--column {col}: no such column in {header}")
+        if name not in known:
+            reason = f"--column {col}={name}: unknown vital; {known.known_line()}"
+            raise DataError(str(path), reason)
     by_vital = {vital: col for col, vital in mapping.items()}
     features = options.features or tuple(by_vital)
     missing = [f for f in features if f not in by_vital]
@@ -109,7 +116,10 @@ def load_replay(path: Path, options: LoadOptions) -> list[Recording]:
     if not rows:
         raise DataError(str(path), "no valid vitals message in the recording")
     found = {name for series in rows.values() for _, vitals in series for name in vitals}
-    features = options.features or tuple(v for v in VITALS if v in found)
+    features = options.features or tuple(v for v in options.signals if v in found)
+    if not features:
+        reason = f"no known vital in the recording (found {sorted(found)[:8]}); "
+        raise DataError(str(path), reason + options.signals.known_line())
     missing = [f for f in features if f not in found]
     if missing:
         raise DataError(str(path), f"vitals {missing} never appear; found {sorted(found)}")

@@ -111,3 +111,18 @@ def test_panels_have_unique_ids_and_do_not_overlap() -> None:
     ]
     assert len(cells) == len(set(cells))
     assert max(x for x, _ in cells) == 23
+
+
+def test_per_vital_panels_name_no_vital() -> None:
+    """Per-vital panels group by the `vital` label: a registered signal gets its own series.
+
+    No query names a built-in vital, so an ECG or a pressure registered by a user shows up
+    in 'Prediction error by vital' and 'Alerts raised by vital' without editing the file.
+    """
+    from monitor.core.vitals import VITALS
+
+    expressions = [expr for _, expr in dashboard_expressions()]
+    assert [e for e in expressions if any(name in e for name in VITALS)] == []
+    per_vital = [e for e in expressions if "vital" in e]
+    assert len(per_vital) == 3  # error p95, error mean, alerts: each summed by vital
+    assert all("by (le, vital)" in e or "by (vital" in e for e in per_vital)
