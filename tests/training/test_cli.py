@@ -141,6 +141,7 @@ def test_pooled_centred_model_serves_what_it_was_scored_on(tmp_path: Path) -> No
 
     from monitor.model.predictor import Predictor
     from monitor.training.data import cut_windows
+    from monitor.training.masking import with_flags
     from monitor.training.simulated import simulated_patients
 
     out = tmp_path / "m"
@@ -152,7 +153,9 @@ def test_pooled_centred_model_serves_what_it_was_scored_on(tmp_path: Path) -> No
     assert (card.pooling.recent, card.pooling.block) == (4, 4)
     assert card.normalisation.centring == "window_mean"
     test = cut_windows(simulated_patients(2, 1, 1, 150, 0).test, 12, 6)
-    pred = Predictor(load_model(out), "cpu").predict(test.x.astype(np.float32))
+    assert card.observed_mask  # the default recipe: values, then observed flags
+    windows = with_flags(test.x).astype(np.float32)
+    pred = Predictor(load_model(out), "cpu").predict(windows)
     rmse = np.sqrt(np.mean((pred[:, 0] - test.y[:, 0]) ** 2))
     assert abs(rmse - card.metrics.per_feature["heart_rate"].test_rmse) < 1e-3 * rmse
 
