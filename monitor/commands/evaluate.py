@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from monitor.errors import MonitorError
+
+if TYPE_CHECKING:
+    from monitor.evaluation.scoring import Evaluation, ScoringConfig
+    from monitor.replay.labels import Label
 
 
 def _floors(pairs: tuple[str, ...]) -> dict[str, float]:
@@ -24,6 +29,26 @@ def _floors(pairs: tuple[str, ...]) -> dict[str, float]:
                 f"expected VITAL=SIGMA, got {pair!r}", param_hint="--noise-floor"
             )
     return out
+
+
+def _baselines(
+    o: dict[str, Any], features: list[str], labels: Sequence[Label], config: ScoringConfig
+) -> dict[str, Evaluation]:
+    """Score the baselines on the recording's samples (the same the product's codec accepts)."""
+    from monitor.core.codec import CodecLimits
+    from monitor.evaluation.baselines import BaselineRule
+    from monitor.evaluation.runner import score_baselines
+    from monitor.settings import Settings
+
+    ingest = Settings().ingest  # the settings run_offline uses
+    limits = CodecLimits(ingest.max_payload_bytes, ingest.max_future_skew_s, ingest.max_age_s)
+    rule = BaselineRule(window=o["baseline_window"], threshold=o["baseline_threshold"])
+    try:
+        return score_baselines(
+            o["recording"], features, labels, config=config, rule=rule, limits=limits
+        )
+    except MonitorError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.command("evaluate")
@@ -74,6 +99,34 @@ def _floors(pairs: tuple[str, ...]) -> dict[str, float]:
     help="Seconds per sample (turns the tolerance into seconds).",
 )
 @click.option(
+    "--tolerance",
+    "tolerance_s",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="An alert may start this many seconds after a label ends (overrides "
+    "--tolerance-samples x --sample-period; for irregular series such as one sample per beat).",
+)
+@click.option(
+    "--baselines/--no-baselines",
+    default=True,
+    show_default=True,
+    help="Also score the rolling z-score and persistence baselines on the same samples.",
+)
+@click.option(
+    "--baseline-window",
+    type=click.IntRange(min=2),
+    default=100,
+    show_default=True,
+    help="Past samples of the baselines' mean and standard deviation.",
+)
+@click.option(
+    "--baseline-threshold",
+    type=click.FloatRange(min=0, min_open=True),
+    default=4.0,
+    show_default=True,
+    help="The baselines alert when |z| is above this on 2 of 3 samples.",
+)
+@click.option(
     "--noise-floor",
     "floors",
     multiple=True,
@@ -82,7 +135,12 @@ def _floors(pairs: tuple[str, ...]) -> dict[str, float]:
 )
 def command(**o: Any) -> None:
     """Replay RECORDING offline through the daemon's pipeline and score alerts against LABELS."""
-    from monitor.evaluation.report import format_table, plot_patients, write_json
+    from monitor.evaluation.report import (
+        format_comparison,
+        format_table,
+        plot_patients,
+        write_json,
+    )
     from monitor.evaluation.runner import score_result
     from monitor.evaluation.scoring import ScoringConfig
     from monitor.replay.labels import read_labels
@@ -91,7 +149,9 @@ def command(**o: Any) -> None:
     from monitor.settings import load_settings
 
     config = ScoringConfig(
-        tolerance_samples=o["tolerance_samples"], sample_period_s=o["sample_period"]
+        tolerance_samples=o["tolerance_samples"],
+        sample_period_s=o["sample_period"],
+        tolerance_seconds=o["tolerance_s"],
     )
     try:
         settings = load_settings(o["config_file"])
@@ -107,6 +167,10 @@ def command(**o: Any) -> None:
     # What became of every sample: the same counts in the text and in the JSON report.
     scored.extra["outcomes"] = dict(result.outcomes)
     click.echo(format_table(scored.evaluation))
+    if o["baselines"]:
+        baselines = _baselines(o, scored.features, labels, config)
+        click.echo("\n" + format_comparison(scored.evaluation, baselines))
+        scored.extra["baselines"] = {k: b.events_json() for k, b in baselines.items()}
     rate = scored.extra["samples_per_second"]
     click.echo(
         f"\n{scored.extra['samples_scored']} samples scored in "

@@ -73,6 +73,36 @@ def format_table(evaluation: Evaluation) -> str:
     return "\n".join(lines)
 
 
+def format_comparison(product: Evaluation, baselines: Mapping[str, Evaluation]) -> str:
+    """Return the event-counting table of the product and each baseline, same samples.
+
+    One row per detector: events, detected, precision, recall, F1, median and p95 delay from
+    the event's start (s), false alerts per hour and per patient-day, the most onsets on one
+    stream in one hour, and the scored span; then the product's technical alerts.
+    """
+    head = (
+        f"{'detector':<12} {'events':>6} {'found':>6} {'prec':>6} {'recall':>6} {'f1':>6} "
+        f"{'dly50 s':>8} {'dly95 s':>8} {'FA/h':>8} {'FA/pday':>8} {'max/h':>6} {'hours':>8}"
+    )
+    lines = ["events (onsets; extra onsets in an event add nothing)", head]
+    for name, e in {"product": product, **baselines}.items():
+        j = e.events_json()
+        lines.append(
+            f"{name:<12} {j['events']:>6} {j['detected']:>6} {_fmt(j['precision']):>6} "
+            f"{_fmt(j['recall']):>6} {_fmt(j['f1']):>6} "
+            f"{_fmt(j['median_delay_seconds'], 2):>8} {_fmt(j['p95_delay_seconds'], 2):>8} "
+            f"{_fmt(j['false_alerts_per_hour'], 2):>8} "
+            f"{_fmt(j['false_alerts_per_patient_day'], 1):>8} "
+            f"{j['max_onsets_stream_hour']:>6} {j['scored_hours']:>8.3f}"
+        )
+    j = product.events_json()
+    lines.append(
+        f"technical alerts (product, not scored unless a label is a dropout): "
+        f"{j['technical_alerts']} ({_fmt(j['technical_alerts_per_hour'], 2)}/h)"
+    )
+    return "\n".join(lines)
+
+
 def write_json(evaluation: Evaluation, path: Path, extra: Mapping[str, Any] | None = None) -> None:
     """Write the evaluation's JSON report, with `extra` keys (run figures) added at the top."""
     report = {**evaluation.to_json(), **(extra or {})}

@@ -10,10 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from monitor.core.codec import DEFAULT_LIMITS, CodecLimits
+from monitor.evaluation.baselines import (
+    BASELINES,
+    BaselineRule,
+    baseline_alerts,
+    read_samples,
+    scored_hours,
+)
 from monitor.evaluation.report import PatientSeries
 from monitor.evaluation.rmse import prediction_rmse
 from monitor.evaluation.scoring import Alert, Evaluation, ScoringConfig, alert_from_dict, evaluate
@@ -101,3 +110,39 @@ def score_result(
         "samples_per_second": result.samples_scored / elapsed if elapsed > 0 else None,
     }
     return Scored(evaluation, alerts, series, features, extra)
+
+
+def score_baselines(
+    recording: Path,
+    features: Sequence[str],
+    labels: Sequence[Label],
+    *,
+    config: ScoringConfig | None = None,
+    rule: BaselineRule | None = None,
+    limits: CodecLimits = DEFAULT_LIMITS,
+) -> dict[str, Evaluation]:
+    """Run every baseline on the recording's accepted samples and score it like the product.
+
+    Args:
+        recording: The recording the product replayed.
+        features: The model's features (the same samples the codec accepts for it).
+        labels: Ground-truth windows.
+        config: Matching rules (the product's).
+        rule: The baselines' alert rule.
+        limits: The codec's bounds.
+
+    Returns:
+        Baseline name -> its evaluation; its hours are the span of the samples it scores
+        (after its own warm-up window).
+    """
+    rule = rule or BaselineRule()
+    samples = read_samples(recording, features, limits)
+    out: dict[str, Evaluation] = {}
+    for name in BASELINES:
+        alerts = baseline_alerts(samples, features, name, rule)
+        # The persistence residual needs one sample more than the z-score: its first
+        # difference ends at the second sample.
+        warmup = rule.window + (name == "persistence")
+        hours = scored_hours(samples.values(), warmup)
+        out[name] = evaluate(alerts, labels, patient_hours=hours, config=config)
+    return out

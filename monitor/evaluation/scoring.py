@@ -4,6 +4,11 @@ A label is detected when a raised alert on the same patient starts within
 ``[start_t, end_t + tolerance]``: a physiological alert on the label's vital (any vital when the
 label names none), or, for dropouts, a technical alert whose reason is ``signal_lost``. A raised
 alert is a true positive when it matches some label under the same rule, else a false alarm.
+
+`Evaluation.events_json` also gives the event counting of docs/evaluation.md ("Events"): an
+event is detected by its first matching onset, further onsets in its window add nothing, and a
+physiological onset outside every window is a false alert; technical alerts are counted on
+their own and are false alerts of no physiological label.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from monitor.evaluation.rmse import VitalRmse
 from monitor.evaluation.stats import median, p95, ratio
@@ -67,16 +74,21 @@ class ScoringConfig:
         sample_period_s: Seconds per sample, to turn the tolerance into seconds.
         technical_reasons: Technical alert reasons that detect dropout labels.
         magnitude_split: Labels of at least this many sigma go in the ">=" bucket.
+        tolerance_seconds: The tolerance in seconds, overriding samples x period (irregular
+            series such as one sample per heart beat have no sample period).
     """
 
     tolerance_samples: int = 3
     sample_period_s: float = 1.0
     technical_reasons: frozenset[str] = frozenset({"signal_lost"})
     magnitude_split: float = 4.0
+    tolerance_seconds: float | None = None
 
     @property
     def tolerance_s(self) -> float:
-        """The tolerance in seconds."""
+        """The tolerance in seconds: `tolerance_seconds` when set, else samples x period."""
+        if self.tolerance_seconds is not None:
+            return self.tolerance_seconds
         return self.tolerance_samples * self.sample_period_s
 
 
@@ -107,7 +119,13 @@ class GroupScore:
 
 @dataclass(slots=True)
 class Evaluation:
-    """The result of `evaluate`; `to_json()` gives the report's JSON."""
+    """The result of `evaluate`; `to_json()` gives the report's JSON.
+
+    Besides the label and alert counts: `onsets` (raised physiological alerts plus technical
+    ones that detect a label), `false_onsets` (physiological onsets matching no label),
+    `technical_alerts` (raised technical alerts) and `max_onsets_stream_hour` (the most
+    physiological onsets on one patient's vital in one hour).
+    """
 
     labels: int
     detected: int
@@ -121,6 +139,10 @@ class Evaluation:
     per_magnitude: dict[str, GroupScore]
     rmse: dict[str, VitalRmse] = field(default_factory=dict)
     missed: list[Label] = field(default_factory=list)
+    onsets: int = 0
+    false_onsets: int = 0
+    technical_alerts: int = 0
+    max_onsets_stream_hour: int = 0
 
     @property
     def precision(self) -> float | None:
@@ -150,6 +172,44 @@ class Evaluation:
         """False alarms / observed patient-hours (None when nothing was observed)."""
         return None if self.patient_hours <= 0 else self.false_alarms / self.patient_hours
 
+    @property
+    def event_precision(self) -> float | None:
+        """Detected events / (detected events + false alerts): extra onsets in a window count
+        for nothing (None when there is neither)."""
+        return ratio(self.detected, self.detected + self.false_onsets)
+
+    @property
+    def event_f1(self) -> float | None:
+        """Harmonic mean of `event_precision` and recall (None when either is undefined)."""
+        p, r = self.event_precision, self.recall
+        if p is None or r is None:
+            return None
+        return 0.0 if p + r == 0 else 2 * p * r / (p + r)
+
+    def events_json(self) -> dict[str, Any]:
+        """Return the event counting figures (docs/evaluation.md, "Events") as a dict."""
+        hours = self.patient_hours
+        per_hour = ratio(self.false_onsets, hours) if hours > 0 else None
+        return {
+            "events": self.labels,
+            "detected": self.detected,
+            "precision": self.event_precision,
+            "recall": self.recall,
+            "f1": self.event_f1,
+            "median_delay_seconds": median(self.delays_s),
+            "p95_delay_seconds": p95(self.delays_s),
+            "onsets": self.onsets,
+            "false_alerts": self.false_onsets,
+            "false_alerts_per_hour": per_hour,
+            "false_alerts_per_patient_day": None if per_hour is None else 24.0 * per_hour,
+            "max_onsets_stream_hour": self.max_onsets_stream_hour,
+            "scored_hours": hours,
+            "technical_alerts": self.technical_alerts,
+            "technical_alerts_per_hour": (
+                ratio(self.technical_alerts, hours) if hours > 0 else None
+            ),
+        }
+
     def to_json(self) -> dict[str, Any]:
         """Return the report as a JSON-ready dict (top-level keys as in docs/evaluation.md)."""
         return {
@@ -170,6 +230,7 @@ class Evaluation:
             "per_vital": {k: g.to_json() for k, g in sorted(self.per_vital.items())},
             "per_magnitude": {k: g.to_json() for k, g in sorted(self.per_magnitude.items())},
             "rmse": {k: r.to_json() for k, r in self.rmse.items()},
+            "events": self.events_json(),
         }
 
 
@@ -198,6 +259,24 @@ def magnitude_bucket(label: Label, split: float) -> str:
     if label.magnitude_sigma is None:
         return "unknown"
     return f">={split:g}" if label.magnitude_sigma >= split else f"<{split:g}"
+
+
+def max_onsets_in_span(alerts: Iterable[Alert], span_s: float = 3600.0) -> int:
+    """The largest number of raised physiological alerts on one stream in any `span_s` window.
+
+    A stream is one (patient, vital); the windows are ``[t, t + span_s)`` starting at each
+    onset, which is where the maximum over all windows is reached.
+    """
+    streams: dict[tuple[str, str | None], list[float]] = defaultdict(list)
+    for a in alerts:
+        if a.state == "raised" and a.kind == "physiological":
+            streams[(a.patient_id, a.vital)].append(a.t)
+    best = 0
+    for times in streams.values():
+        t = np.sort(np.asarray(times, dtype=np.float64))
+        counts = np.searchsorted(t, t + span_s, side="left") - np.arange(len(t))
+        best = max(best, int(counts.max()))
+    return best
 
 
 def evaluate(
@@ -267,6 +346,11 @@ def evaluate(
         group = per_vital[alert.vital or PATIENT_WIDE]
         group.alerts += 1
         group.matched_alerts += id(alert) in matched
+    physiological = [a for a in raised if a.kind == "physiological"]
+    technical = [a for a in raised if a.kind != "physiological"]
+    # A technical alert is an onset of the scored detector only where it detects a label
+    # (dropout, flatline); otherwise it is reported on its own line, not as a false alert.
+    technical_hits = sum(id(a) in matched for a in technical)
     return Evaluation(
         labels=len(labels),
         detected=len(labels) - len(missed),
@@ -280,4 +364,8 @@ def evaluate(
         per_magnitude=dict(per_magnitude),
         rmse=dict(rmse or {}),
         missed=missed,
+        onsets=len(physiological) + technical_hits,
+        false_onsets=sum(id(a) not in matched for a in physiological),
+        technical_alerts=len(technical),
+        max_onsets_stream_hour=max_onsets_in_span(physiological),
     )

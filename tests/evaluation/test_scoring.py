@@ -127,3 +127,54 @@ def test_alert_from_dict_reads_alert_event_json() -> None:
         "reason": "signal_lost",
     }
     assert alert_from_dict(obj) == Alert("p9", None, 12.5, 7, "technical", "cleared", "signal_lost")
+
+
+def test_events_count_one_detection_per_event_and_keep_technical_alerts_apart() -> None:
+    """EVALUATION.md's counting on the hand-made case: the second onset inside the spo2
+    shift adds nothing; unmatched physiological onsets (3) are the false alerts; the 7
+    onsets include the signal-lost alert that detects the dropout, also reported as a
+    technical alert."""
+    j = evaluate(ALERTS, LABELS, patient_hours=3.0).events_json()
+    assert (j["events"], j["detected"], j["onsets"], j["false_alerts"]) == (4, 3, 7, 3)
+    assert j["precision"] == 0.5  # 3 detected / (3 detected + 3 false)
+    assert j["recall"] == 0.75
+    assert j["f1"] == pytest.approx(2 * 0.5 * 0.75 / 1.25)
+    assert j["median_delay_seconds"] == 3.0
+    assert j["p95_delay_seconds"] == pytest.approx(3 + 0.9 * 7)
+    assert j["false_alerts_per_hour"] == 1.0
+    assert j["false_alerts_per_patient_day"] == 24.0
+    assert (j["technical_alerts"], j["technical_alerts_per_hour"]) == (1, 1 / 3)
+    assert j["scored_hours"] == 3.0
+    assert j["max_onsets_stream_hour"] == 2  # p1 heart_rate at 101 and 150
+
+
+def test_unmatched_technical_alerts_are_not_false_alerts() -> None:
+    alerts = [_alert("p1", "spo2", 10, kind="technical", reason="artifact")]
+    j = evaluate(alerts, [], patient_hours=1.0).events_json()
+    assert (j["false_alerts"], j["onsets"], j["technical_alerts"]) == (0, 0, 1)
+    assert j["precision"] is None
+    assert j["recall"] is None
+    assert j["f1"] is None
+    assert evaluate(alerts, [], patient_hours=0.0).events_json()["false_alerts_per_hour"] is None
+
+
+def test_most_onsets_in_one_hour_is_per_stream_and_per_hour() -> None:
+    """Five onsets within an hour on one stream, others spread or on other streams."""
+    at = [0, 600, 1200, 1800, 3599, 3600 + 1800, 20_000]
+    alerts = [_alert("p1", "heart_rate", t) for t in at]
+    alerts += [_alert("p1", "spo2", t) for t in range(0, 600, 100)]  # six on another vital
+    alerts += [_alert("p2", "heart_rate", t) for t in range(5)]  # five on another patient
+    alerts += [_alert("p1", "heart_rate", t, state="cleared") for t in range(10)]
+    result = evaluate(alerts, [], patient_hours=10.0)
+    assert result.max_onsets_stream_hour == 6
+    alerts = [a for a in alerts if a.vital != "spo2"]
+    assert evaluate(alerts, [], patient_hours=10.0).max_onsets_stream_hour == 5
+
+
+def test_tolerance_in_seconds_overrides_samples_times_period() -> None:
+    label = [_label("p1", "heart_rate", "beat", 100, 100, 1.0)]
+    late = [_alert("p1", "heart_rate", 104)]
+    assert evaluate(late, label, patient_hours=1.0).detected == 0
+    config = ScoringConfig(tolerance_seconds=4.0)
+    assert config.tolerance_s == 4.0
+    assert evaluate(late, label, patient_hours=1.0, config=config).detected == 1

@@ -1,0 +1,384 @@
+"""The real-data protocol of docs/evaluation.md, with the product's own CLI, on bench-data.
+
+For each labelled real record: `monitor import` the signal, derive the labels from its
+annotations, `monitor train` a model on the first 15 % of its rows, `monitor evaluate` the
+whole series (the product and both baselines on the same samples), and print one row per
+record; then pooled rows and the ratio of the product's pooled F1 to the better baseline's
+(pooled counts are dominated by the record with most false alerts: read the rows too).
+The MIMIC-II numerics have no labels: only onsets per patient-hour and samples scored.
+
+    python bench/realdata.py                                  # every record
+    python bench/realdata.py --records mitdb100_beats rec12726_bp
+    python bench/realdata.py --ecg-minutes 10                 # cut the 360 Hz ECG
+
+Prints figures; asserts nothing. Times are the records' own seconds from their start, placed
+at unix time `START` by the import and by the labels alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+START = 1_700_000_000.0
+TRAIN_FRACTION = 0.15
+DETECTORS = ("product", "rolling_z", "persistence")
+#: Beat symbols that are not normal (AAMI classes S, V, F and Q); record 100 has A and V.
+ABNORMAL_BEATS = ("A", "a", "J", "S", "V", "E", "F", "/", "f", "Q")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One record of the protocol.
+
+    Attributes:
+        name: Patient id and row name.
+        source: Signal CSV, relative to the data folder.
+        maps: COLUMN=VITAL pairs for `monitor import --map`.
+        features: The model's vitals.
+        annotations: Beat annotations or event rows the labels come from (None: unlabelled).
+        label_kind: "beats" (rows whose symbol is abnormal) or "events" (timed events).
+        label_duration_s: Seconds a label lasts after its event's (end) time.
+        tolerance_s: `monitor evaluate --tolerance`.
+        import_args: Further `monitor import` options.
+        train_args: Further `monitor train` options.
+        settings: Daemon settings for `monitor evaluate`, as MONITOR_* environment variables.
+    """
+
+    name: str
+    source: str
+    maps: tuple[str, ...]
+    features: tuple[str, ...]
+    annotations: str | None = None
+    label_kind: str = "beats"
+    label_duration_s: float = 0.0
+    tolerance_s: float = 0.0
+    import_args: tuple[str, ...] = ()
+    train_args: tuple[str, ...] = field(default_factory=tuple)
+    settings: tuple[tuple[str, str], ...] = ()
+
+
+SPECS = {
+    s.name: s
+    for s in (
+        # Heart rate of each beat (irregular times): an abnormal beat is a point event; an
+        # onset up to 2 s (about two beats) after it detects it.
+        Spec(
+            "mitdb100_beats",
+            "mitdb_100_beats.csv",
+            ("hr_bpm=heart_rate",),
+            ("heart_rate",),
+            annotations="mitdb_100_annotations.csv",
+            tolerance_s=2.0,
+        ),
+        # 360 Hz ECG (mV, the registry's unbounded placeholder vital): an onset up to 0.5 s
+        # after an abnormal beat's R peak (shorter than a beat) detects it.
+        Spec(
+            "mitdb100_ecg",
+            "mitdb_100_ecg.csv.gz",
+            ("MLII_mV=seed_signal",),
+            ("seed_signal",),
+            annotations="mitdb_100_annotations.csv",
+            tolerance_s=0.5,
+            # 97,500 training rows: 5 epochs over every 10th window keep the training within
+            # minutes on a shared 2-core machine (the recipe's 40 over all take an hour).
+            train_args=("--epochs", "5", "--train-stride", "10"),
+        ),
+        # Systolic and diastolic pressure per beat; each tilt-table event (from its start, or
+        # its "Initiate", to 30 s after its "Conclude") is an event.
+        Spec(
+            "rec12726_bp",
+            "rec12726_beat_bp.csv",
+            ("sys_mmHg=bp_sys", "dia_mmHg=bp_dia"),
+            ("bp_sys", "bp_dia"),
+            annotations="rec12726_tilt_events.csv",
+            label_kind="events",
+            label_duration_s=30.0,
+            tolerance_s=5.0,
+        ),
+        # Minute numerics; 0 means no value. No labels. The daemon's defaults are for 1 Hz
+        # streams: a gap over 30 s resets the window (nothing would ever be scored) and 8 s
+        # of silence is "signal lost"; both are raised for a once-a-minute stream.
+        Spec(
+            "mimic2_numerics",
+            "mimic2_s00001_numerics.csv",
+            ("HR=heart_rate", "RESP=resp_rate", "SpO2=spo2"),
+            ("heart_rate", "resp_rate", "spo2"),
+            tolerance_s=60.0,
+            import_args=("--zero-is-missing",),
+            train_args=("--zero-is-missing",),
+            settings=(
+                ("MONITOR_WINDOW__MAX_GAP_S", "300"),
+                ("MONITOR_WINDOW__STALE_AFTER_S", "180"),
+            ),
+        ),
+    )
+}
+
+
+def cli(*args: str, env: Sequence[tuple[str, str]] = ()) -> subprocess.CompletedProcess[str]:
+    """Run `python -m monitor.cli ARGS` from the repository; exit on failure with its output."""
+    environ = {**os.environ, "PYTHONPATH": str(REPO), **dict(env)}
+    cmd = [sys.executable, "-m", "monitor.cli", *args]
+    done = subprocess.run(cmd, cwd=REPO, env=environ, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"failed ({done.returncode}): {' '.join(cmd)}\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def supports(command: str, option: str) -> bool:
+    """Tell whether `monitor COMMAND --help` lists OPTION (options still landing)."""
+    return option in cli(command, "--help").stdout
+
+
+# --- FALLBACK: remove once `monitor import --labels-from` has landed -------------------------
+def fallback_labels(spec: Spec, annotations: Path, out: Path, until_s: float | None) -> int:
+    """Write the evaluator's labels CSV from annotations, as `import --labels-from` will.
+
+    Beats: one label per row whose symbol is abnormal, ``[t, t + duration]``. Events: an
+    "Initiate X" row and the next "Conclude X" make one label from the first to the second
+    time plus the duration; every other row is ``[t, t + duration]``. Times are the record's
+    seconds placed at `START`; rows after `until_s` (a cut signal) are left out.
+
+    Returns:
+        Labels written.
+    """
+    with annotations.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    spans: list[tuple[float, float, str]] = []
+    if spec.label_kind == "beats":
+        spans = [
+            (float(r["time_s"]), float(r["time_s"]), f"beat_{r['symbol']}")
+            for r in rows
+            if r["symbol"] in ABNORMAL_BEATS
+        ]
+    else:
+        opened: dict[str, float] = {}
+        for r in rows:
+            t, event = float(r["time_s"]), r["event"].strip()
+            verb, _, what = event.partition(" ")
+            if verb == "Initiate":
+                opened[what] = t
+            elif verb == "Conclude" and what in opened:
+                spans.append((opened.pop(what), t, what.replace(" ", "_")))
+            else:
+                spans.append((t, t, event.split(" ")[0].lower()))
+        spans.sort()
+    kept = [s for s in spans if until_s is None or s[0] <= until_s]
+    with out.open("w", encoding="utf-8") as f:
+        f.write("patient_id,start,end,kind\n")
+        for start, end, kind in kept:
+            f.write(f"{spec.name},{START + start},{START + end + spec.label_duration_s},{kind}\n")
+    return len(kept)
+
+
+# --- end of FALLBACK -------------------------------------------------------------------------
+
+
+def source_csv(spec: Spec, data: Path, work: Path, minutes: float | None) -> tuple[Path, int]:
+    """The signal as a plain CSV (gunzipped, cut to the first `minutes` when given).
+
+    Returns:
+        The file and its data rows.
+    """
+    src = data / spec.source
+    if not spec.source.endswith(".gz") and minutes is None:
+        with src.open(encoding="utf-8") as f:
+            return src, sum(1 for _ in f) - 1
+    out = work / f"{spec.name}.csv"
+    opener = gzip.open if spec.source.endswith(".gz") else open
+    rows = 0
+    with opener(src, "rt", encoding="utf-8") as f, out.open("w", encoding="utf-8") as g:
+        g.write(next(f))
+        for line in f:
+            if minutes is not None and float(line.split(",", 1)[0]) > 60.0 * minutes:
+                break
+            g.write(line)
+            rows += 1
+    return out, rows
+
+
+def run_record(spec: Spec, data: Path, work: Path, minutes: float | None) -> dict[str, Any]:
+    """Import, label, train on the prefix and evaluate one record; return its figures."""
+    t0 = time.perf_counter()
+    src, rows = source_csv(spec, data, work, minutes)
+    rec, labels = work / f"{spec.name}.jsonl.gz", work / f"{spec.name}.labels.csv"
+    model = work / f"{spec.name}.model"
+    maps = [a for m in spec.maps for a in ("--map", m)]
+    imp = ["import", str(src), "--out", str(rec), "--patient-id", spec.name, *maps]
+    imp += ["--start-time", str(START), *spec.import_args]
+    how = "none"
+    if spec.annotations is None:
+        labels.write_text("patient_id,start,end\n", encoding="utf-8")
+        cli(*imp)
+    elif supports("import", "--labels-from"):
+        how = "monitor import --labels-from"
+        imp += ["--labels-from", str(data / spec.annotations), "--labels-out", str(labels)]
+        imp += ["--label-duration", str(spec.label_duration_s)]
+        if spec.label_kind == "beats":
+            imp += ["--anomalous-symbols", ",".join(ABNORMAL_BEATS)]
+        cli(*imp)
+    else:
+        how = "bench fallback"
+        cli(*imp)
+        fallback_labels(
+            spec, data / spec.annotations, labels, None if minutes is None else 60 * minutes
+        )
+    t_import = time.perf_counter() - t0
+
+    train = ["train", "--data", str(rec), "--out", str(model), "--quiet", "--seed", "0"]
+    train += [a for f in spec.features for a in ("--feature", f)]
+    # FALLBACK: `--split` until `monitor train --train-fraction` lands (the same prefix).
+    fraction = "--train-fraction" if supports("train", "--train-fraction") else "--split"
+    train += [fraction, str(TRAIN_FRACTION), *spec.train_args]
+    cli(*train)
+    t_train = time.perf_counter() - t0 - t_import
+
+    report = work / f"{spec.name}.report.json"
+    cli(
+        "evaluate",
+        "--recording",
+        str(rec),
+        "--labels",
+        str(labels),
+        "--model",
+        str(model),
+        "--report",
+        str(report),
+        "--tolerance",
+        str(spec.tolerance_s),
+        env=spec.settings,
+    )
+    t_eval = time.perf_counter() - t0 - t_import - t_train
+    j = json.loads(report.read_text(encoding="utf-8"))
+    n_labels = max(0, len(labels.read_text(encoding="utf-8").splitlines()) - 1)
+    return {
+        "name": spec.name,
+        "rows": rows,
+        "labels": n_labels,
+        "labels_from": how,
+        "samples_scored": j["samples_scored"],
+        "train_flag": fraction,
+        "seconds": (t_import, t_train, t_eval),
+        "rows_by": {"product": j["events"], **j["baselines"]},
+    }
+
+
+def _f(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def pooled(results: Sequence[dict[str, Any]], detector: str) -> dict[str, float | None]:
+    """Events, detections, false alerts and hours summed over labelled records."""
+    rows = [r["rows_by"][detector] for r in results if r["labels"]]
+    events = sum(x["events"] for x in rows)
+    found = sum(x["detected"] for x in rows)
+    false = sum(x["false_alerts"] for x in rows)
+    hours = sum(x["scored_hours"] for x in rows)
+    p = None if found + false == 0 else found / (found + false)
+    r = None if events == 0 else found / events
+    f1 = None if p is None or r is None else (0.0 if p + r == 0 else 2 * p * r / (p + r))
+    return {"precision": p, "recall": r, "f1": f1, "fa_h": None if not hours else false / hours}
+
+
+def print_table(results: Sequence[dict[str, Any]]) -> None:
+    """One row per record and detector, then pooled rows and the F1 ratio."""
+    labelled = [r for r in results if r["labels"]]
+    if not labelled:
+        return
+    print(
+        f"{'record':<16} {'detector':<12} {'events':>6} {'found':>6} {'prec':>6} {'recall':>6} "
+        f"{'f1':>6} {'FA/h':>8} {'max/h':>6} {'hours':>7}"
+    )
+    for res in labelled:
+        for d in DETECTORS:
+            x = res["rows_by"][d]
+            print(
+                f"{res['name']:<16} {d:<12} {x['events']:>6} {x['detected']:>6} "
+                f"{_f(x['precision']):>6} {_f(x['recall']):>6} {_f(x['f1']):>6} "
+                f"{_f(x['false_alerts_per_hour'], 2):>8} {x['max_onsets_stream_hour']:>6} "
+                f"{x['scored_hours']:>7.3f}"
+            )
+    names = "+".join(r["name"] for r in labelled)
+    print(f"\npooled over {names}")
+    figures = {d: pooled(labelled, d) for d in DETECTORS}
+    for d, x in figures.items():
+        print(
+            f"{'pooled':<16} {d:<12} {'':>6} {'':>6} {_f(x['precision']):>6} "
+            f"{_f(x['recall']):>6} {_f(x['f1']):>6} {_f(x['fa_h'], 2):>8}"
+        )
+    best = max(figures["rolling_z"]["f1"] or 0.0, figures["persistence"]["f1"] or 0.0)
+    mine = figures["product"]["f1"]
+    ratio = None if mine is None or best == 0 else mine / best
+    print(f"product pooled F1 / better baseline's pooled F1: {_f(ratio)}")
+    wins = [
+        r["name"]
+        for r in labelled
+        if (r["rows_by"]["product"]["f1"] or 0.0)
+        > max(r["rows_by"][d]["f1"] or 0.0 for d in ("rolling_z", "persistence"))
+    ]
+    print(f"records where the product's F1 beats both baselines: {len(wins)} of {len(labelled)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=REPO / ".." / "shared" / "bench-data",
+        help="bench-data folder (its physionet/ holds the records)",
+    )
+    parser.add_argument("--work", type=Path, default=Path("/tmp/realdata"), help="scratch folder")
+    parser.add_argument("--records", nargs="+", choices=list(SPECS), default=list(SPECS))
+    parser.add_argument(
+        "--ecg-minutes",
+        type=float,
+        default=None,
+        help="keep only the first N minutes of the 360 Hz ECG (default: all 30)",
+    )
+    args = parser.parse_args()
+    data = args.data / "physionet"
+    if not data.is_dir():
+        sys.exit(f"no bench data at {data}")
+    args.work.mkdir(parents=True, exist_ok=True)
+    results = []
+    for name in args.records:
+        minutes = args.ecg_minutes if name == "mitdb100_ecg" else None
+        res = run_record(SPECS[name], data, args.work, minutes)
+        t_imp, t_train, t_eval = res["seconds"]
+        cut = "" if minutes is None else f", first {minutes:g} min"
+        print(
+            f"{name}: {res['rows']} rows{cut}, {res['labels']} labels ({res['labels_from']}), "
+            f"trained on the first {TRAIN_FRACTION:.0%} of its samples ({res['train_flag']}), "
+            f"{res['samples_scored']} samples scored; import {t_imp:.0f} s, "
+            f"train {t_train:.0f} s, evaluate {t_eval:.0f} s",
+            flush=True,
+        )
+        results.append(res)
+    print()
+    print_table(results)
+    for res in results:
+        if not res["labels"]:
+            print(f"\n{res['name']} (no labels): {res['samples_scored']} samples scored")
+            for d in DETECTORS:
+                x = res["rows_by"][d]
+                print(
+                    f"  {d:<12} {x['onsets']:>5} onsets, {_f(x['false_alerts_per_hour'], 2)} "
+                    f"per patient-hour over {x['scored_hours']:.2f} h, "
+                    f"max {x['max_onsets_stream_hour']} on one stream in an hour"
+                )
+
+
+if __name__ == "__main__":
+    main()
