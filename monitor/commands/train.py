@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     from monitor.training.recordings import TrainRange
 
 
+#: Torch threads for the data recipe unless --threads says otherwise.
+DATA_THREADS = 1
+
+
 class DataProblem(click.ClickException):
     """Unusable training data: a one-line message and exit code 2, like a usage error."""
 
@@ -144,6 +148,12 @@ def _column_map(values: tuple[str, ...]) -> dict[str, str]:
     default=None,
     help="Extra windows with one vital disturbed, as a fraction of the training windows.",
 )
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="CPU threads for torch (default: 1 with --data, torch's own otherwise).",
+)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def command(
@@ -156,12 +166,15 @@ def command(
     train_first: int | None,
     train_until: str | None,
     train_fraction: float | None,
+    threads: int | None,
     device: str,
     quiet: bool,
     **overrides: Any,
 ) -> None:
     """Train a MedicalLSTM and write OUT/model.safetensors, card.json and two plots."""
     # Imported here: `monitor --help` must not pay for torch.
+    import torch
+
     from monitor.model.predictor import resolve_device
     from monitor.training.evaluation import metrics_table
     from monitor.training.pipeline import pooling_of, train_model
@@ -179,6 +192,12 @@ def command(
     if (name == "data") != bool(data_files):
         raise click.UsageError("--data FILE is required with --recipe data, and only with it")
     train_range = _train_range(name, overrides["split"], train_first, train_until, train_fraction)
+    previous_threads = torch.get_num_threads()
+    if threads is not None or name == "data":
+        # One thread for the small per-stream models: with two, on a busy 2-core machine
+        # (load 8 to 11), the MIT-BIH ECG run took over 36 minutes where one thread took 72 s;
+        # their LSTM steps are too small to gain from a second thread.
+        torch.set_num_threads(threads or DATA_THREADS)
     chosen = dataclasses.replace(
         RECIPES[name], **{k: v for k, v in overrides.items() if v is not None}
     )
@@ -210,6 +229,8 @@ def command(
         )
     except DataError as exc:
         raise DataProblem(str(exc)) from None
+    finally:
+        torch.set_num_threads(previous_threads)  # a caller in the same process keeps its own
     card = result.card
     if result.seed_style is not None:
         mse, rmse = result.seed_style
@@ -296,12 +317,15 @@ def _data_defaults(
         notes.append(choice.reason)
     n_windows = sum(max(0, len(s.values) - recipe.window) for s in data.train)
     sizes = choose_sizes(n_windows)
-    fields = ("epochs", "batch_size", "hidden_size", "train_stride")
+    fields = ("epochs", "batch_size", "train_stride")
     auto = {f: getattr(sizes, f) for f in fields if f not in given}
     if auto:
         recipe = dataclasses.replace(recipe, **auto)
+        chosen = ", ".join(f"{f.replace('_', ' ')} {v}" for f, v in auto.items())
         kept = ", ".join(f"--{f.replace('_', '-')}" for f in fields if f in given)
-        notes.append(f"sizes from {sizes.reason}" + (f" ({kept} as given)" if kept else ""))
+        notes.append(
+            f"from {n_windows} training windows: {chosen}" + (f" ({kept} as given)" if kept else "")
+        )
     for note in notes:
         click.echo(note)
     if notes:

@@ -269,7 +269,8 @@ UNIX_TIME_MIN = 1e8
 def format_time(t: float) -> str:
     """A sample time for people: seconds, plus the UTC date-time when it is a unix time."""
     if t >= UNIX_TIME_MIN:
-        moment = datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")
+        # Rounded first: isoformat truncates, and both parts must show the same millisecond.
+        moment = datetime.fromtimestamp(round(t, 3), UTC).isoformat(timespec="milliseconds")
         return f"{t:.3f} ({moment.replace('+00:00', 'Z')})"
     return f"{t:g}"
 

@@ -216,15 +216,15 @@ def test_train_fraction_and_until_cut_where_asked(tmp_path: Path) -> None:
 
 
 def test_sizes_come_from_the_data_unless_given(tmp_path: Path) -> None:
-    """Without --epochs/--hidden-size the data size decides them; given ones are kept."""
+    """Without --epochs/--batch-size the data size decides them; given ones are kept."""
     csv = _sine_csv(tmp_path / "s.csv", 300)
     args = ["--data", str(csv), "--column", "HR=heart_rate", "--quiet", "--epochs", "3"]
     output = _run([*args, "--out", str(tmp_path / "m")])
-    assert "sizes from" in output
+    assert "from 158 training windows: batch size 32, train stride 1" in output
     assert "(--epochs as given)" in output
     card = load_model(tmp_path / "m").card
     assert card.training.epochs == 3
-    assert card.hyperparameters.hidden_size == 16  # small data: the small model
+    assert card.training.batch_size == 32  # small data: small batches
 
 
 def test_range_options_are_mutually_exclusive(tmp_path: Path) -> None:
