@@ -11,6 +11,7 @@ import csv
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -201,37 +202,192 @@ def segments(values: FloatArray, times: FloatArray, period: float) -> list[Segme
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class TrainRange:
+    """Which leading rows of each recording are training rows; the rest are held out.
+
+    Exactly one field is set. `fraction` is also what ``--split`` gives.
+
+    Attributes:
+        first: The first N samples train.
+        until: Samples with a time before this (same clock as the recording's times) train.
+        fraction: The first fraction of the samples train, ``0 < fraction < 1``.
+    """
+
+    first: int | None = None
+    until: float | None = None
+    fraction: float | None = None
+
+    def __post_init__(self) -> None:
+        if sum(v is not None for v in (self.first, self.until, self.fraction)) != 1:
+            raise ValueError("exactly one of first, until, fraction must be set")
+        if self.first is not None and self.first < 1:
+            raise ValueError(f"first must be >= 1, got {self.first}")
+        if self.fraction is not None and not 0.0 < self.fraction < 1.0:
+            raise ValueError(f"fraction must be in (0, 1), got {self.fraction}")
+
+    def rows(self, rec: Recording) -> int:
+        """Number of leading rows of `rec` that train (may be 0 or all of them)."""
+        n = len(rec.times)
+        if self.first is not None:
+            return min(self.first, n)
+        if self.until is not None:
+            # Times are sorted (loaders sort them): the rows before `until`.
+            return int(np.searchsorted(rec.times, self.until, side="left"))
+        assert self.fraction is not None
+        return int(n * self.fraction)
+
+    def describe(self) -> str:
+        """The range as the command line gave it, for the card and the report."""
+        if self.first is not None:
+            return f"first {self.first} samples"
+        if self.until is not None:
+            return f"samples before t={format_time(self.until)}"
+        assert self.fraction is not None
+        return f"first {self.fraction * 100:g}% of samples"
+
+
+def parse_time(text: str) -> float:
+    """Parse ``--train-until``: unix seconds (or any number on the recording's clock) or an
+    ISO 8601 date-time (``2023-11-14T22:13:20Z``; without a zone it is UTC).
+
+    Raises:
+        ValueError: Neither a number nor an ISO 8601 date-time.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        pass
+    else:
+        if not math.isfinite(value):
+            raise ValueError(f"time must be finite, got {text!r}")
+        return value
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"expected unix seconds or an ISO 8601 date-time, got {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+#: Times above this are read as unix seconds (after 1973) and also shown as UTC date-times;
+#: smaller ones are seconds from a record's start (CSV ``time_s``).
+UNIX_TIME_MIN = 1e8
+
+
+def format_time(t: float) -> str:
+    """A sample time for people: seconds, plus the UTC date-time when it is a unix time."""
+    if t >= UNIX_TIME_MIN:
+        # Rounded first: isoformat truncates, and both parts must show the same millisecond.
+        moment = datetime.fromtimestamp(round(t, 3), UTC).isoformat(timespec="milliseconds")
+        return f"{t:.3f} ({moment.replace('+00:00', 'Z')})"
+    return f"{t:g}"
+
+
+@dataclass(frozen=True, slots=True)
+class RowSplit:
+    """Where one recording was cut: rows ``[0, train)`` train, ``[train, total)`` are held out.
+
+    Attributes:
+        source: The recording's source (file, ``#patient`` for replay files).
+        train: Training rows (their last `val_fraction` validate).
+        total: All rows.
+        times: The recording's times, to name the ranges.
+    """
+
+    source: str
+    train: int
+    total: int
+    times: FloatArray
+
+    @property
+    def held_out(self) -> int:
+        """Held-out rows."""
+        return self.total - self.train
+
+    def describe(self) -> str:
+        """One line: which rows (times, count) train and which are held out."""
+        t = self.times
+        return (
+            f"{Path(self.source).name}: training rows 0..{self.train - 1} "
+            f"(t {format_time(t[0])} .. {format_time(t[self.train - 1])}, {self.train} samples); "
+            f"held out rows {self.train}..{self.total - 1} "
+            f"(t {format_time(t[self.train])} .. {format_time(t[-1])}, {self.held_out} samples)"
+        )
+
+
+def plan_split(recordings: Sequence[Recording], train_range: TrainRange) -> list[RowSplit]:
+    """Cut each recording by `train_range`, refusing cuts that leave a part empty.
+
+    Raises:
+        DataError: A recording would have no training row or no held-out row.
+    """
+    out = []
+    for rec in recordings:
+        n = len(rec.times)
+        k = train_range.rows(rec)
+        if k == 0:
+            raise DataError(
+                rec.source,
+                f"{train_range.describe()} selects no training row "
+                f"(samples from t={format_time(rec.times[0])})",
+            )
+        if k >= n:
+            raise DataError(
+                rec.source,
+                f"{train_range.describe()} leaves no held-out row ({n} samples, last at "
+                f"t={format_time(rec.times[-1])})",
+            )
+        out.append(RowSplit(rec.source, k, n, rec.times))
+    return out
+
+
+#: Recordings whose rows are named one by one in the card's data line; more are summed.
+MAX_DESCRIBED = 4
+
+
 def split_recordings(
-    recordings: Sequence[Recording], split: float, val_fraction: float
+    recordings: Sequence[Recording], split: float | TrainRange, val_fraction: float
 ) -> SplitData:
     """Split each recording chronologically into train / validation / test rows.
 
-    Rows ``[0, split*T)`` are for training, of which the last `val_fraction` is held out
-    for validation; rows ``[split*T, T)`` are the test split.
+    The first rows (`split`: a fraction of the rows, or a `TrainRange`) are for training,
+    of which the last `val_fraction` is held out for validation; the rest are the test
+    split (the held-out part).
 
     Raises:
-        DataError: Recordings with different features or sample periods.
+        DataError: Recordings with different features or sample periods, or a range that
+            leaves a recording no training or no held-out row.
     """
+    train_range = split if isinstance(split, TrainRange) else TrainRange(fraction=split)
     features = recordings[0].features
     period = sample_period(recordings[0])
-    train: list[Segment] = []
-    val: list[Segment] = []
-    test: list[Segment] = []
     for rec in recordings:
         if rec.features != features:
             raise DataError(rec.source, f"features {rec.features} differ from {features}")
         if not math.isclose(sample_period(rec), period, rel_tol=0.01):
             raise DataError(rec.source, f"sample period differs from {period} s")
-        n = len(rec.times)
-        train_end = int(n * split)
-        val_start = int(train_end * (1.0 - val_fraction))
+    train: list[Segment] = []
+    val: list[Segment] = []
+    test: list[Segment] = []
+    plan = plan_split(recordings, train_range)
+    for rec, cut in zip(recordings, plan, strict=True):
+        val_start = int(cut.train * (1.0 - val_fraction))
         for part, lo, hi in (
             (train, 0, val_start),
-            (val, val_start, train_end),
-            (test, train_end, n),
+            (val, val_start, cut.train),
+            (test, cut.train, cut.total),
         ):
             part.extend(segments(rec.values[lo:hi], rec.times[lo:hi], period))
     names = ", ".join(Path(r.source).name for r in recordings)
+    if len(plan) <= MAX_DESCRIBED:
+        rows = "; ".join(cut.describe() for cut in plan)
+    else:
+        rows = (
+            f"{len(plan)} series: {sum(c.train for c in plan)} training samples, "
+            f"{sum(c.held_out for c in plan)} held out"
+        )
     return SplitData(
         features=features,
         sample_period_s=period,
@@ -239,7 +395,7 @@ def split_recordings(
         val=val,
         test=test,
         description=(
-            f"recordings {names}: first {split:.0%} of rows train (last {val_fraction:.0%} "
-            f"of those validate), rest test; gaps split segments"
+            f"recordings {names}: {train_range.describe()} train (last {val_fraction:.0%} "
+            f"of those validate), rest held out (test); gaps split segments. {rows}"
         ),
     )

@@ -166,3 +166,115 @@ def test_pooling_that_does_not_tile_the_window_is_a_usage_error(tmp_path: Path) 
     result = CliRunner().invoke(command, args)
     assert result.exit_code == 2
     assert "not a multiple of pool_block" in result.output
+
+
+def _sine_csv(path: Path, rows: int, period: int = 8) -> Path:
+    """A real-shaped one-vital CSV: a noisy cycle every `period` samples, 1 s apart."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    t = np.arange(rows)
+    hr = 70 + 5 * np.sin(2 * np.pi * t / period) + 0.5 * rng.standard_normal(rows)
+    path.write_text("time_s,HR\n" + "".join(f"{i},{v:.3f}\n" for i, v in zip(t, hr, strict=True)))
+    return path
+
+
+SMALL = ["--epochs", "2", "--hidden-size", "4", "--batch-size", "32", "--quiet"]
+
+
+def test_train_first_holds_out_the_rest_and_reports_it(tmp_path: Path) -> None:
+    """--train-first 200 of 300: the report names the rows, the window follows the period
+    (8 samples -> 20), and the card scores model and persistence on the held-out rows."""
+    csv = _sine_csv(tmp_path / "s.csv", 300)
+    out = tmp_path / "m"
+    args = ["--data", str(csv), "--column", "HR=heart_rate", "--train-first", "200"]
+    output = _run([*args, "--out", str(out), *SMALL])
+    assert "s.csv: training rows 0..199 (t 0 .. 199, 200 samples)" in output
+    assert "held out rows 200..299 (t 200 .. 299, 100 samples)" in output
+    assert "window 20: dominant period 8 samples" in output
+    assert "Held-out report" in output
+    assert "/persist" in output
+    card = load_model(out).card
+    assert card.window == 20
+    hr = card.metrics.per_feature["heart_rate"]
+    assert hr.n_test == 80  # 100 held-out rows - window 20
+    assert hr.persistence_rmse > 0
+    assert "first 200 samples train" in card.training.data
+    assert "training rows 0..199" in card.training.data
+    assert "dominant period 8 samples" in card.training.data
+
+
+def test_train_fraction_and_until_cut_where_asked(tmp_path: Path) -> None:
+    """--train-fraction 0.5 and --train-until 150 (seconds, as the CSV's times) agree."""
+    csv = _sine_csv(tmp_path / "s.csv", 300)
+    common = ["--data", str(csv), "--column", "HR=heart_rate", "--window", "10", *SMALL]
+    by_fraction = _run([*common, "--out", str(tmp_path / "a"), "--train-fraction", "0.5"])
+    by_time = _run([*common, "--out", str(tmp_path / "b"), "--train-until", "150"])
+    for output in (by_fraction, by_time):
+        assert "training rows 0..149 (t 0 .. 149, 150 samples)" in output
+        assert "dominant period" not in output  # --window given: no choice made
+    a, b = load_model(tmp_path / "a").card, load_model(tmp_path / "b").card
+    assert a.metrics.per_feature["heart_rate"].n_test == 140
+    assert a.model_version == b.model_version  # same rows, same seed: same weights
+
+
+def test_sizes_come_from_the_data_unless_given(tmp_path: Path) -> None:
+    """Without --epochs/--batch-size the data size decides them; given ones are kept."""
+    csv = _sine_csv(tmp_path / "s.csv", 300)
+    args = ["--data", str(csv), "--column", "HR=heart_rate", "--quiet", "--epochs", "3"]
+    output = _run([*args, "--out", str(tmp_path / "m")])
+    assert "from 158 training windows: batch size 32, train stride 1" in output
+    assert "(--epochs as given)" in output
+    card = load_model(tmp_path / "m").card
+    assert card.training.epochs == 3
+    assert card.training.batch_size == 32  # small data: small batches
+
+
+def test_range_options_are_mutually_exclusive(tmp_path: Path) -> None:
+    """Two of --split / --train-first / --train-until / --train-fraction: usage error."""
+    csv = _sine_csv(tmp_path / "s.csv", 50)
+    base = ["--data", str(csv), "--column", "HR=heart_rate", "--out", str(tmp_path / "m")]
+    for extra in (
+        ["--split", "0.5", "--train-first", "10"],
+        ["--train-fraction", "0.15", "--train-until", "20"],
+    ):
+        result = CliRunner().invoke(command, [*base, *extra])
+        assert result.exit_code == 2, result.output
+        assert "mutually exclusive" in result.output
+
+
+def test_range_options_need_data(tmp_path: Path) -> None:
+    """--train-first on simulated patients is a usage error."""
+    result = CliRunner().invoke(command, ["--out", str(tmp_path), "--train-first", "10"])
+    assert result.exit_code == 2
+    assert "--train-first needs --data FILE" in result.output
+
+
+def test_bad_until_time_is_a_usage_error(tmp_path: Path) -> None:
+    """--train-until that is neither a number nor ISO 8601 names the option."""
+    csv = _sine_csv(tmp_path / "s.csv", 50)
+    args = ["--data", str(csv), "--column", "HR=heart_rate", "--out", str(tmp_path / "m")]
+    result = CliRunner().invoke(command, [*args, "--train-until", "noon"])
+    assert result.exit_code == 2
+    assert "--train-until" in result.output
+    assert "ISO 8601" in result.output
+
+
+def test_window_capped_by_a_short_validation_tail(tmp_path: Path) -> None:
+    """--train-first 120: its 15% validation tail has 18 rows, so the window is 17."""
+    csv = _sine_csv(tmp_path / "s.csv", 300)
+    args = ["--data", str(csv), "--column", "HR=heart_rate", "--train-first", "120"]
+    output = _run([*args, "--out", str(tmp_path / "m"), *SMALL])
+    assert "window 17: dominant period 8 samples" in output
+    assert "capped at 17" in output
+    assert load_model(tmp_path / "m").card.window == 17
+
+
+def test_range_beyond_the_data_is_a_one_line_data_error(tmp_path: Path) -> None:
+    """--train-first past the end: exit 2, the file and the reason, no traceback."""
+    csv = _sine_csv(tmp_path / "s.csv", 50)
+    args = ["--data", str(csv), "--column", "HR=heart_rate", "--out", str(tmp_path / "m")]
+    result = CliRunner().invoke(command, [*args, "--train-first", "50"])
+    assert result.exit_code == 2
+    assert f"Error: {csv}: first 50 samples leaves no held-out row (50 samples" in result.output
+    assert "Traceback" not in result.output
