@@ -31,7 +31,7 @@ from monitor.core.codec import (
     decode,
     decode_columns,
 )
-from monitor.core.detector import Detector
+from monitor.core.detector import Detector, GainCurves, alarm_gains
 from monitor.core.scale import ResidualScale
 from monitor.core.types import REJECT_REASONS, BoolArray, Float32Array, FloatArray
 from monitor.core.windows import WindowStore
@@ -61,6 +61,7 @@ class ModelInfo:
     window: int
     residual_sigma: FloatArray
     version: str
+    calibration: GainCurves | None = None
 
 
 #: A vital repeating one exact value this many samples in a row is a stuck sensor.
@@ -126,6 +127,7 @@ class Pipeline:
         )
         self.detector = Detector(model.features, settings.detector, model_version=model.version)
         self.scale = ResidualScale(model.residual_sigma)
+        self.gain = alarm_gains(model.calibration, model.features, settings.detector)
         # Open technical alerts: (patient_id, reason, vital) -> True.
         self._technical: dict[tuple[str, str, str | None], float] = {}
         # patient -> its open technical alert keys: a message checks only its own patient.
@@ -406,6 +408,7 @@ class Pipeline:
         absz = np.abs(z)
         for i, hist in enumerate(self._error_hists):
             observe_many(hist, absz[:, i])
+        z /= self.gain  # calibrated units from here on (docs/detection.md)
         self.metrics.batch_size.observe(len(jobs))
         tail = windows[:, 1 - FLATLINE_SAMPLES :]
         stuck = np.all(tail == actual.astype(np.float32)[:, None, :], axis=1)
@@ -588,6 +591,7 @@ def model_info_from_card(card: object) -> ModelInfo:
         window=card.window,
         residual_sigma=np.asarray(card.residual_sigma, dtype=np.float64),
         version=card.model_version,
+        calibration=card.calibration,
     )
 
 
