@@ -88,6 +88,10 @@ class Metrics(_Strict):
 #: Tail probability above which a count of raises at gain 1 is taken as chance, not excess.
 _EXCESS_P = 0.01
 
+#: Fewer raises than this at gain 1 leave the fixed levels alone: a handful of raises may be
+#: real events in the training data, and they say nothing about the shape of a tail.
+MIN_RAISES = 5
+
 
 def _poisson_upper(mean: float) -> int:
     """Smallest count c with P(X > c) <= _EXCESS_P (0.01) for X ~ Poisson(mean)."""
@@ -157,11 +161,12 @@ class Calibration(_Strict):
         """The gain that brings `vital`'s raise rate to `per_day`, within ``[1, max_gain]``.
 
         Gain 1 when the count at gain 1 is within chance of the target (a Poisson count
-        above its 99th percentile is excess); else the fitted tail's gain at the target; with
-        no fit, the smallest measured gain whose rate is within the target, else `max_gain`.
+        above its 99th percentile is excess) or below `MIN_RAISES`; else the fitted tail's
+        gain at the target; with no fit, the smallest measured gain whose rate is within the
+        target, else `max_gain`.
         """
         v = self.per_vital[vital]
-        if v.raises[0] <= _poisson_upper(per_day * self.days):
+        if v.raises[0] < MIN_RAISES or v.raises[0] <= _poisson_upper(per_day * self.days):
             return 1.0
         if v.intercept is not None and v.slope is not None:
             g = (math.log(per_day) - v.intercept) / v.slope

@@ -135,13 +135,15 @@ def fit_tail(
     """Fit ``ln(raises per day) = intercept + slope * gain`` over the usable grid points.
 
     Returns:
-        ``(intercept, slope)``, or None with fewer than two usable points or a slope that
-        does not fall (no tail to extrapolate).
+        ``(intercept, slope)``, or None with fewer than two usable points or when their
+        counts do not fall (one event that stays above every level up to some gain is no
+        tail to extrapolate).
     """
     lo, hi = USABLE_RAISES
-    points = [(a, math.log(c / days)) for a, c in zip(gains, raises, strict=True) if lo <= c <= hi]
-    if len(points) < 2:
+    usable = [(a, c) for a, c in zip(gains, raises, strict=True) if lo <= c <= hi]
+    if len(usable) < 2 or len({c for _, c in usable}) < 2:
         return None
+    points = [(a, math.log(c / days)) for a, c in usable]
     x = np.array([p[0] for p in points])
     y = np.array([p[1] for p in points])
     slope, intercept = np.polyfit(x, y, 1)

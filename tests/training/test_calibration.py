@@ -115,6 +115,7 @@ def test_fit_tail_recovers_an_exponential_tail_and_refuses_too_little() -> None:
     assert (a, b) == pytest.approx((expected_a, expected_b))
     assert fit_tail(gains, [900, 500, 300, 3, 0, 0], days) is None  # one usable point
     assert fit_tail(gains, [3, 3, 3, 3, 3, 3], days) is None  # no falling tail
+    assert fit_tail(gains, [300, 1, 1, 1, 0, 0], days) is None  # one event above every level
 
 
 def _vital(raises: list[int], fit: tuple[float, float] | None = None) -> VitalCalibration:
@@ -140,9 +141,12 @@ def test_gain_from_curve_clamps_and_falls_back_to_the_measured_points() -> None:
     bulk = Calibration(gains=gains, days=days, per_vital={"heart_rate": _vital([900, 800, 700])})
     assert bulk.gain("heart_rate", 1.0, 32.0) == 32.0
     # A count at gain 1 within chance of the budget (Poisson, 99th percentile): gain 1.
-    chance = Calibration(gains=gains, days=days, per_vital={"heart_rate": _vital([3, 0, 0])})
-    assert chance.gain("heart_rate", 1.0, 64.0) == 1.0
-    assert chance.gain("heart_rate", 0.1, 64.0) == 2.0
+    chance = Calibration(gains=gains, days=4.0, per_vital={"heart_rate": _vital([8, 0, 0])})
+    assert chance.gain("heart_rate", 1.0, 64.0) == 1.0  # 8 <= 9 for a mean of 4
+    assert chance.gain("heart_rate", 0.1, 64.0) == 2.0  # 8 > 2 for a mean of 0.4
+    # A handful of raises (fewer than 5) may be real events: the fixed levels stay.
+    few = Calibration(gains=gains, days=days, per_vital={"heart_rate": _vital([3, 0, 0])})
+    assert few.gain("heart_rate", 0.01, 64.0) == 1.0
 
 
 def _shipped_card() -> ModelCard:
