@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Self
+from typing import Literal, Protocol, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +47,7 @@ class VitalOverride(BaseModel):
     clear_m: int | None = Field(default=None, ge=1)
     shift_sum: float | None = Field(default=None, gt=0)
     variance_level: float | None = Field(default=None, gt=1)
+    merge_samples: int | None = Field(default=None, ge=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,7 @@ class Thresholds:
     shift_n: int
     variance_level: float | None
     variance_alpha: float
+    merge_samples: int
 
 
 class DetectorConfig(BaseModel):
@@ -90,6 +92,15 @@ class DetectorConfig(BaseModel):
             sample, none of them alone out of range.
         variance_alpha: Weight of each new z squared in that mean (global only; 0.015:
             about 67 samples of memory).
+        merge_samples: After the clear condition the alert stays latched this many samples
+            more; a raise condition within them continues the same episode (no new
+            `raised`, no `cleared`). 0: clear at once.
+        target_false_alarms_per_day: With a model card that carries a calibration, each
+            vital's z is divided by the gain that brings the training data's raise rate to
+            this many false alarms per patient-day, all vitals together (never below 1:
+            never more sensitive than these levels). None: no calibration (gain 1).
+            Global only; used by the service pipeline, not by the detector itself.
+        max_gain: The calibrated gain never exceeds this (global only).
         per_vital: Vital name -> partial override.
     """
 
@@ -106,6 +117,9 @@ class DetectorConfig(BaseModel):
     shift_n: int = Field(default=3, ge=1, le=_MAX_N)
     variance_level: float | None = Field(default=1.8, gt=1)
     variance_alpha: float = Field(default=0.015, gt=0, le=1)
+    merge_samples: int = Field(default=30, ge=0)
+    target_false_alarms_per_day: float | None = Field(default=1.0, gt=0)
+    max_gain: float = Field(default=64.0, ge=1)
     per_vital: dict[str, VitalOverride] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -125,11 +139,33 @@ class DetectorConfig(BaseModel):
 
     def resolve(self, vital: str) -> Thresholds:
         """Return the settings of one vital (global values where it has no override)."""
-        base = self.model_dump(exclude={"per_vital"})
+        base = self.model_dump(exclude={"per_vital", "target_false_alarms_per_day", "max_gain"})
         override = self.per_vital.get(vital)
         if override is not None:
             base.update(override.model_dump(exclude_none=True))
         return Thresholds(**base)
+
+
+class GainCurves(Protocol):
+    """A model's alarm calibration (`monitor.model.card.Calibration`), as serving uses it."""
+
+    def gains_for(
+        self, features: Sequence[str], per_patient_day: float, max_gain: float
+    ) -> list[float]:
+        """Each feature's gain for a budget of `per_patient_day` raises, all together."""
+        ...
+
+
+def alarm_gains(
+    curves: GainCurves | None, features: Sequence[str], config: DetectorConfig
+) -> FloatArray:
+    """Each feature's alarm gain (z is divided by it before the detector): from the model's
+    calibration for `config.target_false_alarms_per_day`, or 1 (the fixed levels) without a
+    calibration or a budget."""
+    target = config.target_false_alarms_per_day
+    if curves is None or target is None:
+        return np.ones(len(features))
+    return np.asarray(curves.gains_for(features, target, config.max_gain), dtype=np.float64)
 
 
 class Detector:
@@ -175,6 +211,8 @@ class Detector:
         # Rarely touched, only by the per-vital rules: plain lists per slot.
         self._level: list[list[int]] = []
         self._calm: list[list[int]] = []
+        # Samples since the clear condition while an episode is latched; -1: not latched.
+        self._hold: list[list[int]] = []
         self._rule: list[list[RaiseRule]] = []  # what raised the episode
 
     def update(
@@ -302,6 +340,7 @@ class Detector:
             f = len(self.features)
             self._level += [[0] * f for _ in range(more)]
             self._calm += [[0] * f for _ in range(more)]
+            self._hold += [[-1] * f for _ in range(more)]
             self._rule += [["k_of_n"] * f for _ in range(more)]
         self._hist[slots] = 0
         self._ring[slots] = 0.0
@@ -314,6 +353,7 @@ class Detector:
         for slot in slots.tolist():
             self._level[slot] = [0] * f
             self._calm[slot] = [0] * f
+            self._hold[slot] = [-1] * f
             self._rule[slot] = ["k_of_n"] * f
 
     def _rules(
@@ -335,56 +375,95 @@ class Detector:
         hist = self._hist[slot]
         for i, r in enumerate(self._vitals):
             a = abs(float(z[i]))
+            rule = self._fired(r, a, bool(over[i]), int(hist[i]), shifted[i], loud[i])
             if raised[i]:
-                state = self._step_raised(slot, i, r, a)
-            elif over[i] and a > r.severe:
-                state = self._raise(slot, i, r, "severe")
-            elif over[i] and r.spike is not None and a > r.spike:
-                state = self._raise(slot, i, r, "spike")
-            elif over[i] and int(hist[i]).bit_count() >= r.k:
-                state = self._raise(slot, i, r, "k_of_n")
-            elif shifted[i]:
-                state = self._raise(slot, i, r, "shift")
-            elif loud[i]:
-                state = self._raise(slot, i, r, "variance")
+                state = self._step_raised(slot, i, r, a, rule)
+            elif rule is not None:
+                state = self._raise(slot, i, r, rule)
             else:
                 continue
             if state is not None:
                 events.append(self._event(patient_id, slot, i, state, t, seq, z, actual, predicted))
         return events
 
+    @staticmethod
+    def _fired(
+        r: Thresholds, a: float, over: bool, hist: int, shifted: np.bool_, loud: np.bool_
+    ) -> RaiseRule | None:
+        """The first raise rule that this sample meets, None when none does."""
+        if over and a > r.severe:
+            return "severe"
+        if over and r.spike is not None and a > r.spike:
+            return "spike"
+        if over and hist.bit_count() >= r.k:
+            return "k_of_n"
+        if shifted:
+            return "shift"
+        if loud:
+            return "variance"
+        return None
+
     def _level_of(self, i: int, r: Thresholds, a: float) -> int:
         return 2 if a >= r.severe else 1 if a >= self._mid[i] else 0
 
-    def _raise(self, slot: int, i: int, r: Thresholds, rule: RaiseRule) -> AlertState:
+    def _recent_level(self, slot: int, i: int, r: Thresholds) -> int:
+        """Severity of the largest |z| among the last n samples."""
         last = [(int(self._pos[slot]) - 1 - j) % _MAX_N for j in range(r.n)]
+        return self._level_of(i, r, float(np.abs(self._ring[slot, last, i]).max()))
+
+    def _raise(self, slot: int, i: int, r: Thresholds, rule: RaiseRule) -> AlertState:
         self._rule[slot][i] = rule
         self._raised[slot, i] = True
         self._n_raised[slot] += 1
-        self._level[slot][i] = self._level_of(i, r, float(np.abs(self._ring[slot, last, i]).max()))
+        self._level[slot][i] = self._recent_level(slot, i, r)
         self._calm[slot][i] = 0
+        self._hold[slot][i] = -1
         return "raised"
 
-    def _step_raised(self, slot: int, i: int, r: Thresholds, a: float) -> AlertState | None:
+    def _step_raised(
+        self, slot: int, i: int, r: Thresholds, a: float, rule: RaiseRule | None
+    ) -> AlertState | None:
+        hold = self._hold[slot]
+        if hold[i] >= 0:
+            # Latched after the clear condition: a new raise condition continues the episode.
+            if rule is not None:
+                hold[i] = -1
+                self._calm[slot][i] = 0
+                level = self._recent_level(slot, i, r)
+                if level <= self._level[slot][i]:
+                    return None
+                self._level[slot][i] = level
+                return "escalated"
+            hold[i] += 1
+            if hold[i] < r.merge_samples:
+                return None
+            return self._clear(slot, i)
         calm = self._calm[slot]
         if a < r.clear_below:
             calm[i] += 1
             if calm[i] < r.clear_m:
                 return None
-            self._raised[slot, i] = False
-            self._n_raised[slot] -= 1
-            # A fresh episode needs fresh evidence: k new exceedances or a new sum.
+            # A fresh episode (or a continued one, while latched) needs fresh evidence.
             self._hist[slot, i] = 0
             self._ring[slot, :, i] = 0.0
             self._zsum[slot, i] = 0.0
             self._z2[slot, i] = 1.0
-            return "cleared"
+            if r.merge_samples > 0:
+                hold[i] = 0
+                return None
+            return self._clear(slot, i)
         calm[i] = 0
         level = self._level_of(i, r, a)
         if level <= self._level[slot][i]:
             return None
         self._level[slot][i] = level
         return "escalated"
+
+    def _clear(self, slot: int, i: int) -> AlertState:
+        self._raised[slot, i] = False
+        self._n_raised[slot] -= 1
+        self._hold[slot][i] = -1
+        return "cleared"
 
     def _event(
         self,

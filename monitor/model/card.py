@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import datetime
+from itertools import pairwise
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -157,6 +158,107 @@ class FlatlineRule(_Strict):
     samples: int = Field(ge=2)
 
 
+#: Tail probability above which a count of raises at gain 1 is taken as chance, not excess.
+_EXCESS_P = 0.01
+
+#: Fewer raises than this at gain 1 leave the fixed levels alone: a handful of raises may be
+#: real events in the training data, and they say nothing about the shape of a tail.
+MIN_RAISES = 5
+
+
+def _poisson_upper(mean: float) -> int:
+    """Smallest count c with P(X > c) <= _EXCESS_P (0.01) for X ~ Poisson(mean)."""
+    if mean > 100.0:
+        # exp(-mean) underflows for large means; the normal approximation (its 99th
+        # percentile) is close there.
+        return math.ceil(mean + 2.3263 * math.sqrt(mean))
+    term = cdf = math.exp(-mean)
+    c = 0
+    while 1.0 - cdf > _EXCESS_P:
+        c += 1
+        term *= mean / c
+        cdf += term
+    return c
+
+
+class VitalCalibration(_Strict):
+    """The detector's raise count on one vital's training data as a function of its gain.
+
+    Attributes:
+        raises: Raises (episodes) at each of `Calibration.gains`, z divided by the gain.
+        intercept: ``ln(raises per day) = intercept + slope * gain``, fitted over the grid
+            points with 1 to 200 raises (the tail); None when fewer than two such points.
+        slope: The fit's slope (negative); None with `intercept`.
+    """
+
+    raises: list[int]
+    intercept: float | None = None
+    slope: float | None = Field(default=None, lt=0)
+
+    @model_validator(mode="after")
+    def _fit_whole(self) -> VitalCalibration:
+        if (self.intercept is None) != (self.slope is None):
+            raise ValueError("intercept and slope are given together or not at all")
+        if any(c < 0 for c in self.raises):
+            raise ValueError(f"raises must be >= 0: {self.raises}")
+        return self
+
+
+class Calibration(_Strict):
+    """Alarm calibration measured at training time (`monitor.training.calibration`).
+
+    Attributes:
+        gains: The gain grid, increasing, from 1.
+        days: Scored samples per vital times the sample period, in days: what the raise
+            counts are counts of.
+        per_vital: Feature name -> its raise counts and fitted tail.
+    """
+
+    gains: list[float] = Field(min_length=1)
+    days: float = Field(gt=0)
+    per_vital: dict[str, VitalCalibration]
+
+    @model_validator(mode="after")
+    def _grid(self) -> Calibration:
+        g = self.gains
+        if g[0] != 1.0 or any(b <= a for a, b in pairwise(g)):
+            raise ValueError(f"calibration.gains must increase from 1.0: {g}")
+        for name, vital in self.per_vital.items():
+            if len(vital.raises) != len(g):
+                raise ValueError(
+                    f"calibration of {name}: {len(vital.raises)} counts, {len(g)} gains"
+                )
+        return self
+
+    def gain(self, vital: str, per_day: float, max_gain: float) -> float:
+        """The gain that brings `vital`'s raise rate to `per_day`, within ``[1, max_gain]``.
+
+        Gain 1 when the count at gain 1 is within chance of the target (a Poisson count
+        above its 99th percentile is excess) or below `MIN_RAISES`; else the fitted tail's
+        gain at the target; with no fit, the smallest measured gain whose rate is within the
+        target, else `max_gain`.
+        """
+        v = self.per_vital[vital]
+        if v.raises[0] < MIN_RAISES or v.raises[0] <= _poisson_upper(per_day * self.days):
+            return 1.0
+        if v.intercept is not None and v.slope is not None:
+            g = (math.log(per_day) - v.intercept) / v.slope
+        else:
+            g = next(
+                (a for a, c in zip(self.gains, v.raises, strict=True) if c / self.days <= per_day),
+                max_gain,
+            )
+        return min(max(g, 1.0), max_gain)
+
+    def gains_for(
+        self, features: Sequence[str], per_patient_day: float, max_gain: float
+    ) -> list[float]:
+        """Each feature's gain for a budget of `per_patient_day` raises, all features together
+        (an equal share each)."""
+        share = per_patient_day / len(features)
+        return [self.gain(name, share, max_gain) for name in features]
+
+
 class ModelCard(_Strict):
     """The contents of ``card.json``; see ``docs/model-card.md``."""
 
@@ -176,6 +278,7 @@ class ModelCard(_Strict):
     training: TrainingInfo
     library_versions: dict[str, str]
     metrics: Metrics
+    calibration: Calibration | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelCard:
@@ -220,6 +323,11 @@ class ModelCard(_Strict):
             raise ValueError(f"normalisation.std must be > 0: {self.normalisation.std}")
         if any(v <= 0 for v in self.residual_sigma):
             raise ValueError(f"residual_sigma must be > 0: {self.residual_sigma}")
+        if self.calibration is not None and set(self.calibration.per_vital) != set(self.features):
+            raise ValueError(
+                f"calibration covers {sorted(self.calibration.per_vital)}, "
+                f"the model's features are {self.features}"
+            )
         return self
 
     def registry(self) -> Registry:

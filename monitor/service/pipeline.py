@@ -31,7 +31,7 @@ from monitor.core.codec import (
     decode,
     decode_columns,
 )
-from monitor.core.detector import Detector
+from monitor.core.detector import Detector, GainCurves, alarm_gains
 from monitor.core.scale import ResidualScale
 from monitor.core.types import REJECT_REASONS, BoolArray, Float32Array, FloatArray
 from monitor.core.vitals import BUILTIN, Registry
@@ -66,6 +66,7 @@ class ModelInfo:
     sample_period_s: float = 1.0
     signals: Registry = BUILTIN
     flatline_samples: tuple[int, ...] | None = None
+    calibration: GainCurves | None = None
 
 
 #: A vital repeating one exact value this many samples in a row is a stuck sensor, unless
@@ -146,6 +147,7 @@ class Pipeline:
         )
         self.detector = Detector(model.features, settings.detector, model_version=model.version)
         self.scale = ResidualScale(model.residual_sigma, masked=model.observed_mask)
+        self.gain = alarm_gains(model.calibration, model.features, settings.detector)
         # Open technical alerts: (patient_id, reason, vital) -> True.
         self._technical: dict[tuple[str, str, str | None], float] = {}
         # patient -> its open technical alert keys: a message checks only its own patient.
@@ -435,6 +437,7 @@ class Pipeline:
             observe_many(hist, column[~np.isnan(column)] if partial else column)
         if partial:
             z = np.nan_to_num(z, nan=0.0)
+        z /= self.gain  # calibrated units from here on (docs/detection.md)
         self.metrics.batch_size.observe(len(jobs))
         stuck: BoolArray = np.zeros(actual.shape, dtype=bool)
         actual32 = actual.astype(np.float32)
@@ -629,6 +632,7 @@ def model_info_from_card(card: object) -> ModelInfo:
         flatline_samples=tuple(
             learned[f].samples if f in learned else FLATLINE_SAMPLES for f in card.features
         ),
+        calibration=card.calibration,
     )
 
 

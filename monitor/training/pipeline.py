@@ -28,6 +28,7 @@ from monitor.model.features import Preprocess, fit_normalisation, window_offset
 from monitor.model.lstm import MedicalLSTM
 from monitor.model.store import save_model
 from monitor.training.augment import augment, noise_sigma
+from monitor.training.calibration import calibrate
 from monitor.training.data import SplitData, cut_windows, require_windows
 from monitor.training.evaluation import compute_metrics, predict_normalised, residual_sigma
 from monitor.training.loop import fit
@@ -220,6 +221,13 @@ def train_model(
         residual_sigma_source="validation" if data.val else "training",
         device=device,
     )
+    sigma = residual_sigma(val_pred, val.y)
+    # The alarm levels' gain curves: the detector's raise rate on every series before the
+    # test split, unaugmented and in time order, scored as serving scores them.
+    calibration = calibrate(
+        [*data.train, *data.val], predict, window=recipe.window, features=data.features,
+        sample_period_s=data.sample_period_s, residual_sigma=sigma,
+    )  # fmt: skip
     card = ModelCard(
         model_version="0" * 64,
         created_at=datetime.now(UTC),
@@ -239,7 +247,7 @@ def train_model(
         observed_mask=masked,
         signals=signal_specs(data.features, signals),
         flatline=flatline_rules(data.train, data.features, signals),
-        residual_sigma=residual_sigma(val_pred, val.y),
+        residual_sigma=sigma,
         training=TrainingInfo(
             recipe=recipe.name,
             seed=recipe.seed,
@@ -251,6 +259,7 @@ def train_model(
         ),
         library_versions=library_versions(),
         metrics=metrics,
+        calibration=calibration,
     )
     elapsed = time.perf_counter() - started
     card = save_model(out, model.to("cpu"), card)

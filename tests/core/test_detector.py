@@ -11,13 +11,16 @@ from monitor.core.detector import Detector, DetectorConfig
 
 FEATURES = ("heart_rate", "spo2")
 
+#: Episodes clear at once (no latching hold): the tables below test the raise and clear rules.
+AT_ONCE = DetectorConfig(merge_samples=0)
+
 #: The k-of-n and severe rules alone (the shift rule off), for the tables that test them.
-KOFN = DetectorConfig(shift_sum=None, spike=None, variance_level=None)
+KOFN = DetectorConfig(shift_sum=None, spike=None, variance_level=None, merge_samples=0)
 
 
 def run(zs: list[float], config: DetectorConfig | None = None, vital: int = 0) -> list[str]:
     """Feed |z| values for one vital (the other stays at 0); return 'seq:state:severity'."""
-    det = Detector(FEATURES, config or DetectorConfig(), model_version="m1")
+    det = Detector(FEATURES, config or AT_ONCE, model_version="m1")
     out: list[str] = []
     for seq, value in enumerate(zs):
         z = np.zeros(2)
@@ -67,7 +70,7 @@ def test_raise_rules(zs: list[float], expected: list[str]) -> None:
 )
 def test_shift_rule(zs: list[float], expected: list[str]) -> None:
     """|sum of the last 3 signed z| > 9 raises a shift no single sample shows; signs cancel."""
-    assert run(zs, DetectorConfig(variance_level=None)) == expected
+    assert run(zs, DetectorConfig(variance_level=None, merge_samples=0)) == expected
 
 
 def test_shift_rule_per_vital_and_off() -> None:
@@ -197,10 +200,11 @@ def test_invalid_config_is_refused(settings: dict[str, object], match: str) -> N
     ],
 )
 def test_events_name_the_rule_that_raised_the_episode(zs: list[float], rule: str) -> None:
-    """reason is the raising rule, on the raised event and on the episode's cleared event."""
+    """reason is the raising rule, on the raised event and on the episode's cleared event
+    (which goes out once the 3 calm samples and the 30-sample latching hold have passed)."""
     det = Detector(FEATURES, DetectorConfig())
     events = []
-    for seq, value in enumerate([*zs, 0.0, 0.0, 0.0]):
+    for seq, value in enumerate([*zs, *[0.0] * 33]):
         z = np.array([value, 0.0])
         events += det.update("p1", z, float(seq), seq, np.zeros(2), np.zeros(2))
     assert [(e.state, e.reason) for e in events] == [("raised", rule), ("cleared", rule)]
@@ -245,7 +249,8 @@ def test_variance_rule_per_vital_and_off() -> None:
     assert run(zs, per, vital=1) == ["6:raised:low"]
 
 
-def test_update_many_equals_update_row_by_row() -> None:
+@pytest.mark.parametrize("merge", [0, 5, 30])
+def test_update_many_equals_update_row_by_row(merge: int) -> None:
     """A batch with repeated patients and new ones gives exactly the row-by-row events."""
     rng = np.random.default_rng(11)
     rows = 3000
@@ -257,8 +262,8 @@ def test_update_many_equals_update_row_by_row() -> None:
     seqs = list(range(rows))
     ts = [float(s) for s in seqs]
 
-    one = Detector(FEATURES, DetectorConfig())
-    batched = Detector(FEATURES, DetectorConfig())
+    one = Detector(FEATURES, DetectorConfig(merge_samples=merge))
+    batched = Detector(FEATURES, DetectorConfig(merge_samples=merge))
     expected: list[AlertEvent] = []
     got: list[AlertEvent] = []
     for chunk, lo in enumerate(range(0, rows, 257)):
@@ -271,6 +276,57 @@ def test_update_many_equals_update_row_by_row() -> None:
         if chunk == 4:  # an eviction in the middle frees a slot that a new patient reuses
             assert one.forget("p3") == batched.forget("p3")
             patients = [p if p != "p5" or i < hi else "p_new" for i, p in enumerate(patients)]
-    assert len(expected) > 50
+    assert len(expected) > 30
     assert {e.reason for e in expected} >= {"k_of_n", "spike", "variance"}
     assert [e.model_dump() for e in got] == [e.model_dump() for e in expected]
+
+
+#: The k-of-n rule alone with a hold of 5 samples: short tables for the episode policy.
+HOLD5 = DetectorConfig(shift_sum=None, spike=None, variance_level=None, merge_samples=5)
+
+
+@pytest.mark.parametrize(
+    ("zs", "expected"),
+    [
+        # Clear condition at sample 4 (3 calm), then 5 more calm samples: cleared at 9.
+        ([5, 5, 1, 1, 1, 0, 0, 0, 0, 0, 0], ["1:raised:low", "9:cleared:low"]),
+        # Within the hold: a new raise condition continues the same episode, no events.
+        ([5, 5, 1, 1, 1, 0, 5, 5, 1, 1, 1], ["1:raised:low"]),
+        # ... and the episode clears only after a calm hold that follows its last raise.
+        ([5, 5, 1, 1, 1, 0, 5, 5, *[0] * 8], ["1:raised:low", "15:cleared:low"]),
+        # A larger value in the continued episode escalates it (severity never falls).
+        ([5, 5, 1, 1, 1, 9], ["1:raised:low", "5:escalated:high"]),
+        # Calm longer than the hold: cleared, then a new episode.
+        ([5, 5, 1, 1, 1, *[0] * 5, 5, 5], ["1:raised:low", "9:cleared:low", "11:raised:low"]),
+        # One exceedance within the hold is no raise condition (k = 2): it does not extend it.
+        ([5, 5, 1, 1, 1, 5, 0, 0, 0, 0], ["1:raised:low", "9:cleared:low"]),
+    ],
+)
+def test_episode_latches_and_merges_nearby_raises(zs: list[float], expected: list[str]) -> None:
+    """After the clear condition an alert stays latched for merge_samples; a raise condition
+    in that hold continues the episode (no cleared/raised pair), a calm hold clears it."""
+    assert run(zs, HOLD5) == expected
+
+
+def test_episode_hold_keeps_vital_active_and_forget_reports_it() -> None:
+    """While latched the vital is still active (forget lists it: the shell can close it)."""
+    det = Detector(FEATURES, HOLD5)
+    vals = np.zeros(2)
+    for seq, value in enumerate([5.0, 5.0, 1.0, 1.0, 1.0]):
+        det.update("p1", np.array([value, 0.0]), float(seq), seq, vals, vals)
+    assert det.active("p1") == ["heart_rate"]
+    assert det.forget("p1") == ["heart_rate"]
+
+
+def test_episode_merge_per_vital_override() -> None:
+    """merge_samples is overridable per vital."""
+    config = DetectorConfig(
+        shift_sum=None,
+        spike=None,
+        variance_level=None,
+        merge_samples=0,
+        per_vital={"spo2": {"merge_samples": 5}},
+    )
+    zs = [5, 5, 1, 1, 1, 0, 5, 5]
+    assert run(zs, config, vital=0) == ["1:raised:low", "4:cleared:low", "7:raised:low"]
+    assert run(zs, config, vital=1) == ["1:raised:low"]
