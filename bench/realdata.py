@@ -34,6 +34,8 @@ REPO = Path(__file__).resolve().parent.parent
 START = 1_700_000_000.0
 TRAIN_FRACTION = 0.15
 DETECTORS = ("product", "rolling_z", "persistence")
+#: The ECG lead as a registered signal: name, unit, plausible bounds, sample period.
+ECG_SIGNAL = "ecg_mv:mV:-10:10:0.0027778"
 #: Beat symbols that are not normal (AAMI classes S, V, F and Q); record 100 has A and V.
 ABNORMAL_BEATS = ("A", "a", "J", "S", "V", "E", "F", "/", "f", "Q")
 
@@ -54,6 +56,7 @@ class Spec:
         import_args: Further `monitor import` options.
         train_args: Further `monitor train` options.
         settings: Daemon settings for `monitor evaluate`, as MONITOR_* environment variables.
+        shipped_model: Evaluate the shipped default model instead of one trained on the prefix.
     """
 
     name: str
@@ -67,6 +70,7 @@ class Spec:
     import_args: tuple[str, ...] = ()
     train_args: tuple[str, ...] = field(default_factory=tuple)
     settings: tuple[tuple[str, str], ...] = ()
+    shipped_model: bool = False
 
 
 SPECS = {
@@ -82,18 +86,18 @@ SPECS = {
             annotations="mitdb_100_annotations.csv",
             tolerance_s=2.0,
         ),
-        # 360 Hz ECG (mV, the registry's unbounded placeholder vital): an onset up to 0.5 s
-        # after an abnormal beat's R peak (shorter than a beat) detects it.
+        # 360 Hz ECG in mV, a registered signal: an onset up to 0.5 s after an abnormal
+        # beat's R peak (shorter than a beat) detects it. The trainer sizes the run from the
+        # data (window from the beat period, epochs and stride from the window count).
         Spec(
             "mitdb100_ecg",
             "mitdb_100_ecg.csv.gz",
-            ("MLII_mV=seed_signal",),
-            ("seed_signal",),
+            ("MLII_mV=ecg_mv",),
+            ("ecg_mv",),
             annotations="mitdb_100_annotations.csv",
             tolerance_s=0.5,
-            # 97,500 training rows: 5 epochs over every 10th window keep the training within
-            # minutes on a shared 2-core machine (the recipe's 40 over all take an hour).
-            train_args=("--epochs", "5", "--train-stride", "10"),
+            import_args=("--signal", ECG_SIGNAL),
+            train_args=("--signal", ECG_SIGNAL),
         ),
         # Systolic and diastolic pressure per beat; each tilt-table event (from its start, or
         # its "Initiate", to 30 s after its "Conclude") is an event.
@@ -107,9 +111,8 @@ SPECS = {
             label_duration_s=30.0,
             tolerance_s=5.0,
         ),
-        # Minute numerics; 0 means no value. No labels. The daemon's defaults are for 1 Hz
-        # streams: a gap over 30 s resets the window (nothing would ever be scored) and 8 s
-        # of silence is "signal lost"; both are raised for a once-a-minute stream.
+        # Minute numerics; 0 means no value. No labels. A model trained on them has a 60 s
+        # sample period, which sets the gap and signal-lost limits (no settings needed).
         Spec(
             "mimic2_numerics",
             "mimic2_s00001_numerics.csv",
@@ -117,11 +120,17 @@ SPECS = {
             ("heart_rate", "resp_rate", "spo2"),
             tolerance_s=60.0,
             import_args=("--zero-is-missing",),
-            train_args=("--zero-is-missing",),
-            settings=(
-                ("MONITOR_WINDOW__MAX_GAP_S", "300"),
-                ("MONITOR_WINDOW__STALE_AFTER_S", "180"),
-            ),
+        ),
+        # The same numerics served by the shipped 1 Hz model (three of its six vitals, once
+        # a minute), with no settings: its observed mask and stretched gap policy.
+        Spec(
+            "mimic2_shipped",
+            "mimic2_s00001_numerics.csv",
+            ("HR=heart_rate", "RESP=resp_rate", "SpO2=spo2"),
+            ("heart_rate", "resp_rate", "spo2"),
+            tolerance_s=60.0,
+            import_args=("--zero-is-missing",),
+            shipped_model=True,
         ),
     )
 }
@@ -135,55 +144,6 @@ def cli(*args: str, env: Sequence[tuple[str, str]] = ()) -> subprocess.Completed
     if done.returncode != 0:
         sys.exit(f"failed ({done.returncode}): {' '.join(cmd)}\n{done.stdout}\n{done.stderr}")
     return done
-
-
-def supports(command: str, option: str) -> bool:
-    """Tell whether `monitor COMMAND --help` lists OPTION (options still landing)."""
-    return option in cli(command, "--help").stdout
-
-
-# --- FALLBACK: remove once `monitor import --labels-from` has landed -------------------------
-def fallback_labels(spec: Spec, annotations: Path, out: Path, until_s: float | None) -> int:
-    """Write the evaluator's labels CSV from annotations, as `import --labels-from` will.
-
-    Beats: one label per row whose symbol is abnormal, ``[t, t + duration]``. Events: an
-    "Initiate X" row and the next "Conclude X" make one label from the first to the second
-    time plus the duration; every other row is ``[t, t + duration]``. Times are the record's
-    seconds placed at `START`; rows after `until_s` (a cut signal) are left out.
-
-    Returns:
-        Labels written.
-    """
-    with annotations.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    spans: list[tuple[float, float, str]] = []
-    if spec.label_kind == "beats":
-        spans = [
-            (float(r["time_s"]), float(r["time_s"]), f"beat_{r['symbol']}")
-            for r in rows
-            if r["symbol"] in ABNORMAL_BEATS
-        ]
-    else:
-        opened: dict[str, float] = {}
-        for r in rows:
-            t, event = float(r["time_s"]), r["event"].strip()
-            verb, _, what = event.partition(" ")
-            if verb == "Initiate":
-                opened[what] = t
-            elif verb == "Conclude" and what in opened:
-                spans.append((opened.pop(what), t, what.replace(" ", "_")))
-            else:
-                spans.append((t, t, event.split(" ")[0].lower()))
-        spans.sort()
-    kept = [s for s in spans if until_s is None or s[0] <= until_s]
-    with out.open("w", encoding="utf-8") as f:
-        f.write("patient_id,start,end,kind\n")
-        for start, end, kind in kept:
-            f.write(f"{spec.name},{START + start},{START + end + spec.label_duration_s},{kind}\n")
-    return len(kept)
-
-
-# --- end of FALLBACK -------------------------------------------------------------------------
 
 
 def source_csv(spec: Spec, data: Path, work: Path, minutes: float | None) -> tuple[Path, int]:
@@ -209,6 +169,15 @@ def source_csv(spec: Spec, data: Path, work: Path, minutes: float | None) -> tup
     return out, rows
 
 
+def _cut_labels(labels: Path, until: float) -> None:
+    """Keep only the labels that start by `until` (a signal cut to its first minutes)."""
+    with labels.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    kept = [rows[0], *(r for r in rows[1:] if float(r[1]) <= until)]
+    with labels.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f, lineterminator="\n").writerows(kept)
+
+
 def run_record(spec: Spec, data: Path, work: Path, minutes: float | None) -> dict[str, Any]:
     """Import, label, train on the prefix and evaluate one record; return its figures."""
     t0 = time.perf_counter()
@@ -218,31 +187,25 @@ def run_record(spec: Spec, data: Path, work: Path, minutes: float | None) -> dic
     maps = [a for m in spec.maps for a in ("--map", m)]
     imp = ["import", str(src), "--out", str(rec), "--patient-id", spec.name, *maps]
     imp += ["--start-time", str(START), *spec.import_args]
-    how = "none"
     if spec.annotations is None:
         labels.write_text("patient_id,start,end\n", encoding="utf-8")
-        cli(*imp)
-    elif supports("import", "--labels-from"):
-        how = "monitor import --labels-from"
+    else:
         imp += ["--labels-from", str(data / spec.annotations), "--labels-out", str(labels)]
         imp += ["--label-duration", str(spec.label_duration_s)]
         if spec.label_kind == "beats":
             imp += ["--anomalous-symbols", ",".join(ABNORMAL_BEATS)]
-        cli(*imp)
-    else:
-        how = "bench fallback"
-        cli(*imp)
-        fallback_labels(
-            spec, data / spec.annotations, labels, None if minutes is None else 60 * minutes
-        )
+    cli(*imp)
+    if minutes is not None and spec.annotations is not None:
+        _cut_labels(labels, START + 60.0 * minutes)
     t_import = time.perf_counter() - t0
 
-    train = ["train", "--data", str(rec), "--out", str(model), "--quiet", "--seed", "0"]
-    train += [a for f in spec.features for a in ("--feature", f)]
-    # FALLBACK: `--split` until `monitor train --train-fraction` lands (the same prefix).
-    fraction = "--train-fraction" if supports("train", "--train-fraction") else "--split"
-    train += [fraction, str(TRAIN_FRACTION), *spec.train_args]
-    cli(*train)
+    if spec.shipped_model:
+        model = REPO / "monitor" / "assets" / "models" / "default"
+    else:
+        train = ["train", "--data", str(rec), "--out", str(model), "--quiet", "--seed", "0"]
+        train += [a for f in spec.features for a in ("--feature", f)]
+        train += ["--train-fraction", str(TRAIN_FRACTION), *spec.train_args]
+        cli(*train)
     t_train = time.perf_counter() - t0 - t_import
 
     report = work / f"{spec.name}.report.json"
@@ -267,9 +230,8 @@ def run_record(spec: Spec, data: Path, work: Path, minutes: float | None) -> dic
         "name": spec.name,
         "rows": rows,
         "labels": n_labels,
-        "labels_from": how,
         "samples_scored": j["samples_scored"],
-        "train_flag": fraction,
+        "shipped_model": spec.shipped_model,
         "seconds": (t_import, t_train, t_eval),
         "rows_by": {"product": j["events"], **j["baselines"]},
     }
@@ -358,9 +320,13 @@ def main() -> None:
         res = run_record(SPECS[name], data, args.work, minutes)
         t_imp, t_train, t_eval = res["seconds"]
         cut = "" if minutes is None else f", first {minutes:g} min"
+        model = (
+            "the shipped model"
+            if res["shipped_model"]
+            else f"trained on the first {TRAIN_FRACTION:.0%} of its samples"
+        )
         print(
-            f"{name}: {res['rows']} rows{cut}, {res['labels']} labels ({res['labels_from']}), "
-            f"trained on the first {TRAIN_FRACTION:.0%} of its samples ({res['train_flag']}), "
+            f"{name}: {res['rows']} rows{cut}, {res['labels']} labels, {model}, "
             f"{res['samples_scored']} samples scored; import {t_imp:.0f} s, "
             f"train {t_train:.0f} s, evaluate {t_eval:.0f} s",
             flush=True,

@@ -9,7 +9,10 @@ Sources, and which of their rows become labels (docs/recordings.md, Labels from 
 * A WFDB annotation file, read with `wfdb.rdann` (record path and annotator, e.g. ``atr``):
   annotations whose symbol is anomalous; time = sample / fs.
 
-Each chosen annotation is a point in time and becomes a label ``[t, t + duration]``.
+Each chosen annotation is a point in time and becomes a label ``[t, t + duration]``, except
+a pair of event rows ``Initiate X`` ... ``Conclude X`` (also ``Start``/``Begin`` ...
+``End``/``Stop``/``Finish``, any case), which becomes one label from the first row's time to
+the second's plus the duration: a tilt-table manoeuvre is one event, not two.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class Points:
         absolute: True when the times were date-times.
         total: Annotations read (chosen or not).
         rule: Which column or rule chose them, for the command's summary.
+        ends: End time of each (paired events), in the same units; None: points.
     """
 
     times: FloatArray
@@ -60,6 +64,7 @@ class Points:
     absolute: bool
     total: int
     rule: str
+    ends: FloatArray | None = None
 
 
 def _flag(text: str, where: str) -> bool:
@@ -115,6 +120,7 @@ def read_csv_points(
             )
         chosen_symbols = ABNORMAL_BEAT_SYMBOLS if symbols is None else symbols
         cells: list[str] = []
+        texts: list[str] = []
         lines: list[int] = []
         kinds: list[str] = []
         total = 0
@@ -130,7 +136,10 @@ def read_csv_points(
                 kind = f"beat_{sym}" if sym else "anomalous_beat"
             else:
                 assert event is not None
-                chosen, kind = bool(item.cells[event].strip()), "event"
+                text = item.cells[event].strip()
+                chosen, kind = bool(text), "event"
+                if chosen:
+                    texts.append(text)
             if not chosen:
                 continue
             text = item.cells[column].strip()
@@ -142,7 +151,35 @@ def read_csv_points(
     parsed = parse_times(cells, lines, str(path), times or TimeOptions())
     if symbols is not None:  # then the symbol column chose them
         rule = f"symbol in {{{','.join(sorted(symbols))}}}"
+    if mode == "event":
+        return _paired(Points(parsed.seconds, kinds, parsed.absolute, total, rule), texts)
     return Points(parsed.seconds, kinds, parsed.absolute, total, rule)
+
+
+_OPENS = ("initiate", "start", "begin")
+_CLOSES = ("conclude", "end", "stop", "finish")
+
+
+def _paired(points: Points, texts: list[str]) -> Points:
+    """Join ``Initiate X`` ... ``Conclude X`` event rows into one span each (module doc)."""
+    times: list[float] = []
+    ends: list[float] = []
+    kinds: list[str] = []
+    opened: dict[str, int] = {}
+    for t, text in zip(points.times.tolist(), texts, strict=True):
+        verb, _, what = text.partition(" ")
+        key = what.strip().lower()
+        if verb.lower() in _CLOSES and key in opened:
+            ends[opened.pop(key)] = t
+            continue
+        if verb.lower() in _OPENS and key:
+            opened[key] = len(times)
+        times.append(t)
+        ends.append(t)
+        kinds.append("event")
+    return Points(
+        np.asarray(times), kinds, points.absolute, points.total, points.rule, np.asarray(ends)
+    )
 
 
 def read_wfdb_points(
@@ -201,9 +238,10 @@ def points_to_labels(
         vital: The vital the labels concern, or None for any.
     """
     offset = 0.0 if points.absolute else start_time
+    ends = points.times if points.ends is None else points.ends
     return [
-        Label(patient_id, vital, kind, offset + float(t), offset + float(t) + duration)
-        for t, kind in zip(points.times, points.kinds, strict=True)
+        Label(patient_id, vital, kind, offset + float(t), offset + float(end) + duration)
+        for t, end, kind in zip(points.times, ends, points.kinds, strict=True)
     ]
 
 

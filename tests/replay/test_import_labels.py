@@ -40,6 +40,8 @@ BEATS = """time_s,rr_s,hr_bpm,symbol,is_anomalous_beat
 EVENTS = """time_s,event
 1.000,Initiate slow tilt up
 3.500,Conclude slow tilt up
+3.800,Movement artifacts
+4.000,conclude rapid tilt down
 """
 
 DATA = "time_s,HR\n0,70\n1,71\n2,72\n3,73\n4,74\n"
@@ -142,15 +144,18 @@ def test_bad_flag_names_its_line(tmp_path: Path) -> None:
         read_csv_points(src)
 
 
-def test_each_event_row_is_a_label(tmp_path: Path) -> None:
-    """Timed events (tilt table) become one label each, kind 'event'."""
+def test_each_event_row_is_a_label_and_initiate_conclude_pairs_one_span(tmp_path: Path) -> None:
+    """Timed events (tilt table) become labels of kind 'event': an 'Initiate X' row and the
+    next 'Conclude X' make one span from the first to the second time plus the duration;
+    any other row (a lone 'conclude' too) is a label of its own."""
     src = _write(tmp_path, "events.csv", EVENTS)
     result = _import(tmp_path, src, "--start-time", "100", "--label-duration", "30")
     assert result.exit_code == 0, result.output
     labels = read_labels(tmp_path / "labels.csv")
     assert [(lb.kind, lb.start_t, lb.end_t) for lb in labels] == [
-        ("event", 101.0, 131.0),
-        ("event", 103.5, 133.5),
+        ("event", 101.0, 133.5),
+        ("event", 103.8, 133.8),
+        ("event", 104.0, 134.0),
     ]
 
 
