@@ -145,7 +145,7 @@ def command(**o: Any) -> None:
     from monitor.evaluation.scoring import ScoringConfig
     from monitor.replay.labels import read_labels
     from monitor.replay.offline import run_offline
-    from monitor.replay.outcomes import format_outcomes, unscored_warning
+    from monitor.replay.outcomes import format_gains, format_outcomes, unscored_warning
     from monitor.settings import load_settings
 
     config = ScoringConfig(
@@ -176,6 +176,7 @@ def command(**o: Any) -> None:
         f"\n{scored.extra['samples_scored']} samples scored in "
         f"{scored.extra['elapsed_s']:.2f} s" + (f" ({rate:,.0f}/s)" if rate else "")
     )
+    click.echo(format_gains(result.gains))
     click.echo(format_outcomes(result.outcomes))
     warning = unscored_warning(result.outcomes)
     if warning is not None:

@@ -67,7 +67,7 @@ def _alert_dict(alert: Any) -> Mapping[str, Any]:
 def _offline(path: Path, model: Path, alerts_out: Path, config_file: Path | None) -> None:
     """Score the recording offline; write its alerts; say what became of every sample."""
     from monitor.replay.offline import run_offline
-    from monitor.replay.outcomes import format_outcomes, unscored_warning
+    from monitor.replay.outcomes import format_gains, format_outcomes, unscored_warning
     from monitor.settings import load_settings
 
     settings = load_settings(config_file)
@@ -82,6 +82,7 @@ def _offline(path: Path, model: Path, alerts_out: Path, config_file: Path | None
         f"scored in {result.elapsed_s:.2f} s ({rate:,.0f} samples/s)",
         err=True,
     )
+    click.echo(format_gains(result.gains), err=True)
     click.echo(format_outcomes(result.outcomes), err=True)
     warning = unscored_warning(result.outcomes)
     if warning is not None:

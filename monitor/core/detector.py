@@ -117,7 +117,7 @@ class DetectorConfig(BaseModel):
     shift_n: int = Field(default=3, ge=1, le=_MAX_N)
     variance_level: float | None = Field(default=1.8, gt=1)
     variance_alpha: float = Field(default=0.015, gt=0, le=1)
-    merge_samples: int = Field(default=30, ge=0)
+    merge_samples: int = Field(default=10, ge=0)
     target_false_alarms_per_day: float | None = Field(default=1.0, gt=0)
     max_gain: float = Field(default=64.0, ge=1)
     per_vital: dict[str, VitalOverride] = Field(default_factory=dict)

@@ -146,6 +146,7 @@ class OfflineResult:
         metrics: The pipeline's metrics (outcome counts and so on).
         outcomes: Samples received by outcome, `invalid` split by reason
             (`monitor.replay.outcomes.outcome_counts`); they add up to every sample received.
+        gains: Feature -> the alarm gain its z was divided by (docs/detection.md).
     """
 
     alerts: list[AlertEvent]
@@ -156,6 +157,7 @@ class OfflineResult:
     elapsed_s: float
     metrics: Metrics
     outcomes: dict[str, int] = field(default_factory=dict)
+    gains: dict[str, float] = field(default_factory=dict)
 
 
 class OfflineRunner:
@@ -506,4 +508,5 @@ def run_offline(
         elapsed_s=elapsed,
         metrics=runner.metrics,
         outcomes=outcome_counts(runner.metrics.messages, runner.metrics.invalid),
+        gains=runner.pipeline.gains(),
     )

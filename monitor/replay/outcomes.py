@@ -78,3 +78,8 @@ def unscored_warning(counts: Mapping[str, int], share: float = UNSCORED_WARN_SHA
         f"WARNING: {unscored:,} of {total:,} samples received ({_share(unscored, total)}) "
         f"were not scored; top reasons: {named}"
     )
+
+
+def format_gains(gains: Mapping[str, float]) -> str:
+    """One line: each feature's alarm gain, e.g. ``alarm gains: heart_rate x1.00 ...``."""
+    return "alarm gains: " + " ".join(f"{name} x{g:.2f}" for name, g in gains.items())

@@ -194,6 +194,7 @@ class Daemon:
             backend=self.predictor.backend,
             features=list(self.predictor.features),
             window=self.predictor.window,
+            alarm_gains=self.pipeline.gains(),
             broker=self.settings.broker.url,
             metrics=f"http://{self.http.host}:{self.http.port}/metrics",
         )

@@ -175,6 +175,10 @@ class Pipeline:
         for kind in ("physiological", "technical"):
             metrics.active_alerts.labels(kind)
 
+    def gains(self) -> dict[str, float]:
+        """Each feature's alarm gain (z is divided by it; 1.0 without calibration)."""
+        return dict(zip(self.model.features, self.gain.tolist(), strict=True))
+
     @staticmethod
     def patient_of(topic: str) -> str | None:
         """Return the topic's last level (the patient id by convention), or None."""

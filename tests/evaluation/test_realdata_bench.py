@@ -1,5 +1,5 @@
-"""bench/realdata.py's own arithmetic: labels derived from annotations (its fallback until
-`monitor import --labels-from` lands) and the pooled rows, on tiny real-shaped files."""
+"""bench/realdata.py's own arithmetic: labels cut with the signal and the pooled rows, on
+tiny real-shaped files."""
 
 from __future__ import annotations
 
@@ -26,46 +26,20 @@ def realdata() -> ModuleType:
     return module
 
 
-def test_beat_labels_are_the_abnormal_beats_at_their_times(
+def test_a_cut_signal_keeps_only_the_labels_that_start_within_it(
     realdata: ModuleType, tmp_path: Path
 ) -> None:
-    ann = tmp_path / "ann.csv"
-    ann.write_text(
-        "sample,time_s,symbol,aux\n18,0.0500,+,(N\n77,0.2139,N,\n370,1.0278,A,\n"
-        "662,1.8389,V,\n946,2.6278,N,\n",
+    """With --ecg-minutes the labels past the cut are dropped (`monitor import
+    --labels-from` writes them all; its own tests check the labels themselves)."""
+    labels = tmp_path / "labels.csv"
+    start = realdata.START
+    labels.write_text(
+        "patient_id,start,end,vital,kind,magnitude\n"
+        f"p,{start + 1.0},{start + 1.0},,beat_A,\np,{start + 90.0},{start + 90.0},,beat_V,\n",
         encoding="utf-8",
     )
-    out = tmp_path / "labels.csv"
-    spec = realdata.SPECS["mitdb100_beats"]
-    assert realdata.fallback_labels(spec, ann, out, None) == 2
-    labels = read_labels(out)
-    start = realdata.START
-    assert [(lab.patient_id, lab.kind, lab.start_t, lab.end_t) for lab in labels] == [
-        ("mitdb100_beats", "beat_A", start + 1.0278, start + 1.0278),
-        ("mitdb100_beats", "beat_V", start + 1.8389, start + 1.8389),
-    ]
-    assert realdata.fallback_labels(spec, ann, out, 1.5) == 1  # a cut signal
-
-
-def test_event_labels_pair_initiate_with_conclude_and_last_a_duration(
-    realdata: ModuleType, tmp_path: Path
-) -> None:
-    ann = tmp_path / "events.csv"
-    ann.write_text(
-        "time_s,event\n348.960,Initiate slow tilt up\n400.428,Conclude slow tilt up\n"
-        "1052.188,Movement artifacts\n",
-        encoding="utf-8",
-    )
-    out = tmp_path / "labels.csv"
-    assert realdata.fallback_labels(realdata.SPECS["rec12726_bp"], ann, out, None) == 2
-    start = realdata.START
-    labels = read_labels(out)
-    assert [lab.kind for lab in labels] == ["slow_tilt_up", "movement"]
-    times = [(lab.start_t - start, lab.end_t - start) for lab in labels]
-    assert times == [
-        (pytest.approx(348.96), pytest.approx(400.428 + 30)),
-        (pytest.approx(1052.188), pytest.approx(1052.188 + 30)),
-    ]
+    realdata._cut_labels(labels, start + 60.0)
+    assert [(lab.kind, lab.start_t) for lab in read_labels(labels)] == [("beat_A", start + 1.0)]
 
 
 def test_pooled_rows_sum_counts_over_labelled_records(realdata: ModuleType) -> None:

@@ -93,10 +93,25 @@ def shipped() -> tuple[Predictor, Predictor]:
     )
 
 
+def _flagged(windows: np.ndarray, seen: float, seed: int = 5) -> np.ndarray:
+    """The shipped model's input (it takes observed flags): each vital observed at a step
+    with probability `seen`, a missing one carried forward as the window store does."""
+    rng = np.random.default_rng(seed)
+    flags = rng.random(windows.shape) < seen
+    flags[:, 0] = True  # a carried value needs a first one
+    index = np.where(flags, np.arange(windows.shape[1])[None, :, None], 0)
+    carried = np.take_along_axis(windows, np.maximum.accumulate(index, axis=1), axis=1)
+    return np.concatenate([carried, flags.astype(np.float32)], axis=2)
+
+
 def test_shipped_model_agrees_on_simulated_windows(shipped: tuple[Predictor, Predictor]) -> None:
-    """1,024 windows of 4 simulated patients: ONNX Runtime predicts what torch predicts."""
+    """1,024 windows of 4 simulated patients, every vital observed and about half of them:
+    ONNX Runtime predicts what torch predicts."""
     torch_pred, ort_pred = shipped
-    _assert_agree(torch_pred, ort_pred, _simulated(torch_pred.features, torch_pred.window, 1024))
+    assert torch_pred.card.observed_mask
+    windows = _simulated(torch_pred.features, torch_pred.window, 1024)
+    for seen in (1.0, 0.5):
+        _assert_agree(torch_pred, ort_pred, _flagged(windows, seen))
 
 
 def test_shipped_model_agrees_on_random_windows(shipped: tuple[Predictor, Predictor]) -> None:
@@ -105,7 +120,8 @@ def test_shipped_model_agrees_on_random_windows(shipped: tuple[Predictor, Predic
     levels = np.array([80.0, 96.0, 16.0, 120.0, 75.0, 37.0])
     spread = np.array([6.0, 1.5, 2.5, 8.0, 6.0, 0.3])
     for n in (1, 64, 700):
-        _assert_agree(torch_pred, ort_pred, _random(torch_pred.card, n, levels, spread))
+        windows = _random(torch_pred.card, n, levels, spread)
+        _assert_agree(torch_pred, ort_pred, _flagged(windows, 0.7, seed=n))
 
 
 @pytest.mark.parametrize("layers", [1, 2, 3])
@@ -179,11 +195,14 @@ def test_unknown_backend_is_refused() -> None:
 def test_empty_batch_and_wrong_shape(shipped: tuple[Predictor, Predictor]) -> None:
     """ONNX Runtime: no windows give (0, F); a wrong window is the same ValueError as torch's."""
     _, ort_pred = shipped
-    assert ort_pred.predict(np.zeros((0, 120, 6), dtype=np.float32)).shape == (0, 6)
-    with pytest.raises(ValueError, match=r"\(B, 120, 6\)"):
-        ort_pred.predict(np.zeros((2, 119, 6), dtype=np.float32))
-    with pytest.raises(ValueError, match=r"\(B, 120, 6\)"):
-        ort_pred.predict(np.zeros((120, 6), dtype=np.float32))
+    # The shipped model takes 12 columns: 6 vitals, then their observed flags.
+    assert ort_pred.predict(np.zeros((0, 120, 12), dtype=np.float32)).shape == (0, 6)
+    with pytest.raises(ValueError, match=r"\(B, 120, 12\)"):
+        ort_pred.predict(np.zeros((2, 119, 12), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"\(B, 120, 12\)"):
+        ort_pred.predict(np.zeros((2, 120, 6), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"\(B, 120, 12\)"):
+        ort_pred.predict(np.zeros((120, 12), dtype=np.float32))
 
 
 def test_graph_is_built_in_memory(tmp_path: Path) -> None:

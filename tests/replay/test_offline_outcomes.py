@@ -91,11 +91,9 @@ def test_counts_split_invalid_by_reason_and_put_scored_first() -> None:
 @pytest.mark.parametrize(
     ("reason", "make"),
     [
-        (  # an import of a monitor without temperature: the model needs all six vitals
+        (  # a device sending only a vital the model does not use (none of its six)
             "missing_vital",
-            lambda i, now: _payload(
-                "p1", now, i, {k: v for k, v in VITALS.items() if k != "temperature"}
-            ),
+            lambda i, now: _payload("p1", now, i, {"seed_signal": 0.5}),
         ),
         ("clock_skew", lambda i, now: _payload("p1", now + 600.0, i, VITALS)),
     ],

@@ -33,7 +33,10 @@ def predictor() -> Predictor:
 
 
 def _jobs(n: int) -> list[Job]:
-    context = np.full((120, 6), 80.0, dtype=np.float32)
+    # The shipped model's windows: 6 vitals, then their observed flags (all observed).
+    context = np.concatenate(
+        [np.full((120, 6), 80.0, dtype=np.float32), np.ones((120, 6), dtype=np.float32)], axis=1
+    )
     actual = np.full(6, 80.0)
     return [Job(f"p{i}", context, actual, 1.0e9 + i, i, 1.0e9 + i) for i in range(n)]
 
