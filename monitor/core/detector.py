@@ -13,7 +13,7 @@ severity of the largest |z| among the last n samples. See docs/detection.md.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, Self
 
@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from monitor.core.alerts import AlertEvent
 from monitor.core.slots import SlotMap, grown, rounds
 from monitor.core.types import AlertState, AnyFloatArray, BoolArray, FloatArray, Severity
-from monitor.core.vitals import VITALS
+from monitor.core.vitals import VITALS, is_signal_name
 
 _LEVELS: tuple[Severity, ...] = ("low", "medium", "high")
 
@@ -124,7 +124,10 @@ class DetectorConfig(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        unknown = sorted(set(self.per_vital) - set(VITALS))
+        # A registered signal is known only with the settings' or the model's registry:
+        # here a name must be a built-in vital or have a signal name's form; the pipeline
+        # checks it against the registry it serves (`unknown_per_vital`).
+        unknown = sorted(n for n in self.per_vital if n not in VITALS and not is_signal_name(n))
         if unknown:
             raise ValueError(f"per_vital names unknown vital(s): {', '.join(unknown)}")
         for name in ("*", *self.per_vital):
@@ -154,6 +157,11 @@ class GainCurves(Protocol):
     ) -> list[float]:
         """Each feature's gain for a budget of `per_patient_day` raises, all together."""
         ...
+
+
+def unknown_per_vital(config: DetectorConfig, known: Container[str]) -> list[str]:
+    """The `per_vital` names that are neither built-in vitals nor in `known` (a registry)."""
+    return sorted(n for n in config.per_vital if n not in VITALS and n not in known)
 
 
 def alarm_gains(

@@ -31,7 +31,7 @@ from monitor.core.codec import (
     decode,
     decode_columns,
 )
-from monitor.core.detector import Detector, GainCurves, alarm_gains
+from monitor.core.detector import Detector, GainCurves, alarm_gains, unknown_per_vital
 from monitor.core.scale import ResidualScale
 from monitor.core.types import REJECT_REASONS, BoolArray, Float32Array, FloatArray
 from monitor.core.vitals import BUILTIN, Registry
@@ -120,6 +120,11 @@ class Pipeline:
             self.signals = settings.registry().merge(model.signals)
         except ValueError as exc:
             raise SettingsError([f"signals: {exc}"]) from None
+        unknown = unknown_per_vital(settings.detector, self.signals)
+        if unknown:
+            raise SettingsError(
+                [f"detector.per_vital names unknown vital(s) or signal(s): {', '.join(unknown)}"]
+            )
         self._limits = CodecLimits(
             max_bytes=settings.ingest.max_payload_bytes,
             max_future_skew_s=settings.ingest.max_future_skew_s,

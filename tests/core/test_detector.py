@@ -177,7 +177,7 @@ def test_non_finite_z_never_raises() -> None:
         ({"k": 4, "n": 3}, "k \\(4\\) must not exceed n"),
         ({"threshold": 9.0}, "clear_below <= threshold < severe"),
         ({"clear_below": 5.0}, "clear_below <= threshold < severe"),
-        ({"per_vital": {"glucose": {"k": 1}}}, "unknown vital"),
+        ({"per_vital": {"Glucose!": {"k": 1}}}, "unknown vital"),
         ({"per_vital": {"spo2": {"k": 5}}}, "spo2: k"),
         ({"n": 17}, "less than or equal to 16"),
         ({"bogus": 1}, "Extra inputs"),

@@ -62,3 +62,19 @@ def test_declared_flatline_run_beats_the_learned_one() -> None:
     served = Pipeline(model, _settings(flatline_samples=60), Metrics.create(CollectorRegistry()))
     assert flatline_samples(model, served.signals) == [60]
     assert flatline_samples(_model(), Registry([ECG])) == [5]
+
+
+def test_per_vital_overrides_name_registered_signals_and_refuse_unknown_ones() -> None:
+    """`detector.per_vital` may tune a signal of the card or the settings; a name known to
+    neither (a typo) stops the daemon at start-up, like any bad setting."""
+    p = Pipeline(
+        _model(),
+        Settings.model_validate({"detector": {"per_vital": {"ecg_mv": {"threshold": 5.0}}}}),
+        Metrics.create(CollectorRegistry()),
+    )
+    assert p.detector.config.resolve("ecg_mv").threshold == 5.0
+    typo = Settings.model_validate({"detector": {"per_vital": {"ecg_mw": {"threshold": 5.0}}}})
+    with pytest.raises(SettingsError, match="per_vital names unknown .*ecg_mw"):
+        Pipeline(_model(), typo, Metrics.create(CollectorRegistry()))
+    with pytest.raises(ValueError, match="per_vital names unknown"):
+        Settings.model_validate({"detector": {"per_vital": {"Heart Rate": {"k": 1}}}})
