@@ -12,6 +12,7 @@ import click
 from monitor.errors import MonitorError
 
 if TYPE_CHECKING:
+    from monitor.core.codec import CodecLimits
     from monitor.evaluation.scoring import Evaluation, ScoringConfig
     from monitor.replay.labels import Label
 
@@ -32,16 +33,17 @@ def _floors(pairs: tuple[str, ...]) -> dict[str, float]:
 
 
 def _baselines(
-    o: dict[str, Any], features: list[str], labels: Sequence[Label], config: ScoringConfig
+    o: dict[str, Any],
+    features: list[str],
+    labels: Sequence[Label],
+    config: ScoringConfig,
+    limits: CodecLimits,
 ) -> dict[str, Evaluation]:
-    """Score the baselines on the recording's samples (the same the product's codec accepts)."""
-    from monitor.core.codec import CodecLimits
+    """Score the baselines on the recording's samples (the same the product's codec accepts:
+    `limits` is what the replay's pipeline applied)."""
     from monitor.evaluation.baselines import BaselineRule
     from monitor.evaluation.runner import score_baselines
-    from monitor.settings import Settings
 
-    ingest = Settings().ingest  # the settings run_offline uses
-    limits = CodecLimits(ingest.max_payload_bytes, ingest.max_future_skew_s, ingest.max_age_s)
     rule = BaselineRule(window=o["baseline_window"], threshold=o["baseline_threshold"])
     try:
         return score_baselines(
@@ -62,7 +64,10 @@ def _baselines(
     help="Simulator labels (JSON Lines) or a CSV of patient,start,end[,vital] windows.",
 )
 @click.option(
-    "--model", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path)
+    "--model",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Model directory; default: the shipped model (as `monitor run`).",
 )
 @click.option(
     "--report",
@@ -143,6 +148,7 @@ def command(**o: Any) -> None:
     )
     from monitor.evaluation.runner import score_result
     from monitor.evaluation.scoring import ScoringConfig
+    from monitor.model.store import default_model_path
     from monitor.replay.labels import read_labels
     from monitor.replay.offline import run_offline
     from monitor.replay.outcomes import format_gains, format_outcomes, unscored_warning
@@ -157,7 +163,10 @@ def command(**o: Any) -> None:
         settings = load_settings(o["config_file"])
         labels = read_labels(o["labels"])
         result = run_offline(
-            o["recording"], o["model"], settings=settings, collect_predictions=True
+            o["recording"],
+            o["model"] or default_model_path(),
+            settings=settings,
+            collect_predictions=True,
         )
     except MonitorError as exc:
         # One line, exit code 2: a bad recording, labels, model or settings file.
@@ -168,7 +177,7 @@ def command(**o: Any) -> None:
     scored.extra["outcomes"] = dict(result.outcomes)
     click.echo(format_table(scored.evaluation))
     if o["baselines"]:
-        baselines = _baselines(o, scored.features, labels, config)
+        baselines = _baselines(o, scored.features, labels, config, result.limits)
         click.echo("\n" + format_comparison(scored.evaluation, baselines))
         scored.extra["baselines"] = {k: b.events_json() for k, b in baselines.items()}
     rate = scored.extra["samples_per_second"]

@@ -114,13 +114,13 @@ def _offline(path: Path, model: Path, alerts_out: Path, config_file: Path | None
 @click.option(
     "--offline",
     is_flag=True,
-    help="No broker: drive the daemon's pipeline on a virtual clock (needs --model, --alerts).",
+    help="No broker: drive the daemon's pipeline on a virtual clock (needs --alerts).",
 )
 @click.option(
     "--model",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=None,
-    help="Model directory (offline mode).",
+    help="Model directory (offline mode); default: the shipped model (as `monitor run`).",
 )
 @click.option(
     "--alerts",
@@ -131,10 +131,13 @@ def _offline(path: Path, model: Path, alerts_out: Path, config_file: Path | None
 def command(file: Path, **options: Any) -> None:
     """Replay a recording: republish it to a broker, or score it offline with --offline."""
     if options["offline"]:
-        if options["model"] is None or options["alerts"] is None:
-            raise click.UsageError("--offline needs --model DIR and --alerts OUT")
+        if options["alerts"] is None:
+            raise click.UsageError("--offline needs --alerts OUT")
+        from monitor.model.store import default_model_path
+
+        model = options["model"] or default_model_path()
         try:
-            _offline(file, options["model"], options["alerts"], options["config_file"])
+            _offline(file, model, options["alerts"], options["config_file"])
         except MonitorError as exc:
             # One line, exit code 2: a bad recording, model or settings file (no traceback).
             click.echo(f"monitor replay: {exc}", err=True)

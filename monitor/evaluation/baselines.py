@@ -153,7 +153,8 @@ def read_samples(
 
     Args:
         recording: A recording (JSON Lines, optionally gzip).
-        features: The model's features, in order (a message lacking one is refused).
+        features: The model's features, in order (a message lacking one is refused, unless
+            `limits.partial`: its value is then NaN).
         limits: The codec's bounds (the daemon's ``ingest`` settings).
 
     Returns:
@@ -233,7 +234,14 @@ def baseline_alerts(
     alerts: list[Alert] = []
     for pid, s in samples.items():
         for j, vital in enumerate(features):
-            for i in onsets(s.values[:, j], rule).tolist():
+            # A vital missing from some samples (a partial vital set, NaN) is scored on its
+            # own observed samples, as the product scores only the vitals a sample carries.
+            column = s.values[:, j]
+            observed = np.flatnonzero(~np.isnan(column))
+            if observed.size == 0:
+                continue
+            for k in onsets(column[observed], rule).tolist():
+                i = int(observed[k])
                 alerts.append(Alert(pid, vital, float(s.t[i]), int(s.seq[i]), reason=name))
     alerts.sort(key=lambda a: (a.t, a.patient_id))
     return alerts

@@ -26,7 +26,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from monitor.core.alerts import AlertEvent
-from monitor.core.codec import Decoded, Rejection
+from monitor.core.codec import CodecLimits, Decoded, Rejection
 from monitor.core.types import Float32Array
 from monitor.model.predictor import Predictor
 from monitor.model.store import load_model
@@ -147,6 +147,8 @@ class OfflineResult:
         outcomes: Samples received by outcome, `invalid` split by reason
             (`monitor.replay.outcomes.outcome_counts`); they add up to every sample received.
         gains: Feature -> the alarm gain its z was divided by (docs/detection.md).
+        limits: The codec bounds the pipeline applied (its model's signals, partial vital
+            sets for a model with an observed mask): what a baseline must apply too.
     """
 
     alerts: list[AlertEvent]
@@ -158,6 +160,7 @@ class OfflineResult:
     metrics: Metrics
     outcomes: dict[str, int] = field(default_factory=dict)
     gains: dict[str, float] = field(default_factory=dict)
+    limits: CodecLimits = field(default_factory=CodecLimits)
 
 
 class OfflineRunner:
@@ -509,4 +512,5 @@ def run_offline(
         metrics=runner.metrics,
         outcomes=outcome_counts(runner.metrics.messages, runner.metrics.invalid),
         gains=runner.pipeline.gains(),
+        limits=runner.pipeline.limits,
     )

@@ -125,7 +125,8 @@ class Pipeline:
             raise SettingsError(
                 [f"detector.per_vital names unknown vital(s) or signal(s): {', '.join(unknown)}"]
             )
-        self._limits = CodecLimits(
+        #: The codec's bounds for this model and these settings (what a sample must pass).
+        self.limits = CodecLimits(
             max_bytes=settings.ingest.max_payload_bytes,
             max_future_skew_s=settings.ingest.max_future_skew_s,
             max_age_s=settings.ingest.max_age_s,
@@ -206,7 +207,7 @@ class Pipeline:
             topic_patient_id=self.patient_of(topic),
             features=self.model.features,
             now=now,
-            limits=self._limits,
+            limits=self.limits,
         )
         return self.ingest_decoded(decoded, now)
 
@@ -246,8 +247,8 @@ class Pipeline:
             [patient_of(topic) for topic in topics],
             nows,
             features=self.model.features,
-            limits=self._limits,
-            validated=validated if longest <= self._limits.max_bytes else None,
+            limits=self.limits,
+            validated=validated if longest <= self.limits.max_bytes else None,
         )
 
     def ingest_decoded(self, decoded: Decoded | Rejection, now: float) -> list[AlertEvent]:

@@ -11,6 +11,7 @@ import pytest
 
 from monitor.evaluation.baselines import (
     BaselineRule,
+    PatientSamples,
     baseline_alerts,
     persistence_onsets,
     read_samples,
@@ -156,3 +157,20 @@ def test_baseline_alerts_are_raised_physiological_alerts_at_the_onset_sample(
     assert z[0].reason == "rolling_z"
     assert [a.seq for a in baseline_alerts(samples, ["heart_rate"], "persistence")] == [152]
     assert scored_hours(samples.values(), 100) == pytest.approx(99 / 3600)
+
+
+def test_a_vital_missing_from_some_samples_is_scored_on_its_own_samples() -> None:
+    """Partial vital sets (NaN where a sample lacks the vital): each vital's baseline runs
+    on the samples that carry it, and its onset maps back to that sample's time and seq;
+    a vital never sent gives nothing."""
+    rng = np.random.default_rng(4)
+    n = 400
+    values = np.full((n, 3), np.nan)
+    values[:, 0] = 80 + rng.standard_normal(n)
+    values[::2, 1] = 97 + 0.3 * rng.standard_normal(n // 2)
+    values[300, 1] = values[302, 1] = 80.0  # two of SpO2's own samples far out: an onset
+    samples = {"p": PatientSamples(np.arange(n, dtype=np.float64), np.arange(n), values)}
+    alerts = baseline_alerts(samples, ["heart_rate", "spo2", "resp_rate"], "rolling_z")
+    spo2 = [(a.vital, a.seq) for a in alerts if a.vital == "spo2"]
+    assert spo2 == [("spo2", 302)]
+    assert not [a for a in alerts if a.vital == "resp_rate"]

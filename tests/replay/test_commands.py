@@ -65,13 +65,35 @@ def test_import_per_beat_heart_rate_onto_a_one_second_grid(tmp_path: Path) -> No
     assert {tuple(m["vitals"]) for m in messages} == {("heart_rate",)}
 
 
-def test_replay_offline_needs_model_and_alerts(tmp_path: Path) -> None:
-    """--offline without --model/--alerts is a usage error (exit 2) naming both options."""
+def test_replay_offline_needs_alerts_and_defaults_to_the_shipped_model(tmp_path: Path) -> None:
+    """--offline without --alerts is a usage error (exit 2); without --model it serves the
+    shipped model, as `monitor run` does."""
     rec = tmp_path / "r.jsonl"
     rec.write_text("")
     result = CliRunner().invoke(main, ["replay", str(rec), "--offline"])
     assert result.exit_code == 2
-    assert "--offline needs --model DIR and --alerts OUT" in result.output
+    assert "--offline needs --alerts OUT" in result.output
+    sim = tmp_path / "sim.jsonl"
+    made = CliRunner().invoke(
+        main,
+        [
+            "simulate",
+            "--recording",
+            str(sim),
+            "--patients",
+            "1",
+            "--duration",
+            "130",
+            "--seed",
+            "2",
+        ],
+    )
+    assert made.exit_code == 0, made.output
+    alerts = tmp_path / "a.jsonl"
+    done = CliRunner().invoke(main, ["replay", str(sim), "--offline", "--alerts", str(alerts)])
+    assert done.exit_code == 0, done.output
+    assert "10 samples scored" in done.output
+    assert "alarm gains: heart_rate x1.00" in done.output
 
 
 def test_import_bad_map_is_a_usage_error(tmp_path: Path) -> None:
