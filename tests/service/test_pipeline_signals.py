@@ -74,7 +74,7 @@ def test_per_vital_overrides_name_registered_signals_and_refuse_unknown_ones() -
     )
     assert p.detector.config.resolve("ecg_mv").threshold == 5.0
     typo = Settings.model_validate({"detector": {"per_vital": {"ecg_mw": {"threshold": 5.0}}}})
-    with pytest.raises(SettingsError, match="per_vital names unknown .*ecg_mw"):
+    with pytest.raises(SettingsError, match=r"per_vital names unknown .*ecg_mw"):
         Pipeline(_model(), typo, Metrics.create(CollectorRegistry()))
     with pytest.raises(ValueError, match="per_vital names unknown"):
         Settings.model_validate({"detector": {"per_vital": {"Heart Rate": {"k": 1}}}})
