@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from monitor.core.slots import IntpArray, SlotMap, grown, rounds
-from monitor.core.types import AnyFloatArray, FloatArray
+from monitor.core.types import AnyFloatArray, BoolArray, FloatArray
 
 #: MAD -> sigma for a normal distribution, and first differences have twice the variance.
 _MAD_TO_SIGMA = 1.4826 / np.sqrt(2.0)
@@ -52,6 +52,11 @@ def _median_last(a: FloatArray) -> FloatArray:
     both = np.partition(a, (k - 1, k), axis=-1)
     even: FloatArray = (both[..., k - 1] + both[..., k]) / 2.0
     return even
+
+
+#: With observed flags: a vital too sparse in a new patient's first window to measure its
+#: noise there is not judged until this many of its own residuals have set its scale.
+LEARN_SAMPLES = 5
 
 
 class ResidualScale:
@@ -87,6 +92,8 @@ class ResidualScale:
         self._slots = SlotMap()
         self._var = np.empty((0, self.base.size))
         self._mean = np.empty((0, self.base.size))
+        # Per vital, its own residuals seen while learning its scale (LEARN_SAMPLES: done).
+        self._seen = np.empty((0, self.base.size), dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -110,10 +117,18 @@ class ResidualScale:
         ctx = np.asarray(context)
         f = ctx.shape[-1] // 2
         estimate = diff_noise_sigma(ctx[..., :f]) * self.model_error_ratio
-        sparse = ctx[..., f:].mean(axis=-2) < 0.5
-        estimate = np.where(sparse | np.isnan(estimate), self.base, estimate)
+        estimate = np.where(self._sparse(ctx) | np.isnan(estimate), self.base, estimate)
         masked_sigma: FloatArray = np.maximum(estimate, self.floor)
         return masked_sigma
+
+    def _sparse(self, context: AnyFloatArray) -> BoolArray:
+        """Per vital of each window: observed in under half of it (False without flags)."""
+        ctx = np.asarray(context)
+        if not self.masked:
+            return np.zeros(ctx.shape[:-2] + self.base.shape, dtype=np.bool_)
+        f = ctx.shape[-1] // 2
+        sparse: BoolArray = ctx[..., f:].mean(axis=-2) < 0.5
+        return sparse
 
     def z(self, patient_id: str, context: AnyFloatArray, residual: AnyFloatArray) -> FloatArray:
         """Score one sample: (residual - running mean) / scale, then update both.
@@ -155,12 +170,25 @@ class ResidualScale:
             var, mean = self._var[s], self._mean[s]
             d = r[idx] - mean
             z = d / np.sqrt(var)
-            out[idx] = z
             normal = np.abs(z) < self.update_below
+            new_var = np.where(normal, np.maximum((1.0 - a) * var + a * d * d, self.floor**2), var)
+            if self.masked:
+                seen = self._seen[s]
+                learning = seen < LEARN_SAMPLES
+                if learning.any():
+                    # A sparse vital's first residuals set its scale (the card's sigma
+                    # counts as one of them) and are not judged: the mean of their squares.
+                    got = learning & ~np.isnan(d)
+                    pooled = (var * (seen + 1) + d * d) / (seen + 2)
+                    new_var = np.where(
+                        got, np.maximum(pooled, self.floor**2), np.where(learning, var, new_var)
+                    )
+                    normal &= ~learning
+                    z = np.where(learning, np.nan, z)
+                    self._seen[s] = seen + got
+            out[idx] = z
             self._mean[s] = np.where(normal, mean + a * d, mean)
-            self._var[s] = np.where(
-                normal, np.maximum((1.0 - a) * var + a * d * d, self.floor**2), var
-            )
+            self._var[s] = new_var
         return out
 
     def _admit(
@@ -173,12 +201,14 @@ class ResidualScale:
         if self._var.shape[0] < cap:
             self._var = grown(self._var, cap)
             self._mean = grown(self._mean, cap)
+            self._seen = grown(self._seen, cap)
         # One vectorised estimate for all new patients: a patient's first full window (every
         # patient at once when a stream starts) cost 0.13 ms each, one by one.
         new = slots[new_rows]
         firsts = np.stack([np.asarray(contexts[row]) for row in new_rows])
         self._var[new] = self.initial(firsts) ** 2
         self._mean[new] = 0.0
+        self._seen[new] = np.where(self._sparse(firsts), 0, LEARN_SAMPLES)
 
     def forget(self, patient_id: str) -> None:
         """Drop a patient's scale (eviction)."""

@@ -92,3 +92,31 @@ def test_diff_noise_sigma_is_the_mad_of_differences_per_window(length: int) -> N
     np.testing.assert_allclose(batched, expected, rtol=1e-12)
     for b in range(windows.shape[0]):
         assert np.array_equal(diff_noise_sigma(windows[b]), batched[b])
+
+
+def test_a_sparse_vital_learns_its_scale_from_its_own_residuals_before_it_is_judged() -> None:
+    """With observed flags: a vital seen in under half of the first window (blood pressure
+    every few minutes) starts from the card's sigma, is not judged (z NaN) for its first
+    LEARN_SAMPLES residuals, which set its scale whatever their size, and is judged on that
+    scale afterwards; a dense vital is judged from the first sample; NaN residuals (not in
+    the sample) neither count nor change anything."""
+    from monitor.core.scale import LEARN_SAMPLES
+
+    scale = ResidualScale(np.array([1.0, 1.0]), model_error_ratio=1.0, masked=True)
+    values = _window(1.0, n=60)
+    flags = np.ones_like(values)
+    flags[:, 1] = 0.0
+    flags[::20, 1] = 1.0  # the second vital: 3 of 60 samples
+    context = np.concatenate([values, flags], axis=1)
+    zs = []
+    for k in range(LEARN_SAMPLES + 2):
+        zs.append(scale.z("p", context, np.array([0.5, np.nan])))  # not in this sample
+        zs.append(scale.z("p", context, np.array([0.5, 6.0 if k % 2 else -6.0])))
+    second = np.array([z[1] for z in zs])
+    assert np.isnan(second[: 2 * LEARN_SAMPLES]).all()
+    judged = second[2 * LEARN_SAMPLES :][1::2]
+    assert np.all(np.abs(judged) < 1.5)  # residuals of 6 are its normal now, not 6 sigma
+    assert not np.isnan([z[0] for z in zs]).any()  # the dense vital: judged throughout
+    sigma = scale.sigma("p")
+    assert sigma is not None
+    assert 4.0 < sigma[1] < 7.0
