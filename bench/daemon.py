@@ -278,6 +278,7 @@ def bench_inference(args: argparse.Namespace) -> None:
     """Windows per second: one batched forward of B windows vs B forwards of one window."""
     import torch
 
+    from monitor.model.features import with_flags
     from monitor.model.predictor import Predictor
     from monitor.model.store import default_model_path, load_model
 
@@ -288,6 +289,8 @@ def bench_inference(args: argparse.Namespace) -> None:
     windows = (mean + rng.standard_normal((args.batch, predictor.window, len(mean)))).astype(
         np.float32
     )
+    if predictor.card.observed_mask:  # every vital observed: flags of 1 after the values
+        windows = with_flags(windows)
     predictor.predict(windows[:8])
     t0 = time.perf_counter()
     for _ in range(args.repeat):
@@ -328,6 +331,7 @@ def bench_memory(args: argparse.Namespace) -> None:
 def _memory_child(n: int) -> None:
     from prometheus_client import CollectorRegistry
 
+    from monitor.model.features import with_flags
     from monitor.model.store import default_model_path, load_model
     from monitor.service.metrics import Metrics
     from monitor.service.pipeline import Pipeline, model_info_from_card
@@ -346,7 +350,10 @@ def _memory_child(n: int) -> None:
         pid = f"p{i:06d}"
         for k in range(info.window):
             pipeline.windows.push(pid, 1.7e9 + k, k, values, 1.7e9 + k)
-        pipeline.scale.z(pid, np.tile(values, (info.window, 1)), np.zeros(f))
+        context = np.tile(values, (info.window, 1))
+        if info.observed_mask:  # the masked scale reads the flags after the values
+            context = with_flags(context[None])[0]
+        pipeline.scale.z(pid, context, np.zeros(f))
         pipeline.detector.update(pid, np.zeros(f), 1.7e9, 0, values, values)
     full = _rss_mib()
     print(

@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 import torch
 
+from monitor.model.features import with_flags
 from monitor.model.predictor import Predictor
 from monitor.model.store import default_model_path, load_model
 
@@ -59,6 +60,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     for size in args.sizes:
         windows = (mean + rng.standard_normal((size, card.window, len(mean)))).astype(np.float32)
+        if card.observed_mask:  # every vital observed: flags of 1 after the values
+            windows = with_flags(windows)
         cells = []
         for device, predictor in predictors.items():
             seconds = measure(predictor, windows, args.repeat)

@@ -30,7 +30,13 @@ import numpy as np
 import onnxruntime
 import torch
 
-from monitor.model.features import Preprocess, normalise, pool_window, window_offset
+from monitor.model.features import (
+    Preprocess,
+    normalise,
+    pool_window,
+    window_offset,
+    with_flags,
+)
 from monitor.model.onnx_backend import OnnxLSTM
 from monitor.model.predictor import Predictor
 from monitor.model.store import default_model_path, load_model
@@ -38,7 +44,8 @@ from simulators.signals import draw_patients, generate
 
 
 def obvious_inputs(prep: Preprocess, windows: np.ndarray) -> np.ndarray:
-    """The preprocessing before the single matrix product: offset, centre, pool, normalise."""
+    """The preprocessing before the single matrix product: offset, centre, pool, normalise
+    (the value columns; `Preprocess.values_inputs` is its matrix form)."""
     offset = window_offset(windows, prep.centring)
     centred = windows - offset[:, None, :] if prep.centring != "none" else windows
     return normalise(pool_window(centred, prep.recent, prep.block), prep.mean, prep.std)
@@ -92,7 +99,8 @@ def main() -> None:
     by_ort = Predictor(load_model(path), "cpu", "onnxruntime")
     card, prep = by_torch.card, by_torch.preprocess
     onnx_forward = OnnxLSTM.from_model(by_torch.model)
-    steps = prep.inputs(np.zeros((1, card.window, len(card.features)), np.float32))[0].shape[1]
+    width = len(card.features) * (2 if card.observed_mask else 1)
+    steps = prep.inputs(np.zeros((1, card.window, width), np.float32))[0].shape[1]
     print(
         f"model {card.model_version[:12]} (window {card.window} -> {steps} LSTM steps, hidden "
         f"{card.hyperparameters.hidden_size}, {card.hyperparameters.num_layers} layer(s)); "
@@ -101,6 +109,8 @@ def main() -> None:
     )
     for size in args.sizes:
         windows = simulated_windows(by_torch.features, card.window, size)
+        if card.observed_mask:  # every vital observed: flags of 1 after the values
+            windows = with_flags(windows)
         x, _ = prep.inputs(windows)
         tensor = torch.from_numpy(x)
 
@@ -108,8 +118,10 @@ def main() -> None:
             with torch.inference_mode():
                 return by_torch.model(t)
 
+        values = windows[:, :, : len(card.features)]
         stages: dict[str, Callable[[], object]] = {
-            "preprocess, obvious numpy": lambda w=windows: obvious_inputs(prep, w),
+            "preprocess, obvious numpy": lambda v=values: obvious_inputs(prep, v),
+            "preprocess, values_inputs": lambda v=values: prep.values_inputs(v),
             "preprocess, Preprocess.inputs": lambda w=windows: prep.inputs(w),
             "forward, torch": torch_forward,
             "forward, onnxruntime": lambda x=x: onnx_forward(x),
@@ -122,7 +134,7 @@ def main() -> None:
             print(f"  {name:31s} {value:7.2f} us")
         print(
             f"  ratios: preprocess obvious/inputs "
-            f"{us['preprocess, obvious numpy'] / us['preprocess, Preprocess.inputs']:.2f}x, "
+            f"{us['preprocess, obvious numpy'] / us['preprocess, values_inputs']:.2f}x, "
             f"forward torch/onnxruntime "
             f"{us['forward, torch'] / us['forward, onnxruntime']:.2f}x, "
             f"predict torch/onnxruntime "

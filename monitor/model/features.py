@@ -65,6 +65,13 @@ def make_windows(series: FloatArray, window: int, stride: int = 1) -> tuple[Floa
     return x, y
 
 
+def with_flags(windows: FloatArray) -> FloatArray:
+    """Append observed flags of 1 to fully observed windows: ``(N, W, F)`` -> ``(N, W, 2F)``,
+    the input of a model with an observed mask (`Preprocess.masked`)."""
+    out: FloatArray = np.concatenate([windows, np.ones_like(windows)], axis=2)
+    return out
+
+
 def window_offset(windows: FloatArray, centring: Centring) -> FloatArray:
     """Return the per-window offset subtracted before normalisation, shape ``(B, F)``.
 
@@ -250,9 +257,17 @@ class Preprocess:
             raise ValueError(f"masked windows must be (B, window, 2F), got shape {w.shape}")
         f = w.shape[2] // 2
         x, offset = self.values_inputs(w[:, :, :f])
-        np.nan_to_num(x, copy=False, nan=0.0)
-        flags = pool_window(w[:, :, f:], self.recent, self.block).astype(np.float32)
-        return np.concatenate([x, flags], axis=2), offset
+        flags = w[:, :, f:]
+        out = np.empty((x.shape[0], x.shape[1], 2 * f), dtype=np.float32)
+        out[:, :, :f] = x
+        if flags.size and flags.min() == 1.0:
+            # Every vital observed throughout (the common batch): no NaN in the values,
+            # and every pooled flag is 1.
+            out[:, :, f:] = 1.0
+        else:
+            np.nan_to_num(out[:, :, :f], copy=False, nan=0.0)
+            out[:, :, f:] = pool_window(flags, self.recent, self.block)
+        return out, offset
 
     def values_inputs(self, windows: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Return ``(x, offset)``: float32 model input ``(B, steps, F)`` and ``(B, F)`` offsets.

@@ -22,15 +22,14 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from monitor.model.features import with_flags
+
+__all__ = ["PATTERN_P", "mask_windows", "with_flags"]
+
 FloatArray = npt.NDArray[np.float64]
 
 #: Probabilities of the three patterns (every step, every k steps, never) per vital.
 PATTERN_P = (0.4, 0.45, 0.15)
-
-
-def with_flags(x: FloatArray) -> FloatArray:
-    """Append observed flags of 1 to fully observed windows: ``(N, W, F)`` -> ``(N, W, 2F)``."""
-    return np.concatenate([x, np.ones_like(x)], axis=2)
 
 
 def mask_windows(
@@ -53,7 +52,7 @@ def mask_windows(
         unobserved target set to 0.
     """
     n, w, f = x.shape
-    out = with_flags(x)
+    out = np.asarray(with_flags(x), dtype=np.float64)
     weight = weight.copy()
     rows = np.flatnonzero(rng.random(n) < fraction)
     m = rows.size
