@@ -277,8 +277,19 @@ class WindowStore:
         k = np.empty(n, dtype=np.int64)
         k[order] = k_sorted
         fit = known & full & (seq_a > prev_seq) & (t_a >= prev_t) & (dt <= gap_limit) & (k < SLACK)
-        if self.masked:  # a sample lacking a vital takes `push` (carry forward)
+        if self.masked:
+            # A sample lacking a vital takes `push` (carry forward), and so does one after a
+            # stored row lacking one (a vital's first value is written back over the
+            # window there); a later sample of the run follows a plain, complete one.
             fit &= ~np.isnan(values).any(axis=1)
+            first = fit & ~has_previous
+            if first.any():
+                rows_first = np.flatnonzero(first)
+                last = np.array(
+                    [self._start[slots[i]] + window - 1 for i in rows_first.tolist()], np.int64
+                )
+                stored = self._slab[s[rows_first], last, : self.n_features]
+                fit[rows_first] = ~np.isnan(stored).any(axis=1)
         # Plain: every sample of the patient up to this one fits (a running AND per group).
         misfits_sorted = np.cumsum(~fit[order])
         before_group = (misfits_sorted - (~fit[order]))[group_start]

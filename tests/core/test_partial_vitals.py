@@ -6,6 +6,7 @@ import json
 import math
 
 import numpy as np
+import pytest
 
 from monitor.core.codec import CodecLimits, Decoded, Rejection, decode
 from monitor.core.windows import WindowStore
@@ -104,12 +105,18 @@ def test_masked_store_backfills_a_vital_first_seen_inside_the_window() -> None:
     np.testing.assert_array_equal(last[:, 3], [0, 0, 0, 0])
 
 
-def test_masked_push_ready_matches_push() -> None:
-    """The run path stores the same windows as `push` for full and partial samples."""
+@pytest.mark.parametrize("pattern", ["random", "first_complete_after_partial"])
+def test_masked_push_ready_matches_push(pattern: str) -> None:
+    """The run path stores the same windows as `push` for full and partial samples, also
+    when a vital's first value comes in a complete sample (its value is written back over
+    the window's earlier rows, which only `push` does)."""
     rng = np.random.default_rng(3)
     n = 60
     values = rng.normal(80.0, 5.0, size=(n, 2))
-    values[rng.random((n, 2)) < 0.3] = np.nan
+    if pattern == "random":
+        values[rng.random((n, 2)) < 0.3] = np.nan
+    else:
+        values[:24, 1] = np.nan  # the second vital arrives at 24, the first sample of a run
     one, run = masked_store(), masked_store()
     expected = [one.push("a", float(i), i, values[i], 0.0) for i in range(n)]
     got: list[np.ndarray | None] = [None] * n
