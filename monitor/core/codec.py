@@ -398,8 +398,9 @@ def decode_columns(
     plain = None if validated is None else _all_plain(validated, topic_patient_ids, gather, known)
     if plain is None:
         index, messages, rows = _plain_one_by_one(
-            payloads, validated, topic_patient_ids, gather, limits.max_bytes, known
-        )
+            payloads, validated, topic_patient_ids, gather, limits.max_bytes, known,
+            names if limits.partial else None,
+        )  # fmt: skip
     else:
         index, (messages, rows) = list(range(len(payloads))), plain
     values = np.array(rows, dtype=np.float64).reshape(len(rows), len(names))
@@ -408,11 +409,11 @@ def decode_columns(
         t_a = np.array(t, dtype=np.float64)
         now = np.array(nows if plain is not None else [nows[i] for i in index], np.float64)
         low, high = _bounds(names, limits.signals)
+        # A missing vital of a partial sample (NaN) is out of no bound.
         ok = (
             (t_a >= now - limits.max_age_s)
             & (t_a <= now + limits.max_future_skew_s)
-            & (values >= low).all(axis=1)
-            & (values <= high).all(axis=1)
+            & ~((values < low) | (values > high)).any(axis=1)
         )
         if not ok.all():
             keep = np.flatnonzero(ok).tolist()
@@ -451,10 +452,12 @@ def _plain_one_by_one(
     gather: Callable[[dict[str, float]], tuple[float, ...]],
     max_bytes: int,
     known: frozenset[str],
+    partial: tuple[str, ...] | None = None,
 ) -> tuple[list[int], list[SingleFields], list[tuple[float, ...]]]:
-    """`decode_columns`' single-sample messages that name every feature and only known
-    vitals, on their own patient's topic (or a topic without one): their positions, the
-    messages and their feature rows."""
+    """`decode_columns`' single-sample messages that name every feature (with `partial`,
+    the features: at least one of them, NaN for the others) and only known vitals, on
+    their own patient's topic (or a topic without one): their positions, the messages and
+    their feature rows."""
     index: list[int] = []
     messages: list[SingleFields] = []
     rows: list[tuple[float, ...]] = []
@@ -470,7 +473,13 @@ def _plain_one_by_one(
                 message = validate(payload)
             vitals = message["vitals"]
             row = gather(vitals)
-        except (ValidationError, KeyError):
+        except KeyError:
+            if partial is None:
+                continue
+            row = tuple(vitals.get(name, math.nan) for name in partial)
+            if all(map(math.isnan, row)):
+                continue  # none of the model's vitals: `decode` says missing_vital
+        except ValidationError:
             continue
         topic_pid = topic_patient_ids[i]
         if not vitals.keys() <= known or (

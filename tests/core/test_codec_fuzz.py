@@ -155,7 +155,10 @@ def _plain(result: Decoded | Rejection) -> tuple[Any, ...]:
     return (
         "decoded",
         result.patient_id,
-        [(s.t, s.seq, s.values.dtype.str, s.values.tolist()) for s in result.samples],
+        [
+            (s.t, s.seq, s.values.dtype.str, [None if v != v else v for v in s.values.tolist()])
+            for s in result.samples
+        ],
     )
 
 
@@ -175,10 +178,23 @@ valid_single = st.fixed_dictionaries(
 ).map(_valid)
 
 
+# A device's partial vital set: any subset of the clinical vitals (none, too).
+partial_single = st.fixed_dictionaries(
+    {
+        "v": st.just(1),
+        "patient_id": st.sampled_from(["p0001", "p0002"]),
+        "t": st.sampled_from([NOW, NOW + 6.0]),
+        "seq": st.integers(0, 2**40),
+        "vitals": st.dictionaries(
+            st.sampled_from(CLINICAL_VITALS), st.floats(20.0, 120.0), max_size=4
+        ),
+    }
+).map(_valid)
+
 # Payloads with a topic's patient and a receive time each, and the model's features.
 payload_batches = st.lists(
     st.tuples(
-        payloads | valid_single | valid_single,
+        payloads | valid_single | valid_single | partial_single,
         st.sampled_from(["p0001", "p0002", None]),
         st.sampled_from([NOW, NOW + 1.5, NOW - 3.0]),
     ),
@@ -202,15 +218,16 @@ def _embedded(payload: bytes, max_bytes: int) -> SingleFields | None:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(payload_batches, feature_sets)
+@given(payload_batches, feature_sets, st.booleans())
 def test_decode_many_and_validated_columns_equal_decode_one_by_one(
-    items: list[tuple[bytes, str | None, float]], features: tuple[str, ...]
+    items: list[tuple[bytes, str | None, float]], features: tuple[str, ...], partial: bool
 ) -> None:
     """decode_many gives, element for element, exactly what decode gives (values, dtype,
     reasons and details), whatever the mix of valid, invalid and borderline payloads; so
     does decode_columns given messages validated ahead (`SingleFieldsJson`, as
-    `read_blocks` does), whether every one is plain or not."""
-    limits = CodecLimits(max_bytes=4096)
+    `read_blocks` does), whether every one is plain or not; with `partial` (a model with an
+    observed mask) also for messages carrying a subset of the features."""
+    limits = CodecLimits(max_bytes=4096, partial=partial)
     payloads, pids, nows = [p for p, _, _ in items], [i[1] for i in items], [i[2] for i in items]
     one = [
         _plain(decode(p, topic_patient_id=pid, features=features, now=now, limits=limits))

@@ -163,12 +163,14 @@ def test_chunked_replay_gives_the_live_paths_alerts_and_counts(
     assert _counts(runner) == _counts(expected)
     assert runner.scored == expected.scored > runner.settings.batch.max_batch
     partial = request.node.callspec.params["records"] == "mixed-rates"
-    if max_patients > 6 and not partial:
-        assert sum(ingested) > runner.scored / 2  # most samples took the run path
+    if max_patients <= 6:
+        assert not ingested  # a full store: the one-sample path throughout
+    elif partial:
+        # Nearly every message lacks a vital: decoded in columns, but stored one by one
+        # (a missing vital is carried forward by `push`).
+        assert sum(ingested) < runner.scored / 100
     else:
-        # A full store, or messages lacking a vital (the codec's column path needs every
-        # feature): the one-sample path throughout.
-        assert not ingested
+        assert sum(ingested) > runner.scored / 2  # most samples took the run path
     outcomes: dict[str, Any] = {
         dict(labels)["outcome"]: v
         for (name, labels), v in _counts(runner).items()
