@@ -24,8 +24,6 @@ import numpy.typing as npt
 
 from monitor.model.features import with_flags
 
-__all__ = ["PATTERN_P", "mask_windows", "with_flags"]
-
 FloatArray = npt.NDArray[np.float64]
 
 #: Probabilities of the three patterns (every step, every k steps, never) per vital.

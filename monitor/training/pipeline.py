@@ -24,7 +24,7 @@ from monitor.model.card import (
     TrainingInfo,
     signal_specs,
 )
-from monitor.model.features import Preprocess, fit_normalisation, window_offset
+from monitor.model.features import Preprocess, fit_normalisation, window_offset, with_flags
 from monitor.model.lstm import MedicalLSTM
 from monitor.model.store import save_model
 from monitor.training.augment import augment, noise_sigma
@@ -32,7 +32,7 @@ from monitor.training.calibration import calibrate
 from monitor.training.data import SplitData, cut_windows, require_windows
 from monitor.training.evaluation import compute_metrics, predict_normalised, residual_sigma
 from monitor.training.loop import fit
-from monitor.training.masking import mask_windows, with_flags
+from monitor.training.masking import mask_windows
 from monitor.training.plots import plot_loss, plot_predictions
 from monitor.training.recipes import Recipe
 from monitor.training.repeats import flatline_rules

@@ -21,6 +21,7 @@ from monitor.replay import offline
 from monitor.replay.offline import OfflineRunner, replay_tuning
 from monitor.replay.recording import Record, RecordingWriter, read_blocks, read_recording
 from monitor.settings import Settings
+from tests.replay.stepping import metric_counts, stepped
 
 START = 1_700_000_000.0
 
@@ -85,34 +86,6 @@ def predictor() -> Predictor:
     return Predictor(load_model(default_model_path()), "cpu")
 
 
-def _one_by_one(records: list[Record], predictor: Predictor, settings: Settings) -> OfflineRunner:
-    """The live path's calls: `Pipeline.ingest` per record, flushes and housekeeping as feed."""
-    runner = OfflineRunner(predictor, settings)
-    pipeline, interval = runner.pipeline, runner.settings.housekeeping_interval_s
-    next_housekeeping: float | None = None
-    for record in records:
-        now = record.received_at
-        if next_housekeeping is None:
-            next_housekeeping = now + interval
-        while now >= next_housekeeping:
-            runner.alerts += pipeline.housekeeping(next_housekeeping)
-            next_housekeeping += interval
-        runner.alerts += pipeline.ingest(record.topic, record.payload, now)
-        if len(pipeline.batcher) >= runner.settings.batch.max_batch:
-            runner._flush(now)
-    runner.finish()
-    return runner
-
-
-def _counts(runner: OfflineRunner) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for metric in runner.metrics.registry.collect()
-        for s in metric.samples
-        if not s.name.endswith("_created")
-    }
-
-
 @pytest.mark.parametrize(
     ("chunk", "max_patients"),
     [(7, 10_000), (512, 10_000), (512, 6), (0, 10_000)],
@@ -136,7 +109,7 @@ def test_chunked_replay_gives_the_live_paths_alerts_and_counts(
     the usual size check."""
     monkeypatch.setattr(offline, "DECODE_CHUNK", chunk or 512)
     settings = Settings.model_validate({"window": {"max_patients": max_patients}})
-    expected = _one_by_one(records, predictor, settings)
+    expected = stepped(records, predictor, settings)
     runner = OfflineRunner(predictor, settings)
     ingested: list[int] = []
     push_ready = runner.pipeline.windows.push_ready
@@ -160,7 +133,7 @@ def test_chunked_replay_gives_the_live_paths_alerts_and_counts(
         assert sum(m is not None for b in blocks for m in b.validated or ()) > len(records) / 2
     runner.finish()
     assert [a.model_dump() for a in runner.alerts] == [a.model_dump() for a in expected.alerts]
-    assert _counts(runner) == _counts(expected)
+    assert metric_counts(runner) == metric_counts(expected)
     assert runner.scored == expected.scored > runner.settings.batch.max_batch
     partial = request.node.callspec.params["records"] == "mixed-rates"
     if max_patients <= 6:
@@ -173,7 +146,7 @@ def test_chunked_replay_gives_the_live_paths_alerts_and_counts(
         assert sum(ingested) > runner.scored / 2  # most samples took the run path
     outcomes: dict[str, Any] = {
         dict(labels)["outcome"]: v
-        for (name, labels), v in _counts(runner).items()
+        for (name, labels), v in metric_counts(runner).items()
         if name == "monitor_messages_total"
     }
     assert all(outcomes[o] > 0 for o in ("scored", "warming_up", "duplicate", "invalid"))

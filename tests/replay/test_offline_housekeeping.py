@@ -18,6 +18,7 @@ from monitor.replay import offline
 from monitor.replay.offline import OfflineRunner
 from monitor.replay.recording import Record, RecordingWriter
 from monitor.settings import Settings
+from tests.replay.stepping import metric_counts, stepped
 
 START = 1_700_000_000.37
 HOUR = 3600.0
@@ -72,38 +73,6 @@ def predictor() -> Predictor:
     return Predictor(load_model(default_model_path()), "cpu")
 
 
-def _stepped(records: list[Record], predictor: Predictor, settings: Settings) -> OfflineRunner:
-    """The reference: `Pipeline.ingest` record by record, every housekeeping pass run, one
-    per interval from the first record's time (as the replay did before it jumped)."""
-    runner = OfflineRunner(predictor, settings)
-    pipeline, interval = runner.pipeline, runner.settings.housekeeping_interval_s
-    next_pass: float | None = None
-    passes = 0
-    for record in records:
-        now = record.received_at
-        if next_pass is None:
-            next_pass = now + interval
-        while now >= next_pass:
-            runner.alerts += pipeline.housekeeping(next_pass)
-            passes += 1
-            next_pass += interval
-        runner.alerts += pipeline.ingest(record.topic, record.payload, now)
-        if len(pipeline.batcher) >= runner.settings.batch.max_batch:
-            runner._flush(now)
-    runner.finish()
-    runner.housekeeping_passes = passes
-    return runner
-
-
-def _counts(runner: OfflineRunner) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for metric in runner.metrics.registry.collect()
-        for s in metric.samples
-        if not s.name.endswith("_created")
-    }
-
-
 def _alerts(runner: OfflineRunner) -> list[dict[str, Any]]:
     return [a.model_dump() for a in runner.alerts]
 
@@ -135,7 +104,7 @@ def test_jumping_housekeeping_gives_the_stepped_alerts_and_counts(
         }
     )
     records = _episodes()
-    expected = _stepped(records, predictor, settings)
+    expected = stepped(records, predictor, settings)
     runner = OfflineRunner(predictor, settings)
     if chunk:
         monkeypatch.setattr(offline, "DECODE_CHUNK", chunk)
@@ -144,11 +113,11 @@ def test_jumping_housekeeping_gives_the_stepped_alerts_and_counts(
         assert runner.feed_recording(_write(tmp_path / "r.jsonl.gz", records)) == len(records)
     runner.finish()
     assert _alerts(runner) == _alerts(expected)
-    assert _counts(runner) == _counts(expected)
+    assert metric_counts(runner) == metric_counts(expected)
     lost = [(a.patient_id, a.state) for a in runner.alerts if a.reason == "signal_lost"]
     assert {("p1", "raised"), ("p1", "cleared"), ("p4", "raised"), ("p4", "cleared")} <= set(lost)
     assert len(lost) >= 10
-    evictions = _counts(runner)[("monitor_evictions_total", ())]
+    evictions = metric_counts(runner)[("monitor_evictions_total", ())]
     assert evictions >= 5  # p2 once, then all four
     assert runner.scored > 500
     assert runner.housekeeping_passes < expected.housekeeping_passes / 20
@@ -185,7 +154,7 @@ def _bursts(bursts: int, size: int, every: float) -> Iterator[Record]:
 def _events(runner: OfflineRunner) -> tuple[int, int, int]:
     """Signal-lost raises, their clears, and evictions."""
     lost = [a.state for a in runner.alerts if a.reason == "signal_lost"]
-    evictions = int(_counts(runner)[("monitor_evictions_total", ())])
+    evictions = int(metric_counts(runner)[("monitor_evictions_total", ())])
     return lost.count("raised"), lost.count("cleared"), evictions
 
 
@@ -204,7 +173,9 @@ def test_three_years_hourly_take_at_most_a_pass_per_sample(
     assert runner.housekeeping_passes <= raised + evictions + 1
     assert runner.housekeeping_passes <= n
     assert questions.asked < 20 * n
-    outcomes = [v for (name, _), v in _counts(runner).items() if name == "monitor_messages_total"]
+    outcomes = [
+        v for (name, _), v in metric_counts(runner).items() if name == "monitor_messages_total"
+    ]
     assert sum(outcomes) == n
 
 

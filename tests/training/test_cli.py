@@ -139,9 +139,9 @@ def test_pooled_centred_model_serves_what_it_was_scored_on(tmp_path: Path) -> No
     the trainer wrote into the card (same centring, pooling and normalisation code)."""
     import numpy as np
 
+    from monitor.model.features import with_flags
     from monitor.model.predictor import Predictor
     from monitor.training.data import cut_windows
-    from monitor.training.masking import with_flags
     from monitor.training.simulated import simulated_patients
 
     out = tmp_path / "m"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from monitor.model.features import Preprocess
-from monitor.training.masking import mask_windows, with_flags
+from monitor.model.features import Preprocess, with_flags
+from monitor.training.masking import mask_windows
 
 
 def test_masked_windows_carry_values_forward_and_drop_unobserved_targets() -> None:
