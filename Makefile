@@ -14,9 +14,12 @@ BIN := $(VENV)/bin
 #   TORCH=cuda (`make install-gpu`) torch==$(TORCH_VERSION) from PyPI, whose Linux x86_64
 #              wheels bundle CUDA (several GB); a specific CUDA build instead with, e.g.,
 #              TORCH_CUDA_INDEX=https://download.pytorch.org/whl/cu128.
+# torch alone (--no-deps) comes from that index: its dependencies (sympy, networkx, ...) come
+# from PyPI with the project's, so an index that does not answer costs one lookup, not ten.
 # The choice is remembered in $(VENV)/.torch, so a later `make test` keeps it; change it
 # with `make install TORCH=...` (or `make clean`).
-TORCH_VERSION ?= 2.13.0
+# The torch version is the one requirements.lock pins (and `make audit` checks).
+TORCH_VERSION ?= $(shell sed -n 's/^torch==//p' requirements.lock)
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 TORCH_CUDA_INDEX ?=
 TORCH ?= $(or $(shell cat $(VENV)/.torch 2>/dev/null),cpu)
@@ -32,7 +35,7 @@ $(BIN)/python:
 # One stamp per torch choice: switching choice reinstalls torch, then the project.
 $(VENV)/.torch-$(TORCH): | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q $(TORCH_REQUIREMENT)
+	$(BIN)/python -m pip install -q --no-deps $(TORCH_REQUIREMENT)
 	rm -f $(VENV)/.torch-*
 	echo $(TORCH) > $(VENV)/.torch
 	touch $@
@@ -69,9 +72,10 @@ audit: install
 	$(BIN)/python tools/audit.py
 
 # Regenerate requirements.lock from the venv (local labels such as +cpu stripped: the
-# advisory databases know the public version).
+# advisory databases know the public version). --all keeps setuptools, which torch requires
+# at run time, and pip, which plain `pip freeze` leaves out.
 lock: install
-	( sed -n '1,3p' requirements.lock; $(BIN)/python -m pip freeze --exclude-editable \
+	( sed -n '1,3p' requirements.lock; $(BIN)/python -m pip freeze --all --exclude-editable \
 	  | sed -E 's/\+[A-Za-z0-9.]+$$//' ) > requirements.lock.new
 	mv requirements.lock.new requirements.lock
 

@@ -17,6 +17,10 @@ from tests.deploy.contract import REPO
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
 
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+#: The Makefile installs the torch version that requirements.lock pins.
+(TORCH,) = [
+    ln for ln in (REPO / "requirements.lock").read_text().splitlines() if ln.startswith("torch==")
+]
 
 
 def _dry_run(venv: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -40,11 +44,11 @@ def _pip_installs(output: str) -> list[str]:
 
 
 def test_default_install_pins_the_cpu_build_before_the_project(tmp_path: Path) -> None:
-    """`make install` installs torch==X+cpu with the CPU index, then the project."""
+    """`make install` installs torch==X+cpu alone with the CPU index, then the project."""
     done = _dry_run(tmp_path / "venv", "install")
     assert done.returncode == 0, done.stderr
     assert _pip_installs(done.stdout) == [
-        f"torch==2.13.0+cpu --extra-index-url {CPU_INDEX}",
+        f"--no-deps {TORCH}+cpu --extra-index-url {CPU_INDEX}",
         "-e '.[dev]'",
     ]
     assert f"echo cpu > {tmp_path / 'venv'}/.torch" in done.stdout
@@ -55,7 +59,7 @@ def test_install_gpu_takes_the_cuda_build(tmp_path: Path) -> None:
     done = _dry_run(tmp_path / "venv", "install-gpu")
     assert done.returncode == 0, done.stderr
     installs = _pip_installs(done.stdout)
-    assert installs == ["torch==2.13.0", "-e '.[dev]'"]
+    assert installs == [f"--no-deps {TORCH}", "-e '.[dev]'"]
     assert CPU_INDEX not in done.stdout
 
 
@@ -64,7 +68,7 @@ def test_a_cuda_index_can_be_named(tmp_path: Path) -> None:
     index = "https://download.pytorch.org/whl/cu128"
     done = _dry_run(tmp_path / "venv", "install", "TORCH=cuda", f"TORCH_CUDA_INDEX={index}")
     assert done.returncode == 0, done.stderr
-    assert _pip_installs(done.stdout)[0] == f"torch==2.13.0 --extra-index-url {index}"
+    assert _pip_installs(done.stdout)[0] == f"--no-deps {TORCH} --extra-index-url {index}"
 
 
 def test_the_choice_is_remembered_by_the_venv(tmp_path: Path) -> None:
@@ -79,7 +83,7 @@ def test_the_choice_is_remembered_by_the_venv(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert _pip_installs(done.stdout) == []  # up to date: nothing reinstalled as CPU
     switched = _dry_run(venv, "install", "TORCH=cpu")
-    assert _pip_installs(switched.stdout)[0].startswith("torch==2.13.0+cpu ")
+    assert _pip_installs(switched.stdout)[0].startswith(f"--no-deps {TORCH}+cpu ")
 
 
 def test_an_unknown_choice_is_refused(tmp_path: Path) -> None:
