@@ -178,3 +178,16 @@ def test_per_vital_panels_name_no_vital() -> None:
     per_vital = [e for e in expressions if "vital" in e]
     assert len(per_vital) == 3  # error p95, error mean, alerts: each summed by vital
     assert all("by (le, vital)" in e or "by (vital" in e for e in per_vital)
+
+
+def test_import_into_an_existing_grafana_is_documented() -> None:
+    """docs/deploy.md gives the import steps: the file, the datasource pick, the API call."""
+    doc = (DEPLOY.parent / "docs" / "deploy.md").read_text()
+    section = doc[doc.index("### Importing the dashboard into an existing Grafana") :]
+    for needle in (
+        "deploy/grafana/dashboards/vitals-monitor.json",
+        "**Data source**",
+        "/api/dashboards/db",
+    ):
+        assert needle in section, needle
+    assert json.loads(DASHBOARD_JSON.read_text()).get("id") is None  # importable as new
