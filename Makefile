@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 # Which torch build the venv gets, installed before the project (whose own requirement,
 # `torch>=2.3,<3`, is then already met and pulls nothing):
-#   TORCH=cpu  (the default) torch==$(TORCH_VERSION)+cpu, the CPU-only build (about 200 MB),
+#   TORCH=cpu  (the default) torch==$(TORCH_VERSION)+cpu, the CPU-only build,
 #              from PyTorch's CPU index, TORCH_CPU_INDEX, given as an extra index; where a
 #              local wheel directory or mirror holds that wheel (as on the development and CI
 #              machines, which cannot reach the PyTorch index: pip warns and goes on) it

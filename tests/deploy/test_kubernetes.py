@@ -181,3 +181,11 @@ def test_kubernetes_scrape_labels_each_pod_with_its_shard(tmp_path: Path) -> Non
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_scale_out_doc_quotes_the_deployed_mapping_and_files() -> None:
+    """docs/scale-out.md quotes the ConfigMap's mapping and describes each manifest file."""
+    doc = (DEPLOY.parent / "docs" / "scale-out.md").read_text()
+    (mapping,) = re.findall(r'"vitals\.\*": "[^"]+"', kube.nats_conf())
+    assert f"mappings = {{ {mapping} }}" in doc
+    assert [p.name for p in kube.MANIFESTS if f"`{p.name}`" not in doc] == []
