@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -19,6 +21,8 @@ import pytest
 from monitor.cli import main
 from monitor.core.schema import VitalsMessage
 from tests.deploy.contract import REPO
+from tests.support.daemon import Daemon, total
+from tests.support.mosquitto import Mosquitto
 
 README = REPO / "README.md"
 USER_DOCS = [README, REPO / "docs" / "benchmarks.md", REPO / "docs" / "scale-out.md"]
@@ -128,3 +132,34 @@ def test_documented_commands_use_existing_options() -> None:
         declared = {opt for p in command.params for opt in getattr(p, "opts", [])}
         unknown += [(sub, a) for a in args if a.startswith("--") and a not in declared]
     assert unknown == []
+
+
+@pytest.mark.mqtt
+@pytest.mark.skipif(shutil.which("mosquitto_pub") is None, reason="mosquitto clients missing")
+def test_connect_your_devices_walkthrough(tmp_path: Path) -> None:
+    """The section's `mosquitto_pub` line, run by a shell against a real Mosquitto and
+    `monitor run` with the shipped model: the daemon receives the message and refuses none."""
+    command = next(
+        ln for ln in _section("Connect your devices").splitlines() if "mosquitto_pub" in ln
+    )
+    broker = Mosquitto(workdir=tmp_path / "mosquitto")
+    broker.start()
+    daemon = Daemon(broker.url)
+    try:
+        daemon.start(tmp_path / "daemon.log")
+        daemon.wait_ready()
+        pointed = command.replace("mosquitto_pub ", f"mosquitto_pub -p {broker.port} ", 1)
+        done = subprocess.run(  # noqa: S602 - the README's own line, run as a user would
+            pointed, shell=True, capture_output=True, text=True, timeout=30, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        daemon.wait_for("monitor_messages_total", 1)
+        metrics = daemon.metrics()
+        assert total(metrics, "monitor_invalid_messages_total") == 0
+        # The patient's first sample starts its window: one sample, one outcome.
+        assert total(metrics, "monitor_messages_total", outcome="warming_up") == 1
+        assert total(metrics, "monitor_messages_total") == 1
+    finally:
+        if daemon.proc is not None:
+            daemon.stop()
+        broker.stop()
