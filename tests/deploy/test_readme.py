@@ -17,10 +17,12 @@ from pathlib import Path
 
 import click
 import pytest
+from click.testing import CliRunner
 
 from monitor.cli import main
 from monitor.core.schema import VitalsMessage
 from tests.deploy.contract import REPO
+from tests.replay.test_import_example import EVENTS, EXPORT
 from tests.support.daemon import Daemon, total
 from tests.support.mosquitto import Mosquitto
 
@@ -163,3 +165,23 @@ def test_connect_your_devices_walkthrough(tmp_path: Path) -> None:
         if daemon.proc is not None:
             daemon.stop()
         broker.stop()
+
+
+def test_bring_your_own_data_import_and_evaluate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Steps 1 and 2 of the section, as written, on docs/recordings.md's example export:
+    the import writes a recording and labels, and the shipped model evaluates it.
+
+    Steps 3 to 5 train and serve a model: the trainer's own tests cover them.
+    """
+    monkeypatch.chdir(tmp_path)
+    Path("export.csv").write_text(EXPORT, encoding="utf-8", newline="")
+    Path("bed4_events.csv").write_text(EVENTS)
+    steps = _monitor_commands(_section("Bring your own data"))
+    assert [s[0] for s in steps] == ["import", "evaluate", "train", "evaluate", "run"]
+    for args in steps[:2]:
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, (args, result.output)
+    assert Path("bed4.jsonl.gz").stat().st_size > 0
+    assert "precision" in result.output.lower()
