@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from prometheus_client.metrics import MetricWrapperBase as Collector
+from prometheus_client.registry import Collector
 
 from monitor.dashboard.promql import (
     DATASOURCE,

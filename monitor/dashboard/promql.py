@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client.metrics import MetricWrapperBase as Collector
+from prometheus_client.registry import Collector
 
 #: Every panel reads the datasource chosen in this dashboard variable.
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
@@ -27,7 +27,7 @@ def series(collector: Collector, suffix: str = "") -> str:
     Returns:
         The family name, with `_total` appended for counters.
     """
-    (family,) = collector.describe()
+    (family,) = collector.describe()  # type: ignore[attr-defined]  # every metric has it
     name: str = family.name
     if family.type == "counter":
         return f"{name}_total"
