@@ -1,8 +1,10 @@
-"""Fixtures for the deploy checks: the real daemon that Prometheus scrapes.
+"""Fixtures for the deploy checks: the real daemons that Prometheus scrapes.
 
-A real Mosquitto, `monitor run` and `monitor simulate --scenario mixed` (20 patients at 10x
-real time, events after a short warm-up) run for the module's lifetime, so every dashboard
-panel and alert rule is evaluated against what the daemon actually exports.
+A real Mosquitto, two `monitor run` (shards 0 and 1 of the scrape) and `monitor simulate
+--scenario mixed` (20 patients at 10x real time, events after a short warm-up) run for the
+module's lifetime, so every dashboard panel and alert rule is evaluated against what the
+daemons actually export. Both daemons receive every patient (the broker is plain Mosquitto):
+the check is on the dashboard's aggregation over two scraped targets, not on sharding.
 """
 
 from __future__ import annotations
@@ -87,6 +89,28 @@ def live_daemon(tmp_path_factory: pytest.TempPathFactory, live_model: Path) -> I
 
 
 @pytest.fixture(scope="module")
+def second_daemon(
+    tmp_path_factory: pytest.TempPathFactory, live_daemon: Daemon, live_model: Path
+) -> Iterator[Daemon]:
+    """Another `monitor run` on the same broker, as a second shard for Prometheus."""
+    daemon = Daemon(live_daemon.broker_url, live_model, env=FAST_CLOCK_ENV)
+    try:
+        daemon.start(tmp_path_factory.mktemp("second") / "daemon.log")
+        daemon.wait_ready()
+        daemon.wait_for("monitor_received_total", 1)
+        yield daemon
+    finally:
+        if daemon.proc is not None:
+            daemon.stop()
+
+
+@pytest.fixture(scope="module")
 def metrics_target(live_daemon: Daemon) -> str:
     """The real daemon's `/metrics` endpoint as Prometheus scrapes it: "host:port"."""
     return f"127.0.0.1:{live_daemon.metrics_port}"
+
+
+@pytest.fixture(scope="module")
+def shard_targets(metrics_target: str, second_daemon: Daemon) -> list[str]:
+    """Both daemons' `/metrics` endpoints, in shard order."""
+    return [metrics_target, f"127.0.0.1:{second_daemon.metrics_port}"]

@@ -17,10 +17,16 @@ DEPLOY = REPO / "deploy"
 DASHBOARD_JSON = DEPLOY / "grafana" / "dashboards" / "vitals-monitor.json"
 PROMETHEUS_YML = DEPLOY / "prometheus" / "prometheus.yml"
 RULES_YML = DEPLOY / "prometheus" / "rules" / "vitals-monitor.rules.yml"
+#: The shard rules (docs/scale-out.md), beside the daemon's own.
+SHARD_RULES_YML = DEPLOY / "prometheus" / "rules" / "vitals-monitor-shards.rules.yml"
+#: Every rules file that prometheus.yml loads (`rules/*.rules.yml`).
+RULE_FILES = sorted((DEPLOY / "prometheus" / "rules").glob("*.rules.yml"))
 ACL = DEPLOY / "mosquitto" / "acl"
 
 #: Grafana's built-in interval variables, replaced by a window Prometheus understands.
 GRAFANA_VARIABLES = ("$__rate_interval", "$__interval", "$__range")
+#: The dashboard's own query variables, replaced by what "All" sends: `.*`.
+DASHBOARD_VARIABLES = ("$instance", "$shard")
 #: Every metric of the daemon is prefixed `monitor_`; `up` is Prometheus's own.
 _SERIES = re.compile(r"\bmonitor_[a-z0-9_]+\b")
 
@@ -55,10 +61,13 @@ def series_in(expr: str) -> set[str]:
     return set(_SERIES.findall(expr))
 
 
-def for_prometheus(expr: str, window: str) -> str:
-    """Replace Grafana's interval variables with a fixed window, e.g. `10s`."""
+def for_prometheus(expr: str, window: str, **picked: str) -> str:
+    """Replace Grafana's interval variables with a fixed window, e.g. `10s`, and the
+    dashboard's variables with the regex picked for each (`shard="1"`; "All", `.*`, if none)."""
     for variable in GRAFANA_VARIABLES:
         expr = expr.replace(variable, window)
+    for variable in DASHBOARD_VARIABLES:
+        expr = expr.replace(variable, picked.get(variable.removeprefix("$"), ".*"))
     return expr
 
 
@@ -68,8 +77,8 @@ def dashboard_expressions() -> list[tuple[str, str]]:
 
 
 def rule_expressions() -> list[tuple[str, str]]:
-    """(alert name, expression) for every rule of the deploy rules file."""
-    groups = load_yaml(RULES_YML)["groups"]
+    """(alert name, expression) for every rule of the deploy rules files."""
+    groups = [group for path in RULE_FILES for group in load_yaml(path)["groups"]]
     return [
         (rule.get("alert") or rule["record"], rule["expr"])
         for group in groups

@@ -175,6 +175,55 @@ def test_dockerfile_copies_only_existing_sources() -> None:
         if line.startswith("COPY ") and "--from=" not in line
         for source in line.split()[1:-1]
     ]
-    assert sorted(sources) == ["README.md", "monitor", "pyproject.toml", "simulators"]
+    assert sorted(sources) == [
+        "README.md",
+        "monitor",
+        "monitor/assets/models/default/",
+        "pyproject.toml",
+        "requirements.lock",
+        "simulators",
+    ]
     assert [s for s in sources if not (REPO / s).exists()] == []
-    assert [s for s in sources if f"!{s}" not in ignored and f"!{s}/" not in ignored] == []
+    top = [s.split("/")[0] for s in sources]
+    assert [s for s in top if f"!{s}" not in ignored and f"!{s}/" not in ignored] == []
+
+
+def test_simulator_runs_only_with_the_demo_profile() -> None:
+    """The simulator is in profile `demo`; a plain `up` starts no fake patients.
+
+    Compose starts the services without `profiles` by default, and a default service that
+    depended on the simulator would start it too: neither may happen.
+    """
+    services = _services(COMPOSE)
+    assert services["simulator"]["profiles"] == ["demo"]
+    default = {name for name, s in services.items() if "profiles" not in s}
+    assert default == SERVICES - {"simulator"} | {"mosquitto-passwd"}
+    assert {(n, d) for n in default for d in _depends_on(services[n]) - default} == set()
+
+
+def test_image_trains_no_model_and_serves_the_shipped_one() -> None:
+    """No stage runs `monitor train`; the runtime serves the model stage, the shipped model."""
+    stages = {stage[0].split()[-1]: stage for stage in _dockerfile_stages()[1:]}
+    runs = [ln for st in stages.values() for ln in st if ln.startswith("RUN ")]
+    assert [ln for ln in runs if "monitor train" in ln] == []
+    assert stages["model"][0] == "FROM scratch AS model"
+    assert "COPY monitor/assets/models/default/ /" in stages["model"]
+    runtime = stages["runtime"]
+    assert "COPY --from=model / /opt/vitals-monitor/models/default/" in runtime
+    env = " ".join(ln for ln in runtime if ln.startswith("ENV "))
+    assert "MONITOR_MODEL__PATH=/opt/vitals-monitor/models/default" in env
+    shipped = REPO / "monitor/assets/models/default"
+    assert sorted(p.name for p in shipped.iterdir()) == ["card.json", "model.safetensors"]
+
+
+def test_image_installs_the_locked_dependencies() -> None:
+    """torch at the locked version first, then the package constrained by requirements.lock."""
+    builder = next(st for st in _dockerfile_stages() if st and st[0].endswith(" AS builder"))
+    pips = [ln for ln in builder if ln.startswith("RUN ") and "pip install" in ln]
+    assert "COPY requirements.lock ./" in builder
+    torch, package = pips
+    assert "--no-deps \"$(grep -i '^torch==' requirements.lock)\"" in torch
+    assert "--index-url" in torch
+    assert "pip install --constraint requirements.lock ." in package
+    assert "pip check" in package
+    assert builder.index("COPY requirements.lock ./") < builder.index(torch)

@@ -8,7 +8,7 @@ import json
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from monitor.dashboard import DATASOURCE_UID, build_dashboard, render, series
+from monitor.dashboard import build_dashboard, render, series
 from monitor.service.metrics import Metrics
 from tests.deploy.contract import (
     DASHBOARD_JSON,
@@ -59,6 +59,7 @@ def test_panels_cover_the_required_views() -> None:
         "histogram_quantile(0.5",
         "histogram_quantile(0.95",
         "histogram_quantile(0.99",
+        "histogram_quantile(0.99",  # by shard
     ]
 
 
@@ -86,17 +87,68 @@ def test_series_names_follow_prometheus_conventions() -> None:
         series(histogram)
 
 
-def test_panels_use_the_provisioned_datasource() -> None:
-    """Every panel and target names the datasource uid that Grafana provisioning creates."""
+def test_panels_read_the_datasource_variable() -> None:
+    """Every panel and target reads `${datasource}`; no datasource uid is hard-coded.
+
+    So the dashboard imports into an existing Grafana whatever its Prometheus is called; the
+    provisioned stack's datasource is a Prometheus, which the variable offers.
+    """
+    dashboard = json.loads(DASHBOARD_JSON.read_text())
+    sources = [p["datasource"] for p in dashboard["panels"]] + [
+        t["datasource"] for p in dashboard["panels"] for t in p["targets"]
+    ]
+    assert {(s["type"], s["uid"]) for s in sources} == {("prometheus", "${datasource}")}
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert (variables["datasource"]["type"], variables["datasource"]["query"]) == (
+        "datasource",
+        "prometheus",
+    )
     provisioned = load_yaml(DEPLOY / "grafana/provisioning/datasources/prometheus.yml")
     (source,) = provisioned["datasources"]
-    assert source["uid"] == DATASOURCE_UID
     assert source["type"] == "prometheus"
-    dashboard = json.loads(DASHBOARD_JSON.read_text())
-    uids = {p["datasource"]["uid"] for p in dashboard["panels"]} | {
-        t["datasource"]["uid"] for p in dashboard["panels"] for t in p["targets"]
-    }
-    assert uids == {DATASOURCE_UID}
+    assert source["uid"] not in DASHBOARD_JSON.read_text()
+
+
+def test_every_query_is_scoped_by_instance_and_shard() -> None:
+    """Each `monitor_*` selector carries the instance and shard variables."""
+    unscoped = [
+        (title, expr)
+        for title, expr in dashboard_expressions()
+        for name in series_in(expr)
+        if expr.count(name + '{instance=~"$instance", shard=~"$shard"}') != expr.count(name)
+    ]
+    assert unscoped == []
+
+
+def test_instance_and_shard_variables_are_multi_value_queries() -> None:
+    """`instance` and `shard` list label values of an exported series; "All" sends `.*`."""
+    variables = {v["name"]: v for v in build_dashboard()["templating"]["list"]}
+    assert list(variables) == ["datasource", "instance", "shard"]
+    for name in ("instance", "shard"):
+        variable = variables[name]
+        assert (variable["multi"], variable["includeAll"], variable["allValue"]) == (
+            True,
+            True,
+            ".*",
+        )
+        assert variable["datasource"]["uid"] == "${datasource}"
+        assert variable["definition"].startswith("label_values(monitor_model_info")
+        assert variable["definition"].endswith(f", {name})")
+        assert series_in(variable["definition"]) <= exported_series()
+    assert '{instance=~"$instance"}' in variables["shard"]["definition"]
+
+
+def test_panels_aggregate_across_shards() -> None:
+    """Totals are sums over shards, and the per-shard views group `by (shard)`."""
+    expressions = [expr for _, expr in dashboard_expressions()]
+    per_shard = [e for e in expressions if "by (shard)" in e or "by (le, shard)" in e]
+    assert len(per_shard) >= 5  # throughput, latency, patients, connection, reconnects
+    bare = [
+        e
+        for e in expressions
+        if not e.startswith(("sum", "min", "count", "histogram_quantile", "avg", "max"))
+    ]
+    assert bare == []
 
 
 def test_panels_have_unique_ids_and_do_not_overlap() -> None:
@@ -126,3 +178,16 @@ def test_per_vital_panels_name_no_vital() -> None:
     per_vital = [e for e in expressions if "vital" in e]
     assert len(per_vital) == 3  # error p95, error mean, alerts: each summed by vital
     assert all("by (le, vital)" in e or "by (vital" in e for e in per_vital)
+
+
+def test_import_into_an_existing_grafana_is_documented() -> None:
+    """docs/deploy.md gives the import steps: the file, the datasource pick, the API call."""
+    doc = (DEPLOY.parent / "docs" / "deploy.md").read_text()
+    section = doc[doc.index("### Importing the dashboard into an existing Grafana") :]
+    for needle in (
+        "deploy/grafana/dashboards/vitals-monitor.json",
+        "**Data source**",
+        "/api/dashboards/db",
+    ):
+        assert needle in section, needle
+    assert json.loads(DASHBOARD_JSON.read_text()).get("id") is None  # importable as new

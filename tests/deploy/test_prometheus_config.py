@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,14 +12,19 @@ import pytest
 from tests.deploy.contract import (
     DEPLOY,
     PROMETHEUS_YML,
+    RULE_FILES,
     RULES_YML,
+    SHARD_RULES_YML,
     exported_series,
     load_yaml,
     rule_expressions,
     series_in,
 )
 
-RULE_TESTS = Path(__file__).with_name("vitals-monitor.rules.test.yml")
+RULE_TESTS = [
+    Path(__file__).with_name("vitals-monitor.rules.test.yml"),
+    Path(__file__).with_name("vitals-monitor-shards.rules.test.yml"),
+]
 
 needs_promtool = pytest.mark.skipif(
     shutil.which("promtool") is None, reason="promtool not installed (make system-deps)"
@@ -36,23 +42,25 @@ def test_promtool_accepts_the_config_and_finds_the_rules() -> None:
     """`promtool check config` passes and resolves the rule_files glob to the rules file."""
     done = _promtool("check", "config", str(PROMETHEUS_YML))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 1 rule files found" in done.stdout
+    assert f"SUCCESS: {len(RULE_FILES)} rule files found" in done.stdout
     (pattern,) = load_yaml(PROMETHEUS_YML)["rule_files"]
-    assert sorted(PROMETHEUS_YML.parent.glob(pattern)) == [RULES_YML]
+    assert sorted(PROMETHEUS_YML.parent.glob(pattern)) == RULE_FILES
+    assert {RULES_YML, SHARD_RULES_YML} <= set(RULE_FILES)
 
 
 @needs_promtool
 def test_promtool_accepts_the_rules() -> None:
-    """`promtool check rules` passes on the deploy rules file and counts every rule."""
-    done = _promtool("check", "rules", str(RULES_YML))
+    """`promtool check rules` passes on the deploy rules files and counts every rule."""
+    done = _promtool("check", "rules", *map(str, RULE_FILES))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"SUCCESS: {len(rule_expressions())} rules found" in done.stdout
+    counts = [int(n) for n in re.findall(r"SUCCESS: (\d+) rules found", done.stdout)]
+    assert sum(counts) == len(rule_expressions())
 
 
 @needs_promtool
 def test_rules_fire_as_specified() -> None:
     """`promtool test rules`: each alert fires on its input series, after its `for`, not before."""
-    done = _promtool("test", "rules", str(RULE_TESTS))
+    done = _promtool("test", "rules", *map(str, RULE_TESTS))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout
 
@@ -103,3 +111,22 @@ def test_alertmanager_routes_to_defined_receivers() -> None:
     assert len(receivers) == 2
     (target,) = load_yaml(PROMETHEUS_YML)["alerting"]["alertmanagers"][0]["static_configs"]
     assert target["targets"] == ["alertmanager:9093"]
+
+
+def test_shard_rules_cover_down_not_ready_and_missing() -> None:
+    """A shard that is down, not ready or gone has a rule, aggregated `by (shard)`."""
+    shard_rules = {
+        rule["alert"]: " ".join(rule["expr"].split())
+        for group in load_yaml(SHARD_RULES_YML)["groups"]
+        for rule in group["rules"]
+    }
+    assert set(shard_rules) == {
+        "VitalsMonitorShardDown",
+        "VitalsMonitorShardNotReady",
+        "VitalsMonitorShardMissing",
+    }
+    assert shard_rules["VitalsMonitorShardDown"] == (
+        'max by (shard) (up{job="vitals-monitor", shard!=""}) == 0'
+    )
+    assert shard_rules["VitalsMonitorShardNotReady"].startswith("max by (shard) (monitor_ready")
+    assert all("by (shard)" in expr for expr in shard_rules.values())

@@ -1,4 +1,6 @@
-"""A real Prometheus scrapes the daemon's /metrics and evaluates the dashboard and the rules."""
+"""A real Prometheus scrapes two daemons as shards 0 and 1 and evaluates the dashboard and
+the rules: every panel returns data, the per-shard panels show both shards, and picking a
+shard in the dashboard's variable narrows the panels to it."""
 
 from __future__ import annotations
 
@@ -12,12 +14,14 @@ from typing import Any
 
 import pytest
 
+from monitor.dashboard import build_dashboard
 from tests.deploy.contract import (
-    RULES_YML,
+    RULE_FILES,
     dashboard_expressions,
     for_prometheus,
     rule_expressions,
 )
+from tests.deploy.shard_scrape import ShardScrape
 from tests.support.prometheus import Prometheus, PrometheusQueryError
 
 pytestmark = [
@@ -31,14 +35,16 @@ WINDOW = "10s"
 
 @pytest.fixture(scope="module")
 def prometheus(
-    tmp_path_factory: pytest.TempPathFactory, metrics_target: str
+    tmp_path_factory: pytest.TempPathFactory, shard_targets: list[str]
 ) -> Iterator[Prometheus]:
-    """Prometheus scraping `metrics_target` every second with the deploy rules loaded.
+    """Prometheus scraping both daemons every second as shards, with the deploy rules loaded.
 
     One server for the module: starting it and waiting for scrapes is the slow part.
     """
     workdir = tmp_path_factory.mktemp("prometheus")
-    server = Prometheus(workdir=workdir, target=metrics_target, rule_files=[RULES_YML])
+    server = ShardScrape(
+        workdir=workdir, target=shard_targets[0], shards=shard_targets, rule_files=RULE_FILES
+    )
     server.start()
     try:
         yield server
@@ -64,11 +70,15 @@ def _wait_for_panels(server: Prometheus, timeout: float = 30.0) -> dict[str, lis
         time.sleep(0.5)
 
 
-def test_target_is_scraped_as_the_deploy_job(prometheus: Prometheus) -> None:
-    """Prometheus scrapes the target under job `vitals-monitor`, so `up` reads 1."""
+def _shards(result: list[dict[str, Any]]) -> set[str]:
+    return {sample["metric"].get("shard", "") for sample in result}
+
+
+def test_targets_are_scraped_as_the_deploy_job(prometheus: Prometheus) -> None:
+    """Prometheus scrapes both shards under job `vitals-monitor`, so `up` reads 1 for each."""
     _wait_for_panels(prometheus)
-    (up,) = prometheus.query('up{job="vitals-monitor"}')
-    assert up["value"][1] == "1"
+    up = prometheus.query('up{job="vitals-monitor"}')
+    assert sorted((s["metric"]["shard"], s["value"][1]) for s in up) == [("0", "1"), ("1", "1")]
     assert prometheus.query('up{job="vitals-monitor"} == 0') == []
 
 
@@ -77,9 +87,45 @@ def test_every_panel_returns_data(prometheus: Prometheus, live_model: Path) -> N
     values = _wait_for_panels(prometheus)
     empty = [expr for expr, found in values.items() if not found]
     assert empty == []
-    (info,) = prometheus.query("monitor_model_info")
+    infos = prometheus.query("monitor_model_info")
     version = json.loads((live_model / "card.json").read_text())["model_version"]
-    assert (info["metric"]["version"], info["metric"]["device"]) == (version, "cpu")
+    assert [(i["metric"]["version"], i["metric"]["device"]) for i in infos] == [
+        (version, "cpu")
+    ] * 2
+
+
+def test_per_shard_panels_show_each_shard(prometheus: Prometheus) -> None:
+    """Every `by (shard)` panel query returns one series per scraped shard."""
+    _wait_for_panels(prometheus)
+    per_shard = [e for _, e in dashboard_expressions() if "by (shard)" in e]
+    assert per_shard
+    shown = {e: _shards(prometheus.query(for_prometheus(e, WINDOW))) for e in per_shard}
+    assert {e: s for e, s in shown.items() if s != {"0", "1"}} == {}
+
+
+def test_variable_queries_list_instances_and_shards(prometheus: Prometheus) -> None:
+    """The `instance` and `shard` variables' label_values queries find both daemons."""
+    variables = {v["name"]: v for v in build_dashboard()["templating"]["list"]}
+    for name, expected in (("instance", 2), ("shard", 2)):
+        series_expr = variables[name]["definition"].removeprefix("label_values(")
+        series_expr = series_expr.rsplit(",", 1)[0]
+        found = prometheus.query(f"group by ({name}) ({for_prometheus(series_expr, WINDOW)})")
+        assert len({s["metric"][name] for s in found}) == expected
+
+
+def test_picking_a_shard_narrows_the_panels(prometheus: Prometheus) -> None:
+    """With shard 1 picked, the totals count one daemon: half of both shards' sum."""
+    _wait_for_panels(prometheus)
+    (title, expr) = next(
+        (t, e) for t, e in dashboard_expressions() if e.startswith("sum(monitor_active_patients")
+    )
+    both = _finite_values(prometheus.query(for_prometheus(expr, WINDOW)))
+    one = _finite_values(prometheus.query(for_prometheus(expr, WINDOW, shard="1")))
+    per_shard = prometheus.query(
+        for_prometheus(expr.replace("sum(", "sum by (shard) (", 1), WINDOW, shard="1")
+    )
+    assert _shards(per_shard) == {"1"}, title
+    assert 0 < one[0] < both[0]
 
 
 def test_the_real_daemon_scores_and_alerts(prometheus: Prometheus) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import configparser
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -127,3 +129,73 @@ def test_systemd_exposure_is_low(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+
+
+def _install_steps() -> list[list[str]]:
+    """The commands of docs/deploy.md's systemd block, continuation lines joined, comments cut."""
+    doc = (REPO / "docs" / "deploy.md").read_text()
+    section = doc[doc.index("## systemd") :]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    joined = re.sub(r"\\\n\s*", " ", block)
+    return [shlex.split(line, comments=True) for line in joined.splitlines() if line.strip()]
+
+
+def _installed(steps: list[list[str]]) -> set[tuple[str, str]]:
+    """(repository file, destination path) for each file an `install` step copies."""
+    copies = set()
+    for argv in steps:
+        if argv[:1] != ["install"] or "-d" in argv:
+            continue
+        operands = [
+            a
+            for i, a in enumerate(argv[1:], 1)
+            if not a.startswith("-") and argv[i - 1] not in ("-m", "-o", "-g")
+        ]
+        *sources, dest = operands
+        for pattern in sources:
+            for path in sorted(REPO.glob(pattern)):
+                rel = str(path.relative_to(REPO))
+                target = dest + path.name if dest.endswith("/") else dest
+                copies.add((rel, target))
+    return copies
+
+
+def test_documentation_url_is_installed() -> None:
+    """Documentation= names a file that the documented install steps put in place."""
+    (url,) = _unit()["Unit"]["Documentation"].split()
+    assert url.startswith("file://")
+    path = url.removeprefix("file://")
+    installed = _installed(_install_steps())
+    sources = {src for src, dest in installed if dest == path}
+    assert sources == {"docs/deploy.md"}
+
+
+def test_install_steps_install_the_shipped_model_without_training() -> None:
+    """No step trains; the model files land in the environment file's MONITOR_MODEL__PATH."""
+    steps = _install_steps()
+    assert [s for s in steps if "train" in s] == []
+    env = dict(
+        line.split("=", 1)
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    model_dir = env["MONITOR_MODEL__PATH"]
+    installed = _installed(steps)
+    shipped = {
+        (f"monitor/assets/models/default/{name}", f"{model_dir}/{name}")
+        for name in ("card.json", "model.safetensors")
+    }
+    assert shipped <= installed
+
+
+def test_install_steps_install_the_locked_dependencies() -> None:
+    """torch at the locked version alone first, then the package constrained by the lock."""
+    pips = [
+        s for s in _install_steps() if s[:1] == [f"{INSTALLED_BINARY.removesuffix('monitor')}pip"]
+    ]
+    installs = [s[1:] for s in pips if s[1] == "install"]
+    torch, package = installs
+    assert torch[:2] == ["install", "--no-deps"]
+    assert torch[2] == "$(grep -i '^torch==' requirements.lock)"
+    assert package == ["install", "--constraint", "requirements.lock", "."]
+    assert [s[1:] for s in pips if s[1] == "check"] == [["check"]]
