@@ -125,7 +125,14 @@ from simulators.signals import draw_patients, patient_id_for, seed_profile, with
     "--start-time",
     type=float,
     default=None,
-    help="Unix time of sample 0 (default: now); fix it for byte-identical runs.",
+    help="Unix time of sample 0 of the simulated clock (default: now): the sample times of "
+    "--recording and --original-times; fix it for byte-identical runs.",
+)
+@click.option(
+    "--original-times",
+    is_flag=True,
+    help="Send the simulated sample times (start time + seq / rate) instead of the wall-clock "
+    "send times; with --speed above 1 they run ahead of a receiver's clock (docs/time.md).",
 )
 def command(
     broker: str,
@@ -152,11 +159,14 @@ def command(
     block: int,
     recording_path: Path | None,
     start_time: float | None,
+    original_times: bool,
 ) -> None:
     """Publish noisy vital signs of simulated patients to <topic-prefix>/<patient_id>.
 
     Each --signal adds a registered signal to every patient: a sine with noise inside its
-    bounds (a generic shape, not a physiological model). Exits 0 on SIGINT/SIGTERM after
+    bounds (a generic shape, not a physiological model). Each sample is stamped with the
+    wall-clock time it is sent at, so an accelerated run (--speed) is scored by a default
+    daemon; --original-times sends the simulated times. Exits 0 on SIGINT/SIGTERM after
     flushing the labels file and disconnecting. A summary (JSON) goes to standard error.
     """
     try:
@@ -203,7 +213,13 @@ def command(
             stats = publish(sim, rec, labels, opts, stop.is_set)
         _summarise("recording", stats, stop.is_set())
         return
-    opts = PublishOptions(topic_prefix, qos, block, speed, max_speed, duration, labels_topic)
+    if max_speed and not original_times and (labels_path or labels_topic):
+        # A label is written before its event; at max speed the wire time of its last
+        # sample is not known then.
+        raise click.UsageError("--max-speed with --labels/--labels-topic needs --original-times")
+    opts = PublishOptions(
+        topic_prefix, qos, block, speed, max_speed, duration, labels_topic, not original_times
+    )
     sink = SyncPublisher(cfg)
     try:
         used = sink.connect()

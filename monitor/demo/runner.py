@@ -58,15 +58,12 @@ class DemoOptions:
 def demo_settings(broker_url: str, metrics_port: int) -> Settings:
     """The daemon's settings for the demo (MONITOR_* variables still apply beneath these).
 
-    The simulator's clock runs `speed` times faster than the wall clock, so its sample times
-    move ahead of the daemon's clock by (speed - 1) seconds every second. The codec refuses
-    samples more than `ingest.max_future_skew_s` in the future (5 s by default, a guard
-    against broken device clocks), which would reject every sample after a few seconds;
-    the demo knows its clock is accelerated, so it lifts that guard.
+    The ingest limits are the defaults: the simulator runs 10 times faster than real time
+    but stamps each sample with its wall-clock send time (docs/time.md), so no sample lies
+    ahead of the daemon's clock.
     """
     return load_settings(
         broker={"url": broker_url},
-        ingest={"max_future_skew_s": 1e9},
         metrics={"host": _HOST, "port": metrics_port},
         log={"level": "warning", "format": "console"},
     )

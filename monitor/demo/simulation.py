@@ -67,7 +67,7 @@ class Simulation:
         def work() -> None:
             try:
                 with LabelSink(None) as labels:
-                    opts = PublishOptions(speed=o.speed)
+                    opts = PublishOptions(speed=o.speed, wall_clock_times=True)
                     self.stats = publish(sim, sink, labels, opts, self._stop.is_set)
             except Exception as exc:  # reported by the demo, which then stops
                 self.error = exc
