@@ -12,6 +12,7 @@ from types import FrameType
 
 import click
 import numpy as np
+from click.core import ParameterSource
 from pydantic import ValidationError
 
 from monitor.commands.signals import registry_of, signal_option
@@ -19,7 +20,7 @@ from monitor.mqtt import BrokerConfig, BrokerError, SyncPublisher
 from simulators.labels import LabelSink
 from simulators.publisher import PublishOptions, PublishStats, publish
 from simulators.recording import RecordingSink
-from simulators.scenarios import SCENARIOS, Timing, build
+from simulators.scenarios import SCENARIOS, Timing, build, quick_timing
 from simulators.signals import draw_patients, patient_id_for, seed_profile, with_signals
 
 
@@ -98,6 +99,13 @@ from simulators.signals import draw_patients, patient_id_for, seed_profile, with
     help="Range of quiet simulated seconds between events of one patient.",
 )
 @click.option(
+    "--quick",
+    is_flag=True,
+    help="See an alert soon: the mixed scenario, events from the end of the shipped model's "
+    "window (120 samples) on, every 10 to 60 simulated s per patient (explicit --scenario, "
+    "--warmup, --gap win).",
+)
+@click.option(
     "--labels",
     "labels_path",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -153,6 +161,7 @@ def command(
     signals: tuple[str, ...],
     warmup: float,
     gap: tuple[float, float],
+    quick: bool,
     labels_path: Path | None,
     labels_topic: str | None,
     topic_prefix: str,
@@ -192,7 +201,10 @@ def command(
             with_signals(p, registry.registered, np.random.default_rng([seed, i, 0x5164]))
             for i, p in enumerate(profiles)
         ]
-    timing = Timing(warmup_s=warmup, gap_s=gap)
+    if quick:
+        scenario, timing = _quick(scenario, rate, warmup, gap)
+    else:
+        timing = Timing(warmup_s=warmup, gap_s=gap)
     t0 = time.time() if start_time is None else start_time
     try:
         sim = build(scenario, profiles, seed, rate, t0, timing, registry)
@@ -231,6 +243,25 @@ def command(
     finally:
         sink.close()
     _summarise(used, stats, stop.is_set())
+
+
+def _quick(
+    scenario: str, rate: float, warmup: float, gap: tuple[float, float]
+) -> tuple[str, Timing]:
+    """`--quick`: the mixed scenario and `quick_timing`, except where given on the command line."""
+    ctx = click.get_current_context()
+
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
+
+    quick = quick_timing(rate)
+    return (
+        scenario if given("scenario") else "mixed",
+        Timing(
+            warmup_s=warmup if given("warmup") else quick.warmup_s,
+            gap_s=gap if given("gap") else quick.gap_s,
+        ),
+    )
 
 
 def _summarise(protocol: str, stats: PublishStats, stopped: bool) -> None:
