@@ -20,7 +20,7 @@ from monitor.demo.broker import EmbeddedBroker, port_or_free
 from monitor.demo.feed import AlertFeed
 from monitor.demo.simulation import Simulation, SimulationOptions
 from monitor.demo.stats import Window, read
-from monitor.demo.summary import Display
+from monitor.demo.summary import Display, legend
 from monitor.model.predictor import Predictor
 from monitor.model.store import load_model
 from monitor.service.app import Daemon
@@ -130,8 +130,9 @@ async def run_demo(options: DemoOptions, display: Display, started: float | None
                 f"model    {predictor.card.model_version[:12]} ({options.model}) "
                 f"on {predictor.device}",
             ]
+            display.legend = legend(predictor.card.window)
             if not options.tty:
-                for line in display.header:
+                for line in [*display.header, *display.legend]:
                     display.say(line)
                 display.say(f"ready after {sim_started - started:.1f}s; simulator started")
             await _refresh_loop(options, display, daemon, feed, simulation, stop, started)
@@ -154,8 +155,7 @@ async def run_demo(options: DemoOptions, display: Display, started: float | None
     if feed.first_at is not None:
         display.say(
             f"first alert {feed.first_at - sim_started:.1f}s after the simulator started "
-            f"({feed.first_at - started:.1f}s after the demo started); "
-            f"{feed.received} alert events in all"
+            f"({feed.first_at - started:.1f}s after the demo started); {feed.breakdown()}"
         )
     if simulation.error is not None:
         display.say(f"simulator failed: {simulation.error}")
