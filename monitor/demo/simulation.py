@@ -20,7 +20,9 @@ class SimulationOptions:
     Attributes:
         patients: Simulated patients.
         speed: Simulated seconds per real second.
-        warmup_s: Simulated seconds before the first event (the model's window is 60 s).
+        warmup_s: Simulated seconds before the first event. Shorter than the shipped
+            model's window (120 samples): an event that starts inside the warm-up and
+            outlasts it (a level shift, a drift) is alerted on as soon as scoring starts.
         gap_s: Range of quiet simulated seconds before each patient's events.
         seed: Seed of patients and events.
         scenario: Scenario name.
