@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
@@ -15,6 +16,8 @@ import paho.mqtt.client as paho
 import pytest
 
 from monitor.core.schema import encode_sample
+from monitor.mqtt import BrokerConfig, BrokerError
+from monitor.replay.recorder import record
 from monitor.replay.recording import read_recording
 from tests.support.mosquitto import Mosquitto
 
@@ -105,3 +108,27 @@ def test_skipped_seqs_are_reported_as_loss_with_exit_code_3(
     assert (topics.count("vitals/whole"), topics.count("vitals/gappy")) == (100, 91)
     assert lost == 9
     assert expected == recorded + lost  # every message is one sample, none duplicated
+
+
+def test_a_lost_broker_ends_the_recording_with_a_broker_error(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """The broker goes away mid-recording: BrokerError, and what was received is on disk."""
+    out = tmp_path / "r.jsonl"
+
+    async def scenario() -> None:
+        subscribed = asyncio.Event()
+        task = asyncio.create_task(
+            record(BrokerConfig(url=mosquitto.url), out, qos=0, subscribed=subscribed)
+        )
+        await asyncio.wait_for(subscribed.wait(), 10)
+        with _publisher(mosquitto.port) as pub:
+            payload = encode_sample("p1", 1.7e9, 0, {"spo2": 97.0})
+            pub.publish("vitals/p1", payload, qos=1).wait_for_publish(5)
+        await asyncio.sleep(0.5)
+        mosquitto.stop()
+        with pytest.raises(BrokerError):
+            await asyncio.wait_for(task, 30)
+
+    asyncio.run(scenario())
+    assert [r.topic for r in read_recording(out)] == ["vitals/p1"]
