@@ -4,6 +4,11 @@ Sample `k` of every patient is due at ``m0 + k / (rate * speed)`` on the monoton
 deadline computed from `k`, so the rate never drifts); a block message is due with its last
 sample. Samples are computed a chunk ahead; each label is written (and flushed) just before the
 first sample of its event is published, so a killed run has the label of every event it started.
+
+Time policy (docs/time.md, "Publishers"): with `PublishOptions.wall_clock_times` the time on the
+wire is the wall-clock time the sample is sent at (its deadline mapped onto the wall clock, or
+the wall clock itself under `max_speed`), not the simulated time, so a stream accelerated by
+`speed` is never ahead of a receiver's clock. Labels then carry the same wire times.
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ class PublishOptions:
         max_speed: Publish as fast as possible (no sleeping).
         duration_s: Simulated seconds to publish; None until stopped.
         labels_topic: Also publish each label here (QoS 1, not retained).
+        wall_clock_times: Stamp each sample with its wall-clock send time instead of its
+            simulated time (a live broker run); False keeps the simulated times (recordings,
+            byte-identical runs).
     """
 
     topic_prefix: str = "vitals"
@@ -53,6 +61,7 @@ class PublishOptions:
     max_speed: bool = False
     duration_s: float | None = None
     labels_topic: str | None = None
+    wall_clock_times: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +97,7 @@ def publish(
     stopped: Callable[[], bool],
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    wall: Callable[[], float] = time.time,
 ) -> PublishStats:
     """Publish `scenario` until its duration ends or `stopped()` is true.
 
@@ -99,10 +109,18 @@ def publish(
         stopped: Polled at least every 50 ms; True ends the run after the current sample time.
         clock: Monotonic clock, seconds.
         sleep: Sleeps, seconds.
+        wall: Wall clock, unix seconds (read once, at the first deadline, with
+            `opts.wall_clock_times`).
 
     Returns:
         Counts and elapsed time.
+
+    Raises:
+        ValueError: `wall_clock_times` with `max_speed` and labels: a label is written before
+            its event and the wire time of its last sample is not known then.
     """
+    if opts.wall_clock_times and opts.max_speed and (labels.path or opts.labels_topic):
+        raise ValueError("labels need a paced run (a speed) or the simulated times")
     n_patients = len(scenario.profiles)
     ids = [p.patient_id for p in scenario.profiles]
     topics = [f"{opts.topic_prefix}/{pid}" for pid in ids]
@@ -113,7 +131,8 @@ def publish(
     qos, block = opts.qos, opts.block
     messages = samples = n_labels = 0
     k = 0
-    m0 = math.nan  # set once the first chunk is computed, so sample 0 is not late
+    m0 = w0 = math.nan  # set once the first chunk is computed, so sample 0 is not late
+    anchored = opts.wall_clock_times
     while k < end and not stopped():
         b = int(min(k + chunk, end))
         data = []
@@ -132,19 +151,26 @@ def publish(
             for label in scenario.labels(i, k, b):
                 starting.setdefault(label.start_seq, []).append(label)
         if k == 0:
-            m0 = clock()
+            m0, w0 = clock(), wall()
+        stamps: list[float] = []
         for j in range(b - k):
             seq = k + j
             if opts.max_speed:
                 if stopped():
                     return PublishStats(messages, samples, n_labels, seq, clock() - m0)
+                if anchored:
+                    stamps.append(w0 + (clock() - m0))
             else:
+                stamps.append(w0 + seq * step)
                 deadline = m0 + seq * step
                 while (wait := deadline - clock()) > 0:
                     if stopped():
                         return PublishStats(messages, samples, n_labels, seq, clock() - m0)
                     sleep(min(wait, 0.05))
             for label in starting.get(seq, ()):
+                if anchored:
+                    last = w0 + label.end_seq * step
+                    label = label.model_copy(update={"start_t": stamps[j], "end_t": last})
                 line = labels.write(label)
                 n_labels += 1
                 if opts.labels_topic:
@@ -155,7 +181,8 @@ def publish(
                     t, values, present, sent = data[i]
                     if present[j]:
                         mask = None if sent is None else sent[j]
-                        batch.append((topics[i], encoders[i].single(t[j], seq, values[j], mask)))
+                        tj = stamps[j] if anchored else t[j]
+                        batch.append((topics[i], encoders[i].single(tj, seq, values[j], mask)))
                 samples += len(batch)
             elif (seq + 1) % block == 0 or seq + 1 == b:
                 lo = j - (seq % block)
@@ -163,8 +190,9 @@ def publish(
                     t, values, present, sent = data[i]
                     rows = [r for r in range(lo, j + 1) if present[r]]
                     if rows:
+                        times = stamps if anchored else t
                         payload = encoders[i].block(
-                            [t[r] for r in rows],
+                            [times[r] for r in rows],
                             [k + r for r in rows],
                             [values[r] for r in rows],
                             None if sent is None else [sent[r] for r in rows],

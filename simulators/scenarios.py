@@ -96,6 +96,21 @@ class Timing:
     )
 
 
+#: Samples a daemon serving the shipped model needs per patient before it scores (its card's
+#: `window`; a test keeps them equal).
+QUICK_WINDOW_SAMPLES = 120
+#: `--quick`: quiet simulated seconds before each patient's events.
+QUICK_GAP_S = (10.0, 60.0)
+
+
+def quick_timing(rate: float) -> Timing:
+    """Timing of `monitor simulate --quick`: the first events start 10 to 60 s after the
+    shipped model's window has filled (`QUICK_WINDOW_SAMPLES` samples at `rate`), then recur
+    every 10 to 60 s per patient, so a daemon shows an alert within about a minute of
+    scoring."""
+    return Timing(warmup_s=QUICK_WINDOW_SAMPLES / rate, gap_s=QUICK_GAP_S)
+
+
 @dataclass
 class _Schedule:
     rng: np.random.Generator

@@ -1,9 +1,14 @@
-"""`monitor record`: subscribe to a broker and append every message to a recording file."""
+"""`monitor record`: subscribe to a broker and append every message to a recording file.
+
+It ends with a summary line on standard error, ``recorded N messages to FILE; lost N of M
+samples (x %) by seq gaps``, and exit code 3 when samples are missing (docs/recordings.md).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -70,7 +75,11 @@ def broker_config(options: dict[str, Any]) -> Any:
         raise click.BadParameter(str(exc.errors()[0]["msg"]), param_hint="--broker") from None
 
 
-async def _run(options: dict[str, Any]) -> int:
+#: Exit code of a recording that misses samples by their patients' `seq`.
+EXIT_LOSS = 3
+
+
+async def _run(options: dict[str, Any]) -> Any:
     from monitor.replay.recorder import record
 
     stop = asyncio.Event()
@@ -104,11 +113,20 @@ async def _run(options: dict[str, Any]) -> int:
     help="Stop after this many seconds (default: until SIGINT/SIGTERM).",
 )
 def command(**options: Any) -> None:
-    """Record every message from the broker into a recording file until stopped."""
+    """Record every message from the broker into a recording file until stopped.
+
+    Each patient's `seq` shows the samples that did not arrive (lost, or never sent): the
+    last line says how many, and the exit code is 3 when any are missing.
+    """
     from monitor.mqtt import BrokerError
 
     try:
-        count = asyncio.run(_run(options))
+        stats = asyncio.run(_run(options))
     except BrokerError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"recorded {count} messages to {options['out']}", err=True)
+    click.echo(
+        f"recorded {stats.recorded} messages to {options['out']}; {stats.loss.summary()}",
+        err=True,
+    )
+    if stats.loss.missing:
+        sys.exit(EXIT_LOSS)

@@ -1,6 +1,8 @@
 """`monitor replay`: republish a recording to a broker (live) or drive the pipeline (offline).
 
-Live mode republishes with the original inter-arrival times divided by ``--speed``. Offline
+Live mode republishes with the original inter-arrival times divided by ``--speed``, each
+message's sample times moved to the wall-clock time it is sent at (``--original-times`` keeps
+the recorded ones; docs/time.md). Offline
 mode (``--offline --model DIR --alerts OUT``) runs the daemon's own pipeline on a virtual clock;
 it lives in `monitor.replay.offline`, imported only when used.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -33,14 +36,17 @@ async def _live(path: Path, options: dict[str, Any]) -> int:
     from monitor.mqtt import connect
     from monitor.replay.player import play
     from monitor.replay.recording import Record, read_recording
+    from monitor.replay.restamp import Restamper
 
     speed = None if options["max_speed"] else options["speed"]
+    restamp = None if options["original_times"] else Restamper(speed)
     total = _count(path)
     sent = 0
     async with connect(broker_config(options)) as conn:
 
         async def publish(record: Record) -> None:
-            await conn.client.publish(record.topic, record.payload, qos=options["qos"])
+            payload = record.payload if restamp is None else restamp(record.payload, time.time())
+            await conn.client.publish(record.topic, payload, qos=options["qos"])
 
         with tqdm(total=total, unit="msg", disable=options["quiet"]) as bar:
 
@@ -101,6 +107,12 @@ def _offline(path: Path, model: Path, alerts_out: Path, config_file: Path | None
 )
 @click.option("--max-speed", is_flag=True, help="Publish as fast as possible (no sleeping).")
 @click.option("--loop", is_flag=True, help="Start again at the end, until interrupted.")
+@click.option(
+    "--original-times",
+    is_flag=True,
+    help="Live mode: send the recorded sample times instead of the wall-clock send times "
+    "(a default daemon refuses times older than a day or ahead of its clock; docs/time.md).",
+)
 @click.option("--qos", type=click.IntRange(0, 2), default=1, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option(

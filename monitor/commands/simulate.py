@@ -12,6 +12,7 @@ from types import FrameType
 
 import click
 import numpy as np
+from click.core import ParameterSource
 from pydantic import ValidationError
 
 from monitor.commands.signals import registry_of, signal_option
@@ -19,7 +20,7 @@ from monitor.mqtt import BrokerConfig, BrokerError, SyncPublisher
 from simulators.labels import LabelSink
 from simulators.publisher import PublishOptions, PublishStats, publish
 from simulators.recording import RecordingSink
-from simulators.scenarios import SCENARIOS, Timing, build
+from simulators.scenarios import SCENARIOS, Timing, build, quick_timing
 from simulators.signals import draw_patients, patient_id_for, seed_profile, with_signals
 
 
@@ -98,6 +99,13 @@ from simulators.signals import draw_patients, patient_id_for, seed_profile, with
     help="Range of quiet simulated seconds between events of one patient.",
 )
 @click.option(
+    "--quick",
+    is_flag=True,
+    help="See an alert soon: the mixed scenario, events from the end of the shipped model's "
+    "window (120 samples) on, every 10 to 60 simulated s per patient (explicit --scenario, "
+    "--warmup, --gap win).",
+)
+@click.option(
     "--labels",
     "labels_path",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -125,7 +133,14 @@ from simulators.signals import draw_patients, patient_id_for, seed_profile, with
     "--start-time",
     type=float,
     default=None,
-    help="Unix time of sample 0 (default: now); fix it for byte-identical runs.",
+    help="Unix time of sample 0 of the simulated clock (default: now): the sample times of "
+    "--recording and --original-times; fix it for byte-identical runs.",
+)
+@click.option(
+    "--original-times",
+    is_flag=True,
+    help="Send the simulated sample times (start time + seq / rate) instead of the wall-clock "
+    "send times; with --speed above 1 they run ahead of a receiver's clock (docs/time.md).",
 )
 def command(
     broker: str,
@@ -146,17 +161,21 @@ def command(
     signals: tuple[str, ...],
     warmup: float,
     gap: tuple[float, float],
+    quick: bool,
     labels_path: Path | None,
     labels_topic: str | None,
     topic_prefix: str,
     block: int,
     recording_path: Path | None,
     start_time: float | None,
+    original_times: bool,
 ) -> None:
     """Publish noisy vital signs of simulated patients to <topic-prefix>/<patient_id>.
 
     Each --signal adds a registered signal to every patient: a sine with noise inside its
-    bounds (a generic shape, not a physiological model). Exits 0 on SIGINT/SIGTERM after
+    bounds (a generic shape, not a physiological model). Each sample is stamped with the
+    wall-clock time it is sent at, so an accelerated run (--speed) is scored by a default
+    daemon; --original-times sends the simulated times. Exits 0 on SIGINT/SIGTERM after
     flushing the labels file and disconnecting. A summary (JSON) goes to standard error.
     """
     try:
@@ -182,7 +201,10 @@ def command(
             with_signals(p, registry.registered, np.random.default_rng([seed, i, 0x5164]))
             for i, p in enumerate(profiles)
         ]
-    timing = Timing(warmup_s=warmup, gap_s=gap)
+    if quick:
+        scenario, timing = _quick(scenario, rate, warmup, gap)
+    else:
+        timing = Timing(warmup_s=warmup, gap_s=gap)
     t0 = time.time() if start_time is None else start_time
     try:
         sim = build(scenario, profiles, seed, rate, t0, timing, registry)
@@ -203,7 +225,13 @@ def command(
             stats = publish(sim, rec, labels, opts, stop.is_set)
         _summarise("recording", stats, stop.is_set())
         return
-    opts = PublishOptions(topic_prefix, qos, block, speed, max_speed, duration, labels_topic)
+    if max_speed and not original_times and (labels_path or labels_topic):
+        # A label is written before its event; at max speed the wire time of its last
+        # sample is not known then.
+        raise click.UsageError("--max-speed with --labels/--labels-topic needs --original-times")
+    opts = PublishOptions(
+        topic_prefix, qos, block, speed, max_speed, duration, labels_topic, not original_times
+    )
     sink = SyncPublisher(cfg)
     try:
         used = sink.connect()
@@ -215,6 +243,25 @@ def command(
     finally:
         sink.close()
     _summarise(used, stats, stop.is_set())
+
+
+def _quick(
+    scenario: str, rate: float, warmup: float, gap: tuple[float, float]
+) -> tuple[str, Timing]:
+    """`--quick`: the mixed scenario and `quick_timing`, except where given on the command line."""
+    ctx = click.get_current_context()
+
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
+
+    quick = quick_timing(rate)
+    return (
+        scenario if given("scenario") else "mixed",
+        Timing(
+            warmup_s=warmup if given("warmup") else quick.warmup_s,
+            gap_s=gap if given("gap") else quick.gap_s,
+        ),
+    )
 
 
 def _summarise(protocol: str, stats: PublishStats, stopped: bool) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -40,6 +40,9 @@ class AlertFeed:
         self.topic = f"{topic_prefix}/#"
         self.recent: deque[Seen] = deque(maxlen=keep)
         self.received = 0
+        #: Events received by state (raised, escalated, cleared), and raises by kind.
+        self.states: Counter[str] = Counter()
+        self.raised: Counter[str] = Counter()
         self.first_at: float | None = None
         self.protocol: str | None = None
         self.subscribed = asyncio.Event()
@@ -60,9 +63,21 @@ class AlertFeed:
     def add(self, event: AlertEvent, at: float) -> None:
         """Record one event received at monotonic time `at`."""
         self.received += 1
+        self.states[event.state] += 1
+        if event.state == "raised":
+            self.raised[event.kind] += 1
         if self.first_at is None:
             self.first_at = at
         self.recent.append(Seen(event, at))
+
+    def breakdown(self) -> str:
+        """What the events were: ``118 alert events: 56 raised (48 physiological, 8
+        technical), 10 escalated, 52 cleared``."""
+        raised = ", ".join(f"{self.raised[k]} {k}" for k in ("physiological", "technical"))
+        return (
+            f"{self.received} alert events: {self.states['raised']} raised ({raised}), "
+            f"{self.states['escalated']} escalated, {self.states['cleared']} cleared"
+        )
 
     def since(self, count: int) -> list[Seen]:
         """The events received after the first `count` (those still kept)."""

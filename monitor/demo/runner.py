@@ -20,7 +20,7 @@ from monitor.demo.broker import EmbeddedBroker, port_or_free
 from monitor.demo.feed import AlertFeed
 from monitor.demo.simulation import Simulation, SimulationOptions
 from monitor.demo.stats import Window, read
-from monitor.demo.summary import Display
+from monitor.demo.summary import Display, legend
 from monitor.model.predictor import Predictor
 from monitor.model.store import load_model
 from monitor.service.app import Daemon
@@ -58,15 +58,12 @@ class DemoOptions:
 def demo_settings(broker_url: str, metrics_port: int) -> Settings:
     """The daemon's settings for the demo (MONITOR_* variables still apply beneath these).
 
-    The simulator's clock runs `speed` times faster than the wall clock, so its sample times
-    move ahead of the daemon's clock by (speed - 1) seconds every second. The codec refuses
-    samples more than `ingest.max_future_skew_s` in the future (5 s by default, a guard
-    against broken device clocks), which would reject every sample after a few seconds;
-    the demo knows its clock is accelerated, so it lifts that guard.
+    The ingest limits are the defaults: the simulator runs 10 times faster than real time
+    but stamps each sample with its wall-clock send time (docs/time.md), so no sample lies
+    ahead of the daemon's clock.
     """
     return load_settings(
         broker={"url": broker_url},
-        ingest={"max_future_skew_s": 1e9},
         metrics={"host": _HOST, "port": metrics_port},
         log={"level": "warning", "format": "console"},
     )
@@ -133,8 +130,9 @@ async def run_demo(options: DemoOptions, display: Display, started: float | None
                 f"model    {predictor.card.model_version[:12]} ({options.model}) "
                 f"on {predictor.device}",
             ]
+            display.legend = legend(predictor.card.window)
             if not options.tty:
-                for line in display.header:
+                for line in [*display.header, *display.legend]:
                     display.say(line)
                 display.say(f"ready after {sim_started - started:.1f}s; simulator started")
             await _refresh_loop(options, display, daemon, feed, simulation, stop, started)
@@ -157,8 +155,7 @@ async def run_demo(options: DemoOptions, display: Display, started: float | None
     if feed.first_at is not None:
         display.say(
             f"first alert {feed.first_at - sim_started:.1f}s after the simulator started "
-            f"({feed.first_at - started:.1f}s after the demo started); "
-            f"{feed.received} alert events in all"
+            f"({feed.first_at - started:.1f}s after the demo started); {feed.breakdown()}"
         )
     if simulation.error is not None:
         display.say(f"simulator failed: {simulation.error}")

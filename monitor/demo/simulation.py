@@ -20,7 +20,9 @@ class SimulationOptions:
     Attributes:
         patients: Simulated patients.
         speed: Simulated seconds per real second.
-        warmup_s: Simulated seconds before the first event (the model's window is 60 s).
+        warmup_s: Simulated seconds before the first event. Shorter than the shipped
+            model's window (120 samples): an event that starts inside the warm-up and
+            outlasts it (a level shift, a drift) is alerted on as soon as scoring starts.
         gap_s: Range of quiet simulated seconds before each patient's events.
         seed: Seed of patients and events.
         scenario: Scenario name.
@@ -67,7 +69,7 @@ class Simulation:
         def work() -> None:
             try:
                 with LabelSink(None) as labels:
-                    opts = PublishOptions(speed=o.speed)
+                    opts = PublishOptions(speed=o.speed, wall_clock_times=True)
                     self.stats = publish(sim, sink, labels, opts, self._stop.is_set)
             except Exception as exc:  # reported by the demo, which then stops
                 self.error = exc

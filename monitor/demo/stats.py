@@ -26,6 +26,8 @@ class Reading:
         at: Monotonic time of the snapshot, seconds.
         received: Payloads handed over by the MQTT client, since start.
         scored: Samples scored, since start.
+        warming: Samples that went into a window still filling (not scored), since start.
+        settled: Samples given any outcome, since start.
         patients: Patients with a window in memory.
         alerts: Physiological alerts raised, since start.
         technical: Technical alerts raised, since start.
@@ -36,6 +38,8 @@ class Reading:
     at: float
     received: float
     scored: float
+    warming: float
+    settled: float
     patients: float
     alerts: float
     technical: float
@@ -68,6 +72,8 @@ def read(metrics: Metrics, at: float) -> Reading:
         at=at,
         received=_total(metrics.received),
         scored=_total(metrics.messages, outcome="scored"),
+        warming=_total(metrics.messages, outcome="warming_up"),
+        settled=_total(metrics.messages),
         patients=_total(metrics.active_patients, suffix=""),
         alerts=_total(metrics.alerts),
         technical=_total(metrics.technical_alerts),
@@ -107,6 +113,10 @@ class Figures:
         patients: Patients held by the daemon.
         messages_per_s: Payloads received per second over the window.
         scored_per_s: Samples scored per second over the window.
+        warming_per_s: Samples per second that filled a window instead (a patient's first
+            `window` samples, and those after a gap, are not scored).
+        other_per_s: Samples per second with any other outcome (refused, late, duplicate,
+            shed).
         e2e_p50_s: Median end-to-end latency over the window (NaN: nothing scored).
         e2e_p99_s: 99th percentile of end-to-end latency over the window.
         inference_p50_s: Median batched-forward duration over the window.
@@ -118,6 +128,8 @@ class Figures:
     patients: int
     messages_per_s: float
     scored_per_s: float
+    warming_per_s: float
+    other_per_s: float
     e2e_p50_s: float
     e2e_p99_s: float
     inference_p50_s: float
@@ -152,6 +164,14 @@ class Window:
             patients=int(reading.patients),
             messages_per_s=rate(reading.received, first.received),
             scored_per_s=rate(reading.scored, first.scored),
+            warming_per_s=rate(reading.warming, first.warming),
+            other_per_s=max(
+                0.0,
+                rate(
+                    reading.settled - reading.scored - reading.warming,
+                    first.settled - first.scored - first.warming,
+                ),
+            ),
             e2e_p50_s=quantile(0.5, reading.e2e, first.e2e),
             e2e_p99_s=quantile(0.99, reading.e2e, first.e2e),
             inference_p50_s=quantile(0.5, reading.inference, first.inference),

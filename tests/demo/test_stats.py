@@ -11,9 +11,10 @@ from prometheus_client import CollectorRegistry
 
 from monitor.core.alerts import AlertEvent
 from monitor.demo.broker import port_or_free
-from monitor.demo.feed import Seen
+from monitor.demo.feed import AlertFeed, Seen
 from monitor.demo.stats import Window, quantile, read
-from monitor.demo.summary import Display, alert_line, figures_line
+from monitor.demo.summary import Display, alert_line, figures_line, legend
+from monitor.mqtt import BrokerConfig
 from monitor.service.metrics import Metrics
 
 
@@ -46,6 +47,7 @@ def test_window_reads_rates_and_latency_from_the_daemon_metrics() -> None:
         metrics.end_to_end_latency.observe(0.003)
     f = window.add(read(metrics, 12.0))
     assert (f.patients, f.messages_per_s, f.scored_per_s) == (20, 200.0, 150.0)
+    assert (f.warming_per_s, f.other_per_s) == (0.0, 0.0)
     assert (f.alerts, f.technical) == (2, 1)
     assert 0.0025 < f.e2e_p50_s <= 0.005
     assert math.isnan(f.inference_p50_s)
@@ -82,7 +84,7 @@ def test_plain_display_prints_new_alerts_then_the_figures() -> None:
     Display(tty=False, header=[], out=out).show(12.0, f, [seen], [seen], started=100.0)
     assert out.getvalue().splitlines() == [alert_line(seen, 100.0), figures_line(12.0, f)]
     assert alert_line(seen, 100.0) == (
-        "ALERT [  12.5s] raised    high   patient=p0007 physiological=heart_rate z=+9.2"
+        "ALERT [t+12.5s] raised    high   patient=p0007 physiological=heart_rate z=+9.2"
     )
     assert "\x1b[H" not in out.getvalue()
 
@@ -97,3 +99,54 @@ def test_port_or_free_moves_off_a_taken_port() -> None:
         assert other != taken
         assert other > 0
     assert port_or_free("127.0.0.1", other) == other
+
+
+def test_figures_split_received_samples_into_scored_warming_and_other() -> None:
+    """400 received in 2 s: 300 scored, 80 warming up, 20 refused: 150 + 40 + 10 per s."""
+    metrics = Metrics.create(CollectorRegistry())
+    window = Window(seconds=5.0)
+    window.add(read(metrics, 10.0))
+    metrics.received.inc(400)
+    metrics.messages.labels("scored").inc(300)
+    metrics.messages.labels("warming_up").inc(80)
+    metrics.messages.labels("invalid").inc(20)
+    f = window.add(read(metrics, 12.0))
+    assert (f.scored_per_s, f.warming_per_s, f.other_per_s) == (150.0, 40.0, 10.0)
+    line = figures_line(17.8, f)
+    assert line.startswith("[t+17.8s] patients=0 msg/s=200 (scored=150 warming_up=40 other=10)")
+    assert line.endswith("raised: physiological=0 technical=0")
+
+
+def test_feed_breakdown_names_what_the_alert_events_were() -> None:
+    """Raises by kind, escalations and clears add up to the events received."""
+    feed = AlertFeed(BrokerConfig(url="mqtt://127.0.0.1:1"))
+    for kind, state in [
+        ("physiological", "raised"),
+        ("physiological", "escalated"),
+        ("physiological", "cleared"),
+        ("technical", "raised"),
+        ("physiological", "raised"),
+    ]:
+        event = AlertEvent(
+            kind=kind,  # type: ignore[arg-type]
+            patient_id="p1",
+            vital="spo2",
+            reason="signal_lost" if kind == "technical" else "k_of_n",
+            state=state,  # type: ignore[arg-type]
+            severity="high",
+            t=0.0,
+            seq=1,
+            z=None,
+            model_version="v",
+        )
+        feed.add(event, 1.0)
+    assert feed.breakdown() == (
+        "5 alert events: 3 raised (2 physiological, 1 technical), 1 escalated, 1 cleared"
+    )
+
+
+def test_legend_explains_every_label_of_the_line() -> None:
+    """The legend names t+, msg/s and its three parts, e2e, inference and raised."""
+    text = " ".join(legend(120))
+    for label in ("t+S", "msg/s", "warming", "first 120 samples", "other", "e2e", "raised"):
+        assert label in text

@@ -92,7 +92,7 @@ def test_recorder_captures_a_max_speed_replay_in_order(
         await asyncio.sleep(0.5)
         stop.set()
         assert sent == len(records)
-        return await asyncio.wait_for(recorder, timeout=10)
+        return (await asyncio.wait_for(recorder, timeout=10)).recorded
 
     count = asyncio.run(scenario())
     captured = list(read_recording(out))
@@ -105,7 +105,7 @@ def test_recorder_captures_a_max_speed_replay_in_order(
 def test_recorder_stops_after_duration(mosquitto: Mosquitto, tmp_path: Path) -> None:
     """With duration 0.5 s and no traffic the recorder returns 0 after about half a second."""
     started = time.monotonic()
-    count = asyncio.run(record(BrokerConfig(url=mosquitto.url), tmp_path / "r.jsonl", duration=0.5))
-    assert count == 0
+    stats = asyncio.run(record(BrokerConfig(url=mosquitto.url), tmp_path / "r.jsonl", duration=0.5))
+    assert stats.recorded == 0
     assert 0.5 <= time.monotonic() - started < 3.0
     assert list(read_recording(tmp_path / "r.jsonl")) == []

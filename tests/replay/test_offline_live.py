@@ -105,6 +105,7 @@ def test_live_and_offline_alerts_are_identical(
                 "--broker",
                 mosquitto.url,
                 "--max-speed",
+                "--original-times",  # the alerts' sample times are compared with offline's
                 "--qos",
                 "1",
             ],

@@ -6,6 +6,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
 from monitor.core.schema import MESSAGE_ADAPTER, VitalsBlock
 from simulators.labels import LabelSink, read_labels
 from simulators.publisher import PublishOptions, chunk_length, publish
@@ -142,3 +144,57 @@ def test_chunk_length_is_a_block_multiple() -> None:
     assert chunk_length(10_000, 1) == 6
     assert chunk_length(1000, 10) == 60
     assert chunk_length(100_000, 50) == 50
+
+
+class FakeWall:
+    """A wall clock that reads a fixed unix time (the publisher reads it once, at m0)."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.reads = 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return self.now
+
+
+def test_wall_clock_times_stamp_each_sample_with_its_send_time(tmp_path: Path) -> None:
+    """At speed 4 the wire time of seq k is the wall clock at m0 plus k / (rate * speed)."""
+    clock, wall = FakeClock(), FakeWall(1.8e9)
+    sink = Recorder(clock)
+    sim = build("mixed", draw_patients(2, 4), 4, 2.0, 1.7e9, Timing(warmup_s=5.0, gap_s=(5, 10)))
+    opts = PublishOptions(speed=4.0, duration_s=60.0, block=3, wall_clock_times=True)
+    path = tmp_path / "labels.jsonl"
+    with LabelSink(path) as labels:
+        publish(sim, sink, labels, opts, lambda: False, clock, clock.sleep, wall)
+    assert wall.reads == 1
+    for sent_at, _, payload, _ in sink.sent:
+        msg = MESSAGE_ADAPTER.validate_json(payload)
+        for s in msg.samples():
+            assert s.t == 1.8e9 + s.seq / 8.0
+            assert s.t <= 1.8e9 + (sent_at - 100.0) + 1e-6  # never ahead of the send time
+    written = read_labels(path)
+    assert written
+    for lab in written:
+        assert (lab.start_t, lab.end_t) == (1.8e9 + lab.start_seq / 8, 1.8e9 + lab.end_seq / 8)
+
+
+def test_wall_clock_times_at_max_speed_follow_the_clock_and_refuse_labels(
+    tmp_path: Path,
+) -> None:
+    """At max speed each sample time is the wall clock when sent; labels cannot be timed."""
+    clock, wall = FakeClock(), FakeWall(1.8e9)
+
+    class Ticking(Recorder):
+        def publish_many(self, messages: Sequence[tuple[str, bytes]], qos: int = 0) -> None:
+            super().publish_many(messages, qos)
+            self.clock.now += 0.25  # sending takes time
+
+    sink = Ticking(clock)
+    sim = build("stable", draw_patients(1, 4), 4, 2.0, 1.7e9)
+    opts = PublishOptions(max_speed=True, duration_s=2.0, wall_clock_times=True)
+    with LabelSink(None) as labels:
+        publish(sim, sink, labels, opts, lambda: False, clock, clock.sleep, wall)
+    assert [json.loads(p)["t"] for _, _, p, _ in sink.sent] == [1.8e9 + 0.25 * k for k in range(4)]
+    with LabelSink(tmp_path / "l.jsonl") as labels, pytest.raises(ValueError, match="labels"):
+        publish(sim, sink, labels, opts, lambda: False, clock, clock.sleep, wall)

@@ -59,7 +59,8 @@ async def _collect(
 def test_every_message_arrives_in_sequence(
     mosquitto: Mosquitto, tmp_path: Path, block: int
 ) -> None:
-    """Each patient's seqs are contiguous except labelled dropouts; values match the scenario."""
+    """Each patient's seqs are contiguous except labelled dropouts; values and (with
+    --original-times) times match the scenario."""
     labels_path = tmp_path / "labels.jsonl"
     argv = [
         "--patients",
@@ -69,6 +70,7 @@ def test_every_message_arrives_in_sequence(
         "--duration",
         "90",
         "--max-speed",
+        "--original-times",
         "--qos",
         "1",
         "--scenario",
@@ -121,6 +123,7 @@ def test_sigterm_exits_zero_with_complete_labels(mosquitto: Mosquitto, tmp_path:
         "20",
         "--speed",
         "5",
+        "--original-times",  # the labels' times are then the scenario's
         "--scenario",
         "mixed",
         "--warmup",
