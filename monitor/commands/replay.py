@@ -22,9 +22,39 @@ from monitor.errors import MonitorError
 
 
 def _count(path: Path) -> int:
+    """Count the records before sending any, refusing one whose topic cannot be published.
+
+    Raises:
+        DataError: A record cannot be read, or its topic is not an MQTT topic name (the broker
+            would drop the connection, or the client raise, in the middle of the replay).
+    """
+    from monitor.errors import DataError
     from monitor.replay.recording import read_recording
 
-    return sum(1 for _ in read_recording(path))
+    count = 0
+    for count, record in enumerate(read_recording(path), start=1):
+        problem = _unpublishable(record.topic)
+        if problem is not None:
+            raise DataError(
+                f"{path}: record {count}",
+                f"topic {record.topic[:80]!r} {problem}; fix or remove that record",
+            )
+    return count
+
+
+def _unpublishable(topic: str) -> str | None:
+    """Why `topic` is not a topic name a message can be published to (MQTT 4.7), or None."""
+    if not topic:
+        return "is empty"
+    if "+" in topic or "#" in topic:
+        return "has a wildcard (+ or #)"
+    if "\0" in topic:
+        return "has a NUL character"
+    try:
+        size = len(topic.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "is not valid UTF-8"
+    return "is longer than 65,535 bytes" if size > 65_535 else None
 
 
 async def _live(path: Path, options: dict[str, Any]) -> int:

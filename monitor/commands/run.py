@@ -73,7 +73,8 @@ def command(config_file: Path | None, **flags: Any) -> None:
     e.g. MONITOR_BROKER__URL, MONITOR_DETECTOR__THRESHOLD), then --config FILE, then
     defaults; every setting is listed in docs/settings.md. Exit code 0 after SIGTERM or
     SIGINT (graceful: intake stops, the batch in flight finishes, pending alerts are
-    published), 2 for invalid settings or an unusable model.
+    published), 2 for invalid settings, an unusable model or device, or a metrics address
+    that cannot be served (one line that says what to change).
     """
     # One OpenMP thread, set before torch is imported (PERFORMANCE.md).
     os.environ.setdefault("OMP_NUM_THREADS", "1")
