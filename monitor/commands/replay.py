@@ -17,7 +17,8 @@ from typing import Any
 
 import click
 
-from monitor.commands.record import broker_config, broker_options
+from monitor.commands.broker import broker_config, broker_options
+from monitor.commands.record import LEGACY_PASSWORD
 from monitor.errors import MonitorError
 
 
@@ -57,7 +58,7 @@ def _unpublishable(topic: str) -> str | None:
     return "is longer than 65,535 bytes" if size > 65_535 else None
 
 
-async def _live(path: Path, options: dict[str, Any]) -> int:
+async def _live(path: Path, broker: Any, options: dict[str, Any]) -> int:
     from tqdm import tqdm
 
     from monitor.mqtt import connect
@@ -67,7 +68,7 @@ async def _live(path: Path, options: dict[str, Any]) -> int:
     speed = None if options["max_speed"] else options["speed"]
     total = _count(path)
     sent = 0
-    async with connect(broker_config(options)) as conn:
+    async with connect(broker) as conn:
 
         async def publish(record: Record) -> None:
             await conn.client.publish(record.topic, record.payload, qos=options["qos"])
@@ -175,8 +176,9 @@ def command(file: Path, **options: Any) -> None:
         return
     from monitor.mqtt import BrokerError
 
+    broker = broker_config("replay", options, LEGACY_PASSWORD)
     try:
-        sent = asyncio.run(_live(file, options))
+        sent = asyncio.run(_live(file, broker, options))
     except BrokerError as exc:
         raise click.ClickException(str(exc)) from None
     except MonitorError as exc:  # a bad recording: one line, exit code 2
