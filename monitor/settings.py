@@ -178,6 +178,18 @@ class MetricsSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(default=9108, ge=0, le=65535)
+    idle_timeout_s: int = Field(
+        default=10,
+        ge=1,
+        description="Close a connection that has not sent a complete request for this long.",
+    )
+    max_connections: int = Field(
+        default=512,
+        ge=1,
+        le=4096,
+        description="Connections held at once (each costs a file descriptor, not a thread); "
+        "more wait in the listen backlog of 1,024 until an idle one is closed.",
+    )
 
 
 class LogSettings(BaseModel):

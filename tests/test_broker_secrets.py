@@ -258,3 +258,27 @@ def test_a_password_on_the_command_line_earns_one_warning(
 
 # SECRET percent-encoded for a URL.
 SECRET_URL = SECRET.replace("#", "%23").replace("/", "%2F").replace("?", "%3F").replace("@", "%40")
+
+
+def test_run_warns_of_a_password_on_its_command_line() -> None:
+    """`monitor run --password` prints the ps warning first (here before a settings error)."""
+    args = ["run", "--password", SECRET, "--metrics-port", "-1"]
+    result = CliRunner().invoke(main, args, env=_env())
+    assert result.exit_code == 2
+    first, *rest = result.output.splitlines()
+    assert first.startswith("monitor run: warning: a broker password on the command line")
+    assert rest[0] == "monitor run: invalid settings:"
+    assert SECRET not in result.output
+
+
+def test_run_reads_its_old_password_variable_with_a_warning() -> None:
+    """MONITOR_BROKER_PASSWORD_FLAG (the old variable of run's --password) earns a warning."""
+    env = _env(MONITOR_BROKER_PASSWORD_FLAG=SECRET)
+    result = CliRunner().invoke(main, ["run", "--metrics-port", "-1"], env=env)
+    assert result.exit_code == 2
+    assert result.output.splitlines()[0] == (
+        "monitor run: warning: MONITOR_BROKER_PASSWORD_FLAG is deprecated and will stop "
+        "working in the next release; use MONITOR_BROKER__PASSWORD or "
+        "MONITOR_BROKER__PASSWORD_FILE"
+    )
+    assert "on the command line" not in result.output

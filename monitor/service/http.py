@@ -146,8 +146,8 @@ class HttpServer:
         port: int,
         registry: CollectorRegistry,
         is_ready: Callable[[], bool],
-        idle_timeout_s: int = 15,
-        max_connections: int = 256,
+        idle_timeout_s: int = 10,
+        max_connections: int = 512,
     ) -> None:
         self.host = host
         self.port = port
