@@ -112,11 +112,14 @@ def bind(host: str, port: int) -> socket.socket:
             port is in use or not allowed.
     """
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (socket.gaierror, UnicodeError) as exc:
         raise HttpBindError(host, port, f"unknown host ({exc})") from None
+    # IPv4 first where a name has both, as the old server (IPv4 only) bound: "localhost" must
+    # stay 127.0.0.1, where the shipped Prometheus configuration scrapes it.
+    family, kind, proto, _, address = next(
+        (info for info in found if info[0] == socket.AF_INET), found[0]
+    )
     sock = socket.socket(family, kind, proto)
     try:
         # A restart must not wait for the old connections' TIME_WAIT.
