@@ -282,3 +282,11 @@ def test_run_reads_its_old_password_variable_with_a_warning() -> None:
         "MONITOR_BROKER__PASSWORD_FILE"
     )
     assert "on the command line" not in result.output
+
+
+@pytest.mark.parametrize("url", MALFORMED)
+def test_a_password_in_a_malformed_url_earns_the_warning_too(url: str) -> None:
+    """The warning does not depend on the URL parsing: '#' in the password still warns."""
+    result = CliRunner().invoke(main, ["simulate", "--broker", url, "--duration", "1"], env=_env())
+    assert result.exit_code == 2
+    assert result.output.startswith("monitor simulate: warning: a broker password on the command")

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
 
 import click
 
@@ -73,11 +72,10 @@ def broker_options(func: F) -> F:
 
 def cli_secret_warning(command: str, url: str | None, password: str | None) -> str | None:
     """The warning line when a password was given on the command line, else None."""
-    try:
-        in_url = url is not None and urlsplit(url).password is not None
-    except ValueError:  # malformed: the settings error says so, without the secret
-        in_url = "@" in (url or "")
-    if password is None and not in_url:
+    # "user:password@" before the host; by hand, since a password with '#', '/' or '?'
+    # breaks the URL's parts (urlsplit then sees no password at all).
+    userinfo = (url or "").partition("://")[2].rpartition("@")[0]
+    if password is None and ":" not in userinfo:
         return None
     return (
         f"monitor {command}: warning: a broker password on the command line (--password or "
