@@ -29,13 +29,7 @@ from monitor.mqtt import BrokerConfig
 
 _SECTION = ConfigDict(extra="forbid")
 
-#: Old names of `MONITOR_BROKER__PASSWORD`, still read for one release with a warning:
-#: `record` and `replay` read the first, `simulate` the second, `run --password` the third.
-LEGACY_PASSWORD_ENV = (
-    "MONITOR_BROKER_PASSWORD",
-    "MONITOR_SIM_PASSWORD",
-    "MONITOR_BROKER_PASSWORD_FLAG",
-)
+#: The current names of the broker password; a deprecated name yields to them.
 _PASSWORD_ENV = ("MONITOR_BROKER__PASSWORD", "MONITOR_BROKER__PASSWORD_FILE")
 
 
@@ -392,7 +386,9 @@ def legacy_password(
     `MONITOR_BROKER__PASSWORD_FILE` is set; either way, each one set earns one warning line.
 
     Args:
-        names: The deprecated names this command read (from `LEGACY_PASSWORD_ENV`).
+        names: The deprecated names this command read: ``MONITOR_BROKER_PASSWORD``
+            (`record`, `replay`), ``MONITOR_SIM_PASSWORD`` (`simulate`) or
+            ``MONITOR_BROKER_PASSWORD_FLAG`` (`run --password`).
         environ: The environment (injected for tests).
     """
     used = next((name for name in _PASSWORD_ENV if environ.get(name)), None)
