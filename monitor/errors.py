@@ -35,3 +35,17 @@ class DataError(MonitorError):
         super().__init__(f"{source}: {reason}")
         self.source = source
         self.reason = reason
+
+
+class DeviceError(MonitorError, ValueError):
+    """A compute device that cannot be used (a ValueError as well, as it was before).
+
+    Attributes:
+        device: The device asked for, e.g. ``"cuda"`` or ``"gpu"``.
+        reason: Why it cannot be used and what to use instead.
+    """
+
+    def __init__(self, device: str, reason: str) -> None:
+        super().__init__(f"device {device!r}: {reason}")
+        self.device = device
+        self.reason = reason

@@ -39,6 +39,10 @@ MessageSink = Callable[[list[tuple[str, bytes]]], None]
 #: Why: Nagle plus delayed ACKs cost tens of milliseconds per message (PERFORMANCE.md).
 NODELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 _DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+_URL_HINT = (
+    " (in a URL a password's '#', '/', '?' and '@' must be percent-encoded; better, give it "
+    "in a password file or the environment: docs/settings.md)"
+)
 # CONNACK codes: 3.1.1 return codes and MQTT 5 reason codes.
 _AUTH_CODES = {4, 5, 134, 135, 140}
 _VERSION_CODES = {1, 132}
@@ -102,17 +106,23 @@ class BrokerConfig(BaseModel):
     def _split_url(cls, data: Any) -> Any:
         if not isinstance(data, dict) or "url" not in data:
             return data
-        parts = urlsplit(str(data["url"]))
-        if parts.scheme not in _DEFAULT_PORTS:
-            raise ValueError(f"broker URL scheme must be mqtt or mqtts, not {parts.scheme!r}")
-        if not parts.hostname:
-            raise ValueError("broker URL has no host (expected mqtt://host:port)")
+        # No message below quotes the URL or a part of it: a password with an unencoded
+        # '#', '/', '?' or '@' shifts the parts, and the "port" or "host" may be the
+        # start of the password (issue 16, item 13).
+        url = str(data["url"])
+        hint = _URL_HINT if "@" in url else ""
         try:
-            port = parts.port or _DEFAULT_PORTS[parts.scheme]
-        except ValueError as exc:
-            raise ValueError(f"broker URL has a bad port: {exc}") from None
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"broker URL is malformed or has a bad port{hint}") from None
+        if parts.scheme not in _DEFAULT_PORTS:
+            raise ValueError("broker URL scheme must be mqtt or mqtts (mqtt://host:port)")
+        if not parts.hostname:
+            raise ValueError(f"broker URL has no host (expected mqtt://host:port){hint}")
+        port = port or _DEFAULT_PORTS[parts.scheme]
         if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise ValueError("broker URL must not have a path, query or fragment")
+            raise ValueError(f"broker URL must not have a path, query or fragment{hint}")
         host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
         out = dict(data, url=f"{parts.scheme}://{host}:{port}")
         if parts.username and out.get("username") is None:

@@ -40,6 +40,37 @@ per_vital = { spo2 = { threshold = 5.0 } }
 
 Settings are validated at startup; an invalid value stops the daemon with exit code 2 and one
 line per problem naming the setting.
+
+## Secrets and the environment
+
+The broker password, best first:
+
+1. `broker.password_file` (`--password-file`, `MONITOR_BROKER__PASSWORD_FILE`): a file readable
+   by the service's user only (a systemd credential, a container secret); a trailing newline is
+   dropped.
+2. `MONITOR_BROKER__PASSWORD`: not in `ps`, but in the process environment.
+3. `--password`, or a password in the `--broker` URL: every local user sees it in `ps`; the
+   command prints one warning line saying so.
+
+Give one of `password_file` and a password, not both (an error). No error or log line shows any
+part of a password: a broker URL that does not parse is described, never quoted (in a URL,
+percent-encode a password's `#`, `/`, `?` and `@`, or better, use one of the first two ways).
+
+`monitor record`, `replay` and `simulate` read the `[broker]` settings under the same names as
+`monitor run` (`MONITOR_BROKER__URL`, `MONITOR_BROKER__USERNAME`, `MONITOR_BROKER__PASSWORD`,
+`MONITOR_BROKER__PASSWORD_FILE`, `MONITOR_BROKER__CA_FILE`, `MONITOR_BROKER__PROTOCOL`...);
+their flags win. The exception is `MONITOR_BROKER__CLIENT_ID`, read by `monitor run` only: a
+second client with the daemon's id would make the broker disconnect one of them (give the
+others `--client-id`).
+
+| deprecated name (read this release, with a warning line) | command | use |
+|---|---|---|
+| `MONITOR_BROKER_PASSWORD` | `record`, `replay` | `MONITOR_BROKER__PASSWORD` |
+| `MONITOR_SIM_PASSWORD` | `simulate` | `MONITOR_BROKER__PASSWORD` |
+| `MONITOR_BROKER_PASSWORD_FLAG` | `run` | `MONITOR_BROKER__PASSWORD` |
+
+A deprecated name is ignored, with a warning, when `MONITOR_BROKER__PASSWORD` or
+`MONITOR_BROKER__PASSWORD_FILE` is set.
 """
 
 _TABLE_HEAD = "| setting | environment | type | default | meaning |"
@@ -67,9 +98,18 @@ def _type(field: FieldInfo) -> str:
 
 
 def _attribute_docs(model: type[BaseModel]) -> dict[str, str]:
-    """Parse the "Attributes:" section of a Google-style class docstring."""
+    """Parse the "Attributes:" sections of a Google-style class docstring and its bases'
+    (a subclass documents the fields it adds)."""
     docs: dict[str, str] = {}
-    lines = (model.__doc__ or "").splitlines()
+    for klass in reversed(model.__mro__):
+        if isinstance(klass, type) and issubclass(klass, BaseModel) and klass is not BaseModel:
+            docs |= _own_attribute_docs(klass)
+    return docs
+
+
+def _own_attribute_docs(model: type[BaseModel]) -> dict[str, str]:
+    docs: dict[str, str] = {}
+    lines = (model.__dict__.get("__doc__") or "").splitlines()
     inside, current = False, ""
     for line in lines:
         stripped = line.strip()

@@ -2,13 +2,17 @@
 
 Sources, highest precedence first: CLI flags, `MONITOR_*` environment variables (nested
 with ``__``, e.g. ``MONITOR_BROKER__URL``), a TOML file (``--config``), then defaults.
-Read once at startup, validated, and passed down; nothing else reads the environment.
+Read once at startup, validated, and passed down; nothing else reads the environment. The
+other commands that talk to a broker read its section under the same names (`load_broker`).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
@@ -24,6 +28,41 @@ from monitor.errors import MonitorError
 from monitor.mqtt import BrokerConfig
 
 _SECTION = ConfigDict(extra="forbid")
+
+#: The current names of the broker password; a deprecated name yields to them.
+_PASSWORD_ENV = ("MONITOR_BROKER__PASSWORD", "MONITOR_BROKER__PASSWORD_FILE")
+
+
+class BrokerSettings(BrokerConfig):
+    """Where and how to connect to a broker.
+
+    Attributes:
+        password_file: A file holding the password (a trailing newline is dropped); read at
+            startup. Prefer it, or the environment, to a password on the command line, where
+            other local users see it in ``ps``.
+    """
+
+    password_file: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_password_file(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("password_file") in (None, ""):
+            return data
+        if data.get("password") is not None or _url_has_password(data.get("url")):
+            raise ValueError(
+                "give the broker password one way: password_file, password or in the URL"
+            )
+        path = Path(data["password_file"])
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ValueError(f"cannot read password_file {path}: {reason}") from None
+        password = text.removesuffix("\n").removesuffix("\r")
+        if not password:
+            raise ValueError(f"password_file {path} is empty")
+        return dict(data, password=password)
 
 
 class IngestSettings(BaseModel):
@@ -133,6 +172,18 @@ class MetricsSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(default=9108, ge=0, le=65535)
+    idle_timeout_s: int = Field(
+        default=10,
+        ge=1,
+        description="Close a connection that has not sent a complete request for this long.",
+    )
+    max_connections: int = Field(
+        default=512,
+        ge=1,
+        le=4096,
+        description="Connections held at once (each costs a file descriptor, not a thread); "
+        "more wait in the listen backlog of 1,024 until an idle one is closed.",
+    )
 
 
 class LogSettings(BaseModel):
@@ -211,7 +262,7 @@ class Settings(BaseSettings):
         env_prefix="MONITOR_", env_nested_delimiter="__", extra="forbid"
     )
 
-    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     window: WindowSettings = Field(default_factory=WindowSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
@@ -278,9 +329,80 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     try:
         loaded = _FromFile(**overrides)
     except ValidationError as exc:
-        raise SettingsError(
-            [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        ) from exc
+        # from None: a chained ValidationError would print its input, maybe a password.
+        raise SettingsError(_problems(exc)) from None
     except ValueError as exc:  # a TOML syntax error
         raise SettingsError([f"{config_file}: {exc}"]) from exc
     return loaded
+
+
+def _url_has_password(url: Any) -> bool:
+    try:
+        return url is not None and urlsplit(str(url)).password is not None
+    except ValueError:  # a malformed URL: BrokerConfig says so
+        return False
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    """One line per error: the setting's dotted path and pydantic's message (never the input,
+    which may be a password)."""
+    return [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+
+
+class _BrokerOnly(BaseSettings):
+    """The broker section alone, from the same environment names as `Settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MONITOR_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+
+
+def load_broker(**overrides: Any) -> BrokerSettings:
+    """Build broker settings for a command other than `run`: its flags, then the environment
+    names `monitor run` reads (``MONITOR_BROKER__URL``, ``MONITOR_BROKER__PASSWORD_FILE``...).
+
+    Args:
+        **overrides: Values from the command's flags (keys of `BrokerSettings`); they win.
+
+    Raises:
+        SettingsError: A value is invalid; the lines name the setting, never a secret.
+    """
+    try:
+        # Through __init__ (model_validate would skip the environment); init values win.
+        values: dict[str, Any] = {"broker": overrides}
+        return _BrokerOnly(**values).broker
+    except ValidationError as exc:
+        raise SettingsError(_problems(exc)) from None
+
+
+def legacy_password(
+    names: tuple[str, ...], environ: Mapping[str, str] = os.environ
+) -> tuple[str | None, list[str]]:
+    """The broker password from a deprecated environment variable, and the warnings to show.
+
+    A deprecated name is used only when neither `MONITOR_BROKER__PASSWORD` nor
+    `MONITOR_BROKER__PASSWORD_FILE` is set; either way, each one set earns one warning line.
+
+    Args:
+        names: The deprecated names this command read: ``MONITOR_BROKER_PASSWORD``
+            (`record`, `replay`), ``MONITOR_SIM_PASSWORD`` (`simulate`) or
+            ``MONITOR_BROKER_PASSWORD_FLAG`` (`run --password`).
+        environ: The environment (injected for tests).
+    """
+    used = next((name for name in _PASSWORD_ENV if environ.get(name)), None)
+    password: str | None = None
+    warnings: list[str] = []
+    for name in names:
+        if not environ.get(name):
+            continue
+        if used is not None:
+            warnings.append(f"{name} is deprecated and ignored: {used} is set")
+            continue
+        used, password = name, environ[name]
+        warnings.append(
+            f"{name} is deprecated and will stop working in the next release; "
+            "use MONITOR_BROKER__PASSWORD or MONITOR_BROKER__PASSWORD_FILE"
+        )
+    return password, warnings

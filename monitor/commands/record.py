@@ -9,77 +9,22 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-F = TypeVar("F", bound=Callable[..., Any])
+from monitor.commands.broker import broker_config, broker_options
 
-
-def broker_options(func: F) -> F:
-    """Add the broker connection options shared by `record` and `replay`."""
-    options = [
-        click.option(
-            "--broker",
-            "broker",
-            default="mqtt://127.0.0.1:1883",
-            show_default=True,
-            help="Broker URL: mqtt://[user:pass@]host:port or mqtts://... (TLS).",
-        ),
-        click.option("--username", default=None, help="User name (overrides the URL's)."),
-        click.option(
-            "--password",
-            default=None,
-            envvar="MONITOR_BROKER_PASSWORD",
-            help="Password (or MONITOR_BROKER_PASSWORD).",
-        ),
-        click.option(
-            "--ca-file",
-            type=click.Path(exists=True, dir_okay=False, path_type=Path),
-            default=None,
-            help="CA bundle that signs the broker's certificate.",
-        ),
-        click.option("--client-id", default=None, help="MQTT client id (random by default)."),
-        click.option(
-            "--protocol",
-            type=click.Choice(["auto", "5", "3.1.1"]),
-            default="auto",
-            show_default=True,
-            help="MQTT protocol version.",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def broker_config(options: dict[str, Any]) -> Any:
-    """Build a `BrokerConfig` from the `broker_options` values (a clear error when invalid)."""
-    from pydantic import ValidationError
-
-    from monitor.mqtt import BrokerConfig
-
-    fields = {
-        "url": options["broker"],
-        **{
-            k: options[k]
-            for k in ("username", "password", "ca_file", "client_id", "protocol")
-            if options[k]
-        },
-    }
-    try:
-        return BrokerConfig(**fields)
-    except ValidationError as exc:
-        raise click.BadParameter(str(exc.errors()[0]["msg"]), param_hint="--broker") from None
+#: Deprecated name of MONITOR_BROKER__PASSWORD that `record` and `replay` read.
+LEGACY_PASSWORD = ("MONITOR_BROKER_PASSWORD",)
 
 
 #: Exit code of a recording that misses samples by their patients' `seq`.
 EXIT_LOSS = 3
 
 
-async def _run(options: dict[str, Any]) -> Any:
+async def _run(broker: Any, options: dict[str, Any]) -> Any:
     from monitor.replay.recorder import record
 
     stop = asyncio.Event()
@@ -87,7 +32,7 @@ async def _run(options: dict[str, Any]) -> Any:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     return await record(
-        broker_config(options),
+        broker,
         options["out"],
         topics=options["topic"] or ("vitals/+",),
         qos=options["qos"],
@@ -120,8 +65,9 @@ def command(**options: Any) -> None:
     """
     from monitor.mqtt import BrokerError
 
+    broker = broker_config("record", options, LEGACY_PASSWORD)
     try:
-        stats = asyncio.run(_run(options))
+        stats = asyncio.run(_run(broker, options))
     except BrokerError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(

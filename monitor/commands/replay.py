@@ -20,17 +20,48 @@ from typing import Any
 
 import click
 
-from monitor.commands.record import broker_config, broker_options
+from monitor.commands.broker import broker_config, broker_options
+from monitor.commands.record import LEGACY_PASSWORD
 from monitor.errors import MonitorError
 
 
 def _count(path: Path) -> int:
+    """Count the records before sending any, refusing one whose topic cannot be published.
+
+    Raises:
+        DataError: A record cannot be read, or its topic is not an MQTT topic name (the broker
+            would drop the connection, or the client raise, in the middle of the replay).
+    """
+    from monitor.errors import DataError
     from monitor.replay.recording import read_recording
 
-    return sum(1 for _ in read_recording(path))
+    count = 0
+    for count, record in enumerate(read_recording(path), start=1):
+        problem = _unpublishable(record.topic)
+        if problem is not None:
+            raise DataError(
+                f"{path}: record {count}",
+                f"topic {record.topic[:80]!r} {problem}; fix or remove that record",
+            )
+    return count
 
 
-async def _live(path: Path, options: dict[str, Any]) -> int:
+def _unpublishable(topic: str) -> str | None:
+    """Why `topic` is not a topic name a message can be published to (MQTT 4.7), or None."""
+    if not topic:
+        return "is empty"
+    if "+" in topic or "#" in topic:
+        return "has a wildcard (+ or #)"
+    if "\0" in topic:
+        return "has a NUL character"
+    try:
+        size = len(topic.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "is not valid UTF-8"
+    return "is longer than 65,535 bytes" if size > 65_535 else None
+
+
+async def _live(path: Path, broker: Any, options: dict[str, Any]) -> int:
     from tqdm import tqdm
 
     from monitor.mqtt import connect
@@ -42,7 +73,7 @@ async def _live(path: Path, options: dict[str, Any]) -> int:
     restamp = None if options["original_times"] else Restamper(speed)
     total = _count(path)
     sent = 0
-    async with connect(broker_config(options)) as conn:
+    async with connect(broker) as conn:
 
         async def publish(record: Record) -> None:
             payload = record.payload if restamp is None else restamp(record.payload, time.time())
@@ -157,8 +188,9 @@ def command(file: Path, **options: Any) -> None:
         return
     from monitor.mqtt import BrokerError
 
+    broker = broker_config("replay", options, LEGACY_PASSWORD)
     try:
-        sent = asyncio.run(_live(file, options))
+        sent = asyncio.run(_live(file, broker, options))
     except BrokerError as exc:
         raise click.ClickException(str(exc)) from None
     except MonitorError as exc:  # a bad recording: one line, exit code 2

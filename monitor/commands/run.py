@@ -9,6 +9,9 @@ from typing import Any
 
 import click
 
+#: Deprecated: the environment variable of --password, before MONITOR_BROKER__PASSWORD.
+_LEGACY_PASSWORD = ("MONITOR_BROKER_PASSWORD_FLAG",)
+
 
 def _overrides(**flags: Any) -> dict[str, Any]:
     """Turn the CLI flags that were given into nested settings overrides."""
@@ -28,12 +31,17 @@ def _overrides(**flags: Any) -> dict[str, Any]:
     type=click.Path(dir_okay=False, path_type=Path),
     help="TOML settings file (sections as in docs/settings.md).",
 )
-@click.option("--broker", help="Broker URL: mqtt://[user:pass@]host:port or mqtts://...")
+@click.option("--broker", help="Broker URL: mqtt://host:port or mqtts://host:port.")
 @click.option("--username", help="Broker user name (overrides the URL's).")
 @click.option(
     "--password",
-    envvar="MONITOR_BROKER_PASSWORD_FLAG",
-    help="Broker password; prefer MONITOR_BROKER__PASSWORD in the environment.",
+    help="Broker password; visible to other local users in ps: prefer --password-file or "
+    "MONITOR_BROKER__PASSWORD_FILE / MONITOR_BROKER__PASSWORD.",
+)
+@click.option(
+    "--password-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File holding the broker password (a trailing newline is dropped).",
 )
 @click.option(
     "--ca-file",
@@ -73,19 +81,30 @@ def command(config_file: Path | None, **flags: Any) -> None:
     e.g. MONITOR_BROKER__URL, MONITOR_DETECTOR__THRESHOLD), then --config FILE, then
     defaults; every setting is listed in docs/settings.md. Exit code 0 after SIGTERM or
     SIGINT (graceful: intake stops, the batch in flight finishes, pending alerts are
-    published), 2 for invalid settings or an unusable model.
+    published), 2 for invalid settings, an unusable model or device, or a metrics address
+    that cannot be served (one line that says what to change).
     """
     # One OpenMP thread, set before torch is imported (PERFORMANCE.md).
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from monitor.commands.broker import cli_secret_warning
     from monitor.errors import MonitorError
     from monitor.service.main import run_daemon
-    from monitor.settings import load_settings
+    from monitor.settings import legacy_password, load_settings
 
     topics = flags.pop("topics")
+    warning = cli_secret_warning("run", flags["broker"], flags["password"])
+    if warning is not None:
+        click.echo(warning, err=True)
+    legacy, notes = legacy_password(_LEGACY_PASSWORD)
+    for note in notes:
+        click.echo(f"monitor run: warning: {note}", err=True)
+    if legacy is not None and flags["password"] is None and flags["password_file"] is None:
+        flags["password"] = legacy  # what the deprecated variable used to do: set --password
     mapping = {
         "broker": "broker__url",
         "username": "broker__username",
         "password": "broker__password",
+        "password_file": "broker__password_file",
         "ca_file": "broker__ca_file",
         "client_id": "broker__client_id",
         "protocol": "broker__protocol",

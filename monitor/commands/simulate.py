@@ -9,48 +9,27 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 import numpy as np
 from click.core import ParameterSource
-from pydantic import ValidationError
 
+from monitor.commands.broker import broker_config, broker_options
 from monitor.commands.signals import registry_of, signal_option
-from monitor.mqtt import BrokerConfig, BrokerError, SyncPublisher
+from monitor.mqtt import BrokerError, SyncPublisher
 from simulators.labels import LabelSink
 from simulators.publisher import PublishOptions, PublishStats, publish
 from simulators.recording import RecordingSink
 from simulators.scenarios import SCENARIOS, Timing, build, quick_timing
 from simulators.signals import draw_patients, patient_id_for, seed_profile, with_signals
 
+#: Deprecated name of MONITOR_BROKER__PASSWORD that `simulate` read.
+LEGACY_PASSWORD = ("MONITOR_SIM_PASSWORD",)
+
 
 @click.command("simulate")
-@click.option(
-    "--broker",
-    default="mqtt://127.0.0.1:1883",
-    show_default=True,
-    help="mqtt://[user:pass@]host[:port] or mqtts://... (TLS).",
-)
-@click.option("--client-id", default=None, help="MQTT client id (default: random).")
-@click.option(
-    "--ca-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="CA bundle for mqtts (default: the system trust store).",
-)
-@click.option("--username", default=None, help="Broker user (overrides the URL's).")
-@click.option(
-    "--password",
-    default=None,
-    envvar="MONITOR_SIM_PASSWORD",
-    help="Broker password (or env MONITOR_SIM_PASSWORD).",
-)
-@click.option(
-    "--protocol",
-    type=click.Choice(["auto", "5", "3.1.1"]),
-    default="auto",
-    show_default=True,
-    help="MQTT version; auto tries 5, then 3.1.1.",
-)
+@broker_options
 @click.option("--qos", type=click.IntRange(0, 2), default=0, show_default=True)
 @click.option("--patients", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option(
@@ -143,12 +122,13 @@ from simulators.signals import draw_patients, patient_id_for, seed_profile, with
     "send times; with --speed above 1 they run ahead of a receiver's clock (docs/time.md).",
 )
 def command(
-    broker: str,
-    client_id: str | None,
-    ca_file: Path | None,
+    broker: str | None,
     username: str | None,
     password: str | None,
-    protocol: str,
+    password_file: Path | None,
+    ca_file: Path | None,
+    client_id: str | None,
+    protocol: str | None,
     qos: int,
     patients: int,
     rate: float,
@@ -178,19 +158,10 @@ def command(
     daemon; --original-times sends the simulated times. Exits 0 on SIGINT/SIGTERM after
     flushing the labels file and disconnecting. A summary (JSON) goes to standard error.
     """
-    try:
-        cfg = BrokerConfig.model_validate(
-            {
-                "url": broker,
-                "client_id": client_id,
-                "ca_file": ca_file,
-                "username": username,
-                "password": password,
-                "protocol": protocol,
-            }
-        )
-    except ValidationError as exc:
-        raise click.BadParameter(str(exc.errors()[0]["msg"]), param_hint="--broker") from None
+    credentials: dict[str, Any] = {"broker": broker, "username": username, "password": password}
+    credentials |= {"password_file": password_file, "ca_file": ca_file}
+    credentials |= {"client_id": client_id, "protocol": protocol}
+    cfg = broker_config("simulate", credentials, LEGACY_PASSWORD)
     registry = registry_of(signals)
     ids = [patient_id_for(i) for i in range(patients)]
     profiles = (

@@ -22,7 +22,8 @@ DATA_THREADS = 1
 
 
 class DataProblem(click.ClickException):
-    """Unusable training data: a one-line message and exit code 2, like a usage error."""
+    """Unusable training data or device: a one-line message and exit code 2, like a usage
+    error."""
 
     exit_code = 2
 
@@ -178,6 +179,7 @@ def command(
     # Imported here: `monitor --help` must not pay for torch.
     import torch
 
+    from monitor.errors import DeviceError
     from monitor.model.predictor import resolve_device
     from monitor.training.evaluation import metrics_table
     from monitor.training.pipeline import pooling_of, train_model
@@ -191,6 +193,11 @@ def command(
     )
     from monitor.training.simulated import seed_sine, simulated_patients
 
+    try:
+        # Before any data is loaded or generated: a wrong device is known at once.
+        resolved_device = resolve_device(device)
+    except DeviceError as exc:
+        raise DataProblem(str(exc)) from None
     registry = registry_of(signals)
     unknown = [f for f in features if f not in registry]
     if unknown:
@@ -237,7 +244,7 @@ def command(
             data,
             chosen,
             out,
-            device=resolve_device(device),
+            device=resolved_device,
             progress=not quiet,
             echo=click.echo,
             signals=registry,

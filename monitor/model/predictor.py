@@ -8,6 +8,7 @@ or with torch under ``torch.inference_mode`` (GPUs, or when asked). Normalisatio
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Callable
 from typing import Literal
 
@@ -15,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from monitor.errors import DeviceError
 from monitor.model.card import ModelCard
 from monitor.model.features import Preprocess
 from monitor.model.store import LoadedModel
@@ -23,18 +25,24 @@ from monitor.model.store import LoadedModel
 #: torch otherwise), or one of them forced.
 Backend = Literal["auto", "torch", "onnxruntime"]
 BACKENDS: tuple[Backend, ...] = ("auto", "torch", "onnxruntime")
+_DEVICE = re.compile(r"cpu|cuda(:[0-9]+)?")
 
 
 def resolve_device(device: str) -> str:
     """Map ``"auto"`` to ``"cuda"`` when a GPU is available, else ``"cpu"``.
 
     Raises:
-        ValueError: ``"cuda"`` was asked for and there is no GPU.
+        DeviceError: Not one of auto, cpu, cuda, cuda:N; or CUDA was asked for and there is
+            no GPU.
     """
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if _DEVICE.fullmatch(device) is None:
+        raise DeviceError(device, "unknown device; use auto, cpu, cuda or cuda:N")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
+        raise DeviceError(
+            device, "CUDA is not available on this machine; use cpu (or auto: CUDA when present)"
+        )
     return device
 
 

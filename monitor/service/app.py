@@ -149,7 +149,12 @@ class Daemon:
             model_info_from_card(predictor.card), settings, self.metrics, self._log_rejection
         )
         self.http = HttpServer(
-            settings.metrics.host, settings.metrics.port, self.metrics.registry, self.is_ready
+            settings.metrics.host,
+            settings.metrics.port,
+            self.metrics.registry,
+            self.is_ready,
+            idle_timeout_s=settings.metrics.idle_timeout_s,
+            max_connections=settings.metrics.max_connections,
         )
         self._queue = CountingQueue(self.metrics, settings.ingest.queue_size)
         self._client: aiomqtt.Client | None = None
