@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.metrics import MetricWrapperBase as Collector
+from prometheus_client.registry import Collector
 
 from monitor.service.metrics import Metrics
 
@@ -40,7 +40,7 @@ def series(collector: Collector, suffix: str = "") -> str:
     Returns:
         The family name, with `_total` appended for counters.
     """
-    (family,) = collector.describe()
+    (family,) = collector.describe()  # type: ignore[attr-defined]  # every metric has it
     name: str = family.name
     if family.type == "counter":
         return f"{name}_total"

@@ -54,7 +54,7 @@ def broker_config(options: dict[str, Any]) -> Any:
     """Build a `BrokerConfig` from the `broker_options` values (a clear error when invalid)."""
     from pydantic import ValidationError
 
-    from monitor.mqtt import BrokerConfig
+    from monitor.transports.mqtt.config import BrokerConfig
 
     fields = {
         "url": options["broker"],
@@ -105,7 +105,7 @@ async def _run(options: dict[str, Any]) -> int:
 )
 def command(**options: Any) -> None:
     """Record every message from the broker into a recording file until stopped."""
-    from monitor.mqtt import BrokerError
+    from monitor.transports.mqtt.errors import BrokerError
 
     try:
         count = asyncio.run(_run(options))

@@ -30,9 +30,9 @@ def _count(path: Path) -> int:
 async def _live(path: Path, options: dict[str, Any]) -> int:
     from tqdm import tqdm
 
-    from monitor.mqtt import connect
     from monitor.replay.player import play
     from monitor.replay.recording import Record, read_recording
+    from monitor.transports.mqtt.client import connect
 
     speed = None if options["max_speed"] else options["speed"]
     total = _count(path)
@@ -143,7 +143,7 @@ def command(file: Path, **options: Any) -> None:
             click.echo(f"monitor replay: {exc}", err=True)
             sys.exit(2)
         return
-    from monitor.mqtt import BrokerError
+    from monitor.transports.mqtt.errors import BrokerError
 
     try:
         sent = asyncio.run(_live(file, options))

@@ -15,7 +15,9 @@ import numpy as np
 from pydantic import ValidationError
 
 from monitor.commands.signals import registry_of, signal_option
-from monitor.mqtt import BrokerConfig, BrokerError, SyncPublisher
+from monitor.transports.mqtt.config import BrokerConfig
+from monitor.transports.mqtt.errors import BrokerError
+from monitor.transports.mqtt.publisher import SyncPublisher
 from simulators.labels import LabelSink
 from simulators.publisher import PublishOptions, PublishStats, publish
 from simulators.recording import RecordingSink

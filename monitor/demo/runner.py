@@ -69,6 +69,8 @@ def demo_settings(broker_url: str, metrics_port: int) -> Settings:
         ingest={"max_future_skew_s": 1e9},
         metrics={"host": _HOST, "port": metrics_port},
         log={"level": "warning", "format": "console"},
+        # A demo is one sitting: its alerts must not reach the next demo after a restart.
+        alerts={"outbox": False},
     )
 
 

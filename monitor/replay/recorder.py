@@ -8,8 +8,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from monitor.mqtt import BrokerConfig, connect
 from monitor.replay.recording import Record, RecordingWriter
+from monitor.transports.mqtt.client import connect
+from monitor.transports.mqtt.config import BrokerConfig
 
 
 def _payload_bytes(payload: object) -> bytes:
@@ -47,7 +48,7 @@ async def record(
         How many messages were recorded.
 
     Raises:
-        monitor.mqtt.BrokerError: The broker cannot be reached or refuses the login.
+        BrokerError: The broker cannot be reached or refuses the login.
     """
     stop = stop or asyncio.Event()
     with RecordingWriter(out, source=cfg.url, flush_interval_s=flush_interval_s) as writer:
