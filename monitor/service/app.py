@@ -182,17 +182,28 @@ class Daemon:
         alerts not published by then are counted and stay in the outbox.
         """
         if self._stop.is_set():
-            log.warning("stop_forced")
-            if self._intake_task is not None:
-                self._intake_task.cancel()
+            self._force_stop("second_signal")
             return
-        self._stop_deadline = time.monotonic() + self.settings.shutdown_grace_s
+        grace = self.settings.shutdown_grace_s
+        self._stop_deadline = time.monotonic() + grace
         self._stop.set()
+        if self._loop is not None:
+            # The last resort: whatever still waits (a connect to a frozen broker, a
+            # DISCONNECT never answered) is cancelled when the grace period is over.
+            self._loop.call_later(grace, self._force_stop, "grace_period_over")
 
-    def _grace_left(self) -> float:
+    def _force_stop(self, why: str) -> None:
+        task = self._intake_task
+        if task is None or task.done():
+            return
+        log.warning("stop_forced", why=why, alerts_pending=len(self.alerts))
+        task.cancel()
+
+    def _grace_left(self, reserve_s: float = 0.0) -> float:
+        """Seconds of the grace period left, less `reserve_s` kept for what comes after."""
         if self._stop_deadline is None:
             return self.settings.shutdown_grace_s
-        return max(0.0, self._stop_deadline - time.monotonic())
+        return max(0.0, self._stop_deadline - time.monotonic() - reserve_s)
 
     async def serve(self) -> int:
         """Run until stopped; return the exit code (0 after a graceful shutdown)."""
@@ -342,12 +353,15 @@ class Daemon:
         if not self.settings.ingest.persistent_session:
             with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                 await asyncio.wait_for(
-                    conn.client.unsubscribe(self.settings.ingest.topics), self._grace_left() / 2
+                    conn.client.unsubscribe(self.settings.ingest.topics), self._grace_left() / 4
                 )
         self._drain(limit=None)
         await self._final_flush()
-        await self.alerts.wait_delivered(self._grace_left())
-        conn.close_timeout_s = self._grace_left()
+        # Keep a little of the grace period for the DISCONNECT (and the socket shutdown
+        # after it when the broker does not answer).
+        reserve = min(1.0, self.settings.shutdown_grace_s / 4)
+        await self.alerts.wait_delivered(self._grace_left(reserve))
+        conn.close_timeout_s = self._grace_left(reserve / 2)
 
     def _on_silent(self, silent_s: float) -> None:
         # The watchdog drops the connection next; consume then fails with MqttError: reconnect.

@@ -116,19 +116,23 @@ class Connection:
         if self.lost.done():
             return False
         send = asyncio.ensure_future(self.client.publish(topic, payload, qos, timeout=math.inf))
+        send.add_done_callback(_retrieve)
         lost = asyncio.shield(self.lost)
-        await asyncio.wait({send, lost}, return_when=asyncio.FIRST_COMPLETED)
-        lost.cancel()
-        if send.done():
-            try:
-                send.result()
-            except aiomqtt.MqttError:
-                return False
-            return True
-        send.cancel()
-        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-            await send
-        return False
+        try:
+            await asyncio.wait({send, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+            if not send.done():
+                # Lost, or this task is cancelled: stop waiting for an acknowledgement that
+                # will not come (never awaited here: that could swallow our own cancel).
+                send.cancel()
+        return send.done() and not send.cancelled() and send.exception() is None
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Mark a publish's outcome as seen (asyncio warns about exceptions never retrieved)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _log_refusal(reason: str) -> None:
