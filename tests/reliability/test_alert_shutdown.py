@@ -176,3 +176,26 @@ def test_alerts_decided_while_the_broker_is_down_are_delivered_after_a_restart(
     assert delivered == decided
     assert [e["count"] for e in events(second, "alerts_restored")] == [len(PATIENTS)]
     assert second.stop() == 0
+
+
+def test_an_alert_stalled_on_a_frozen_broker_is_delivered_once(
+    broker: Mosquitto,
+    model_dir: Path,
+    tmp_path: Path,
+    listener_factory: Callable[..., Listener],
+) -> None:
+    """The broker is frozen for 13 s (past aiomqtt's 10 s publish timeout, within the
+    60 s keepalive) while the daemon holds a QoS 1 alert in flight: after the broker wakes,
+    each alert reaches the subscriber once (the old code re-published it on the same
+    connection at every timeout)."""
+    alerts = listener_factory(broker.port)
+    daemon = frozen_with_alerts(broker, model_dir, tmp_path)
+    time.sleep(13)
+    assert broker.proc is not None
+    broker.proc.send_signal(signal.SIGCONT)
+    wait_until(lambda: len(alerts.events()) >= len(PATIENTS), timeout=15)
+    time.sleep(2.0)  # any second copy would arrive by now
+    ids = [e["id"] for e in alerts.events()]
+    assert sorted(ids) == sorted(e["id"] for e in alerts_logged(daemon))
+    assert len(ids) == len(set(ids)) == len(PATIENTS)
+    assert daemon.stop() == 0
