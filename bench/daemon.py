@@ -143,7 +143,8 @@ async def ceiling(url: str, patients: int, seconds: float) -> tuple[int, float]:
     """
     from monitor.core.codec import CodecLimits, decode_many
     from monitor.core.vitals import CLINICAL_VITALS
-    from monitor.mqtt import BrokerConfig, connect
+    from monitor.transports.mqtt.client import connect
+    from monitor.transports.mqtt.config import BrokerConfig
 
     # The max-speed simulator's clock runs ahead of the wall clock: no skew check here.
     limits = CodecLimits(max_future_skew_s=1e9, max_age_s=1e10)

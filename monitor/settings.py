@@ -25,7 +25,7 @@ from pydantic_settings import (
 from monitor.core.detector import DetectorConfig
 from monitor.core.vitals import SIGNAL_NAME_PATTERN, Registry, Vital, check_signal
 from monitor.errors import MonitorError
-from monitor.mqtt import BrokerConfig
+from monitor.transports.mqtt.config import BrokerConfig
 
 _SECTION = ConfigDict(extra="forbid")
 
@@ -163,6 +163,17 @@ class AlertSettings(BaseModel):
     # An int range, not Literal[0, 1, 2]: environment values arrive as strings.
     qos: int = Field(default=1, ge=0, le=2)
     max_pending: int = Field(default=100_000, ge=1, description="Alerts held while offline.")
+    outbox: bool = Field(
+        default=True,
+        description="Keep alerts not yet delivered in a durable outbox (SQLite) and deliver "
+        "them after a restart, in order, once (docs/reliability.md).",
+    )
+    outbox_path: Path = Field(
+        default=Path("state/alert-outbox.sqlite3"),
+        description="The outbox file (relative to the working directory); one daemon per "
+        "file. It must be writable (a state volume, systemd StateDirectory); when it is not, "
+        "the daemon serves without it and logs outbox_unavailable.",
+    )
 
 
 class MetricsSettings(BaseModel):

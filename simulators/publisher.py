@@ -28,7 +28,7 @@ CHUNK_SAMPLES = 65_536
 
 
 class Sink(Protocol):
-    """Where messages go (`monitor.mqtt.SyncPublisher`, or a list in tests)."""
+    """Where messages go (`monitor.transports.mqtt.publisher.SyncPublisher`, or a list in tests)."""
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
         """Send one message."""

@@ -1,4 +1,4 @@
-"""monitor.mqtt: broker URLs, connecting with either protocol, fallback, clear errors."""
+"""monitor.transports.mqtt: broker URLs, connecting with either protocol, fallback, clear errors."""
 
 from __future__ import annotations
 
@@ -9,15 +9,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from monitor.mqtt import (
-    BrokerAuthError,
-    BrokerConfig,
-    BrokerError,
-    BrokerTLSError,
-    SyncPublisher,
-    connect,
-    incoming_queue,
-)
+from monitor.transports.mqtt.client import connect
+from monitor.transports.mqtt.config import BrokerConfig
+from monitor.transports.mqtt.errors import BrokerAuthError, BrokerError, BrokerTLSError
+from monitor.transports.mqtt.publisher import SyncPublisher
 from tests.support.mosquitto import Mosquitto, free_port
 
 
@@ -70,9 +65,9 @@ async def _roundtrip(cfg: BrokerConfig) -> tuple[str, list[bytes]]:
         await conn.client.subscribe("t/#", qos=1)
         await conn.client.publish("t/a", b"one", qos=1)
         await conn.client.publish("t/b", b"two", qos=0)
-        queue = incoming_queue(conn.client)
+        messages = conn.client.messages
         got = [
-            bytes((await asyncio.wait_for(queue.get(), 5)).payload)  # type: ignore[arg-type]
+            bytes((await asyncio.wait_for(anext(messages), 5)).payload)  # type: ignore[arg-type]
             for _ in range(2)
         ]
         return conn.protocol, got
@@ -101,9 +96,9 @@ def test_sync_publisher_many_and_single(mosquitto: Mosquitto, protocol: str) -> 
             pub.publish_many([(f"s/{i % 7}", p) for i, p in enumerate(payloads)])
             pub.publish("s/last", b"end", qos=1)
             await asyncio.to_thread(pub.close)
-            queue = incoming_queue(conn.client)
+            messages = conn.client.messages
             return [
-                bytes((await asyncio.wait_for(queue.get(), 5)).payload)  # type: ignore[arg-type]
+                bytes((await asyncio.wait_for(anext(messages), 5)).payload)  # type: ignore[arg-type]
                 for _ in range(len(payloads) + 1)
             ]
 
@@ -283,7 +278,7 @@ def test_persistent_session_keeps_messages_while_away(mosquitto: Mosquitto, prot
         pub.publish("q/1", b"while-away", qos=1)
         await asyncio.to_thread(pub.close)
         async with connect(cfg, clean_session=False, session_expiry_s=60) as conn:
-            msg = await asyncio.wait_for(incoming_queue(conn.client).get(), 5)
+            msg = await asyncio.wait_for(anext(conn.client.messages), 5)
             return bytes(msg.payload)  # type: ignore[arg-type]
 
     assert asyncio.run(main()) == b"while-away"

@@ -85,7 +85,7 @@ def command(
     from monitor.demo.simulation import SimulationOptions
     from monitor.demo.summary import Display
     from monitor.errors import MonitorError
-    from monitor.mqtt import BrokerError
+    from monitor.transports.mqtt.errors import BrokerError
 
     display = Display(sys.stdout.isatty() if tty is None else tty, [])
     try:

@@ -63,7 +63,7 @@ def command(**options: Any) -> None:
     Each patient's `seq` shows the samples that did not arrive (lost, or never sent): the
     last line says how many, and the exit code is 3 when any are missing.
     """
-    from monitor.mqtt import BrokerError
+    from monitor.transports.mqtt.errors import BrokerError
 
     broker = broker_config("record", options, LEGACY_PASSWORD)
     try:

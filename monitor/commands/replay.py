@@ -64,10 +64,10 @@ def _unpublishable(topic: str) -> str | None:
 async def _live(path: Path, broker: Any, options: dict[str, Any]) -> int:
     from tqdm import tqdm
 
-    from monitor.mqtt import connect
     from monitor.replay.player import play
     from monitor.replay.recording import Record, read_recording
     from monitor.replay.restamp import Restamper
+    from monitor.transports.mqtt.client import connect
 
     speed = None if options["max_speed"] else options["speed"]
     restamp = None if options["original_times"] else Restamper(speed)
@@ -186,7 +186,7 @@ def command(file: Path, **options: Any) -> None:
             click.echo(f"monitor replay: {exc}", err=True)
             sys.exit(2)
         return
-    from monitor.mqtt import BrokerError
+    from monitor.transports.mqtt.errors import BrokerError
 
     broker = broker_config("replay", options, LEGACY_PASSWORD)
     try:

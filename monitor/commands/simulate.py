@@ -17,7 +17,8 @@ from click.core import ParameterSource
 
 from monitor.commands.broker import broker_config, broker_options
 from monitor.commands.signals import registry_of, signal_option
-from monitor.mqtt import BrokerError, SyncPublisher
+from monitor.transports.mqtt.errors import BrokerError
+from monitor.transports.mqtt.publisher import SyncPublisher
 from simulators.labels import LabelSink
 from simulators.publisher import PublishOptions, PublishStats, publish
 from simulators.recording import RecordingSink

@@ -8,9 +8,10 @@ degraded). Both share one model so a consumer parses one shape. The JSON Schema 
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from monitor.core.schema import PATIENT_ID_PATTERN
 from monitor.core.types import AlertKind, AlertState, Severity
@@ -32,6 +33,10 @@ class AlertEvent(BaseModel):
 
     Attributes:
         v: Contract version.
+        id: Stable id of this alert state change: the same on every delivery of it
+            (a redelivery after a reconnect or a restart), so consumers de-duplicate on it.
+            Derived from the event's content (`alert_id`), so live and offline replay give
+            the same ids.
         kind: physiological (from residuals) or technical (from the data path).
         patient_id: The patient (allowlisted id); None for a system-wide technical alert
             (monitoring_degraded), published on `alerts/_system`.
@@ -54,6 +59,7 @@ class AlertEvent(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     v: Literal[1] = ALERT_SCHEMA_VERSION
+    id: str = Field(default="", pattern=r"^[0-9a-f]{32}$")  # filled by `_with_id`
     kind: AlertKind
     patient_id: str | None = Field(pattern=PATIENT_ID_PATTERN)
     vital: str | None
@@ -67,6 +73,13 @@ class AlertEvent(BaseModel):
     threshold: float | None = None
     model_version: str
     reason: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _with_id(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "id" not in data:
+            return {**data, "id": alert_id(data)}
+        return data
 
     @classmethod
     def technical(
@@ -108,6 +121,27 @@ class AlertEvent(BaseModel):
     def to_json(self) -> bytes:
         """Return the compact JSON payload to publish."""
         return self.model_dump_json().encode()
+
+
+def alert_id(fields: dict[str, Any]) -> str:
+    """The stable id of an alert state change: a hash of what identifies it.
+
+    Patient, kind, vital, reason, state, severity, sample time and sequence number, and the
+    model version: two deliveries of one decision share it; two decisions never do (one
+    patient's vital changes state at most once per sample).
+    """
+    t, seq = fields.get("t"), fields.get("seq")
+    key = "|".join(
+        repr(v)
+        for v in (
+            *(fields.get(n) for n in ("patient_id", "kind", "vital", "reason", "state")),
+            fields.get("severity"),
+            None if t is None else float(t),  # 1 and 1.0 are one time
+            None if seq is None else int(seq),
+            fields.get("model_version"),
+        )
+    )
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 def alert_json_schema() -> dict[str, Any]:

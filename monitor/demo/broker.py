@@ -1,7 +1,7 @@
 """An embedded MQTT broker (amqtt) for the demo, so a fresh machine needs no Mosquitto.
 
 amqtt speaks MQTT 3.1.1 only; the daemon and the simulator connect with ``protocol=auto``,
-which tries MQTT 5 first and falls back to 3.1.1 (`monitor.mqtt`).
+which tries MQTT 5 first and falls back to 3.1.1 (`monitor.transports.mqtt`).
 """
 
 from __future__ import annotations

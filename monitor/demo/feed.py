@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from monitor.core.alerts import AlertEvent
-from monitor.mqtt import BrokerConfig, connect
+from monitor.transports.mqtt.client import connect
+from monitor.transports.mqtt.config import BrokerConfig
 
 
 @dataclass(frozen=True, slots=True)

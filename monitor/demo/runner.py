@@ -66,6 +66,8 @@ def demo_settings(broker_url: str, metrics_port: int) -> Settings:
         broker={"url": broker_url},
         metrics={"host": _HOST, "port": metrics_port},
         log={"level": "warning", "format": "console"},
+        # A demo is one sitting: its alerts must not reach the next demo after a restart.
+        alerts={"outbox": False},
     )
 
 

@@ -6,7 +6,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from monitor.mqtt import BrokerConfig, SyncPublisher
+from monitor.transports.mqtt.config import BrokerConfig
+from monitor.transports.mqtt.publisher import SyncPublisher
 from simulators.labels import LabelSink
 from simulators.publisher import PublishOptions, PublishStats, publish
 from simulators.scenarios import Timing, build

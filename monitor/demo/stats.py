@@ -11,7 +11,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.registry import Collector
 
 from monitor.service.metrics import Metrics
 
@@ -47,7 +47,7 @@ class Reading:
     inference: Buckets
 
 
-def _total(collector: MetricWrapperBase, suffix: str = "_total", **labels: str) -> float:
+def _total(collector: Collector, suffix: str = "_total", **labels: str) -> float:
     want = set(labels.items())
     return sum(
         s.value
@@ -57,7 +57,7 @@ def _total(collector: MetricWrapperBase, suffix: str = "_total", **labels: str) 
     )
 
 
-def _buckets(histogram: MetricWrapperBase) -> Buckets:
+def _buckets(histogram: Collector) -> Buckets:
     return tuple(
         (float(s.labels["le"]), s.value)
         for family in histogram.collect()

@@ -1,6 +1,6 @@
 """The recorder: subscribe to a broker, append every message to a recording, count the loss.
 
-It receives like the daemon: `monitor.mqtt.connect` hands over every QoS 0 PUBLISH of one
+It receives like the daemon: `transports.mqtt.client.connect` hands over every QoS 0 PUBLISH of one
 socket read in one call (`on_message`), with no `aiomqtt.Message` and no queue operation per
 message, and the whole batch is written at once with one receive time. Each patient's `seq`
 shows what did not arrive (`monitor.replay.seqgaps`).
@@ -17,9 +17,11 @@ from pathlib import Path
 
 import aiomqtt
 
-from monitor.mqtt import BrokerConfig, classify, connect, on_lost, raise_if_lost
 from monitor.replay.recording import Record, RecordingWriter
 from monitor.replay.seqgaps import Loss, SeqGaps
+from monitor.transports.mqtt.client import Connection, connect
+from monitor.transports.mqtt.config import BrokerConfig
+from monitor.transports.mqtt.errors import classify
 
 #: gzip level of a ``.gz`` recording: level 1 costs a third of the CPU of level 9 for files
 #: about a quarter larger (docs/recordings.md), so compression does not make the recorder fall
@@ -73,7 +75,7 @@ async def record(
         How many messages were recorded and the samples missing by `seq`.
 
     Raises:
-        monitor.mqtt.BrokerError: The broker cannot be reached, refuses the login, or the
+        BrokerError: The broker cannot be reached, refuses the login, or the
             connection is lost while recording (what was received is flushed first).
     """
     stop = stop or asyncio.Event()
@@ -99,23 +101,23 @@ async def record(
                 await conn.client.subscribe(topic, qos=qos)
             if subscribed is not None:
                 subscribed.set()
-            await _until_stopped(conn.client, stop, duration, writer)
+            await _until_stopped(conn, stop, duration, writer)
             try:
-                raise_if_lost(conn.client)
+                conn.raise_if_lost()
             except aiomqtt.MqttError as exc:
                 writer.flush()
-                raise classify(exc.__cause__ or exc, cfg) from exc
+                raise classify(exc.__cause__ or exc, cfg.url) from exc
             await _drain(conn.client, topics)
         writer.flush()
         return RecordStats(writer.count, gaps.loss)
 
 
 async def _until_stopped(
-    client: aiomqtt.Client, stop: asyncio.Event, duration: float | None, writer: RecordingWriter
+    conn: Connection, stop: asyncio.Event, duration: float | None, writer: RecordingWriter
 ) -> None:
     """Wait for `stop`, `duration` or a lost connection, flushing the file when idle."""
     lost = asyncio.Event()
-    on_lost(client, lost.set)
+    conn.on_lost(lost.set)
     waits = [asyncio.create_task(e.wait()) for e in (stop, lost)]
     deadline = None if duration is None else time.monotonic() + duration
     try:

@@ -7,7 +7,8 @@ Tasks on one event loop, data flowing one way:
   pipeline from it in bursts;
 * inference (callbacks, no task): batched forwards on a single worker thread, started after
   each burst, when a forward ends or when a batch's time is up; then the detector;
-* publisher: alert events to ``alerts/<patient_id>`` (QoS 1), held while disconnected;
+* publisher: alert events to ``alerts/<patient_id>`` (QoS 1), held while disconnected and
+  kept in a durable outbox until acknowledged (`service.alerting`);
 * housekeeping: idle eviction, 'signal lost', readiness, event-loop lag.
 """
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import random
 import signal
 import sys
 import time
@@ -34,21 +34,15 @@ from prometheus_client import CollectorRegistry
 from monitor.core.alerts import AlertEvent
 from monitor.core.codec import Rejection
 from monitor.model.predictor import Predictor
-from monitor.mqtt import (
-    BrokerAuthError,
-    BrokerError,
-    BrokerTLSError,
-    connect,
-    drop_connection,
-    on_lost,
-    raise_if_lost,
-    silence_s,
-)
+from monitor.service.alerting import AlertSink
 from monitor.service.http import HttpServer
 from monitor.service.logs import Pseudonymizer, RateLimiter
 from monitor.service.metrics import Metrics
+from monitor.service.outbox import Outbox, OutboxError
 from monitor.service.pipeline import Job, Pipeline, model_info_from_card
 from monitor.settings import Settings
+from monitor.transports.mqtt.client import Connection, connect, reconnect_delay, watch_silence
+from monitor.transports.mqtt.errors import BrokerAuthError, BrokerError, BrokerTLSError
 
 log = structlog.get_logger("monitor")
 
@@ -65,7 +59,9 @@ _IN_FLIGHT = 2
 # waits up to the interval each time: with the default 5 ms a forward of 192 windows took
 # 43 ms instead of 8, with 1 ms 13 ms, with 0.5 ms 10.5 ms (measured here).
 _SWITCH_INTERVAL_S = 0.0005
-_SYSTEM_TOPIC_ID = "_system"
+#: Room for the topic and the MQTT header above `ingest.max_payload_bytes`: a larger packet
+#: drops the connection (a payload between the two is refused by the codec, counted).
+PACKET_HEADROOM_BYTES = 4096
 
 
 class CountingQueue:
@@ -157,8 +153,10 @@ class Daemon:
             max_connections=settings.metrics.max_connections,
         )
         self._queue = CountingQueue(self.metrics, settings.ingest.queue_size)
-        self._client: aiomqtt.Client | None = None
+        self._conn: Connection | None = None
         self._stop = asyncio.Event()
+        self._stop_deadline: float | None = None  # monotonic; set by the first stop request
+        self._intake_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._forwards: deque[_Forward] = deque()  # in submission order
         self._forward_done = False  # set on the inference thread when the forward ends
@@ -167,9 +165,13 @@ class Daemon:
         self._connected = asyncio.Event()
         # Technical alerts (signal lost, monitoring degraded) jump ahead of a backlog of
         # physiological ones: under overload they are the news that matters.
-        self._technical: deque[AlertEvent] = deque()
-        self._physiological: deque[AlertEvent] = deque()
-        self._alert_ready = asyncio.Event()
+        self.alerts = AlertSink(
+            self.metrics,
+            topic_prefix=settings.alerts.topic_prefix,
+            qos=settings.alerts.qos,
+            max_pending=settings.alerts.max_pending,
+            outbox=None,  # attached by `serve`: no work in the constructor
+        )
         self._executor = ThreadPoolExecutor(1, "inference", initializer=one_inference_thread)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -179,8 +181,34 @@ class Daemon:
         return self._connected.is_set() and not self.pipeline.degraded
 
     def request_stop(self) -> None:
-        """Begin a graceful shutdown (what SIGTERM and SIGINT do)."""
+        """Begin a graceful shutdown (SIGTERM, SIGINT); a second request stops at once.
+
+        The graceful shutdown takes at most `shutdown_grace_s`, even with a frozen broker;
+        alerts not published by then are counted and stay in the outbox.
+        """
+        if self._stop.is_set():
+            self._force_stop("second_signal")
+            return
+        grace = self.settings.shutdown_grace_s
+        self._stop_deadline = time.monotonic() + grace
         self._stop.set()
+        if self._loop is not None:
+            # The last resort: whatever still waits (a connect to a frozen broker, a
+            # DISCONNECT never answered) is cancelled when the grace period is over.
+            self._loop.call_later(grace, self._force_stop, "grace_period_over")
+
+    def _force_stop(self, why: str) -> None:
+        task = self._intake_task
+        if task is None or task.done():
+            return
+        log.warning("stop_forced", why=why, alerts_pending=len(self.alerts))
+        task.cancel()
+
+    def _grace_left(self, reserve_s: float = 0.0) -> float:
+        """Seconds of the grace period left, less `reserve_s` kept for what comes after."""
+        if self._stop_deadline is None:
+            return self.settings.shutdown_grace_s
+        return max(0.0, self._stop_deadline - time.monotonic() - reserve_s)
 
     async def serve(self) -> int:
         """Run until stopped; return the exit code (0 after a graceful shutdown)."""
@@ -188,6 +216,20 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
+        alerts = self.settings.alerts
+        if alerts.outbox:
+            try:
+                restored = self.alerts.attach(Outbox(alerts.outbox_path))
+            except OutboxError as exc:
+                # Monitoring matters more than durability: serve, and say what is at risk.
+                log.error(
+                    "outbox_unavailable",
+                    error=str(exc),
+                    effect="alerts not delivered before a restart will be lost",
+                )
+            else:
+                if restored:
+                    log.info("alerts_restored", count=restored, outbox=str(alerts.outbox_path))
         self.http.start()
         self.metrics.model_info.labels(
             self.predictor.card.model_version, self.predictor.device
@@ -204,7 +246,9 @@ class Daemon:
             metrics=f"http://{self.http.host}:{self.http.port}/metrics",
         )
         background = [
-            asyncio.create_task(self._publisher(), name="publisher"),
+            asyncio.create_task(
+                self.alerts.run(lambda: self._conn, self._connected), name="publisher"
+            ),
             asyncio.create_task(self._housekeeping(), name="housekeeping"),
             asyncio.create_task(self._loop_lag(), name="loop-lag"),
         ]
@@ -215,14 +259,17 @@ class Daemon:
         # 694 ms in all, up to 248 ms each; with those objects frozen: 8, 74 ms, up to 35 ms.
         gc.collect()
         gc.freeze()
+        self._intake_task = asyncio.create_task(self._intake(), name="intake")
         try:
-            await self._intake()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._intake_task  # cancelled by a second stop request
         finally:
             gc.unfreeze()
             sys.setswitchinterval(switch_interval)
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            self.alerts.account_shutdown()
             self.http.stop()
             self._executor.shutdown(wait=False)
             log.info("stopped")
@@ -245,12 +292,14 @@ class Daemon:
                     clean_session=not ingest.persistent_session,
                     session_expiry_s=ingest.session_expiry_s if ingest.persistent_session else None,
                     on_message=self._queue.put,
+                    on_refused=self._on_refused,
+                    max_packet_bytes=ingest.max_payload_bytes + PACKET_HEADROOM_BYTES,
                 ) as conn:
                     for topic in ingest.topics:
                         await conn.client.subscribe(topic, qos=ingest.qos)
                     attempt = 0
-                    self._set_connected(conn.client, conn.protocol)
-                    await self._serve_connection(conn.client)
+                    self._set_connected(conn)
+                    await self._serve_connection(conn)
             except (BrokerAuthError, BrokerTLSError) as exc:
                 # Not transient: say so clearly and wait long, never a tight reconnect loop.
                 log.error("broker_refused", error=str(exc), retry_in_s=ingest.refused_retry_s)
@@ -263,30 +312,35 @@ class Daemon:
                 break
             self.metrics.mqtt_reconnects.inc()
             # Capped low (reconnect_max_s): a broker that comes back is found within ~2 s.
-            cap = min(ingest.reconnect_max_s, ingest.reconnect_min_s * 2 ** min(attempt, 30))
-            delay = ingest.refused_retry_s if refused else cap / 2 + random.uniform(0, cap / 2)
+            delay = (
+                ingest.refused_retry_s
+                if refused
+                else reconnect_delay(attempt, ingest.reconnect_min_s, ingest.reconnect_max_s)
+            )
             attempt += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)
         await self._final_flush()
 
-    def _set_connected(self, client: aiomqtt.Client, protocol: str) -> None:
-        self._client = client
+    def _set_connected(self, conn: Connection) -> None:
+        self._conn = conn
         self._connected.set()
         self.metrics.mqtt_connected.set(1)
         self.metrics.ready.set(1 if self.is_ready() else 0)
-        log.info("subscribed", topics=self.settings.ingest.topics, protocol=protocol)
+        log.info("subscribed", topics=self.settings.ingest.topics, protocol=conn.protocol)
 
     def _set_disconnected(self) -> None:
-        self._client = None
+        self._conn = None
         self._connected.clear()
         self.metrics.mqtt_connected.set(0)
         self.metrics.ready.set(0)
 
-    async def _serve_connection(self, client: aiomqtt.Client) -> None:
-        consume = asyncio.create_task(self._consume(client), name="consume")
+    async def _serve_connection(self, conn: Connection) -> None:
+        consume = asyncio.create_task(self._consume(conn), name="consume")
         stopping = asyncio.create_task(self._stop.wait(), name="stop-wait")
-        watchdog = asyncio.create_task(self._watchdog(client), name="watchdog")
+        watchdog = asyncio.create_task(
+            watch_silence(conn, self.settings.broker.keepalive, self._on_silent), name="watchdog"
+        )
         try:
             await asyncio.wait({consume, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -298,39 +352,58 @@ class Daemon:
             self._drain(limit=None)
             consume.result()  # re-raises the connection error: reconnect
             return
-        # Graceful stop: stop intake, score what was already received, publish, disconnect.
+        # Graceful stop: stop intake, score what was already received, publish, disconnect,
+        # all within `shutdown_grace_s` (a frozen broker answers nothing: each wait is bounded).
         consume.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await consume
         if not self.settings.ingest.persistent_session:
-            with contextlib.suppress(aiomqtt.MqttError):
-                await client.unsubscribe(self.settings.ingest.topics)
+            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                await asyncio.wait_for(
+                    conn.client.unsubscribe(self.settings.ingest.topics), self._grace_left() / 4
+                )
         self._drain(limit=None)
         await self._final_flush()
-        await self._drain_alerts(client)
+        # Keep a little of the grace period for the DISCONNECT (and the socket shutdown
+        # after it when the broker does not answer).
+        reserve = min(1.0, self.settings.shutdown_grace_s / 4)
+        await self.alerts.wait_delivered(self._grace_left(reserve))
+        conn.close_timeout_s = self._grace_left(reserve / 2)
 
-    async def _watchdog(self, client: aiomqtt.Client) -> None:
-        """Drop a connection that has been silent too long (a link that died without FIN).
+    def _on_silent(self, silent_s: float) -> None:
+        # The watchdog drops the connection next; consume then fails with MqttError: reconnect.
+        log.warning(
+            "broker_silent", silent_s=round(silent_s, 2), keepalive_s=self.settings.broker.keepalive
+        )
 
-        paho alone notices a dead link only after up to 2 x keepalive plus its 1 s tick; on a
-        healthy link the broker answers a PINGREQ within keepalive + 1 s, so silence past
-        max(1.5 x keepalive, keepalive + 2 s) means the link is gone.
-        """
-        keepalive = self.settings.broker.keepalive
-        limit = max(1.5 * keepalive, keepalive + 2.0)
-        while True:
-            await asyncio.sleep(0.25)
-            silent = silence_s(client)
-            if silent > limit:
-                log.warning("broker_silent", silent_s=round(silent, 2), keepalive_s=keepalive)
-                drop_connection(client)  # consume then fails with MqttError: reconnect
-                return
+    def _on_refused(self, reason: str) -> None:
+        """Count a packet the transport refused as a received unit with one outcome."""
+        self.metrics.received.inc()
+        if reason == "packet_too_large":
+            # The connection is dropped with it: logged each time (at most once a connection).
+            self.metrics.dropped.labels(reason).inc()
+            self.metrics.messages.labels("dropped").inc()
+            log.warning("broker_packet_too_large", limit_bytes=self._max_packet())
+            return
+        self.metrics.invalid.labels(reason).inc()
+        self.metrics.messages.labels("invalid").inc()
+        suppressed = self._limiter.allow(reason)  # a hostile broker may send many: no log storm
+        if suppressed is not None:
+            log.warning(
+                "message_rejected",
+                reason=reason,
+                detail="the MQTT topic is not valid UTF-8",
+                suppressed_since_last=suppressed,
+            )
 
-    async def _consume(self, client: aiomqtt.Client) -> None:
+    def _max_packet(self) -> int:
+        return self.settings.ingest.max_payload_bytes + PACKET_HEADROOM_BYTES
+
+    async def _consume(self, conn: Connection) -> None:
         queue = self._queue
-        on_lost(client, queue.ready.set)
+        conn.on_lost(queue.ready.set)
         while True:
-            raise_if_lost(client)
+            conn.raise_if_lost()
             if not queue:
                 queue.ready.clear()
                 await queue.ready.wait()
@@ -467,10 +540,10 @@ class Daemon:
     # -- alerts ----------------------------------------------------------------------------
 
     def _emit(self, events: list[AlertEvent]) -> None:
-        limit = self.settings.alerts.max_pending
         for event in events:
             log.info(
                 "alert",
+                id=event.id,
                 kind=event.kind,
                 patient=self.pseudonym(event.patient_id),
                 vital=event.vital,
@@ -480,61 +553,7 @@ class Daemon:
                 z=None if event.z is None else round(event.z, 2),
                 seq=event.seq,
             )
-            if len(self._technical) + len(self._physiological) >= limit:
-                (self._physiological or self._technical).popleft()
-                self.metrics.dropped.labels("alert_queue_full").inc()
-            if event.patient_id is None:
-                self._technical.appendleft(event)  # system-wide (monitoring degraded): first
-            else:
-                queue = self._technical if event.kind == "technical" else self._physiological
-                queue.append(event)
-            self._alert_ready.set()
-
-    def _next_alert(self) -> AlertEvent | None:
-        for queue in (self._technical, self._physiological):
-            if queue:
-                return queue.popleft()
-        return None
-
-    def _topic(self, event: AlertEvent) -> str:
-        return f"{self.settings.alerts.topic_prefix}/{event.patient_id or _SYSTEM_TOPIC_ID}"
-
-    async def _publisher(self) -> None:
-        while True:
-            event = self._next_alert()
-            if event is None:
-                self._alert_ready.clear()
-                await self._alert_ready.wait()
-                continue
-            while True:
-                client = self._client
-                if client is None:
-                    await self._connected.wait()
-                    continue
-                try:
-                    await client.publish(
-                        self._topic(event), event.to_json(), qos=self.settings.alerts.qos
-                    )
-                    break
-                except aiomqtt.MqttError:
-                    await asyncio.sleep(0.1)
-
-    async def _drain_alerts(self, client: aiomqtt.Client) -> None:
-        deadline = time.monotonic() + self.settings.shutdown_grace_s / 2
-        while time.monotonic() < deadline and (event := self._next_alert()) is not None:
-            try:
-                await client.publish(
-                    self._topic(event), event.to_json(), qos=self.settings.alerts.qos
-                )
-            except aiomqtt.MqttError as exc:
-                log.warning("alert_not_published", error=str(exc))
-                self._physiological.appendleft(event)
-                break
-        left = len(self._technical) + len(self._physiological)
-        if left:
-            # Past the grace period or with the broker gone: counted, never silently lost.
-            self.metrics.dropped.labels("shutdown").inc(left)
-            log.warning("alerts_not_published", count=left)
+        self.alerts.add(events)
 
     # -- housekeeping ----------------------------------------------------------------------
 

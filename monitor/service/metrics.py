@@ -6,11 +6,18 @@ No label ever carries a patient id or a vital value: labels are drawn from small
 
 from __future__ import annotations
 
+import math
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 #: From ~100 microseconds to a few seconds: the daemon's latencies, not web defaults.
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -45,9 +52,9 @@ class Metrics:
     messages: Counter
     invalid: Counter
     dropped: Counter
-    prediction_error: Histogram
+    prediction_error: BatchHistogram
     inference_latency: Histogram
-    end_to_end_latency: Histogram
+    end_to_end_latency: BatchHistogram
     batch_size: Histogram
     alerts: Counter
     technical_alerts: Counter
@@ -89,7 +96,7 @@ class Metrics:
                 ["reason"],
                 registry=r,
             ),
-            prediction_error=Histogram(
+            prediction_error=BatchHistogram(
                 "monitor_prediction_error",
                 "Absolute one-step-ahead residual in units of the patient's residual sigma (|z|).",
                 ["vital"],
@@ -102,7 +109,7 @@ class Metrics:
                 buckets=LATENCY_BUCKETS,
                 registry=r,
             ),
-            end_to_end_latency=Histogram(
+            end_to_end_latency=BatchHistogram(
                 "monitor_end_to_end_latency_seconds",
                 "From message received to verdict (scored and alerts decided).",
                 buckets=LATENCY_BUCKETS,
@@ -173,19 +180,109 @@ class Metrics:
         )
 
 
-def observe_many(histogram: Histogram, values: npt.NDArray[np.float64]) -> None:
-    """Observe many values at once: one numpy pass instead of one `observe` call per value.
+class BatchHistogramChild:
+    """One label set of a `BatchHistogram`: bucket counts kept in numpy, observed in batches."""
 
-    prometheus-client has no batch API; this adds each bucket's count and the sum directly
-    to the child's values, exactly what `observe` would have added one by one (each value
-    lands in the first bucket whose upper bound is >= it). `histogram` must be a child (a
-    histogram without labels, or `.labels(...)` of one).
+    def __init__(self, bounds: npt.NDArray[np.float64]) -> None:
+        self._bounds = bounds
+        self._counts = np.zeros(len(bounds), dtype=np.float64)
+        self._sum = 0.0
+        self._lock = threading.Lock()  # collect runs on the HTTP thread
+
+    def observe_many(self, values: npt.NDArray[np.float64]) -> None:
+        """Observe many values: each lands in the first bucket whose upper bound is >= it."""
+        if values.size == 0:
+            return
+        counts = np.bincount(
+            np.searchsorted(self._bounds, values, side="left"), minlength=len(self._bounds)
+        )
+        total = float(values.sum())
+        with self._lock:
+            self._counts += counts[: len(self._bounds)]
+            self._sum += total
+
+    def observe(self, value: float) -> None:
+        """Observe one value."""
+        self.observe_many(np.asarray([value], dtype=np.float64))
+
+    def snapshot(self) -> tuple[npt.NDArray[np.float64], float]:
+        """Per-bucket counts (not cumulative) and the sum, taken together."""
+        with self._lock:
+            return self._counts.copy(), self._sum
+
+
+class BatchHistogram(Collector):
+    """A histogram observed in numpy batches, exported through prometheus-client's
+    supported custom-collector API (`HistogramMetricFamily`).
+
+    prometheus-client has no batch observe; its `Histogram` would take one call (and one
+    lock) per value. This keeps the counts itself and yields them on each scrape, with the
+    same series as a `Histogram` of that name (``_bucket``, ``_count``, ``_sum``).
+
+    Args:
+        name: Metric name.
+        documentation: Help text.
+        labelnames: Label names (small fixed sets only).
+        buckets: Upper bounds, ascending; +Inf is added.
+        registry: Where it is registered.
     """
-    if values.size == 0:
-        return
-    bounds = np.asarray(histogram._upper_bounds)  # private: no public batch API
-    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
-    buckets = histogram._buckets
-    for i in np.flatnonzero(counts):
-        buckets[i].inc(float(counts[i]))
-    histogram._sum.inc(float(values.sum()))
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str] = (),
+        *,
+        buckets: Sequence[float],
+        registry: CollectorRegistry,
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self._labelnames = self.labelnames  # the name prometheus-client's metrics use
+        self._bounds = np.asarray([*buckets, math.inf], dtype=np.float64)
+        self._children: dict[tuple[str, ...], BatchHistogramChild] = {}
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def labels(self, *values: str) -> BatchHistogramChild:
+        """The child for these label values (created on first use)."""
+        if len(values) != len(self.labelnames):
+            raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
+        with self._lock:
+            child = self._children.get(values)
+            if child is None:
+                child = self._children[values] = BatchHistogramChild(self._bounds)
+            return child
+
+    def observe_many(self, values: npt.NDArray[np.float64]) -> None:
+        """Observe many values on a histogram without labels."""
+        self.labels().observe_many(values)
+
+    def observe(self, value: float) -> None:
+        """Observe one value on a histogram without labels."""
+        self.labels().observe(value)
+
+    def describe(self) -> list[Metric]:
+        """The metric family this collector yields (for the registry's name checks)."""
+        return [HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)]
+
+    def collect(self) -> list[Metric]:
+        """The current counts, as prometheus-client's histogram family."""
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        bounds = [floatToGoString(b) for b in self._bounds]  # type: ignore[no-untyped-call]
+        with self._lock:
+            children = list(self._children.items())
+        for key, child in children:
+            counts, total = child.snapshot()
+            family.add_metric(
+                list(key), list(zip(bounds, np.cumsum(counts).tolist(), strict=True)), total
+            )
+        return [family]
+
+
+def observe_many(
+    histogram: BatchHistogram | BatchHistogramChild, values: npt.NDArray[np.float64]
+) -> None:
+    """Observe many values at once: one numpy pass instead of one `observe` call per value."""
+    histogram.observe_many(values)

@@ -14,8 +14,8 @@ from monitor.demo.broker import port_or_free
 from monitor.demo.feed import AlertFeed, Seen
 from monitor.demo.stats import Window, quantile, read
 from monitor.demo.summary import Display, alert_line, figures_line, legend
-from monitor.mqtt import BrokerConfig
 from monitor.service.metrics import Metrics
+from monitor.transports.mqtt.config import BrokerConfig
 
 
 def test_quantile_interpolates_inside_the_bucket_like_promql() -> None:

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from monitor.mqtt import BrokerConfig, SyncPublisher
+from monitor.transports.mqtt.config import BrokerConfig
+from monitor.transports.mqtt.publisher import SyncPublisher
 from tests.reliability.conftest import payload
 from tests.support.daemon import Daemon
 from tests.support.mosquitto import Mosquitto

@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from monitor.mqtt import BrokerConfig, SyncPublisher, connect
 from monitor.service.app import CountingQueue
 from monitor.service.metrics import Metrics
+from monitor.transports.mqtt.client import connect
+from monitor.transports.mqtt.config import BrokerConfig
+from monitor.transports.mqtt.publisher import SyncPublisher
 from tests.reliability.conftest import outcomes_balance, payload, publisher
 from tests.support.daemon import Daemon, total
 from tests.support.listener import Listener

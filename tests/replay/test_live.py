@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from monitor.mqtt import BrokerConfig, connect
 from monitor.replay.player import play
 from monitor.replay.recorder import record
 from monitor.replay.recording import Record, RecordingWriter, read_recording
+from monitor.transports.mqtt.client import connect
+from monitor.transports.mqtt.config import BrokerConfig
 from tests.support.mosquitto import Mosquitto
 
 # Irregular inter-arrival times summing to 20 s: 2 s of replay at 10x.

@@ -16,9 +16,10 @@ import paho.mqtt.client as paho
 import pytest
 
 from monitor.core.schema import encode_sample
-from monitor.mqtt import BrokerConfig, BrokerError
 from monitor.replay.recorder import record
 from monitor.replay.recording import read_recording
+from monitor.transports.mqtt.config import BrokerConfig
+from monitor.transports.mqtt.errors import BrokerError
 from tests.support.mosquitto import Mosquitto
 
 pytestmark = pytest.mark.mqtt

@@ -13,7 +13,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from monitor.mqtt import BrokerConfig, SyncPublisher, connect, silence_s
+from monitor.transports.mqtt.client import connect
+from monitor.transports.mqtt.config import BrokerConfig
+from monitor.transports.mqtt.publisher import SyncPublisher
 from tests.support.mosquitto import Mosquitto
 from tests.support.tls import TlsFiles, make_ca_and_server
 
@@ -107,7 +109,7 @@ def test_fast_path_feeds_the_watchdog_clock(mosquitto: Mosquitto) -> None:
         async with connect(cfg, on_message=got.extend) as conn:
             await conn.client.subscribe("a/#", qos=0)
             await asyncio.sleep(1.0)
-            before = silence_s(conn.client)
+            before = conn.silence_s()
             pub = SyncPublisher(cfg)
             await asyncio.to_thread(pub.connect)
             pub.publish_many(messages)
@@ -116,7 +118,7 @@ def test_fast_path_feeds_the_watchdog_clock(mosquitto: Mosquitto) -> None:
                 if len(got) == len(messages):
                     break
                 await asyncio.sleep(0.02)
-            return before, silence_s(conn.client), len(got)
+            return before, conn.silence_s(), len(got)
 
     before, after, n = asyncio.run(scenario())
     assert n == len(messages)

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from monitor.core.schema import MESSAGE_ADAPTER
-from monitor.mqtt import BrokerConfig, connect, incoming_queue
+from monitor.transports.mqtt.client import connect
+from monitor.transports.mqtt.config import BrokerConfig
 from simulators.labels import read_labels
 from simulators.scenarios import Timing, build
 from simulators.signals import draw_patients
@@ -28,22 +29,27 @@ async def _collect(
     """Run the simulator while a subscriber collects samples by patient and seq."""
     got: dict[str, dict[int, dict[str, float]]] = {}
     n = 0
-    async with connect(BrokerConfig(url=url)) as conn:
+    queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+
+    def sink(messages: list[tuple[str, bytes]]) -> None:
+        for message in messages:
+            queue.put_nowait(message)
+
+    async with connect(BrokerConfig(url=url), on_message=sink) as conn:
         await conn.client.subscribe("vitals/#", qos=1)
-        queue = incoming_queue(conn.client)
         proc = await asyncio.create_subprocess_exec(
             MONITOR, "simulate", "--broker", url, *argv, stderr=asyncio.subprocess.PIPE
         )
         idle = 0.0
         while idle < 1.0:
             try:
-                msg = await asyncio.wait_for(queue.get(), 0.1)
+                topic, payload = await asyncio.wait_for(queue.get(), 0.1)
             except TimeoutError:
                 idle = idle + 0.1 if proc.returncode is not None else 0.0
                 continue
             n += 1
-            parsed = MESSAGE_ADAPTER.validate_json(msg.payload)  # type: ignore[arg-type]
-            assert str(msg.topic) == f"vitals/{parsed.patient_id}"
+            parsed = MESSAGE_ADAPTER.validate_json(payload)
+            assert topic == f"vitals/{parsed.patient_id}"
             for s in parsed.samples():
                 assert s.seq not in got.setdefault(parsed.patient_id, {})
                 got[parsed.patient_id][s.seq] = {"t": s.t, **s.vitals}

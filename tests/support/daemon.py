@@ -83,7 +83,9 @@ class Daemon:
         ]
         if self.model is not None:
             cmd += ["--model", str(self.model)]
-        env = {**os.environ, "OMP_NUM_THREADS": "1", **self.env}
+        # One outbox per daemon, beside its log (never a shared file in the working directory).
+        outbox = {"MONITOR_ALERTS__OUTBOX_PATH": str(log_path.with_suffix(".outbox.sqlite3"))}
+        env = {**os.environ, "OMP_NUM_THREADS": "1", **outbox, **self.env}
         self.log_path = log_path
         self._log = log_path.open("w")
         self.proc = subprocess.Popen(

@@ -1,0 +1,194 @@
+"""The daemon's alert sink: a priority queue with a durable outbox, and its publisher.
+
+Alerts are published on ``<topic_prefix>/<patient_id>`` at the configured QoS, one at a
+time on the current connection. Technical and system-wide alerts go before a backlog of
+physiological ones. Each alert is written to the outbox (if enabled) when decided and
+deleted once the broker acknowledged it, so a restart delivers what was left, in order.
+
+An alert is never re-published on the connection that holds it in flight: `publish`
+waits for the acknowledgement or the loss of the connection (a frozen broker is dropped by
+the watchdog), and only then does it go out again, on the next connection, with the same
+`id`. Every alert not published at shutdown is counted and logged (`account_shutdown`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections import deque
+from collections.abc import Callable
+
+import structlog
+
+from monitor.core.alerts import AlertEvent
+from monitor.service.metrics import Metrics
+from monitor.service.outbox import Outbox, StoredAlert
+from monitor.transports.mqtt.client import Connection
+
+__all__ = ["SYSTEM_TOPIC_ID", "AlertSink"]
+
+log = structlog.get_logger("monitor")
+
+SYSTEM_TOPIC_ID = "_system"
+
+
+class AlertSink:
+    """Holds alerts until the broker acknowledged them.
+
+    Args:
+        metrics: Where drops are counted.
+        topic_prefix: Alerts go to ``<topic_prefix>/<patient_id>`` (``/_system``).
+        qos: The publish QoS.
+        max_pending: Most alerts held; past it the oldest physiological one is dropped.
+        outbox: The durable store, or None (alerts then live in memory only).
+    """
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        *,
+        topic_prefix: str,
+        qos: int,
+        max_pending: int,
+        outbox: Outbox | None,
+    ) -> None:
+        self._metrics = metrics
+        self._prefix = topic_prefix
+        self._qos = qos
+        self._limit = max_pending
+        self._outbox = outbox
+        self._urgent: deque[StoredAlert] = deque()
+        self._routine: deque[StoredAlert] = deque()
+        self._in_flight: StoredAlert | None = None
+        self._ready = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def __len__(self) -> int:
+        return len(self._urgent) + len(self._routine) + (self._in_flight is not None)
+
+    def attach(self, outbox: Outbox) -> int:
+        """Use `outbox` from now on and queue what it kept from an earlier run, in decision
+        order, ahead of anything decided in this run; return how many it kept."""
+        self._outbox = outbox
+        return self.restore()
+
+    def restore(self) -> int:
+        """Queue what the outbox kept from an earlier run, in decision order; return how many."""
+        if self._outbox is None:
+            return 0
+        kept = self._outbox.pending()
+        self._urgent.extend(kept)  # all ahead of anything decided in this run
+        if kept:
+            self._ready.set()
+            self._idle.clear()
+        return len(kept)
+
+    def add(self, events: list[AlertEvent]) -> None:
+        """Queue alert events (stored in the outbox first); drop the oldest past the bound."""
+        stored = [
+            StoredAlert(
+                None,
+                e.id,
+                f"{self._prefix}/{e.patient_id or SYSTEM_TOPIC_ID}",
+                e.to_json(),
+                e.kind == "technical" or e.patient_id is None,
+            )
+            for e in events
+        ]
+        if self._outbox is not None and stored:
+            try:
+                self._outbox.add(stored)
+            except sqlite3.Error as exc:  # still published from memory; not durable
+                log.error("outbox_write_failed", error=str(exc), alerts=len(stored))
+        dropped: list[StoredAlert] = []
+        for event, alert in zip(events, stored, strict=True):
+            if len(self) >= self._limit:
+                dropped.append((self._routine or self._urgent).popleft())
+            if event.patient_id is None:
+                self._urgent.appendleft(alert)  # system-wide (monitoring degraded): first
+            else:
+                (self._urgent if alert.urgent else self._routine).append(alert)
+        if dropped:
+            self._metrics.dropped.labels("alert_queue_full").inc(len(dropped))
+            self._forget(dropped)
+        if stored:
+            self._ready.set()
+            self._idle.clear()
+
+    def _forget(self, alerts: list[StoredAlert]) -> None:
+        if self._outbox is not None:
+            seqs = [a.seq for a in alerts if a.seq is not None]
+            with contextlib.suppress(sqlite3.Error):
+                self._outbox.remove(seqs)
+
+    def _next(self) -> StoredAlert | None:
+        for queue in (self._urgent, self._routine):
+            if queue:
+                return queue.popleft()
+        return None
+
+    async def run(self, current: Callable[[], Connection | None], connected: asyncio.Event) -> None:
+        """Publish forever on the current connection (a task; cancel it to stop).
+
+        Args:
+            current: Returns the connection in use, None while disconnected.
+            connected: Set while a connection is in use.
+        """
+        while True:
+            alert = self._next()
+            if alert is None:
+                self._idle.set()
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            self._in_flight = alert
+            try:
+                await self._deliver(alert, current, connected)
+            except asyncio.CancelledError:
+                # Not acknowledged: back at the head, counted by `account_shutdown`.
+                (self._urgent if alert.urgent else self._routine).appendleft(alert)
+                raise
+            finally:
+                self._in_flight = None
+            self._forget([alert])
+
+    async def _deliver(
+        self, alert: StoredAlert, current: Callable[[], Connection | None], connected: asyncio.Event
+    ) -> None:
+        while True:
+            conn = current()
+            if conn is None:
+                await connected.wait()
+                continue
+            if await conn.publish(alert.topic, alert.payload, self._qos):
+                return
+            # The connection was lost with the alert in flight: wait for the next one.
+            while current() is conn:  # noqa: ASYNC110 - no event marks the intake letting go
+                await asyncio.sleep(0.05)
+
+    async def wait_delivered(self, timeout_s: float) -> bool:
+        """Wait until nothing is left to publish, at most `timeout_s`; True if so."""
+        if timeout_s <= 0:
+            return not len(self)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        return not len(self)
+
+    def account_shutdown(self) -> None:
+        """Count and log every alert not published; close the outbox (which keeps them)."""
+        left = len(self)
+        if left:
+            kept = left if self._outbox is not None else 0
+            if left - kept:
+                self._metrics.dropped.labels("shutdown").inc(left - kept)
+            # Past the grace period or with the broker gone: never silently lost.
+            log.warning(
+                "alerts_not_published",
+                count=left,
+                kept_in_outbox=kept,
+                outbox=str(self._outbox.path) if self._outbox is not None else None,
+            )
+        if self._outbox is not None:
+            self._outbox.close()

@@ -1,0 +1,1 @@
+"""Transports: adapters that bring payloads in and take alerts out (MQTT today)."""

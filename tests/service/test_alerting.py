@@ -1,0 +1,142 @@
+"""The alert sink: stable ids, publish once per connection, the durable outbox, shutdown counts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import cast
+
+import pytest
+from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
+
+from monitor.core.alerts import AlertEvent
+from monitor.service.alerting import AlertSink
+from monitor.service.metrics import Metrics
+from monitor.service.outbox import Outbox
+from monitor.transports.mqtt.client import Connection
+
+
+def event(pid: str, seq: int, reason: str = "signal_lost") -> AlertEvent:
+    """A raised technical alert for `pid` at sample `seq`."""
+    return AlertEvent.technical(pid, reason, "raised", t=1000.0 + seq, seq=seq, model_version="m")
+
+
+class FakeConnection:
+    """Records publishes; `stall` leaves them unacknowledged until the link is lost."""
+
+    def __init__(self, stall: bool = False) -> None:
+        self.sent: list[bytes] = []
+        self.stall = stall
+        self.lost = asyncio.Event()
+
+    async def publish(self, topic: str, payload: bytes, qos: int) -> bool:
+        self.sent.append(payload)
+        if self.stall:
+            await self.lost.wait()
+            return False
+        return True
+
+
+def sink(outbox: Outbox | None = None) -> tuple[AlertSink, Metrics]:
+    """An alert sink on a fresh registry."""
+    metrics = Metrics.create(CollectorRegistry())
+    return AlertSink(metrics, topic_prefix="alerts", qos=1, max_pending=100, outbox=outbox), metrics
+
+
+def test_alert_id_is_stable_and_travels_in_the_payload() -> None:
+    """The same decision gets the same id (live and offline agree); another one does not;
+    the id is in the published JSON and survives a parse."""
+    a, b, other = event("p1", 5), event("p1", 5), event("p1", 6)
+    assert a.id == b.id != other.id
+    assert len(a.id) == 32
+    assert json.loads(a.to_json())["id"] == a.id
+    assert AlertEvent.model_validate_json(a.to_json()) == a
+
+
+def test_a_stalled_alert_is_never_published_twice_on_one_connection() -> None:
+    """A QoS 1 alert held in flight on a frozen link is sent once on it (not re-queued on
+    every timeout), then once more on the next connection, with the same id."""
+
+    async def scenario() -> tuple[list[bytes], list[bytes]]:
+        alerts, _ = sink()
+        first, second = FakeConnection(stall=True), FakeConnection()
+        current: list[FakeConnection | None] = [first]
+        connected = asyncio.Event()
+        connected.set()
+        task = asyncio.create_task(
+            alerts.run(lambda: cast(Connection | None, current[0]), connected)
+        )
+        alerts.add([event("p1", 1), event("p2", 2)])
+        await asyncio.sleep(0.5)  # the link is frozen: the first alert stays in flight
+        current[0] = second
+        first.lost.set()
+        assert await alerts.wait_delivered(2.0)
+        task.cancel()
+        return first.sent, second.sent
+
+    on_first, on_second = asyncio.run(scenario())
+    assert len(on_first) == 1
+    ids = [json.loads(p)["id"] for p in on_second]
+    assert ids == [event("p1", 1).id, event("p2", 2).id]
+
+
+def test_outbox_keeps_undelivered_alerts_across_a_restart_in_order(tmp_path: Path) -> None:
+    """Alerts decided with no broker stay in the outbox at shutdown (logged, not counted as
+    dropped); the next run delivers each once, in decision order, and the outbox empties."""
+    path = tmp_path / "state" / "outbox.sqlite3"
+    decided = [event(f"p{i}", i) for i in range(5)]
+
+    alerts, metrics = sink(Outbox(path))
+    alerts.add(decided)
+    with capture_logs() as logs:
+        alerts.account_shutdown()
+    line = next(e for e in logs if e["event"] == "alerts_not_published")
+    assert (line["count"], line["kept_in_outbox"]) == (5, 5)
+    assert metrics.registry.get_sample_value(
+        "monitor_dropped_messages_total", {"reason": "shutdown"}
+    ) in (None, 0.0)
+
+    async def second_run() -> list[bytes]:
+        outbox = Outbox(path)
+        restarted, _ = sink(outbox)
+        assert restarted.restore() == 5
+        conn = FakeConnection()
+        connected = asyncio.Event()
+        connected.set()
+        task = asyncio.create_task(restarted.run(lambda: cast(Connection | None, conn), connected))
+        assert await restarted.wait_delivered(2.0)
+        task.cancel()
+        assert outbox.count() == 0
+        outbox.close()
+        return conn.sent
+
+    sent = asyncio.run(second_run())
+    assert [json.loads(p)["id"] for p in sent] == [e.id for e in decided]
+
+
+def test_without_outbox_unpublished_alerts_are_counted_dropped_at_shutdown() -> None:
+    """No outbox: every alert left at shutdown is dropped{reason=shutdown} and logged."""
+    alerts, metrics = sink()
+    alerts.add([event("p1", 1), event("p2", 2), event("p3", 3)])
+    with capture_logs() as logs:
+        alerts.account_shutdown()
+    assert (
+        metrics.registry.get_sample_value("monitor_dropped_messages_total", {"reason": "shutdown"})
+        == 3.0
+    )
+    assert [e["count"] for e in logs if e["event"] == "alerts_not_published"] == [3]
+
+
+def test_a_second_daemon_cannot_share_the_outbox(tmp_path: Path) -> None:
+    """The outbox is locked by its daemon: a second one gets a clear OutboxError."""
+    from monitor.service.outbox import OutboxError
+
+    path = tmp_path / "outbox.sqlite3"
+    first = Outbox(path)
+    try:
+        with pytest.raises(OutboxError, match="cannot be used"):
+            Outbox(path)
+    finally:
+        first.close()
