@@ -153,14 +153,9 @@ class GainCurves(Protocol):
     """A model's alarm calibration (`monitor.model.card.Calibration`), as serving uses it."""
 
     def gains_for(
-        self,
-        features: Sequence[str],
-        per_patient_day: float,
-        max_gain: float,
-        levels: Sequence[float] | None = None,
+        self, features: Sequence[str], per_patient_day: float, max_gain: float
     ) -> list[float]:
-        """Each feature's gain for a budget of `per_patient_day` raises, all together;
-        `levels` are the features' single-sample raise levels."""
+        """Each feature's gain for a budget of `per_patient_day` raises, all together."""
         ...
 
 
@@ -178,14 +173,7 @@ def alarm_gains(
     target = config.target_false_alarms_per_day
     if curves is None or target is None:
         return np.ones(len(features))
-    levels = [single_sample_level(config.resolve(f)) for f in features]
-    gains = curves.gains_for(features, target, config.max_gain, levels)
-    return np.asarray(gains, dtype=np.float64)
-
-
-def single_sample_level(t: Thresholds) -> float:
-    """The lowest |z| that raises on one sample alone (the spike rule, else `severe`)."""
-    return t.severe if t.spike is None else min(t.spike, t.severe)
+    return np.asarray(curves.gains_for(features, target, config.max_gain), dtype=np.float64)
 
 
 class Detector:

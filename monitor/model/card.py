@@ -181,26 +181,6 @@ def _poisson_upper(mean: float) -> int:
     return c
 
 
-class ZTail(_Strict):
-    """An exponential tail fitted to one vital's |z| on its training data (peaks over a
-    threshold): ``|z|`` exceeds ``x >= level`` about ``per_day * exp(-(x - level) / scale)``
-    times a day.
-
-    Attributes:
-        level: The threshold: the 90th percentile of |z|.
-        scale: The mean excess of |z| over `level` (the exponential's maximum-likelihood scale).
-        per_day: Samples a day with |z| above `level`.
-    """
-
-    level: float = Field(ge=0)
-    scale: float = Field(gt=0)
-    per_day: float = Field(gt=0)
-
-    def quantile(self, per_day: float) -> float:
-        """The |z| that the tail exceeds `per_day` times a day."""
-        return self.level + self.scale * math.log(self.per_day / per_day)
-
-
 class VitalCalibration(_Strict):
     """The detector's raise count on one vital's training data as a function of its gain.
 
@@ -209,14 +189,11 @@ class VitalCalibration(_Strict):
         intercept: ``ln(raises per day) = intercept + slope * gain``, fitted over the grid
             points with 1 to 200 raises (the tail); None when fewer than two such points.
         slope: The fit's slope (negative); None with `intercept`.
-        tail: The exponential tail of |z| (None: too few samples, or an older card): what
-            the gain comes from when the training data are too short to count raises.
     """
 
     raises: list[int]
     intercept: float | None = None
     slope: float | None = Field(default=None, lt=0)
-    tail: ZTail | None = None
 
     @model_validator(mode="after")
     def _fit_whole(self) -> VitalCalibration:
@@ -253,24 +230,16 @@ class Calibration(_Strict):
                 )
         return self
 
-    def gain(
-        self, vital: str, per_day: float, max_gain: float, level: float | None = None
-    ) -> float:
+    def gain(self, vital: str, per_day: float, max_gain: float) -> float:
         """The gain that brings `vital`'s raise rate to `per_day`, within ``[1, max_gain]``.
 
         Gain 1 when the count at gain 1 is within chance of the target (a Poisson count
-        above its 99th percentile is excess); below `MIN_RAISES` at gain 1 (too few to say
-        anything about the raise rate: a short training span), the gain that puts the
-        single-sample `level` at the |z| tail's quantile for the target (gain 1 without a
-        tail or a level); else the fitted raise curve's gain at the target; with no fit,
-        the smallest measured gain whose rate is within the target, else `max_gain`.
+        above its 99th percentile is excess) or below `MIN_RAISES`; else the fitted tail's
+        gain at the target; with no fit, the smallest measured gain whose rate is within the
+        target, else `max_gain`.
         """
         v = self.per_vital[vital]
-        if v.raises[0] < MIN_RAISES:
-            if v.tail is None or level is None:
-                return 1.0
-            return min(max(v.tail.quantile(per_day) / level, 1.0), max_gain)
-        if v.raises[0] <= _poisson_upper(per_day * self.days):
+        if v.raises[0] < MIN_RAISES or v.raises[0] <= _poisson_upper(per_day * self.days):
             return 1.0
         if v.intercept is not None and v.slope is not None:
             g = (math.log(per_day) - v.intercept) / v.slope
@@ -282,21 +251,12 @@ class Calibration(_Strict):
         return min(max(g, 1.0), max_gain)
 
     def gains_for(
-        self,
-        features: Sequence[str],
-        per_patient_day: float,
-        max_gain: float,
-        levels: Sequence[float] | None = None,
+        self, features: Sequence[str], per_patient_day: float, max_gain: float
     ) -> list[float]:
         """Each feature's gain for a budget of `per_patient_day` raises, all features together
-        (an equal share each); `levels` are their single-sample raise levels (for the |z|
-        tail of a short calibration)."""
+        (an equal share each)."""
         share = per_patient_day / len(features)
-        lv: Sequence[float | None] = levels if levels is not None else [None] * len(features)
-        return [
-            self.gain(name, share, max_gain, level)
-            for name, level in zip(features, lv, strict=True)
-        ]
+        return [self.gain(name, share, max_gain) for name in features]
 
 
 class ModelCard(_Strict):

@@ -24,7 +24,7 @@ import numpy.typing as npt
 from monitor.core.detector import Detector, DetectorConfig
 from monitor.core.scale import ResidualScale
 from monitor.core.types import AnyFloatArray
-from monitor.model.card import Calibration, VitalCalibration, ZTail
+from monitor.model.card import Calibration, VitalCalibration
 from monitor.model.features import make_windows
 from monitor.training.data import Segment
 
@@ -42,10 +42,6 @@ USABLE_RAISES = (1, 200)
 _CHUNK = 256
 
 SECONDS_PER_DAY = 86_400.0
-
-#: The |z| tail is fitted to the largest 1 % of the samples, and never fewer than 10 of them.
-TAIL_SHARE = 0.01
-TAIL_MIN_EXCESS = 10
 
 
 def scaled_residuals(
@@ -156,29 +152,6 @@ def fit_tail(
     return float(intercept), float(slope)
 
 
-def z_tail(z: FloatArray, days: float) -> ZTail | None:
-    """An exponential tail of one vital's |z|, fitted to its largest values (peaks over a
-    threshold), or None with too few samples.
-
-    Used where the training span is too short for the detector to raise often enough to
-    count (a few hundred samples of a 5-minute series): the largest values are still there,
-    and how far apart they lie says how far out the rarer ones reach (a heavy-tailed
-    signal's far more than a Gaussian's). Fitted to the top 1 % (at least 10 values): the
-    exponential is conservative for Gaussian residuals, whose tail falls faster, and the
-    further out it starts the less it overshoots them (1 Hz Gaussian z over 2 days: the
-    spike level's gain stays at 1).
-    """
-    a = np.sort(np.abs(z[np.isfinite(z)]))[::-1]
-    k = max(TAIL_MIN_EXCESS, math.ceil(TAIL_SHARE * len(a)))
-    if len(a) < 2 * k:
-        return None
-    level = float(a[k])
-    scale = float((a[:k] - level).mean())
-    if not scale > 0:
-        return None
-    return ZTail(level=level, scale=scale, per_day=k / days)
-
-
 def calibrate(
     segments: Sequence[Segment],
     predict: Callable[[AnyFloatArray], AnyFloatArray],
@@ -214,8 +187,5 @@ def calibrate(
         raises = [int(c) for c in counts[:, i]]
         fit = fit_tail(GAIN_GRID, raises, days)
         intercept, slope = fit if fit is not None else (None, None)
-        tail = z_tail(np.concatenate([z[:, i] for z in zs]), days)
-        per_vital[name] = VitalCalibration(
-            raises=raises, intercept=intercept, slope=slope, tail=tail
-        )
+        per_vital[name] = VitalCalibration(raises=raises, intercept=intercept, slope=slope)
     return Calibration(gains=list(GAIN_GRID), days=days, per_vital=per_vital)
