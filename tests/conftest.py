@@ -1,4 +1,4 @@
-"""Shared fixtures: a real Mosquitto per test on a free port."""
+"""Shared fixtures: a real Mosquitto per test on a free port; the Hypothesis profiles."""
 
 from __future__ import annotations
 
@@ -7,11 +7,26 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 # One OpenMP thread: tests run beside brokers and daemons on a 2-core machine.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from tests.support.mosquitto import Mosquitto
+
+# Hypothesis profiles, chosen with HYPOTHESIS_PROFILE (default "dev"). The property tests set
+# no example count of their own, so the profile decides it: "dev" for the default run,
+# "thorough" for a CI job or a night run (the `slow` 100k variants go further still). Run
+# time, not a per-example deadline, is the budget on a shared machine: no deadline, and a
+# slow generator is no failure.
+for _name, _examples in (("dev", 150), ("thorough", 3000)):
+    settings.register_profile(
+        _name,
+        max_examples=_examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 @pytest.fixture

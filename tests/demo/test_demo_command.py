@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -38,11 +39,27 @@ def _demo(cache: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def test_demo_shows_an_alert_within_30_s_and_exits_0(cache: Path) -> None:
-    """A 30 s demo prints alerts with patient and vital, the first within 30 s, and exits 0.
+@dataclass
+class DemoRun:
+    """What a 30 s demo printed, and how long it took."""
 
-    While it runs, its /metrics endpoint serves the daemon's counters.
-    """
+    lines: list[str]
+    wall_s: float
+
+    @property
+    def output(self) -> str:
+        """Everything it printed."""
+        return "\n".join(self.lines)
+
+    @property
+    def alerts(self) -> list[re.Match[str]]:
+        """Its ALERT lines."""
+        return [m for m in map(ALERT.match, self.lines) if m]
+
+
+def thirty_second_demo(cache: Path) -> DemoRun:
+    """Run a 30 s demo; check it exits 0 cleanly, raises alerts naming patient and vital,
+    and serves the daemon's counters on /metrics while it runs."""
     lines: list[str] = []
     scraped: dict[str, float] = {}
     url = ""
@@ -61,23 +78,42 @@ def test_demo_shows_an_alert_within_30_s_and_exits_0(cache: Path) -> None:
                     "received": total(samples, "monitor_received_total"),
                     "patients": total(samples, "monitor_active_patients"),
                 }
-        code = proc.wait(30)
-    wall = time.monotonic() - t0
-    output = "\n".join(lines)
+        code = proc.wait(120)
+    run = DemoRun(lines, time.monotonic() - t0)
+    output = run.output
     assert code == 0, output
     assert "stopped cleanly" in output
     assert scraped["received"] > 0, output
     assert scraped["patients"] == 20, output
-    alerts = [m for m in map(ALERT.match, lines) if m]
-    assert any(m.group(2) == "raised" for m in alerts), output
+    assert any(m.group(2) == "raised" for m in run.alerts), output
     assert re.search(r"patient=p\d{4} (physiological=[a-z_]+|technical=)", output), output
-    first = FIRST_ALERT.search(output)
-    assert first, output
+    assert FIRST_ALERT.search(output), output
+    return run
+
+
+def test_demo_shows_an_alert_and_exits_0(cache: Path) -> None:
+    """A 30 s demo prints alerts with patient and vital, says when the first came, and exits
+    0. While it runs, its /metrics endpoint serves the daemon's counters."""
+    run = thirty_second_demo(cache)
+    first = FIRST_ALERT.search(run.output)
+    assert first is not None
+    print(f"first alert {first.group(1)}s after the simulator, {first.group(2)}s after start")
+    print(f"demo wall time {run.wall_s:.1f} s")
+
+
+@pytest.mark.perf
+def test_demo_shows_an_alert_within_30_s(cache: Path) -> None:
+    """The first alert comes within 30 s of the demo's start and the 30 s demo takes under
+    50 s in all (startup and shutdown included)."""
+    run = thirty_second_demo(cache)
+    first = FIRST_ALERT.search(run.output)
+    assert first is not None
     since_demo_start = float(first.group(2))
     print(f"first alert {first.group(1)}s after the simulator, {since_demo_start}s after start")
+    print(f"demo wall time {run.wall_s:.1f} s")
     assert since_demo_start <= 30.0
-    assert float(alerts[0].group(1)) <= 30.0
-    assert wall < 50.0
+    assert float(run.alerts[0].group(1)) <= 30.0
+    assert run.wall_s < 50.0
 
 
 def test_sigterm_and_ctrl_c_stop_it_cleanly(cache: Path) -> None:
@@ -91,7 +127,7 @@ def test_sigterm_and_ctrl_c_stop_it_cleanly(cache: Path) -> None:
                 if line.startswith("["):  # the first refresh: everything runs
                     break
             proc.send_signal(sig)
-            rest, _ = proc.communicate(timeout=20)
+            rest, _ = proc.communicate(timeout=60)
             output = "".join(lines) + rest
             assert proc.returncode == 0, output
             assert output.rstrip().endswith("stopped cleanly"), output
@@ -101,8 +137,22 @@ def test_sigterm_and_ctrl_c_stop_it_cleanly(cache: Path) -> None:
 def test_broker_option_uses_an_external_broker(cache: Path, mosquitto: Mosquitto) -> None:
     """With --broker the demo starts no broker: the daemon receives over Mosquitto (MQTT 5)."""
     with _demo(cache, "--broker", mosquitto.url, "--duration", "12", "--metrics-port", "0") as p:
-        output, _ = p.communicate(timeout=40)
+        output, _ = p.communicate(timeout=120)
     assert p.returncode == 0, output
     assert f"broker   {mosquitto.url} (MQTT 5)" in output
     rates = [int(m.group(3)) for m in map(FIGURES.match, output.splitlines()) if m]
-    assert max(rates) >= 150, output  # 20 patients x 10 samples/s
+    print(f"demo msg/s through the external broker: {rates}")
+    assert max(rates) > 0, output  # messages flow (the rate itself: the perf variant)
+
+
+@pytest.mark.perf
+@pytest.mark.mqtt
+def test_external_broker_carries_the_full_rate(cache: Path, mosquitto: Mosquitto) -> None:
+    """Through an external Mosquitto the demo reaches 150 msg/s (20 patients x 10 samples/s,
+    less the refresh's sampling)."""
+    with _demo(cache, "--broker", mosquitto.url, "--duration", "12", "--metrics-port", "0") as p:
+        output, _ = p.communicate(timeout=40)
+    assert p.returncode == 0, output
+    rates = [int(m.group(3)) for m in map(FIGURES.match, output.splitlines()) if m]
+    print(f"demo msg/s through the external broker: {rates}")
+    assert max(rates) >= 150, output
