@@ -42,8 +42,8 @@ def diff_noise_sigma(values: AnyFloatArray) -> FloatArray:
 
 
 def _median_last(a: FloatArray) -> FloatArray:
-    """`np.median(a, axis=-1)`, the same values, by partition alone (about 2.5x faster on
-    a new stream's 1,000 first windows, which all arrive in one tick)."""
+    """`np.median(a, axis=-1)`, the same values, by partition alone (faster on a new
+    stream's first windows, which all arrive in one tick: docs/benchmarks.md)."""
     n = a.shape[-1]
     k = n // 2
     if n % 2:
@@ -202,8 +202,9 @@ class ResidualScale:
             self._var = grown(self._var, cap)
             self._mean = grown(self._mean, cap)
             self._seen = grown(self._seen, cap)
-        # One vectorised estimate for all new patients: a patient's first full window (every
-        # patient at once when a stream starts) cost 0.13 ms each, one by one.
+        # One vectorised estimate for all new patients: a patient's first full window comes
+        # for every patient at once when a stream starts, and one by one cost too much
+        # (docs/benchmarks.md).
         new = slots[new_rows]
         firsts = np.stack([np.asarray(contexts[row]) for row in new_rows])
         self._var[new] = self.initial(firsts) ** 2

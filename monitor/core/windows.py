@@ -122,7 +122,7 @@ class WindowStore:
             strides=(n_features * item, n_features * item, item),
             writeable=False,
         )
-        # Per-slot scalars in plain lists: indexing a list is ~3x cheaper than a numpy scalar.
+        # Per-slot scalars in plain lists: indexing a list is cheaper than a numpy scalar.
         self._start = [0] * max_patients  # where the window starts in the slot's row
         self._count = [0] * max_patients
         self._last_t = [0.0] * max_patients

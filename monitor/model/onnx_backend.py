@@ -29,9 +29,8 @@ IR_VERSION = 8
 INPUT = "x"
 OUTPUT = "y"
 
-#: Windows per LSTM call. ONNX Runtime's LSTM costs more per window on larger batches
-#: (its working set leaves the cache): measured with the shipped model, 12.4 to 12.6 us per
-#: window in pieces of 64 to 256, 13.7 at 512, 14.7 at 1,024.
+#: Windows per LSTM call. ONNX Runtime's LSTM costs more per window on larger batches (its
+#: working set leaves the cache); 64 to 256 were the cheapest (docs/benchmarks.md).
 MAX_BATCH = 256
 
 SCAN_INPUT = "xs"
@@ -188,9 +187,8 @@ class OnnxLSTM:
         A batch larger than `MAX_BATCH` runs as pieces of `MAX_BATCH` in one session run
         (`pieces_graph`), and the rest in a second one. Each run gives the GIL up and takes
         it back once: with one run per piece, the calling thread waited for the GIL after
-        every piece while another thread held it (offline replay: the inference thread's
-        wait fell from 0.37 to 0.14 s per replay of the 1-hour benchmark recording and the
-        rate rose about 10 %, measured with a scratch script).
+        every piece while another thread held it (offline replay: the inference thread
+        waited less and the replay ran faster; docs/benchmarks.md).
 
         Returns:
             The normalised outputs, ``(batch, output_size)``, float32.
