@@ -42,6 +42,21 @@ from monitor.core.schema import (
 from monitor.core.types import FloatArray, RejectReason
 from monitor.core.vitals import BUILTIN, Registry
 
+__all__ = [
+    "DEFAULT_LIMITS",
+    "CodecLimits",
+    "Decoded",
+    "DecodedColumns",
+    "DecodedSample",
+    "Rejection",
+    "SingleFields",
+    "SingleFieldsJson",
+    "clip",
+    "decode",
+    "decode_columns",
+    "decode_many",
+]
+
 _DETAIL_MAX = 160
 
 
@@ -271,7 +286,7 @@ def decode(
                     row.append(math.nan)
                     continue
                 return Rejection("missing_vital", f"{name} missing (seq {seq})", pid, name, n)
-            # The rule of vitals.is_plausible, inlined: this loop is the hot path.
+            # Outside the signal's plausible bounds: a sensor artifact, not a patient.
             if not low <= value <= high:
                 unit = signals[name].unit
                 detail = f"{name}={value:.6g} outside [{low:g}, {high:g}] {unit} (seq {seq})"

@@ -25,6 +25,12 @@ import numpy as np
 from monitor.core.slots import IntpArray, SlotMap, grown, rounds
 from monitor.core.types import AnyFloatArray, BoolArray, FloatArray
 
+__all__ = [
+    "LEARN_SAMPLES",
+    "ResidualScale",
+    "diff_noise_sigma",
+]
+
 #: MAD -> sigma for a normal distribution, and first differences have twice the variance.
 _MAD_TO_SIGMA = 1.4826 / np.sqrt(2.0)
 

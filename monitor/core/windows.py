@@ -41,6 +41,12 @@ import numpy as np
 
 from monitor.core.types import BoolArray, Float32Array, FloatArray, PushOutcome
 
+__all__ = [
+    "SLACK",
+    "PushResult",
+    "WindowStore",
+]
+
 #: Samples a row holds beyond the window: the window moves back to the row's start once
 #: every SLACK samples, and one `push_ready` call takes at most SLACK samples per patient.
 SLACK = 16
