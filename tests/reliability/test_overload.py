@@ -66,12 +66,11 @@ def overload(
     and every sample has exactly one outcome. Returns memory and responsiveness figures."""
     max_pending = 1000
     env = {
-        "MONITOR_TESTING__INFERENCE_SLOWDOWN": "10",
         "MONITOR_BATCH__MAX_PENDING": str(max_pending),
         "MONITOR_BATCH__MAX_BATCH": "2",
         "MONITOR_INGEST__QOS": "0",
     }
-    daemon = Daemon(mosquitto.url, model=model_dir, env=env)
+    daemon = Daemon(mosquitto.url, model=model_dir, env=env, inference_slowdown=10)
     daemon.start(tmp_path / "daemon.log")
     daemon.wait_ready()
     alerts = listener_factory(mosquitto.port, "alerts/_system")

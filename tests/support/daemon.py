@@ -53,12 +53,15 @@ class Daemon:
         model: Model directory (None: the shipped default).
         args: Extra CLI arguments.
         env: Extra environment variables (e.g. MONITOR_WINDOW__STALE_AFTER_S).
+        inference_slowdown: Make every forward this many times slower
+            (tests/support/slowed_run.py); 1 runs `monitor run` itself.
     """
 
     broker_url: str
     model: Path | None = None
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    inference_slowdown: float = 1.0
     metrics_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[str] | None = None
     log_path: Path | None = None
@@ -70,8 +73,9 @@ class Daemon:
 
     def start(self, log_path: Path, timeout: float = 30.0) -> None:
         """Start and wait until /healthz answers."""
+        slowed = [sys.executable, "-m", "tests.support.slowed_run", str(self.inference_slowdown)]
         cmd = [
-            *MONITOR,
+            *(MONITOR if self.inference_slowdown == 1.0 else slowed),
             "run",
             "--broker",
             self.broker_url,
