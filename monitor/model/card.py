@@ -29,12 +29,20 @@ Scalar = str | int | float | bool | None
 MAX_WINDOW = 10_000
 
 
+#: The architecture of a card that names none (every card written before the field).
+DEFAULT_ARCHITECTURE = "medical-lstm"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Hyperparameters(_Strict):
-    """`MedicalLSTM` constructor arguments."""
+    """The architecture's sizes (for `MedicalLSTM`: its constructor arguments).
+
+    Every architecture reads `input_size` and `output_size`; `hidden_size` and
+    `num_layers` mean what the architecture says (docs/model-card.md).
+    """
 
     input_size: int = Field(ge=1)
     hidden_size: int = Field(ge=1)
@@ -265,6 +273,9 @@ class ModelCard(_Strict):
     format_version: Literal[1] = FORMAT_VERSION
     model_version: str = Field(pattern=r"^[0-9a-f]{64}$")
     created_at: datetime
+    #: Which module builds and exports the model (`monitor.model.registry`); a card
+    #: written before the field is a MedicalLSTM's.
+    architecture: str = Field(default=DEFAULT_ARCHITECTURE, pattern=r"^[a-z][a-z0-9_-]{0,63}$")
     hyperparameters: Hyperparameters
     features: list[str] = Field(min_length=1)
     window: int = Field(ge=1, le=MAX_WINDOW)

@@ -61,7 +61,7 @@ def restarts(
     back: list[float] = []
     for _ in range(times):
         broker.stop(sig)
-        wait_gauge(daemon, "monitor_mqtt_connected", 0, timeout=5)
+        wait_gauge(daemon, "monitor_mqtt_connected", 0, timeout=30)
         time.sleep(1.0)  # down for a while: the daemon's backoff grows meanwhile
         broker.start()
         back.append(wait_gauge(daemon, "monitor_mqtt_connected", 1, timeout=30))

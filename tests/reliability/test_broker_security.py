@@ -101,7 +101,7 @@ def test_good_credentials_over_tls(
         device.connect()
         device.publish("vitals/tls01", payload("tls01", 0), qos=1)
         device.close()
-        assert daemon.wait_for("monitor_received_total", 1, timeout=10) == 1
+        assert daemon.wait_for("monitor_received_total", 1, timeout=60) == 1
     finally:
         assert daemon.stop() == 0
 

@@ -124,7 +124,7 @@ def test_persistent_session_delivers_what_was_published_while_down(
     publish_all(mosquitto.port, messages)
     second = Daemon(mosquitto.url, model=model_dir, args=args)
     second.start(tmp_path / "second.log")
-    second.wait_for("monitor_received_total", len(messages), timeout=10)
+    second.wait_for("monitor_received_total", len(messages), timeout=60)
     time.sleep(0.5)
     samples = second.metrics()
     assert total(samples, "monitor_received_total") == len(messages)
@@ -156,7 +156,7 @@ def test_redeliveries_and_duplicates_give_no_duplicate_alerts(
     ]
     for _ in range(3):
         publish_all(mosquitto.port, messages)
-    daemon.wait_for("monitor_received_total", 270, timeout=10)
+    daemon.wait_for("monitor_received_total", 270, timeout=60)
     time.sleep(0.5)
     samples = daemon.metrics()
     outcome = {
