@@ -18,6 +18,26 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from monitor.core.vitals import VITALS, Registry, Vital, check_signal
 from monitor.model.features import Centring
 
+__all__ = [
+    "DEFAULT_ARCHITECTURE",
+    "FORMAT_VERSION",
+    "MAX_WINDOW",
+    "MIN_RAISES",
+    "Calibration",
+    "FeatureMetrics",
+    "FlatlineRule",
+    "Hyperparameters",
+    "Metrics",
+    "ModelCard",
+    "Normalisation",
+    "Pooling",
+    "Scalar",
+    "SignalSpec",
+    "TrainingInfo",
+    "VitalCalibration",
+    "signal_specs",
+]
+
 #: Version of the card.json layout; bumped on any incompatible change.
 FORMAT_VERSION: Literal[1] = 1
 

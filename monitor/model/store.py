@@ -30,6 +30,16 @@ from monitor.errors import ModelLoadError
 from monitor.model.card import FORMAT_VERSION, ModelCard
 from monitor.model.registry import UnknownArchitecture, architecture
 
+__all__ = [
+    "CARD_FILE",
+    "WEIGHTS_FILE",
+    "LoadedModel",
+    "default_model_path",
+    "load_model",
+    "save_model",
+    "weights_hash",
+]
+
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "card.json"
 
