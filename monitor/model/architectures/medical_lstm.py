@@ -42,6 +42,7 @@ def lstm_graph(model: nn.Module) -> onnx.ModelProto:
     ``y``: ``(batch, output_size)``.
 
     Raises:
+        TypeError: `model` is not a `MedicalLSTM`.
         ValueError: The LSTM is not the unidirectional, batch-first one with biases and no
             projection that `MedicalLSTM` builds.
     """
