@@ -57,6 +57,12 @@ system-deps:
 test: install system-deps
 	$(BIN)/python -m pytest
 
+# Tests that assert a time or a rate (marker `perf`): meaningful on an otherwise idle machine
+# only, so not in `make test`; -s shows the figures they print.
+.PHONY: test-perf
+test-perf: install system-deps
+	$(BIN)/python -m pytest -m perf -s
+
 test-all: install system-deps
 	$(BIN)/python -m pytest -m ''
 

@@ -30,6 +30,7 @@ import numpy as np
 import onnxruntime
 import torch
 
+from monitor.model.architectures.medical_lstm import lstm_graph
 from monitor.model.features import (
     Preprocess,
     normalise,
@@ -37,7 +38,7 @@ from monitor.model.features import (
     window_offset,
     with_flags,
 )
-from monitor.model.onnx_backend import OnnxLSTM
+from monitor.model.onnx_backend import OnnxForward
 from monitor.model.predictor import Predictor
 from monitor.model.store import default_model_path, load_model
 from simulators.signals import draw_patients, generate
@@ -98,7 +99,7 @@ def main() -> None:
     by_torch = Predictor(load_model(path), "cpu", "torch")
     by_ort = Predictor(load_model(path), "cpu", "onnxruntime")
     card, prep = by_torch.card, by_torch.preprocess
-    onnx_forward = OnnxLSTM.from_model(by_torch.model)
+    onnx_forward = OnnxForward.from_graph(lstm_graph(by_torch.model))
     width = len(card.features) * (2 if card.observed_mask else 1)
     steps = prep.inputs(np.zeros((1, card.window, width), np.float32))[0].shape[1]
     print(

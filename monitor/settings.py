@@ -212,19 +212,6 @@ class LogSettings(BaseModel):
     invalid_log_interval_s: float = Field(default=5.0, ge=0)
 
 
-class TestingSettings(BaseModel):
-    """Fault-injection knobs for the reliability tests; leave at their defaults in production."""
-
-    model_config = _SECTION
-
-    inference_slowdown: float = Field(
-        default=1.0,
-        ge=1.0,
-        description="Make every batched forward this many times slower (the inference thread "
-        "sleeps (factor - 1) x the forward's duration): the overload test's hook.",
-    )
-
-
 class SignalSettings(BaseModel):
     """A signal to register beside the built-in vitals (docs/messages.md, Signals)."""
 
@@ -282,7 +269,6 @@ class Settings(BaseSettings):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
-    testing: TestingSettings = Field(default_factory=TestingSettings)
     signals: list[SignalSettings] = Field(
         default_factory=list,
         description="Signals known beside the built-in vitals (keys below, `[[signals]]`). "

@@ -16,6 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from monitor.core.schema import PATIENT_ID_PATTERN
 from monitor.core.types import AlertKind, AlertState, Severity
 
+__all__ = [
+    "ALERT_SCHEMA_VERSION",
+    "TECHNICAL_SEVERITY",
+    "AlertEvent",
+    "alert_json_schema",
+]
+
 ALERT_SCHEMA_VERSION: Final = 1
 
 #: Default severity of each technical reason the daemon emits.

@@ -13,6 +13,10 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Generic, TypeVar
 
+__all__ = [
+    "MicroBatcher",
+]
+
 T = TypeVar("T")
 
 

@@ -42,6 +42,21 @@ from monitor.core.schema import (
 from monitor.core.types import FloatArray, RejectReason
 from monitor.core.vitals import BUILTIN, Registry
 
+__all__ = [
+    "DEFAULT_LIMITS",
+    "CodecLimits",
+    "Decoded",
+    "DecodedColumns",
+    "DecodedSample",
+    "Rejection",
+    "SingleFields",
+    "SingleFieldsJson",
+    "clip",
+    "decode",
+    "decode_columns",
+    "decode_many",
+]
+
 _DETAIL_MAX = 160
 
 
@@ -110,9 +125,9 @@ def _form(value: Any) -> str:
     return "block" if isinstance(value, dict) and "samples" in value else "single"
 
 
-# Fast path: a byte hint picks one plain model adapter (a discriminated union costs ~2 us
-# more per message). Any failure is re-validated by the exact discriminated union, which
-# decides on the parsed keys, so hint mistakes cost time, never correctness.
+# Fast path: a byte hint picks one plain model adapter (a discriminated union costs more
+# per message: docs/benchmarks.md). Any failure is re-validated by the exact discriminated
+# union, which decides on the parsed keys, so hint mistakes cost time, never correctness.
 _SINGLE: TypeAdapter[VitalsMessage] = TypeAdapter(VitalsMessage)
 
 
@@ -271,7 +286,7 @@ def decode(
                     row.append(math.nan)
                     continue
                 return Rejection("missing_vital", f"{name} missing (seq {seq})", pid, name, n)
-            # The rule of vitals.is_plausible, inlined: this loop is the hot path.
+            # Outside the signal's plausible bounds: a sensor artifact, not a patient.
             if not low <= value <= high:
                 unit = signals[name].unit
                 detail = f"{name}={value:.6g} outside [{low:g}, {high:g}] {unit} (seq {seq})"

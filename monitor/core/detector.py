@@ -26,6 +26,17 @@ from monitor.core.slots import SlotMap, grown, rounds
 from monitor.core.types import AlertState, AnyFloatArray, BoolArray, FloatArray, Severity
 from monitor.core.vitals import VITALS, is_signal_name
 
+__all__ = [
+    "Detector",
+    "DetectorConfig",
+    "GainCurves",
+    "RaiseRule",
+    "Thresholds",
+    "VitalOverride",
+    "alarm_gains",
+    "unknown_per_vital",
+]
+
 _LEVELS: tuple[Severity, ...] = ("low", "medium", "high")
 
 #: Which rule raised a physiological alert (the `reason` of its events).

@@ -25,6 +25,12 @@ import numpy as np
 from monitor.core.slots import IntpArray, SlotMap, grown, rounds
 from monitor.core.types import AnyFloatArray, BoolArray, FloatArray
 
+__all__ = [
+    "LEARN_SAMPLES",
+    "ResidualScale",
+    "diff_noise_sigma",
+]
+
 #: MAD -> sigma for a normal distribution, and first differences have twice the variance.
 _MAD_TO_SIGMA = 1.4826 / np.sqrt(2.0)
 
@@ -42,8 +48,8 @@ def diff_noise_sigma(values: AnyFloatArray) -> FloatArray:
 
 
 def _median_last(a: FloatArray) -> FloatArray:
-    """`np.median(a, axis=-1)`, the same values, by partition alone (about 2.5x faster on
-    a new stream's 1,000 first windows, which all arrive in one tick)."""
+    """`np.median(a, axis=-1)`, the same values, by partition alone (faster on a new
+    stream's first windows, which all arrive in one tick: docs/benchmarks.md)."""
     n = a.shape[-1]
     k = n // 2
     if n % 2:
@@ -202,8 +208,9 @@ class ResidualScale:
             self._var = grown(self._var, cap)
             self._mean = grown(self._mean, cap)
             self._seen = grown(self._seen, cap)
-        # One vectorised estimate for all new patients: a patient's first full window (every
-        # patient at once when a stream starts) cost 0.13 ms each, one by one.
+        # One vectorised estimate for all new patients: a patient's first full window comes
+        # for every patient at once when a stream starts, and one by one cost too much
+        # (docs/benchmarks.md).
         new = slots[new_rows]
         firsts = np.stack([np.asarray(contexts[row]) for row in new_rows])
         self._var[new] = self.initial(firsts) ** 2

@@ -19,6 +19,24 @@ from pydantic_core import PydanticCustomError
 
 from monitor.core.vitals import SIGNAL_NAME_PATTERN, VITALS, is_signal_name
 
+__all__ = [
+    "MAX_BLOCK_SAMPLES",
+    "MESSAGE_ADAPTER",
+    "PATIENT_ID_PATTERN",
+    "SCHEMA_VERSION",
+    "FiniteFloat",
+    "Message",
+    "PatientId",
+    "Sample",
+    "SampleTime",
+    "SequenceNumber",
+    "VitalValues",
+    "VitalsBlock",
+    "VitalsMessage",
+    "encode_sample",
+    "json_schema",
+]
+
 SCHEMA_VERSION: Final = 1
 
 #: Patient ids are allowlisted before any use in a topic, a log line or a path:

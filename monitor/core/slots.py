@@ -14,6 +14,13 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
+__all__ = [
+    "IntpArray",
+    "SlotMap",
+    "grown",
+    "rounds",
+]
+
 IntpArray = npt.NDArray[np.intp]
 _T = TypeVar("_T", bound=np.generic)
 

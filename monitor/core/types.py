@@ -11,6 +11,19 @@ from typing import Any, Literal, TypeAlias, get_args
 import numpy as np
 import numpy.typing as npt
 
+__all__ = [
+    "REJECT_REASONS",
+    "AlertKind",
+    "AlertState",
+    "AnyFloatArray",
+    "BoolArray",
+    "Float32Array",
+    "FloatArray",
+    "PushOutcome",
+    "RejectReason",
+    "Severity",
+]
+
 FloatArray: TypeAlias = npt.NDArray[np.float64]
 Float32Array: TypeAlias = npt.NDArray[np.float32]
 BoolArray: TypeAlias = npt.NDArray[np.bool_]
@@ -42,7 +55,5 @@ AlertState: TypeAlias = Literal["raised", "escalated", "cleared"]
 #: Physiological alerts come from residuals; technical ones from the data path.
 AlertKind: TypeAlias = Literal["physiological", "technical"]
 
-# Derived from the Literals so a new reason or outcome cannot be missed here.
+# Derived from the Literal so a new reason cannot be missed here.
 REJECT_REASONS: tuple[RejectReason, ...] = get_args(RejectReason)
-
-PUSH_OUTCOMES: tuple[PushOutcome, ...] = get_args(PushOutcome)

@@ -16,6 +16,19 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+__all__ = [
+    "BUILTIN",
+    "CLINICAL_VITALS",
+    "SIGNAL_NAME_PATTERN",
+    "VITALS",
+    "Registry",
+    "Vital",
+    "check_signal",
+    "describe",
+    "is_signal_name",
+    "parse_signal",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class Vital:
@@ -222,18 +235,3 @@ def parse_signal(spec: str) -> Vital:
     )
     check_signal(signal)
     return signal
-
-
-def is_plausible(name: str, value: float, registry: Registry = BUILTIN) -> bool:
-    """Tell whether a value is within the plausibility bounds of a known signal.
-
-    Args:
-        name: A name `registry` knows.
-        value: The measured value.
-        registry: Where the name is resolved.
-
-    Returns:
-        False for values outside the signal's bounds (heart rate 0 or 400, SpO2 above 100).
-    """
-    vital = registry[name]
-    return vital.low <= value <= vital.high

@@ -41,6 +41,12 @@ import numpy as np
 
 from monitor.core.types import BoolArray, Float32Array, FloatArray, PushOutcome
 
+__all__ = [
+    "SLACK",
+    "PushResult",
+    "WindowStore",
+]
+
 #: Samples a row holds beyond the window: the window moves back to the row's start once
 #: every SLACK samples, and one `push_ready` call takes at most SLACK samples per patient.
 SLACK = 16
@@ -122,7 +128,7 @@ class WindowStore:
             strides=(n_features * item, n_features * item, item),
             writeable=False,
         )
-        # Per-slot scalars in plain lists: indexing a list is ~3x cheaper than a numpy scalar.
+        # Per-slot scalars in plain lists: indexing a list is cheaper than a numpy scalar.
         self._start = [0] * max_patients  # where the window starts in the slot's row
         self._count = [0] * max_patients
         self._last_t = [0.0] * max_patients

@@ -18,6 +18,26 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from monitor.core.vitals import VITALS, Registry, Vital, check_signal
 from monitor.model.features import Centring
 
+__all__ = [
+    "DEFAULT_ARCHITECTURE",
+    "FORMAT_VERSION",
+    "MAX_WINDOW",
+    "MIN_RAISES",
+    "Calibration",
+    "FeatureMetrics",
+    "FlatlineRule",
+    "Hyperparameters",
+    "Metrics",
+    "ModelCard",
+    "Normalisation",
+    "Pooling",
+    "Scalar",
+    "SignalSpec",
+    "TrainingInfo",
+    "VitalCalibration",
+    "signal_specs",
+]
+
 #: Version of the card.json layout; bumped on any incompatible change.
 FORMAT_VERSION: Literal[1] = 1
 
@@ -29,12 +49,20 @@ Scalar = str | int | float | bool | None
 MAX_WINDOW = 10_000
 
 
+#: The architecture of a card that names none (every card written before the field).
+DEFAULT_ARCHITECTURE = "medical-lstm"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Hyperparameters(_Strict):
-    """`MedicalLSTM` constructor arguments."""
+    """The architecture's sizes (for `MedicalLSTM`: its constructor arguments).
+
+    Every architecture reads `input_size` and `output_size`; `hidden_size` and
+    `num_layers` mean what the architecture says (docs/model-card.md).
+    """
 
     input_size: int = Field(ge=1)
     hidden_size: int = Field(ge=1)
@@ -265,6 +293,9 @@ class ModelCard(_Strict):
     format_version: Literal[1] = FORMAT_VERSION
     model_version: str = Field(pattern=r"^[0-9a-f]{64}$")
     created_at: datetime
+    #: Which module builds and exports the model (`monitor.model.registry`); a card
+    #: written before the field is a MedicalLSTM's.
+    architecture: str = Field(default=DEFAULT_ARCHITECTURE, pattern=r"^[a-z][a-z0-9_-]{0,63}$")
     hyperparameters: Hyperparameters
     features: list[str] = Field(min_length=1)
     window: int = Field(ge=1, le=MAX_WINDOW)

@@ -13,6 +13,23 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+__all__ = [
+    "GEMM_SIZE",
+    "INPUT_CHUNK",
+    "MIN_STD",
+    "Centring",
+    "Preprocess",
+    "denormalise",
+    "fit_normalisation",
+    "make_windows",
+    "normalise",
+    "pool_window",
+    "pooled_steps",
+    "time_matrix",
+    "window_offset",
+    "with_flags",
+]
+
 FloatArray = npt.NDArray[np.floating]
 
 #: How a window is centred before normalisation: ``none`` (the seed: absolute values) or

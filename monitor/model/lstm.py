@@ -10,6 +10,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+__all__ = [
+    "MedicalLSTM",
+]
+
 
 class MedicalLSTM(nn.Module):
     """LSTM + Linear one-step-ahead predictor, exactly as the seed defines it.

@@ -1,8 +1,9 @@
 """The predictor: raw-unit windows in, raw-unit one-step-ahead predictions out.
 
-One batched forward pass per call: with ONNX Runtime on the CPU (`monitor.model.onnx_backend`)
-or with torch under ``torch.inference_mode`` (GPUs, or when asked). Normalisation uses
-`monitor.model.features`, the same functions the trainer uses.
+One batched forward pass per call: with ONNX Runtime on the CPU (`monitor.model.onnx_backend`,
+running the graph the card's architecture exports: `monitor.model.registry`) or with torch
+under ``torch.inference_mode`` (GPUs, an architecture without an ONNX export, or when
+asked). Normalisation uses `monitor.model.features`, the same functions the trainer uses.
 """
 
 from __future__ import annotations
@@ -19,7 +20,17 @@ import torch
 from monitor.errors import DeviceError
 from monitor.model.card import ModelCard
 from monitor.model.features import Preprocess
+from monitor.model.registry import architecture
 from monitor.model.store import LoadedModel
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "Predictor",
+    "preprocess_of",
+    "resolve_backend",
+    "resolve_device",
+]
 
 #: What runs the forward pass: ``auto`` (ONNX Runtime on the CPU when it is installed,
 #: torch otherwise), or one of them forced.
@@ -46,23 +57,32 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def resolve_backend(backend: str, device: str) -> Literal["torch", "onnxruntime"]:
-    """Map ``"auto"`` to ``"onnxruntime"`` on a CPU device when it imports, else ``"torch"``.
+def resolve_backend(
+    backend: str, device: str, exportable: bool = True
+) -> Literal["torch", "onnxruntime"]:
+    """Map ``"auto"`` to ``"onnxruntime"`` on a CPU device when it imports and the model's
+    architecture exports to ONNX, else ``"torch"``.
 
     Args:
         backend: ``"auto"``, ``"torch"`` or ``"onnxruntime"``.
         device: A resolved device (`resolve_device`).
+        exportable: Whether the model's architecture has an ONNX graph.
 
     Raises:
-        ValueError: An unknown backend, or ``"onnxruntime"`` on a device other than the CPU
-            or without the package.
+        ValueError: An unknown backend, or ``"onnxruntime"`` on a device other than the CPU,
+            without the package, or for an architecture without an ONNX graph.
     """
     on_cpu = torch.device(device).type == "cpu"
     if backend == "torch":
         return "torch"
     if backend == "auto":
-        return "onnxruntime" if on_cpu and _onnxruntime_installed() else "torch"
+        return "onnxruntime" if on_cpu and exportable and _onnxruntime_installed() else "torch"
     if backend == "onnxruntime":
+        if not exportable:
+            raise ValueError(
+                "backend 'onnxruntime' needs an architecture with an ONNX graph; "
+                "use backend 'torch' (or 'auto')"
+            )
         if not on_cpu:
             raise ValueError(
                 f"backend 'onnxruntime' runs on the CPU only, not on device {device!r}; "
@@ -101,7 +121,8 @@ class Predictor:
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         backend: ``"auto"`` (ONNX Runtime on the CPU, torch on CUDA), ``"torch"`` or
             ``"onnxruntime"`` (`resolve_backend`). With ONNX Runtime, one session with one
-            thread is built here from the model's weights; `model` stays the torch model.
+            thread is built here from the graph the card's architecture exports of the
+            model's weights; `model` stays the torch model.
 
     Attributes:
         device: The resolved device.
@@ -109,17 +130,18 @@ class Predictor:
     """
 
     def __init__(self, loaded: LoadedModel, device: str = "auto", backend: str = "auto") -> None:
+        arch = architecture(loaded.card.architecture)
         self.device = resolve_device(device)
-        self.backend = resolve_backend(backend, self.device)
+        self.backend = resolve_backend(backend, self.device, arch.onnx_graph is not None)
         self.card = loaded.card
         self.model = loaded.model.to(self.device).eval()
         self.preprocess = preprocess_of(loaded.card)
         self._forward: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
-        if self.backend == "onnxruntime":
+        if self.backend == "onnxruntime" and arch.onnx_graph is not None:
             # Imported here: the torch backend (GPUs) never loads onnxruntime.
-            from monitor.model.onnx_backend import OnnxLSTM
+            from monitor.model.onnx_backend import OnnxForward
 
-            self._forward = OnnxLSTM.from_model(self.model)
+            self._forward = OnnxForward.from_graph(arch.onnx_graph(self.model))
         else:
             self._forward = self._torch_forward
 

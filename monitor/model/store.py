@@ -24,10 +24,21 @@ from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
+from torch import nn
 
 from monitor.errors import ModelLoadError
 from monitor.model.card import FORMAT_VERSION, ModelCard
-from monitor.model.lstm import MedicalLSTM
+from monitor.model.registry import UnknownArchitecture, architecture
+
+__all__ = [
+    "CARD_FILE",
+    "WEIGHTS_FILE",
+    "LoadedModel",
+    "default_model_path",
+    "load_model",
+    "save_model",
+    "weights_hash",
+]
 
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "card.json"
@@ -37,7 +48,7 @@ CARD_FILE = "card.json"
 class LoadedModel:
     """A model ready to predict: weights in eval mode and the card that describes them."""
 
-    model: MedicalLSTM
+    model: nn.Module
     card: ModelCard
     path: Path
 
@@ -57,16 +68,16 @@ def weights_hash(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def _state(model: MedicalLSTM) -> dict[str, torch.Tensor]:
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
 
 
-def save_model(path: Path, model: MedicalLSTM, card: ModelCard) -> ModelCard:
+def save_model(path: Path, model: nn.Module, card: ModelCard) -> ModelCard:
     """Write the model directory; `card.model_version` is replaced by the weights' hash.
 
     Args:
         path: Directory to create (or overwrite files in).
-        model: The trained model.
+        model: The trained model, of the card's ``architecture``.
         card: Its card; any ``model_version`` in it is replaced.
 
     Returns:
@@ -106,14 +117,18 @@ def _read_card(path: Path) -> ModelCard:
         raise ModelLoadError(path, f"{CARD_FILE} is invalid: {problems}") from exc
 
 
-def _check_tensors(path: Path, card: ModelCard, tensors: dict[str, torch.Tensor]) -> None:
-    hp = card.hyperparameters
-    expected = {
-        k: tuple(v.shape)
-        for k, v in MedicalLSTM(hp.input_size, hp.hidden_size, hp.num_layers, hp.output_size)
-        .state_dict()
-        .items()
-    }
+def _build(path: Path, card: ModelCard) -> nn.Module:
+    """A fresh model of the card's architecture and sizes."""
+    try:
+        return architecture(card.architecture).build(card.hyperparameters)
+    except UnknownArchitecture as exc:
+        raise ModelLoadError(path, f"{CARD_FILE}: {exc}") from None
+
+
+def _check_tensors(
+    path: Path, card: ModelCard, model: nn.Module, tensors: dict[str, torch.Tensor]
+) -> None:
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     for key in sorted(expected):
         if key not in tensors:
             raise ModelLoadError(path, f"missing key {key}")
@@ -146,11 +161,12 @@ def load_model(path: Path, device: str = "cpu") -> LoadedModel:
         device: Torch device to put the weights on.
 
     Returns:
-        The model (eval mode, on `device`) and its card.
+        The model of the card's architecture (eval mode, on `device`) and its card.
 
     Raises:
-        ModelLoadError: A file is missing or unreadable, the card is invalid, or the
-            weights do not match the card (keys, dtypes, shapes, finiteness, version).
+        ModelLoadError: A file is missing or unreadable, the card is invalid or names an
+            unknown architecture, or the weights do not match the card (keys, dtypes,
+            shapes, finiteness, version).
     """
     path = Path(path)
     for name in (CARD_FILE, WEIGHTS_FILE):
@@ -163,9 +179,8 @@ def load_model(path: Path, device: str = "cpu") -> LoadedModel:
         raise ModelLoadError(
             path, f"{WEIGHTS_FILE} is unreadable (truncated or corrupt?): {exc}"
         ) from exc
-    _check_tensors(path, card, tensors)
-    hp = card.hyperparameters
-    model = MedicalLSTM(hp.input_size, hp.hidden_size, hp.num_layers, hp.output_size)
+    model = _build(path, card)
+    _check_tensors(path, card, model, tensors)
     model.load_state_dict(tensors, strict=True)
     model.to(device)
     model.eval()

@@ -7,16 +7,11 @@ CPU allows.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import gc
 import math
 import os
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -36,83 +31,13 @@ from monitor.service.app import one_inference_thread
 from monitor.service.metrics import Metrics
 from monitor.service.pipeline import Job, Pipeline, model_info_from_card
 from monitor.settings import Settings
+from monitor.tuning import replay_tuning
 
 #: Offline batches can be larger than live ones: nobody waits for a verdict.
 OFFLINE_MAX_BATCH = 1024
 
 #: Records decoded at once (`Pipeline.decode_many`) before they enter the pipeline.
 DECODE_CHUNK = 512
-
-
-#: Young-generation GC threshold while records are fed (CPython's default is 700).
-GC_THRESHOLD = 50_000
-
-#: GIL switch interval while records are fed, seconds (CPython's default is 0.005).
-SWITCH_INTERVAL_S = 0.0005
-
-
-#: glibc `mallopt` parameters (malloc.h) and the values `keep_heap_memory` sets.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-MMAP_THRESHOLD = 32 << 20  # glibc's largest on 64-bit systems
-TRIM_THRESHOLD = 256 << 20
-
-
-def keep_heap_memory() -> bool:
-    """Let glibc's malloc reuse freed memory for large arrays instead of unmapping it.
-
-    Every batch allocates arrays of a few MiB (windows, model inputs). glibc serves
-    those with fresh `mmap`s until its adaptive threshold has grown past them, and
-    returns freed heap tops to the OS; each fresh page then faults on first touch. Without
-    this, the first replay in a process of a 1-hour, 50-patient recording ran at 40,657
-    samples/s and a second one, past the adaptation, at 49,688 (the inference thread
-    19.7 against 16.0 us CPU per window); with it, the first ran at 50,243. (A scratch
-    script measured it: `bench/replay.py`'s `replay_once` run three times in one process.)
-    Process-wide and kept (mallopt cannot be undone; it also ends the adaptation); freed
-    memory is kept for reuse rather than returned to the OS.
-
-    Returns:
-        Whether it was applied (False where the C library is not glibc).
-    """
-    name = ctypes.util.find_library("c")
-    try:
-        mallopt = ctypes.CDLL(name).mallopt if name else None
-    except (OSError, AttributeError):
-        mallopt = None
-    if mallopt is None:
-        return False
-    ok = mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
-    return bool(ok)
-
-
-@contextmanager
-def replay_tuning(
-    gc_threshold: int = GC_THRESHOLD, switch_interval_s: float = SWITCH_INTERVAL_S
-) -> Iterator[None]:
-    """Tune the interpreter for a replay inside the block; restore it on exit.
-
-    * `keep_heap_memory` (process-wide, kept after the block).
-    * The replay allocates a few short-lived objects per sample (a record, a message, a
-      job), nearly all freed by reference counting, yet at CPython's default threshold a
-      young collection runs every 700 allocations: about a fifth of the main thread's
-      time on a 1-hour recording (measured).
-    * The inference thread takes the GIL back several times per forward (numpy and torch
-      calls around the LSTM); while this thread runs Python it waits up to the switch
-      interval each time. At the default 5 ms the forwards of that recording took 7.0 s
-      of wall time for 5.3 s of CPU; at 0.5 ms, 5.6 s.
-
-    Args:
-        gc_threshold: Young-generation threshold (never lowered below the current one).
-        switch_interval_s: GIL switch interval (never raised above the current one).
-    """
-    keep_heap_memory()
-    threshold, interval = gc.get_threshold(), sys.getswitchinterval()
-    gc.set_threshold(max(gc_threshold, threshold[0]), *threshold[1:])
-    sys.setswitchinterval(min(switch_interval_s, interval))
-    try:
-        yield
-    finally:
-        gc.set_threshold(*threshold)
-        sys.setswitchinterval(interval)
 
 
 def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:

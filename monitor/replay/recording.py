@@ -72,9 +72,9 @@ def line_limit(max_payload_bytes: int) -> int:
 #: `line_limit` of the codec's default payload limit (`ingest.max_payload_bytes`).
 MAX_LINE_BYTES = line_limit(CodecLimits().max_bytes)
 
-#: Lines validated per pydantic call in `read_blocks`. A call holds the GIL throughout (about
-#: 3 us per line): in offline replay the inference thread, back from a forward pass, waits
-#: for the call to end, so calls are kept short (a whole 64 KiB gzip chunk is ~900 lines).
+#: Lines validated per pydantic call in `read_blocks`. A call holds the GIL throughout: in
+#: offline replay the inference thread, back from a forward pass, waits for the call to end,
+#: so calls are kept short (a whole 64 KiB gzip chunk is several hundred lines).
 VALIDATE_LINES = 128
 
 
@@ -338,7 +338,7 @@ def _lines(path: Path, max_line_bytes: int) -> Iterator[tuple[int, bytes, bool]]
 
 
 def _parse(line: bytes) -> Any:
-    """Parse one JSON line as `json.loads` does, about 5x faster on recorded lines.
+    """Parse one JSON line as `json.loads` does, faster on recorded lines.
 
     pydantic-core's parser accepts a subset of what `json.loads` accepts and gives the same
     values for it (checked on whole recordings); whatever it refuses (a lone surrogate

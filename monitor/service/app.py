@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import signal
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -43,6 +41,7 @@ from monitor.service.pipeline import Job, Pipeline, model_info_from_card
 from monitor.settings import Settings
 from monitor.transports.mqtt.client import Connection, connect, reconnect_delay, watch_silence
 from monitor.transports.mqtt.errors import BrokerAuthError, BrokerError, BrokerTLSError
+from monitor.tuning import serving_tuning
 
 log = structlog.get_logger("monitor")
 
@@ -54,11 +53,6 @@ _DRAIN_MAX = 256
 # Forwards queued on the inference thread: with two, the next batch is there when one ends
 # and the thread never waits for the event loop to score and hand it more.
 _IN_FLIGHT = 2
-# GIL switch interval while serving (offline replay uses the same). The inference thread
-# takes the GIL back after each torch and numpy call; while the event loop runs Python it
-# waits up to the interval each time: with the default 5 ms a forward of 192 windows took
-# 43 ms instead of 8, with 1 ms 13 ms, with 0.5 ms 10.5 ms (measured here).
-_SWITCH_INTERVAL_S = 0.0005
 #: Room for the topic and the MQTT header above `ingest.max_payload_bytes`: a larger packet
 #: drops the connection (a payload between the two is refused by the codec, counted).
 PACKET_HEADROOM_BYTES = 4096
@@ -252,20 +246,11 @@ class Daemon:
             asyncio.create_task(self._housekeeping(), name="housekeeping"),
             asyncio.create_task(self._loop_lag(), name="loop-lag"),
         ]
-        switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(_SWITCH_INTERVAL_S)
-        # Why: a full collection walked everything loaded at startup (torch, the model, the
-        # libraries) with the event loop stopped. Over 20 s at 10k msg/s: 4 full collections,
-        # 694 ms in all, up to 248 ms each; with those objects frozen: 8, 74 ms, up to 35 ms.
-        gc.collect()
-        gc.freeze()
         self._intake_task = asyncio.create_task(self._intake(), name="intake")
         try:
-            with contextlib.suppress(asyncio.CancelledError):
+            with serving_tuning(), contextlib.suppress(asyncio.CancelledError):
                 await self._intake_task  # cancelled by a second stop request
         finally:
-            gc.unfreeze()
-            sys.setswitchinterval(switch_interval)
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
@@ -281,7 +266,7 @@ class Daemon:
         b, ingest = self.settings.broker, self.settings.ingest
         if b.protocol == "auto" and not ingest.persistent_session:
             # MQTT 5 buys the daemon only session expiry; paho parses v5 properties on every
-            # incoming PUBLISH, about a fifth of the daemon's CPU at 10k msg/s (profiled).
+            # incoming PUBLISH, a large share of the daemon's CPU (docs/benchmarks.md).
             b = b.model_copy(update={"protocol": "3.1.1"})
         attempt = 0
         while not self._stop.is_set():

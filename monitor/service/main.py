@@ -3,30 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 from prometheus_client import disable_created_metrics
 
 from monitor.model.predictor import Predictor
 from monitor.model.store import default_model_path, load_model
-from monitor.service.app import Daemon
+from monitor.service.app import Daemon, InferenceHook
 from monitor.service.logs import configure_logging
 from monitor.settings import Settings
 
 
-def build_daemon(settings: Settings) -> Daemon:
-    """Load the model (failing with a clear `ModelLoadError`) and build the daemon."""
+def build_daemon(settings: Settings, inference_hook: InferenceHook | None = None) -> Daemon:
+    """Load the model (failing with a clear `ModelLoadError`) and build the daemon.
+
+    Args:
+        settings: The daemon's settings.
+        inference_hook: Called after each forward with its duration (a test's fault
+            injection: tests/support/slowed_run.py).
+    """
     path = settings.model.path or default_model_path()
     loaded = load_model(path)
-    slowdown = settings.testing.inference_slowdown
-    hook = None
-    if slowdown > 1.0:
-
-        def hook(duration_s: float) -> None:
-            time.sleep((slowdown - 1.0) * duration_s)
-
     predictor = Predictor(loaded, settings.model.device, settings.model.backend)
-    return Daemon(settings, predictor, inference_hook=hook)
+    return Daemon(settings, predictor, inference_hook=inference_hook)
 
 
 def run_daemon(settings: Settings) -> int:

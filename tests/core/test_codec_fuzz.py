@@ -96,7 +96,6 @@ def check(payload: bytes) -> None:
         assert result.detail.isprintable()
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(payloads)
 def test_decode_never_raises_and_never_passes_non_finite(payload: bytes) -> None:
     """Arbitrary bytes and JSON-ish objects give Decoded (all finite) or a known Rejection."""
@@ -115,7 +114,6 @@ def _valid(obj: Any) -> bytes:
     return json.dumps(obj).encode()
 
 
-@settings(max_examples=300, deadline=None)
 @given(
     st.lists(
         st.fixed_dictionaries(
@@ -217,7 +215,6 @@ def _embedded(payload: bytes, max_bytes: int) -> SingleFields | None:
         return None
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(payload_batches, feature_sets, st.booleans())
 def test_decode_many_and_validated_columns_equal_decode_one_by_one(
     items: list[tuple[bytes, str | None, float]], features: tuple[str, ...], partial: bool

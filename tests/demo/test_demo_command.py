@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -39,16 +40,40 @@ def _demo(cache: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def test_demo_shows_an_alert_within_30_s_and_exits_0(cache: Path) -> None:
-    """A 30 s demo prints alerts with patient and vital, the first within 30 s, and exits 0.
+#: A demo that is stopped once it has shown what a test waits for runs at most this long
+#: by itself: startup alone took 20 to 28 s on a loaded 2-core machine.
+SAFETY_DURATION_S = "240"
 
-    While it runs, its /metrics endpoint serves the daemon's counters.
-    """
+
+@dataclass
+class DemoRun:
+    """What a demo printed, and how long it took."""
+
+    lines: list[str]
+    wall_s: float
+
+    @property
+    def output(self) -> str:
+        """Everything it printed."""
+        return "\n".join(self.lines)
+
+    @property
+    def alerts(self) -> list[re.Match[str]]:
+        """Its ALERT lines."""
+        return [m for m in map(ALERT.match, self.lines) if m]
+
+
+def watch_demo(cache: Path, until_alert: bool) -> DemoRun:
+    """Run a demo with a /metrics port; scrape it once messages flow. With `until_alert` the
+    demo runs until its first raised alert and is then stopped with SIGTERM, however long its
+    startup took; otherwise it runs its 30 s. Checks it exits 0 cleanly and its /metrics
+    served the daemon's counters."""
     lines: list[str] = []
     scraped: dict[str, float] = {}
     url = ""
+    duration = SAFETY_DURATION_S if until_alert else "30"
     t0 = time.monotonic()
-    with _demo(cache, "--duration", "30", "--metrics-port", str(free_port())) as proc:
+    with _demo(cache, "--duration", duration, "--metrics-port", str(free_port())) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             lines.append(line.rstrip("\n"))
@@ -62,15 +87,27 @@ def test_demo_shows_an_alert_within_30_s_and_exits_0(cache: Path) -> None:
                     "received": total(samples, "monitor_received_total"),
                     "patients": total(samples, "monitor_active_patients"),
                 }
-        code = proc.wait(30)
-    wall = time.monotonic() - t0
-    output = "\n".join(lines)
-    assert code == 0, output
+            alert = ALERT.match(line)
+            if until_alert and alert and alert.group(2) == "raised":
+                proc.send_signal(signal.SIGTERM)
+                break
+        rest, _ = proc.communicate(timeout=120)
+    lines += rest.splitlines()
+    run = DemoRun(lines, time.monotonic() - t0)
+    output = run.output
+    assert proc.returncode == 0, output
     assert "stopped cleanly" in output
     assert scraped["received"] > 0, output
     assert scraped["patients"] == 20, output
-    alerts = [m for m in map(ALERT.match, lines) if m]
-    assert any(m.group(2) == "raised" for m in alerts), output
+    return run
+
+
+def test_demo_shows_an_alert_and_exits_0(cache: Path) -> None:
+    """A demo prints alerts with patient and vital and, stopped, says when the first came
+    and exits 0. While it runs, its /metrics endpoint serves the daemon's counters."""
+    run = watch_demo(cache, until_alert=True)
+    output = run.output
+    assert any(m.group(2) == "raised" for m in run.alerts), output
     assert re.search(r"patient=p\d{4} (physiological=[a-z_]+|technical=)", output), output
     first = FIRST_ALERT.search(output)
     assert first, output
@@ -78,13 +115,24 @@ def test_demo_shows_an_alert_within_30_s_and_exits_0(cache: Path) -> None:
     assert events, output
     n_events, n_raised, physiological, technical = map(int, events.groups())
     assert n_raised == physiological + technical
-    assert n_events == len(alerts)  # every event printed as an ALERT line
+    assert n_events == len(run.alerts)  # every event printed as an ALERT line
     assert "t+S: seconds since the demo started" in output
+    print(f"first alert {first.group(1)}s after the simulator, {first.group(2)}s after start")
+
+
+@pytest.mark.perf
+def test_demo_shows_an_alert_within_30_s(cache: Path) -> None:
+    """A 30 s demo shows its first alert within 30 s of its start and takes under 50 s in
+    all (startup and shutdown included)."""
+    run = watch_demo(cache, until_alert=False)
+    first = FIRST_ALERT.search(run.output)
+    assert first, run.output
     since_demo_start = float(first.group(2))
     print(f"first alert {first.group(1)}s after the simulator, {since_demo_start}s after start")
+    print(f"demo wall time {run.wall_s:.1f} s")
     assert since_demo_start <= 30.0
-    assert float(alerts[0].group(1)) <= 30.0
-    assert wall < 50.0
+    assert float(run.alerts[0].group(1)) <= 30.0
+    assert run.wall_s < 50.0
 
 
 def test_sigterm_and_ctrl_c_stop_it_cleanly(cache: Path) -> None:
@@ -98,7 +146,7 @@ def test_sigterm_and_ctrl_c_stop_it_cleanly(cache: Path) -> None:
                 if line.startswith("["):  # the first refresh: everything runs
                     break
             proc.send_signal(sig)
-            rest, _ = proc.communicate(timeout=20)
+            rest, _ = proc.communicate(timeout=60)
             output = "".join(lines) + rest
             assert proc.returncode == 0, output
             assert output.rstrip().endswith("stopped cleanly"), output
@@ -106,10 +154,35 @@ def test_sigterm_and_ctrl_c_stop_it_cleanly(cache: Path) -> None:
 
 @pytest.mark.mqtt
 def test_broker_option_uses_an_external_broker(cache: Path, mosquitto: Mosquitto) -> None:
-    """With --broker the demo starts no broker: the daemon receives over Mosquitto (MQTT 5)."""
+    """With --broker the demo starts no broker: the daemon receives over Mosquitto (MQTT 5).
+    Stopped once messages flow, however long its startup took."""
+    args = ("--broker", mosquitto.url, "--duration", SAFETY_DURATION_S, "--metrics-port", "0")
+    with _demo(cache, *args) as proc:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        for line in proc.stdout:
+            lines.append(line)
+            figures = FIGURES.match(line)
+            if figures and int(figures.group(3)) > 0:
+                proc.send_signal(signal.SIGTERM)
+                break
+        rest, _ = proc.communicate(timeout=120)
+    output = "".join(lines) + rest
+    assert proc.returncode == 0, output
+    assert f"broker   {mosquitto.url} (MQTT 5)" in output
+    rates = [int(m.group(3)) for m in map(FIGURES.match, output.splitlines()) if m]
+    print(f"demo msg/s through the external broker: {rates}")
+    assert max(rates) > 0, output  # messages flow (the rate itself: the perf variant)
+
+
+@pytest.mark.perf
+@pytest.mark.mqtt
+def test_external_broker_carries_the_full_rate(cache: Path, mosquitto: Mosquitto) -> None:
+    """Through an external Mosquitto a 12 s demo reaches 150 msg/s (20 patients x 10
+    samples/s, less the refresh's sampling)."""
     with _demo(cache, "--broker", mosquitto.url, "--duration", "12", "--metrics-port", "0") as p:
         output, _ = p.communicate(timeout=40)
     assert p.returncode == 0, output
-    assert f"broker   {mosquitto.url} (MQTT 5)" in output
     rates = [int(m.group(3)) for m in map(FIGURES.match, output.splitlines()) if m]
-    assert max(rates) >= 150, output  # 20 patients x 10 samples/s
+    print(f"demo msg/s through the external broker: {rates}")
+    assert max(rates) >= 150, output

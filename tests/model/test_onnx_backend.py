@@ -20,16 +20,11 @@ import numpy as np
 import pytest
 import torch
 
+from monitor.model.architectures.medical_lstm import lstm_graph
 from monitor.model.card import ModelCard, Normalisation, Pooling
 from monitor.model.lstm import MedicalLSTM
-from monitor.model.onnx_backend import (
-    INPUT,
-    MAX_BATCH,
-    OUTPUT,
-    SCAN_INPUT,
-    OnnxLSTM,
-    lstm_graph,
-)
+from monitor.model.onnx_backend import MAX_BATCH, SCAN_INPUT, OnnxForward
+from monitor.model.onnx_export import INPUT, OUTPUT
 from monitor.model.predictor import Predictor, resolve_backend
 from monitor.model.store import default_model_path, load_model, save_model
 from simulators.signals import draw_patients, generate
@@ -46,7 +41,7 @@ def _assert_agree(torch_pred: Predictor, ort_pred: Predictor, windows: np.ndarra
     x, _ = torch_pred.preprocess.inputs(windows)
     with torch.inference_mode():
         expected = torch_pred.model(torch.from_numpy(x)).numpy()
-    got = OnnxLSTM.from_model(torch_pred.model)(x)
+    got = OnnxForward.from_graph(lstm_graph(torch_pred.model))(x)
     np.testing.assert_allclose(got, expected, rtol=0, atol=NORMALISED_TOL)
     a, b = ort_pred.predict(windows), torch_pred.predict(windows)
     assert a.dtype == b.dtype == np.float32
@@ -233,7 +228,7 @@ def test_unsupported_lstm_is_refused() -> None:
 def test_a_large_batch_runs_as_pieces_in_one_run_bit_for_bit(layers: int) -> None:
     """Past `MAX_BATCH` windows, the pieces run in one session run (`pieces_graph`, plus one
     run for the rest): the outputs are exactly those of one run per piece."""
-    lstm = OnnxLSTM.from_model(tiny_model(layers=layers))
+    lstm = OnnxForward.from_graph(lstm_graph(tiny_model(layers=layers)))
     runs: list[int] = []
     scan = lstm._pieces
 

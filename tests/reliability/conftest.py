@@ -25,7 +25,7 @@ from monitor.model.card import (
 )
 from monitor.model.lstm import MedicalLSTM
 from monitor.model.store import save_model
-from tests.support.daemon import Daemon
+from tests.support.daemon import STARTUP_TIMEOUT_S, Daemon
 from tests.support.listener import Listener
 
 #: Typical adult values, in CLINICAL_VITALS order.
@@ -152,7 +152,7 @@ def _stop_leftover_daemons(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     started: list[Daemon] = []
     original = Daemon.start
 
-    def start(self: Daemon, log_path: Path, timeout: float = 30.0) -> None:
+    def start(self: Daemon, log_path: Path, timeout: float = STARTUP_TIMEOUT_S) -> None:
         started.append(self)
         original(self, log_path, timeout)
 

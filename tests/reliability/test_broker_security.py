@@ -72,6 +72,16 @@ def events_named(daemon: Daemon, name: str) -> list[dict[str, Any]]:
     return [e for e in daemon.log_events() if e.get("event") == name]
 
 
+def refusals_over_5_s(daemon: Daemon) -> list[dict[str, Any]]:
+    """The 'broker_refused' events up to 5 s after the first one (waited for up to 30 s:
+    on a loaded machine the first attempt may come late; fewer attempts, never more)."""
+    deadline = time.monotonic() + 30.0
+    while not events_named(daemon, "broker_refused") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(5.0)
+    return events_named(daemon, "broker_refused")
+
+
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_good_credentials_over_tls(
     secure_broker: Mosquitto, tls: TlsFiles, model_dir: Path, tmp_path: Path, protocol: str
@@ -92,7 +102,7 @@ def test_good_credentials_over_tls(
         device.connect()
         device.publish("vitals/tls01", payload("tls01", 0), qos=1)
         device.close()
-        assert daemon.wait_for("monitor_received_total", 1, timeout=10) == 1
+        assert daemon.wait_for("monitor_received_total", 1, timeout=60) == 1
     finally:
         assert daemon.stop() == 0
 
@@ -105,12 +115,12 @@ def test_wrong_password_clear_error_no_tight_loop(
     figure: Callable[[str, Any], None],
 ) -> None:
     """A wrong password: 'broker_refused' names the login as the cause, /readyz stays 503,
-    and over 5 s the daemon tries at most twice (no tight reconnect loop)."""
+    and over the 5 s after the first refusal the daemon tries at most twice (no tight
+    reconnect loop)."""
     daemon = daemon_for(secure_broker, model_dir, tls.ca_cert, "wrong")
     daemon.start(tmp_path / "daemon.log")
     try:
-        time.sleep(5.0)
-        refused = events_named(daemon, "broker_refused")
+        refused = refusals_over_5_s(daemon)
         assert 1 <= len(refused) <= 2
         figure("wrong_password_attempts_in_5s", len(refused))
         assert "broker refused the login" in refused[0]["error"]
@@ -124,13 +134,12 @@ def test_untrusted_certificate_clear_tls_error(
     secure_broker: Mosquitto, model_dir: Path, tmp_path: Path, figure: Callable[[str, Any], None]
 ) -> None:
     """A CA that did not sign the broker's certificate: a clear TLS error (verification is
-    never turned off), at most two attempts in 5 s."""
+    never turned off), at most two attempts in the 5 s after the first."""
     other = make_ca_and_server(tmp_path / "other-ca", name="other-ca")
     daemon = daemon_for(secure_broker, model_dir, other.ca_cert, "m-secret")
     daemon.start(tmp_path / "daemon.log")
     try:
-        time.sleep(5.0)
-        refused = events_named(daemon, "broker_refused")
+        refused = refusals_over_5_s(daemon)
         assert 1 <= len(refused) <= 2
         figure("untrusted_ca_attempts_in_5s", len(refused))
         assert "TLS failed" in refused[0]["error"]

@@ -71,6 +71,14 @@ def mismatched(model_dir: Path, tmp: Path) -> Path:
     return path
 
 
+def unknown_architecture(model_dir: Path, tmp: Path) -> Path:
+    path = copy_model(model_dir, tmp / "m")
+    card = json.loads((path / "card.json").read_text())
+    card["architecture"] = "transformer-xl"
+    (path / "card.json").write_text(json.dumps(card))
+    return path
+
+
 def _rewrite(model_dir: Path, tmp: Path, value: float) -> Path:
     path = copy_model(model_dir, tmp / "m")
     tensors = load_file(str(path / "model.safetensors"))
@@ -98,6 +106,7 @@ def hash_mismatch(model_dir: Path, tmp: Path) -> Path:
         (mismatched, "shape of"),
         (non_finite, "non-finite values in"),
         (hash_mismatch, "model_version mismatch"),
+        (unknown_architecture, "unknown model architecture 'transformer-xl'; known: medical-lstm"),
     ],
     ids=lambda v: getattr(v, "__name__", None),
 )
@@ -105,8 +114,9 @@ def test_unusable_model_refuses_to_start(
     damage: object, expected: str, model_dir: Path, tmp_path: Path
 ) -> None:
     """A pickle in place of the weights, a pickle-only directory, truncated weights, a card
-    that does not match, NaN weights or weights whose hash differs from the card's version:
-    `monitor run` exits 2 with a clear error naming the cause, and no pickle is ever run."""
+    that does not match, NaN weights, weights whose hash differs from the card's version or
+    a card naming an unknown architecture: `monitor run` exits 2 with a clear error naming
+    the cause, and no pickle is ever run."""
     assert callable(damage)
     result = run_daemon(damage(model_dir, tmp_path))
     assert result.returncode == 2

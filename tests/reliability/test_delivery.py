@@ -40,15 +40,18 @@ def wait_until(check: Callable[[], bool], timeout: float) -> float:
     return time.monotonic() - t0
 
 
-def test_signal_lost_raised_then_cleared(
+def signal_lost_scenario(
     mosquitto: Mosquitto,
     model_dir: Path,
     tmp_path: Path,
     listener_factory: Callable[..., Listener],
-    figure: Callable[[str, Any], None],
-) -> None:
-    """A patient silent past stale_after_s (1 s) gets a technical 'signal_lost' alert on
-    alerts/<pid>, cleared by its next sample; another patient's stream is untouched."""
+) -> float:
+    """A patient silent past stale_after_s (1 s): one 'signal_lost' raised on alerts/<pid>
+    (not before stale_after_s, not twice), cleared by its next sample.
+
+    Returns:
+        The seconds from the last sample's PUBACK to the 'raised' alert at the listener.
+    """
     env = {"MONITOR_WINDOW__STALE_AFTER_S": "1.0", "MONITOR_HOUSEKEEPING_INTERVAL_S": "0.1"}
     daemon = Daemon(mosquitto.url, model=model_dir, env=env)
     daemon.start(tmp_path / "daemon.log")
@@ -59,23 +62,52 @@ def test_signal_lost_raised_then_cleared(
     def lost() -> list[dict[str, Any]]:
         return [e for e in alerts.events() if e.get("reason") == "signal_lost"]
 
-    wait_until(lambda: len(lost()) == 1, timeout=5)
+    # Generous: the daemon raises it after 1 s; a loaded machine may take several more.
+    wait_until(lambda: len(lost()) == 1, timeout=30)
     raised_after = time.monotonic() - last
-    assert 1.0 <= raised_after < 2.0  # stale_after_s, plus housekeeping and delivery
+    assert raised_after >= 1.0  # never before stale_after_s
     time.sleep(1.0)  # still silent: no second 'raised'
     assert [(e["patient_id"], e["kind"], e["state"]) for e in lost()] == [
         ("quiet1", "technical", "raised")
     ]
     publish_all(mosquitto.port, [("vitals/quiet1", payload("quiet1", 3))])
-    wait_until(lambda: len(lost()) == 2, timeout=5)
+    wait_until(lambda: len(lost()) == 2, timeout=30)
     assert lost()[1]["state"] == "cleared"
     topics = {t for t, body in alerts.messages if b"signal_lost" in body}
     assert topics == {"alerts/quiet1"}
-    figure("signal_lost_raised_after_silence_s", round(raised_after, 3))
     # Silent again since: it may already have been raised a second time, never less.
     samples = daemon.metrics()
     assert total(samples, "monitor_technical_alerts_total", reason="signal_lost") >= 1
     assert daemon.stop() == 0
+    return raised_after
+
+
+def test_signal_lost_raised_then_cleared(
+    mosquitto: Mosquitto,
+    model_dir: Path,
+    tmp_path: Path,
+    listener_factory: Callable[..., Listener],
+    figure: Callable[[str, Any], None],
+) -> None:
+    """A patient silent past stale_after_s (1 s) gets a technical 'signal_lost' alert on
+    alerts/<pid>, cleared by its next sample; another patient's stream is untouched."""
+    raised_after = signal_lost_scenario(mosquitto, model_dir, tmp_path, listener_factory)
+    figure("signal_lost_raised_after_silence_s", round(raised_after, 3))
+
+
+@pytest.mark.perf
+def test_signal_lost_raised_within_a_second_of_stale_after(
+    mosquitto: Mosquitto,
+    model_dir: Path,
+    tmp_path: Path,
+    listener_factory: Callable[..., Listener],
+    figure: Callable[[str, Any], None],
+) -> None:
+    """The 'signal_lost' alert comes less than 1 s after stale_after_s (1 s): housekeeping
+    every 0.1 s plus delivery."""
+    raised_after = signal_lost_scenario(mosquitto, model_dir, tmp_path, listener_factory)
+    figure("signal_lost_raised_after_silence_s", round(raised_after, 3))
+    assert raised_after < 2.0
 
 
 def test_persistent_session_delivers_what_was_published_while_down(
@@ -92,7 +124,7 @@ def test_persistent_session_delivers_what_was_published_while_down(
     publish_all(mosquitto.port, messages)
     second = Daemon(mosquitto.url, model=model_dir, args=args)
     second.start(tmp_path / "second.log")
-    second.wait_for("monitor_received_total", len(messages), timeout=10)
+    second.wait_for("monitor_received_total", len(messages), timeout=60)
     time.sleep(0.5)
     samples = second.metrics()
     assert total(samples, "monitor_received_total") == len(messages)
@@ -124,7 +156,7 @@ def test_redeliveries_and_duplicates_give_no_duplicate_alerts(
     ]
     for _ in range(3):
         publish_all(mosquitto.port, messages)
-    daemon.wait_for("monitor_received_total", 270, timeout=10)
+    daemon.wait_for("monitor_received_total", 270, timeout=60)
     time.sleep(0.5)
     samples = daemon.metrics()
     outcome = {

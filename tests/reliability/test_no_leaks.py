@@ -65,7 +65,7 @@ def test_logs_metrics_and_topics_carry_no_patient_data(
     messages += [("vitals/hostile", payload(p, 0)) for p in HOSTILE]
     messages += [("vitals/hostile", payload("x" * 65536, 0))]
     publish_all(mosquitto.port, messages)
-    daemon.wait_for("monitor_received_total", len(messages), timeout=10)
+    daemon.wait_for("monitor_received_total", len(messages), timeout=60)
     time.sleep(0.5)
     samples = daemon.metrics()
     with urllib.request.urlopen(daemon.metrics_url) as resp:  # noqa: S310 - loopback

@@ -4,10 +4,7 @@ the live path's `Pipeline.ingest`, one record at a time."""
 
 from __future__ import annotations
 
-import gc
 import json
-import platform
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +15,7 @@ from monitor.cli import main
 from monitor.model.predictor import Predictor
 from monitor.model.store import default_model_path, load_model
 from monitor.replay import offline
-from monitor.replay.offline import OfflineRunner, replay_tuning
+from monitor.replay.offline import OfflineRunner
 from monitor.replay.recording import Record, RecordingWriter, read_blocks, read_recording
 from monitor.settings import Settings
 from tests.replay.stepping import metric_counts, stepped
@@ -154,19 +151,3 @@ def test_chunked_replay_gives_the_live_paths_alerts_and_counts(
     for reason in ("artifact", "clock_skew", "flatline", "signal_lost"):
         assert {(reason, "raised"), (reason, "cleared")} <= reasons
     assert any(a.kind == "physiological" for a in runner.alerts)
-
-
-def test_keep_heap_memory_applies_on_glibc() -> None:
-    """On Linux with glibc (CI, the container image), both mallopt calls succeed."""
-    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
-        pytest.skip("glibc only")
-    assert offline.keep_heap_memory() is True
-
-
-def test_replay_tuning_restores_the_interpreter_settings() -> None:
-    """Inside: a higher GC threshold and a shorter switch interval; after: the old ones."""
-    threshold, interval = gc.get_threshold(), sys.getswitchinterval()
-    with replay_tuning(gc_threshold=threshold[0] + 1000, switch_interval_s=interval / 2):
-        assert gc.get_threshold()[0] == threshold[0] + 1000
-        assert sys.getswitchinterval() == pytest.approx(interval / 2)
-    assert (gc.get_threshold(), sys.getswitchinterval()) == (threshold, interval)

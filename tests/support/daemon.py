@@ -24,6 +24,11 @@ from tests.support.mosquitto import free_port
 
 MONITOR = [sys.executable, "-m", "monitor.cli"]
 
+#: How long a daemon may take to answer /healthz and then /readyz. Generous: importing torch
+#: alone took 15 to 25 s on the shared 2-core machine under load; a test asserts behaviour,
+#: not startup time.
+STARTUP_TIMEOUT_S = 120.0
+
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Fetch a Prometheus exposition and return {(sample name, sorted labels): value}."""
@@ -53,12 +58,15 @@ class Daemon:
         model: Model directory (None: the shipped default).
         args: Extra CLI arguments.
         env: Extra environment variables (e.g. MONITOR_WINDOW__STALE_AFTER_S).
+        inference_slowdown: Make every forward this many times slower
+            (tests/support/slowed_run.py); 1 runs `monitor run` itself.
     """
 
     broker_url: str
     model: Path | None = None
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    inference_slowdown: float = 1.0
     metrics_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[str] | None = None
     log_path: Path | None = None
@@ -68,10 +76,11 @@ class Daemon:
         """The /metrics URL."""
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
-    def start(self, log_path: Path, timeout: float = 30.0) -> None:
+    def start(self, log_path: Path, timeout: float = STARTUP_TIMEOUT_S) -> None:
         """Start and wait until /healthz answers."""
+        slowed = [sys.executable, "-m", "tests.support.slowed_run", str(self.inference_slowdown)]
         cmd = [
-            *MONITOR,
+            *(MONITOR if self.inference_slowdown == 1.0 else slowed),
             "run",
             "--broker",
             self.broker_url,
@@ -112,7 +121,7 @@ class Daemon:
         except OSError:
             return None
 
-    def wait_ready(self, timeout: float = 20.0) -> None:
+    def wait_ready(self, timeout: float = STARTUP_TIMEOUT_S) -> None:
         """Wait until /readyz answers 200 (model loaded and broker subscribed)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -125,7 +134,7 @@ class Daemon:
         """Scrape /metrics."""
         return scrape(self.metrics_url)
 
-    def wait_for(self, name: str, at_least: float, timeout: float = 30.0, **labels: str) -> float:
+    def wait_for(self, name: str, at_least: float, timeout: float = 60.0, **labels: str) -> float:
         """Wait until the summed metric reaches `at_least`; return its value."""
         deadline = time.monotonic() + timeout
         value = 0.0
@@ -136,7 +145,7 @@ class Daemon:
             time.sleep(0.1)
         raise TimeoutError(f"{name}{labels} = {value} < {at_least} after {timeout}s")
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
         """Send `sig` and wait; return the exit code."""
         assert self.proc is not None
         if self.proc.poll() is None:  # stop() after stop() is a no-op
