@@ -115,7 +115,8 @@ def test_demo_shows_an_alert_and_exits_0(cache: Path) -> None:
     assert events, output
     n_events, n_raised, physiological, technical = map(int, events.groups())
     assert n_raised == physiological + technical
-    assert n_events == len(run.alerts)  # every event printed as an ALERT line
+    # Stopped at its first alert: an event decided while it stops may miss its ALERT line.
+    assert n_events >= len(run.alerts) >= 1
     assert "t+S: seconds since the demo started" in output
     print(f"first alert {first.group(1)}s after the simulator, {first.group(2)}s after start")
 
@@ -133,6 +134,9 @@ def test_demo_shows_an_alert_within_30_s(cache: Path) -> None:
     assert since_demo_start <= 30.0
     assert float(run.alerts[0].group(1)) <= 30.0
     assert run.wall_s < 50.0
+    events = EVENTS.search(run.output)
+    assert events, run.output
+    assert int(events.group(1)) == len(run.alerts)  # a demo that ends by itself prints them all
 
 
 def test_sigterm_and_ctrl_c_stop_it_cleanly(cache: Path) -> None:
