@@ -6,8 +6,13 @@ in. Every received unit ends in exactly one counted outcome (docs/metrics.md):
 
 * a rejected payload: ``invalid`` (reason in ``monitor_invalid_messages_total``);
 * each sample of an accepted payload: ``warming_up``, ``duplicate``, ``late``,
-  ``refused_cap``, ``shed``, ``scored`` or ``failed`` (the last three once its window has
-  been queued; ``failed``: the model forward of its batch raised).
+  ``refused_cap``, ``invalid`` (its clock jumped ahead of the patient's learned offset:
+  ``clock_skew``, docs/time.md), ``shed``, ``scored`` or ``failed`` (the last three once
+  its window has been queued; ``failed``: the model forward of its batch raised).
+
+A patient whose data arrives but who is not monitored (refused at the patient cap, or
+every message refused for lack of a vital) has a ``patient_refused`` technical alert, and
+while any has one the system has ``patients_refused`` (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
+import structlog
 
 from monitor.core.alerts import TECHNICAL_SEVERITY, AlertEvent
 from monitor.core.batching import MicroBatcher
@@ -40,6 +46,8 @@ from monitor.service.metrics import Metrics, observe_many
 from monitor.settings import Settings, SettingsError
 
 _S = TypeVar("_S", bound=np.generic)
+
+log = structlog.get_logger("monitor")
 
 
 @dataclass(slots=True)
@@ -74,7 +82,7 @@ class ModelInfo:
 FLATLINE_SAMPLES = 5
 
 #: Technical alerts that an accepted sample of their patient closes: its data is back.
-_DATA_BACK_CLOSES = ("artifact", "clock_skew", "signal_lost")
+_DATA_BACK_CLOSES = ("artifact", "clock_skew", "patient_refused", "signal_lost")
 
 #: Every final outcome of a received unit (`monitor_messages_total{outcome}`).
 OUTCOMES = (
@@ -88,6 +96,9 @@ OUTCOMES = (
     "dropped",
     "failed",
 )
+
+#: Order state changes counted as suspect (`monitor_order_suspect_total{kind}`).
+ORDER_SUSPECT = ("seq_jump", "clock_back", "clock_jump")
 
 #: Called with (reason, rejection) for every refused payload: the shell logs, rate-limited.
 RejectHook = Callable[[Rejection], None]
@@ -126,10 +137,13 @@ class Pipeline:
                 [f"detector.per_vital names unknown vital(s) or signal(s): {', '.join(unknown)}"]
             )
         #: The codec's bounds for this model and these settings (what a sample must pass).
+        ingest = settings.ingest
+        # The codec refuses only what no learned clock offset could explain; the window
+        # store checks each sample against its patient's offset (docs/time.md).
         self.limits = CodecLimits(
-            max_bytes=settings.ingest.max_payload_bytes,
-            max_future_skew_s=settings.ingest.max_future_skew_s,
-            max_age_s=settings.ingest.max_age_s,
+            max_bytes=ingest.max_payload_bytes,
+            max_future_skew_s=ingest.max_future_skew_s + ingest.max_clock_offset_s,
+            max_age_s=ingest.max_age_s,
             partial=model.observed_mask,
             signals=self.signals,
         )
@@ -143,6 +157,10 @@ class Pipeline:
             max_gap_s=w.gap_s(model.sample_period_s),
             masked=model.observed_mask,
             period_s=model.sample_period_s,
+            max_seq_jump=w.max_seq_jump,
+            max_future_skew_s=ingest.max_future_skew_s,
+            max_offset_s=ingest.max_clock_offset_s,
+            clock_alert_s=ingest.clock_offset_alert_s,
         )
         #: Silence after which a patient is 'signal lost' (a lower bound: a slower stream
         #: stretches it, `WindowStore.stale`).
@@ -159,6 +177,11 @@ class Pipeline:
         # patient -> its open technical alert keys: a message checks only its own patient.
         self._technical_of: dict[str, set[tuple[str, str, str | None]]] = {}
         self.degraded = False
+        # Patients received but not monitored -> time of their last refused sample, least
+        # recent first; at most `max_patients` (past it, only the system alert tells).
+        self._refused: dict[str, float] = {}
+        # Technical alert changes of `_push_one` (it returns the job), taken by its callers.
+        self._side: list[AlertEvent] = []
         self._flat_open: dict[str, int] = {}  # patient -> open flatline alerts
         # patient -> per vital, seq of its last stuck sample (only while one is in a window)
         self._stuck_seq: dict[str, FloatArray] = {}
@@ -167,10 +190,13 @@ class Pipeline:
         # Read at scrape time: nothing to update per message on the hot path.
         metrics.active_patients.set_function(lambda: len(self.windows))
         metrics.pending_jobs.set_function(lambda: len(self.batcher))
+        metrics.patients_refused.set_function(lambda: len(self._refused))
         # Every label value exists from the start (at 0): dashboards and rate() see a series
         # before the first event, and a typo in a label cannot hide as a missing series.
         for reason in REJECT_REASONS:
             metrics.invalid.labels(reason)
+        for kind in ORDER_SUSPECT:
+            metrics.order_suspect.labels(kind)
         for dropped in ("queue_full", "alert_queue_full", "shutdown"):
             metrics.dropped.labels(dropped)
         for technical in TECHNICAL_SEVERITY:
@@ -322,9 +348,8 @@ class Pipeline:
                 jobs[row] = Job(patient_ids[row], context, values[row], t[row], seq[row], now[row])
             for i in np.flatnonzero(~plain).tolist():
                 pid, at = patient_ids[i], now[i]
-                if pid in self._technical_of:
-                    events += self._close_all(pid, _DATA_BACK_CLOSES, at)
                 jobs[i], accepted[i] = self._push_one(pid, t[i], seq[i], values[i], at)
+                events += self._taken(pid, accepted[i], at)
             last: dict[str, None] = {}
             for pid, ok in zip(patient_ids, accepted, strict=True):
                 if ok:
@@ -345,42 +370,111 @@ class Pipeline:
         self, pid: str, t: float, seq: int, values: FloatArray, now: float
     ) -> tuple[Job | None, bool]:
         """Push one sample into its window and count its outcome; return its job, if ready,
-        and whether the window took the sample."""
-        outcome, context, gap_reset, missing, evicted = self.windows.push(pid, t, seq, values, now)
+        and whether the window took the sample. Technical alert changes go to `_side`."""
+        outcome, context, gap_reset, missing, evicted, order, clock = self.windows.push(
+            pid, t, seq, values, now
+        )
         for gone in evicted:
-            self._forget(gone)
+            self._side += self._forget(gone, now)
             self.metrics.evictions.inc()
         if missing:
             self.metrics.sequence_gaps.inc(missing)
         if gap_reset:
             self.metrics.window_resets.inc()
+        if order:
+            self._order_changed(pid, order, seq)
+        if clock:
+            self._clock_changed(pid, clock, now)
         if context is None:
+            if outcome == "clock_skew":  # ahead of its learned clock: a jump, refused
+                self.metrics.invalid.labels("clock_skew").inc()
+                self._outcomes["invalid"].inc()
+                self._side += self._open(pid, "clock_skew", None, now)
+                return None, False
+            if outcome == "refused_cap":
+                self._side += self._refuse(pid, None, now)
             self._outcomes[outcome].inc()
             return None, outcome == "warming_up"
         return Job(pid, context, values, t, seq, now), True
+
+    def _taken(self, pid: str, accepted: bool, now: float) -> list[AlertEvent]:
+        """The side events of `_push_one`, and, when the window took the sample, the close
+        of what the absence of this patient's data opened (never for a late or refused
+        one: its data is not back, and closing would flap against housekeeping)."""
+        events, self._side = self._side, []
+        if accepted and pid in self._technical_of:
+            events += self._close_all(pid, _DATA_BACK_CLOSES, now)
+        if accepted and pid in self._refused:
+            events += self._unrefuse(pid, now)
+        return events
+
+    def _order_changed(self, pid: str, order: str, seq: int) -> None:
+        """Count (and for a restart, log once) a discontinuity the window store accepted."""
+        if order == "restart":
+            self.metrics.device_restarts.inc()
+            # No patient id in a log line (docs/reliability.md); the counter says which kind.
+            log.info("device_restart", seq=seq)
+        elif order in ORDER_SUSPECT:
+            self.metrics.order_suspect.labels(order).inc()
+            log.info("order_suspect", kind=order, seq=seq)
+
+    def _clock_changed(self, pid: str, clock: str, now: float) -> None:
+        """Report a device clock offset once (a low technical alert), close it when gone."""
+        if clock == "offset":
+            offset = self.windows.clock_offset(pid) or 0.0
+            log.info("clock_offset", offset_s=round(offset, 3))
+            self._side += self._open(pid, "clock_offset", None, now)
+        else:
+            self._side += self._close(pid, "clock_offset", None, now)
+
+    def _refuse(self, pid: str, vital: str | None, now: float) -> list[AlertEvent]:
+        """A patient whose data arrives but who is not monitored: alert once per episode
+        (its own, and the system's while any patient is refused)."""
+        refused = self._refused
+        if pid in refused:
+            del refused[pid]  # re-inserted last: the dict stays least recent first
+        elif len(refused) >= self.windows.max_patients:
+            return []  # bounded: the system alert and the outcome counters still tell
+        refused[pid] = now
+        events = self._open(pid, "patient_refused", vital, now)
+        if events and len(refused) == 1:
+            events += self._open(None, "patients_refused", None, now)
+        return events
+
+    def _unrefuse(self, pid: str, now: float) -> list[AlertEvent]:
+        """End a patient's refused episode (monitored now, or gone silent)."""
+        del self._refused[pid]
+        events = self._close_all(pid, ("patient_refused",), now)
+        if not self._refused:
+            events += self._close(None, "patients_refused", None, now)
+        return events
 
     def _reject(self, rejection: Rejection, now: float) -> list[AlertEvent]:
         self.metrics.invalid.labels(rejection.reason).inc()
         self._outcomes["invalid"].inc()
         if self._on_reject is not None:
             self._on_reject(rejection)
-        if rejection.reason in ("artifact", "clock_skew") and rejection.patient_id is not None:
-            return self._open(rejection.patient_id, rejection.reason, rejection.vital, now)
+        pid = rejection.patient_id
+        if rejection.reason in ("artifact", "clock_skew") and pid is not None:
+            return self._open(pid, rejection.reason, rejection.vital, now)
+        if rejection.reason == "missing_vital" and pid is not None and pid not in self.windows:
+            # Every message of this patient lacks a vital the model needs: never monitored.
+            return self._refuse(pid, rejection.vital, now)
         return []
 
     def _accept(self, decoded: Decoded, now: float) -> list[AlertEvent]:
         pid = decoded.patient_id
         events: list[AlertEvent] = []
-        if pid in self._technical_of:  # data is back: close what its absence opened
-            events = self._close_all(pid, _DATA_BACK_CLOSES, now)
+        taken = False
         push_one, add = self._push_one, self.batcher.add
         for t, seq, values in decoded.samples:
-            job, _ = push_one(pid, t, seq, values, now)
+            job, accepted = push_one(pid, t, seq, values, now)
+            taken |= accepted
             if job is not None:
                 shed = add(pid, job, now)
                 if shed:
                     events += self._queued(shed, now)
-        return events
+        return self._taken(pid, taken, now) + events
 
     def _queued(self, shed: list[Job], now: float) -> list[AlertEvent]:
         """Count jobs shed while queueing; the first shed degrades monitoring."""
@@ -526,7 +620,8 @@ class Pipeline:
         return events
 
     def housekeeping(self, now: float) -> list[AlertEvent]:
-        """Evict idle patients and raise 'signal lost' for silent ones.
+        """Evict idle patients, raise 'signal lost' for silent ones and end the refused
+        episodes of patients silent for as long.
 
         Args:
             now: Current time, same clock as `ingest`.
@@ -534,34 +629,59 @@ class Pipeline:
         events: list[AlertEvent] = []
         for pid in self.windows.evict_idle(now):
             self.metrics.evictions.inc()
-            self._forget(pid)
+            events += self._forget(pid, now)
         for pid in self.windows.stale(now, self.stale_s):
             if (pid, "signal_lost", None) not in self._technical:
                 events += self._open(pid, "signal_lost", None, now)
+        for pid in self._silent_refused(now):
+            events += self._expire(pid, now)
+            events += self._unrefuse(pid, now)
         self.metrics.degraded.set(1 if self.degraded else 0)
         return events
 
     def housekeeping_would_act(self, now: float) -> bool:
         """Tell whether `housekeeping(now)` would change anything but the degraded gauge.
 
-        It would not while no patient is idle past the eviction limit and every stale one
-        already has its 'signal lost' alert open. Accepted samples only make patients
-        fresher, so the answer stays False for a pass at `now` after more samples.
+        It would not while no patient is idle past the eviction limit, every stale one
+        already has its 'signal lost' alert open and no refused patient has been silent
+        for the staleness limit. Samples only make patients fresher, so the answer stays
+        False for a pass at `now` after more samples.
         """
         windows, limits = self.windows, self.settings.window
-        if windows.stale(now, limits.idle_ttl_s):
+        if windows.stale(now, limits.idle_ttl_s) or self._silent_refused(now):
             return True
         technical = self._technical
         return any(
             (pid, "signal_lost", None) not in technical for pid in windows.stale(now, self.stale_s)
         )
 
-    def _forget(self, pid: str) -> None:
-        # Its technical alerts stay open (an evicted patient stays 'signal lost' until its
-        # data returns: never silence); its detector and scale state go.
+    def _silent_refused(self, now: float) -> list[str]:
+        """Refused patients with no refused sample for `stale_s`, least recent first."""
+        out: list[str] = []
+        for pid, at in self._refused.items():
+            if now - at <= self.stale_s:
+                break
+            out.append(pid)
+        return out
+
+    def _forget(self, pid: str, now: float) -> list[AlertEvent]:
+        """Drop an evicted patient's state, and end its technical alerts with an `expired`
+        event: nothing watches them any more (an open alert of a departed patient would
+        stay open forever and hold memory)."""
         self.detector.forget(pid)
         self.scale.forget(pid)
         self._stuck_seq.pop(pid, None)
+        return self._expire(pid, now)
+
+    def _expire(self, pid: str, now: float) -> list[AlertEvent]:
+        mine = self._technical_of.get(pid)
+        if not mine:
+            return []
+        keys = sorted(mine, key=lambda k: (k[1], k[2] or ""))
+        events: list[AlertEvent] = []
+        for _, reason, vital in keys:
+            events += self._close(pid, reason, vital, now, state="expired")
+        return events
 
     def _open(
         self, pid: str | None, reason: str, vital: str | None, now: float
@@ -578,7 +698,7 @@ class Pipeline:
         return [self._technical_event(pid, reason, vital, "raised", now)]
 
     def _close(
-        self, pid: str | None, reason: str, vital: str | None, now: float
+        self, pid: str | None, reason: str, vital: str | None, now: float, state: str = "cleared"
     ) -> list[AlertEvent]:
         key = (pid or "", reason, vital)
         if self._technical.pop(key, None) is None:
@@ -592,7 +712,7 @@ class Pipeline:
             if left:
                 self._flat_open[pid] = left
         self.metrics.active_alerts.labels("technical").set(len(self._technical))
-        return [self._technical_event(pid, reason, vital, "cleared", now)]
+        return [self._technical_event(pid, reason, vital, state, now)]
 
     def _close_all(self, pid: str, reasons: tuple[str, ...], now: float) -> list[AlertEvent]:
         mine = self._technical_of.get(pid)
