@@ -156,6 +156,7 @@ class WindowStore:
         self.max_offset_s = max_offset_s
         self.clock_alert_s = clock_alert_s
         self._settle = min(OFFSET_SETTLE, window)
+        self._step_bound = max_seq_jump + 1
         row = window + SLACK
         self._row = row
         width = 2 * n_features if masked else n_features
@@ -188,6 +189,12 @@ class WindowStore:
         self._off = [False] * max_patients  # the offset is reported
         self._jump_lead = [0.0] * max_patients  # lead of the last refused clock jump
         self._jump_n = [0] * max_patients  # refused clock jumps in a row agreeing on it
+        # No suspect jump pending, no clock jump counted, the offset settled: `push` may
+        # take its one-test path for an in-order sample.
+        self._quiet = [False] * max_patients
+        # The largest lead a sample may have and leave the clock state as it is (-inf
+        # until the offset settled): `push_ready`'s clock test, in one lookup.
+        self._fast_lead = [-math.inf] * max_patients
         # Patients whose window never filled, least recently pushed first: evicted first.
         self._probation: OrderedDict[str, None] = OrderedDict()
         # Least recently pushed first: eviction and staleness scans stop at the first fresh one.
@@ -228,37 +235,24 @@ class WindowStore:
         if slot is None:
             return self._admit(patient_id, t, seq, values, now)
         lead = t - now
-        order: OrderChange = ""
-        if lead > max(self._lead[slot], 0.0) + self.max_future_skew_s:
-            if not self._jump_confirmed(slot, lead):
-                return _CLOCK_SKEW
-            order = "clock_jump"
         last_seq = self._last_seq[slot]
-        if seq == last_seq:
-            return _DUPLICATE
         last_t = self._last_t[slot]
-        anchor = self._anchor[slot]
-        if seq < last_seq:
-            if t <= last_t:
-                return _LATE
-            # Time goes on and the counter went back: the device restarted (or, right
-            # after a suspect jump, its real counter goes on).
-            resumed = anchor is not None and seq > anchor
-            missing = seq - anchor - 1 if resumed and anchor is not None else 0
-            order = order or ("resumed" if resumed else "restart")
-            anchor = None
-        else:
+        order: OrderChange = ""
+        clock: ClockChange = ""
+        # The common sample, in one test: in order, a plausible seq step, the clock
+        # offset neither moved nor pending, no suspect jump pending.
+        if (
+            last_seq < seq <= last_seq + self._step_bound
+            and t >= last_t
+            and lead <= self._lead[slot]
+            and self._quiet[slot]
+        ):
             missing = seq - last_seq - 1
-            anchor = None
-            if missing > self.max_seq_jump:
-                order, missing, anchor = "seq_jump", 0, last_seq
-            if t < last_t:
-                order = order or "clock_back"
-        if missing > self.max_seq_jump:
-            missing = 0
-        self._anchor[slot] = anchor
-        self._jump_n[slot] = 0
-        clock = self._learn(slot, lead)
+        else:
+            irregular = self._irregular(slot, t, seq, lead, last_seq, last_t)
+            if isinstance(irregular, PushResult):
+                return irregular
+            order, missing, clock = irregular
         self._slots.move_to_end(patient_id)
         self._last_seen[slot] = now
         self._last_seq[slot] = seq
@@ -290,6 +284,43 @@ class WindowStore:
         self._write(patient_id, slot, values)
         return PushResult("warming_up", None, False, missing, (), order, clock)
 
+    def _irregular(
+        self, slot: int, t: float, seq: int, lead: float, last_seq: int, last_t: float
+    ) -> PushResult | tuple[OrderChange, int, ClockChange]:
+        """The order and clock policy for any sample but the common one: the refusal, or
+        the change it is accepted with, its skipped numbers and its clock report."""
+        order: OrderChange = ""
+        if lead > max(self._lead[slot], 0.0) + self.max_future_skew_s:
+            if not self._jump_confirmed(slot, lead):
+                return _CLOCK_SKEW
+            order = "clock_jump"
+        if seq == last_seq:
+            return _DUPLICATE
+        anchor = self._anchor[slot]
+        if seq < last_seq:
+            if t <= last_t:
+                return _LATE
+            # Time goes on and the counter went back: the device restarted (or, right
+            # after a suspect jump, its real counter goes on).
+            resumed = anchor is not None and seq > anchor
+            missing = seq - anchor - 1 if resumed and anchor is not None else 0
+            order = order or ("resumed" if resumed else "restart")
+            anchor = None
+        else:
+            missing = seq - last_seq - 1
+            anchor = None
+            if missing > self.max_seq_jump:
+                order, missing, anchor = "seq_jump", 0, last_seq
+            if t < last_t:
+                order = order or "clock_back"
+        if missing > self.max_seq_jump:
+            missing = 0
+        self._anchor[slot] = anchor
+        self._jump_n[slot] = 0
+        clock = self._learn(slot, lead)
+        self._quiet[slot] = anchor is None and self._lead_n[slot] >= self._settle
+        return order, missing, clock
+
     def _jump_confirmed(self, slot: int, lead: float) -> bool:
         """Count a sample whose clock jumped ahead; True once `RELEARN_SAMPLES` in a row
         agree on the new offset (then it is learned: a jump is refused, a new clock is not)."""
@@ -298,6 +329,7 @@ class WindowStore:
         self._jump_lead[slot] = lead
         if n < RELEARN_SAMPLES:
             self._jump_n[slot] = n
+            self._quiet[slot] = False  # the next sample, whatever it is, sees the count
             return False
         self._lead[slot] = min(lead, self.max_offset_s)
         return True
@@ -311,6 +343,10 @@ class WindowStore:
         if n < settle:
             self._lead_n[slot] = n = n + 1
         offset = self._lead[slot]
+        if n >= settle:
+            # At the largest offset learned, a lead up to the jump limit changes nothing.
+            at_most = offset >= self.max_offset_s
+            self._fast_lead[slot] = max(offset, 0.0) + self.max_future_skew_s if at_most else offset
         off = offset > self.clock_alert_s or (n >= settle and -offset > self.clock_alert_s)
         if off == self._off[slot]:
             return ""
@@ -399,13 +435,8 @@ class WindowStore:
         # is a clock jump), take `push`: those change the order or clock state.
         fit &= seq_a - prev_seq <= self.max_seq_jump
         lead_a = t_a - np.array(now, dtype=np.float64).reshape(n)
-        lead, lead_n = self._lead, self._lead_n
-        learned = np.array([lead[i] if i >= 0 else 0.0 for i in slots], np.float64)
-        settle = self._settle
-        settled = np.array([i >= 0 and lead_n[i] >= settle for i in slots], bool)
-        at_most = learned >= self.max_offset_s  # learned as far as it goes
-        ahead = np.maximum(learned, 0.0) + self.max_future_skew_s
-        fit &= settled & ((lead_a <= learned) | (at_most & (lead_a <= ahead)))
+        cap = self._fast_lead
+        fit &= lead_a <= np.array([cap[i] if i >= 0 else -np.inf for i in slots], np.float64)
         if self.masked:
             # A sample lacking a vital takes `push` (carry forward), and so does one after a
             # stored row lacking one (a vital's first value is written back over the
@@ -457,6 +488,7 @@ class WindowStore:
             last_seen[slot] = now[i]
             self._anchor[slot] = None
             self._jump_n[slot] = 0
+            self._quiet[slot] = True  # settled (a plain sample's condition), nothing pending
         return plain, contexts, missing
 
     def touch(self, patient_ids: Iterable[str]) -> None:
@@ -537,9 +569,11 @@ class WindowStore:
         limit = self.max_offset_s
         self._lead[slot] = max(-limit, min(t - now, limit))
         self._lead_n[slot] = 0
+        self._fast_lead[slot] = -math.inf
         self._off[slot] = False
         self._jump_n[slot] = 0
         clock = self._learn(slot, t - now)
+        self._quiet[slot] = False
         self._write(patient_id, slot, values)
         return PushResult("warming_up", None, False, 0, evicted, "", clock)
 
