@@ -59,7 +59,8 @@ class IngestSettings(BaseModel):
         default=60.0,
         gt=0,
         description="A learned clock offset larger than this (ahead, or behind once settled) "
-        "raises one low-severity 'clock_offset' technical alert.",
+        "raises one low-severity 'clock_offset' technical alert (none while max_future_skew_s "
+        "is at least max_clock_offset_s: device clocks are then trusted outright).",
     )
     reconnect_min_s: float = Field(default=0.2, gt=0)
     reconnect_max_s: float = Field(

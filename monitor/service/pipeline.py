@@ -17,6 +17,7 @@ while any has one the system has ``patients_refused`` (docs/reliability.md).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -160,7 +161,13 @@ class Pipeline:
             max_seq_jump=w.max_seq_jump,
             max_future_skew_s=ingest.max_future_skew_s,
             max_offset_s=ingest.max_clock_offset_s,
-            clock_alert_s=ingest.clock_offset_alert_s,
+            # A skew tolerance as wide as any offset learned (the demo's 1e9) trusts device
+            # clocks outright: there is nothing to report.
+            clock_alert_s=(
+                math.inf
+                if ingest.max_future_skew_s >= ingest.max_clock_offset_s
+                else ingest.clock_offset_alert_s
+            ),
         )
         #: Silence after which a patient is 'signal lost' (a lower bound: a slower stream
         #: stretches it, `WindowStore.stale`).
