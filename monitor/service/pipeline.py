@@ -40,6 +40,7 @@ from monitor.core.codec import (
 )
 from monitor.core.detector import Detector, GainCurves, alarm_gains, unknown_per_vital
 from monitor.core.scale import ResidualScale
+from monitor.core.technical import TechnicalAlarms
 from monitor.core.types import REJECT_REASONS, BoolArray, Float32Array, FloatArray
 from monitor.core.vitals import BUILTIN, Registry
 from monitor.core.windows import WindowStore
@@ -179,17 +180,11 @@ class Pipeline:
         self.detector = Detector(model.features, settings.detector, model_version=model.version)
         self.scale = ResidualScale(model.residual_sigma, masked=model.observed_mask)
         self.gain = alarm_gains(model.calibration, model.features, settings.detector)
-        # Open technical alerts: (patient_id, reason, vital) -> True.
-        self._technical: dict[tuple[str, str, str | None], float] = {}
-        # patient -> its open technical alert keys: a message checks only its own patient.
-        self._technical_of: dict[str, set[tuple[str, str, str | None]]] = {}
+        #: Open technical alerts and refused patients (at most `max_patients` of them).
+        self.alarms = TechnicalAlarms(model.version, w.max_patients)
         self.degraded = False
-        # Patients received but not monitored -> time of their last refused sample, least
-        # recent first; at most `max_patients` (past it, only the system alert tells).
-        self._refused: dict[str, float] = {}
         # Technical alert changes of `_push_one` (it returns the job), taken by its callers.
         self._side: list[AlertEvent] = []
-        self._flat_open: dict[str, int] = {}  # patient -> open flatline alerts
         # patient -> per vital, seq of its last stuck sample (only while one is in a window)
         self._stuck_seq: dict[str, FloatArray] = {}
         self._error_hists = [metrics.prediction_error.labels(v) for v in model.features]
@@ -197,7 +192,7 @@ class Pipeline:
         # Read at scrape time: nothing to update per message on the hot path.
         metrics.active_patients.set_function(lambda: len(self.windows))
         metrics.pending_jobs.set_function(lambda: len(self.batcher))
-        metrics.patients_refused.set_function(lambda: len(self._refused))
+        metrics.patients_refused.set_function(lambda: self.alarms.refused)
         # Every label value exists from the start (at 0): dashboards and rate() see a series
         # before the first event, and a typo in a label cannot hide as a missing series.
         for reason in REJECT_REASONS:
@@ -337,7 +332,7 @@ class Pipeline:
                 events += self._accept(Decoded(patient_ids[i], [sample]), now[i])
             return events
         plain, contexts, missing = windows.push_ready(
-            patient_ids, t, seq, values, now, skip=self._technical_of
+            patient_ids, t, seq, values, now, skip=self.alarms.by_patient
         )
         if missing:
             self.metrics.sequence_gaps.inc(missing)
@@ -399,7 +394,7 @@ class Pipeline:
                 self._side += self._open(pid, "clock_skew", None, now)
                 return None, False
             if outcome == "refused_cap":
-                self._side += self._refuse(pid, None, now)
+                self._side += self._counted(self.alarms.refuse(pid, None, now))
             self._outcomes[outcome].inc()
             return None, outcome == "warming_up"
         return Job(pid, context, values, t, seq, now), True
@@ -409,10 +404,9 @@ class Pipeline:
         of what the absence of this patient's data opened (never for a late or refused
         one: its data is not back, and closing would flap against housekeeping)."""
         events, self._side = self._side, []
-        if accepted and pid in self._technical_of:
-            events += self._close_all(pid, _DATA_BACK_CLOSES, now)
-        if accepted and pid in self._refused:
-            events += self._unrefuse(pid, now)
+        if accepted and pid in self.alarms.by_patient:
+            events += self._counted(self.alarms.close_all(pid, _DATA_BACK_CLOSES, now))
+            events += self._counted(self.alarms.unrefuse(pid, now))
         return events
 
     def _order_changed(self, pid: str, order: str, seq: int) -> None:
@@ -434,28 +428,6 @@ class Pipeline:
         else:
             self._side += self._close(pid, "clock_offset", None, now)
 
-    def _refuse(self, pid: str, vital: str | None, now: float) -> list[AlertEvent]:
-        """A patient whose data arrives but who is not monitored: alert once per episode
-        (its own, and the system's while any patient is refused)."""
-        refused = self._refused
-        if pid in refused:
-            del refused[pid]  # re-inserted last: the dict stays least recent first
-        elif len(refused) >= self.windows.max_patients:
-            return []  # bounded: the system alert and the outcome counters still tell
-        refused[pid] = now
-        events = self._open(pid, "patient_refused", vital, now)
-        if events and len(refused) == 1:
-            events += self._open(None, "patients_refused", None, now)
-        return events
-
-    def _unrefuse(self, pid: str, now: float) -> list[AlertEvent]:
-        """End a patient's refused episode (monitored now, or gone silent)."""
-        del self._refused[pid]
-        events = self._close_all(pid, ("patient_refused",), now)
-        if not self._refused:
-            events += self._close(None, "patients_refused", None, now)
-        return events
-
     def _reject(self, rejection: Rejection, now: float) -> list[AlertEvent]:
         self.metrics.invalid.labels(rejection.reason).inc()
         self._outcomes["invalid"].inc()
@@ -466,7 +438,7 @@ class Pipeline:
             return self._open(pid, rejection.reason, rejection.vital, now)
         if rejection.reason == "missing_vital" and pid is not None and pid not in self.windows:
             # Every message of this patient lacks a vital the model needs: never monitored.
-            return self._refuse(pid, rejection.vital, now)
+            return self._counted(self.alarms.refuse(pid, rejection.vital, now))
         return []
 
     def _accept(self, decoded: Decoded, now: float) -> list[AlertEvent]:
@@ -617,7 +589,7 @@ class Pipeline:
         for row, job in enumerate(jobs):
             # Checked row by row: an alert opened by an earlier row of this batch must be
             # closable by a later row of the same patient, whatever the batch's size.
-            if not any_stuck[row] and job.patient_id not in self._flat_open:
+            if not any_stuck[row] and job.patient_id not in self.alarms.flat_open:
                 continue
             for i, vital in enumerate(self.model.features):
                 if stuck[row, i]:
@@ -638,11 +610,11 @@ class Pipeline:
             self.metrics.evictions.inc()
             events += self._forget(pid, now)
         for pid in self.windows.stale(now, self.stale_s):
-            if (pid, "signal_lost", None) not in self._technical:
+            if not self.alarms.is_open(pid, "signal_lost"):
                 events += self._open(pid, "signal_lost", None, now)
-        for pid in self._silent_refused(now):
-            events += self._expire(pid, now)
-            events += self._unrefuse(pid, now)
+        for pid in self.alarms.silent_refused(now, self.stale_s):
+            events += self._counted(self.alarms.close_all(pid, None, now, "expired"))
+            events += self._counted(self.alarms.unrefuse(pid, now))
         self.metrics.degraded.set(1 if self.degraded else 0)
         return events
 
@@ -655,21 +627,12 @@ class Pipeline:
         False for a pass at `now` after more samples.
         """
         windows, limits = self.windows, self.settings.window
-        if windows.stale(now, limits.idle_ttl_s) or self._silent_refused(now):
+        alarms = self.alarms
+        if windows.stale(now, limits.idle_ttl_s) or alarms.silent_refused(now, self.stale_s):
             return True
-        technical = self._technical
         return any(
-            (pid, "signal_lost", None) not in technical for pid in windows.stale(now, self.stale_s)
+            not alarms.is_open(pid, "signal_lost") for pid in windows.stale(now, self.stale_s)
         )
-
-    def _silent_refused(self, now: float) -> list[str]:
-        """Refused patients with no refused sample for `stale_s`, least recent first."""
-        out: list[str] = []
-        for pid, at in self._refused.items():
-            if now - at <= self.stale_s:
-                break
-            out.append(pid)
-        return out
 
     def _forget(self, pid: str, now: float) -> list[AlertEvent]:
         """Drop an evicted patient's state, and end its technical alerts with an `expired`
@@ -678,71 +641,26 @@ class Pipeline:
         self.detector.forget(pid)
         self.scale.forget(pid)
         self._stuck_seq.pop(pid, None)
-        return self._expire(pid, now)
-
-    def _expire(self, pid: str, now: float) -> list[AlertEvent]:
-        mine = self._technical_of.get(pid)
-        if not mine:
-            return []
-        keys = sorted(mine, key=lambda k: (k[1], k[2] or ""))
-        events: list[AlertEvent] = []
-        for _, reason, vital in keys:
-            events += self._close(pid, reason, vital, now, state="expired")
-        return events
+        return self._counted(self.alarms.close_all(pid, None, now, "expired"))
 
     def _open(
         self, pid: str | None, reason: str, vital: str | None, now: float
     ) -> list[AlertEvent]:
-        key = (pid or "", reason, vital)
-        if key in self._technical:
-            return []
-        self._technical[key] = now
-        self._technical_of.setdefault(key[0], set()).add(key)
-        if reason == "flatline" and pid is not None:
-            self._flat_open[pid] = self._flat_open.get(pid, 0) + 1
-        self.metrics.technical_alerts.labels(reason).inc()
-        self.metrics.active_alerts.labels("technical").set(len(self._technical))
-        return [self._technical_event(pid, reason, vital, "raised", now)]
+        return self._counted(self.alarms.open(pid, reason, vital, now))
 
     def _close(
-        self, pid: str | None, reason: str, vital: str | None, now: float, state: str = "cleared"
+        self, pid: str | None, reason: str, vital: str | None, now: float
     ) -> list[AlertEvent]:
-        key = (pid or "", reason, vital)
-        if self._technical.pop(key, None) is None:
-            return []
-        mine = self._technical_of[key[0]]
-        mine.discard(key)
-        if not mine:
-            del self._technical_of[key[0]]
-        if reason == "flatline" and pid is not None:
-            left = self._flat_open.pop(pid, 1) - 1
-            if left:
-                self._flat_open[pid] = left
-        self.metrics.active_alerts.labels("technical").set(len(self._technical))
-        return [self._technical_event(pid, reason, vital, state, now)]
+        return self._counted(self.alarms.close(pid, reason, vital, now))
 
-    def _close_all(self, pid: str, reasons: tuple[str, ...], now: float) -> list[AlertEvent]:
-        mine = self._technical_of.get(pid)
-        if not mine:
-            return []
-        # Sorted: set order varies between processes, alert order must not.
-        keys = sorted((k for k in mine if k[1] in reasons), key=lambda k: (k[1], k[2] or ""))
-        events: list[AlertEvent] = []
-        for _, reason, vital in keys:
-            events += self._close(pid, reason, vital, now)
+    def _counted(self, events: list[AlertEvent]) -> list[AlertEvent]:
+        """Count technical alert changes: raises by reason, and the open alerts gauge."""
+        if events:
+            for event in events:
+                if event.state == "raised":
+                    self.metrics.technical_alerts.labels(event.reason).inc()
+            self.metrics.active_alerts.labels("technical").set(len(self.alarms))
         return events
-
-    def _technical_event(
-        self, pid: str | None, reason: str, vital: str | None, state: str, now: float
-    ) -> AlertEvent:
-        return AlertEvent.technical(
-            pid,  # None: a system-wide alert (monitoring degraded)
-            reason,
-            state,  # type: ignore[arg-type]
-            t=now,
-            model_version=self.model.version,
-            vital=vital,
-        )
 
     def drain_all(self) -> list[Job]:
         """Take every queued job (shutdown: the last batches)."""
