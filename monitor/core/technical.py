@@ -38,6 +38,9 @@ class TechnicalAlarms:
         self.flat_open: dict[str, int] = {}
         # Refused patient -> time of its last refused sample, least recent first.
         self._refused: dict[str, float] = {}
+        # Patients not held by the window store with an open alert of a refused message
+        # (artifact, clock skew) -> its time, least recent first: they expire when silent.
+        self._unheld: dict[str, float] = {}
 
     def __len__(self) -> int:
         return len(self._open)
@@ -96,6 +99,29 @@ class TechnicalAlarms:
             events += self.close(pid, reason, vital, now, state)
         return events
 
+    def open_unheld(self, pid: str, reason: str, vital: str | None, now: float) -> list[AlertEvent]:
+        """`open` for a patient the window store does not hold: tracked (at most
+        `max_refused` such patients, past it no alert) so that it expires when silent."""
+        unheld = self._unheld
+        if pid in unheld:
+            del unheld[pid]
+        elif len(unheld) >= self.max_refused:
+            return []
+        unheld[pid] = now
+        return self.open(pid, reason, vital, now)
+
+    def held(self, pid: str) -> None:
+        """The window store took a sample of `pid`: its alerts end by data or eviction."""
+        self._unheld.pop(pid, None)
+
+    def silent_unheld(self, now: float, limit_s: float) -> list[str]:
+        """Untracked patients with open alerts and nothing refused for more than `limit_s`."""
+        return _older(self._unheld, now, limit_s)
+
+    def forget_unheld(self, pid: str) -> None:
+        """Stop tracking `pid` (its alerts were ended)."""
+        self._unheld.pop(pid, None)
+
     @property
     def refused(self) -> int:
         """Patients refused now (each with an open `patient_refused` alert)."""
@@ -129,12 +155,7 @@ class TechnicalAlarms:
 
     def silent_refused(self, now: float, limit_s: float) -> list[str]:
         """Refused patients with no refused sample for more than `limit_s`."""
-        out: list[str] = []
-        for pid, at in self._refused.items():
-            if now - at <= limit_s:
-                break
-            out.append(pid)
-        return out
+        return _older(self._refused, now, limit_s)
 
     def _event(
         self, pid: str | None, reason: str, vital: str | None, state: AlertState, now: float
@@ -147,3 +168,13 @@ class TechnicalAlarms:
             model_version=self.model_version,
             vital=vital,
         )
+
+
+def _older(times: dict[str, float], now: float, limit_s: float) -> list[str]:
+    """The keys of an oldest-first dict whose time is more than `limit_s` before `now`."""
+    out: list[str] = []
+    for pid, at in times.items():
+        if now - at <= limit_s:
+            break
+        out.append(pid)
+    return out

@@ -404,6 +404,8 @@ class Pipeline:
         of what the absence of this patient's data opened (never for a late or refused
         one: its data is not back, and closing would flap against housekeeping)."""
         events, self._side = self._side, []
+        if accepted:
+            self.alarms.held(pid)
         if accepted and pid in self.alarms.by_patient:
             events += self._counted(self.alarms.close_all(pid, _DATA_BACK_CLOSES, now))
             events += self._counted(self.alarms.unrefuse(pid, now))
@@ -435,7 +437,12 @@ class Pipeline:
             self._on_reject(rejection)
         pid = rejection.patient_id
         if rejection.reason in ("artifact", "clock_skew") and pid is not None:
-            return self._open(pid, rejection.reason, rejection.vital, now)
+            if pid in self.windows:
+                return self._open(pid, rejection.reason, rejection.vital, now)
+            # Not held: tracked (bounded) so that it expires when the id goes silent.
+            return self._counted(
+                self.alarms.open_unheld(pid, rejection.reason, rejection.vital, now)
+            )
         if rejection.reason == "missing_vital" and pid is not None and pid not in self.windows:
             # Every message of this patient lacks a vital the model needs: never monitored.
             return self._counted(self.alarms.refuse(pid, rejection.vital, now))
@@ -612,9 +619,14 @@ class Pipeline:
         for pid in self.windows.stale(now, self.stale_s):
             if not self.alarms.is_open(pid, "signal_lost"):
                 events += self._open(pid, "signal_lost", None, now)
-        for pid in self.alarms.silent_refused(now, self.stale_s):
-            events += self._counted(self.alarms.close_all(pid, None, now, "expired"))
-            events += self._counted(self.alarms.unrefuse(pid, now))
+        alarms = self.alarms
+        for pid in alarms.silent_refused(now, self.stale_s):
+            events += self._counted(alarms.close_all(pid, None, now, "expired"))
+            events += self._counted(alarms.unrefuse(pid, now))
+        for pid in alarms.silent_unheld(now, self.stale_s):
+            alarms.forget_unheld(pid)
+            if pid not in self.windows:
+                events += self._counted(alarms.close_all(pid, None, now, "expired"))
         self.metrics.degraded.set(1 if self.degraded else 0)
         return events
 
@@ -628,7 +640,11 @@ class Pipeline:
         """
         windows, limits = self.windows, self.settings.window
         alarms = self.alarms
-        if windows.stale(now, limits.idle_ttl_s) or alarms.silent_refused(now, self.stale_s):
+        if (
+            windows.stale(now, limits.idle_ttl_s)
+            or alarms.silent_refused(now, self.stale_s)
+            or alarms.silent_unheld(now, self.stale_s)
+        ):
             return True
         return any(
             not alarms.is_open(pid, "signal_lost") for pid in windows.stale(now, self.stale_s)

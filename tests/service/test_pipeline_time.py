@@ -84,3 +84,19 @@ def test_an_evicted_patients_technical_alerts_expire() -> None:
     assert states(events, "signal_lost") == ["raised", "expired"]
     assert "gone" not in p.windows
     assert counter(p, "monitor_active_alerts", kind="technical") == 0
+
+
+def test_an_unheld_patients_refused_message_alert_expires_when_silent() -> None:
+    """An id never admitted whose message is refused as an artifact: its technical alert
+    expires once the id has been silent for the staleness limit (nothing stays open)."""
+    p = make_pipeline(model_window=WINDOW, window={"stale_after_s": 2.0})
+    body = payload("junk1", 0, t=T0, heart_rate=0.0)
+    raised = p.ingest("vitals/junk1", body, T0)
+    assert [(e.reason, e.state) for e in raised] == [("artifact", "raised")]
+    events: list[AlertEvent] = []
+    for k in range(1, 5):
+        events += p.housekeeping(T0 + k)
+    assert [(e.patient_id, e.reason, e.state) for e in events] == [
+        ("junk1", "artifact", "expired")
+    ]
+    assert counter(p, "monitor_active_alerts", kind="technical") == 0
