@@ -96,7 +96,5 @@ def test_an_unheld_patients_refused_message_alert_expires_when_silent() -> None:
     events: list[AlertEvent] = []
     for k in range(1, 5):
         events += p.housekeeping(T0 + k)
-    assert [(e.patient_id, e.reason, e.state) for e in events] == [
-        ("junk1", "artifact", "expired")
-    ]
+    assert [(e.patient_id, e.reason, e.state) for e in events] == [("junk1", "artifact", "expired")]
     assert counter(p, "monitor_active_alerts", kind="technical") == 0
