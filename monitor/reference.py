@@ -214,7 +214,8 @@ Accounting: every payload handed over by the MQTT client is counted once in
 single-sample messages; a block message adds one outcome per sample): `scored`,
 `warming_up` (its window is not full yet), `duplicate` and `late` (order policy),
 `refused_cap` (patient cap reached), `shed` (overload: newest window per patient wins),
-`invalid` (refused by the codec; the reason in `monitor_invalid_messages_total`),
+`invalid` (refused by the codec, or a sample whose clock jumped ahead of its patient's
+learned offset, docs/time.md; the reason in `monitor_invalid_messages_total`),
 `dropped` (a bounded queue was full; the reason in `monitor_dropped_messages_total`) or
 `failed` (queued for scoring, but the model forward of its batch raised; logged as
 `inference_failed`).

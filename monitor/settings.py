@@ -81,8 +81,26 @@ class IngestSettings(BaseModel):
     session_expiry_s: int = Field(default=3600, ge=0)
     queue_size: int = Field(default=100_000, ge=1, description="Bounded incoming queue.")
     max_payload_bytes: int = Field(default=64 * 1024, ge=64)
-    max_future_skew_s: float = Field(default=5.0, gt=0)
+    max_future_skew_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How far a sample time may lie ahead of its receive time plus the "
+        "patient's learned clock offset (docs/time.md).",
+    )
     max_age_s: float = Field(default=24 * 3600.0, gt=0)
+    max_clock_offset_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="Largest constant device clock offset learned per patient; a device "
+        "further ahead is refused (clock_skew). 0: the wall clock only.",
+    )
+    clock_offset_alert_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A learned clock offset larger than this (ahead, or behind once settled) "
+        "raises one low-severity 'clock_offset' technical alert (none while max_future_skew_s "
+        "is at least max_clock_offset_s: device clocks are then trusted outright).",
+    )
     reconnect_min_s: float = Field(default=0.2, gt=0)
     reconnect_max_s: float = Field(
         default=1.5,
@@ -118,6 +136,13 @@ class WindowSettings(BaseModel):
         description="Silence after which a 'signal lost' technical alert is raised (default: "
         "8 of the model card's sample periods, 8 s at 1 Hz; stretched for a slower stream as "
         "max_gap_s is: a once-a-minute stream is lost after 8 minutes).",
+    )
+
+    max_seq_jump: int = Field(
+        default=100_000,
+        ge=1,
+        description="A larger forward jump of a patient's seq is suspect: accepted, its "
+        "skipped numbers not counted, and the next sample of the real counter not late.",
     )
 
     def gap_s(self, sample_period_s: float) -> float:

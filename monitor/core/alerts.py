@@ -32,6 +32,12 @@ TECHNICAL_SEVERITY: dict[str, Severity] = {
     "artifact": "low",
     "clock_skew": "low",
     "flatline": "medium",
+    # A patient whose data arrives but who is not monitored (patient cap, every message
+    # refused): on its own topic, and once for all of them on alerts/_system.
+    "patient_refused": "high",
+    "patients_refused": "high",
+    # A device clock with a constant offset: monitored, reported once.
+    "clock_offset": "low",
 }
 
 
@@ -48,7 +54,8 @@ class AlertEvent(BaseModel):
         patient_id: The patient (allowlisted id); None for a system-wide technical alert
             (monitoring_degraded), published on `alerts/_system`.
         vital: The vital concerned; None for patient-wide technical alerts.
-        state: raised, escalated (severity went up while raised) or cleared.
+        state: raised, escalated (severity went up while raised), cleared, or expired (a
+            technical alert of a patient the daemon forgot: the last event of that alert).
         severity: low, medium or high (see docs/detection.md).
         t: Sample time of the sample that caused the change, unix seconds (technical:
             the receive time when no sample is involved).
@@ -106,7 +113,7 @@ class AlertEvent(BaseModel):
         Args:
             patient_id: The patient.
             reason: signal_lost, artifact, clock_skew, monitoring_degraded, ...
-            state: raised or cleared.
+            state: raised, cleared or expired.
             t: Sample time, or receive time when no sample is involved.
             model_version: Version of the model card in use.
             vital: The vital concerned, None for patient-wide alerts.

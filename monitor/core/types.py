@@ -44,13 +44,17 @@ RejectReason: TypeAlias = Literal[
 ]
 
 #: What the window store did with one sample.
-PushOutcome: TypeAlias = Literal["warming_up", "ready", "duplicate", "late", "refused_cap"]
+PushOutcome: TypeAlias = Literal[
+    "warming_up", "ready", "duplicate", "late", "refused_cap", "clock_skew"
+]
 
 #: Alert severities, lowest first.
 Severity: TypeAlias = Literal["low", "medium", "high"]
 
-#: Life cycle of an alert: raised once, escalated zero or more times, cleared once.
-AlertState: TypeAlias = Literal["raised", "escalated", "cleared"]
+#: Life cycle of an alert: raised once, escalated zero or more times, then cleared (its
+#: condition ended) or expired (a technical alert of a patient the daemon forgot: it stopped
+#: watching the condition, which was never seen to end).
+AlertState: TypeAlias = Literal["raised", "escalated", "cleared", "expired"]
 
 #: Physiological alerts come from residuals; technical ones from the data path.
 AlertKind: TypeAlias = Literal["physiological", "technical"]

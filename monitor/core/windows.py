@@ -8,8 +8,22 @@ one call, and `push_ready` copies the windows of a whole run of samples in one g
 `np.zeros` is lazily backed by the OS, so an idle capacity costs address space, not
 resident memory; freed slots are reused. The policy (docs/detection.md):
 
-* seq equal to the last accepted seq: `duplicate`; lower: `late`; both dropped, window untouched.
-* higher seq but an earlier sample time: `late` (dropped).
+* seq equal to the last accepted seq: `duplicate`; lower with a sample time no later than
+  the last: `late`; both dropped, window untouched.
+* lower seq with a later sample time: the device restarted its counter (`order` "restart");
+  accepted, the window goes on. Right after a suspect jump (below), a seq above the one
+  before the jump is the old counter going on (`order` "resumed").
+* a seq jump of more than `max_seq_jump`: accepted but suspect (`order` "seq_jump"): its
+  skipped numbers are not counted, and the seq before it is kept, so that the next sample
+  of the real counter is not `late`. One message moves the order state for one sample.
+* higher seq but an earlier sample time: the device clock stepped back (`order`
+  "clock_back"); accepted, the window restarts.
+* a sample time ahead of the receive time by more than the patient's learned clock offset
+  plus `max_future_skew_s`: a clock jump, refused (`clock_skew`) until `RELEARN_SAMPLES`
+  samples in a row agree on the new offset; then it is learned (`order` "clock_jump", the
+  window restarts). The offset is learned from the patient's samples (the largest lead of
+  sample time over receive time, at most `max_offset_s`): a constant offset is monitored
+  and reported once (`clock` "offset"), docs/time.md.
 * a time gap above `max_gap_s`: the window restarts with this sample (`gap_reset`). With
   `period_s` (the model's sample period) the limit stretches with a stream slower than
   the model: it is `max_gap_s` times the patient's previous interval over `period_s` when
@@ -17,7 +31,9 @@ resident memory; freed slots are reused. The policy (docs/detection.md):
   sample (the same stretch applies to `stale`).
 * seq jumps by more than one: accepted; `missing` says how many numbers were skipped.
 * a new patient when the store is full: the least recently seen patient is evicted if idle
-  for longer than `idle_ttl_s`, else the sample is `refused_cap`.
+  for longer than `idle_ttl_s`; else the least recently seen patient still on probation
+  (its window never filled once: a one-message id cannot lock out a real patient); else
+  the sample is `refused_cap`.
 
 `push` returns, when the window was already full, a copy of the window ending at the
 previous sample: the model input that predicts this sample.
@@ -33,9 +49,10 @@ treats it as absent, and its prediction is NaN: not scored).
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Container, Iterable, Sequence
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -51,17 +68,34 @@ __all__ = [
 #: every SLACK samples, and one `push_ready` call takes at most SLACK samples per patient.
 SLACK = 16
 
+#: Consecutive samples that must agree on a new clock offset before a clock jump is learned.
+RELEARN_SAMPLES = 10
+
+#: Samples after which a patient's clock offset is settled enough to report one behind the
+#: wall clock (delivery delay also makes samples look behind; never ahead); at most the
+#: window (these samples take `push`: a window fills there).
+OFFSET_SETTLE = 8
+
+#: A discontinuity of a patient's order state that `push` accepted (docs/time.md).
+OrderChange = Literal["", "restart", "resumed", "seq_jump", "clock_back", "clock_jump"]
+
+#: A change of a patient's clock offset report: "offset" (now off by more than
+#: `clock_alert_s`), "offset_ok" (no longer), or "".
+ClockChange = Literal["", "offset", "offset_ok"]
+
 
 class PushResult(NamedTuple):
     """What `WindowStore.push` did with one sample (a tuple: one is built per sample).
 
     Attributes:
-        outcome: warming_up, ready, duplicate, late or refused_cap.
+        outcome: warming_up, ready, duplicate, late, refused_cap or clock_skew.
         context: For `ready`: a copy of the full window before this sample, chronological,
             shape (window, F), float32. None otherwise.
         gap_reset: The window restarted because of a time gap.
         missing: Sequence numbers skipped between the previous accepted sample and this one.
-        evicted: Idle patients evicted to make room for this one (forget their state).
+        evicted: Patients evicted to make room for this one (forget their state).
+        order: A discontinuity of the order state that this sample was accepted with.
+        clock: A change of the patient's clock offset report.
     """
 
     outcome: PushOutcome
@@ -69,11 +103,14 @@ class PushResult(NamedTuple):
     gap_reset: bool = False
     missing: int = 0
     evicted: tuple[str, ...] = ()
+    order: OrderChange = ""
+    clock: ClockChange = ""
 
 
 _DUPLICATE = PushResult("duplicate")
 _LATE = PushResult("late")
 _REFUSED = PushResult("refused_cap")
+_CLOCK_SKEW = PushResult("clock_skew")
 
 
 class WindowStore:
@@ -89,6 +126,11 @@ class WindowStore:
             (contexts are then ``(window, 2F)``: values, then flags).
         period_s: The model's sample period; a slower stream stretches the gap and
             staleness limits by its previous interval over this (0: never).
+        max_seq_jump: A larger forward jump of seq is suspect (not authoritative).
+        max_future_skew_s: A sample time further ahead of its receive time than the
+            patient's learned offset plus this is a clock jump (inf: never).
+        max_offset_s: The largest clock offset learned.
+        clock_alert_s: A learned offset larger than this (either way) is reported.
     """
 
     def __init__(
@@ -101,6 +143,10 @@ class WindowStore:
         max_gap_s: float,
         masked: bool = False,
         period_s: float = 0.0,
+        max_seq_jump: int = 100_000,
+        max_future_skew_s: float = math.inf,
+        max_offset_s: float = 0.0,
+        clock_alert_s: float = math.inf,
     ) -> None:
         if window < 1 or n_features < 1 or max_patients < 1:
             raise ValueError("window, n_features and max_patients must be positive")
@@ -111,6 +157,12 @@ class WindowStore:
         self.idle_ttl_s = idle_ttl_s
         self.max_gap_s = max_gap_s
         self.period_s = period_s
+        self.max_seq_jump = max_seq_jump
+        self.max_future_skew_s = max_future_skew_s
+        self.max_offset_s = max_offset_s
+        self.clock_alert_s = clock_alert_s
+        self._settle = min(OFFSET_SETTLE, window)
+        self._step_bound = max_seq_jump + 1
         row = window + SLACK
         self._row = row
         width = 2 * n_features if masked else n_features
@@ -135,6 +187,22 @@ class WindowStore:
         self._last_seq = [0] * max_patients
         self._last_seen = [0.0] * max_patients
         self._last_dt = [0.0] * max_patients  # the previous interval (0: none yet)
+        # The seq before a suspect jump, for the next sample only (None: no jump pending).
+        self._anchor: list[int | None] = [None] * max_patients
+        # Learned clock offset: the largest lead of sample time over receive time.
+        self._lead = [0.0] * max_patients
+        self._lead_n = [0] * max_patients  # samples pushed since admission (to OFFSET_SETTLE)
+        self._off = [False] * max_patients  # the offset is reported
+        self._jump_lead = [0.0] * max_patients  # lead of the last refused clock jump
+        self._jump_n = [0] * max_patients  # refused clock jumps in a row agreeing on it
+        # No suspect jump pending, no clock jump counted, the offset settled: `push` may
+        # take its one-test path for an in-order sample.
+        self._quiet = [False] * max_patients
+        # The largest lead a sample may have and leave the clock state as it is (-inf
+        # until the offset settled): `push_ready`'s clock test, in one lookup.
+        self._fast_lead = [-math.inf] * max_patients
+        # Patients whose window never filled, least recently pushed first: evicted first.
+        self._probation: OrderedDict[str, None] = OrderedDict()
         # Least recently pushed first: eviction and staleness scans stop at the first fresh one.
         self._slots: OrderedDict[str, int] = OrderedDict()
         self._free = list(range(max_patients - 1, -1, -1))
@@ -172,13 +240,25 @@ class WindowStore:
         slot = self._slots.get(patient_id)
         if slot is None:
             return self._admit(patient_id, t, seq, values, now)
+        lead = t - now
         last_seq = self._last_seq[slot]
-        if seq <= last_seq:
-            return _DUPLICATE if seq == last_seq else _LATE
         last_t = self._last_t[slot]
-        if t < last_t:
-            return _LATE
-        missing = seq - last_seq - 1
+        order: OrderChange = ""
+        clock: ClockChange = ""
+        # The common sample, in one test: in order, a plausible seq step, the clock
+        # offset neither moved nor pending, no suspect jump pending.
+        if (
+            last_seq < seq <= last_seq + self._step_bound
+            and t >= last_t
+            and lead <= self._lead[slot]
+            and self._quiet[slot]
+        ):
+            missing = seq - last_seq - 1
+        else:
+            irregular = self._irregular(slot, t, seq, lead, last_seq, last_t)
+            if isinstance(irregular, PushResult):
+                return irregular
+            order, missing, clock = irregular
         self._slots.move_to_end(patient_id)
         self._last_seen[slot] = now
         self._last_seq[slot] = seq
@@ -186,11 +266,11 @@ class WindowStore:
         dt = t - last_t
         limit = self.max_gap_s * self._stretch(self._last_dt[slot])
         self._last_dt[slot] = dt
-        if dt > limit:
+        if dt > limit or order in ("clock_back", "clock_jump"):
             self._count[slot] = 0
             self._start[slot] = 0
-            self._write(slot, values)
-            return PushResult("warming_up", None, True, missing)
+            self._write(patient_id, slot, values)
+            return PushResult("warming_up", None, True, missing, (), order, clock)
         window = self.window
         # The steady state, inline (this runs once per sample): copy the full window, then
         # write this sample after it and move the window on by one.
@@ -206,9 +286,83 @@ class WindowStore:
             else:
                 row[start + window] = values
             self._start[slot] = start + 1
-            return PushResult("ready", context, False, missing)
-        self._write(slot, values)
-        return PushResult("warming_up", None, False, missing)
+            return PushResult("ready", context, False, missing, (), order, clock)
+        self._write(patient_id, slot, values)
+        return PushResult("warming_up", None, False, missing, (), order, clock)
+
+    def _irregular(
+        self, slot: int, t: float, seq: int, lead: float, last_seq: int, last_t: float
+    ) -> PushResult | tuple[OrderChange, int, ClockChange]:
+        """The order and clock policy for any sample but the common one: the refusal, or
+        the change it is accepted with, its skipped numbers and its clock report."""
+        order: OrderChange = ""
+        if lead > max(self._lead[slot], 0.0) + self.max_future_skew_s:
+            if not self._jump_confirmed(slot, lead):
+                return _CLOCK_SKEW
+            order = "clock_jump"
+        if seq == last_seq:
+            return _DUPLICATE
+        anchor = self._anchor[slot]
+        if seq < last_seq:
+            if t <= last_t:
+                return _LATE
+            # Time goes on and the counter went back: the device restarted (or, right
+            # after a suspect jump, its real counter goes on).
+            resumed = anchor is not None and seq > anchor
+            missing = seq - anchor - 1 if resumed and anchor is not None else 0
+            order = order or ("resumed" if resumed else "restart")
+            anchor = None
+        else:
+            missing = seq - last_seq - 1
+            anchor = None
+            if missing > self.max_seq_jump:
+                order, missing, anchor = "seq_jump", 0, last_seq
+            if t < last_t:
+                order = order or "clock_back"
+        if missing > self.max_seq_jump:
+            missing = 0
+        self._anchor[slot] = anchor
+        self._jump_n[slot] = 0
+        clock = self._learn(slot, lead)
+        self._quiet[slot] = anchor is None and self._lead_n[slot] >= self._settle
+        return order, missing, clock
+
+    def _jump_confirmed(self, slot: int, lead: float) -> bool:
+        """Count a sample whose clock jumped ahead; True once `RELEARN_SAMPLES` in a row
+        agree on the new offset (then it is learned: a jump is refused, a new clock is not)."""
+        agree = self._jump_n[slot] and abs(lead - self._jump_lead[slot]) <= self.max_future_skew_s
+        n = self._jump_n[slot] + 1 if agree else 1
+        self._jump_lead[slot] = lead
+        if n < RELEARN_SAMPLES:
+            self._jump_n[slot] = n
+            self._quiet[slot] = False  # the next sample, whatever it is, sees the count
+            return False
+        self._lead[slot] = min(lead, self.max_offset_s)
+        return True
+
+    def _learn(self, slot: int, lead: float) -> ClockChange:
+        """Learn the clock offset from an accepted sample's lead; report a change of its
+        report (off by more than `clock_alert_s` ahead, or behind once settled)."""
+        if lead > self._lead[slot]:
+            self._lead[slot] = min(lead, self.max_offset_s)
+        n, settle = self._lead_n[slot], self._settle
+        if n < settle:
+            self._lead_n[slot] = n = n + 1
+        offset = self._lead[slot]
+        if n >= settle:
+            # At the largest offset learned, a lead up to the jump limit changes nothing.
+            at_most = offset >= self.max_offset_s
+            self._fast_lead[slot] = max(offset, 0.0) + self.max_future_skew_s if at_most else offset
+        off = offset > self.clock_alert_s or (n >= settle and -offset > self.clock_alert_s)
+        if off == self._off[slot]:
+            return ""
+        self._off[slot] = off
+        return "offset" if off else "offset_ok"
+
+    def clock_offset(self, patient_id: str) -> float | None:
+        """The patient's learned clock offset (sample time minus receive time), or None."""
+        slot = self._slots.get(patient_id)
+        return None if slot is None else self._lead[slot]
 
     def push_ready(
         self,
@@ -283,6 +437,12 @@ class WindowStore:
         k = np.empty(n, dtype=np.int64)
         k[order] = k_sorted
         fit = known & full & (seq_a > prev_seq) & (t_a >= prev_t) & (dt <= gap_limit) & (k < SLACK)
+        # A suspect seq jump, and a sample that would move the learned clock offset (or
+        # is a clock jump), take `push`: those change the order or clock state.
+        fit &= seq_a - prev_seq <= self.max_seq_jump
+        lead_a = t_a - np.array(now, dtype=np.float64).reshape(n)
+        cap = self._fast_lead
+        fit &= lead_a <= np.array([cap[i] if i >= 0 else -np.inf for i in slots], np.float64)
         if self.masked:
             # A sample lacking a vital takes `push` (carry forward), and so does one after a
             # stored row lacking one (a vital's first value is written back over the
@@ -332,6 +492,9 @@ class WindowStore:
             last_t[slot] = float(t_a[i])
             last_dt[slot] = float(dt[i])
             last_seen[slot] = now[i]
+            self._anchor[slot] = None
+            self._jump_n[slot] = 0
+            self._quiet[slot] = True  # settled (a plain sample's condition), nothing pending
         return plain, contexts, missing
 
     def touch(self, patient_ids: Iterable[str]) -> None:
@@ -375,8 +538,13 @@ class WindowStore:
         slot = self._slots.pop(patient_id, None)
         if slot is None:
             return False
+        self._probation.pop(patient_id, None)
         self._free.append(slot)
         return True
+
+    def on_probation(self, patient_id: str) -> bool:
+        """Whether the patient is held but its window never filled (evicted first)."""
+        return patient_id in self._probation
 
     def _admit(
         self, patient_id: str, t: float, seq: int, values: FloatArray, now: float
@@ -384,21 +552,38 @@ class WindowStore:
         evicted: tuple[str, ...] = ()
         if not self._free:
             oldest = next(iter(self._slots))
-            if now - self._last_seen[self._slots[oldest]] <= self.idle_ttl_s:
+            if now - self._last_seen[self._slots[oldest]] > self.idle_ttl_s:
+                evicted = tuple(self.evict_idle(now))
+            elif self._probation:
+                # Full of live patients: make room at the expense of one that never warmed
+                # up (a one-message id), never of a patient being monitored.
+                victim = next(iter(self._probation))
+                self.remove(victim)
+                evicted = (victim,)
+            else:
                 return _REFUSED
-            evicted = tuple(self.evict_idle(now))
         slot = self._free.pop()
         self._slots[patient_id] = slot
+        self._probation[patient_id] = None
         self._count[slot] = 0
         self._start[slot] = 0
         self._last_t[slot] = t
         self._last_seq[slot] = seq
         self._last_seen[slot] = now
         self._last_dt[slot] = 0.0
-        self._write(slot, values)
-        return PushResult("warming_up", None, False, 0, evicted)
+        self._anchor[slot] = None
+        limit = self.max_offset_s
+        self._lead[slot] = max(-limit, min(t - now, limit))
+        self._lead_n[slot] = 0
+        self._fast_lead[slot] = -math.inf
+        self._off[slot] = False
+        self._jump_n[slot] = 0
+        clock = self._learn(slot, t - now)
+        self._quiet[slot] = False
+        self._write(patient_id, slot, values)
+        return PushResult("warming_up", None, False, 0, evicted, "", clock)
 
-    def _write(self, slot: int, values: FloatArray) -> None:
+    def _write(self, patient_id: str, slot: int, values: FloatArray) -> None:
         # A window still filling starts at the row's start (admission and gap resets put
         # it there), so the next sample goes right after the `count` it holds.
         count = self._count[slot]
@@ -407,6 +592,12 @@ class WindowStore:
         else:
             self._slab[slot, count] = values
         self._count[slot] = count + 1
+        probation = self._probation
+        if patient_id in probation:
+            if count + 1 == self.window:  # warmed up once: no longer evicted first
+                del probation[patient_id]
+            else:
+                probation.move_to_end(patient_id)
 
     def _put(self, row: Float32Array, at: int, start: int, values: FloatArray) -> None:
         """Write a sample at `at` of a masked row whose window starts at `start`: missing

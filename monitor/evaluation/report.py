@@ -121,7 +121,7 @@ Span = tuple[str, str | None, float, float]
 
 
 def alert_spans(alerts: Sequence[Alert], end_t: float) -> list[Span]:
-    """Pair raised and cleared events into (patient, vital, start, end) spans.
+    """Pair raised and cleared (or expired) events into (patient, vital, start, end) spans.
 
     An alert still raised at the end runs to `end_t`.
     """
@@ -131,7 +131,7 @@ def alert_spans(alerts: Sequence[Alert], end_t: float) -> list[Span]:
         key = (a.patient_id, a.vital)
         if a.state == "raised" and key not in open_:
             open_[key] = a.t
-        elif a.state == "cleared" and key in open_:
+        elif a.state in ("cleared", "expired") and key in open_:
             spans.append((*key, open_.pop(key), a.t))
     spans += [(*key, start, end_t) for key, start in open_.items()]
     return spans

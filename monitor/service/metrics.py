@@ -66,6 +66,9 @@ class Metrics:
     sequence_gaps: Counter
     window_resets: Counter
     evictions: Counter
+    device_restarts: Counter
+    order_suspect: Counter
+    patients_refused: Gauge
     ready: Gauge
     degraded: Gauge
     loop_lag: Histogram
@@ -159,7 +162,27 @@ class Metrics:
                 "monitor_window_resets", "Windows reset after a time gap.", registry=r
             ),
             evictions=Counter(
-                "monitor_evictions", "Patients evicted after the idle TTL.", registry=r
+                "monitor_evictions",
+                "Patients evicted (idle past the TTL, or never warmed up to make room).",
+                registry=r,
+            ),
+            device_restarts=Counter(
+                "monitor_device_restarts",
+                "Devices that restarted their sequence counter (seq back, sample time on).",
+                registry=r,
+            ),
+            order_suspect=Counter(
+                "monitor_order_suspect",
+                "Samples accepted across an implausible jump of their patient's order state "
+                "(seq_jump, clock_back, clock_jump; docs/time.md).",
+                ["kind"],
+                registry=r,
+            ),
+            patients_refused=Gauge(
+                "monitor_patients_refused",
+                "Patients whose data arrives but who are not monitored (an open "
+                "patient_refused technical alert each).",
+                registry=r,
             ),
             ready=Gauge("monitor_ready", "1 when /readyz would answer 200.", registry=r),
             degraded=Gauge(

@@ -6,18 +6,25 @@ in. Every received unit ends in exactly one counted outcome (docs/metrics.md):
 
 * a rejected payload: ``invalid`` (reason in ``monitor_invalid_messages_total``);
 * each sample of an accepted payload: ``warming_up``, ``duplicate``, ``late``,
-  ``refused_cap``, ``shed``, ``scored`` or ``failed`` (the last three once its window has
-  been queued; ``failed``: the model forward of its batch raised).
+  ``refused_cap``, ``invalid`` (its clock jumped ahead of the patient's learned offset:
+  ``clock_skew``, docs/time.md), ``shed``, ``scored`` or ``failed`` (the last three once
+  its window has been queued; ``failed``: the model forward of its batch raised).
+
+A patient whose data arrives but who is not monitored (refused at the patient cap, or
+every message refused for lack of a vital) has a ``patient_refused`` technical alert, and
+while any has one the system has ``patients_refused`` (docs/reliability.md).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
+import structlog
 
 from monitor.core.alerts import TECHNICAL_SEVERITY, AlertEvent
 from monitor.core.batching import MicroBatcher
@@ -33,6 +40,7 @@ from monitor.core.codec import (
 )
 from monitor.core.detector import Detector, GainCurves, alarm_gains, unknown_per_vital
 from monitor.core.scale import ResidualScale
+from monitor.core.technical import TechnicalAlarms
 from monitor.core.types import REJECT_REASONS, BoolArray, Float32Array, FloatArray
 from monitor.core.vitals import BUILTIN, Registry
 from monitor.core.windows import WindowStore
@@ -40,6 +48,8 @@ from monitor.service.metrics import Metrics, observe_many
 from monitor.settings import Settings, SettingsError
 
 _S = TypeVar("_S", bound=np.generic)
+
+log = structlog.get_logger("monitor")
 
 
 @dataclass(slots=True)
@@ -74,7 +84,7 @@ class ModelInfo:
 FLATLINE_SAMPLES = 5
 
 #: Technical alerts that an accepted sample of their patient closes: its data is back.
-_DATA_BACK_CLOSES = ("artifact", "clock_skew", "signal_lost")
+_DATA_BACK_CLOSES = ("artifact", "clock_skew", "patient_refused", "signal_lost")
 
 #: Every final outcome of a received unit (`monitor_messages_total{outcome}`).
 OUTCOMES = (
@@ -88,6 +98,9 @@ OUTCOMES = (
     "dropped",
     "failed",
 )
+
+#: Order state changes counted as suspect (`monitor_order_suspect_total{kind}`).
+ORDER_SUSPECT = ("seq_jump", "clock_back", "clock_jump")
 
 #: Called with (reason, rejection) for every refused payload: the shell logs, rate-limited.
 RejectHook = Callable[[Rejection], None]
@@ -126,10 +139,13 @@ class Pipeline:
                 [f"detector.per_vital names unknown vital(s) or signal(s): {', '.join(unknown)}"]
             )
         #: The codec's bounds for this model and these settings (what a sample must pass).
+        ingest = settings.ingest
+        # The codec refuses only what no learned clock offset could explain; the window
+        # store checks each sample against its patient's offset (docs/time.md).
         self.limits = CodecLimits(
-            max_bytes=settings.ingest.max_payload_bytes,
-            max_future_skew_s=settings.ingest.max_future_skew_s,
-            max_age_s=settings.ingest.max_age_s,
+            max_bytes=ingest.max_payload_bytes,
+            max_future_skew_s=ingest.max_future_skew_s + ingest.max_clock_offset_s,
+            max_age_s=ingest.max_age_s,
             partial=model.observed_mask,
             signals=self.signals,
         )
@@ -143,6 +159,16 @@ class Pipeline:
             max_gap_s=w.gap_s(model.sample_period_s),
             masked=model.observed_mask,
             period_s=model.sample_period_s,
+            max_seq_jump=w.max_seq_jump,
+            max_future_skew_s=ingest.max_future_skew_s,
+            max_offset_s=ingest.max_clock_offset_s,
+            # A skew tolerance as wide as any offset learned (the demo's 1e9) trusts device
+            # clocks outright: there is nothing to report.
+            clock_alert_s=(
+                math.inf
+                if ingest.max_future_skew_s >= ingest.max_clock_offset_s
+                else ingest.clock_offset_alert_s
+            ),
         )
         #: Silence after which a patient is 'signal lost' (a lower bound: a slower stream
         #: stretches it, `WindowStore.stale`).
@@ -154,12 +180,11 @@ class Pipeline:
         self.detector = Detector(model.features, settings.detector, model_version=model.version)
         self.scale = ResidualScale(model.residual_sigma, masked=model.observed_mask)
         self.gain = alarm_gains(model.calibration, model.features, settings.detector)
-        # Open technical alerts: (patient_id, reason, vital) -> True.
-        self._technical: dict[tuple[str, str, str | None], float] = {}
-        # patient -> its open technical alert keys: a message checks only its own patient.
-        self._technical_of: dict[str, set[tuple[str, str, str | None]]] = {}
+        #: Open technical alerts and refused patients (at most `max_patients` of them).
+        self.alarms = TechnicalAlarms(model.version, w.max_patients)
         self.degraded = False
-        self._flat_open: dict[str, int] = {}  # patient -> open flatline alerts
+        # Technical alert changes of `_push_one` (it returns the job), taken by its callers.
+        self._side: list[AlertEvent] = []
         # patient -> per vital, seq of its last stuck sample (only while one is in a window)
         self._stuck_seq: dict[str, FloatArray] = {}
         self._error_hists = [metrics.prediction_error.labels(v) for v in model.features]
@@ -167,10 +192,13 @@ class Pipeline:
         # Read at scrape time: nothing to update per message on the hot path.
         metrics.active_patients.set_function(lambda: len(self.windows))
         metrics.pending_jobs.set_function(lambda: len(self.batcher))
+        metrics.patients_refused.set_function(lambda: self.alarms.refused)
         # Every label value exists from the start (at 0): dashboards and rate() see a series
         # before the first event, and a typo in a label cannot hide as a missing series.
         for reason in REJECT_REASONS:
             metrics.invalid.labels(reason)
+        for kind in ORDER_SUSPECT:
+            metrics.order_suspect.labels(kind)
         for dropped in ("queue_full", "alert_queue_full", "shutdown"):
             metrics.dropped.labels(dropped)
         for technical in TECHNICAL_SEVERITY:
@@ -304,7 +332,7 @@ class Pipeline:
                 events += self._accept(Decoded(patient_ids[i], [sample]), now[i])
             return events
         plain, contexts, missing = windows.push_ready(
-            patient_ids, t, seq, values, now, skip=self._technical_of
+            patient_ids, t, seq, values, now, skip=self.alarms.by_patient
         )
         if missing:
             self.metrics.sequence_gaps.inc(missing)
@@ -322,9 +350,8 @@ class Pipeline:
                 jobs[row] = Job(patient_ids[row], context, values[row], t[row], seq[row], now[row])
             for i in np.flatnonzero(~plain).tolist():
                 pid, at = patient_ids[i], now[i]
-                if pid in self._technical_of:
-                    events += self._close_all(pid, _DATA_BACK_CLOSES, at)
                 jobs[i], accepted[i] = self._push_one(pid, t[i], seq[i], values[i], at)
+                events += self._taken(pid, accepted[i], at)
             last: dict[str, None] = {}
             for pid, ok in zip(patient_ids, accepted, strict=True):
                 if ok:
@@ -345,42 +372,95 @@ class Pipeline:
         self, pid: str, t: float, seq: int, values: FloatArray, now: float
     ) -> tuple[Job | None, bool]:
         """Push one sample into its window and count its outcome; return its job, if ready,
-        and whether the window took the sample."""
-        outcome, context, gap_reset, missing, evicted = self.windows.push(pid, t, seq, values, now)
+        and whether the window took the sample. Technical alert changes go to `_side`."""
+        outcome, context, gap_reset, missing, evicted, order, clock = self.windows.push(
+            pid, t, seq, values, now
+        )
         for gone in evicted:
-            self._forget(gone)
+            self._side += self._forget(gone, now)
             self.metrics.evictions.inc()
         if missing:
             self.metrics.sequence_gaps.inc(missing)
         if gap_reset:
             self.metrics.window_resets.inc()
+        if order:
+            self._order_changed(pid, order, seq)
+        if clock:
+            self._clock_changed(pid, clock, now)
         if context is None:
+            if outcome == "clock_skew":  # ahead of its learned clock: a jump, refused
+                self.metrics.invalid.labels("clock_skew").inc()
+                self._outcomes["invalid"].inc()
+                self._side += self._open(pid, "clock_skew", None, now)
+                return None, False
+            if outcome == "refused_cap":
+                self._side += self._counted(self.alarms.refuse(pid, None, now))
             self._outcomes[outcome].inc()
             return None, outcome == "warming_up"
         return Job(pid, context, values, t, seq, now), True
+
+    def _taken(self, pid: str, accepted: bool, now: float) -> list[AlertEvent]:
+        """The side events of `_push_one`, and, when the window took the sample, the close
+        of what the absence of this patient's data opened (never for a late or refused
+        one: its data is not back, and closing would flap against housekeeping)."""
+        events, self._side = self._side, []
+        if accepted:
+            self.alarms.held(pid)
+        if accepted and pid in self.alarms.by_patient:
+            events += self._counted(self.alarms.close_all(pid, _DATA_BACK_CLOSES, now))
+            events += self._counted(self.alarms.unrefuse(pid, now))
+        return events
+
+    def _order_changed(self, pid: str, order: str, seq: int) -> None:
+        """Count (and for a restart, log once) a discontinuity the window store accepted."""
+        if order == "restart":
+            self.metrics.device_restarts.inc()
+            # No patient id in a log line (docs/reliability.md); the counter says which kind.
+            log.info("device_restart", seq=seq)
+        elif order in ORDER_SUSPECT:
+            self.metrics.order_suspect.labels(order).inc()
+            log.info("order_suspect", kind=order, seq=seq)
+
+    def _clock_changed(self, pid: str, clock: str, now: float) -> None:
+        """Report a device clock offset once (a low technical alert), close it when gone."""
+        if clock == "offset":
+            offset = self.windows.clock_offset(pid) or 0.0
+            log.info("clock_offset", offset_s=round(offset, 3))
+            self._side += self._open(pid, "clock_offset", None, now)
+        else:
+            self._side += self._close(pid, "clock_offset", None, now)
 
     def _reject(self, rejection: Rejection, now: float) -> list[AlertEvent]:
         self.metrics.invalid.labels(rejection.reason).inc()
         self._outcomes["invalid"].inc()
         if self._on_reject is not None:
             self._on_reject(rejection)
-        if rejection.reason in ("artifact", "clock_skew") and rejection.patient_id is not None:
-            return self._open(rejection.patient_id, rejection.reason, rejection.vital, now)
+        pid = rejection.patient_id
+        if rejection.reason in ("artifact", "clock_skew") and pid is not None:
+            if pid in self.windows:
+                return self._open(pid, rejection.reason, rejection.vital, now)
+            # Not held: tracked (bounded) so that it expires when the id goes silent.
+            return self._counted(
+                self.alarms.open_unheld(pid, rejection.reason, rejection.vital, now)
+            )
+        if rejection.reason == "missing_vital" and pid is not None and pid not in self.windows:
+            # Every message of this patient lacks a vital the model needs: never monitored.
+            return self._counted(self.alarms.refuse(pid, rejection.vital, now))
         return []
 
     def _accept(self, decoded: Decoded, now: float) -> list[AlertEvent]:
         pid = decoded.patient_id
         events: list[AlertEvent] = []
-        if pid in self._technical_of:  # data is back: close what its absence opened
-            events = self._close_all(pid, _DATA_BACK_CLOSES, now)
+        taken = False
         push_one, add = self._push_one, self.batcher.add
         for t, seq, values in decoded.samples:
-            job, _ = push_one(pid, t, seq, values, now)
+            job, accepted = push_one(pid, t, seq, values, now)
+            taken |= accepted
             if job is not None:
                 shed = add(pid, job, now)
                 if shed:
                     events += self._queued(shed, now)
-        return events
+        return self._taken(pid, taken, now) + events
 
     def _queued(self, shed: list[Job], now: float) -> list[AlertEvent]:
         """Count jobs shed while queueing; the first shed degrades monitoring."""
@@ -516,7 +596,7 @@ class Pipeline:
         for row, job in enumerate(jobs):
             # Checked row by row: an alert opened by an earlier row of this batch must be
             # closable by a later row of the same patient, whatever the batch's size.
-            if not any_stuck[row] and job.patient_id not in self._flat_open:
+            if not any_stuck[row] and job.patient_id not in self.alarms.flat_open:
                 continue
             for i, vital in enumerate(self.model.features):
                 if stuck[row, i]:
@@ -526,7 +606,8 @@ class Pipeline:
         return events
 
     def housekeeping(self, now: float) -> list[AlertEvent]:
-        """Evict idle patients and raise 'signal lost' for silent ones.
+        """Evict idle patients, raise 'signal lost' for silent ones and end the refused
+        episodes of patients silent for as long.
 
         Args:
             now: Current time, same clock as `ingest`.
@@ -534,88 +615,68 @@ class Pipeline:
         events: list[AlertEvent] = []
         for pid in self.windows.evict_idle(now):
             self.metrics.evictions.inc()
-            self._forget(pid)
+            events += self._forget(pid, now)
         for pid in self.windows.stale(now, self.stale_s):
-            if (pid, "signal_lost", None) not in self._technical:
+            if not self.alarms.is_open(pid, "signal_lost"):
                 events += self._open(pid, "signal_lost", None, now)
+        alarms = self.alarms
+        for pid in alarms.silent_refused(now, self.stale_s):
+            events += self._counted(alarms.close_all(pid, None, now, "expired"))
+            events += self._counted(alarms.unrefuse(pid, now))
+        for pid in alarms.silent_unheld(now, self.stale_s):
+            alarms.forget_unheld(pid)
+            if pid not in self.windows:
+                events += self._counted(alarms.close_all(pid, None, now, "expired"))
         self.metrics.degraded.set(1 if self.degraded else 0)
         return events
 
     def housekeeping_would_act(self, now: float) -> bool:
         """Tell whether `housekeeping(now)` would change anything but the degraded gauge.
 
-        It would not while no patient is idle past the eviction limit and every stale one
-        already has its 'signal lost' alert open. Accepted samples only make patients
-        fresher, so the answer stays False for a pass at `now` after more samples.
+        It would not while no patient is idle past the eviction limit, every stale one
+        already has its 'signal lost' alert open and no refused patient has been silent
+        for the staleness limit. Samples only make patients fresher, so the answer stays
+        False for a pass at `now` after more samples.
         """
         windows, limits = self.windows, self.settings.window
-        if windows.stale(now, limits.idle_ttl_s):
+        alarms = self.alarms
+        if (
+            windows.stale(now, limits.idle_ttl_s)
+            or alarms.silent_refused(now, self.stale_s)
+            or alarms.silent_unheld(now, self.stale_s)
+        ):
             return True
-        technical = self._technical
         return any(
-            (pid, "signal_lost", None) not in technical for pid in windows.stale(now, self.stale_s)
+            not alarms.is_open(pid, "signal_lost") for pid in windows.stale(now, self.stale_s)
         )
 
-    def _forget(self, pid: str) -> None:
-        # Its technical alerts stay open (an evicted patient stays 'signal lost' until its
-        # data returns: never silence); its detector and scale state go.
+    def _forget(self, pid: str, now: float) -> list[AlertEvent]:
+        """Drop an evicted patient's state, and end its technical alerts with an `expired`
+        event: nothing watches them any more (an open alert of a departed patient would
+        stay open forever and hold memory)."""
         self.detector.forget(pid)
         self.scale.forget(pid)
         self._stuck_seq.pop(pid, None)
+        return self._counted(self.alarms.close_all(pid, None, now, "expired"))
 
     def _open(
         self, pid: str | None, reason: str, vital: str | None, now: float
     ) -> list[AlertEvent]:
-        key = (pid or "", reason, vital)
-        if key in self._technical:
-            return []
-        self._technical[key] = now
-        self._technical_of.setdefault(key[0], set()).add(key)
-        if reason == "flatline" and pid is not None:
-            self._flat_open[pid] = self._flat_open.get(pid, 0) + 1
-        self.metrics.technical_alerts.labels(reason).inc()
-        self.metrics.active_alerts.labels("technical").set(len(self._technical))
-        return [self._technical_event(pid, reason, vital, "raised", now)]
+        return self._counted(self.alarms.open(pid, reason, vital, now))
 
     def _close(
         self, pid: str | None, reason: str, vital: str | None, now: float
     ) -> list[AlertEvent]:
-        key = (pid or "", reason, vital)
-        if self._technical.pop(key, None) is None:
-            return []
-        mine = self._technical_of[key[0]]
-        mine.discard(key)
-        if not mine:
-            del self._technical_of[key[0]]
-        if reason == "flatline" and pid is not None:
-            left = self._flat_open.pop(pid, 1) - 1
-            if left:
-                self._flat_open[pid] = left
-        self.metrics.active_alerts.labels("technical").set(len(self._technical))
-        return [self._technical_event(pid, reason, vital, "cleared", now)]
+        return self._counted(self.alarms.close(pid, reason, vital, now))
 
-    def _close_all(self, pid: str, reasons: tuple[str, ...], now: float) -> list[AlertEvent]:
-        mine = self._technical_of.get(pid)
-        if not mine:
-            return []
-        # Sorted: set order varies between processes, alert order must not.
-        keys = sorted((k for k in mine if k[1] in reasons), key=lambda k: (k[1], k[2] or ""))
-        events: list[AlertEvent] = []
-        for _, reason, vital in keys:
-            events += self._close(pid, reason, vital, now)
+    def _counted(self, events: list[AlertEvent]) -> list[AlertEvent]:
+        """Count technical alert changes: raises by reason, and the open alerts gauge."""
+        if events:
+            for event in events:
+                if event.state == "raised":
+                    self.metrics.technical_alerts.labels(event.reason).inc()
+            self.metrics.active_alerts.labels("technical").set(len(self.alarms))
         return events
-
-    def _technical_event(
-        self, pid: str | None, reason: str, vital: str | None, state: str, now: float
-    ) -> AlertEvent:
-        return AlertEvent.technical(
-            pid,  # None: a system-wide alert (monitoring degraded)
-            reason,
-            state,  # type: ignore[arg-type]
-            t=now,
-            model_version=self.model.version,
-            vital=vital,
-        )
 
     def drain_all(self) -> list[Job]:
         """Take every queued job (shutdown: the last batches)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monitor.core.windows import SLACK, PushResult, WindowStore
+from monitor.core.windows import OFFSET_SETTLE, RELEARN_SAMPLES, SLACK, PushResult, WindowStore
 
 W, F = 4, 2
 
@@ -70,12 +70,12 @@ def test_context_is_a_copy() -> None:
         (5.0, 4, "duplicate"),
         (4.0, 4, "duplicate"),
         (3.0, 3, "late"),
-        (9.0, 2, "late"),
-        (3.5, 5, "late"),
+        (4.0, 2, "late"),
     ],
 )
 def test_duplicates_and_late_samples_are_dropped(t: float, seq: int, outcome: str) -> None:
-    """seq == last is a duplicate, seq < last or time going back is late; window untouched."""
+    """seq == last is a duplicate, seq < last at a time no later than the last is late;
+    window untouched."""
     ws = store()
     feed(ws, "a", [1, 2, 3, 4])
     assert ws.push("a", t, seq, vals(99), 1.0).outcome == outcome
@@ -120,15 +120,110 @@ def test_gap_exactly_at_limit_keeps_the_window() -> None:
 
 
 def test_cap_refuses_new_patients_while_others_are_fresh() -> None:
-    """Past max_patients a new id is refused_cap and known patients keep working."""
+    """Past max_patients a new id is refused_cap while every held patient has warmed up
+    and is fresh; known patients keep working."""
     ws = store(max_patients=2)
-    ws.push("a", 1.0, 1, vals(1), now=0.0)
-    ws.push("b", 1.0, 1, vals(1), now=0.0)
+    feed(ws, "a", [1, 2, 3, 4])
+    feed(ws, "b", [1, 2, 3, 4])
     refused = ws.push("c", 1.0, 1, vals(1), now=30.0)
     assert (refused.outcome, refused.evicted) == ("refused_cap", ())
     assert len(ws) == 2
     assert "c" not in ws
-    assert ws.push("a", 2.0, 2, vals(2), now=30.0).outcome == "warming_up"
+    assert ws.push("a", 5.0, 5, vals(5), now=30.0).outcome == "ready"
+
+
+def test_cap_evicts_a_never_warmed_patient_before_refusing() -> None:
+    """Full of fresh patients, a new id evicts the least recently seen one whose window
+    never filled (a one-message id), never a warmed-up one."""
+    ws = store(max_patients=3)
+    feed(ws, "real", [1, 2, 3, 4])
+    ws.push("junk1", 1.0, 1, vals(1), now=0.0)
+    ws.push("junk2", 1.0, 1, vals(1), now=1.0)
+    assert not ws.on_probation("real")
+    assert ws.on_probation("junk1")
+    result = ws.push("new", 1.0, 1, vals(1), now=2.0)
+    assert (result.outcome, result.evicted) == ("warming_up", ("junk1",))
+    result = ws.push("new2", 1.0, 1, vals(1), now=2.0)
+    assert (result.outcome, result.evicted) == ("warming_up", ("junk2",))
+    assert sorted(ws.patients()) == ["new", "new2", "real"]
+
+
+def test_restart_of_the_sequence_counter_is_accepted() -> None:
+    """seq going back while the sample time goes on is a device restart: accepted at once,
+    the window goes on, no skipped numbers counted."""
+    ws = store()
+    feed(ws, "a", [100, 101, 102, 103])
+    result = ws.push("a", 104.0, 0, vals(0), 0.0)
+    assert (result.outcome, result.order, result.missing) == ("ready", "restart", 0)
+    after = ws.push("a", 105.0, 1, vals(1), 0.0)
+    assert (after.outcome, after.order, after.missing) == ("ready", "", 0)
+
+
+def test_one_huge_seq_jump_moves_the_order_state_for_one_sample() -> None:
+    """A seq jump past max_seq_jump is suspect: accepted without counting skipped numbers,
+    and the real counter's next sample is not late (it resumes from before the jump)."""
+    ws = WindowStore(W, F, max_patients=3, idle_ttl_s=60.0, max_gap_s=10.0, max_seq_jump=1000)
+    feed(ws, "a", [1, 2, 3, 4])
+    jump = ws.push("a", 5.0, 2**63 - 1, vals(5), 0.0)
+    assert (jump.outcome, jump.order, jump.missing) == ("ready", "seq_jump", 0)
+    resumed = ws.push("a", 6.0, 6, vals(6), 0.0)
+    # Counted from the real counter's last number (4): only its seq 5 is missing.
+    assert (resumed.outcome, resumed.order, resumed.missing) == ("ready", "resumed", 1)
+    assert ws.push("a", 7.0, 7, vals(7), 0.0).outcome == "ready"
+
+
+def test_clock_stepped_back_with_seq_going_on_restarts_the_window() -> None:
+    """seq going on while the sample time steps back (a clock corrected backwards) is
+    accepted with a window restart, not late until the clock catches up."""
+    ws = store()
+    feed(ws, "a", [3601, 3602, 3603, 3604])
+    back = ws.push("a", 5.0, 3605, vals(5), 0.0)
+    assert (back.outcome, back.order, back.gap_reset) == ("warming_up", "clock_back", True)
+    assert ws.push("a", 6.0, 3606, vals(6), 0.0).outcome == "warming_up"
+
+
+def offset_store(**changes: float) -> WindowStore:
+    return WindowStore(
+        W, F, max_patients=3, idle_ttl_s=1e9, max_gap_s=10.0,
+        max_future_skew_s=5.0, max_offset_s=3600.0, clock_alert_s=60.0, **changes,
+    )  # fmt: skip
+
+
+def test_a_constant_clock_offset_is_learned_and_reported_once() -> None:
+    """A device 300 s ahead is accepted from its first sample, reported once; its samples
+    are ready as any other's."""
+    ws = offset_store()
+    results = [ws.push("a", 300.0 + s, s, vals(s), float(s)) for s in range(8)]
+    assert [r.outcome for r in results] == ["warming_up"] * W + ["ready"] * 4
+    assert [r.clock for r in results] == ["offset"] + [""] * 7
+    assert ws.clock_offset("a") == 300.0
+
+
+def test_a_clock_behind_is_reported_once_settled_and_cleared_when_caught_up() -> None:
+    """A device 300 s behind is reported after its offset settled; once its samples are
+    on time again (it was delivery delay or the clock was fixed), the report ends."""
+    ws = offset_store()
+    clocks = [ws.push("a", s - 300.0, s, vals(s), float(s)).clock for s in range(10)]
+    assert clocks.index("offset") == min(OFFSET_SETTLE, W) - 1
+    assert clocks.count("offset") == 1
+    assert ws.push("a", 10.0, 10, vals(10), 10.0).clock == "offset_ok"
+
+
+def test_a_clock_jump_is_refused_then_learned_when_it_persists() -> None:
+    """A sample far ahead of the learned offset is refused (clock_skew); when the jump
+    persists for RELEARN_SAMPLES samples it is the device's new clock: learned."""
+    ws = offset_store()
+    feed(ws, "a", [1, 2, 3, 4, 5], now=0.0)
+    for i in range(RELEARN_SAMPLES - 1):
+        s = 6 + i
+        assert ws.push("a", 3000.0 + s, s, vals(s), float(s)).outcome == "clock_skew"
+    s = 6 + RELEARN_SAMPLES - 1
+    learned = ws.push("a", 3000.0 + s, s, vals(s), float(s))
+    assert (learned.outcome, learned.order, learned.gap_reset) == (
+        "warming_up",
+        "clock_jump",
+        True,
+    )
 
 
 def test_cap_evicts_idle_patients_to_admit_a_new_one() -> None:
@@ -210,8 +305,22 @@ def _random_run(rng: np.random.Generator, n: int, patients: int) -> list[tuple[s
         if kind < 0.05:
             out.append((pid, t, seq))  # duplicate of the last one
             continue
+        if kind < 0.07:
+            out.append((pid, t - 1.0, seq - 1))  # earlier time and seq: late
+            continue
         if kind < 0.08:
-            out.append((pid, t - 1.0, seq + 1))  # earlier time: late
+            t, seq = t - 1.0, seq + 1  # the clock stepped back
+            state[pid] = (t, seq)
+            out.append((pid, t, seq))
+            continue
+        if kind < 0.09:
+            t, seq = t + 1.0, int(rng.integers(0, 3))  # the device restarted
+            state[pid] = (t, seq)
+            out.append((pid, t, seq))
+            continue
+        if kind < 0.095:
+            out.append((pid, t + 0.5, 2**62))  # one stray huge seq
+            state[pid] = (t + 0.5, seq)
             continue
         t += 30.0 if kind < 0.10 else 1.0  # sometimes a gap over max_gap_s
         seq += 3 if kind < 0.13 else 1
@@ -226,7 +335,14 @@ def _state(ws: WindowStore) -> tuple[list[str], dict[str, tuple[object, ...]]]:
         slot = ws._slots[pid]
         start, count = ws._start[slot], ws._count[slot]
         window = ws._slab[slot, start : start + count].tolist()
-        out[pid] = (window, ws._last_seq[slot], ws._last_t[slot], ws._last_seen[slot])
+        out[pid] = (
+            window,
+            ws._last_seq[slot],
+            ws._last_t[slot],
+            ws._last_seen[slot],
+            ws._anchor[slot],
+            ws._lead[slot],
+        )
     return ws.patients(), out
 
 

@@ -95,7 +95,8 @@ def test_counts_split_invalid_by_reason_and_put_scored_first() -> None:
             "missing_vital",
             lambda i, now: _payload("p1", now, i, {"seed_signal": 0.5}),
         ),
-        ("clock_skew", lambda i, now: _payload("p1", now + 600.0, i, VITALS)),
+        # Ahead by more than any clock offset the daemon learns (docs/time.md).
+        ("clock_skew", lambda i, now: _payload("p1", now + 7200.0, i, VITALS)),
     ],
 )
 def test_a_run_that_scores_nothing_names_the_reason_and_warns(

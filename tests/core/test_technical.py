@@ -1,0 +1,55 @@
+"""The technical alarm state machine: one open alert per key, refused patients bounded."""
+
+from __future__ import annotations
+
+from monitor.core.technical import TechnicalAlarms
+
+
+def test_an_alert_opens_and_closes_once() -> None:
+    """Opening an open alert or closing a closed one changes nothing and says nothing."""
+    alarms = TechnicalAlarms("v1", max_refused=4)
+    assert [e.state for e in alarms.open("a", "signal_lost", None, 1.0)] == ["raised"]
+    assert alarms.open("a", "signal_lost", None, 2.0) == []
+    assert [e.state for e in alarms.close("a", "signal_lost", None, 3.0)] == ["cleared"]
+    assert alarms.close("a", "signal_lost", None, 4.0) == []
+    assert len(alarms) == 0
+    assert "a" not in alarms.by_patient
+
+
+def test_close_all_expires_a_patients_alerts_in_a_stable_order() -> None:
+    """A forgotten patient's alerts all end with `expired`, sorted by reason then vital."""
+    alarms = TechnicalAlarms("v1", max_refused=4)
+    alarms.open("a", "signal_lost", None, 1.0)
+    alarms.open("a", "flatline", "spo2", 1.0)
+    alarms.open("a", "artifact", "heart_rate", 1.0)
+    alarms.open("b", "signal_lost", None, 1.0)
+    ended = alarms.close_all("a", None, 9.0, "expired")
+    assert [(e.reason, e.vital, e.state) for e in ended] == [
+        ("artifact", "heart_rate", "expired"),
+        ("flatline", "spo2", "expired"),
+        ("signal_lost", None, "expired"),
+    ]
+    assert alarms.flat_open == {}
+    assert len(alarms) == 1
+
+
+def test_refused_patients_are_bounded_and_share_one_system_alert() -> None:
+    """The first refused patient raises the system alert; past `max_refused` no more
+    per-patient alerts are kept; the system alert clears with the last episode."""
+    alarms = TechnicalAlarms("v1", max_refused=2)
+    first = alarms.refuse("a", None, 1.0)
+    assert [(e.patient_id, e.reason) for e in first] == [
+        ("a", "patient_refused"),
+        (None, "patients_refused"),
+    ]
+    assert alarms.refuse("a", None, 2.0) == []
+    assert [e.reason for e in alarms.refuse("b", None, 3.0)] == ["patient_refused"]
+    assert alarms.refuse("c", None, 4.0) == []
+    assert alarms.refused == 2
+    assert alarms.silent_refused(5.0, 2.5) == ["a"]
+    assert [e.reason for e in alarms.unrefuse("a", 5.0)] == ["patient_refused"]
+    assert [(e.reason, e.state) for e in alarms.unrefuse("b", 6.0)] == [
+        ("patient_refused", "cleared"),
+        ("patients_refused", "cleared"),
+    ]
+    assert len(alarms) == 0

@@ -1,0 +1,154 @@
+"""A patient the daemon receives but cannot monitor is an alert (issue 16 item 3): the
+patient cap, junk ids, and a patient whose every message is refused."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.reliability.conftest import NORMAL, WINDOW, outcomes_balance, payload, publisher
+from tests.reliability.inprocess import counter, make_pipeline, persistence_predictions
+from tests.reliability.test_delivery import publish_all, wait_until
+from tests.support.daemon import Daemon, total
+from tests.support.listener import Listener
+from tests.support.mosquitto import Mosquitto
+
+T0 = 1_764_000_000.0
+
+
+def refused_events(alerts: Listener) -> list[tuple[str, str | None, str]]:
+    """(topic's last level, reason, state) of the refused-patient alerts received so far."""
+    out = []
+    for topic, body in list(alerts.messages):
+        event = json.loads(body)
+        if event.get("reason") in ("patient_refused", "patients_refused"):
+            out.append((topic.rpartition("/")[2], event["reason"], event["state"]))
+    return out
+
+
+@pytest.mark.mqtt
+def test_ten_thousand_junk_ids_do_not_lock_out_a_real_patient(
+    mosquitto: Mosquitto,
+    model_dir: Path,
+    tmp_path: Path,
+    figure: Callable[[str, Any], None],
+) -> None:
+    """10,000 one-message ids fill a cap of 1,000 with patients that never warm up; a real
+    patient arriving next is admitted (a never-warmed id makes room) and scored, and no
+    sample is refused at the cap."""
+    env = {"MONITOR_WINDOW__MAX_PATIENTS": "1000"}
+    daemon = Daemon(mosquitto.url, model=model_dir, env=env)
+    daemon.start(tmp_path / "daemon.log")
+    daemon.wait_ready()
+    junk = [(f"vitals/j{i:05d}", payload(f"j{i:05d}", 0)) for i in range(10_000)]
+    publish_all(mosquitto.port, junk)
+    daemon.wait_for("monitor_received_total", 10_000, timeout=60)
+    client = publisher(mosquitto.port)
+    for seq in range(WINDOW + 4):
+        client.publish("vitals/real1", payload("real1", seq), qos=1).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+    scored = daemon.wait_for("monitor_messages_total", 4, outcome="scored", timeout=20)
+    samples = daemon.metrics()
+    figure("junk_ids_evicted_never_warmed", total(samples, "monitor_evictions_total"))
+    assert scored == 4
+    assert total(samples, "monitor_messages_total", outcome="refused_cap") == 0
+    assert total(samples, "monitor_active_patients") <= 1000
+    received, outcomes = outcomes_balance(samples)
+    assert received == outcomes == 10_000 + WINDOW + 4
+    assert daemon.stop() == 0
+
+
+@pytest.mark.mqtt
+def test_a_patient_refused_at_the_cap_is_a_technical_alert(
+    mosquitto: Mosquitto,
+    model_dir: Path,
+    tmp_path: Path,
+    listener_factory: Callable[..., Listener],
+) -> None:
+    """With the cap full of monitored patients, a new patient's samples are refused and it
+    gets one high 'patient_refused' alert on alerts/<pid>, the system one on
+    alerts/_system, and `monitor_patients_refused` says 1; each once, however many of its
+    samples are refused."""
+    env = {"MONITOR_WINDOW__MAX_PATIENTS": "2"}
+    daemon = Daemon(mosquitto.url, model=model_dir, env=env)
+    daemon.start(tmp_path / "daemon.log")
+    daemon.wait_ready()
+    alerts = listener_factory(mosquitto.port)
+    warm = [(f"vitals/{p}", payload(p, s)) for s in range(WINDOW + 1) for p in ("bed1", "bed2")]
+    publish_all(mosquitto.port, warm)
+    publish_all(mosquitto.port, [("vitals/bed3", payload("bed3", s)) for s in range(5)])
+    daemon.wait_for("monitor_messages_total", 5, outcome="refused_cap")
+    wait_until(lambda: len(refused_events(alerts)) >= 2, timeout=5)
+    time.sleep(0.3)
+    # The daemon publishes system-wide alerts first: compare without order.
+    assert sorted(refused_events(alerts)) == [
+        ("_system", "patients_refused", "raised"),
+        ("bed3", "patient_refused", "raised"),
+    ]
+    first = json.loads(next(b for t, b in alerts.messages if t == "alerts/bed3"))
+    assert (first["kind"], first["severity"], first["patient_id"]) == ("technical", "high", "bed3")
+    assert total(daemon.metrics(), "monitor_patients_refused") == 1
+    assert daemon.stop() == 0
+
+
+def test_a_patient_whose_every_message_lacks_a_vital_is_a_technical_alert() -> None:
+    """Every message of a new patient lacks a vital the model needs (`missing_vital`): one
+    'patient_refused' alert names it and the vital, the system alert is raised; once it
+    sends complete samples both clear."""
+    pipeline = make_pipeline(model_window=WINDOW)
+    partial = {k: v for k, v in NORMAL.items() if k != "spo2"}
+    events = []
+    for seq in range(5):
+        body = {"v": 1, "patient_id": "mv1", "t": T0 + seq, "seq": seq, "vitals": partial}
+        events += pipeline.ingest("vitals/mv1", json.dumps(body).encode(), T0 + seq)
+    assert [(e.patient_id, e.reason, e.vital, e.state) for e in events] == [
+        ("mv1", "patient_refused", "spo2", "raised"),
+        (None, "patients_refused", None, "raised"),
+    ]
+    assert counter(pipeline, "monitor_patients_refused") == 1
+    cleared = pipeline.ingest("vitals/mv1", payload("mv1", 5, t=T0 + 5), T0 + 5)
+    assert [(e.patient_id, e.reason, e.state) for e in cleared] == [
+        ("mv1", "patient_refused", "cleared"),
+        (None, "patients_refused", "cleared"),
+    ]
+    assert counter(pipeline, "monitor_patients_refused") == 0
+
+
+def test_a_missing_vital_of_a_monitored_patient_raises_nothing() -> None:
+    """A patient being monitored that sends one message lacking a vital is not refused
+    (it is monitored; a lasting loss shows as 'signal lost')."""
+    pipeline = make_pipeline(model_window=WINDOW)
+    for seq in range(WINDOW + 2):
+        pipeline.ingest("vitals/ok1", payload("ok1", seq, t=T0 + seq), T0 + seq)
+    body = {"v": 1, "patient_id": "ok1", "t": T0 + 20, "seq": 20, "vitals": {"spo2": 97.0}}
+    assert pipeline.ingest("vitals/ok1", json.dumps(body).encode(), T0 + 20) == []
+
+
+def test_a_refused_patient_that_goes_silent_ends_its_alert() -> None:
+    """A refused patient silent past the staleness limit: its alert ends ('expired'), and
+    the system alert clears with the last one; open alerts stay bounded."""
+    pipeline = make_pipeline(model_window=WINDOW, window={"max_patients": 1, "stale_after_s": 5})
+    for seq in range(WINDOW + 1):
+        pipeline.ingest("vitals/bed1", payload("bed1", seq, t=T0 + seq), T0 + seq)
+    events = pipeline.ingest("vitals/late1", payload("late1", 0, t=T0 + 9), T0 + 9)
+    assert [(e.patient_id, e.reason, e.state) for e in events] == [
+        ("late1", "patient_refused", "raised"),
+        (None, "patients_refused", "raised"),
+    ]
+    for seq in range(WINDOW + 1, 20):  # bed1 goes on; late1 is silent
+        pipeline.ingest("vitals/bed1", payload("bed1", seq, t=T0 + seq), T0 + seq)
+        jobs = pipeline.drain_all()
+        pipeline.score(jobs, persistence_predictions(jobs), T0 + seq, live=False)
+        events += pipeline.housekeeping(T0 + seq)
+    assert [(e.patient_id, e.reason, e.state) for e in events[2:]] == [
+        ("late1", "patient_refused", "expired"),
+        (None, "patients_refused", "cleared"),
+    ]
+    assert counter(pipeline, "monitor_patients_refused") == 0
+    assert counter(pipeline, "monitor_active_alerts", kind="technical") == 0

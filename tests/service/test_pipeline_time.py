@@ -1,0 +1,100 @@
+"""The pipeline's order and clock policy (docs/time.md), in process: what the daemon does
+with late samples, clocks stepped back or jumping ahead, and evicted patients' alerts."""
+
+from __future__ import annotations
+
+from monitor.core.alerts import AlertEvent
+from monitor.core.windows import RELEARN_SAMPLES
+from monitor.service.pipeline import Pipeline
+from tests.reliability.conftest import WINDOW, payload
+from tests.reliability.inprocess import counter, make_pipeline, persistence_predictions
+
+T0 = 1_764_000_000.0
+
+
+def step(p: Pipeline, pid: str, seq: int, t: float, now: float) -> list[AlertEvent]:
+    """Ingest one sample, score what is queued, run housekeeping at `now`."""
+    events = p.ingest(f"vitals/{pid}", payload(pid, seq, t=t), now)
+    jobs = p.drain_all()
+    if jobs:
+        events += p.score(jobs, persistence_predictions(jobs), now, live=False)
+    return events + p.housekeeping(now)
+
+
+def states(events: list[AlertEvent], reason: str) -> list[str]:
+    return [e.state for e in events if e.reason == reason]
+
+
+def test_a_late_sample_does_not_clear_signal_lost() -> None:
+    """'signal lost' stays raised while only late samples arrive (a late sample is not the
+    data coming back): no raise/clear flapping."""
+    p = make_pipeline(model_window=WINDOW, window={"stale_after_s": 2.0})
+    events: list[AlertEvent] = []
+    for seq in range(20):
+        events += step(p, "a", seq, T0 + seq, T0 + seq)
+    for k in range(10):  # silent, then old samples redelivered each second
+        now = T0 + 25 + k
+        events += step(p, "a", k, T0 + k, now)
+    assert states(events, "signal_lost") == ["raised"]
+    assert counter(p, "monitor_messages_total", outcome="late") == 10
+
+
+def test_a_clock_corrected_one_hour_back_is_monitored_again_after_one_warm_up() -> None:
+    """The device clock steps back one hour while seq goes on: its samples are accepted
+    (the window restarts once) and scored after one warm-up, not `late` for an hour."""
+    p = make_pipeline(model_window=WINDOW)
+    for seq in range(20):
+        step(p, "a", seq, T0 + seq, T0 + seq)
+    scored = counter(p, "monitor_messages_total", outcome="scored")
+    for seq in range(20, 40):
+        step(p, "a", seq, T0 + seq - 3600, T0 + seq)
+    assert counter(p, "monitor_messages_total", outcome="late") == 0
+    assert counter(p, "monitor_messages_total", outcome="scored") - scored == 20 - WINDOW
+    assert counter(p, "monitor_order_suspect_total", kind="clock_back") == 1
+    assert counter(p, "monitor_sequence_gaps_total") == 0
+
+
+def test_a_clock_jump_is_refused_then_learned_with_one_alert() -> None:
+    """A clock jumping an hour ahead mid-stream is refused (clock_skew, one technical
+    alert) until it persists for RELEARN_SAMPLES samples; then it is learned, the alert
+    clears, and the device is scored again after one warm-up."""
+    p = make_pipeline(model_window=WINDOW)
+    for seq in range(20):
+        step(p, "a", seq, T0 + seq, T0 + seq)
+    events: list[AlertEvent] = []
+    for seq in range(20, 50):
+        events += step(p, "a", seq, T0 + seq + 3000, T0 + seq)
+    assert counter(p, "monitor_invalid_messages_total", reason="clock_skew") == RELEARN_SAMPLES - 1
+    assert states(events, "clock_skew") == ["raised", "cleared"]
+    assert states(events, "clock_offset") == ["raised"]
+    assert counter(p, "monitor_order_suspect_total", kind="clock_jump") == 1
+    scored_after = 30 - (RELEARN_SAMPLES - 1) - WINDOW
+    assert counter(p, "monitor_messages_total", outcome="scored") == 20 - WINDOW + scored_after
+
+
+def test_an_evicted_patients_technical_alerts_expire() -> None:
+    """A patient evicted after the idle TTL with 'signal lost' open: the alert ends with
+    an 'expired' event, and no technical alert stays open."""
+    p = make_pipeline(model_window=WINDOW, window={"stale_after_s": 2.0, "idle_ttl_s": 10.0})
+    events: list[AlertEvent] = []
+    for seq in range(5):
+        events += step(p, "gone", seq, T0 + seq, T0 + seq)
+    for k in range(5, 20):
+        events += p.housekeeping(T0 + k)
+    assert states(events, "signal_lost") == ["raised", "expired"]
+    assert "gone" not in p.windows
+    assert counter(p, "monitor_active_alerts", kind="technical") == 0
+
+
+def test_an_unheld_patients_refused_message_alert_expires_when_silent() -> None:
+    """An id never admitted whose message is refused as an artifact: its technical alert
+    expires once the id has been silent for the staleness limit (nothing stays open)."""
+    p = make_pipeline(model_window=WINDOW, window={"stale_after_s": 2.0})
+    body = payload("junk1", 0, t=T0, heart_rate=0.0)
+    raised = p.ingest("vitals/junk1", body, T0)
+    assert [(e.reason, e.state) for e in raised] == [("artifact", "raised")]
+    events: list[AlertEvent] = []
+    for k in range(1, 5):
+        events += p.housekeeping(T0 + k)
+    assert [(e.patient_id, e.reason, e.state) for e in events] == [("junk1", "artifact", "expired")]
+    assert counter(p, "monitor_active_alerts", kind="technical") == 0
