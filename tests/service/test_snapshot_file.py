@@ -25,7 +25,7 @@ SIGMA = [5.0, 1.0, 2.0, 8.0, 6.0, 0.3]
 T0 = 1_800_000_000.0
 
 
-def make_pipeline(version: str = "v1", window: int = WINDOW) -> Pipeline:
+def make_pipeline(version: str = "v1", window: int = WINDOW, max_patients: int = 100) -> Pipeline:
     """A pipeline over the clinical vitals with a fresh registry."""
     model = ModelInfo(
         features=CLINICAL_VITALS,
@@ -33,7 +33,8 @@ def make_pipeline(version: str = "v1", window: int = WINDOW) -> Pipeline:
         residual_sigma=np.asarray(SIGMA),
         version=version,
     )
-    return Pipeline(model, Settings(), Metrics.create(CollectorRegistry()))
+    settings = Settings(window={"max_patients": max_patients})
+    return Pipeline(model, settings, Metrics.create(CollectorRegistry()))
 
 
 def sample(pid: str, seq: int) -> bytes:
@@ -171,3 +172,27 @@ def test_mismatched_or_old_snapshot_is_refused(
     assert [(e["event"], e["reason"]) for e in logs] == [("snapshot_refused", reason)]
     assert len(cold.windows) == 0
     assert not path.exists()
+
+
+def test_snapshot_that_does_not_fit_is_refused_whole(tmp_path: Path) -> None:
+    """Two patients saved, room for one: refused as invalid_state, no patient restored in
+    any component (never half a patient)."""
+    path = _saved(tmp_path)
+    small = make_pipeline(max_patients=1)
+    logs = restore(small, path, now=T0 + 21)
+    assert [(e["event"], e["reason"]) for e in logs] == [("snapshot_refused", "invalid_state")]
+    assert len(small.windows) == len(small.scale) == len(small.detector) == 0
+
+
+def test_time_on_disk_does_not_count_as_silence(tmp_path: Path) -> None:
+    """Restored 100 s after the save (stale_after_s is 8 s): housekeeping right after the
+    restart raises no signal_lost; 9 s later, still silent, it does."""
+    path = _saved(tmp_path)  # written at T0 + 20, the last samples at T0 + 19
+    restored = make_pipeline()
+    restore(restored, path, now=T0 + 120)
+    assert restored.housekeeping(T0 + 120) == []
+    lost = restored.housekeeping(T0 + 129)
+    assert sorted((e.patient_id, e.reason) for e in lost) == [
+        ("p0", "signal_lost"),
+        ("p1", "signal_lost"),
+    ]
