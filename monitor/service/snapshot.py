@@ -177,7 +177,9 @@ def read_snapshot(
         header = json.loads(_metadata(data)[_HEADER_KEY])
     except (SafetensorError, ValueError, KeyError, TypeError) as exc:
         raise SnapshotRefused("corrupt", f"not a readable snapshot ({exc})") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
+    if not isinstance(header, dict):
+        raise SnapshotRefused("corrupt", "the header is not a JSON object")
+    if header.get("format") != FORMAT:
         raise SnapshotRefused("format", f"format {header.get('format')!r}, expected {FORMAT}")
     ids, written_at = header.get("patients"), header.get("written_at")
     if not isinstance(ids, list) or not all(isinstance(p, str) for p in ids):
@@ -215,8 +217,12 @@ def restore(served: Served, header: dict[str, Any], tensors: StateArrays, now: f
     try:
         for name in _COMPONENTS:
             arrays = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"{name}.")}
-            index = arrays.pop("index")
-            held = [ids[i] for i in index.tolist()]
+            index = arrays.pop("index").tolist()
+            if name == "windows" and index != list(range(len(ids))):
+                raise ValueError("the windows must hold every listed patient, in order")
+            if not all(0 <= i < len(ids) for i in index):
+                raise ValueError(f"{name}.index points outside the patient list")
+            held = [ids[i] for i in index]
             if name == "windows":
                 served.windows.import_state(held, arrays, shift_s=shift)
             elif name == "scale":
