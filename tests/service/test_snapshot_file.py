@@ -196,3 +196,16 @@ def test_time_on_disk_does_not_count_as_silence(tmp_path: Path) -> None:
         ("p0", "signal_lost"),
         ("p1", "signal_lost"),
     ]
+
+
+def test_failed_write_logs_one_line(tmp_path: Path) -> None:
+    """A snapshot that cannot be written (its folder is a file) logs one
+    snapshot_write_failed line and returns None (the shutdown goes on)."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    pipeline = make_pipeline()
+    step(pipeline, ["p0"], 1)
+    with structlog.testing.capture_logs() as logs:
+        assert save_on_stop(blocker / "patients.snapshot", pipeline) is None
+    assert [e["event"] for e in logs] == ["snapshot_write_failed"]
+    assert blocker.read_text() == "x"
