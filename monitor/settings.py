@@ -201,6 +201,30 @@ class AlertSettings(BaseModel):
     )
 
 
+class StateSettings(BaseModel):
+    """Per-patient monitoring state saved on shutdown and restored on start."""
+
+    model_config = _SECTION
+
+    snapshot: bool = Field(
+        default=True,
+        description="Save every patient's windows, residual scale and alert state on a "
+        "graceful shutdown (SIGTERM, SIGINT) and restore them on start, so a restart does not "
+        "leave patients unmonitored for a whole window (docs/reliability.md).",
+    )
+    snapshot_path: Path = Field(
+        default=Path("state/patients.snapshot"),
+        description="The snapshot file (relative to the working directory); one daemon per "
+        "file. It is consumed (removed) when read, restored or refused.",
+    )
+    snapshot_max_age_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="An older snapshot is refused (snapshot_refused reason=too_old) and the "
+        "daemon starts cold.",
+    )
+
+
 class MetricsSettings(BaseModel):
     """The HTTP endpoint for /metrics, /healthz and /readyz."""
 
@@ -292,6 +316,7 @@ class Settings(BaseSettings):
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     model: ModelSettings = Field(default_factory=ModelSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     signals: list[SignalSettings] = Field(

@@ -41,3 +41,10 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(autouse=True)
+def _own_snapshot_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's daemons keep their patient-state snapshot in the test's own folder: a
+    snapshot written by one test must never be restored by the next (state.snapshot_path)."""
+    monkeypatch.setenv("MONITOR_STATE__SNAPSHOT_PATH", str(tmp_path / "patients.snapshot"))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Container, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, Self
+from typing import Any, Literal, Protocol, Self, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -23,10 +23,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from monitor.core.alerts import AlertEvent
 from monitor.core.slots import SlotMap, grown, rounds
+from monitor.core.state import StateArrays, check_array
 from monitor.core.types import AlertState, AnyFloatArray, BoolArray, FloatArray, Severity
 from monitor.core.vitals import VITALS, is_signal_name
 
 __all__ = [
+    "RAISE_RULES",
     "Detector",
     "DetectorConfig",
     "GainCurves",
@@ -41,6 +43,8 @@ _LEVELS: tuple[Severity, ...] = ("low", "medium", "high")
 
 #: Which rule raised a physiological alert (the `reason` of its events).
 RaiseRule = Literal["k_of_n", "severe", "spike", "shift", "variance"]
+#: Every raise rule, in a fixed order (snapshots store a rule as its index here).
+RAISE_RULES: tuple[RaiseRule, ...] = get_args(RaiseRule)
 _MAX_N = 16
 
 
@@ -340,6 +344,77 @@ class Detector:
         raised = self.active(patient_id)
         self._slots.release(patient_id)
         return raised
+
+    def export_state(self) -> tuple[list[str], dict[str, npt.NDArray[Any]]]:
+        """Return every patient's alert state, rows aligned with the returned ids.
+
+        Returns:
+            ``(patient_ids, arrays)``: the per-slot arrays (``hist``, ``ring``, ``zsum``,
+            ``z2``, ``pos``, ``n_raised``, ``raised``) and the per-vital rule state
+            (``level``, ``calm``, ``hold``, and ``rule`` as an index into `RAISE_RULES`).
+        """
+        pairs = self._slots.items()
+        s = np.array([slot for _, slot in pairs], dtype=np.intp)
+        f = len(self.features)
+        listed = [slot for _, slot in pairs]
+
+        def table(rows: list[list[int]]) -> npt.NDArray[np.int64]:
+            return np.array([rows[i] for i in listed], dtype=np.int64).reshape(len(listed), f)
+
+        arrays: dict[str, npt.NDArray[Any]] = {
+            "hist": self._hist[s],
+            "ring": self._ring[s],
+            "zsum": self._zsum[s],
+            "z2": self._z2[s],
+            "pos": self._pos[s].astype(np.int64),
+            "n_raised": self._n_raised[s],
+            "raised": self._raised[s],
+            "level": table(self._level),
+            "calm": table(self._calm),
+            "hold": table(self._hold),
+            "rule": table([[RAISE_RULES.index(r) for r in rules] for rules in self._rule]),
+        }
+        return [pid for pid, _ in pairs], arrays
+
+    def import_state(self, patient_ids: Sequence[str], arrays: StateArrays) -> None:
+        """Hold the patients of an `export_state` (none of them may be held already).
+
+        Raises:
+            ValueError: A patient is already held, an array has the wrong shape or a value
+                is out of range; nothing is changed then.
+        """
+        n, f = len(patient_ids), len(self.features)
+        if len(set(patient_ids)) != n or any(self._slots.get(p) is not None for p in patient_ids):
+            raise ValueError("import_state needs patients not held yet, each once")
+        per_vital = ("hist", "zsum", "z2", "raised", "level", "calm", "hold", "rule")
+        got = {name: check_array(arrays, name, (n, f)) for name in per_vital}
+        got["ring"] = check_array(arrays, "ring", (n, _MAX_N, f))
+        got["pos"] = check_array(arrays, "pos", (n,))
+        got["n_raised"] = check_array(arrays, "n_raised", (n,))
+        raised = got["raised"].astype(bool)
+        if n and (
+            not np.all((got["pos"] >= 0) & (got["pos"] < _MAX_N))
+            or not np.all((got["rule"] >= 0) & (got["rule"] < len(RAISE_RULES)))
+            or not np.all((got["level"] >= 0) & (got["level"] < len(_LEVELS)))
+            or not np.array_equal(got["n_raised"], raised.sum(axis=1))
+        ):
+            raise ValueError("detector state out of range")
+        slots, _ = self._slots.assign(patient_ids)
+        self._admit(slots)
+        self._hist[slots] = got["hist"]
+        self._ring[slots] = got["ring"]
+        self._zsum[slots] = got["zsum"]
+        self._z2[slots] = got["z2"]
+        self._pos[slots] = got["pos"]
+        self._n_raised[slots] = got["n_raised"]
+        self._raised[slots] = raised
+        level, calm = got["level"].tolist(), got["calm"].tolist()
+        hold, rule = got["hold"].tolist(), got["rule"].tolist()
+        for row, slot in enumerate(slots.tolist()):
+            self._level[slot] = [int(v) for v in level[row]]
+            self._calm[slot] = [int(v) for v in calm[row]]
+            self._hold[slot] = [int(v) for v in hold[row]]
+            self._rule[slot] = [RAISE_RULES[int(v)] for v in rule[row]]
 
     def __len__(self) -> int:
         return len(self._slots)

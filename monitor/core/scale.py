@@ -19,10 +19,13 @@ scored with a few vectorised operations.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from monitor.core.slots import IntpArray, SlotMap, grown, rounds
+from monitor.core.state import StateArrays, check_array
 from monitor.core.types import AnyFloatArray, BoolArray, FloatArray
 
 __all__ = [
@@ -216,6 +219,43 @@ class ResidualScale:
         self._var[new] = self.initial(firsts) ** 2
         self._mean[new] = 0.0
         self._seen[new] = np.where(self._sparse(firsts), 0, LEARN_SAMPLES)
+
+    def export_state(self) -> tuple[list[str], dict[str, npt.NDArray[Any]]]:
+        """Return every patient's scale state, rows aligned with the returned ids.
+
+        Returns:
+            ``(patient_ids, arrays)``: ``var`` and ``mean`` ``(n, F)`` float64 and ``seen``
+            ``(n, F)`` int64 (residuals seen while learning a sparse vital's scale).
+        """
+        pairs = self._slots.items()
+        slots = np.array([slot for _, slot in pairs], dtype=np.intp)
+        arrays = {"var": self._var[slots], "mean": self._mean[slots], "seen": self._seen[slots]}
+        return [pid for pid, _ in pairs], arrays
+
+    def import_state(self, patient_ids: Sequence[str], arrays: StateArrays) -> None:
+        """Hold the patients of an `export_state` (none of them may be held already).
+
+        Raises:
+            ValueError: A patient is already held or an array has the wrong shape; nothing
+                is changed then.
+        """
+        n, f = len(patient_ids), self.base.size
+        if len(set(patient_ids)) != n or any(self._slots.get(p) is not None for p in patient_ids):
+            raise ValueError("import_state needs patients not held yet, each once")
+        var = check_array(arrays, "var", (n, f))
+        mean = check_array(arrays, "mean", (n, f))
+        seen = check_array(arrays, "seen", (n, f))
+        if n and not np.all(var > 0):
+            raise ValueError("var must be positive")
+        slots, _ = self._slots.assign(patient_ids)
+        cap = self._slots.capacity
+        if self._var.shape[0] < cap:
+            self._var = grown(self._var, cap)
+            self._mean = grown(self._mean, cap)
+            self._seen = grown(self._seen, cap)
+        self._var[slots] = var
+        self._mean[slots] = mean
+        self._seen[slots] = seen
 
     def forget(self, patient_id: str) -> None:
         """Drop a patient's scale (eviction)."""

@@ -43,6 +43,10 @@ class SlotMap:
         """Return the patient's slot, or None if it has none."""
         return self._slots.get(patient_id)
 
+    def items(self) -> list[tuple[str, int]]:
+        """Return every (patient id, slot) pair held (snapshots read the state by slot)."""
+        return list(self._slots.items())
+
     def assign(self, patient_ids: Sequence[str]) -> tuple[IntpArray, list[int]]:
         """Return each row's slot, allotting slots to unknown patients.
 

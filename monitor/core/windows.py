@@ -52,10 +52,12 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Container, Iterable, Sequence
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
+from monitor.core.state import StateArrays, check_array
 from monitor.core.types import BoolArray, Float32Array, FloatArray, PushOutcome
 
 __all__ = [
@@ -526,6 +528,114 @@ class WindowStore:
             if silent > limit_s * stretch(last_dt[slot]):
                 out.append(patient_id)
         return out
+
+    def export_state(self) -> tuple[list[str], dict[str, npt.NDArray[Any]]]:
+        """Return every held patient's window and bookkeeping, independent of slot numbers.
+
+        Returns:
+            ``(patient_ids, arrays)``: ids least recently seen first, and arrays aligned
+            with them: ``rows`` ``(n, window, width)`` float32 (each window oldest first,
+            zeros after `count` while warming up), ``count``, ``last_seq`` (int64),
+            ``last_t``, ``last_seen`` and ``last_dt`` (float64), and the learned clock
+            (docs/time.md): ``lead`` (float64), ``lead_n`` and ``off`` (int64). A pending
+            suspect jump or clock jump is not kept: the next sample starts them again.
+        """
+        ids = list(self._slots)
+        slots = [self._slots[p] for p in ids]
+        starts = np.array([self._start[s] for s in slots], dtype=np.int64)
+        count = np.array([self._count[s] for s in slots], dtype=np.int64)
+        rows = self._windows[np.array(slots, dtype=np.int64) * self._row + starts]
+        rows[np.arange(self.window)[None, :] >= count[:, None]] = 0.0
+        arrays: dict[str, npt.NDArray[Any]] = {
+            "rows": np.ascontiguousarray(rows, dtype=np.float32),
+            "count": count,
+            "last_seq": np.array([self._last_seq[s] for s in slots], dtype=np.int64),
+            "last_t": np.array([self._last_t[s] for s in slots], dtype=np.float64),
+            "last_seen": np.array([self._last_seen[s] for s in slots], dtype=np.float64),
+            "last_dt": np.array([self._last_dt[s] for s in slots], dtype=np.float64),
+            "lead": np.array([self._lead[s] for s in slots], dtype=np.float64),
+            "lead_n": np.array([self._lead_n[s] for s in slots], dtype=np.int64),
+            "off": np.array([self._off[s] for s in slots], dtype=np.int64),
+        }
+        return ids, arrays
+
+    def import_state(
+        self, patient_ids: Sequence[str], arrays: StateArrays, shift_s: float = 0.0
+    ) -> None:
+        """Hold the patients of an `export_state` (this store must be empty).
+
+        Args:
+            patient_ids: As `export_state` returned them (least recently seen first).
+            arrays: Its arrays, aligned with `patient_ids`.
+            shift_s: Added to each receive time (`last_seen`): the time the state spent on
+                disk is not the patients' silence.
+
+        Raises:
+            ValueError: The store is not empty, the patients do not fit, or an array has
+                the wrong shape; nothing is changed then.
+        """
+        n = len(patient_ids)
+        if self._slots:
+            raise ValueError("import_state needs an empty store")
+        if n > self.max_patients:
+            raise ValueError(f"{n} patients do not fit max_patients={self.max_patients}")
+        if len(set(patient_ids)) != n:
+            raise ValueError("duplicate patient ids")
+        check_array(arrays, "rows", (n, self.window, self.width))
+        for name in (
+            "count",
+            "last_seq",
+            "last_t",
+            "last_seen",
+            "last_dt",
+            "lead",
+            "lead_n",
+            "off",
+        ):
+            check_array(arrays, name, (n,))
+        count = arrays["count"].astype(np.int64)
+        if n and (count.min() < 1 or count.max() > self.window):
+            raise ValueError(f"count must lie in 1..{self.window}")
+        slots = [self._free.pop() for _ in range(n)]
+        self._slab[slots, : self.window] = arrays["rows"]
+        columns = zip(
+            patient_ids,
+            slots,
+            count.tolist(),
+            arrays["last_seq"].tolist(),
+            arrays["last_t"].tolist(),
+            (arrays["last_seen"] + shift_s).tolist(),
+            arrays["last_dt"].tolist(),
+            arrays["lead"].tolist(),
+            arrays["lead_n"].tolist(),
+            arrays["off"].tolist(),
+            strict=True,
+        )
+        for pid, slot, c, seq, t, seen, dt, lead, lead_n, off in columns:
+            self._slots[pid] = slot
+            self._start[slot] = 0
+            self._count[slot] = int(c)
+            self._last_seq[slot] = int(seq)
+            self._last_t[slot] = float(t)
+            self._last_seen[slot] = float(seen)
+            self._last_dt[slot] = float(dt)
+            self._restore_clock(slot, float(lead), int(lead_n), bool(off))
+            if c < self.window:
+                self._probation[pid] = None
+
+    def _restore_clock(self, slot: int, lead: float, lead_n: int, off: bool) -> None:
+        """A restored patient's learned clock, as `_learn` leaves it, nothing pending."""
+        self._anchor[slot] = None
+        self._jump_n[slot] = 0
+        self._jump_lead[slot] = 0.0
+        self._lead[slot] = max(-self.max_offset_s, min(lead, self.max_offset_s))
+        self._lead_n[slot] = min(max(lead_n, 0), self._settle)
+        self._off[slot] = off
+        settled = self._lead_n[slot] >= self._settle
+        offset = self._lead[slot]
+        fast = max(offset, 0.0) + self.max_future_skew_s if offset >= self.max_offset_s else offset
+        self._fast_lead[slot] = fast if settled else -math.inf
+        self._quiet[slot] = settled
 
     def _stretch(self, interval: float) -> float:
         """How much slower than the model's period a stream with this interval is (>= 1)."""

@@ -68,6 +68,8 @@ def demo_settings(broker_url: str, metrics_port: int) -> Settings:
         log={"level": "warning", "format": "console"},
         # A demo is one sitting: its alerts must not reach the next demo after a restart.
         alerts={"outbox": False},
+        # Nor its patients' state (a restart starts a new demo).
+        state={"snapshot": False},
     )
 
 

@@ -38,6 +38,7 @@ from monitor.service.logs import Pseudonymizer, RateLimiter
 from monitor.service.metrics import Metrics
 from monitor.service.outbox import Outbox, OutboxError
 from monitor.service.pipeline import Job, Pipeline, model_info_from_card
+from monitor.service.snapshot import restore_on_start, save_on_stop
 from monitor.settings import Settings
 from monitor.transports.mqtt.client import Connection, connect, reconnect_delay, watch_silence
 from monitor.transports.mqtt.errors import BrokerAuthError, BrokerError, BrokerTLSError
@@ -224,6 +225,9 @@ class Daemon:
             else:
                 if restored:
                     log.info("alerts_restored", count=restored, outbox=str(alerts.outbox_path))
+        state = self.settings.state
+        if state.snapshot:  # before intake: a restored patient's next sample is scored
+            restore_on_start(state.snapshot_path, self.pipeline, state.snapshot_max_age_s)
         self.http.start()
         self.metrics.model_info.labels(
             self.predictor.card.model_version, self.predictor.device
@@ -255,6 +259,8 @@ class Daemon:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             self.alerts.account_shutdown()
+            if state.snapshot and self._stop.is_set():  # after the last batch was scored
+                save_on_stop(state.snapshot_path, self.pipeline)
             self.http.stop()
             self._executor.shutdown(wait=False)
             log.info("stopped")

@@ -94,6 +94,8 @@ class Daemon:
             cmd += ["--model", str(self.model)]
         # One outbox per daemon, beside its log (never a shared file in the working directory).
         outbox = {"MONITOR_ALERTS__OUTBOX_PATH": str(log_path.with_suffix(".outbox.sqlite3"))}
+        # Its patient-state snapshot too (a restart test passes the same path to both).
+        outbox["MONITOR_STATE__SNAPSHOT_PATH"] = str(log_path.with_suffix(".snapshot"))
         env = {**os.environ, "OMP_NUM_THREADS": "1", **outbox, **self.env}
         self.log_path = log_path
         self._log = log_path.open("w")

@@ -1,0 +1,318 @@
+"""The patient-state snapshot file: written on a graceful shutdown, restored on start.
+
+A restart would otherwise leave every patient unmonitored for a whole window (120 samples,
+2 minutes at 1 Hz). The file is a safetensors file (plain arrays plus string metadata, so
+reading it never runs code) whose metadata holds one JSON header: format, model version,
+window, features, sample width, detector `shift_n`, written_at, the patient ids and a
+SHA-256 of every array. Each component's arrays (`WindowStore`, `ResidualScale`,
+`Detector` `export_state`) are stored under ``<component>.<name>`` with rows aligned to
+``<component>.index``, positions in the header's patient list, so nothing in the file
+depends on slot numbers. Technical alert state (open technical alerts, stuck-sensor
+bookkeeping) is not saved: restored patients start with none open (docs/reliability.md).
+
+Written to a temporary file beside the target, flushed to disk, then renamed: a crash
+mid-write leaves the old file or none, never a torn one. A file that cannot be used
+(corrupt, truncated, too old, from another model, window or feature set) is refused with
+one `snapshot_refused` log line and the daemon starts cold. A snapshot is read once: it is
+removed after reading, so a later crash cannot restore stale state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import safetensors.numpy
+import structlog
+from safetensors import SafetensorError
+
+from monitor.core.detector import Detector
+from monitor.core.scale import ResidualScale
+from monitor.core.state import StateArrays
+from monitor.core.windows import WindowStore
+
+__all__ = [
+    "FORMAT",
+    "SnapshotRefused",
+    "SnapshotStats",
+    "read_snapshot",
+    "restore_on_start",
+    "save_on_stop",
+    "write_snapshot",
+]
+
+log = structlog.get_logger("monitor")
+
+#: The file format's version; a file of another version is refused.
+FORMAT = 1
+_HEADER_KEY = "vitals_monitor_snapshot"
+_COMPONENTS = ("windows", "scale", "detector")
+
+
+class Served(Protocol):
+    """The pipeline's parts a snapshot reads and fills (`monitor.service.pipeline.Pipeline`)."""
+
+    @property
+    def windows(self) -> WindowStore:
+        """The windows."""
+        ...
+
+    @property
+    def scale(self) -> ResidualScale:
+        """The residual scale."""
+        ...
+
+    @property
+    def detector(self) -> Detector:
+        """The detector."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What must match between the writing and the reading daemon."""
+
+    model_version: str
+    window: int
+    features: tuple[str, ...]
+    width: int  # values per stored sample (2F with observed flags)
+    shift_n: int  # the detector's running sums cover this many samples
+
+    @classmethod
+    def of(cls, served: Served) -> Identity:
+        """The identity of the state a pipeline holds."""
+        w, d = served.windows, served.detector
+        return cls(d.model_version, w.window, tuple(d.features), w.width, d.config.shift_n)
+
+
+class SnapshotRefused(Exception):
+    """A snapshot that cannot be used.
+
+    Attributes:
+        reason: A short stable name (corrupt, format, model_version, window, features,
+            width, shift_n, too_old, future, invalid_state).
+        detail: One human sentence.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotStats:
+    """What a write or a restore did."""
+
+    patients: int
+    size_bytes: int
+    seconds: float
+    age_s: float = 0.0
+
+
+def write_snapshot(path: Path, served: Served, now: float) -> SnapshotStats:
+    """Write every patient's state to `path` atomically (temp file, fsync, rename)."""
+    t0 = time.perf_counter()
+    ident = Identity.of(served)
+    ids, window_arrays = served.windows.export_state()
+    position = {pid: i for i, pid in enumerate(ids)}
+    tensors: dict[str, npt.NDArray[Any]] = {}
+    for name in _COMPONENTS:
+        if name == "windows":
+            held, arrays = ids, window_arrays
+        else:
+            part: ResidualScale | Detector = served.scale if name == "scale" else served.detector
+            held, arrays = part.export_state()
+            # The pipeline forgets a patient everywhere at once; one not in the windows
+            # could not be scored again anyway.
+            keep = [i for i, pid in enumerate(held) if pid in position]
+            held = [held[i] for i in keep]
+            arrays = {k: v[keep] for k, v in arrays.items()}
+        tensors[f"{name}.index"] = np.array([position[p] for p in held], dtype=np.int64)
+        for key, array in arrays.items():
+            tensors[f"{name}.{key}"] = np.ascontiguousarray(array)
+    header = {
+        "format": FORMAT,
+        "model_version": ident.model_version,
+        "window": ident.window,
+        "features": list(ident.features),
+        "width": ident.width,
+        "shift_n": ident.shift_n,
+        "written_at": now,
+        "patients": ids,
+        "sha256": _digest(tensors),
+    }
+    data = safetensors.numpy.save(tensors, metadata={_HEADER_KEY: json.dumps(header)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return SnapshotStats(len(ids), len(data), time.perf_counter() - t0)
+
+
+def read_snapshot(
+    path: Path, served: Served, now: float, max_age_s: float
+) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
+    """Read and check a snapshot; return its header and arrays.
+
+    Raises:
+        SnapshotRefused: The file is corrupt, truncated, too old or from a daemon serving
+            another model, window or feature set.
+        OSError: The file cannot be read (FileNotFoundError when there is none).
+    """
+    data = path.read_bytes()
+    try:
+        tensors = safetensors.numpy.load(data)
+        header = json.loads(_metadata(data)[_HEADER_KEY])
+    except (SafetensorError, ValueError, KeyError, TypeError) as exc:
+        raise SnapshotRefused("corrupt", f"not a readable snapshot ({exc})") from None
+    if not isinstance(header, dict):
+        raise SnapshotRefused("corrupt", "the header is not a JSON object")
+    if header.get("format") != FORMAT:
+        raise SnapshotRefused("format", f"format {header.get('format')!r}, expected {FORMAT}")
+    ids, written_at = header.get("patients"), header.get("written_at")
+    if not isinstance(ids, list) or not all(isinstance(p, str) for p in ids):
+        raise SnapshotRefused("corrupt", "the header's patient list is not a list of ids")
+    if not isinstance(written_at, int | float):
+        raise SnapshotRefused("corrupt", "the header has no written_at time")
+    if header.get("sha256") != _digest(tensors):
+        raise SnapshotRefused("corrupt", "the arrays do not match their checksum")
+    ident = Identity.of(served)
+    for field, want in (
+        ("model_version", ident.model_version),
+        ("window", ident.window),
+        ("features", list(ident.features)),
+        ("width", ident.width),
+        ("shift_n", ident.shift_n),
+    ):
+        if header.get(field) != want:
+            raise SnapshotRefused(field, f"{field} {header.get(field)!r}, serving {want!r}")
+    age = now - float(header["written_at"])
+    if age > max_age_s:
+        raise SnapshotRefused("too_old", f"written {age:.0f} s ago, limit {max_age_s:g} s")
+    if age < -60.0:  # the clock went back, or the file is not what it claims
+        raise SnapshotRefused("future", f"written {-age:.0f} s in the future")
+    return header, tensors
+
+
+def restore(served: Served, header: dict[str, Any], tensors: StateArrays, now: float) -> int:
+    """Fill an empty pipeline from a checked snapshot; return the patients restored.
+
+    Raises:
+        SnapshotRefused: The arrays do not fit (then nothing is restored).
+    """
+    ids: list[str] = header["patients"]
+    shift = max(0.0, now - float(header["written_at"]))
+    try:
+        for name in _COMPONENTS:
+            arrays = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"{name}.")}
+            index = arrays.pop("index").tolist()
+            if name == "windows" and index != list(range(len(ids))):
+                raise ValueError("the windows must hold every listed patient, in order")
+            if not all(0 <= i < len(ids) for i in index):
+                raise ValueError(f"{name}.index points outside the patient list")
+            held = [ids[i] for i in index]
+            if name == "windows":
+                served.windows.import_state(held, arrays, shift_s=shift)
+            elif name == "scale":
+                served.scale.import_state(held, arrays)
+            else:
+                served.detector.import_state(held, arrays)
+    except (ValueError, IndexError, KeyError, TypeError) as exc:
+        for pid in ids:  # all or nothing: a half-restored patient would be inconsistent
+            served.windows.remove(pid)
+            served.scale.forget(pid)
+            served.detector.forget(pid)
+        raise SnapshotRefused("invalid_state", str(exc)) from None
+    return len(ids)
+
+
+def restore_on_start(
+    path: Path, served: Served, max_age_s: float, clock: Callable[[], float] = time.time
+) -> SnapshotStats | None:
+    """Restore the snapshot at `path` if there is a usable one, logging one line either way.
+
+    Returns None (a cold start) when there is no file or it was refused. The file is removed
+    once read: a snapshot is restored at most once.
+    """
+    t0 = time.perf_counter()
+    now = clock()
+    try:
+        size = path.stat().st_size
+        header, tensors = read_snapshot(path, served, now, max_age_s)
+        patients = restore(served, header, tensors, now)
+    except FileNotFoundError:
+        return None
+    except (SnapshotRefused, OSError) as exc:
+        reason = exc.reason if isinstance(exc, SnapshotRefused) else "unreadable"
+        detail = exc.detail if isinstance(exc, SnapshotRefused) else str(exc)
+        log.warning("snapshot_refused", reason=reason, detail=detail, path=str(path))
+        _remove(path)
+        return None
+    _remove(path)
+    stats = SnapshotStats(patients, size, time.perf_counter() - t0, now - header["written_at"])
+    log.info(
+        "snapshot_restored",
+        patients=patients,
+        age_s=round(stats.age_s, 1),
+        size_bytes=size,
+        read_s=round(stats.seconds, 3),
+        path=str(path),
+    )
+    return stats
+
+
+def save_on_stop(
+    path: Path, served: Served, clock: Callable[[], float] = time.time
+) -> SnapshotStats | None:
+    """Write the snapshot after a graceful shutdown, logging one line; None on failure."""
+    try:
+        stats = write_snapshot(path, served, clock())
+    except OSError as exc:  # a full or read-only disk: the next start is cold, say so
+        log.error("snapshot_write_failed", error=str(exc), path=str(path))
+        return None
+    log.info(
+        "snapshot_written",
+        patients=stats.patients,
+        size_bytes=stats.size_bytes,
+        write_s=round(stats.seconds, 3),
+        path=str(path),
+    )
+    return stats
+
+
+def _digest(tensors: StateArrays) -> str:
+    h = hashlib.sha256()
+    for key in sorted(tensors):
+        array = np.ascontiguousarray(tensors[key])
+        h.update(f"{key}:{array.dtype.str}:{array.shape}".encode())
+        h.update(array.tobytes())
+    return h.hexdigest()
+
+
+def _metadata(data: bytes) -> dict[str, str]:
+    """The safetensors header's string metadata (its documented layout: an 8-byte
+    little-endian length, then that many bytes of JSON with a ``__metadata__`` entry)."""
+    n = int.from_bytes(data[:8], "little")
+    meta = json.loads(data[8 : 8 + n]).get("__metadata__", {})
+    if not isinstance(meta, dict):
+        raise ValueError("metadata is not a mapping")
+    return meta
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError as exc:  # a read-only state dir: the file is refused by age later anyway
+        log.warning("snapshot_not_removed", error=str(exc), path=str(path))

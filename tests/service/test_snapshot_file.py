@@ -1,0 +1,211 @@
+"""The snapshot file: a pipeline restored from it scores on as the uninterrupted one, and an
+unusable file is refused with one log line and a cold start."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import structlog
+from prometheus_client import CollectorRegistry
+
+from monitor.core.alerts import AlertEvent
+from monitor.core.vitals import CLINICAL_VITALS
+from monitor.service.metrics import Metrics
+from monitor.service.pipeline import ModelInfo, Pipeline
+from monitor.service.snapshot import restore_on_start, save_on_stop
+from monitor.settings import Settings
+
+WINDOW = 8
+NORMAL = [75.0, 97.0, 16.0, 120.0, 80.0, 37.0]
+SIGMA = [5.0, 1.0, 2.0, 8.0, 6.0, 0.3]
+T0 = 1_800_000_000.0
+
+
+def make_pipeline(version: str = "v1", window: int = WINDOW, max_patients: int = 100) -> Pipeline:
+    """A pipeline over the clinical vitals with a fresh registry."""
+    model = ModelInfo(
+        features=CLINICAL_VITALS,
+        window=window,
+        residual_sigma=np.asarray(SIGMA),
+        version=version,
+    )
+    settings = Settings(window={"max_patients": max_patients})
+    return Pipeline(model, settings, Metrics.create(CollectorRegistry()))
+
+
+def sample(pid: str, seq: int) -> bytes:
+    """A noisy normal sample, with a large heart-rate step on some (to raise alerts)."""
+    rng = np.random.default_rng(hash((pid, seq)) % 2**32)
+    values = np.asarray(NORMAL) + rng.normal(size=6) * np.asarray(SIGMA)
+    if seq % 37 in (20, 21, 22):
+        values[0] += 60.0
+    vitals = dict(zip(CLINICAL_VITALS, values.round(3).tolist(), strict=True))
+    body = {"v": 1, "patient_id": pid, "t": T0 + seq, "seq": seq, "vitals": vitals}
+    return json.dumps(body).encode()
+
+
+def step(pipeline: Pipeline, patients: list[str], seq: int) -> list[AlertEvent]:
+    """One second: a sample per patient, then every ready window scored (persistence model)."""
+    now = T0 + seq
+    events: list[AlertEvent] = []
+    for pid in patients:
+        events += pipeline.ingest(f"vitals/{pid}", sample(pid, seq), now)
+    jobs = pipeline.take_batch()
+    if jobs:
+        predictions = np.stack([j.context[-1, :6] for j in jobs]).astype(np.float32)
+        events += pipeline.score(jobs, predictions, now, live=False)
+    return events
+
+
+def outcome(pipeline: Pipeline, name: str) -> float:
+    """One `monitor_messages_total` outcome's count."""
+    value = pipeline.metrics.registry.get_sample_value("monitor_messages_total", {"outcome": name})
+    return 0.0 if value is None else value
+
+
+def restore(
+    pipeline: Pipeline, path: Path, max_age_s: float = 300.0, now: float = T0 + 100
+) -> list[dict[str, Any]]:
+    """`restore_on_start` at `now`, returning its log lines."""
+    with structlog.testing.capture_logs() as logs:
+        restore_on_start(path, pipeline, max_age_s, clock=lambda: now)
+    return logs
+
+
+def test_restored_pipeline_scores_on_as_the_uninterrupted_one(tmp_path: Path) -> None:
+    """After a save and restore, the first sample of every patient is scored (not warming
+    up) and every later alert matches the uninterrupted pipeline's, event for event."""
+    patients = [f"p{i}" for i in range(5)]
+    path = tmp_path / "patients.snapshot"
+    original = make_pipeline()
+    for seq in range(1, 60):
+        # p3 joins later (full window by now), p4 four samples before the save (warming up).
+        step(original, patients[: 3 + (seq >= 30) + (seq >= 56)], seq)
+    with structlog.testing.capture_logs() as logs:
+        save_on_stop(path, original, clock=lambda: T0 + 60)
+    assert [entry["event"] for entry in logs] == ["snapshot_written"]
+    restored = make_pipeline()
+    logs = restore(restored, path)
+    assert [(e["event"], e["patients"]) for e in logs] == [("snapshot_restored", 5)]
+    assert not path.exists()  # consumed: a later crash cannot restore it again
+    first = step(restored, patients, 60)
+    assert outcome(restored, "scored") == 4  # p0..p3 at once; p4 had < WINDOW samples
+    assert outcome(restored, "warming_up") == 1
+    assert first == step(original, patients, 60)
+    later_original, later_restored = [], []
+    for seq in range(61, 160):
+        later_original += step(original, patients, seq)
+        later_restored += step(restored, patients, seq)
+    assert later_restored == later_original
+    assert any(e.kind == "physiological" for e in later_original)
+
+
+def test_without_a_snapshot_the_first_samples_warm_up(tmp_path: Path) -> None:
+    """The cold start the snapshot avoids: no file, no log line, every sample warms up."""
+    cold = make_pipeline()
+    assert restore(cold, tmp_path / "absent.snapshot") == []
+    step(cold, ["p0"], 60)
+    assert outcome(cold, "warming_up") == 1
+    assert outcome(cold, "scored") == 0
+
+
+def _saved(tmp_path: Path) -> Path:
+    path = tmp_path / "patients.snapshot"
+    original = make_pipeline()
+    for seq in range(1, 20):
+        step(original, ["p0", "p1"], seq)
+    save_on_stop(path, original, clock=lambda: T0 + 20)
+    return path
+
+
+def _flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-100])
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(b"\x00\x01not a snapshot at all")
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [(_flip_last_byte, "corrupt"), (_truncate, "corrupt"), (_garbage, "corrupt")],
+)
+def test_damaged_snapshot_is_refused_with_one_line_and_a_cold_start(
+    tmp_path: Path, damage: Any, reason: str
+) -> None:
+    """A flipped byte, a truncated file or garbage: one snapshot_refused line, no patient."""
+    path = _saved(tmp_path)
+    damage(path)
+    cold = make_pipeline()
+    logs = restore(cold, path)
+    assert [(e["event"], e["reason"]) for e in logs] == [("snapshot_refused", reason)]
+    assert len(cold.windows) == len(cold.scale) == len(cold.detector) == 0
+    step(cold, ["p0"], 20)
+    assert outcome(cold, "warming_up") == 1
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "now", "reason"),
+    [
+        (lambda: make_pipeline(version="v2"), T0 + 21, "model_version"),
+        (lambda: make_pipeline(window=WINDOW + 1), T0 + 21, "window"),
+        (make_pipeline, T0 + 20 + 301, "too_old"),  # max_age_s 300
+    ],
+)
+def test_mismatched_or_old_snapshot_is_refused(
+    tmp_path: Path, pipeline: Any, now: float, reason: str
+) -> None:
+    """Another model version, another window or an old file: refused, one line, cold."""
+    path = _saved(tmp_path)
+    cold = pipeline()
+    logs = restore(cold, path, now=now)
+    assert [(e["event"], e["reason"]) for e in logs] == [("snapshot_refused", reason)]
+    assert len(cold.windows) == 0
+    assert not path.exists()
+
+
+def test_snapshot_that_does_not_fit_is_refused_whole(tmp_path: Path) -> None:
+    """Two patients saved, room for one: refused as invalid_state, no patient restored in
+    any component (never half a patient)."""
+    path = _saved(tmp_path)
+    small = make_pipeline(max_patients=1)
+    logs = restore(small, path, now=T0 + 21)
+    assert [(e["event"], e["reason"]) for e in logs] == [("snapshot_refused", "invalid_state")]
+    assert len(small.windows) == len(small.scale) == len(small.detector) == 0
+
+
+def test_time_on_disk_does_not_count_as_silence(tmp_path: Path) -> None:
+    """Restored 100 s after the save (stale_after_s is 8 s): housekeeping right after the
+    restart raises no signal_lost; 9 s later, still silent, it does."""
+    path = _saved(tmp_path)  # written at T0 + 20, the last samples at T0 + 19
+    restored = make_pipeline()
+    restore(restored, path, now=T0 + 120)
+    assert restored.housekeeping(T0 + 120) == []
+    lost = restored.housekeeping(T0 + 129)
+    assert sorted((e.patient_id, e.reason) for e in lost) == [
+        ("p0", "signal_lost"),
+        ("p1", "signal_lost"),
+    ]
+
+
+def test_failed_write_logs_one_line(tmp_path: Path) -> None:
+    """A snapshot that cannot be written (its folder is a file) logs one
+    snapshot_write_failed line and returns None (the shutdown goes on)."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    pipeline = make_pipeline()
+    step(pipeline, ["p0"], 1)
+    with structlog.testing.capture_logs() as logs:
+        assert save_on_stop(blocker / "patients.snapshot", pipeline) is None
+    assert [e["event"] for e in logs] == ["snapshot_write_failed"]
+    assert blocker.read_text() == "x"
