@@ -71,6 +71,29 @@ def test_window_store_round_trip_keeps_duplicates_late_and_staleness() -> None:
     assert restored.stale(155.0, 5.0) == []
 
 
+@pytest.mark.parametrize("offset_s", [300.0, -300.0])
+def test_window_store_round_trip_keeps_the_learned_clock(offset_s: float) -> None:
+    """A device whose clock is 5 minutes off, learned and reported once before the restart,
+    is not reported again, nor refused, after it: the learned offset is part of the state."""
+    clock = {"max_future_skew_s": 5.0, "max_offset_s": 3600.0, "clock_alert_s": 60.0}
+    original = WindowStore(WINDOW, F, max_patients=8, idle_ttl_s=100.0, max_gap_s=10.0, **clock)
+    seen = [
+        original.push("a", 1000.0 + s + offset_s, s, np.ones(F), now=1000.0 + s)
+        for s in range(1, 20)
+    ]
+    assert [r.clock for r in seen].count("offset") == 1
+    ids, arrays = original.export_state()
+    restored = WindowStore(WINDOW, F, max_patients=8, idle_ttl_s=100.0, max_gap_s=10.0, **clock)
+    restored.import_state(ids, arrays)
+    assert restored.clock_offset("a") == original.clock_offset("a")
+    for s in range(20, 40):
+        a = original.push("a", 1000.0 + s + offset_s, s, np.ones(F), now=1000.0 + s)
+        b = restored.push("a", 1000.0 + s + offset_s, s, np.ones(F), now=1000.0 + s)
+        assert (b.outcome, b.clock) == (a.outcome, a.clock)
+        assert b.clock == ""
+        assert b.outcome == "ready"
+
+
 def test_window_store_import_refuses_wrong_shapes_and_changes_nothing() -> None:
     """An array of another window length is refused before any patient is admitted."""
     original = _store()
