@@ -276,6 +276,14 @@ class NatsSettings(BaseModel):
         pattern=r"^[A-Za-z0-9_-]{1,64}$",
         description="The stream over vitals.*.* (max_msgs_per_subject: the history kept).",
     )
+    alerts_stream: str | None = Field(
+        default="ALERTS",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="A stream over alerts.> (what the shards published): a recovering shard "
+        "publishes the alerts its replay decides that are not in it (samples its previous "
+        "owner never scored). Unset or missing: every alert decided in the replay is "
+        "suppressed, and those of samples the previous owner never scored are lost.",
+    )
     recovery_timeout_s: float = Field(
         default=300.0, gt=0, description="Longest a recovery may take before going live anyway."
     )

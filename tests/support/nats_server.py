@@ -54,7 +54,8 @@ class NatsServer:
         return f"mqtt://127.0.0.1:{self.mqtt_port}"
 
     def start(self, stream: str | None = "VITALS", max_msgs_per_subject: int = 1000) -> None:
-        """Start the server and, unless `stream` is None, create the stream over vitals.*.*."""
+        """Start the server and, unless `stream` is None, create the stream over vitals.*.*
+        and the stream ALERTS over alerts.> (what the shards published)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         conf = self.workdir / "nats.conf"
         conf.write_text(
@@ -73,6 +74,7 @@ class NatsServer:
         wait_for_port(self.mqtt_port)
         if stream is not None:
             asyncio.run(ensure_stream(self.url, stream, "vitals", max_msgs_per_subject))
+            asyncio.run(ensure_stream(self.url, "ALERTS", subjects=["alerts.>"]))
 
     def stop(self) -> None:
         """Stop the server (SIGTERM) and wait for it."""

@@ -13,6 +13,7 @@ Within a subject the stream keeps publish order; that is the order each patient 
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -20,7 +21,7 @@ import nats
 from nats.js import api
 from nats.js.errors import NotFoundError
 
-__all__ = ["ReplayBatch", "Replayed", "ensure_stream", "replay"]
+__all__ = ["ReplayBatch", "Replayed", "ensure_stream", "published_alert_ids", "replay"]
 
 #: (MQTT topic, payload, server receive time in unix seconds), in stream order.
 ReplayBatch = list[tuple[str, bytes, float]]
@@ -109,11 +110,43 @@ async def _replay_subject(
             await sub.unsubscribe()
 
 
+async def published_alert_ids(url: str, stream: str) -> set[str] | None:
+    """The ``id`` of every alert the alerts stream holds; None when there is no such stream.
+
+    The stream captures what the shards published (``alerts/<id>`` over MQTT is the NATS
+    subject ``alerts.<id>``): a recovering shard re-publishes only what is not in it.
+    """
+    nc = await nats.connect(url, allow_reconnect=False, connect_timeout=5)
+    ids: set[str] = set()
+
+    async def collect(batch: ReplayBatch) -> None:
+        for _, payload, _ in batch:
+            with contextlib.suppress(ValueError, AttributeError, TypeError):
+                ids.add(str(json.loads(payload)["id"]))
+
+    try:
+        js = nc.jetstream()
+        try:
+            info = await js.stream_info(stream)
+        except NotFoundError:
+            return None
+        for subject in info.config.subjects or []:
+            await _replay_subject(js, stream, subject, 1, collect)
+        return ids
+    finally:
+        await nc.close()
+
+
 async def ensure_stream(
-    url: str, stream: str, prefix: str = "vitals", max_msgs_per_subject: int = 240
+    url: str,
+    stream: str,
+    prefix: str = "vitals",
+    max_msgs_per_subject: int = 240,
+    *,
+    subjects: list[str] | None = None,
 ) -> None:
-    """Create the stream over ``<prefix>.*.*`` unless it exists (tests, bench and demo; a
-    deployment creates it with its own limits, deploy/kubernetes/)."""
+    """Create the stream over ``<prefix>.*.*`` (or `subjects`) unless it exists (tests,
+    bench and demo; a deployment creates it with its own limits, deploy/kubernetes/)."""
     nc = await nats.connect(url, allow_reconnect=False, connect_timeout=5)
     try:
         js = nc.jetstream()
@@ -122,7 +155,7 @@ async def ensure_stream(
             return
         await js.add_stream(
             name=stream,
-            subjects=[f"{prefix}.*.*"],
+            subjects=subjects or [f"{prefix}.*.*"],
             max_msgs_per_subject=max_msgs_per_subject,
             storage=api.StorageType.FILE,
         )
