@@ -43,6 +43,9 @@ log = structlog.get_logger("monitor")
 
 #: Runs one batched forward on the inference thread.
 Predict = Callable[[np.ndarray[Any, Any]], Awaitable[np.ndarray[Any, Any]]]
+#: Jobs per forward in a replay, as offline replay's (monitor.replay.offline): larger
+#: forwards cost less per window, and no verdict is awaited.
+REPLAY_BATCH = 1024
 #: Publishes alert events (the daemon's alert path: log line, outbox, broker).
 Publish = Callable[[list[AlertEvent]], None]
 
@@ -82,7 +85,7 @@ class Recovery:
         alerts_stream: The stream of published alerts, or None.
         prefix: The subjects' first token (``vitals``).
         partitions: The owned partitions.
-        max_batch: Jobs per forward.
+        max_batch: Jobs per forward (at least `REPLAY_BATCH`: nobody waits for a verdict).
     """
 
     def __init__(
@@ -104,9 +107,11 @@ class Recovery:
         self._publish = publish
         self._alerts_stream = alerts_stream
         self._published: set[str] | None = None  # read once, on the first run
+        # The forward on the inference thread: (jobs, windows, predictions to come).
+        self._inflight: tuple[list[Job], np.ndarray[Any, Any], asyncio.Future[Any]] | None = None
         self._url, self._stream, self._prefix = url, stream, prefix
         self._partitions = partitions
-        self._max_batch = max_batch
+        self._max_batch = max(max_batch, REPLAY_BATCH)
         #: Alert changes suppressed so far (the counter's value, for the log line).
         self.suppressed_total = 0
         #: Alert changes published by the replay (no shard had published them).
@@ -148,7 +153,8 @@ class Recovery:
         )
         jobs = self._pipeline.drain_all()
         for i in range(0, len(jobs), self._max_batch):
-            await self._score(jobs[i : i + self._max_batch])
+            await self._submit(jobs[i : i + self._max_batch])
+        await self._finish()
         self.duration.inc(time.perf_counter() - t0)
         return done
 
@@ -174,19 +180,27 @@ class Recovery:
         for item, now in zip(decoded, nows, strict=True):
             self._decided(pipeline.ingest_decoded(item, now))
             if len(pipeline.batcher) >= self._max_batch:
-                await self._score(pipeline.take_batch())
+                await self._submit(pipeline.drain_all())
 
-    async def _score(self, jobs: list[Job]) -> None:
-        """Forward and score one batch on the stream's clock."""
-        if not jobs:
+    async def _submit(self, jobs: list[Job]) -> None:
+        """Start the forward of `jobs` after scoring the one in flight: one forward runs on
+        the inference thread while the next batch is fetched and ingested."""
+        await self._finish()
+        if jobs:
+            windows = self._pipeline.stack(jobs)
+            self._inflight = (jobs, windows, asyncio.ensure_future(self._predict(windows)))
+
+    async def _finish(self) -> None:
+        """Score the forward in flight, if any, on the stream's clock."""
+        if self._inflight is None:
             return
-        windows = self._pipeline.stack(jobs)
+        jobs, windows, future = self._inflight
+        self._inflight = None
         try:
-            predictions = await self._predict(windows)
+            predictions = await future
         except Exception as exc:  # counted as live: outcome `failed`; the next batch may pass
             log.error("inference_failed", error=repr(exc), jobs_lost=len(jobs), recovery=True)
             self._pipeline.inference_failed(jobs)
             return
         now = max(job.received_at for job in jobs)
         self._decided(self._pipeline.score(jobs, predictions, now, live=False, windows=windows))
-        await asyncio.sleep(0)  # let the MQTT client's keepalive and /metrics run

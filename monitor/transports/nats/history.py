@@ -12,12 +12,14 @@ Within a subject the stream keeps publish order; that is the order each patient 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import nats
+from nats.aio.msg import Msg
 from nats.js import api
 from nats.js.errors import NotFoundError
 
@@ -27,8 +29,8 @@ __all__ = ["ReplayBatch", "Replayed", "ensure_stream", "published_alert_ids", "r
 ReplayBatch = list[tuple[str, bytes, float]]
 #: Takes each batch; the replay waits for it (so memory stays at one batch).
 BatchHandler = Callable[[ReplayBatch], Awaitable[None]]
-_FETCH = 1024  # messages per pull request
-_FETCH_TIMEOUT_S = 5.0
+_BATCH = 1024  # messages per batch handed on
+_PARALLEL = 8  # partitions read at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,38 +74,74 @@ async def replay(
         js = nc.jetstream()
         info = await js.stream_info(stream)
         last = info.state.last_seq
-        total = 0
-        if last >= start_seq:
-            for k in partitions:
-                total += await _replay_subject(js, stream, f"{prefix}.{k}.*", start_seq, handle)
-        return Replayed(total, last)
+        if last < start_seq:
+            return Replayed(0, last)
+        # Partitions are read side by side (a consumer's set-up and each fetch are round
+        # trips); their batches are handed on one at a time, each partition's in order.
+        gate, turn = asyncio.Semaphore(_PARALLEL), asyncio.Lock()
+
+        async def serial(batch: ReplayBatch) -> None:
+            async with turn:
+                await handle(batch)
+
+        async def one(k: int) -> int:
+            async with gate:
+                subject = f"{prefix}.{k}.*"
+                return await _replay_subject(js, stream, subject, start_seq, serial, last)
+
+        counts = await asyncio.gather(*(one(k) for k in partitions))
+        return Replayed(sum(counts), last)
     finally:
         await nc.close()
 
 
 async def _replay_subject(
-    js: nats.js.JetStreamContext, stream: str, subject: str, start_seq: int, handle: BatchHandler
+    js: nats.js.JetStreamContext,
+    stream: str,
+    subject: str,
+    start_seq: int,
+    handle: BatchHandler,
+    last_seq: int | None = None,
 ) -> int:
+    """Hand on `subject`'s messages from `start_seq` to `last_seq` (None: to the end).
+
+    An ordered push consumer (flow-controlled by the server): about twice as fast as pull
+    fetches in nats-py, which wait on each message. Its callback fills a batch and awaits
+    `handle` when the batch is full; a message's ``num_pending`` of 0, or a sequence at
+    `last_seq`, ends the read.
+    """
+    done = asyncio.Event()
+    batch: ReplayBatch = []
+    count = 0
+
+    async def take(msg: Msg) -> None:
+        nonlocal batch, count
+        if done.is_set():
+            return
+        meta = msg.metadata
+        seq = meta.sequence.stream
+        if last_seq is None or seq <= last_seq:
+            batch.append((msg.subject.replace(".", "/"), msg.data, meta.timestamp.timestamp()))
+        end = meta.num_pending == 0 or (last_seq is not None and seq >= last_seq)
+        if len(batch) >= _BATCH or (end and batch):
+            full, batch = batch, []
+            count += len(full)
+            await handle(full)
+        if end:
+            done.set()
+
     config = api.ConsumerConfig(
         deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
         opt_start_seq=start_seq,
         ack_policy=api.AckPolicy.NONE,
         inactive_threshold=60.0,  # the server removes it if this process dies mid-replay
-        max_ack_pending=-1,
     )
-    sub = await js.pull_subscribe(subject, stream=stream, config=config)
+    sub = await js.subscribe(subject, stream=stream, cb=take, ordered_consumer=True, config=config)
     try:
-        pending = (await sub.consumer_info()).num_pending or 0
-        count = 0
-        while pending > 0:
-            msgs = await sub.fetch(min(_FETCH, pending), timeout=_FETCH_TIMEOUT_S)
-            batch: ReplayBatch = [
-                (m.subject.replace(".", "/"), m.data, m.metadata.timestamp.timestamp())
-                for m in msgs
-            ]
-            count += len(batch)
-            pending = msgs[-1].metadata.num_pending
-            await handle(batch)
+        info = await sub.consumer_info()
+        # Nothing pending and nothing delivered: an empty partition (or none from start_seq).
+        if info.num_pending or (info.delivered is not None and info.delivered.consumer_seq):
+            await done.wait()
         return count
     finally:
         with contextlib.suppress(Exception):  # best effort: it expires on its own
