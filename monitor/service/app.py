@@ -66,6 +66,8 @@ _SWITCH_INTERVAL_S = 0.0005
 #: Room for the topic and the MQTT header above `ingest.max_payload_bytes`: a larger packet
 #: drops the connection (a payload between the two is refused by the codec, counted).
 PACKET_HEADROOM_BYTES = 4096
+#: Wait between subscribing and the catch-up replay (see `Daemon._subscribe`).
+_STREAM_SETTLE_S = 0.25
 _REFUSAL_DETAIL = {
     "topic_not_utf8": "the MQTT topic is not valid UTF-8",
     "wrong_partition": "the topic's partition is not the patient id's hash (or not this shard's)",
@@ -171,16 +173,16 @@ class Daemon:
             assert shard.count is not None  # enabled
             owned = owned_partitions(shard.index, shard.count, shard.partitions)
             self._topics = partition_topics(shard.topic_prefix, owned)
-            self._on_message = PartitionGuard(
-                self._queue.put, self._on_refused, shard.partitions, owned
-            )
+            guard = PartitionGuard(self._queue.put, self._on_refused, shard.partitions, owned)
+            self._on_message = guard
             self._system_id = f"{SYSTEM_TOPIC_ID}/{shard.label()}"
             if settings.nats.url:
                 self._recovery = Recovery(
                     self.pipeline,
                     self._predict_async,
                     self._emit,
-                    self.metrics.registry,
+                    self.metrics,
+                    guard.accepts,
                     url=settings.nats.url,
                     stream=settings.nats.stream,
                     alerts_stream=settings.nats.alerts_stream,
@@ -374,6 +376,10 @@ class Daemon:
             await conn.client.subscribe(topic, qos=self.settings.ingest.qos)
         if recovery is not None:
             if first is not None:
+                # The server stores a message in the stream a moment after it routes it to
+                # subscribers: let a message published just before the subscription took
+                # effect reach the stream before the catch-up reads up to its end.
+                await asyncio.sleep(_STREAM_SETTLE_S)
                 await self._recover(recovery, first + 1)
             self._recovered = True  # once per process: later reconnects go live at once
             self._recovering = False

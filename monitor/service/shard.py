@@ -31,6 +31,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from monitor.core.alerts import AlertEvent
+from monitor.service.metrics import Metrics
 from monitor.service.pipeline import Job, Pipeline
 from monitor.transports.nats.history import (
     ReplayBatch,
@@ -79,7 +80,8 @@ class Recovery:
         pipeline: The daemon's pipeline.
         predict: Runs a forward on the daemon's inference thread.
         publish: The daemon's alert path, for alerts nobody published yet.
-        registry: Where the recovery metrics go (the daemon's registry).
+        metrics: The daemon's metrics (the recovery metrics join its registry).
+        accepts: Whether a topic's partition is its patient id's (`PartitionGuard.accepts`).
         url: NATS URL.
         stream: The stream's name.
         alerts_stream: The stream of published alerts, or None.
@@ -93,7 +95,8 @@ class Recovery:
         pipeline: Pipeline,
         predict: Predict,
         publish: Publish,
-        registry: CollectorRegistry,
+        metrics: Metrics,
+        accepts: Callable[[str], bool],
         *,
         url: str,
         stream: str,
@@ -105,6 +108,9 @@ class Recovery:
         self._pipeline = pipeline
         self._predict = predict
         self._publish = publish
+        self._metrics = metrics
+        self._accepts = accepts
+        registry = metrics.registry
         self._alerts_stream = alerts_stream
         self._published: set[str] | None = None  # read once, on the first run
         # The forward on the inference thread: (jobs, windows, predictions to come).
@@ -173,10 +179,18 @@ class Recovery:
 
     async def _handle(self, batch: ReplayBatch) -> None:
         pipeline = self._pipeline
+        self.recovered.inc(len(batch))
+        kept = [m for m in batch if self._accepts(m[0])]
+        if len(kept) < len(batch):
+            # Stored in a partition that is not its id's (published there directly): refused
+            # as live, or two shards would rebuild one patient.
+            refused = len(batch) - len(kept)
+            self._metrics.invalid.labels("wrong_partition").inc(refused)
+            self._metrics.messages.labels("invalid").inc(refused)
+            batch = kept
         topics = [t for t, _, _ in batch]
         nows = [now for _, _, now in batch]
         decoded = pipeline.decode_many(topics, [p for _, p, _ in batch], nows)
-        self.recovered.inc(len(batch))
         for item, now in zip(decoded, nows, strict=True):
             self._decided(pipeline.ingest_decoded(item, now))
             if len(pipeline.batcher) >= self._max_batch:

@@ -70,12 +70,12 @@ def _outcomes(d: Daemon) -> Counter[str]:
 
 
 def _settle(d: Daemon, at_least: int, timeout: float = 60.0) -> Counter[str]:
-    """Wait until `d`'s scored + warming-up outcomes reach `at_least` and stop moving."""
+    """Wait until `d`'s outcomes add up to `at_least` or more and stop moving."""
     deadline = time.monotonic() + timeout
     last = Counter[str]()
     while time.monotonic() < deadline:
         now = _outcomes(d)
-        if now["scored"] + now["warming_up"] >= at_least and now == last:
+        if sum(now.values()) >= at_least and now == last:
             return now
         last = now
         time.sleep(0.5)
@@ -112,7 +112,8 @@ def _offline(records: list[Record]) -> tuple[Counter[str], set[str]]:
 def test_two_shards_share_the_patients_and_a_killed_shard_recovers(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
-    """Disjoint, complete shards; SIGKILL and restart of shard 1 with windows from the stream."""
+    """Disjoint, complete shards (a sample published into a wrong partition refused);
+    SIGKILL and restart of shard 1 with windows from the stream."""
     ids = [f"p{i:04d}" for i in range(PATIENTS)]
     of_shard = {k: [p for p in ids if partition_of(p, 64) % 2 == k] for k in (0, 1)}
     assert of_shard[0]
@@ -133,6 +134,14 @@ def test_two_shards_share_the_patients_and_a_killed_shard_recovers(
         b.start(tmp_path / "shard1.log")
         a.wait_ready()
         b.wait_ready()
+        # A client publishing straight into a partition of shard 0 that is not its id's.
+        intruder = of_shard[1][0]
+        wrong = next(k for k in range(0, 64, 2) if k != partition_of(intruder, 64))
+        alerts.client.publish(f"vitals/{wrong}/{intruder}", b"{}", qos=1).wait_for_publish(5)
+        a.wait_for("monitor_invalid_messages_total", 1, reason="wrong_partition")
+        # And one in shard 1's partition 1, which the restarted shard meets in its replay.
+        alerts.client.publish(f"vitals/1/{of_shard[0][0]}", b"{}", qos=1).wait_for_publish(5)
+        b.wait_for("monitor_invalid_messages_total", 1, reason="wrong_partition")
         sim = subprocess.Popen(
             [*MONITOR, "simulate", "--broker", nats_server.mqtt_url, *SIMULATE],
             stdout=subprocess.DEVNULL,
@@ -170,16 +179,18 @@ def test_two_shards_share_the_patients_and_a_killed_shard_recovers(
     # daemon does offline over them.
     offline_a, alerts_a = _offline(mine[0])
     offline_b, alerts_b = _offline(mine[1])
-    assert {r.topic.rsplit("/", 1)[1] for r in mine[0]} == set(of_shard[0])
-    assert {r.topic.rsplit("/", 1)[1] for r in mine[1]} == set(of_shard[1])
+    assert {r.topic.rsplit("/", 1)[1] for r in mine[0]} == {*of_shard[0], intruder}
+    assert {r.topic.rsplit("/", 1)[1] for r in mine[1]} == {*of_shard[1], of_shard[0][0]}
     assert (out_a["scored"], out_a["warming_up"]) == (offline_a["scored"], offline_a["warming_up"])
-    assert out_a["duplicate"] + out_a["late"] + out_a["invalid"] + out_a["dropped"] == 0
+    assert out_a["duplicate"] + out_a["late"] + out_a["dropped"] == 0
+    assert out_a["invalid"] == 1  # the intruder, refused as wrong_partition
     # The restarted shard replayed its patients from the stream (from their first sample)
     # and then took the live ones: each sample scored once (the replay and the live queue
     # overlap only as duplicate or late), the warm-up no longer than offline (so the first
     # live sample was scored, not warming up), no sequence gap.
     assert (out_b["scored"], out_b["warming_up"]) == (offline_b["scored"], offline_b["warming_up"])
     assert total(scraped["b2"], "monitor_sequence_gaps_total") == offline_b["sequence_gaps"]
+    assert total(scraped["b2"], "monitor_invalid_messages_total", reason="wrong_partition") == 1
     assert total(scraped["b2"], "monitor_received_total") > 0  # it went live before the end
     assert total(scraped["b2"], "monitor_recovered_messages_total") >= sum(before.values())
     recovered = [e for e in b2.log_events() if e.get("event") == "recovered"]
