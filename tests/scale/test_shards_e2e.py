@@ -64,7 +64,14 @@ class _Alerts:
 
 
 def _outcomes(d: Daemon) -> Counter[str]:
-    m = d.metrics()
+    """`d`'s outcome counts; a scrape that times out on the loaded 2 cores is tried again."""
+    for attempt in range(3):
+        try:
+            m = d.metrics()
+            break
+        except TimeoutError:
+            if attempt == 2:
+                raise
     names = ("scored", "warming_up", "duplicate", "late", "invalid", "dropped", "shed", "failed")
     return Counter({o: int(total(m, "monitor_messages_total", outcome=o)) for o in names})
 
@@ -199,6 +206,8 @@ def test_two_shards_share_the_patients_and_a_killed_shard_recovers(
     assert {dict(labels).get("shard") for _, labels in scraped["a"]} == {"0"}
     assert {dict(labels).get("shard") for _, labels in scraped["b2"]} == {"1"}
     # Alerts: the shards published what one daemon decides offline on the same stream.
-    live = {str(p["id"]) for p in alerts.payloads if p.get("kind") == "physiological"}
+    published = Counter(str(p["id"]) for p in alerts.payloads if p.get("kind") == "physiological")
     assert alerts_a | alerts_b, "the scenario raised no alert: the comparison would be empty"
-    assert live == alerts_a | alerts_b
+    assert set(published) == alerts_a | alerts_b
+    # None twice: the restarted shard published only what its replay decided and nobody had.
+    assert max(published.values()) == 1
