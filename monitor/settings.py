@@ -131,7 +131,9 @@ class AlertSettings(BaseModel):
     )
     outbox_path: Path = Field(
         default=Path("state/alert-outbox.sqlite3"),
-        description="The outbox file (relative to the working directory); one daemon per file.",
+        description="The outbox file (relative to the working directory); one daemon per "
+        "file. It must be writable (a state volume, systemd StateDirectory); when it is not, "
+        "the daemon serves without it and logs outbox_unavailable.",
     )
 
 

@@ -72,6 +72,12 @@ class AlertSink:
     def __len__(self) -> int:
         return len(self._urgent) + len(self._routine) + (self._in_flight is not None)
 
+    def attach(self, outbox: Outbox) -> int:
+        """Use `outbox` from now on and queue what it kept from an earlier run, in decision
+        order, ahead of anything decided in this run; return how many it kept."""
+        self._outbox = outbox
+        return self.restore()
+
     def restore(self) -> int:
         """Queue what the outbox kept from an earlier run, in decision order; return how many."""
         if self._outbox is None:

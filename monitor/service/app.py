@@ -39,7 +39,7 @@ from monitor.service.alerting import SYSTEM_TOPIC_ID, AlertSink
 from monitor.service.http import HttpServer
 from monitor.service.logs import Pseudonymizer, RateLimiter
 from monitor.service.metrics import Metrics
-from monitor.service.outbox import Outbox
+from monitor.service.outbox import Outbox, OutboxError
 from monitor.service.pipeline import Job, Pipeline, model_info_from_card
 from monitor.service.shard import Recovery, ShardLabels
 from monitor.settings import Settings
@@ -207,7 +207,7 @@ class Daemon:
             topic_prefix=settings.alerts.topic_prefix,
             qos=settings.alerts.qos,
             max_pending=settings.alerts.max_pending,
-            outbox=None,  # opened by `serve`: no work in the constructor
+            outbox=None,  # attached by `serve`: no work in the constructor
             system_id=self._system_id,
         )
         self._executor = ThreadPoolExecutor(1, "inference", initializer=one_inference_thread)
@@ -258,17 +258,18 @@ class Daemon:
                 loop.add_signal_handler(sig, self.request_stop)
         alerts = self.settings.alerts
         if alerts.outbox:
-            self.alerts = AlertSink(
-                self.metrics,
-                topic_prefix=alerts.topic_prefix,
-                qos=alerts.qos,
-                max_pending=alerts.max_pending,
-                outbox=Outbox(alerts.outbox_path),
-                system_id=self._system_id,
-            )
-            restored = self.alerts.restore()
-            if restored:
-                log.info("alerts_restored", count=restored, outbox=str(alerts.outbox_path))
+            try:
+                restored = self.alerts.attach(Outbox(alerts.outbox_path))
+            except OutboxError as exc:
+                # Monitoring matters more than durability: serve, and say what is at risk.
+                log.error(
+                    "outbox_unavailable",
+                    error=str(exc),
+                    effect="alerts not delivered before a restart will be lost",
+                )
+            else:
+                if restored:
+                    log.info("alerts_restored", count=restored, outbox=str(alerts.outbox_path))
         self.http.start()
         self.metrics.model_info.labels(
             self.predictor.card.model_version, self.predictor.device

@@ -259,6 +259,10 @@ class BatchHistogram(Collector):
         """Observe many values on a histogram without labels."""
         self.labels().observe_many(values)
 
+    def observe(self, value: float) -> None:
+        """Observe one value on a histogram without labels."""
+        self.labels().observe(value)
+
     def describe(self) -> list[Metric]:
         """The metric family this collector yields (for the registry's name checks)."""
         return [HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)]

@@ -4,7 +4,8 @@ Every alert is written here when it is decided and deleted when the broker ackno
 it; what is left when the daemon stops (broker down, frozen, past the grace period) is
 delivered after the next start, in the order it was decided, with the alert's own `id`
 (consumers de-duplicate on it). One daemon per file: the database is opened in exclusive
-locking mode, so a second daemon on the same file stops with a clear error.
+locking mode, so a second daemon on the same file cannot use it (`OutboxError`; the daemon
+then serves without an outbox and logs ``outbox_unavailable``, as for an unwritable path).
 
 Durability: WAL with ``synchronous=NORMAL`` survives a crash of the daemon; a power loss
 may lose the last transactions (``FULL`` would cost an fsync per alert burst).

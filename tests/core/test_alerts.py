@@ -32,6 +32,7 @@ def test_to_json_is_compact_and_round_trips() -> None:
     raw = event.to_json()
     assert json.loads(raw) == {
         "v": 1,
+        "id": event.id,
         "kind": "physiological",
         "patient_id": "p1",
         "vital": "spo2",
