@@ -302,6 +302,82 @@ class SignalSettings(BaseModel):
         )
 
 
+# -- scale-out: shards over NATS (issue 17; docs/scale-out.md) ------------------------------
+
+
+class ShardSettings(BaseModel):
+    """Which share of the patients this daemon owns (`monitor run --shard K/N`).
+
+    Unset `count` (the default): one daemon owns every patient, on `ingest.topics`. Set: the
+    daemon subscribes to ``<topic prefix>/<k>/+`` for each partition k it owns (k mod count ==
+    index) through the NATS server's MQTT listener, instead of `ingest.topics`.
+    """
+
+    model_config = _SECTION
+
+    index: int = Field(default=0, ge=0, description="K: this shard's index, 0..count-1.")
+    count: int | None = Field(
+        default=None, ge=1, description="N: the number of shards; unset for one daemon."
+    )
+    partitions: int = Field(
+        default=64,
+        ge=1,
+        le=65_536,
+        description="P: the partition count of the NATS server's mapping; count divides it.",
+    )
+    topic_prefix: str = Field(
+        default="vitals",
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_/-]{0,63}$",
+        description="Devices' prefix.",
+    )
+
+    @model_validator(mode="after")
+    def _divides(self) -> ShardSettings:
+        if self.count is not None:
+            if self.partitions % self.count:
+                raise ValueError(f"count {self.count} must divide partitions {self.partitions}")
+            if self.index >= self.count:
+                raise ValueError(f"index {self.index} must be below count {self.count}")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """Whether this daemon is one shard of several (or of one, set explicitly)."""
+        return self.count is not None
+
+    def label(self) -> str:
+        """The shard's identity in metrics, logs and the system alert topic: its index."""
+        return str(self.index)
+
+
+class NatsSettings(BaseModel):
+    """The JetStream stream a shard rebuilds its windows from on start."""
+
+    model_config = _SECTION
+
+    url: str | None = Field(
+        default=None,
+        description="NATS URL (nats://[user:pass@]host:4222) for window recovery; unset: a "
+        "shard starts with empty windows.",
+    )
+    stream: str = Field(
+        default="VITALS",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="The stream over vitals.*.* (max_msgs_per_subject: the history kept).",
+    )
+    alerts_stream: str | None = Field(
+        default="ALERTS",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="A stream over alerts.> (what the shards published): a recovering shard "
+        "publishes the alerts its replay decides that are not in it (samples its previous "
+        "owner never scored). Unset or missing: every alert decided in the replay is "
+        "suppressed, and those of samples the previous owner never scored are lost.",
+    )
+    recovery_timeout_s: float = Field(
+        default=300.0, gt=0, description="Longest a recovery may take before going live anyway."
+    )
+
+
 class Settings(BaseSettings):
     """Every setting of `monitor run`."""
 
@@ -319,6 +395,8 @@ class Settings(BaseSettings):
     state: StateSettings = Field(default_factory=StateSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    shard: ShardSettings = Field(default_factory=ShardSettings)
+    nats: NatsSettings = Field(default_factory=NatsSettings)
     signals: list[SignalSettings] = Field(
         default_factory=list,
         description="Signals known beside the built-in vitals (keys below, `[[signals]]`). "

@@ -24,6 +24,16 @@ def _overrides(**flags: Any) -> dict[str, Any]:
     return out
 
 
+def _shard(value: str | None) -> tuple[int, int] | None:
+    """Parse ``K/N`` (shard K of N)."""
+    if value is None:
+        return None
+    index, sep, count = value.partition("/")
+    if not (sep and index.isdigit() and count.isdigit()):
+        raise click.BadParameter(f"expected K/N such as 0/2, got {value!r}")
+    return int(index), int(count)
+
+
 @click.command("run")
 @click.option(
     "--config",
@@ -72,6 +82,13 @@ def _overrides(**flags: Any) -> dict[str, Any]:
 @click.option("--metrics-port", type=int, help="Port of /metrics, /healthz, /readyz (9108).")
 @click.option("--threshold", type=float, help="Raise threshold, |z| in sigma units (4).")
 @click.option("--max-patients", type=int, help="Cap on patients held (10000).")
+@click.option(
+    "--shard",
+    callback=lambda _ctx, _param, value: _shard(value),
+    help="K/N: run as shard K of N (0-based), owning the partitions k with k mod N == K "
+    "through the NATS MQTT listener (docs/scale-out.md); N divides shard.partitions (64).",
+)
+@click.option("--nats", "nats_url", help="NATS URL of the stream windows are recovered from.")
 @click.option("--log-format", type=click.Choice(["auto", "json", "console"]))
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 def command(config_file: Path | None, **flags: Any) -> None:
@@ -92,6 +109,7 @@ def command(config_file: Path | None, **flags: Any) -> None:
     from monitor.settings import legacy_password, load_settings
 
     topics = flags.pop("topics")
+    shard = flags.pop("shard")
     warning = cli_secret_warning("run", flags["broker"], flags["password"])
     if warning is not None:
         click.echo(warning, err=True)
@@ -119,10 +137,13 @@ def command(config_file: Path | None, **flags: Any) -> None:
         "max_patients": "window__max_patients",
         "log_format": "log__format",
         "log_level": "log__level",
+        "nats_url": "nats__url",
     }
     overrides = _overrides(**{mapping[k]: v for k, v in flags.items()})
     if topics:
         overrides.setdefault("ingest", {})["topics"] = list(topics)
+    if shard is not None:
+        overrides.setdefault("shard", {}).update(index=shard[0], count=shard[1])
     try:
         settings = load_settings(config_file, **overrides)
         code = run_daemon(settings)

@@ -39,6 +39,8 @@ class AlertSink:
     Args:
         metrics: Where drops are counted.
         topic_prefix: Alerts go to ``<topic_prefix>/<patient_id>`` (``/_system``).
+        system_id: The last level(s) of the system alerts' topic: ``_system``, or
+            ``_system/<K>`` for shard K (shards must not share it).
         qos: The publish QoS.
         max_pending: Most alerts held; past it the oldest physiological one is dropped.
         outbox: The durable store, or None (alerts then live in memory only).
@@ -52,8 +54,10 @@ class AlertSink:
         qos: int,
         max_pending: int,
         outbox: Outbox | None,
+        system_id: str = SYSTEM_TOPIC_ID,
     ) -> None:
         self._metrics = metrics
+        self._system_id = system_id
         self._prefix = topic_prefix
         self._qos = qos
         self._limit = max_pending
@@ -91,7 +95,7 @@ class AlertSink:
             StoredAlert(
                 None,
                 e.id,
-                f"{self._prefix}/{e.patient_id or SYSTEM_TOPIC_ID}",
+                f"{self._prefix}/{e.patient_id or self._system_id}",
                 e.to_json(),
                 e.kind == "technical" or e.patient_id is None,
             )

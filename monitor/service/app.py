@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiomqtt
+import nats.errors as nats_errors
 import numpy as np
 import structlog
 from prometheus_client import CollectorRegistry
@@ -32,16 +33,19 @@ from prometheus_client import CollectorRegistry
 from monitor.core.alerts import AlertEvent
 from monitor.core.codec import Rejection
 from monitor.model.predictor import Predictor
-from monitor.service.alerting import AlertSink
+from monitor.service.alerting import SYSTEM_TOPIC_ID, AlertSink
 from monitor.service.http import HttpServer
 from monitor.service.logs import Pseudonymizer, RateLimiter
 from monitor.service.metrics import Metrics
 from monitor.service.outbox import Outbox, OutboxError
 from monitor.service.pipeline import Job, Pipeline, model_info_from_card
+from monitor.service.shard import Recovery, ShardLabels
 from monitor.service.snapshot import restore_on_start, save_on_stop
 from monitor.settings import Settings
 from monitor.transports.mqtt.client import Connection, connect, reconnect_delay, watch_silence
 from monitor.transports.mqtt.errors import BrokerAuthError, BrokerError, BrokerTLSError
+from monitor.transports.mqtt.topics import PartitionGuard, partition_topics
+from monitor.transports.nats.partition import owned_partitions
 from monitor.tuning import serving_tuning
 
 log = structlog.get_logger("monitor")
@@ -57,6 +61,12 @@ _IN_FLIGHT = 2
 #: Room for the topic and the MQTT header above `ingest.max_payload_bytes`: a larger packet
 #: drops the connection (a payload between the two is refused by the codec, counted).
 PACKET_HEADROOM_BYTES = 4096
+#: Wait between subscribing and the catch-up replay (see `Daemon._subscribe`).
+_STREAM_SETTLE_S = 0.25
+_REFUSAL_DETAIL = {
+    "topic_not_utf8": "the MQTT topic is not valid UTF-8",
+    "wrong_partition": "the topic's partition is not the patient id's hash (or not this shard's)",
+}
 
 
 class CountingQueue:
@@ -131,7 +141,14 @@ class Daemon:
     ) -> None:
         self.settings = settings
         self.predictor = predictor
-        self.metrics = Metrics.create(registry or CollectorRegistry())
+        shard = settings.shard
+        exposed = registry or CollectorRegistry()
+        if shard.enabled:
+            # Every metric carries the shard's label: its own registry, exposed labelled.
+            self.metrics = Metrics.create(CollectorRegistry())
+            exposed.register(ShardLabels(self.metrics.registry, shard.label()))
+        else:
+            self.metrics = Metrics.create(exposed)
         self._inference_hook = inference_hook
         key = settings.log.pseudonym_key
         self.pseudonym = Pseudonymizer(key.get_secret_value().encode() if key else None)
@@ -142,12 +159,39 @@ class Daemon:
         self.http = HttpServer(
             settings.metrics.host,
             settings.metrics.port,
-            self.metrics.registry,
+            exposed,
             self.is_ready,
             idle_timeout_s=settings.metrics.idle_timeout_s,
             max_connections=settings.metrics.max_connections,
         )
         self._queue = CountingQueue(self.metrics, settings.ingest.queue_size)
+        self._topics = settings.ingest.topics
+        self._on_message: Callable[[list[tuple[str, bytes]]], None] = self._queue.put
+        self._system_id = SYSTEM_TOPIC_ID
+        self._recovery: Recovery | None = None
+        self._recovering = False
+        self._recovered = False
+        if shard.enabled:
+            assert shard.count is not None  # enabled
+            owned = owned_partitions(shard.index, shard.count, shard.partitions)
+            self._topics = partition_topics(shard.topic_prefix, owned)
+            guard = PartitionGuard(self._queue.put, self._on_refused, shard.partitions, owned)
+            self._on_message = guard
+            self._system_id = f"{SYSTEM_TOPIC_ID}/{shard.label()}"
+            if settings.nats.url:
+                self._recovery = Recovery(
+                    self.pipeline,
+                    self._predict_async,
+                    self._emit,
+                    self.metrics,
+                    guard.accepts,
+                    url=settings.nats.url,
+                    stream=settings.nats.stream,
+                    alerts_stream=settings.nats.alerts_stream,
+                    prefix=shard.topic_prefix.replace("/", "."),
+                    partitions=owned,
+                    max_batch=settings.batch.max_batch,
+                )
         self._conn: Connection | None = None
         self._stop = asyncio.Event()
         self._stop_deadline: float | None = None  # monotonic; set by the first stop request
@@ -166,6 +210,7 @@ class Daemon:
             qos=settings.alerts.qos,
             max_pending=settings.alerts.max_pending,
             outbox=None,  # attached by `serve`: no work in the constructor
+            system_id=self._system_id,
         )
         self._executor = ThreadPoolExecutor(1, "inference", initializer=one_inference_thread)
 
@@ -208,6 +253,8 @@ class Daemon:
     async def serve(self) -> int:
         """Run until stopped; return the exit code (0 after a graceful shutdown)."""
         loop = self._loop = asyncio.get_running_loop()
+        if self.settings.shard.enabled:
+            structlog.contextvars.bind_contextvars(shard=self.settings.shard.label())
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
@@ -282,12 +329,11 @@ class Daemon:
                     b,
                     clean_session=not ingest.persistent_session,
                     session_expiry_s=ingest.session_expiry_s if ingest.persistent_session else None,
-                    on_message=self._queue.put,
+                    on_message=self._on_message,
                     on_refused=self._on_refused,
                     max_packet_bytes=ingest.max_payload_bytes + PACKET_HEADROOM_BYTES,
                 ) as conn:
-                    for topic in ingest.topics:
-                        await conn.client.subscribe(topic, qos=ingest.qos)
+                    await self._subscribe(conn)
                     attempt = 0
                     self._set_connected(conn)
                     await self._serve_connection(conn)
@@ -313,12 +359,63 @@ class Daemon:
                 await asyncio.wait_for(self._stop.wait(), delay)
         await self._final_flush()
 
+    async def _subscribe(self, conn: Connection) -> None:
+        """Subscribe to the topics; a shard's first connection recovers its windows around it.
+
+        Recovery (`service.shard`): replay the stream, subscribe (live messages wait in the
+        queue), replay what the stream got since, then go live; the queue's overlap with the
+        catch-up ends as duplicate or late. Without the stream the shard starts empty.
+        """
+        recovery = None if self._recovered else self._recovery
+        first = None
+        if recovery is not None:
+            self._recovering = True
+            first = await self._recover(recovery, 1)
+        for topic in self._topics:
+            await conn.client.subscribe(topic, qos=self.settings.ingest.qos)
+        if recovery is not None:
+            if first is not None:
+                # The server stores a message in the stream a moment after it routes it to
+                # subscribers: let a message published just before the subscription took
+                # effect reach the stream before the catch-up reads up to its end.
+                await asyncio.sleep(_STREAM_SETTLE_S)
+                await self._recover(recovery, first + 1)
+            self._recovered = True  # once per process: later reconnects go live at once
+            self._recovering = False
+
+    async def _recover(self, recovery: Recovery, start_seq: int) -> int | None:
+        """Replay from `start_seq`; return the stream's last sequence, None on failure."""
+        t0 = time.perf_counter()
+        try:
+            done = await asyncio.wait_for(
+                recovery.run(start_seq), self.settings.nats.recovery_timeout_s
+            )
+        except (OSError, TimeoutError, nats_errors.Error) as exc:
+            log.error("recovery_failed", error=repr(exc), start_seq=start_seq)
+            return None
+        log.info(
+            "recovered",
+            messages=done.messages,
+            start_seq=start_seq,
+            last_seq=done.last_seq,
+            seconds=round(time.perf_counter() - t0, 3),
+            patients=len(self.pipeline.windows),
+            alerts_suppressed=recovery.suppressed_total,
+            alerts_published=recovery.published_total,
+        )
+        return done.last_seq
+
+    async def _predict_async(self, windows: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._predict, windows
+        )
+
     def _set_connected(self, conn: Connection) -> None:
         self._conn = conn
         self._connected.set()
         self.metrics.mqtt_connected.set(1)
         self.metrics.ready.set(1 if self.is_ready() else 0)
-        log.info("subscribed", topics=self.settings.ingest.topics, protocol=conn.protocol)
+        log.info("subscribed", topics=self._topics, protocol=conn.protocol)
 
     def _set_disconnected(self) -> None:
         self._conn = None
@@ -351,7 +448,7 @@ class Daemon:
         if not self.settings.ingest.persistent_session:
             with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                 await asyncio.wait_for(
-                    conn.client.unsubscribe(self.settings.ingest.topics), self._grace_left() / 4
+                    conn.client.unsubscribe(self._topics), self._grace_left() / 4
                 )
         self._drain(limit=None)
         await self._final_flush()
@@ -383,7 +480,7 @@ class Daemon:
             log.warning(
                 "message_rejected",
                 reason=reason,
-                detail="the MQTT topic is not valid UTF-8",
+                detail=_REFUSAL_DETAIL.get(reason, reason),
                 suppressed_since_last=suppressed,
             )
 
@@ -551,6 +648,10 @@ class Daemon:
     async def _housekeeping(self) -> None:
         while True:
             await asyncio.sleep(self.settings.housekeeping_interval_s)
+            if self._recovering:
+                # The windows are on the stream's clock until the replay ends: the wall
+                # clock's 'signal lost' would be about the replay, not the patients.
+                continue
             self._emit(self.pipeline.housekeeping(time.time()))
             self.metrics.ready.set(1 if self.is_ready() else 0)
 
