@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from monitor.settings import NatsSettings
 from tests.deploy import kube
 from tests.deploy.contract import DEPLOY
 
@@ -149,7 +150,20 @@ def test_stream_keeps_what_the_mapping_produces() -> None:
         <= kube.resources()[("StatefulSet", "vitals-nats")]["spec"]["replicas"]
     )
     script = kube.container("Job", "vitals-stream")["args"][0]
-    assert f"nats stream add {stream['name']}" in script
+    assert "for name in VITALS ALERTS" in script
+    assert 'nats stream add "$name" --config "$config"' in script
+
+
+def test_alerts_stream_is_the_one_a_recovering_shard_reads() -> None:
+    """The ALERTS stream keeps what the shards publish (alerts/<id> over MQTT is alerts.<id>),
+    under the name the daemon's `nats.alerts_stream` reads by default; the streams' config
+    keys are the names the Job derives from the stream names."""
+    data = kube.resources()[("ConfigMap", "vitals-stream")]["data"]
+    alerts = json.loads(data["alerts-stream.json"])
+    vitals = json.loads(data["vitals-stream.json"])
+    nats = NatsSettings()
+    assert (vitals["name"], alerts["name"]) == (nats.stream, nats.alerts_stream)
+    assert alerts["subjects"] == ["alerts.>"]
 
 
 def test_kubernetes_scrape_labels_each_pod_with_its_shard(tmp_path: Path) -> None:

@@ -79,8 +79,8 @@ def test_a_dot_in_the_patient_id_disconnects_the_device_on_nats_2_9(
     nats_server: NatsServer,
 ) -> None:
     """nats-server 2.9.10 drops an MQTT client that publishes `vitals/a.b` (the id is lost):
-    ids with '.' are unsupported on NATS (docs/scale-out-figures.md); this test fails when
-    the installed server starts mapping '.', so the limitation can be lifted."""
+    ids with '.' are unsupported on NATS (docs/messages.md, docs/scale-out.md); this test
+    fails when the installed server starts mapping '.', so the limitation can be lifted."""
     reader = _Mqtt(nats_server, "reader")
     device = _Mqtt(nats_server, "device")
     try:
