@@ -14,7 +14,7 @@ import pytest
 
 from monitor.model.card import ModelCard
 from monitor.model.store import CARD_FILE, default_model_path
-from tests.support.daemon import Daemon, total
+from tests.support.daemon import Daemon, settle, total
 from tests.support.listener import Listener
 from tests.support.mosquitto import Mosquitto
 
@@ -47,17 +47,6 @@ def simulate(broker: Mosquitto, tmp: Path, *args: str) -> Path:
     ]
     subprocess.run(cmd, check=True, timeout=120, capture_output=True)
     return labels
-
-
-def settle(daemon: Daemon, expected: int, timeout: float = 30.0) -> dict[Any, float]:
-    """Wait until the daemon has given an outcome to `expected` messages; return metrics."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        m = daemon.metrics()
-        if total(m, "monitor_messages_total") >= expected:
-            return m
-        time.sleep(0.2)
-    raise TimeoutError(f"only {total(daemon.metrics(), 'monitor_messages_total')} of {expected}")
 
 
 def test_spikes_raise_alerts_on_the_right_patient_and_vital(

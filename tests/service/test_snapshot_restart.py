@@ -8,7 +8,6 @@ each patient's first sample after the restart instead of warming up for a whole 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -17,7 +16,7 @@ import pytest
 from monitor.core.vitals import CLINICAL_VITALS
 from monitor.model.card import ModelCard
 from monitor.model.store import CARD_FILE
-from tests.support.daemon import Daemon, total
+from tests.support.daemon import Daemon, settle, total
 from tests.support.mosquitto import Mosquitto
 
 pytestmark = pytest.mark.mqtt
@@ -52,16 +51,10 @@ def publish(port: int, seqs: range) -> int:
     return len(infos)
 
 
-def settle(daemon: Daemon, expected: int, timeout: float = 60.0) -> dict[str, float]:
-    """Wait until `expected` samples have an outcome; return the outcome counts."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        m = daemon.metrics()
-        if total(m, "monitor_messages_total") >= expected:
-            outcomes = ("scored", "warming_up")
-            return {o: total(m, "monitor_messages_total", outcome=o) for o in outcomes}
-        time.sleep(0.1)
-    raise TimeoutError(f"{total(daemon.metrics(), 'monitor_messages_total')} of {expected}")
+def outcomes_after(daemon: Daemon, expected: int) -> dict[str, float]:
+    """Wait until `expected` samples have an outcome; return the scored and warming-up counts."""
+    m = settle(daemon, expected)
+    return {o: total(m, "monitor_messages_total", outcome=o) for o in ("scored", "warming_up")}
 
 
 def events(daemon: Daemon, name: str) -> list[dict[str, object]]:
@@ -80,7 +73,7 @@ def test_restart_with_a_snapshot_scores_the_first_sample(
     first.start(tmp_path / "first.log")
     first.wait_ready()
     sent = publish(mosquitto.port, range(1, window + 3))
-    before = settle(first, sent)
+    before = outcomes_after(first, sent)
     assert before["scored"] == 2 * len(PATIENTS)  # the samples after a full window
     assert first.stop() == 0
     assert [e["patients"] for e in events(first, "snapshot_written")] == [len(PATIENTS)]
@@ -89,7 +82,7 @@ def test_restart_with_a_snapshot_scores_the_first_sample(
     second.start(tmp_path / "second.log")
     second.wait_ready()
     assert [e["patients"] for e in events(second, "snapshot_restored")] == [len(PATIENTS)]
-    after = settle(second, publish(mosquitto.port, range(window + 3, window + 4)))
+    after = outcomes_after(second, publish(mosquitto.port, range(window + 3, window + 4)))
     assert after == {"scored": len(PATIENTS), "warming_up": 0}
     assert second.stop() == 0
     assert events(second, "snapshot_refused") == []

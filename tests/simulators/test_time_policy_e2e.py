@@ -13,13 +13,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from monitor.model.card import ModelCard
 from monitor.model.store import CARD_FILE, default_model_path
-from tests.support.daemon import Daemon, total
+from tests.support.daemon import Daemon, settle, total
 from tests.support.mosquitto import Mosquitto
 
 pytestmark = pytest.mark.mqtt
@@ -27,17 +26,6 @@ pytestmark = pytest.mark.mqtt
 MONITOR = [sys.executable, "-m", "monitor.cli"]
 #: The shipped model's window: each patient's first WINDOW samples only warm up.
 WINDOW = ModelCard.from_json((default_model_path() / CARD_FILE).read_text()).window
-
-
-def _settle(daemon: Daemon, expected: float, timeout: float = 60.0) -> dict[Any, float]:
-    """Wait until every one of `expected` samples has an outcome; return the metrics."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        metrics = daemon.metrics()
-        if total(metrics, "monitor_messages_total") >= expected:
-            return metrics
-        time.sleep(0.2)
-    raise TimeoutError(f"{total(daemon.metrics(), 'monitor_messages_total')} of {expected}")
 
 
 def _run(*args: str) -> str:
@@ -59,7 +47,7 @@ def test_accelerated_simulation_is_scored_by_a_default_daemon(
             "--scenario", "mixed", "--speed", "60", "--duration", str(WINDOW + 120),
         )  # fmt: skip
         samples = json.loads(err.strip().splitlines()[-1])["samples"]
-        metrics = _settle(daemon, samples)
+        metrics = settle(daemon, samples)
     finally:
         assert daemon.stop() == 0
     assert total(metrics, "monitor_invalid_messages_total", reason="clock_skew") == 0
@@ -93,7 +81,7 @@ def test_live_replay_of_an_import_is_scored_by_a_default_daemon(
     try:
         daemon.wait_ready()
         _run("replay", str(recording), "--broker", mosquitto.url, "--speed", "100", "--quiet")
-        metrics = _settle(daemon, rows)
+        metrics = settle(daemon, rows)
     finally:
         assert daemon.stop() == 0
     assert total(metrics, "monitor_invalid_messages_total", reason="clock_skew") == 0

@@ -174,3 +174,18 @@ class Daemon:
             except json.JSONDecodeError:
                 continue
         return events
+
+
+def settle(daemon: Daemon, expected: float, timeout: float = 60.0) -> dict[Any, float]:
+    """Wait until the daemon has given an outcome to `expected` messages; return its metrics.
+
+    Raises:
+        TimeoutError: Fewer outcomes after `timeout` seconds (the count is in the message).
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        metrics = daemon.metrics()
+        if total(metrics, "monitor_messages_total") >= expected:
+            return metrics
+        time.sleep(0.1)
+    raise TimeoutError(f"{total(daemon.metrics(), 'monitor_messages_total')} of {expected}")
