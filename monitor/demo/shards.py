@@ -61,6 +61,7 @@ async def run_shards_demo(
         BrokerError: Its MQTT listener cannot be reached.
     """
     started = time.monotonic() if started is None else started
+    sim_started = started
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     nats = SpawnedNats(PARTITIONS, _HOST)
@@ -72,7 +73,9 @@ async def run_shards_demo(
         model = load_model(options.model)
         daemons: list[Daemon] = []
         for k in range(count):
-            port = port_or_free(_HOST, options.metrics_port + k if options.metrics_port else 0)
+            # Shard K on --metrics-port + K; 0 (or past the last port): any free one.
+            wanted = options.metrics_port + k if options.metrics_port else 0
+            port = port_or_free(_HOST, wanted if wanted <= 65535 else 0)
             settings = shard_settings(nats, k, count, port)
             predictor = Predictor(model, settings.model.device, settings.model.backend)
             daemons.append(Daemon(settings, predictor))
