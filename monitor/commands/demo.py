@@ -57,6 +57,13 @@ import click
     help="Redraw the summary in place (default: when standard output is a terminal).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the simulator.")
+@click.option(
+    "--shards",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Run N shards sharing the patients on a spawned nats-server (needs nats-server on "
+    "PATH; N divides the 64 partitions). Shard K serves /metrics on --metrics-port + K.",
+)
 def command(
     broker_url: str | None,
     port: int,
@@ -67,6 +74,7 @@ def command(
     duration: float | None,
     tty: bool | None,
     seed: int,
+    shards: int | None,
 ) -> None:
     """Show the whole system: broker, simulated patients, the daemon and its alerts, live.
 
@@ -74,7 +82,13 @@ def command(
     small one trained on the spot), and the simulator with the `mixed` scenario at SPEED x
     real time; serves /metrics; prints patients, messages/s, latency and recent alerts every
     second until Ctrl-C or SIGTERM (exit 0).
+
+    With --shards N: a nats-server spawned on free ports (JetStream, its MQTT listener and the
+    partition mapping; removed at stop) instead of the broker, and N shards; the summary
+    shows each shard's patients, messages/s and alerts (docs/demo.md, "Two shards").
     """
+    if shards is not None:
+        _check_shards(shards, broker_url)
     started = time.monotonic()
     # One OpenMP thread, set before torch is imported (PERFORMANCE.md).
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -82,6 +96,7 @@ def command(
 
     from monitor.demo.model import resolve_model
     from monitor.demo.runner import DemoOptions, run_demo
+    from monitor.demo.shards import run_shards_demo
     from monitor.demo.simulation import SimulationOptions
     from monitor.demo.summary import Display
     from monitor.errors import MonitorError
@@ -102,8 +117,29 @@ def command(
         simulation=SimulationOptions(patients=patients, speed=speed, seed=seed),
     )
     try:
-        code = asyncio.run(run_demo(options, display, started))
+        if shards is None:
+            code = asyncio.run(run_demo(options, display, started))
+        else:
+            code = asyncio.run(run_shards_demo(options, shards, display, started))
     except (BrokerError, MonitorError) as exc:
         click.echo(f"monitor demo: {exc}", err=True)
         sys.exit(2)
     sys.exit(code)
+
+
+def _check_shards(count: int, broker_url: str | None) -> None:
+    """Refuse (exit 2, one line) what --shards cannot run, before anything starts."""
+    import shutil
+
+    from monitor.demo.nats import MISSING
+    from monitor.demo.shards import PARTITIONS
+
+    if broker_url is not None:
+        raise click.UsageError("--shards spawns its own nats-server: leave out --broker")
+    if PARTITIONS % count:
+        raise click.BadParameter(
+            f"{count} does not divide the {PARTITIONS} partitions", param_hint="--shards"
+        )
+    if shutil.which("nats-server") is None:
+        click.echo(MISSING, err=True)
+        sys.exit(2)

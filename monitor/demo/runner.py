@@ -73,7 +73,7 @@ def demo_settings(broker_url: str, metrics_port: int) -> Settings:
     )
 
 
-async def _wait(flag: asyncio.Event, seconds: float) -> bool:
+async def wait_flag(flag: asyncio.Event, seconds: float) -> bool:
     """Wait up to `seconds` for `flag`; return whether it is set."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(flag.wait(), seconds)
@@ -203,5 +203,5 @@ async def _refresh_loop(
         if not simulation.running:
             return
         wait = options.refresh_s if end is None else min(options.refresh_s, end - now)
-        if wait <= 0 or await _wait(stop, wait):
+        if wait <= 0 or await wait_flag(stop, wait):
             return

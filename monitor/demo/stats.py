@@ -179,3 +179,30 @@ class Window:
             alerts=int(reading.alerts),
             technical=int(reading.technical),
         )
+
+
+def combine(readings: list[Reading]) -> Reading:
+    """One reading of several daemons taken together (the shards of `monitor demo --shards`):
+    counters and histogram buckets add up (every daemon has the same bucket bounds)."""
+    if not readings:
+        raise ValueError("no reading to combine")
+
+    def add(pick: list[Buckets]) -> Buckets:
+        sums: dict[float, float] = {}
+        for buckets in pick:
+            for le, count in buckets:
+                sums[le] = sums.get(le, 0.0) + count
+        return tuple(sums.items())
+
+    return Reading(
+        at=max(r.at for r in readings),
+        received=sum(r.received for r in readings),
+        scored=sum(r.scored for r in readings),
+        warming=sum(r.warming for r in readings),
+        settled=sum(r.settled for r in readings),
+        patients=sum(r.patients for r in readings),
+        alerts=sum(r.alerts for r in readings),
+        technical=sum(r.technical for r in readings),
+        e2e=add([r.e2e for r in readings]),
+        inference=add([r.inference for r in readings]),
+    )

@@ -44,6 +44,16 @@ def figures_line(elapsed_s: float, f: Figures) -> str:
     )
 
 
+def shard_line(label: str, f: Figures) -> str:
+    """One shard's share of a refresh (`monitor demo --shards`): its patients, messages and
+    alerts, from its own metrics."""
+    return (
+        f"  shard {label}: patients={f.patients} msg/s={f.messages_per_s:.0f} "
+        f"scored/s={f.scored_per_s:.0f} e2e p99={ms(f.e2e_p99_s)} "
+        f"raised: physiological={f.alerts} technical={f.technical}"
+    )
+
+
 def alert_line(seen: Seen, started: float) -> str:
     """One alert event: when, patient, vital (or technical reason), state and severity."""
     e = seen.event
@@ -81,6 +91,7 @@ class Display:
         recent: Sequence[Seen],
         new: Sequence[Seen],
         started: float,
+        shards: Sequence[tuple[str, Figures]] = (),
     ) -> None:
         """Show one refresh.
 
@@ -90,9 +101,11 @@ class Display:
             recent: The most recent alert events (TTY screen).
             new: Events received since the previous refresh (plain lines).
             started: Monotonic time the demo started (alert timestamps are relative to it).
+            shards: Each shard's label ("0/2") and figures, shown under the totals `f`.
         """
         if not self.tty:
             lines = [alert_line(s, started) for s in new] + [figures_line(elapsed_s, f)]
+            lines += [shard_line(label, sf) for label, sf in shards]
             self.out.write("\n".join(lines) + "\n")
             self.out.flush()
             return
@@ -106,6 +119,7 @@ class Display:
             f"end-to-end latency  p50 {ms(f.e2e_p50_s):>9}   p99 {ms(f.e2e_p99_s):>9}",
             f"inference latency   p50 {ms(f.inference_p50_s):>9}   p99 {ms(f.inference_p99_s):>9}",
             f"alerts raised since start: physiological {f.alerts}, technical {f.technical}",
+            *(shard_line(label, sf) for label, sf in shards),
             "",
             *self.legend,
             "",
