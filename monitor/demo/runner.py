@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,7 +123,7 @@ async def run_demo(options: DemoOptions, display: Display, started: float | None
         feeding = asyncio.create_task(feed.run(), name="alert-feed")
         simulation = Simulation(settings.broker, options.simulation)
         try:
-            await _wait_connected(daemon, feed, serving, feeding)
+            await wait_connected([daemon], feed, (serving, feeding), 30.0, "the daemon")
             await asyncio.to_thread(simulation.start)
             sim_started = time.monotonic()
             o = options.simulation
@@ -168,17 +169,26 @@ async def run_demo(options: DemoOptions, display: Display, started: float | None
     return code
 
 
-async def _wait_connected(
-    daemon: Daemon, feed: AlertFeed, serving: asyncio.Task[int], feeding: asyncio.Task[None]
+async def wait_connected(
+    daemons: Sequence[Daemon],
+    feed: AlertFeed,
+    tasks: Sequence[asyncio.Task[int] | asyncio.Task[None]],
+    timeout_s: float,
+    what: str,
 ) -> None:
-    """Wait until the daemon and the feed are subscribed, so no sample or alert is missed."""
-    deadline = time.monotonic() + 30.0
-    while not (daemon.is_ready() and feed.subscribed.is_set()):
-        for task in (serving, feeding):
+    """Wait until every daemon is ready and the feed subscribed, so no sample or alert is
+    missed; a task that ends first re-raises why.
+
+    Raises:
+        TimeoutError: Not connected within `timeout_s` (`what` names the daemons).
+    """
+    deadline = time.monotonic() + timeout_s
+    while not (all(d.is_ready() for d in daemons) and feed.subscribed.is_set()):
+        for task in tasks:
             if task.done():
                 task.result()  # re-raises why it ended
         if time.monotonic() > deadline:
-            raise TimeoutError("the daemon or the alert feed did not connect within 30 s")
+            raise TimeoutError(f"{what} or the alert feed did not connect within {timeout_s:g} s")
         await asyncio.sleep(0.05)
 
 

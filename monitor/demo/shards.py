@@ -20,7 +20,7 @@ from prometheus_client import disable_created_metrics
 from monitor.demo.broker import port_or_free
 from monitor.demo.feed import AlertFeed
 from monitor.demo.nats import SpawnedNats
-from monitor.demo.runner import DemoOptions, wait_flag
+from monitor.demo.runner import DemoOptions, wait_connected, wait_flag
 from monitor.demo.simulation import Simulation
 from monitor.demo.stats import Window, combine, read
 from monitor.demo.summary import Display, legend
@@ -90,7 +90,7 @@ async def run_shards_demo(
         simulation = Simulation(daemons[0].settings.broker, options.simulation)
         codes: list[int] = []
         try:
-            await _wait_ready(daemons, feed, [*serving, feeding])
+            await wait_connected(daemons, feed, [*serving, feeding], 60.0, "a shard")
             await asyncio.to_thread(simulation.start)
             sim_started = time.monotonic()
             o = options.simulation
@@ -138,20 +138,6 @@ async def run_shards_demo(
         return 1
     display.say("stopped cleanly")
     return max(codes, default=0)
-
-
-async def _wait_ready(
-    daemons: list[Daemon], feed: AlertFeed, tasks: list[asyncio.Task[int] | asyncio.Task[None]]
-) -> None:
-    """Wait until every shard is ready (recovered, subscribed) and the feed subscribed."""
-    deadline = time.monotonic() + 60.0
-    while not (all(d.is_ready() for d in daemons) and feed.subscribed.is_set()):
-        for task in tasks:
-            if task.done():
-                task.result()  # re-raises why it ended
-        if time.monotonic() > deadline:
-            raise TimeoutError("a shard or the alert feed did not connect within 60 s")
-        await asyncio.sleep(0.05)
 
 
 async def _refresh(
