@@ -7,10 +7,9 @@ per-shard panels and the shard rules see the label on every series, `up` include
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 from tests.support.prometheus import Prometheus
 
@@ -25,24 +24,9 @@ class ShardScrape(Prometheus):
 
     shards: Sequence[str] = ()
 
-    def _write_config(self) -> Path:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        config = {
-            "global": {
-                "scrape_interval": self.scrape_interval,
-                "evaluation_interval": self.scrape_interval,
-            },
-            "rule_files": [str(p) for p in self.rule_files],
-            "scrape_configs": [
-                {
-                    "job_name": self.job_name,
-                    "static_configs": [
-                        {"targets": [target], "labels": {"shard": str(k)}}
-                        for k, target in enumerate(self.shards)
-                    ],
-                }
-            ],
-        }
-        path = self.workdir / "prometheus.yml"
-        path.write_text(json.dumps(config, indent=2))  # JSON is YAML
-        return path
+    def _static_configs(self) -> list[dict[str, Any]]:
+        """One target per shard, labelled with its index."""
+        return [
+            {"targets": [target], "labels": {"shard": str(k)}}
+            for k, target in enumerate(self.shards)
+        ]

@@ -70,12 +70,16 @@ class Prometheus:
             },
             "rule_files": [str(p) for p in self.rule_files],
             "scrape_configs": [
-                {"job_name": self.job_name, "static_configs": [{"targets": [self.target]}]}
+                {"job_name": self.job_name, "static_configs": self._static_configs()}
             ],
         }
         path = self.workdir / "prometheus.yml"
         path.write_text(json.dumps(config, indent=2))
         return path
+
+    def _static_configs(self) -> list[dict[str, Any]]:
+        """The job's targets (one: `target`)."""
+        return [{"targets": [self.target]}]
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the server and wait until /-/ready answers 200."""
