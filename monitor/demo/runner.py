@@ -157,6 +157,15 @@ async def run_demo(options: DemoOptions, display: Display, started: float | None
             await broker.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+    if not say_how_it_ended(display, feed, simulation, sim_started, started):
+        return 1
+    return code
+
+
+def say_how_it_ended(
+    display: Display, feed: AlertFeed, simulation: Simulation, sim_started: float, started: float
+) -> bool:
+    """Print when the first alert came and how the demo ended; False if the simulator failed."""
     if feed.first_at is not None:
         display.say(
             f"first alert {feed.first_at - sim_started:.1f}s after the simulator started "
@@ -164,9 +173,9 @@ async def run_demo(options: DemoOptions, display: Display, started: float | None
         )
     if simulation.error is not None:
         display.say(f"simulator failed: {simulation.error}")
-        return 1
+        return False
     display.say("stopped cleanly")
-    return code
+    return True
 
 
 async def wait_connected(

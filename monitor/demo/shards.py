@@ -20,7 +20,7 @@ from prometheus_client import disable_created_metrics
 from monitor.demo.broker import port_or_free
 from monitor.demo.feed import AlertFeed
 from monitor.demo.nats import SpawnedNats
-from monitor.demo.runner import DemoOptions, wait_connected, wait_flag
+from monitor.demo.runner import DemoOptions, say_how_it_ended, wait_connected, wait_flag
 from monitor.demo.simulation import Simulation
 from monitor.demo.stats import Window, combine, read
 from monitor.demo.summary import Display, legend
@@ -128,15 +128,8 @@ async def run_shards_demo(
         await asyncio.to_thread(nats.stop)
     for label, ids in held.items():
         display.say(f"shard {label} held {len(ids)} patients: {' '.join(sorted(ids))}")
-    if feed.first_at is not None:
-        display.say(
-            f"first alert {feed.first_at - sim_started:.1f}s after the simulator started "
-            f"({feed.first_at - started:.1f}s after the demo started); {feed.breakdown()}"
-        )
-    if simulation.error is not None:
-        display.say(f"simulator failed: {simulation.error}")
+    if not say_how_it_ended(display, feed, simulation, sim_started, started):
         return 1
-    display.say("stopped cleanly")
     return max(codes, default=0)
 
 
