@@ -70,8 +70,12 @@ def _stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
     return proc.returncode, err
 
 
-def test_a_simulated_stream_is_recorded_whole(mosquitto: Mosquitto, tmp_path: Path) -> None:
-    """20,000 QoS 0 messages at max speed: all recorded, `lost 0`, exit code 0."""
+def record_simulated_stream(mosquitto: Mosquitto, tmp_path: Path) -> tuple[int, int, int, int]:
+    """Record 20,000 QoS 0 messages sent at max speed; the summary line agrees with the file.
+
+    Returns:
+        (published, samples recorded, lost by seq gaps, exit code).
+    """
     out = tmp_path / "r.jsonl"
     with _recorder(mosquitto, out) as proc:
         sim = [*MONITOR, "simulate", "--broker", mosquitto.url, "--max-speed"]
@@ -80,12 +84,33 @@ def test_a_simulated_stream_is_recorded_whole(mosquitto: Mosquitto, tmp_path: Pa
         published = json.loads(done.stderr.strip().splitlines()[-1])["messages"]
         code, err = _stop(proc)
     assert published == 20_000
-    assert code == 0, err
     topics = [r.topic for r in read_recording(out)]
-    assert len(topics) - topics.count("vitals/probe") == published
     (match,) = SUMMARY.findall(err)
     recorded, lost, _ = map(int, match)
-    assert (recorded, lost) == (len(topics), 0)
+    assert recorded == len(topics)
+    samples = len(topics) - topics.count("vitals/probe")
+    # Seq gaps see every loss but those after a patient's last recorded sample.
+    assert lost <= published - samples
+    assert code == (3 if lost else 0), err
+    return published, samples, lost, code
+
+
+def test_a_simulated_stream_is_recorded_and_its_loss_reported(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """20,000 QoS 0 messages at max speed: the recording, the summary line and the exit code
+    agree (whether a loaded machine drops some is the perf variant's question)."""
+    published, samples, lost, _ = record_simulated_stream(mosquitto, tmp_path)
+    print(f"recorded {samples} of {published} samples, lost by seq gaps {lost}")
+
+
+@pytest.mark.perf
+def test_a_simulated_stream_is_recorded_whole(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """20,000 QoS 0 messages at max speed: all recorded, `lost 0`, exit code 0."""
+    published, samples, lost, code = record_simulated_stream(mosquitto, tmp_path)
+    assert code == 0
+    assert samples == published
+    assert lost == 0
 
 
 def test_skipped_seqs_are_reported_as_loss_with_exit_code_3(
