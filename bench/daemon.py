@@ -139,9 +139,9 @@ async def ceiling(url: str, patients: int, seconds: float) -> tuple[int, float]:
     """Receive + decode as fast as possible from a max-speed simulator; (messages, seconds).
 
     The daemon's own receive path (`connect(on_message=...)`: large socket reads, QoS 0
-    PUBLISH parsed without paho) and its decoder (`decode_many`, bursts of up to 256).
+    PUBLISH parsed without paho) and its decoder (the codec's `decode`, bursts of up to 256).
     """
-    from monitor.core.codec import CodecLimits, decode_many
+    from monitor.core.codec import CodecLimits, decode
     from monitor.core.vitals import CLINICAL_VITALS
     from monitor.transports.mqtt.client import connect
     from monitor.transports.mqtt.config import BrokerConfig
@@ -171,7 +171,7 @@ async def ceiling(url: str, patients: int, seconds: float) -> tuple[int, float]:
                         )
                 batch = [queue.popleft() for _ in range(min(256, len(queue)))]
                 now = time.time()
-                decode_many(
+                decode(
                     [p for _, p in batch],
                     [t.rpartition("/")[2] for t, _ in batch],
                     [now] * len(batch),

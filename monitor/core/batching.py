@@ -50,7 +50,8 @@ class MicroBatcher(Generic[T]):
         self._queue: deque[_Entry[T]] = deque()
         self._latest: dict[str, _Entry[T]] = {}
         self._superseded: list[tuple[int, _Entry[T]]] = []  # heap by arrival index
-        # `add_many` does not fill the heap: it is rebuilt from the queue before a shed.
+        # `add` of a batch that sheds nothing does not fill the heap: it is rebuilt from
+        # the queue before a shed.
         self._superseded_unknown = False
         self._alive = 0
         self._next_index = 0
@@ -61,17 +62,38 @@ class MicroBatcher(Generic[T]):
     def __len__(self) -> int:
         return self._alive
 
-    def add(self, key: str, item: T, now: float) -> list[T]:
-        """Queue one item.
+    def add(self, keys: Sequence[str], items: Sequence[T], at: Sequence[float]) -> list[T]:
+        """Queue items in order (a single item is a batch of one).
 
         Args:
-            key: The patient the item belongs to.
-            item: The job.
-            now: Arrival time, seconds.
+            keys: The patient of each item.
+            items: The jobs.
+            at: Each item's arrival time, seconds.
 
         Returns:
-            Items shed to respect `max_pending` (empty in normal operation), oldest first.
+            Items shed to respect `max_pending` (empty in normal operation), oldest first,
+            in the order the items' arrivals shed them.
         """
+        if self._alive + len(items) > self.max_pending:
+            shed: list[T] = []
+            for key, item, now in zip(keys, items, at, strict=True):
+                shed += self._add_one(key, item, now)
+            return shed
+        # No item can be shed: queue them all at once. Which of the queued items are
+        # superseded is worked out only if shedding is ever needed (`_shed_one`).
+        n, index = len(items), self._next_index
+        entries = list(map(_Entry, keys, items, at, range(index, index + n)))
+        self._queue.extend(entries)
+        self._latest.update(zip(keys, entries, strict=True))  # the last one per key wins
+        self._superseded_unknown = True
+        self._next_index = index + n
+        self._alive += n
+        if len(self._queue) > self._compact_above:
+            self._compact()
+        return []
+
+    def _add_one(self, key: str, item: T, now: float) -> list[T]:
+        """Queue one item when the queue may be full; return the items shed for it."""
         entry = _Entry(key, item, now, self._next_index)
         self._next_index += 1
         latest = self._latest
@@ -89,35 +111,6 @@ class MicroBatcher(Generic[T]):
         if len(self._queue) > self._compact_above or len(self._superseded) > self._compact_above:
             self._compact()
         return shed
-
-    def add_many(self, keys: Sequence[str], items: Sequence[T], at: Sequence[float]) -> list[T]:
-        """`add` each item in order (same state, same shed items), with less work per item.
-
-        Args:
-            keys: The patient of each item.
-            items: The jobs.
-            at: Each item's arrival time, seconds.
-
-        Returns:
-            Items shed, oldest first, as the `add` calls would have returned them in turn.
-        """
-        if self._alive + len(items) > self.max_pending:
-            shed: list[T] = []
-            for key, item, now in zip(keys, items, at, strict=True):
-                shed += self.add(key, item, now)
-            return shed
-        # No item can be shed: queue them all at once. Which of the queued items are
-        # superseded is worked out only if shedding is ever needed (`_shed_one`).
-        n, index = len(items), self._next_index
-        entries = list(map(_Entry, keys, items, at, range(index, index + n)))
-        self._queue.extend(entries)
-        self._latest.update(zip(keys, entries, strict=True))  # the last one per key wins
-        self._superseded_unknown = True
-        self._next_index = index + n
-        self._alive += n
-        if len(self._queue) > self._compact_above:
-            self._compact()
-        return []
 
     def due(self, now: float) -> bool:
         """Tell whether a batch should be flushed now (size reached or oldest too old)."""

@@ -1,8 +1,10 @@
-"""The codec: raw MQTT payload bytes -> validated samples in model feature order, or a reason.
+"""The codec: raw payload bytes -> validated samples in model feature order, or a reason.
 
-`decode` never raises on any input. It returns either `Decoded` (every value finite and
-physiologically plausible, in `features` order) or `Rejection` with a reason from a small
-fixed set (`monitor.core.types.RejectReason`) and a short, sanitised detail.
+`decode` takes a batch of payloads (a single payload is a batch of one) and never raises on
+any input. Each payload decodes to either `Decoded` (every value finite and physiologically
+plausible, in `features` order) or `Rejection` with a reason from a small fixed set
+(`monitor.core.types.RejectReason`) and a short, sanitised detail; the common
+single-sample payload comes back in columns (`DecodedColumns`).
 
 Block messages are all-or-nothing: one bad sample rejects the whole block, so the window
 store never sees half a block. `Rejection.n_samples` tells the shell how many samples the
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -53,8 +56,6 @@ __all__ = [
     "SingleFieldsJson",
     "clip",
     "decode",
-    "decode_columns",
-    "decode_many",
 ]
 
 _DETAIL_MAX = 160
@@ -133,8 +134,8 @@ _SINGLE: TypeAdapter[VitalsMessage] = TypeAdapter(VitalsMessage)
 
 @with_config(ConfigDict(extra="forbid", strict=True))
 class SingleFields(TypedDict):
-    """`VitalsMessage`'s fields and constraints as a plain dict, for `decode_columns`: no
-    model instance is built. The vitals' names are checked by `decode_columns`."""
+    """`VitalsMessage`'s fields and constraints as a plain dict, for `decode`'s columns: no
+    model instance is built. The vitals' names are checked by `decode`."""
 
     v: Literal[1]
     patient_id: PatientId
@@ -227,7 +228,7 @@ def _validate(payload: bytes) -> VitalsMessage | VitalsBlock | Rejection:
         return _from_errors(exc)
 
 
-def decode(
+def _decode_one(
     payload: bytes,
     *,
     topic_patient_id: str | None,
@@ -235,7 +236,8 @@ def decode(
     now: float,
     limits: CodecLimits = DEFAULT_LIMITS,
 ) -> Decoded | Rejection:
-    """Validate one MQTT payload and extract its samples in model feature order.
+    """`decode`'s path for a payload its columns do not take: validate it and extract its
+    samples in model feature order, or name the first reason to refuse it.
 
     Args:
         payload: The raw message body.
@@ -321,7 +323,7 @@ def _gatherer(features: tuple[str, ...]) -> Callable[[dict[str, float]], tuple[f
 
 @dataclass(frozen=True, slots=True)
 class DecodedColumns:
-    """What `decode_many` decides, with its common case in columns.
+    """What `decode` decides, with its common case in columns.
 
     Attributes:
         index: Positions, ascending, of the accepted single-sample payloads that took the
@@ -331,7 +333,7 @@ class DecodedColumns:
         t: Sample time of each.
         seq: Sequence number of each.
         values: ``(len(index), F)`` float64, feature order.
-        rest: Position -> `decode`'s result, for every other payload.
+        rest: Position -> the `Decoded` or `Rejection` of every other payload.
     """
 
     index: list[int]
@@ -351,6 +353,27 @@ class DecodedColumns:
         ):
             out[i] = Decoded(pid, [DecodedSample(t, seq, row)])
         return [d for d in out if d is not None]
+
+    def __len__(self) -> int:
+        return len(self.index) + len(self.rest)
+
+    def slice(self, start: int, stop: int) -> DecodedColumns:
+        """The payloads at positions ``start`` to ``stop`` (exclusive), renumbered from 0."""
+        index = self.index
+        lo, hi = bisect_left(index, start), bisect_left(index, stop)
+        rest = self.rest
+        if rest:
+            rest = {i - start: r for i, r in rest.items() if start <= i < stop}
+        # Without a rest, every payload of the slice is in columns.
+        index = [i - start for i in index[lo:hi]] if rest else list(range(hi - lo))
+        return DecodedColumns(
+            index,
+            self.patient_ids[lo:hi],
+            self.t[lo:hi],
+            self.seq[lo:hi],
+            self.values[lo:hi],
+            rest,
+        )
 
 
 _VITALS_OF, _PATIENT_OF, _TIME_OF, _SEQ_OF = map(itemgetter, ("vitals", "patient_id", "t", "seq"))
@@ -380,7 +403,7 @@ def _all_plain(
     return messages, rows
 
 
-def decode_columns(
+def decode(
     payloads: Sequence[bytes],
     topic_patient_ids: Sequence[str | None],
     nows: Sequence[float],
@@ -389,12 +412,13 @@ def decode_columns(
     limits: CodecLimits = DEFAULT_LIMITS,
     validated: Sequence[SingleFields | None] | None = None,
 ) -> DecodedColumns:
-    """`decode` over many payloads, its common case in columns (see `decode_many`).
+    """Validate a batch of payloads and extract their samples in model feature order.
 
     A single-sample message that validates and names every feature takes a vectorised
     path: its values join one array, and the plausibility and clock checks run on arrays.
-    Every other payload, and every one that a vectorised check refuses, goes through
-    `decode` itself, so each rejection carries `decode`'s own reason and detail.
+    Every other payload, and every one that a vectorised check refuses, is decoded on its
+    own (a block, a rejection with its exact reason and detail: all-or-nothing per
+    payload). `DecodedColumns.results` gives one `Decoded` or `Rejection` per payload.
 
     Args:
         payloads: Raw message bodies. Where `validated` holds a message, its payload is
@@ -440,7 +464,7 @@ def decode_columns(
     if len(index) < len(payloads):
         fast = set(index)
         rest = {
-            i: decode(
+            i: _decode_one(
                 payloads[i],
                 topic_patient_id=topic_patient_ids[i],
                 features=names,
@@ -469,7 +493,7 @@ def _plain_one_by_one(
     known: frozenset[str],
     partial: tuple[str, ...] | None = None,
 ) -> tuple[list[int], list[SingleFields], list[tuple[float, ...]]]:
-    """`decode_columns`' single-sample messages that name every feature (with `partial`,
+    """`decode`'s single-sample messages that name every feature (with `partial`,
     the features: at least one of them, NaN for the others) and only known vitals, on
     their own patient's topic (or a topic without one): their positions, the messages and
     their feature rows."""
@@ -493,7 +517,7 @@ def _plain_one_by_one(
                 continue
             row = tuple(vitals.get(name, math.nan) for name in partial)
             if all(map(math.isnan, row)):
-                continue  # none of the model's vitals: `decode` says missing_vital
+                continue  # none of the model's vitals: `_decode_one` says missing_vital
         except ValidationError:
             continue
         topic_pid = topic_patient_ids[i]
@@ -505,27 +529,3 @@ def _plain_one_by_one(
         messages.append(message)
         rows.append(row)
     return index, messages, rows
-
-
-def decode_many(
-    payloads: Sequence[bytes],
-    topic_patient_ids: Sequence[str | None],
-    nows: Sequence[float],
-    *,
-    features: Sequence[str],
-    limits: CodecLimits = DEFAULT_LIMITS,
-) -> list[Decoded | Rejection]:
-    """`decode` over many payloads: element for element the same results, in less time.
-
-    The results of `decode_columns`, one `Decoded` or `Rejection` per payload, in order.
-
-    Args:
-        payloads: Raw message bodies.
-        topic_patient_ids: The topic's last level of each, or None.
-        nows: Receive time of each, unix seconds.
-        features: Vital names in model order.
-        limits: Size and timestamp bounds.
-    """
-    return decode_columns(
-        payloads, topic_patient_ids, nows, features=features, limits=limits
-    ).results()

@@ -4,7 +4,7 @@ Each patient owns one row of a `(max_patients, window + SLACK, F)` float32 slab:
 is `window` consecutive samples of that row, oldest first, and a new sample is written just
 after them; once the row is used up, the window moves back to its start (one copy every
 `SLACK` samples). A window is therefore always one contiguous slice, so it is copied out in
-one call, and `push_ready` copies the windows of a whole run of samples in one gather.
+one call, and `push` copies the windows of a whole batch of samples in one gather.
 `np.zeros` is lazily backed by the OS, so an idle capacity costs address space, not
 resident memory; freed slots are reused. The policy (docs/detection.md):
 
@@ -35,8 +35,9 @@ resident memory; freed slots are reused. The policy (docs/detection.md):
   (its window never filled once: a one-message id cannot lock out a real patient); else
   the sample is `refused_cap`.
 
-`push` returns, when the window was already full, a copy of the window ending at the
-previous sample: the model input that predicts this sample.
+`push` takes a batch of samples (one sample is a batch of one) and returns, for each that
+found its window already full, a copy of the window ending at the previous sample: the
+model input that predicts this sample.
 
 With `masked` (a model that takes an observed mask, docs/detection.md "Partial vital
 sets") a sample may lack vitals (NaN). Each stored row then holds ``2F`` values: the
@@ -63,11 +64,12 @@ from monitor.core.types import BoolArray, Float32Array, FloatArray, PushOutcome
 __all__ = [
     "SLACK",
     "PushResult",
+    "Pushed",
     "WindowStore",
 ]
 
 #: Samples a row holds beyond the window: the window moves back to the row's start once
-#: every SLACK samples, and one `push_ready` call takes at most SLACK samples per patient.
+#: every SLACK samples, and one `push` stores at most SLACK plain samples per patient.
 SLACK = 16
 
 #: Consecutive samples that must agree on a new clock offset before a clock jump is learned.
@@ -113,6 +115,41 @@ _DUPLICATE = PushResult("duplicate")
 _LATE = PushResult("late")
 _REFUSED = PushResult("refused_cap")
 _CLOCK_SKEW = PushResult("clock_skew")
+
+#: Outcomes of a sample the window took.
+_TAKEN = ("warming_up", "ready")
+
+#: A batch shorter than this takes the sample-by-sample policy: the array operations'
+#: fixed cost is more than its samples' (`bench/ingest_batch.py`, docs/benchmarks.md).
+_VECTOR_MIN = 32
+
+#: Sequence numbers skipped before each plain sample (int64).
+IntArray = npt.NDArray[np.int64]
+
+_NO_MISSING: IntArray = np.zeros(0, dtype=np.int64)
+
+
+class Pushed(NamedTuple):
+    """What `WindowStore.push` did with a batch of samples.
+
+    Attributes:
+        plain: ``(n,)`` bool: the samples stored as plainly `ready`.
+        contexts: Their context windows, in sample order, ``(plain.sum(), window, width)``.
+        missing: Sequence numbers skipped before each plain sample.
+        rest: Position -> `PushResult` of every other sample.
+    """
+
+    plain: BoolArray
+    contexts: Float32Array
+    missing: IntArray
+    rest: dict[int, PushResult]
+
+    def result(self, i: int) -> PushResult:
+        """The `PushResult` of sample `i`, plain or not."""
+        if i in self.rest:
+            return self.rest[i]
+        j = int(self.plain[:i].sum())
+        return PushResult("ready", self.contexts[j], False, int(self.missing[j]))
 
 
 class WindowStore:
@@ -201,8 +238,9 @@ class WindowStore:
         # take its one-test path for an in-order sample.
         self._quiet = [False] * max_patients
         # The largest lead a sample may have and leave the clock state as it is (-inf
-        # until the offset settled): `push_ready`'s clock test, in one lookup.
+        # until the offset settled): `_push_plain`'s clock test, in one lookup.
         self._fast_lead = [-math.inf] * max_patients
+        self._no_contexts: Float32Array = np.zeros((0, window, width), np.float32)
         # Patients whose window never filled, least recently pushed first: evicted first.
         self._probation: OrderedDict[str, None] = OrderedDict()
         # Least recently pushed first: eviction and staleness scans stop at the first fresh one.
@@ -225,16 +263,73 @@ class WindowStore:
         return None if slot is None else self._last_seen[slot]
 
     def push(
-        self, patient_id: str, t: float, seq: int, values: FloatArray, now: float
-    ) -> PushResult:
-        """Apply the order and gap policy to one sample and store it if accepted.
+        self,
+        patient_ids: Sequence[str],
+        t: Sequence[float],
+        seq: Sequence[int],
+        values: FloatArray,
+        now: Sequence[float],
+        skip: Container[str] = (),
+    ) -> Pushed:
+        """Apply the order and gap policy to a batch of samples, in order, and store those
+        accepted (a single sample is a batch of one).
+
+        Per patient, the samples before its first one that is not simply `ready` (unknown
+        or skipped patient, window not yet full, duplicate, late, time gap, order or clock
+        change), up to `SLACK` of them, are plain: they are stored and their context
+        windows copied with a few array operations. Every other sample then takes the
+        sample-by-sample policy, in order; patients are independent, so each window and
+        each patient's bookkeeping end as if every sample had been pushed in order, and so
+        does the least-recently-seen order. A short batch, and one that could make the
+        store evict (more samples of unknown patients than free slots: eviction depends on
+        every other patient's state at that moment), takes the sample-by-sample policy
+        throughout.
 
         Args:
-            patient_id: An allowlisted patient id.
-            t: Sample time, seconds.
-            seq: Per-patient sequence number.
-            values: Shape (F,), model feature order.
-            now: Receive time, seconds (drives idle eviction and staleness).
+            patient_ids: Each sample's patient (allowlisted ids).
+            t: Sample times, seconds.
+            seq: Per-patient sequence numbers.
+            values: Shape ``(n, F)``, model feature order.
+            now: Receive times, seconds (drive idle eviction and staleness).
+            skip: Patients whose samples all take the sample-by-sample policy.
+
+        Returns:
+            What happened to each sample (`Pushed`).
+        """
+        n = len(patient_ids)
+        slots: list[int] = []
+        if n >= _VECTOR_MIN:
+            get = self._slots.get
+            slots = [get(p, -1) for p in patient_ids]
+            if slots.count(-1) > len(self._free):  # an admission could evict
+                slots = []
+        if not slots:
+            one = self._push_one
+            every = {i: one(patient_ids[i], t[i], seq[i], values[i], now[i]) for i in range(n)}
+            return Pushed(np.zeros(n, dtype=bool), self._no_contexts, _NO_MISSING, every)
+        plain, contexts, missing = self._push_plain(slots, patient_ids, t, seq, values, now, skip)
+        if plain.all():  # the common batch: every sample ready, in order
+            # Least recently seen order: by each patient's last sample, as one by one.
+            self._touch(reversed(dict.fromkeys(reversed(patient_ids))))
+            return Pushed(plain, contexts, missing, {})
+        push_one = self._push_one
+        rest: dict[int, PushResult] = {}
+        accepted = plain.tolist()
+        for i in np.flatnonzero(~plain).tolist():
+            result = rest[i] = push_one(patient_ids[i], t[i], seq[i], values[i], now[i])
+            accepted[i] = result.outcome in _TAKEN
+        last: dict[str, None] = {}
+        for pid, ok in zip(patient_ids, accepted, strict=True):
+            if ok:
+                last.pop(pid, None)
+                last[pid] = None
+        self._touch(last)
+        return Pushed(plain, contexts, missing, rest)
+
+    def _push_one(
+        self, patient_id: str, t: float, seq: int, values: FloatArray, now: float
+    ) -> PushResult:
+        """`push`'s policy for one sample: store it if accepted.
 
         Returns:
             The outcome; for `ready`, the context window that predicts this sample.
@@ -366,41 +461,24 @@ class WindowStore:
         slot = self._slots.get(patient_id)
         return None if slot is None else self._lead[slot]
 
-    def push_ready(
+    def _push_plain(
         self,
+        slots: list[int],
         patient_ids: Sequence[str],
         t: Sequence[float],
         seq: Sequence[int],
         values: FloatArray,
         now: Sequence[float],
-        skip: Container[str] = (),
-    ) -> tuple[BoolArray, Float32Array, int]:
-        """Store the samples of a run that are plainly `ready`; leave the others to `push`.
-
-        Per patient, the samples before its first one that `push` would not simply turn
-        into `ready` (unknown or skipped patient, window not yet full, duplicate, late,
-        time gap) are plain, up to `SLACK` of them. Those are stored and their context
-        windows copied with a few array operations instead of one `push` each. Patients are
-        independent, so calling `push` afterwards on every other sample, in order, leaves
-        each window and each patient's bookkeeping as `push` on every sample in order
-        would; only the least-recently-seen order is left to the caller (`touch`).
-
-        Args:
-            patient_ids: Each sample's patient.
-            t: Sample times, seconds.
-            seq: Sequence numbers.
-            values: Shape ``(n, F)``, model feature order.
-            now: Receive times, seconds.
-            skip: Patients whose samples are all left to `push`.
+        skip: Container[str],
+    ) -> tuple[BoolArray, Float32Array, IntArray]:
+        """Store the plain samples of a batch (see `push`) with a few array operations.
 
         Returns:
             ``(plain, contexts, missing)``: which samples were stored, their contexts in
             sample order ``(plain.sum(), window, F)`` (a new array), and the sequence
-            numbers skipped before them (as `push` reports).
+            numbers skipped before each of them.
         """
         n, window = len(patient_ids), self.window
-        get = self._slots.get
-        slots = [get(p, -1) for p in patient_ids]
         if skip:
             slots = [-1 if p in skip else s for p, s in zip(patient_ids, slots, strict=True)]
         s = np.array(slots, dtype=np.int64).reshape(n)
@@ -440,13 +518,13 @@ class WindowStore:
         k[order] = k_sorted
         fit = known & full & (seq_a > prev_seq) & (t_a >= prev_t) & (dt <= gap_limit) & (k < SLACK)
         # A suspect seq jump, and a sample that would move the learned clock offset (or
-        # is a clock jump), take `push`: those change the order or clock state.
+        # is a clock jump), take `_push_one`: those change the order or clock state.
         fit &= seq_a - prev_seq <= self.max_seq_jump
         lead_a = t_a - np.array(now, dtype=np.float64).reshape(n)
         cap = self._fast_lead
         fit &= lead_a <= np.array([cap[i] if i >= 0 else -np.inf for i in slots], np.float64)
         if self.masked:
-            # A sample lacking a vital takes `push` (carry forward), and so does one after a
+            # A sample lacking a vital takes `_push_one` (carry forward), and so does one after a
             # stored row lacking one (a vital's first value is written back over the
             # window there); a later sample of the run follows a plain, complete one.
             fit &= ~np.isnan(values).any(axis=1)
@@ -465,8 +543,8 @@ class WindowStore:
         plain[order] = misfits_sorted == before_group
         rows = np.flatnonzero(plain)
         if rows.size == 0:
-            return plain, np.empty((0, window, self.width), np.float32), 0
-        missing = int((seq_a[rows] - prev_seq[rows] - 1).sum())
+            return plain, self._no_contexts, _NO_MISSING
+        missing = seq_a[rows] - prev_seq[rows] - 1
         # Each patient's last plain sample: how many it stores, and the state it leaves.
         ps = s[rows]
         _, last_in_reversed = np.unique(ps[::-1], return_index=True)
@@ -499,8 +577,8 @@ class WindowStore:
             self._quiet[slot] = True  # settled (a plain sample's condition), nothing pending
         return plain, contexts, missing
 
-    def touch(self, patient_ids: Iterable[str]) -> None:
-        """Make these patients the most recently seen, in this order (after `push_ready`)."""
+    def _touch(self, patient_ids: Iterable[str]) -> None:
+        """Make these patients the most recently seen, in this order."""
         move = self._slots.move_to_end
         for patient_id in patient_ids:
             move(patient_id)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from monitor.core.codec import DEFAULT_LIMITS, CodecLimits, Decoded, decode_columns
+from monitor.core.codec import DEFAULT_LIMITS, CodecLimits, Decoded, decode
 from monitor.evaluation.scoring import Alert
 from monitor.replay.recording import read_blocks
 
@@ -169,7 +169,7 @@ def read_samples(
     seqs: list[int] = []
     rows: list[FloatArray] = []
     for block in read_blocks(recording):
-        columns = decode_columns(
+        columns = decode(
             block.payloads,
             [_patient_of(topic) for topic in block.topics],
             block.received_at,

@@ -21,7 +21,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from monitor.core.alerts import AlertEvent
-from monitor.core.codec import CodecLimits, Decoded, Rejection
+from monitor.core.codec import CodecLimits, DecodedColumns
 from monitor.core.types import Float32Array
 from monitor.model.predictor import Predictor
 from monitor.model.store import load_model
@@ -31,12 +31,13 @@ from monitor.service.app import one_inference_thread
 from monitor.service.metrics import Metrics
 from monitor.service.pipeline import Job, Pipeline, model_info_from_card
 from monitor.settings import Settings
+from monitor.transports.mqtt.topics import patient_of
 from monitor.tuning import replay_tuning
 
 #: Offline batches can be larger than live ones: nobody waits for a verdict.
 OFFLINE_MAX_BATCH = 1024
 
-#: Records decoded at once (`Pipeline.decode_many`) before they enter the pipeline.
+#: Records decoded at once (`Pipeline.decode`) before they enter the pipeline.
 DECODE_CHUNK = 512
 
 
@@ -133,9 +134,9 @@ class OfflineRunner:
     def feed(self, records: Iterable[Record]) -> int:
         """Process records in order; return how many were read.
 
-        Records are decoded `DECODE_CHUNK` at a time (`Pipeline.decode_columns`), then go
+        Records are decoded `DECODE_CHUNK` at a time (`Pipeline.decode`), then go
         through the pipeline in order, with housekeeping and batch flushes exactly where
-        one-by-one `Pipeline.ingest` would have them.
+        record by record ingestion would have them.
         """
         with replay_tuning():
             return self._feed(RecordBlock.of(chunk) for chunk in _chunks(records, DECODE_CHUNK))
@@ -157,12 +158,11 @@ class OfflineRunner:
         pipeline = self.pipeline
         for block in blocks:
             nows = block.received_at
-            columns = pipeline.decode_columns(
-                block.topics, block.payloads, nows, block.validated, block.longest
-            )
-            # Runs of accepted single samples go through `ingest_samples` at once; a run
-            # ends before a housekeeping time and where the batch fills, so both happen
-            # exactly where one-by-one `ingest` would have them.
+            keys = [patient_of(topic) for topic in block.topics]
+            columns = pipeline.decode(keys, block.payloads, nows, block.validated, block.longest)
+            # Runs of accepted single samples are ingested at once; a run ends before a
+            # housekeeping time and where the batch fills, so both happen exactly where
+            # record by record ingestion would have them.
             index, rest = columns.index, columns.rest
             j = 0  # next column
             position = 0
@@ -170,26 +170,24 @@ class OfflineRunner:
                 now = nows[position]
                 self._housekeep(now)
                 if position in rest:
-                    self._ingest_one(rest[position], now)
+                    self._ingest_one(columns.slice(position, position + 1), nows, position)
                     self._latest = max(self._latest, now)
                     position += 1
                     continue
                 run = self._run_length(index, j, nows)
-                events = pipeline.ingest_samples(
-                    columns.patient_ids[j : j + run],
-                    columns.t[j : j + run],
-                    columns.seq[j : j + run],
-                    columns.values[j : j + run],
-                    nows[position : position + run],
-                )
+                end = position + run
+                if run == len(nows):
+                    events = pipeline.ingest(columns, nows)
+                else:
+                    events = pipeline.ingest(columns.slice(position, end), nows[position:end])
                 if events:
                     self.alerts += events
-                self._latest = max(self._latest, nows[position + run - 1])
-                self._housekeep(nows[position + run - 1])  # passes the run spanned: no-ops
+                self._latest = max(self._latest, nows[end - 1])
+                self._housekeep(nows[end - 1])  # passes the run spanned: no-ops
                 if len(pipeline.batcher) >= self.settings.batch.max_batch:
-                    self._flush(nows[position + run - 1])
+                    self._flush(nows[end - 1])
                 j += run
-                position += run
+                position = end
             n += len(nows)
         return n
 
@@ -274,15 +272,16 @@ class OfflineRunner:
                 low = middle
         return high
 
-    def _ingest_one(self, decoded: Decoded | Rejection, now: float) -> None:
-        events = self.pipeline.ingest_decoded(decoded, now)
+    def _ingest_one(self, decoded: DecodedColumns, nows: list[float], position: int) -> None:
+        now = nows[position]
+        events = self.pipeline.ingest(decoded, [now])
         if events:
             self.alerts += events
         if len(self.pipeline.batcher) >= self.settings.batch.max_batch:
             self._flush(now)
 
     def _run_length(self, index: list[int], j: int, nows: list[float]) -> int:
-        """How many columns from `j` on form one run for `ingest_samples` (at least one).
+        """How many columns from `j` on form one run for `Pipeline.ingest` (at least one).
 
         A run is consecutive positions received in time order (from the latest receive
         time so far on: an earlier one could make a patient staler), no longer than the

@@ -452,7 +452,7 @@ _TOPIC, _PAYLOAD, _RECEIVED_AT = (itemgetter(key) for key in ("topic", "payload"
 
 class _Payloads(Sequence[bytes]):
     """The payload bytes of a block's records. A payload validated with its line is
-    parsed out of the line again only when asked for: `decode_columns` asks only for a
+    parsed out of the line again only when asked for: the codec's `decode` asks only for a
     message it refuses after validation (an artifact, a clock skew: rare)."""
 
     __slots__ = ("_items", "_lines")
@@ -491,7 +491,7 @@ class RecordBlock:
         received_at: Receive time of each, unix seconds.
         payloads: Payload bytes of each (as `Record.payload`).
         validated: Per record, None or its payload as `SingleFieldsJson` validated it with
-            the line (codec `decode_columns`); None for the whole block when none was.
+            the line (codec `decode`); None for the whole block when none was.
         longest: Bytes of the block's longest line, a bound on each validated payload's size.
     """
 

@@ -44,7 +44,7 @@ from monitor.service.snapshot import restore_on_start, save_on_stop
 from monitor.settings import Settings
 from monitor.transports.mqtt.client import Connection, connect, reconnect_delay, watch_silence
 from monitor.transports.mqtt.errors import BrokerAuthError, BrokerError, BrokerTLSError
-from monitor.transports.mqtt.topics import PartitionGuard, partition_topics
+from monitor.transports.mqtt.topics import PartitionGuard, partition_topics, patient_of
 from monitor.transports.nats.partition import owned_partitions
 from monitor.tuning import serving_tuning
 
@@ -55,6 +55,9 @@ InferenceHook = Callable[[float], None]
 # One burst handled without yielding: 256 x ~20-40 us bounds the stall to ~5-10 ms, so
 # keepalives and /metrics are served under overload (docs/reliability.md, item 6).
 _DRAIN_MAX = 256
+# Messages decoded and ingested as one batch: a finished forward is noticed between two
+# batches of a burst, not after the whole burst (the inference thread idles until then).
+_INGEST_CHUNK = 64
 # Forwards queued on the inference thread: with two, the next batch is there when one ends
 # and the thread never waits for the event loop to score and hand it more.
 _IN_FLIGHT = 2
@@ -505,24 +508,23 @@ class Daemon:
         """Feed up to `limit` queued messages (all with None) to the pipeline, in order."""
         left = len(self._queue) if limit is None else limit
         while left > 0 and self._queue:
-            messages = self._queue.take(min(left, _DRAIN_MAX))
+            messages = self._queue.take(min(left, _INGEST_CHUNK))
             left -= len(messages)
             now = time.time()
-            # Decoded together (the codec's vectorised path), then fed one by one: the same
-            # outcomes as `Pipeline.ingest` message by message.
-            decoded = self.pipeline.decode_many(
-                [topic for topic, _ in messages],
+            nows = [now] * len(messages)
+            pipeline = self.pipeline
+            decoded = pipeline.decode(
+                [patient_of(topic) for topic, _ in messages],
                 [payload for _, payload in messages],
-                [now] * len(messages),
+                nows,
             )
-            for item in decoded:
-                events = self.pipeline.ingest_decoded(item, now)
-                if events:
-                    self._emit(events)
-                if self._forward_done:
-                    # Score the finished forward and start the next one now, not after the
-                    # burst: the inference thread idles until then.
-                    self._complete_forward()
+            events = pipeline.ingest(decoded, nows)
+            if events:
+                self._emit(events)
+            if self._forward_done:
+                # Score the finished forward and start the next one now, not after the
+                # burst: the inference thread idles until then.
+                self._complete_forward()
         self._start_forward()
 
     # -- inference -------------------------------------------------------------------------

@@ -32,18 +32,16 @@ from monitor.core.codec import (
     CodecLimits,
     Decoded,
     DecodedColumns,
-    DecodedSample,
     Rejection,
     SingleFields,
     decode,
-    decode_columns,
 )
 from monitor.core.detector import Detector, GainCurves, alarm_gains, unknown_per_vital
 from monitor.core.scale import ResidualScale
 from monitor.core.technical import TechnicalAlarms
 from monitor.core.types import REJECT_REASONS, BoolArray, Float32Array, FloatArray
 from monitor.core.vitals import BUILTIN, Registry
-from monitor.core.windows import WindowStore
+from monitor.core.windows import PushResult, WindowStore
 from monitor.service.metrics import Metrics, observe_many
 from monitor.settings import Settings, SettingsError
 
@@ -213,169 +211,159 @@ class Pipeline:
         """Each feature's alarm gain (z is divided by it; 1.0 without calibration)."""
         return dict(zip(self.model.features, self.gain.tolist(), strict=True))
 
-    @staticmethod
-    def patient_of(topic: str) -> str | None:
-        """Return the topic's last level (the patient id by convention), or None."""
-        _, sep, last = topic.rpartition("/")
-        return last if sep else None
-
-    def ingest(self, topic: str, payload: bytes, now: float) -> list[AlertEvent]:
-        """Decode one payload, update windows and queue ready windows for inference.
-
-        Args:
-            topic: The MQTT topic it arrived on.
-            payload: The raw body.
-            now: Receive time, unix seconds (wall clock live; record time offline).
-
-        Returns:
-            Technical alert changes it caused (artifact raised or cleared, signal restored).
-        """
-        decoded = decode(
-            payload,
-            topic_patient_id=self.patient_of(topic),
-            features=self.model.features,
-            now=now,
-            limits=self.limits,
-        )
-        return self.ingest_decoded(decoded, now)
-
-    def decode_many(
-        self, topics: Sequence[str], payloads: Sequence[bytes], nows: Sequence[float]
-    ) -> list[Decoded | Rejection]:
-        """Decode many payloads at once, as `ingest` would decode each (codec `decode_many`).
-
-        Decoding depends on nothing but the payload, its topic and receive time, so a
-        caller holding many payloads (offline replay) decodes them ahead and then passes
-        each result, in order, to `ingest_decoded`: the same outcomes as `ingest` one by one.
-        """
-        return self.decode_columns(topics, payloads, nows).results()
-
-    def decode_columns(
+    def decode(
         self,
-        topics: Sequence[str],
+        patient_keys: Sequence[str | None],
         payloads: Sequence[bytes],
         nows: Sequence[float],
         validated: Sequence[SingleFields | None] | None = None,
         longest: int = 0,
     ) -> DecodedColumns:
-        """`decode_many`'s results with the common case in columns (for `ingest_samples`).
+        """Decode a batch of payloads with this model's features and these settings' bounds
+        (the codec's `decode`; a single payload is a batch of one).
 
         Args:
-            topics: Topic of each payload.
+            patient_keys: The patient id the transport delivered each payload for (its
+                topic's or subject's), or None when it names none.
             payloads: The raw bodies.
             nows: Receive time of each.
-            validated: Messages already validated (codec `decode_columns`), or None.
+            validated: Messages already validated (codec `decode`), or None.
             longest: A bound on the size of each payload with a validated message. Past the
                 size limit, the validated messages are set aside and every payload is
                 checked as usual.
         """
-        patient_of = self.patient_of
-        return decode_columns(
+        return decode(
             payloads,
-            [patient_of(topic) for topic in topics],
+            patient_keys,
             nows,
             features=self.model.features,
             limits=self.limits,
             validated=validated if longest <= self.limits.max_bytes else None,
         )
 
-    def ingest_decoded(self, decoded: Decoded | Rejection, now: float) -> list[AlertEvent]:
-        """The rest of `ingest` for a payload already decoded (see `decode_many`).
+    def ingest(self, decoded: DecodedColumns, nows: Sequence[float]) -> list[AlertEvent]:
+        """Take a decoded batch, in payload order: count refusals, update the windows and
+        queue the ready windows for inference (a single payload is a batch of one).
+
+        Runs of accepted single samples go through the window store and the batcher a run
+        at a time; every other payload (a refusal, a block, a partial sample) on its own,
+        in its place. Patients are independent, so the outcome is that of each payload
+        taken in turn: the same windows, jobs queued in the same order, counts and
+        technical alerts.
 
         Args:
-            decoded: The codec's result for the payload.
-            now: Its receive time, the `now` it was decoded with.
+            decoded: `decode`'s result for the batch.
+            nows: Receive time of each payload, the `nows` it was decoded with.
 
         Returns:
-            Technical alert changes it caused, as `ingest` returns them.
+            Technical alert changes it caused (artifact raised or cleared, signal restored,
+            patient refused, monitoring degraded), in payload order.
         """
-        if isinstance(decoded, Rejection):
-            return self._reject(decoded, now)
-        return self._accept(decoded, now)
+        index, rest = decoded.index, decoded.rest
+        if not rest:
+            if not index:
+                return []
+            return self._samples(decoded, 0, len(index), nows)
+        events: list[AlertEvent] = []
+        n = len(decoded)
+        j = 0  # next column
+        position = 0
+        while position < n:
+            item = rest.get(position)
+            if item is not None:
+                now = nows[position]
+                if isinstance(item, Rejection):
+                    events += self._reject(item, now)
+                else:
+                    events += self._accept(item, now)
+                position += 1
+                continue
+            run = 1
+            while j + run < len(index) and index[j + run] == position + run:
+                run += 1
+            events += self._samples(decoded, j, j + run, nows)
+            j += run
+            position += run
+        return events
 
-    def ingest_samples(
+    def _samples(
+        self, decoded: DecodedColumns, lo: int, hi: int, nows: Sequence[float]
+    ) -> list[AlertEvent]:
+        """`ingest` for the columns ``lo`` to ``hi`` of `decoded`: consecutive accepted
+        single-sample payloads. Sample i is ``Decoded(patient_ids[i], [DecodedSample(t[i],
+        seq[i], values[i])])``; each row of values becomes its job's actual values (a view).
+        """
+        index = decoded.index
+        if lo == 0 and hi == len(index) == len(nows):  # the whole batch
+            patient_ids, t, seq = decoded.patient_ids, decoded.t, decoded.seq
+            values, now = decoded.values, nows
+        else:
+            patient_ids = decoded.patient_ids[lo:hi]
+            t, seq, values = decoded.t[lo:hi], decoded.seq[lo:hi], decoded.values[lo:hi]
+            first = index[lo]
+            now = nows[first : first + hi - lo]
+        return self._push(patient_ids, t, seq, values, now)
+
+    def _push(
         self,
         patient_ids: Sequence[str],
         t: Sequence[float],
         seq: Sequence[int],
         values: FloatArray,
         now: Sequence[float],
+        message: bool = False,
     ) -> list[AlertEvent]:
-        """`ingest_decoded` over a run of accepted single-sample payloads, in less time.
+        """Push accepted samples into their windows (patients with an open technical alert
+        sample by sample: their data closes it) and queue the jobs of the ready ones.
 
-        Sample i is the payload ``Decoded(patient_ids[i], [DecodedSample(t[i], seq[i],
-        values[i])])`` received at ``now[i]``. The outcome is exactly that of
-        `ingest_decoded` on each in order: the same windows, jobs queued in the same order,
-        counts and technical alerts. Plainly ready samples take `WindowStore.push_ready`;
-        the others (and every sample of a patient with an open technical alert) go through
-        the one-sample path afterwards, in order, which is the same because patients are
-        independent. A run that could make the store evict (too full) takes the one-sample
-        path throughout: eviction depends on every other patient's state at that moment.
-
-        Args:
-            patient_ids: Each sample's patient.
-            t: Sample times, seconds.
-            seq: Sequence numbers.
-            values: ``(n, F)`` float64, model feature order (each row becomes the job's
-                actual values, as a view).
-            now: Receive times, seconds.
-
-        Returns:
-            Technical alert changes, as the `ingest_decoded` calls would return them.
-        """
+        With `message`, the samples are one payload's (a block): what the absence of its
+        patient's data opened closes once, after all of them, if any was taken."""
         n = len(patient_ids)
-        windows = self.windows
-        if len(windows) + n > windows.max_patients:
-            events: list[AlertEvent] = []
-            for i in range(n):
-                sample = DecodedSample(t[i], seq[i], values[i])
-                events += self._accept(Decoded(patient_ids[i], [sample]), now[i])
-            return events
-        plain, contexts, missing = windows.push_ready(
+        plain, contexts, missing, rest = self.windows.push(
             patient_ids, t, seq, values, now, skip=self.alarms.by_patient
         )
-        if missing:
-            self.metrics.sequence_gaps.inc(missing)
-        events = []
-        if plain.all():  # the common run: every sample ready, in order
+        if missing.size:
+            gaps = int(missing.sum())
+            if gaps:
+                self.metrics.sequence_gaps.inc(gaps)
+        events: list[AlertEvent] = []
+        if not rest:  # the common run: every sample ready, in order
             queued = list(map(Job, patient_ids, contexts, values, t, seq, now))
-            # Least recently seen order: by each patient's last sample, as `push` leaves it.
-            windows.touch(reversed(dict.fromkeys(reversed(patient_ids))))
             keys, stamps = patient_ids, now
         else:
             jobs: list[Job | None] = [None] * n
-            accepted = plain.tolist()
-            rows = np.flatnonzero(plain).tolist()
-            for row, context in zip(rows, contexts, strict=True):
-                jobs[row] = Job(patient_ids[row], context, values[row], t[row], seq[row], now[row])
-            for i in np.flatnonzero(~plain).tolist():
+            if contexts.shape[0]:
+                rows = np.flatnonzero(plain).tolist()
+                for row, context in zip(rows, contexts, strict=True):
+                    jobs[row] = Job(
+                        patient_ids[row], context, values[row], t[row], seq[row], now[row]
+                    )
+            taken = bool(contexts.shape[0])
+            for i, result in rest.items():
                 pid, at = patient_ids[i], now[i]
-                jobs[i], accepted[i] = self._push_one(pid, t[i], seq[i], values[i], at)
-                events += self._taken(pid, accepted[i], at)
-            last: dict[str, None] = {}
-            for pid, ok in zip(patient_ids, accepted, strict=True):
-                if ok:
-                    last.pop(pid, None)
-                    last[pid] = None
-            windows.touch(last)
+                jobs[i], accepted = self._pushed(pid, t[i], seq[i], values[i], at, result)
+                if message:
+                    taken |= accepted
+                else:
+                    events += self._taken(pid, accepted, at)
+            if message:
+                events += self._taken(patient_ids[0], taken, now[0])
             queued = [job for job in jobs if job is not None]
             keys, stamps = [j.patient_id for j in queued], [j.received_at for j in queued]
-        if len(self.batcher) + len(queued) <= self.batcher.max_pending:
-            self.batcher.add_many(keys, queued, stamps)
-        else:  # some may be shed: each at its own time, as `ingest_decoded` does
-            for job in queued:
-                shed = self.batcher.add(job.patient_id, job, job.received_at)
-                events += self._queued(shed, job.received_at)
+        if not queued:
+            return events
+        room = self.batcher.max_pending - len(self.batcher)
+        shed = self.batcher.add(keys, queued, stamps)
+        if shed:  # the first shed came with the first job past the room left
+            events += self._queued(shed, stamps[max(room, 0)])
         return events
 
-    def _push_one(
-        self, pid: str, t: float, seq: int, values: FloatArray, now: float
+    def _pushed(
+        self, pid: str, t: float, seq: int, values: FloatArray, now: float, result: PushResult
     ) -> tuple[Job | None, bool]:
-        """Push one sample into its window and count its outcome; return its job, if ready,
-        and whether the window took the sample. Technical alert changes go to `_side`."""
-        outcome, context, gap_reset, missing, evicted, order, clock = self.windows.push(
-            pid, t, seq, values, now
-        )
+        """Count one sample's outcome in its window; return its job, if ready, and whether
+        the window took the sample. Technical alert changes go to `_side`."""
+        outcome, context, gap_reset, missing, evicted, order, clock = result
         for gone in evicted:
             self._side += self._forget(gone, now)
             self.metrics.evictions.inc()
@@ -449,18 +437,17 @@ class Pipeline:
         return []
 
     def _accept(self, decoded: Decoded, now: float) -> list[AlertEvent]:
+        """An accepted payload decoded on its own (a block, a partial sample)."""
         pid = decoded.patient_id
-        events: list[AlertEvent] = []
-        taken = False
-        push_one, add = self._push_one, self.batcher.add
-        for t, seq, values in decoded.samples:
-            job, accepted = push_one(pid, t, seq, values, now)
-            taken |= accepted
-            if job is not None:
-                shed = add(pid, job, now)
-                if shed:
-                    events += self._queued(shed, now)
-        return self._taken(pid, taken, now) + events
+        samples = decoded.samples
+        if len(samples) == 1:
+            sample = samples[0]
+            values = sample.values.reshape(1, -1)
+            return self._push([pid], [sample.t], [sample.seq], values, [now])
+        n = len(samples)
+        times, seqs = [s.t for s in samples], [s.seq for s in samples]
+        values = np.stack([s.values for s in samples])
+        return self._push([pid] * n, times, seqs, values, [now] * n, message=True)
 
     def _queued(self, shed: list[Job], now: float) -> list[AlertEvent]:
         """Count jobs shed while queueing; the first shed degrades monitoring."""

@@ -33,6 +33,7 @@ from prometheus_client.registry import Collector
 from monitor.core.alerts import AlertEvent
 from monitor.service.metrics import Metrics
 from monitor.service.pipeline import Job, Pipeline
+from monitor.transports.mqtt.topics import patient_of
 from monitor.transports.nats.history import (
     ReplayBatch,
     Replayed,
@@ -188,13 +189,18 @@ class Recovery:
             self._metrics.invalid.labels("wrong_partition").inc(refused)
             self._metrics.messages.labels("invalid").inc(refused)
             batch = kept
-        topics = [t for t, _, _ in batch]
         nows = [now for _, _, now in batch]
-        decoded = pipeline.decode_many(topics, [p for _, p, _ in batch], nows)
-        for item, now in zip(decoded, nows, strict=True):
-            self._decided(pipeline.ingest_decoded(item, now))
+        keys = [patient_of(t) for t, _, _ in batch]
+        decoded = pipeline.decode(keys, [p for _, p, _ in batch], nows)
+        position = 0
+        while position < len(nows):
+            # Up to the room left in the batch (a payload queues at most one job, a block
+            # one per sample), so that a forward holds about `max_batch` jobs.
+            end = position + max(1, self._max_batch - len(pipeline.batcher))
+            self._decided(pipeline.ingest(decoded.slice(position, end), nows[position:end]))
             if len(pipeline.batcher) >= self._max_batch:
                 await self._submit(pipeline.drain_all())
+            position = end
 
     async def _submit(self, jobs: list[Job]) -> None:
         """Start the forward of `jobs` after scoring the one in flight: one forward runs on

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from monitor.core import codec
-from monitor.core.codec import CodecLimits, Decoded, Rejection, clip, decode
+from monitor.core.codec import CodecLimits, Decoded, Rejection, clip
 from monitor.core.types import REJECT_REASONS
 from monitor.core.vitals import CLINICAL_VITALS
+from tests.support.ingest import decode_one
 
 NOW = 1_764_000_000.0
 FEATURES = CLINICAL_VITALS
@@ -42,7 +43,7 @@ def block(n: int = 3, **changes: Any) -> dict[str, Any]:
 
 def run(payload: bytes | dict[str, Any], topic: str | None = "p0001", **limits: Any) -> Any:
     raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    return decode(
+    return decode_one(
         raw, topic_patient_id=topic, features=FEATURES, now=NOW, limits=CodecLimits(**limits)
     )
 
@@ -59,7 +60,7 @@ def test_single_sample_decodes_in_feature_order() -> None:
 def test_feature_subset_ignores_other_known_vitals() -> None:
     """Known vitals outside `features` are ignored; order follows `features`."""
     raw = json.dumps(single()).encode()
-    result = decode(raw, topic_patient_id=None, features=["spo2", "heart_rate"], now=NOW)
+    result = decode_one(raw, topic_patient_id=None, features=["spo2", "heart_rate"], now=NOW)
     assert isinstance(result, Decoded)
     assert result.samples[0].values.tolist() == [97.25, 71.5]
 
@@ -192,8 +193,8 @@ def test_block_over_max_samples_is_refused() -> None:
 
 
 def test_oversize_is_refused_before_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A 10 MB payload is refused as too_large, by `decode` and `decode_many` alike, without
-    reaching either parser (each replaced here by one that fails the test)."""
+    """A 10 MB payload is refused as too_large, alone and among others, without reaching
+    either parser (each replaced here by one that fails the test)."""
 
     def never(payload: bytes) -> Any:
         raise AssertionError("an oversize payload was parsed")
@@ -201,7 +202,9 @@ def test_oversize_is_refused_before_parsing(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(codec, "_validate", never)
     monkeypatch.setattr(codec, "_SINGLE_FIELDS", SimpleNamespace(validate_json=never))
     payload = b"[" * 10_000_000
-    many = codec.decode_many([payload], ["p0001"], [NOW], features=CLINICAL_VITALS)
+    many = codec.decode(
+        [payload, payload], ["p0001", "p0001"], [NOW, NOW], features=CLINICAL_VITALS
+    ).results()
     for result in (run(payload), *many):
         assert isinstance(result, Rejection)
         assert result.reason == "too_large"

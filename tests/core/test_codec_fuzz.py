@@ -18,12 +18,11 @@ from monitor.core.codec import (
     SingleFields,
     SingleFieldsJson,
     decode,
-    decode_columns,
-    decode_many,
 )
 from monitor.core.schema import MESSAGE_ADAPTER
 from monitor.core.types import REJECT_REASONS
 from monitor.core.vitals import CLINICAL_VITALS, VITALS
+from tests.support.ingest import decode_one
 
 NOW = 1_764_000_000.0
 KEYS = ["v", "patient_id", "t", "seq", "vitals", "samples", *CLINICAL_VITALS, "glucose"]
@@ -76,7 +75,7 @@ payloads = st.binary(max_size=300) | (json_ish | near_valid | near_block).map(
 
 
 def check(payload: bytes) -> None:
-    result = decode(
+    result = decode_one(
         payload,
         topic_patient_id="p0001",
         features=CLINICAL_VITALS,
@@ -134,7 +133,7 @@ def _valid(obj: Any) -> bytes:
 )
 def test_valid_blocks_round_trip(samples: list[dict[str, Any]]) -> None:
     """Every valid block decodes to exactly its samples' times, seqs and values."""
-    result = decode(
+    result = decode_one(
         _valid({"v": 1, "patient_id": "p0001", "samples": samples}),
         topic_patient_id="p0001",
         features=CLINICAL_VITALS,
@@ -216,26 +215,25 @@ def _embedded(payload: bytes, max_bytes: int) -> SingleFields | None:
 
 
 @given(payload_batches, feature_sets, st.booleans())
-def test_decode_many_and_validated_columns_equal_decode_one_by_one(
+def test_a_payloads_verdict_does_not_depend_on_its_batch(
     items: list[tuple[bytes, str | None, float]], features: tuple[str, ...], partial: bool
 ) -> None:
-    """decode_many gives, element for element, exactly what decode gives (values, dtype,
-    reasons and details), whatever the mix of valid, invalid and borderline payloads; so
-    does decode_columns given messages validated ahead (`SingleFieldsJson`, as
+    """A batch decodes, element for element, to what each payload decodes to alone (a
+    batch of one: values, dtype, reasons and details), whatever the mix of valid, invalid
+    and borderline payloads (the columns and the payload-by-payload path inside `decode`
+    must agree); so does a batch given messages validated ahead (`SingleFieldsJson`, as
     `read_blocks` does), whether every one is plain or not; with `partial` (a model with an
     observed mask) also for messages carrying a subset of the features."""
     limits = CodecLimits(max_bytes=4096, partial=partial)
     payloads, pids, nows = [p for p, _, _ in items], [i[1] for i in items], [i[2] for i in items]
     one = [
-        _plain(decode(p, topic_patient_id=pid, features=features, now=now, limits=limits))
+        _plain(decode_one(p, topic_patient_id=pid, features=features, now=now, limits=limits))
         for p, pid, now in items
     ]
-    many = decode_many(payloads, pids, nows, features=features, limits=limits)
+    many = decode(payloads, pids, nows, features=features, limits=limits).results()
     assert [_plain(r) for r in many] == one
     validated = [_embedded(p, limits.max_bytes) for p in payloads]
-    columns = decode_columns(
-        payloads, pids, nows, features=features, limits=limits, validated=validated
-    )
+    columns = decode(payloads, pids, nows, features=features, limits=limits, validated=validated)
     assert [_plain(r) for r in columns.results()] == one
 
 
@@ -253,7 +251,7 @@ def test_a_block_of_validated_messages_decodes_whole_or_as_decode_does(
     odd: int | None, vitals: dict[str, Any], topic: str | None
 ) -> None:
     """The common block (all validated, all plain, topics matching) is decoded whole in
-    columns; with one odd message, each decodes as `decode` decodes it."""
+    columns; with one odd message, each decodes as it decodes alone."""
     bodies = [
         {"v": 1, "patient_id": f"p000{i % 3}", "t": NOW - i, "seq": i,
          "vitals": {name: VITALS[name].low + 1.0 for name in CLINICAL_VITALS}}
@@ -265,12 +263,12 @@ def test_a_block_of_validated_messages_decodes_whole_or_as_decode_does(
         bodies[odd]["vitals"] = {k: v for k, v in merged.items() if v is not None}
         pids[odd] = topic
     payloads = [json.dumps(b).encode() for b in bodies]
-    columns = decode_columns(
+    columns = decode(
         payloads, pids, [NOW] * 20, features=CLINICAL_VITALS,
         validated=[_embedded(p, 4096) for p in payloads],
     )  # fmt: skip
     expected = [
-        _plain(decode(p, topic_patient_id=pid, features=CLINICAL_VITALS, now=NOW))
+        _plain(decode_one(p, topic_patient_id=pid, features=CLINICAL_VITALS, now=NOW))
         for p, pid in zip(payloads, pids, strict=True)
     ]
     assert [_plain(r) for r in columns.results()] == expected

@@ -8,8 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from monitor.core.codec import CodecLimits, Decoded, Rejection, decode
+from monitor.core.codec import CodecLimits, Decoded, Rejection
 from monitor.core.windows import WindowStore
+from tests.support.ingest import decode_one, push_one
 
 FEATURES = ("heart_rate", "spo2", "bp_sys")
 T0 = 1_700_000_000.0
@@ -23,7 +24,7 @@ def message(vitals: dict[str, float], seq: int = 1) -> bytes:
 
 def test_partial_message_decodes_with_nan_for_missing_vitals() -> None:
     """With `partial`, a message with a subset of the features decodes; the rest are NaN."""
-    out = decode(
+    out = decode_one(
         message({"heart_rate": 80.0}), topic_patient_id="p1", features=FEATURES, now=T0 + 1,
         limits=PARTIAL,
     )  # fmt: skip
@@ -36,7 +37,7 @@ def test_partial_message_decodes_with_nan_for_missing_vitals() -> None:
 
 def test_partial_still_refuses_a_message_without_any_model_vital() -> None:
     """A message naming none of the model's vitals stays `missing_vital`."""
-    out = decode(
+    out = decode_one(
         message({"temperature": 37.0}), topic_patient_id="p1", features=FEATURES, now=T0 + 1,
         limits=PARTIAL,
     )  # fmt: skip
@@ -46,7 +47,7 @@ def test_partial_still_refuses_a_message_without_any_model_vital() -> None:
 
 def test_without_partial_a_missing_vital_is_refused() -> None:
     """A model without an observed mask still needs every feature."""
-    out = decode(
+    out = decode_one(
         message({"heart_rate": 80.0, "spo2": 97.0}), topic_patient_id="p1", features=FEATURES,
         now=T0 + 1,
     )  # fmt: skip
@@ -56,7 +57,7 @@ def test_without_partial_a_missing_vital_is_refused() -> None:
 
 def test_partial_plausibility_applies_to_present_vitals() -> None:
     """A present vital out of bounds is still an artifact."""
-    out = decode(
+    out = decode_one(
         message({"heart_rate": 500.0}), topic_patient_id="p1", features=FEATURES, now=T0 + 1,
         limits=PARTIAL,
     )  # fmt: skip
@@ -76,7 +77,9 @@ def test_masked_store_carries_forward_and_flags() -> None:
     ws = masked_store()
     nan = math.nan
     rows = [(80.0, 97.0), (81.0, nan), (82.0, nan), (83.0, 95.0), (84.0, nan)]
-    results = [ws.push("a", float(i), i, np.array(r), 0.0) for i, r in enumerate(rows, start=1)]
+    results = [
+        push_one(ws, "a", float(i), i, np.array(r), 0.0) for i, r in enumerate(rows, start=1)
+    ]
     assert [r.outcome for r in results] == ["warming_up"] * 4 + ["ready"]
     context = results[-1].context
     assert context is not None
@@ -92,13 +95,15 @@ def test_masked_store_backfills_a_vital_first_seen_inside_the_window() -> None:
     ws = masked_store()
     nan = math.nan
     rows = [(80.0, nan), (81.0, nan), (82.0, 96.0), (83.0, nan), (84.0, nan)]
-    results = [ws.push("a", float(i), i, np.array(r), 0.0) for i, r in enumerate(rows, start=1)]
+    results = [
+        push_one(ws, "a", float(i), i, np.array(r), 0.0) for i, r in enumerate(rows, start=1)
+    ]
     context = results[-1].context
     assert context is not None
     np.testing.assert_array_equal(context[:, 1], [96.0, 96.0, 96.0, 96.0])
     np.testing.assert_array_equal(context[:, 3], [0, 0, 1, 0])
     never = masked_store()
-    out = [never.push("b", float(i), i, np.array([70.0 + i, nan]), 0.0) for i in range(1, 6)]
+    out = [push_one(never, "b", float(i), i, np.array([70.0 + i, nan]), 0.0) for i in range(1, 6)]
     last = out[-1].context
     assert last is not None
     assert np.isnan(last[:, 1]).all()
@@ -106,10 +111,11 @@ def test_masked_store_backfills_a_vital_first_seen_inside_the_window() -> None:
 
 
 @pytest.mark.parametrize("pattern", ["random", "first_complete_after_partial"])
-def test_masked_push_ready_matches_push(pattern: str) -> None:
-    """The run path stores the same windows as `push` for full and partial samples, also
-    when a vital's first value comes in a complete sample (its value is written back over
-    the window's earlier rows, which only `push` does)."""
+def test_masked_batch_push_matches_pushing_each_sample_alone(pattern: str) -> None:
+    """A batch stores the same windows as pushing each sample alone, for full and partial
+    samples, also when a vital's first value comes in a complete sample (its value is
+    written back over the window's earlier rows, which only the sample-by-sample policy
+    does)."""
     rng = np.random.default_rng(3)
     n = 60
     values = rng.normal(80.0, 5.0, size=(n, 2))
@@ -118,19 +124,19 @@ def test_masked_push_ready_matches_push(pattern: str) -> None:
     else:
         values[:24, 1] = np.nan  # the second vital arrives at 24, the first sample of a run
     one, run = masked_store(), masked_store()
-    expected = [one.push("a", float(i), i, values[i], 0.0) for i in range(n)]
+    expected = [push_one(one, "a", float(i), i, values[i], 0.0) for i in range(n)]
     got: list[np.ndarray | None] = [None] * n
-    start = 0
-    while start < n:
-        stop = min(n, start + 8)
-        plain, contexts, _ = run.push_ready(
+    plain = 0
+    for start, stop in ((0, 24), (24, 26), (26, n)):
+        pushed = run.push(
             ["a"] * (stop - start), [float(i) for i in range(start, stop)],
             list(range(start, stop)), values[start:stop], [0.0] * (stop - start),
         )  # fmt: skip
-        taken = iter(contexts)
+        plain += int(pushed.plain.sum())
         for j, i in enumerate(range(start, stop)):
-            got[i] = next(taken) if plain[j] else run.push("a", float(i), i, values[i], 0.0).context
-        start = stop
+            got[i] = pushed.result(j).context
+    if pattern != "random":  # complete samples after the written-back one: plain
+        assert plain > 0
     for i, result in enumerate(expected):
         if result.context is None:
             assert got[i] is None
@@ -141,7 +147,7 @@ def test_masked_push_ready_matches_push(pattern: str) -> None:
 def test_gap_limit_stretches_for_a_slower_stream() -> None:
     """With the model's period, a once-a-minute stream is not reset at every sample."""
     ws = WindowStore(3, 1, max_patients=1, idle_ttl_s=1e6, max_gap_s=30.0, period_s=1.0)
-    results = [ws.push("a", 60.0 * i, i, np.array([1.0]), 60.0 * i) for i in range(1, 7)]
+    results = [push_one(ws, "a", 60.0 * i, i, np.array([1.0]), 60.0 * i) for i in range(1, 7)]
     # The second sample is the first interval seen: 60 s > 30 s resets once; from then on
     # the limit is 30 x 60 s.
     assert [r.gap_reset for r in results] == [False, True, False, False, False, False]
@@ -154,6 +160,6 @@ def test_gap_limit_unchanged_for_a_stream_at_the_model_rate() -> None:
     """At the model's own rate the limit is `max_gap_s`, as without a period."""
     ws = WindowStore(3, 1, max_patients=1, idle_ttl_s=1e6, max_gap_s=30.0, period_s=1.0)
     times = [1.0, 2.0, 3.0, 34.0, 35.0]
-    results = [ws.push("a", t, i, np.array([1.0]), t) for i, t in enumerate(times, start=1)]
+    results = [push_one(ws, "a", t, i, np.array([1.0]), t) for i, t in enumerate(times, start=1)]
     assert [r.gap_reset for r in results] == [False, False, False, True, False]
     assert ws.stale(35.0 + 9.0, 8.0) == ["a"]

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from monitor.core.codec import CodecLimits, Decoded, Rejection, decode, decode_many
+from monitor.core.codec import CodecLimits, Decoded, Rejection, decode
 from monitor.core.vitals import BUILTIN, VITALS, Registry, Vital, parse_signal
 from monitor.settings import SettingsError, load_settings
+from tests.support.ingest import decode_one
 
 NOW = 1_700_000_000.0
 ECG = Vital("ecg_mv", "mV", -5.0, 5.0, "ECG lead II", 1 / 360)
@@ -83,7 +84,7 @@ def test_parse_signal_option() -> None:
 
 def test_codec_resolves_names_and_bounds_in_its_registry() -> None:
     """A registered signal is decoded with its own bounds; unknown without the registry."""
-    ok = decode(
+    ok = decode_one(
         _payload({"ecg_mv": -1.25}),
         topic_patient_id="p1",
         features=("ecg_mv",),
@@ -92,7 +93,7 @@ def test_codec_resolves_names_and_bounds_in_its_registry() -> None:
     )
     assert isinstance(ok, Decoded)
     assert ok.samples[0].values.tolist() == [-1.25]
-    unknown = decode(
+    unknown = decode_one(
         _payload({"ecg_mv": -1.25, "heart_rate": 70.0}),
         topic_patient_id="p1",
         features=("heart_rate",),
@@ -101,7 +102,7 @@ def test_codec_resolves_names_and_bounds_in_its_registry() -> None:
     assert isinstance(unknown, Rejection)
     assert unknown.reason == "unknown_vital"
     assert "ecg_mv" in unknown.detail
-    artifact = decode(
+    artifact = decode_one(
         _payload({"ecg_mv": 7.5}),
         topic_patient_id="p1",
         features=("ecg_mv",),
@@ -113,8 +114,8 @@ def test_codec_resolves_names_and_bounds_in_its_registry() -> None:
     assert "[-5, 5] mV" in artifact.detail
 
 
-def test_decode_many_agrees_with_decode_for_registered_signals() -> None:
-    """The vectorised path uses the same registry: same results, element for element."""
+def test_a_batch_uses_the_registry_as_a_single_payload_does() -> None:
+    """The columns of a batch use the same registry: same results, element for element."""
     payloads = [
         _payload({"ecg_mv": 0.5}),
         _payload({"ecg_mv": 9.0}),
@@ -122,9 +123,9 @@ def test_decode_many_agrees_with_decode_for_registered_signals() -> None:
         _payload({"ecg_mv": 0.5, "spo2": 97.0}),
     ]
     features = ("ecg_mv",)
-    many = decode_many(payloads, ["p1"] * 4, [NOW] * 4, features=features, limits=ECG_LIMITS)
+    many = decode(payloads, ["p1"] * 4, [NOW] * 4, features=features, limits=ECG_LIMITS).results()
     one = [
-        decode(p, topic_patient_id="p1", features=features, now=NOW, limits=ECG_LIMITS)
+        decode_one(p, topic_patient_id="p1", features=features, now=NOW, limits=ECG_LIMITS)
         for p in payloads
     ]
     assert [type(r).__name__ for r in many] == ["Decoded", "Rejection", "Rejection", "Decoded"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from monitor.core.codec import CodecLimits, Decoded, decode
+from monitor.core.codec import CodecLimits, Decoded
 from monitor.core.vitals import CLINICAL_VITALS
 from monitor.service.pipeline import Pipeline
 from tests.core.test_codec_fuzz import NOW, payloads
@@ -19,6 +19,7 @@ from tests.reliability.inprocess import (
     outcome_total,
     persistence_predictions,
 )
+from tests.support.ingest import decode_one, ingest_one
 
 _FUZZ: list[Pipeline] = []
 
@@ -35,8 +36,8 @@ def check(payload: bytes) -> None:
     every value that reaches the model (contexts, actuals) finite."""
     pipeline = fuzz_pipeline()
     before = outcome_total(pipeline)
-    pipeline.ingest("vitals/p0001", payload, NOW)
-    decoded = decode(
+    ingest_one(pipeline, "vitals/p0001", payload, NOW)
+    decoded = decode_one(
         payload,
         topic_patient_id="p0001",
         features=CLINICAL_VITALS,
@@ -94,14 +95,14 @@ def test_impossible_values_are_technical_artifacts(
     """Impossible vitals and skewed clocks raise a technical alert (never a physiological
     one), enter no window, and clear when a valid sample arrives."""
     pipeline = make_pipeline(model_window=WINDOW)
-    events = pipeline.ingest("vitals/a01", body, NOW)
+    events = ingest_one(pipeline, "vitals/a01", body, NOW)
     assert [(e.kind, e.reason, e.vital, e.state) for e in events] == [
         ("technical", reason, vital, "raised")
     ]
     assert counter(pipeline, "monitor_invalid_messages_total", reason=reason) == 1
     assert len(pipeline.windows) == 0
     assert len(pipeline.batcher) == 0
-    cleared = pipeline.ingest("vitals/a01", message(seq=1), NOW)
+    cleared = ingest_one(pipeline, "vitals/a01", message(seq=1), NOW)
     assert [(e.reason, e.state) for e in cleared] == [(reason, "cleared")]
     physiological = sum(
         s.value
@@ -132,7 +133,7 @@ def test_hostile_patient_ids_are_refused_before_any_use(pid: str) -> None:
     pipeline = make_pipeline(model_window=WINDOW, ingest={"max_payload_bytes": 200_000})
     seen = []
     pipeline._on_reject = seen.append
-    assert pipeline.ingest("vitals/ok1", message(pid=pid), NOW) == []
+    assert ingest_one(pipeline, "vitals/ok1", message(pid=pid), NOW) == []
     assert [(r.reason, r.patient_id) for r in seen] == [("bad_patient_id", None)]
     assert pid not in seen[0].detail
     assert seen[0].detail.isprintable()
@@ -144,7 +145,7 @@ def test_topic_mismatch_detail_names_no_id() -> None:
     pipeline = make_pipeline(model_window=WINDOW)
     seen = []
     pipeline._on_reject = seen.append
-    pipeline.ingest("vitals/secret01", message(pid="other02"), NOW)
+    ingest_one(pipeline, "vitals/secret01", message(pid="other02"), NOW)
     assert [r.reason for r in seen] == ["topic_mismatch"]
     assert "secret01" not in seen[0].detail
     assert "other02" not in seen[0].detail

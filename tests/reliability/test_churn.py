@@ -15,6 +15,7 @@ from monitor.core.alerts import AlertEvent
 from monitor.service.pipeline import Pipeline
 from tests.reliability.conftest import payload
 from tests.reliability.inprocess import counter, make_pipeline, persistence_predictions
+from tests.support.ingest import ingest_one
 
 T0 = 1_764_000_000.0
 KNOWN = 50
@@ -64,13 +65,13 @@ def churn(
             body = payload(pid, seq[pid], t=now)
             seq[pid] += 1
             t0 = time.perf_counter()
-            follow(pipeline.ingest(f"vitals/{pid}", body, now))
+            follow(ingest_one(pipeline, f"vitals/{pid}", body, now))
             (flood_lat if flooding else base_lat).append(time.perf_counter() - t0)
         if flooding:
             for k in range(per_second):
                 pid = next(new_ids)
                 body = payload(pid, 0, t=now + k / per_second)
-                follow(pipeline.ingest(f"vitals/{pid}", body, now))
+                follow(ingest_one(pipeline, f"vitals/{pid}", body, now))
         jobs = pipeline.drain_all()
         known_scored += sum(j.patient_id.startswith("known") for j in jobs)
         if jobs:

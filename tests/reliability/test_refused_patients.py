@@ -15,6 +15,7 @@ from tests.reliability.conftest import NORMAL, WINDOW, outcomes_balance, payload
 from tests.reliability.inprocess import counter, make_pipeline, persistence_predictions
 from tests.reliability.test_delivery import publish_all, wait_until
 from tests.support.daemon import Daemon, total
+from tests.support.ingest import ingest_one
 from tests.support.listener import Listener
 from tests.support.mosquitto import Mosquitto
 
@@ -106,13 +107,13 @@ def test_a_patient_whose_every_message_lacks_a_vital_is_a_technical_alert() -> N
     events = []
     for seq in range(5):
         body = {"v": 1, "patient_id": "mv1", "t": T0 + seq, "seq": seq, "vitals": partial}
-        events += pipeline.ingest("vitals/mv1", json.dumps(body).encode(), T0 + seq)
+        events += ingest_one(pipeline, "vitals/mv1", json.dumps(body).encode(), T0 + seq)
     assert [(e.patient_id, e.reason, e.vital, e.state) for e in events] == [
         ("mv1", "patient_refused", "spo2", "raised"),
         (None, "patients_refused", None, "raised"),
     ]
     assert counter(pipeline, "monitor_patients_refused") == 1
-    cleared = pipeline.ingest("vitals/mv1", payload("mv1", 5, t=T0 + 5), T0 + 5)
+    cleared = ingest_one(pipeline, "vitals/mv1", payload("mv1", 5, t=T0 + 5), T0 + 5)
     assert [(e.patient_id, e.reason, e.state) for e in cleared] == [
         ("mv1", "patient_refused", "cleared"),
         (None, "patients_refused", "cleared"),
@@ -125,9 +126,9 @@ def test_a_missing_vital_of_a_monitored_patient_raises_nothing() -> None:
     (it is monitored; a lasting loss shows as 'signal lost')."""
     pipeline = make_pipeline(model_window=WINDOW)
     for seq in range(WINDOW + 2):
-        pipeline.ingest("vitals/ok1", payload("ok1", seq, t=T0 + seq), T0 + seq)
+        ingest_one(pipeline, "vitals/ok1", payload("ok1", seq, t=T0 + seq), T0 + seq)
     body = {"v": 1, "patient_id": "ok1", "t": T0 + 20, "seq": 20, "vitals": {"spo2": 97.0}}
-    assert pipeline.ingest("vitals/ok1", json.dumps(body).encode(), T0 + 20) == []
+    assert ingest_one(pipeline, "vitals/ok1", json.dumps(body).encode(), T0 + 20) == []
 
 
 def test_a_refused_patient_that_goes_silent_ends_its_alert() -> None:
@@ -135,14 +136,14 @@ def test_a_refused_patient_that_goes_silent_ends_its_alert() -> None:
     the system alert clears with the last one; open alerts stay bounded."""
     pipeline = make_pipeline(model_window=WINDOW, window={"max_patients": 1, "stale_after_s": 5})
     for seq in range(WINDOW + 1):
-        pipeline.ingest("vitals/bed1", payload("bed1", seq, t=T0 + seq), T0 + seq)
-    events = pipeline.ingest("vitals/late1", payload("late1", 0, t=T0 + 9), T0 + 9)
+        ingest_one(pipeline, "vitals/bed1", payload("bed1", seq, t=T0 + seq), T0 + seq)
+    events = ingest_one(pipeline, "vitals/late1", payload("late1", 0, t=T0 + 9), T0 + 9)
     assert [(e.patient_id, e.reason, e.state) for e in events] == [
         ("late1", "patient_refused", "raised"),
         (None, "patients_refused", "raised"),
     ]
     for seq in range(WINDOW + 1, 20):  # bed1 goes on; late1 is silent
-        pipeline.ingest("vitals/bed1", payload("bed1", seq, t=T0 + seq), T0 + seq)
+        ingest_one(pipeline, "vitals/bed1", payload("bed1", seq, t=T0 + seq), T0 + seq)
         jobs = pipeline.drain_all()
         pipeline.score(jobs, persistence_predictions(jobs), T0 + seq, live=False)
         events += pipeline.housekeeping(T0 + seq)

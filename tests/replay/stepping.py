@@ -6,6 +6,7 @@ from monitor.model.predictor import Predictor
 from monitor.replay.offline import OfflineRunner
 from monitor.replay.recording import Record
 from monitor.settings import Settings
+from tests.support.ingest import ingest_one
 
 
 def stepped(records: list[Record], predictor: Predictor, settings: Settings) -> OfflineRunner:
@@ -24,7 +25,7 @@ def stepped(records: list[Record], predictor: Predictor, settings: Settings) -> 
             runner.alerts += pipeline.housekeeping(next_pass)
             passes += 1
             next_pass += interval
-        runner.alerts += pipeline.ingest(record.topic, record.payload, now)
+        runner.alerts += ingest_one(pipeline, record.topic, record.payload, now)
         if len(pipeline.batcher) >= runner.settings.batch.max_batch:
             runner._flush(now)
     runner.finish()

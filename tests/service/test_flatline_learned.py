@@ -15,6 +15,7 @@ from monitor.service.pipeline import ModelInfo, Pipeline
 from monitor.settings import Settings
 from monitor.training.data import Segment
 from monitor.training.repeats import flatline_rules, run_lengths
+from tests.support.ingest import ingest_one
 
 T0 = 1_700_000_000.0
 WAVE = Vital("wave", "1", -2.0, 2.0, "a quantised slow wave")
@@ -57,7 +58,7 @@ def replay(p: Pipeline, values: np.ndarray) -> list[AlertEvent]:
     events: list[AlertEvent] = []
     for seq, value in enumerate(values.tolist()):
         body = {"v": 1, "patient_id": "q1", "t": T0 + seq, "seq": seq, "vitals": {"wave": value}}
-        events += p.ingest("vitals/q1", json.dumps(body).encode(), T0 + seq)
+        events += ingest_one(p, "vitals/q1", json.dumps(body).encode(), T0 + seq)
         jobs = p.take_batch()
         if jobs:
             preds = np.stack([j.context[-1] for j in jobs]).astype(np.float32)

@@ -11,6 +11,7 @@ from monitor.core.alerts import AlertEvent
 from monitor.service.metrics import Metrics
 from monitor.service.pipeline import ModelInfo, Pipeline
 from monitor.settings import Settings
+from tests.support.ingest import ingest_one
 
 FEATURES = ("heart_rate", "spo2")
 T0 = 1_700_000_000.0
@@ -46,7 +47,7 @@ def feed(p: Pipeline, pid: str, values: list[float], start: int = 0) -> list[Ale
     events: list[AlertEvent] = []
     for i, v in enumerate(values):
         seq = start + i
-        events += p.ingest(f"vitals/{pid}", payload(pid, seq, v), T0 + seq)
+        events += ingest_one(p, f"vitals/{pid}", payload(pid, seq, v), T0 + seq)
     return events
 
 
@@ -64,9 +65,9 @@ def test_each_sample_gets_one_outcome_and_ready_windows_are_queued() -> None:
     p = make()
     rng = np.random.default_rng(0)
     feed(p, "a", list(70 + rng.standard_normal(10)))
-    p.ingest("vitals/a", payload("a", 9, 70.0), T0 + 10)  # duplicate
-    p.ingest("vitals/a", payload("a", 3, 70.0), T0 + 10)  # late
-    p.ingest("vitals/a", b"{nope", T0 + 10)
+    ingest_one(p, "vitals/a", payload("a", 9, 70.0), T0 + 10)  # duplicate
+    ingest_one(p, "vitals/a", payload("a", 3, 70.0), T0 + 10)  # late
+    ingest_one(p, "vitals/a", b"{nope", T0 + 10)
     assert len(p.batcher) == 6
     score_all(p)
     assert outcomes(p) == {"warming_up": 4, "scored": 6, "duplicate": 1, "late": 1, "invalid": 1}
@@ -89,16 +90,16 @@ def test_a_stuck_value_raises_and_clears_a_flatline_alert() -> None:
 def test_artifact_is_technical_and_silence_raises_signal_lost() -> None:
     """HR 400 is an artifact (technical, never physiological); a silent patient is 'signal lost'."""
     p = make(window={"stale_after_s": 5.0})
-    events = p.ingest("vitals/c", payload("c", 0, 400.0), T0)
+    events = ingest_one(p, "vitals/c", payload("c", 0, 400.0), T0)
     assert [(e.kind, e.reason, e.vital, e.state) for e in events] == [
         ("technical", "artifact", "heart_rate", "raised")
     ]
-    events = p.ingest("vitals/c", payload("c", 1, 72.0), T0 + 1)
+    events = ingest_one(p, "vitals/c", payload("c", 1, 72.0), T0 + 1)
     assert [(e.reason, e.state) for e in events] == [("artifact", "cleared")]
     lost = p.housekeeping(T0 + 10)
     assert [(e.patient_id, e.reason, e.state) for e in lost] == [("c", "signal_lost", "raised")]
     assert p.housekeeping(T0 + 11) == []
-    back = p.ingest("vitals/c", payload("c", 2, 72.0), T0 + 12)
+    back = ingest_one(p, "vitals/c", payload("c", 2, 72.0), T0 + 12)
     assert [(e.reason, e.state) for e in back] == [("signal_lost", "cleared")]
 
 
@@ -138,7 +139,7 @@ def test_a_vital_is_not_judged_while_its_window_holds_a_stuck_stretch() -> None:
     hr = list(70 + rng.standard_normal(6) * 0.5) + [71.5] * 6
     spo2 = [*(97 + rng.standard_normal(11) * 0.3), 80.0]
     for seq, (h, s) in enumerate(zip(hr, spo2, strict=True)):
-        p2.ingest("vitals/f", payload("f", seq, h, spo2=s), T0 + seq)
+        ingest_one(p2, "vitals/f", payload("f", seq, h, spo2=s), T0 + seq)
         if seq < 11 and len(p2.batcher):
             score_all(p2)
     jobs = p2.take_batch()
@@ -156,7 +157,7 @@ def test_a_masked_model_scores_the_vitals_a_device_sends() -> None:
     rng = np.random.default_rng(4)
     for seq, hr in enumerate([*(70 + rng.standard_normal(8) * 0.5), 100.0]):
         body = {"v": 1, "patient_id": "m", "t": T0 + seq, "seq": seq, "vitals": {"heart_rate": hr}}
-        assert p.ingest("vitals/m", json.dumps(body).encode(), T0 + seq) == []
+        assert ingest_one(p, "vitals/m", json.dumps(body).encode(), T0 + seq) == []
     jobs = p.take_batch()
     windows = p.stack(jobs)
     assert windows.shape == (5, 4, 4)  # values then observed flags

@@ -12,6 +12,7 @@ from monitor.core.vitals import Registry, Vital
 from monitor.service.metrics import Metrics
 from monitor.service.pipeline import ModelInfo, Pipeline, flatline_samples
 from monitor.settings import Settings, SettingsError
+from tests.support.ingest import ingest_one
 
 ECG = Vital("ecg_mv", "mV", -5.0, 5.0, "ecg_mv")
 T0 = 1_700_000_000.0
@@ -41,10 +42,10 @@ def test_a_settings_signal_is_known_to_the_codec_beside_the_model() -> None:
     )
     p = Pipeline(_model(), settings, Metrics.create(CollectorRegistry()))
     body = {"v": 1, "patient_id": "a", "t": T0, "seq": 0, "vitals": {"ecg_mv": 0.1, "icp": 9.0}}
-    p.ingest("vitals/a", json.dumps(body).encode(), T0)
+    ingest_one(p, "vitals/a", json.dumps(body).encode(), T0)
     assert len(p.windows) == 1
     bad = {**body, "seq": 1, "vitals": {"ecg_mv": 0.1, "etco2": 35.0}}
-    p.ingest("vitals/a", json.dumps(bad).encode(), T0 + 1)
+    ingest_one(p, "vitals/a", json.dumps(bad).encode(), T0 + 1)
     reasons = {
         s.labels["reason"]: s.value
         for family in p.metrics.registry.collect()

@@ -8,13 +8,14 @@ from monitor.core.windows import RELEARN_SAMPLES
 from monitor.service.pipeline import Pipeline
 from tests.reliability.conftest import WINDOW, payload
 from tests.reliability.inprocess import counter, make_pipeline, persistence_predictions
+from tests.support.ingest import ingest_one
 
 T0 = 1_764_000_000.0
 
 
 def step(p: Pipeline, pid: str, seq: int, t: float, now: float) -> list[AlertEvent]:
     """Ingest one sample, score what is queued, run housekeeping at `now`."""
-    events = p.ingest(f"vitals/{pid}", payload(pid, seq, t=t), now)
+    events = ingest_one(p, f"vitals/{pid}", payload(pid, seq, t=t), now)
     jobs = p.drain_all()
     if jobs:
         events += p.score(jobs, persistence_predictions(jobs), now, live=False)
@@ -91,7 +92,7 @@ def test_an_unheld_patients_refused_message_alert_expires_when_silent() -> None:
     expires once the id has been silent for the staleness limit (nothing stays open)."""
     p = make_pipeline(model_window=WINDOW, window={"stale_after_s": 2.0})
     body = payload("junk1", 0, t=T0, heart_rate=0.0)
-    raised = p.ingest("vitals/junk1", body, T0)
+    raised = ingest_one(p, "vitals/junk1", body, T0)
     assert [(e.reason, e.state) for e in raised] == [("artifact", "raised")]
     events: list[AlertEvent] = []
     for k in range(1, 5):

@@ -18,6 +18,7 @@ from monitor.service.metrics import Metrics
 from monitor.service.pipeline import ModelInfo, Pipeline
 from monitor.service.snapshot import restore_on_start, save_on_stop
 from monitor.settings import Settings
+from tests.support.ingest import ingest_one
 
 WINDOW = 8
 NORMAL = [75.0, 97.0, 16.0, 120.0, 80.0, 37.0]
@@ -53,7 +54,7 @@ def step(pipeline: Pipeline, patients: list[str], seq: int) -> list[AlertEvent]:
     now = T0 + seq
     events: list[AlertEvent] = []
     for pid in patients:
-        events += pipeline.ingest(f"vitals/{pid}", sample(pid, seq), now)
+        events += ingest_one(pipeline, f"vitals/{pid}", sample(pid, seq), now)
     jobs = pipeline.take_batch()
     if jobs:
         predictions = np.stack([j.context[-1, :6] for j in jobs]).astype(np.float32)

@@ -12,6 +12,7 @@ import pytest
 from monitor.core.detector import Detector, DetectorConfig
 from monitor.core.scale import ResidualScale
 from monitor.core.windows import WindowStore
+from tests.support.ingest import push_one
 
 F = 3
 WINDOW = 6
@@ -31,7 +32,7 @@ def _feed(store: WindowStore, rng: np.random.Generator, steps: range, n_patients
             values = rng.normal(size=F)
             if store.masked and rng.random() < 0.3:
                 values[rng.integers(F)] = np.nan
-            r = store.push(f"p{p}", float(step), step, values, now=1000.0 + step)
+            r = push_one(store, f"p{p}", float(step), step, values, now=1000.0 + step)
             out.append((r.outcome, None if r.context is None else r.context.tolist()))
     return out
 
@@ -60,12 +61,12 @@ def test_window_store_round_trip_keeps_duplicates_late_and_staleness() -> None:
     moves the receive times so the time on disk is not counted as silence."""
     original = _store()
     for seq in range(1, 4):
-        original.push("a", float(seq), seq, np.ones(F), now=100.0 + seq)
+        push_one(original, "a", float(seq), seq, np.ones(F), now=100.0 + seq)
     ids, arrays = original.export_state()
     restored = _store()
     restored.import_state(ids, arrays, shift_s=50.0)
-    assert restored.push("a", 3.0, 3, np.ones(F), now=200.0).outcome == "duplicate"
-    assert restored.push("a", 2.5, 2, np.ones(F), now=200.0).outcome == "late"
+    assert push_one(restored, "a", 3.0, 3, np.ones(F), now=200.0).outcome == "duplicate"
+    assert push_one(restored, "a", 2.5, 2, np.ones(F), now=200.0).outcome == "late"
     assert restored.last_seen("a") == pytest.approx(153.0)
     assert restored.stale(160.0, 5.0) == ["a"]
     assert restored.stale(155.0, 5.0) == []
@@ -78,7 +79,7 @@ def test_window_store_round_trip_keeps_the_learned_clock(offset_s: float) -> Non
     clock = {"max_future_skew_s": 5.0, "max_offset_s": 3600.0, "clock_alert_s": 60.0}
     original = WindowStore(WINDOW, F, max_patients=8, idle_ttl_s=100.0, max_gap_s=10.0, **clock)
     seen = [
-        original.push("a", 1000.0 + s + offset_s, s, np.ones(F), now=1000.0 + s)
+        push_one(original, "a", 1000.0 + s + offset_s, s, np.ones(F), now=1000.0 + s)
         for s in range(1, 20)
     ]
     assert [r.clock for r in seen].count("offset") == 1
@@ -87,8 +88,8 @@ def test_window_store_round_trip_keeps_the_learned_clock(offset_s: float) -> Non
     restored.import_state(ids, arrays)
     assert restored.clock_offset("a") == original.clock_offset("a")
     for s in range(20, 40):
-        a = original.push("a", 1000.0 + s + offset_s, s, np.ones(F), now=1000.0 + s)
-        b = restored.push("a", 1000.0 + s + offset_s, s, np.ones(F), now=1000.0 + s)
+        a = push_one(original, "a", 1000.0 + s + offset_s, s, np.ones(F), now=1000.0 + s)
+        b = push_one(restored, "a", 1000.0 + s + offset_s, s, np.ones(F), now=1000.0 + s)
         assert (b.outcome, b.clock) == (a.outcome, a.clock)
         assert b.clock == ""
         assert b.outcome == "ready"
@@ -97,7 +98,7 @@ def test_window_store_round_trip_keeps_the_learned_clock(offset_s: float) -> Non
 def test_window_store_import_refuses_wrong_shapes_and_changes_nothing() -> None:
     """An array of another window length is refused before any patient is admitted."""
     original = _store()
-    original.push("a", 1.0, 1, np.ones(F), now=1.0)
+    push_one(original, "a", 1.0, 1, np.ones(F), now=1.0)
     ids, arrays = original.export_state()
     bad = dict(arrays, rows=np.zeros((1, WINDOW + 1, F), np.float32))
     restored = _store()

@@ -8,9 +8,10 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from monitor.cli import main
-from monitor.core.codec import CodecLimits, Decoded, decode
+from monitor.core.codec import CodecLimits, Decoded
 from monitor.core.vitals import CLINICAL_VITALS, Registry, parse_signal
 from monitor.replay.recording import read_recording
+from tests.support.ingest import decode_one
 
 
 def test_simulated_registered_signal_stays_in_bounds_and_decodes(tmp_path: Path) -> None:
@@ -38,7 +39,7 @@ def test_simulated_registered_signal_stays_in_bounds_and_decodes(tmp_path: Path)
     limits = CodecLimits(max_age_s=1e10, signals=Registry([parse_signal("icp:mmHg:-5:60")]))
     values = []
     for record in read_recording(rec):
-        decoded = decode(
+        decoded = decode_one(
             record.payload,
             topic_patient_id=record.topic.rsplit("/", 1)[1],
             features=(*CLINICAL_VITALS, "icp"),

@@ -30,6 +30,7 @@ from monitor.training.calibration import (
 from monitor.training.data import Segment, SplitData
 from monitor.training.pipeline import train_model
 from monitor.training.recipes import DATA
+from tests.support.ingest import ingest_one
 
 WINDOW = 20
 LEVEL = 70.0
@@ -204,7 +205,7 @@ def _score(p: Pipeline, hr: list[float]) -> list[AlertEvent]:
             "seq": seq,
             "vitals": {"heart_rate": value, "spo2": 97.0 + 0.5 * (seq % 2)},
         }
-        p.ingest("vitals/p1", json.dumps(body).encode(), T0 + seq)
+        ingest_one(p, "vitals/p1", json.dumps(body).encode(), T0 + seq)
         jobs = p.take_batch()
         if jobs:
             preds = np.stack([j.context[-1] for j in jobs]).astype(np.float32)

@@ -1,4 +1,5 @@
-"""The partitioned topic convention of a sharded daemon: ``vitals/<partition>/<patient_id>``.
+"""The topic convention: ``vitals/<patient_id>``, and for a sharded daemon
+``vitals/<partition>/<patient_id>``; the patient key is the topic's last level (`patient_of`).
 
 Devices publish plain ``vitals/<patient_id>``; the NATS server's mapping adds the partition
 (`monitor.transports.nats.partition`). A shard subscribes to ``vitals/<k>/+`` for each
@@ -14,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from monitor.transports.nats.partition import partition_of
 
-__all__ = ["PartitionGuard", "partition_topics"]
+__all__ = ["PartitionGuard", "partition_topics", "patient_of"]
 
 #: The message sink a guard feeds: (topic, payload) pairs, in arrival order.
 Sink = Callable[[list[tuple[str, bytes]]], None]
@@ -22,6 +23,12 @@ Sink = Callable[[list[tuple[str, bytes]]], None]
 Refused = Callable[[str], None]
 #: Patient ids whose partition is remembered (past that, the cache starts again).
 _CACHE_MAX = 200_000
+
+
+def patient_of(topic: str) -> str | None:
+    """Return the topic's last level (the patient id by convention), or None."""
+    _, sep, last = topic.rpartition("/")
+    return last if sep else None
 
 
 def partition_topics(prefix: str, partitions: Sequence[int]) -> list[str]:
