@@ -32,7 +32,9 @@ from pydantic_core import from_json
 from typing_extensions import TypedDict
 
 from monitor.core.codec import CodecLimits, SingleFields, SingleFieldsJson
+from monitor.engine.ports import IngressBatch
 from monitor.errors import DataError
+from monitor.transports.mqtt.topics import patient_of
 
 FORMAT_VERSION = 1
 _CHUNK = 1 << 16
@@ -512,6 +514,12 @@ class RecordBlock:
 
     def __len__(self) -> int:
         return len(self.topics)
+
+    def batch(self) -> IngressBatch:
+        """The block as the engine's ingress batch: a recording holds MQTT topics, so the
+        patient key of each record is its topic's, by the MQTT transport's convention."""
+        keys = [patient_of(topic) for topic in self.topics]
+        return IngressBatch(keys, self.payloads, self.received_at, self.validated, self.longest)
 
 
 def _validated(lines: list[bytes]) -> list[_PlainLine | _OtherLine]:

@@ -463,6 +463,19 @@ class Pipeline:
         """Count the jobs of a batch whose forward raised: outcome `failed`, not scored."""
         self._outcomes["failed"].inc(len(jobs))
 
+    @property
+    def pending(self) -> int:
+        """Jobs queued in the batcher."""
+        return len(self.batcher)
+
+    def due(self, now: float) -> bool:
+        """Whether a batch should be taken now (size reached or oldest job too old)."""
+        return self.batcher.due(now)
+
+    def deadline(self) -> float | None:
+        """When the oldest queued job becomes due, or None when none waits."""
+        return self.batcher.deadline()
+
     def take_batch(self) -> list[Job]:
         """Remove and return up to `max_batch` queued jobs, oldest first."""
         jobs = self.batcher.take(self.settings.batch.max_batch)

@@ -1,5 +1,5 @@
-"""The lower layers stay pure: each module of `monitor.core` and `monitor.model`, imported
-alone in a fresh interpreter, loads none of its layer's "never" modules (docs/architecture.md,
+"""The lower layers stay pure: each module of `monitor.core`, `monitor.model` and
+`monitor.engine`, imported alone in a fresh interpreter, loads none of its layer's "never" modules (docs/architecture.md,
 Layers). The modules are globbed, so a new module is checked without being listed here."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import sys
 import pytest
 
 import monitor.core
+import monitor.engine
 import monitor.model
 
 #: The layers above both: a lower layer that imports one of them depends on its user.
@@ -44,13 +45,25 @@ FORBIDDEN = {
     # torch itself imports asyncio, so the model layer is held to its own table row: no
     # service, no transport, no metrics or logging library.
     "monitor.model": [*_UPPER, *_SHELL],
+    # The engine: core and model only; no event loop, transport, metrics or logging
+    # library (it reports through its ports).
+    "monitor.engine": [
+        *(m for m in _UPPER if m != "monitor.engine"),
+        *_SHELL,
+        "asyncio",
+        "torch",
+    ],
 }
 
 
 def modules_of(package: str) -> list[str]:
     """Every module of `package` and its subpackages (by their files, not a list kept by
     hand)."""
-    path = {"monitor.core": monitor.core.__path__, "monitor.model": monitor.model.__path__}
+    path = {
+        "monitor.core": monitor.core.__path__,
+        "monitor.model": monitor.model.__path__,
+        "monitor.engine": monitor.engine.__path__,
+    }
     return sorted(m.name for m in pkgutil.walk_packages(path[package], prefix=f"{package}."))
 
 
@@ -59,6 +72,7 @@ def modules_of(package: str) -> list[str]:
 ALLOWED = {
     "monitor.core": ["numpy", "pydantic"],
     "monitor.model": ["numpy", "pydantic", "torch", "onnx", "onnxruntime", "safetensors"],
+    "monitor.engine": ["numpy", "pydantic"],
 }
 
 # Run in a fresh interpreter: import the layer's allowed libraries, then for each module
@@ -117,6 +131,8 @@ def test_the_glob_finds_every_module() -> None:
     assert {"monitor.core.scale", "monitor.core.slots", "monitor.core.codec"} <= set(core)
     model = set(modules_of("monitor.model"))
     assert {"monitor.model.store", "monitor.model.architectures.medical_lstm"} <= model
+    engine = set(modules_of("monitor.engine"))
+    assert {"monitor.engine.ports", "monitor.engine.scheduler"} <= engine
 
 
 @pytest.mark.parametrize(

@@ -26,10 +26,10 @@ def stepped(records: list[Record], predictor: Predictor, settings: Settings) -> 
             passes += 1
             next_pass += interval
         runner.alerts += ingest_one(pipeline, record.topic, record.payload, now)
-        if len(pipeline.batcher) >= runner.settings.batch.max_batch:
-            runner._flush(now)
+        if pipeline.pending >= runner.settings.batch.max_batch:
+            runner.alerts += runner.scheduler.flush(now)
     runner.finish()
-    runner.housekeeping_passes = passes
+    runner.ticks.passes = passes  # the count `housekeeping_passes` reports
     return runner
 
 
