@@ -29,7 +29,6 @@ __all__ = [
 ]
 
 
-
 class Job(Protocol):
     """What the scheduler reads of a queued job: its sample's receive time."""
 

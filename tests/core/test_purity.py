@@ -1,6 +1,7 @@
 """The lower layers stay pure: each module of `monitor.core`, `monitor.model` and
-`monitor.engine`, imported alone in a fresh interpreter, loads none of its layer's "never" modules (docs/architecture.md,
-Layers). The modules are globbed, so a new module is checked without being listed here."""
+`monitor.engine`, imported alone in a fresh interpreter, loads none of its layer's "never"
+modules (docs/architecture.md, Layers). The modules are globbed, so a new module is checked
+without being listed here."""
 
 from __future__ import annotations
 
