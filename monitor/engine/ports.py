@@ -126,8 +126,8 @@ class Stages(Protocol[JobT]):
     def deadline(self) -> float | None:
         """When the oldest queued job becomes due, or None when none waits."""
 
-    def take_batch(self) -> list[JobT]:
-        """Remove and return up to `max_batch` queued jobs, oldest first."""
+    def take_batch(self, max_n: int | None = None) -> list[JobT]:
+        """Remove and return up to `max_n` (None: `max_batch`) queued jobs, oldest first."""
 
     def stack(self, jobs: Sequence[JobT]) -> Float32Array: ...
 

@@ -47,6 +47,7 @@ class Scheduler(Generic[JobT]):
         clock: The verdict time of a forward started without one (the wall clock live).
         timer: A monotonic clock for the forwards' latency.
         live: Scoring observes end-to-end latency (meaningless on a virtual clock).
+        batch: Jobs per forward (None: the stages' own batch size).
     """
 
     def __init__(
@@ -58,6 +59,7 @@ class Scheduler(Generic[JobT]):
         clock: Callable[[], float],
         timer: Callable[[], float],
         live: bool,
+        batch: int | None = None,
     ) -> None:
         self.stages = stages
         self._worker = worker
@@ -65,6 +67,7 @@ class Scheduler(Generic[JobT]):
         self._clock = clock
         self._timer = timer
         self._live = live
+        self._batch = batch
         self._forwards: deque[_Forward[JobT]] = deque()
 
     @property
@@ -90,7 +93,7 @@ class Scheduler(Generic[JobT]):
             at: The time its verdicts are given at; None: the clock's when it is scored
                 (live), or on a virtual clock the latest receive time of its jobs.
         """
-        jobs = self.stages.take_batch()
+        jobs = self.stages.take_batch(self._batch)
         if not jobs:
             return False
         if at is None and not self._live:

@@ -19,9 +19,8 @@ import contextlib
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import aiomqtt
@@ -32,6 +31,8 @@ from prometheus_client import CollectorRegistry
 
 from monitor.core.alerts import AlertEvent
 from monitor.core.codec import Rejection
+from monitor.engine.scheduler import Scheduler
+from monitor.engine.worker import ThreadWorker
 from monitor.model.predictor import Predictor
 from monitor.service.alerting import SYSTEM_TOPIC_ID, AlertSink
 from monitor.service.http import HttpServer
@@ -115,16 +116,6 @@ class CountingQueue:
         return [items.popleft() for _ in range(min(n, len(items)))]
 
 
-@dataclass(frozen=True, slots=True)
-class _Forward:
-    """A batch queued on, or running on, the inference thread."""
-
-    jobs: list[Job]
-    windows: np.ndarray[Any, Any]  # the jobs' stacked context windows
-    future: Future[np.ndarray[Any, Any]]
-    started: float  # perf_counter
-
-
 class Daemon:
     """`monitor run`: the long-running service.
 
@@ -168,6 +159,7 @@ class Daemon:
             max_connections=settings.metrics.max_connections,
         )
         self._queue = CountingQueue(self.metrics, settings.ingest.queue_size)
+        self._executor = ThreadPoolExecutor(1, "inference", initializer=one_inference_thread)
         self._topics = settings.ingest.topics
         self._on_message: Callable[[list[tuple[str, bytes]]], None] = self._queue.put
         self._system_id = SYSTEM_TOPIC_ID
@@ -184,7 +176,7 @@ class Daemon:
             if settings.nats.url:
                 self._recovery = Recovery(
                     self.pipeline,
-                    self._predict_async,
+                    ThreadWorker(self._executor, self._predict),
                     self._emit,
                     self.metrics,
                     guard.accepts,
@@ -200,7 +192,15 @@ class Daemon:
         self._stop_deadline: float | None = None  # monotonic; set by the first stop request
         self._intake_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._forwards: deque[_Forward] = deque()  # in submission order
+        #: The engine: forwards on the inference thread, scored in batch order.
+        self.scheduler: Scheduler[Job] = Scheduler(
+            self.pipeline,
+            ThreadWorker(self._executor, self._predict, self._on_forward_done),
+            self,
+            clock=time.time,
+            timer=time.perf_counter,
+            live=True,
+        )
         self._forward_done = False  # set on the inference thread when the forward ends
         self._batch_timer: asyncio.TimerHandle | None = None
         self._final = False  # shutting down: batches run through `_final_flush` only
@@ -215,7 +215,6 @@ class Daemon:
             outbox=None,  # attached by `serve`: no work in the constructor
             system_id=self._system_id,
         )
-        self._executor = ThreadPoolExecutor(1, "inference", initializer=one_inference_thread)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -408,11 +407,6 @@ class Daemon:
         )
         return done.last_seq
 
-    async def _predict_async(self, windows: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        return await asyncio.get_running_loop().run_in_executor(
-            self._executor, self._predict, windows
-        )
-
     def _set_connected(self, conn: Connection) -> None:
         self._conn = conn
         self._connected.set()
@@ -537,20 +531,13 @@ class Daemon:
     # behind an intake burst, while the inference thread sat idle (traced at 10k msg/s).
 
     def _start_forward(self) -> None:
-        """Queue forwards of due batches while fewer than `_IN_FLIGHT` are queued."""
-        batcher = self.pipeline.batcher
-        while len(self._forwards) < _IN_FLIGHT and len(batcher) and not self._final:
-            now = time.time()
-            if not batcher.due(now):
-                deadline = batcher.deadline()
-                if self._batch_timer is None and deadline is not None and self._loop is not None:
-                    self._batch_timer = self._loop.call_later(deadline - now, self._on_batch_timer)
-                return
-            jobs = self.pipeline.take_batch()
-            windows = self.pipeline.stack(jobs)
-            future = self._executor.submit(self._predict, windows)
-            self._forwards.append(_Forward(jobs, windows, future, time.perf_counter()))
-            future.add_done_callback(self._on_forward_done)
+        """Start forwards of due batches while fewer than `_IN_FLIGHT` are queued; arm the
+        batch timer when the oldest job is not yet due."""
+        if self._final:
+            return
+        deadline = self.scheduler.start_due(time.time(), _IN_FLIGHT)
+        if deadline is not None and self._batch_timer is None and self._loop is not None:
+            self._batch_timer = self._loop.call_later(deadline - time.time(), self._on_batch_timer)
 
     def _on_batch_timer(self) -> None:
         self._batch_timer = None
@@ -566,43 +553,20 @@ class Daemon:
     def _complete_forward(self) -> None:
         """Score the forwards that ended, in order, and start the next ones."""
         self._forward_done = False
-        while self._forwards and self._forwards[0].future.done():
-            self._score_forward(self._forwards.popleft())
+        events = self.scheduler.score_done()
+        if events:
+            self._emit(events)
         self._start_forward()
 
-    def _score_forward(self, forward: _Forward) -> None:
-        try:
-            predictions = forward.future.result()
-        except Exception as exc:  # logged and counted; the next batch may succeed
-            log.error("inference_failed", error=repr(exc), jobs_lost=len(forward.jobs))
-            self.pipeline.inference_failed(forward.jobs)
-        else:
-            self.metrics.inference_latency.observe(time.perf_counter() - forward.started)
-            self._emit(
-                self.pipeline.score(forward.jobs, predictions, time.time(), windows=forward.windows)
-            )
+    def forward_failed(self, jobs: Sequence[Job], error: BaseException) -> None:
+        """A forward raised (the engine's `Report`): logged; its jobs end as `failed`."""
+        log.error("inference_failed", error=repr(error), jobs_lost=len(jobs))
 
-    async def _run_batch(self, jobs: list[Job]) -> None:
-        if not jobs:
-            return
-        windows = self.pipeline.stack(jobs)
-        loop = asyncio.get_running_loop()
-        t0 = time.perf_counter()
-        future = loop.run_in_executor(self._executor, self._predict, windows)
-        try:
-            predictions = await asyncio.shield(future)
-        except asyncio.CancelledError:
-            # Cancelled during the final flush: finish the batch in flight so its jobs are
-            # scored (counted), then go on cancelling.
-            predictions = await future
-            self._emit(self.pipeline.score(jobs, predictions, time.time(), windows=windows))
-            raise
-        except Exception as exc:  # logged and counted, as for a forward started by callback
-            log.error("inference_failed", error=repr(exc), jobs_lost=len(jobs))
-            self.pipeline.inference_failed(jobs)
-            return
-        self.metrics.inference_latency.observe(time.perf_counter() - t0)
-        self._emit(self.pipeline.score(jobs, predictions, time.time(), windows=windows))
+    def forward_scored(
+        self, jobs: Sequence[Job], predictions: np.ndarray[Any, Any], seconds: float
+    ) -> None:
+        """A forward is scored (the engine's `Report`): its latency."""
+        self.metrics.inference_latency.observe(seconds)
 
     def _predict(self, windows: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         t0 = time.perf_counter()
@@ -612,20 +576,29 @@ class Daemon:
         return out
 
     async def _final_flush(self) -> None:
-        """Score everything pending: the forward in flight, then the rest in batches."""
+        """Score everything pending: the forwards in flight, then the rest in batches."""
         self._final = True
         if self._batch_timer is not None:
             self._batch_timer.cancel()
             self._batch_timer = None
-        while self._forwards:
-            forward = self._forwards.popleft()
-            with contextlib.suppress(Exception):  # raised again by _score_forward
-                await asyncio.wrap_future(forward.future)
-            self._score_forward(forward)
-        jobs = self.pipeline.drain_all()
-        step = self.settings.batch.max_batch
-        for i in range(0, len(jobs), step):
-            await self._run_batch(jobs[i : i + step])
+        scheduler = self.scheduler
+        while scheduler.in_flight or self.pipeline.pending:
+            if self.pipeline.pending and scheduler.in_flight < _IN_FLIGHT:
+                scheduler.submit()
+                continue
+            future = scheduler.oldest()
+            assert future is not None  # in flight
+            try:
+                with contextlib.suppress(Exception):  # scored as failed (logged, counted)
+                    await asyncio.shield(asyncio.wrap_future(future))
+            except asyncio.CancelledError:
+                # Cancelled during the final flush: finish the batch in flight so its jobs
+                # are scored (counted), then go on cancelling.
+                with contextlib.suppress(Exception):
+                    await asyncio.wrap_future(future)
+                self._emit(scheduler.score_done())
+                raise
+            self._emit(scheduler.score_done())
 
     # -- alerts ----------------------------------------------------------------------------
 

@@ -476,10 +476,9 @@ class Pipeline:
         """When the oldest queued job becomes due, or None when none waits."""
         return self.batcher.deadline()
 
-    def take_batch(self) -> list[Job]:
-        """Remove and return up to `max_batch` queued jobs, oldest first."""
-        jobs = self.batcher.take(self.settings.batch.max_batch)
-        return jobs
+    def take_batch(self, max_n: int | None = None) -> list[Job]:
+        """Remove and return up to `max_n` (None: `max_batch`) queued jobs, oldest first."""
+        return self.batcher.take(self.settings.batch.max_batch if max_n is None else max_n)
 
     def stack(self, jobs: Sequence[Job]) -> Float32Array:
         """Stack the jobs' context windows into one (B, window, F) array for the model."""

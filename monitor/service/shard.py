@@ -20,8 +20,9 @@ patient's last), so nothing is scored twice and nothing between the two reads is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from monitor.core.alerts import AlertEvent
+from monitor.engine.ports import Worker
+from monitor.engine.scheduler import Scheduler
 from monitor.service.metrics import Metrics
 from monitor.service.pipeline import Job, Pipeline
 from monitor.transports.mqtt.topics import patient_of
@@ -43,8 +46,6 @@ from monitor.transports.nats.history import (
 
 log = structlog.get_logger("monitor")
 
-#: Runs one batched forward on the inference thread.
-Predict = Callable[[np.ndarray[Any, Any]], Awaitable[np.ndarray[Any, Any]]]
 #: Jobs per forward in a replay, as offline replay's (monitor.replay.offline): larger
 #: forwards cost less per window, and no verdict is awaited.
 REPLAY_BATCH = 1024
@@ -79,7 +80,7 @@ class Recovery:
 
     Args:
         pipeline: The daemon's pipeline.
-        predict: Runs a forward on the daemon's inference thread.
+        worker: Runs forwards on the daemon's inference thread.
         publish: The daemon's alert path, for alerts nobody published yet.
         metrics: The daemon's metrics (the recovery metrics join its registry).
         accepts: Whether a topic's partition is its patient id's (`PartitionGuard.accepts`).
@@ -94,7 +95,7 @@ class Recovery:
     def __init__(
         self,
         pipeline: Pipeline,
-        predict: Predict,
+        worker: Worker,
         publish: Publish,
         metrics: Metrics,
         accepts: Callable[[str], bool],
@@ -107,18 +108,26 @@ class Recovery:
         max_batch: int,
     ) -> None:
         self._pipeline = pipeline
-        self._predict = predict
         self._publish = publish
         self._metrics = metrics
         self._accepts = accepts
         registry = metrics.registry
         self._alerts_stream = alerts_stream
         self._published: set[str] | None = None  # read once, on the first run
-        # The forward on the inference thread: (jobs, windows, predictions to come).
-        self._inflight: tuple[list[Job], np.ndarray[Any, Any], asyncio.Future[Any]] | None = None
         self._url, self._stream, self._prefix = url, stream, prefix
         self._partitions = partitions
         self._max_batch = max(max_batch, REPLAY_BATCH)
+        # The engine on the stream's clock: each forward's verdicts at its jobs' latest
+        # receive time; one forward runs while the next batch is fetched and ingested.
+        self._scheduler: Scheduler[Job] = Scheduler(
+            pipeline,
+            worker,
+            self,
+            clock=time.time,
+            timer=time.perf_counter,
+            live=False,
+            batch=self._max_batch,
+        )
         #: Alert changes suppressed so far (the counter's value, for the log line).
         self.suppressed_total = 0
         #: Alert changes published by the replay (no shard had published them).
@@ -158,10 +167,10 @@ class Recovery:
             self._handle,
             start_seq=start_seq,
         )
-        jobs = self._pipeline.drain_all()
-        for i in range(0, len(jobs), self._max_batch):
-            await self._submit(jobs[i : i + self._max_batch])
-        await self._finish()
+        while self._pipeline.pending:
+            self._scheduler.submit()
+            await self._settle(1)
+        await self._settle(0)
         self.duration.inc(time.perf_counter() - t0)
         return done
 
@@ -196,31 +205,29 @@ class Recovery:
         while position < len(nows):
             # Up to the room left in the batch (a payload queues at most one job, a block
             # one per sample), so that a forward holds about `max_batch` jobs.
-            end = position + max(1, self._max_batch - len(pipeline.batcher))
+            end = position + max(1, self._max_batch - pipeline.pending)
             self._decided(pipeline.ingest(decoded.slice(position, end), nows[position:end]))
-            if len(pipeline.batcher) >= self._max_batch:
-                await self._submit(pipeline.drain_all())
+            if pipeline.pending >= self._max_batch:
+                self._scheduler.submit()
+                await self._settle(1)
             position = end
 
-    async def _submit(self, jobs: list[Job]) -> None:
-        """Start the forward of `jobs` after scoring the one in flight: one forward runs on
-        the inference thread while the next batch is fetched and ingested."""
-        await self._finish()
-        if jobs:
-            windows = self._pipeline.stack(jobs)
-            self._inflight = (jobs, windows, asyncio.ensure_future(self._predict(windows)))
+    async def _settle(self, keep: int) -> None:
+        """Score the oldest forwards, awaiting each, until at most `keep` are in flight."""
+        scheduler = self._scheduler
+        while scheduler.in_flight > keep:
+            future = scheduler.oldest()
+            assert future is not None  # in flight
+            with contextlib.suppress(Exception):  # scored as failed by `score_done`
+                await asyncio.wrap_future(future)
+            self._decided(scheduler.score_done())
 
-    async def _finish(self) -> None:
-        """Score the forward in flight, if any, on the stream's clock."""
-        if self._inflight is None:
-            return
-        jobs, windows, future = self._inflight
-        self._inflight = None
-        try:
-            predictions = await future
-        except Exception as exc:  # counted as live: outcome `failed`; the next batch may pass
-            log.error("inference_failed", error=repr(exc), jobs_lost=len(jobs), recovery=True)
-            self._pipeline.inference_failed(jobs)
-            return
-        now = max(job.received_at for job in jobs)
-        self._decided(self._pipeline.score(jobs, predictions, now, live=False, windows=windows))
+    def forward_failed(self, jobs: Sequence[Job], error: BaseException) -> None:
+        """A replayed batch's forward raised (the engine's `Report`): counted as live,
+        outcome `failed`; the next batch may pass."""
+        log.error("inference_failed", error=repr(error), jobs_lost=len(jobs), recovery=True)
+
+    def forward_scored(
+        self, jobs: Sequence[Job], predictions: np.ndarray[Any, Any], seconds: float
+    ) -> None:
+        """A replayed batch is scored (the engine's `Report`): nothing to record."""
