@@ -5,7 +5,7 @@ time on the current connection. Technical and system-wide alerts go before a bac
 physiological ones. Each alert is written to the outbox (if enabled) when decided and
 deleted once the broker acknowledged it, so a restart delivers what was left, in order.
 
-An alert is never re-published on the connection that holds it in flight: `publish`
+An alert is never re-published on the connection that holds it in flight: delivery
 waits for the acknowledgement or the loss of the connection (a frozen broker is dropped by
 the watchdog), and only then does it go out again, on the next connection, with the same
 `id`. Every alert not published at shutdown is counted and logged (`account_shutdown`).
@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import sqlite3
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import structlog
 
@@ -34,7 +34,8 @@ SYSTEM_TOPIC_ID = "_system"
 
 
 class AlertSink:
-    """Holds alerts until the broker acknowledged them.
+    """Holds alerts until the broker acknowledged them (the engine's `AlertSink` port:
+    `publish` takes the events the engine decided, in order).
 
     Args:
         metrics: Where drops are counted.
@@ -89,7 +90,7 @@ class AlertSink:
             self._idle.clear()
         return len(kept)
 
-    def add(self, events: list[AlertEvent]) -> None:
+    def publish(self, events: Sequence[AlertEvent]) -> None:
         """Queue alert events (stored in the outbox first); drop the oldest past the bound."""
         stored = [
             StoredAlert(

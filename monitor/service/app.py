@@ -45,7 +45,7 @@ from monitor.service.snapshot import restore_on_start, save_on_stop
 from monitor.settings import Settings
 from monitor.transports.mqtt.client import Connection, connect, reconnect_delay, watch_silence
 from monitor.transports.mqtt.errors import BrokerAuthError, BrokerError, BrokerTLSError
-from monitor.transports.mqtt.topics import PartitionGuard, partition_topics, patient_of
+from monitor.transports.mqtt.topics import PartitionGuard, ingress_batch, partition_topics
 from monitor.transports.nats.partition import owned_partitions
 from monitor.tuning import serving_tuning
 
@@ -504,15 +504,7 @@ class Daemon:
         while left > 0 and self._queue:
             messages = self._queue.take(min(left, _INGEST_CHUNK))
             left -= len(messages)
-            now = time.time()
-            nows = [now] * len(messages)
-            pipeline = self.pipeline
-            decoded = pipeline.decode(
-                [patient_of(topic) for topic, _ in messages],
-                [payload for _, payload in messages],
-                nows,
-            )
-            events = pipeline.ingest(decoded, nows)
+            events = self.scheduler.ingest(ingress_batch(messages, time.time()))
             if events:
                 self._emit(events)
             if self._forward_done:
@@ -616,7 +608,7 @@ class Daemon:
                 z=None if event.z is None else round(event.z, 2),
                 seq=event.seq,
             )
-        self.alerts.add(events)
+        self.alerts.publish(events)
 
     # -- housekeeping ----------------------------------------------------------------------
 

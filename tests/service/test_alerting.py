@@ -68,7 +68,7 @@ def test_a_stalled_alert_is_never_published_twice_on_one_connection() -> None:
         task = asyncio.create_task(
             alerts.run(lambda: cast(Connection | None, current[0]), connected)
         )
-        alerts.add([event("p1", 1), event("p2", 2)])
+        alerts.publish([event("p1", 1), event("p2", 2)])
         await asyncio.sleep(0.5)  # the link is frozen: the first alert stays in flight
         current[0] = second
         first.lost.set()
@@ -89,7 +89,7 @@ def test_outbox_keeps_undelivered_alerts_across_a_restart_in_order(tmp_path: Pat
     decided = [event(f"p{i}", i) for i in range(5)]
 
     alerts, metrics = sink(Outbox(path))
-    alerts.add(decided)
+    alerts.publish(decided)
     with capture_logs() as logs:
         alerts.account_shutdown()
     line = next(e for e in logs if e["event"] == "alerts_not_published")
@@ -119,7 +119,7 @@ def test_outbox_keeps_undelivered_alerts_across_a_restart_in_order(tmp_path: Pat
 def test_without_outbox_unpublished_alerts_are_counted_dropped_at_shutdown() -> None:
     """No outbox: every alert left at shutdown is dropped{reason=shutdown} and logged."""
     alerts, metrics = sink()
-    alerts.add([event("p1", 1), event("p2", 2), event("p3", 3)])
+    alerts.publish([event("p1", 1), event("p2", 2), event("p3", 3)])
     with capture_logs() as logs:
         alerts.account_shutdown()
     assert (

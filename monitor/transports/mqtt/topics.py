@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from monitor.engine.ports import IngressBatch
 from monitor.transports.nats.partition import partition_of
 
-__all__ = ["PartitionGuard", "partition_topics", "patient_of"]
+__all__ = ["PartitionGuard", "ingress_batch", "partition_topics", "patient_of"]
 
 #: The message sink a guard feeds: (topic, payload) pairs, in arrival order.
 Sink = Callable[[list[tuple[str, bytes]]], None]
@@ -29,6 +30,16 @@ def patient_of(topic: str) -> str | None:
     """Return the topic's last level (the patient id by convention), or None."""
     _, sep, last = topic.rpartition("/")
     return last if sep else None
+
+
+def ingress_batch(messages: Sequence[tuple[str, bytes]], now: float) -> IngressBatch:
+    """(topic, payload) pairs received at `now` as the engine's ingress batch, each payload
+    keyed by its topic's patient id."""
+    return IngressBatch(
+        [patient_of(topic) for topic, _ in messages],
+        [payload for _, payload in messages],
+        [now] * len(messages),
+    )
 
 
 def partition_topics(prefix: str, partitions: Sequence[int]) -> list[str]:
