@@ -13,14 +13,13 @@ shell awaits `oldest()` and then calls `score_done`.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Generic
 
 from monitor.core.alerts import AlertEvent
 from monitor.core.types import Float32Array
-from monitor.engine.ports import IngressBatch, JobT, Report, Stages, Worker
+from monitor.engine.ports import Clock, IngressBatch, JobT, Report, Stages, Worker
 
 __all__ = ["Scheduler"]
 
@@ -56,8 +55,8 @@ class Scheduler(Generic[JobT]):
         worker: Worker,
         report: Report[JobT],
         *,
-        clock: Callable[[], float],
-        timer: Callable[[], float],
+        clock: Clock,
+        timer: Clock,
         live: bool,
         batch: int | None = None,
     ) -> None:
