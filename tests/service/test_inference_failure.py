@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -12,7 +10,7 @@ import pytest
 
 from monitor.model.predictor import Predictor
 from monitor.model.store import default_model_path, load_model
-from monitor.service.app import Daemon, _Forward
+from monitor.service.app import Daemon
 from monitor.service.pipeline import Job
 from monitor.settings import Settings
 
@@ -46,28 +44,42 @@ def _outcome(daemon: Daemon, outcome: str) -> float:
     return 0.0 if value is None else float(value)
 
 
+def _queue(daemon: Daemon, jobs: list[Job]) -> None:
+    daemon.pipeline.batcher.add([j.patient_id for j in jobs], jobs, [j.received_at for j in jobs])
+
+
 def test_a_failed_forward_counts_its_jobs_failed(predictor: Predictor) -> None:
-    """The callback path (`_score_forward`): every job of the batch is counted `failed`,
-    none `scored`; a later good batch is scored as usual."""
+    """The callback path (the scheduler's `score_done`): every job of the batch is counted
+    `failed`, none `scored`; a later good batch is scored as usual."""
     daemon = Daemon(Settings(), predictor)
-    bad: Future[np.ndarray[Any, Any]] = Future()
-    bad.set_exception(RuntimeError("forward failed"))
-    jobs = _jobs(3)
-    daemon._score_forward(_Forward(jobs, daemon.pipeline.stack(jobs), bad, time.perf_counter()))
+    daemon.predictor = _Broken(predictor.card)  # type: ignore[assignment]
+    _queue(daemon, _jobs(3))
+    assert daemon.scheduler.submit()
+    bad = daemon.scheduler.oldest()
+    assert bad is not None
+    with pytest.raises(RuntimeError):
+        bad.result(timeout=30)
+    daemon.scheduler.score_done()
     assert _outcome(daemon, "failed") == 3
     assert _outcome(daemon, "scored") == 0
-    good: Future[np.ndarray[Any, Any]] = Future()
-    windows = daemon.pipeline.stack(jobs)
-    good.set_result(predictor.predict(windows))
-    daemon._score_forward(_Forward(jobs, windows, good, time.perf_counter()))
+    daemon.predictor = predictor
+    _queue(daemon, _jobs(3))
+    assert daemon.scheduler.submit()
+    good = daemon.scheduler.oldest()
+    assert good is not None
+    good.result(timeout=30)
+    daemon.scheduler.score_done()
     assert _outcome(daemon, "scored") == 3
+    assert daemon.scheduler.in_flight == 0
     daemon._executor.shutdown()
 
 
 def test_a_failed_forward_in_the_final_flush_is_counted_not_raised(predictor: Predictor) -> None:
-    """The awaited path (`_run_batch`, used by the final flush) counts and returns."""
+    """The awaited path (`_final_flush`) counts the failed batch and returns."""
     daemon = Daemon(Settings(), predictor)
     daemon.predictor = _Broken(predictor.card)  # type: ignore[assignment]
-    asyncio.run(daemon._run_batch(_jobs(4)))
+    _queue(daemon, _jobs(4))
+    asyncio.run(daemon._final_flush())
     assert _outcome(daemon, "failed") == 4
+    assert daemon.pipeline.pending == 0
     daemon._executor.shutdown()
