@@ -1,21 +1,28 @@
-"""Per-patient slots for state kept in arrays, and the rounds a batch is scored in.
+"""The patient table: a slot per patient for state kept in arrays, and the rounds a batch
+is scored in.
 
 `ResidualScale` and `Detector` keep each patient's state in rows of preallocated arrays,
-so a batch is scored with a few vectorised operations. A batch may hold one patient
-several times (offline replay at full speed); its rows must then be applied in order, so
-a batch is split into rounds of distinct patients (`rounds`).
+so a batch is scored with a few vectorised operations. The service gives both one
+`SlotMap` and places each batch once (`SlotMap.assign`), passing the `Placement` to both;
+a component built alone makes its own. A slot's generation changes each time it is given
+to a patient, so each component sees, by comparing its own copy, which of a batch's slots
+are new to it and resets them, whoever placed them (a batch, a snapshot restore).
+
+A batch may hold one patient several times (offline replay at full speed); its rows must
+then be applied in order, so a batch is split into rounds of distinct patients (`rounds`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 __all__ = [
     "IntpArray",
+    "Placement",
     "SlotMap",
     "grown",
     "rounds",
@@ -25,16 +32,33 @@ IntpArray = npt.NDArray[np.intp]
 _T = TypeVar("_T", bound=np.generic)
 
 
-class SlotMap:
-    """Patient id -> row of the owner's state arrays; freed rows are reused.
+class Placement(NamedTuple):
+    """A batch placed in the patient table.
 
-    The owner grows its arrays to `capacity` rows whenever `assign` reports new slots.
+    Attributes:
+        slots: The slot of each row.
+        parts: The rows in rounds of distinct slots (`rounds`).
+        new_rows: The rows whose patient was given a new slot (its first row only).
+    """
+
+    slots: IntpArray
+    parts: list[IntpArray]
+    new_rows: list[int]
+
+
+class SlotMap:
+    """Patient id -> row of the owners' state arrays; freed rows are reused.
+
+    An owner grows its arrays to `capacity` rows before indexing them with a placement, and
+    resets the slots whose `generation` differs from its own copy (new to it).
     """
 
     def __init__(self) -> None:
         self._slots: dict[str, int] = {}
         self._free: list[int] = []
         self.capacity = 0
+        #: Per slot, how many times it was given to a patient (0: never).
+        self.generation = np.zeros(0, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -47,13 +71,9 @@ class SlotMap:
         """Return every (patient id, slot) pair held (snapshots read the state by slot)."""
         return list(self._slots.items())
 
-    def assign(self, patient_ids: Sequence[str]) -> tuple[IntpArray, list[int]]:
-        """Return each row's slot, allotting slots to unknown patients.
-
-        Returns:
-            The slot of each row, and the rows whose patient was given a new slot (its
-            first row only); the owner initialises those slots' state.
-        """
+    def assign(self, patient_ids: Sequence[str]) -> Placement:
+        """Place a batch: each row's slot (allotting slots to unknown patients), its rounds
+        and the rows whose patient was given a new slot."""
         get = self._slots.get
         found = [get(pid) for pid in patient_ids]
         new_rows: list[int] = []
@@ -66,7 +86,8 @@ class SlotMap:
                         slot = self._take(pid)
                         new_rows.append(row)
                     found[row] = slot
-        return np.asarray(found, dtype=np.intp), new_rows
+        slots = np.asarray(found, dtype=np.intp)
+        return Placement(slots, rounds(slots), new_rows)
 
     def release(self, patient_id: str) -> int | None:
         """Free the patient's slot; return it (None if it had none)."""
@@ -80,8 +101,10 @@ class SlotMap:
             old = self.capacity
             self.capacity = max(16, old * 2)
             self._free = list(range(self.capacity - 1, old - 1, -1))
+            self.generation = grown(self.generation, self.capacity)
         slot = self._free.pop()
         self._slots[patient_id] = slot
+        self.generation[slot] += 1
         return slot
 
 

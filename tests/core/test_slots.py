@@ -27,18 +27,23 @@ def test_rounds_split_rows_by_occurrence_in_row_order(
 
 
 def test_slot_map_assigns_reuses_and_grows() -> None:
-    """New ids get slots (first row reported once), freed slots are reused, capacity doubles."""
+    """New ids get slots (first row reported once), freed slots are reused with a new
+    generation, capacity doubles, and the placement carries the batch's rounds."""
     m = SlotMap()
-    slots, new = m.assign(["a", "b", "a"])
+    slots, parts, new = m.assign(["a", "b", "a"])
     assert slots.tolist()[0] == slots.tolist()[2] != slots.tolist()[1]
     assert new == [0, 1]
+    assert [p.tolist() for p in parts] == [[0, 1], [2]]
     assert m.capacity == 16
     assert len(m) == 2
     freed = m.release("a")
+    assert freed is not None
+    assert m.generation[freed] == 1
     assert m.release("a") is None
-    slots, new = m.assign(["b", "c"])
+    slots, _, new = m.assign(["b", "c"])
     assert new == [1]
     assert slots.tolist()[1] == freed
+    assert m.generation[freed] == 2
     m.assign([f"x{i}" for i in range(20)])
     assert m.capacity == 32
     assert len(m) == 22
