@@ -179,6 +179,16 @@ def alarm_gains(
     return np.asarray(curves.gains_for(features, target, config.max_gain), dtype=np.float64)
 
 
+class _Plan:
+    """Rules run on a round, by priority, and their names (None appended: no rule)."""
+
+    __slots__ = ("names", "rules")
+
+    def __init__(self, rules: list[RaiseRule]) -> None:
+        self.rules = rules
+        self.names: list[RuleName | None] = [rule.name for rule in rules] + [None]
+
+
 class Detector:
     """Per-patient, per-vital alert state machines, scored a batch at a time.
 
@@ -216,7 +226,11 @@ class Detector:
         self._var_alpha = config.variance_alpha
         #: The raise rules the settings turn on, by priority.
         self.rules: list[RaiseRule] = build_rules(v)
-        self._names: list[RuleName | None] = [rule.name for rule in self.rules] + [None]
+        # The rules to run on a round with a sample over threshold, and on one without.
+        self._plans = (
+            _Plan([rule for rule in self.rules if not rule.needs_over]),
+            _Plan(self.rules),
+        )
         f = len(self.features)
         self.patients = SlotMap() if patients is None else patients
         # Each slot's table generation when this detector last reset it (stale: new to it).
@@ -316,23 +330,27 @@ class Detector:
             prev = self._z2[s]
             z2 = prev + self._var_alpha * (zr * zr - prev)
             self._z2[s] = z2
+            plan = self._plans[bool(over.any())]
             evidence = Evidence(absz_all[idx], over, hist, zsum, z2)
-            masks = [rule.trigger(evidence) for rule in self.rules]
+            masks = [rule.trigger(evidence) for rule in plan.rules]
             hot = self._n_raised[s] > 0
-            for mask in masks:
-                hot |= mask.any(axis=1)
+            if masks:
+                met = masks[0].copy()
+                for mask in masks[1:]:
+                    met |= mask
+                hot |= met.any(axis=1)
             picked = np.flatnonzero(hot)
             if not picked.size:
                 continue
             # Per vital of each hot row: the first rule (by priority) that it meets, or
-            # len(rules) for none.
+            # len(masks) for none.
             fired = np.full((picked.size, len(self.features)), len(masks), dtype=np.intp)
             for code in range(len(masks) - 1, -1, -1):
                 fired[masks[code][picked]] = code
             for h, code_row in zip(picked.tolist(), fired.tolist(), strict=True):
                 row = int(rows[h])
                 events = self._step(
-                    patient_ids[row], int(s[h]), zz[row], absz_all[row], code_row,
+                    patient_ids[row], int(s[h]), zz[row], absz_all[row], plan.names, code_row,
                     t[row], seq[row], actual[row], predicted[row],
                 )  # fmt: skip
                 if events:
@@ -493,6 +511,7 @@ class Detector:
         slot: int,
         z: FloatArray,
         absz: FloatArray,
+        names: Sequence[RuleName | None],
         fired: list[int],
         t: float,
         seq: int,
@@ -501,11 +520,10 @@ class Detector:
     ) -> list[AlertEvent]:
         """Run the per-vital episode state machine of one row whose state was just updated.
 
-        `fired`: per vital, the index in `rules` of the first rule it meets (len: none).
+        `fired`: per vital, the index in `names` of the first rule it meets (None last).
         """
         events: list[AlertEvent] = []
         raised = self._raised[slot]
-        names = self._names
         for i, r in enumerate(self._vitals):
             rule = names[fired[i]]
             if raised[i]:

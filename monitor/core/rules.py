@@ -64,7 +64,7 @@ class Thresholds:
     merge_samples: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Evidence:
     """The state of one round's rows, as the rules read it (all ``(rows, F)``).
 
@@ -89,6 +89,9 @@ class RaiseRule(Protocol):
     name: ClassVar[RuleName]
     #: Lower first: the rule that names a raise several rules meet.
     priority: ClassVar[int]
+    #: The rule can trigger only on a sample over its vital's threshold: a round of a
+    #: batch with no such sample skips it (most rounds; it keeps the batch cheap).
+    needs_over: ClassVar[bool]
 
     @classmethod
     def build(cls, vitals: Sequence[Thresholds]) -> Self | None:
@@ -111,6 +114,7 @@ class Severe:
     """A single |z| above `severe` raises at once."""
 
     name: ClassVar[RuleName] = "severe"
+    needs_over: ClassVar[bool] = True
     priority: ClassVar[int] = 0
 
     def __init__(self, level: FloatArray) -> None:
@@ -122,8 +126,8 @@ class Severe:
         return cls(np.array([r.severe for r in vitals]))
 
     def trigger(self, e: Evidence) -> BoolArray:
-        """Over threshold and above `severe`."""
-        out: BoolArray = e.over & (e.absz > self.level)
+        """Above `severe` (which the settings keep above the threshold)."""
+        out: BoolArray = e.absz > self.level
         return out
 
 
@@ -131,6 +135,7 @@ class Spike:
     """A single |z| above `spike` raises at once (a one-sample spike below `severe`)."""
 
     name: ClassVar[RuleName] = "spike"
+    needs_over: ClassVar[bool] = True
     priority: ClassVar[int] = 1
 
     def __init__(self, level: FloatArray) -> None:
@@ -143,8 +148,8 @@ class Spike:
         return None if level is None else cls(level)
 
     def trigger(self, e: Evidence) -> BoolArray:
-        """Over threshold and above `spike`."""
-        out: BoolArray = e.over & (e.absz > self.level)
+        """Above `spike` (which the settings keep at or above the threshold)."""
+        out: BoolArray = e.absz > self.level
         return out
 
 
@@ -152,6 +157,7 @@ class KOfN:
     """|z| above `threshold` on k of the last n samples."""
 
     name: ClassVar[RuleName] = "k_of_n"
+    needs_over: ClassVar[bool] = True
     priority: ClassVar[int] = 2
 
     def __init__(self, k: npt.NDArray[np.int64]) -> None:
@@ -172,6 +178,7 @@ class Shift:
     """The signed z of the last `shift_n` samples add up to more than `shift_sum` in size."""
 
     name: ClassVar[RuleName] = "shift"
+    needs_over: ClassVar[bool] = False
     priority: ClassVar[int] = 3
 
     def __init__(self, level: FloatArray) -> None:
@@ -193,6 +200,7 @@ class Variance:
     """The exponentially weighted mean of z squared passes `variance_level`."""
 
     name: ClassVar[RuleName] = "variance"
+    needs_over: ClassVar[bool] = False
     priority: ClassVar[int] = 4
 
     def __init__(self, level: FloatArray) -> None:
