@@ -221,7 +221,7 @@ class ResidualScale:
         """The first row of each slot in `slots` that is new to this scale, in row order."""
         self._grow()
         stale = self._gen[slots] != self.patients.generation[slots]
-        if not stale.any():
+        if not np.count_nonzero(stale):  # far cheaper than .any() on a small batch
             return []
         rows = np.flatnonzero(stale)
         _, first = np.unique(slots[rows], return_index=True)
