@@ -502,7 +502,7 @@ class Pipeline:
         live: bool = True,
         windows: Float32Array | None = None,
     ) -> list[AlertEvent]:
-        """Compare each job's actual sample with its prediction and run the detector.
+        """Score the batch (`Scorer.score`: z, stuck sensors, detector) and count it.
 
         Args:
             jobs: The batch, in the order it was taken.
@@ -513,7 +513,8 @@ class Pipeline:
                 caller kept them; stacked here otherwise.
 
         Returns:
-            Physiological alert changes, in job order.
+            Physiological alert changes in job order, then the technical ones (flatline,
+            the end of degraded monitoring).
         """
         if not jobs:
             return []
@@ -534,11 +535,10 @@ class Pipeline:
             column = absz[:, i]
             observe_many(hist, column[~np.isnan(column)] if partial else column)
         self.metrics.batch_size.observe(len(jobs))
-        events = scored.alerts
-        for event in events:
+        for event in scored.alerts:
             if event.state == "raised" and event.vital is not None:
                 self.metrics.alerts.labels(event.vital, event.severity).inc()
-        events += self._counted(scored.technical)
+        events = scored.alerts + self._counted(scored.technical)
         if live:
             received = np.fromiter((j.received_at for j in jobs), np.float64, len(jobs))
             observe_many(self.metrics.end_to_end_latency, np.maximum(0.0, now - received))
