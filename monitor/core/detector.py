@@ -32,7 +32,7 @@ from monitor.core.rules import (
     Thresholds,
     build_rules,
 )
-from monitor.core.slots import IntpArray, Placement, SlotMap, grown
+from monitor.core.slots import IntpArray, Placement, Rows, SlotMap, grown
 from monitor.core.state import StateArrays, check_array
 from monitor.core.types import AlertState, AnyFloatArray, FloatArray, Severity
 from monitor.core.vitals import VITALS, is_signal_name
@@ -233,8 +233,7 @@ class Detector:
         )
         f = len(self.features)
         self.patients = SlotMap() if patients is None else patients
-        # Each slot's table generation when this detector last reset it (stale: new to it).
-        self._gen = np.zeros(0, dtype=np.int64)
+        self._rows = Rows(self.patients)
         self._hist = np.zeros((0, f), dtype=np.int64)  # bit j: exceedance j samples ago
         self._ring = np.zeros((0, _MAX_N, f))  # recent signed z
         self._zsum = np.zeros((0, f))  # sum of the last shift_n z
@@ -363,7 +362,7 @@ class Detector:
 
     def active(self, patient_id: str) -> list[str]:
         """Return the vitals with a raised alert for this patient, in feature order."""
-        slot = self._slot_of(patient_id)
+        slot = self._rows.slot_of(patient_id)
         if slot is None:
             return []
         raised = self._raised[slot].tolist()
@@ -384,7 +383,7 @@ class Detector:
             ``z2``, ``pos``, ``n_raised``, ``raised``) and the per-vital rule state
             (``level``, ``calm``, ``hold``, and ``rule`` as an index into `RAISE_RULES`).
         """
-        pairs = self._held()
+        pairs = self._rows.items()
         s = np.array([slot for _, slot in pairs], dtype=np.intp)
         f = len(self.features)
         listed = [slot for _, slot in pairs]
@@ -417,7 +416,9 @@ class Detector:
         """
         n, f = len(patient_ids), len(self.features)
         self._grow()
-        if len(set(patient_ids)) != n or any(self._slot_of(p) is not None for p in patient_ids):
+        if len(set(patient_ids)) != n or any(
+            self._rows.slot_of(p) is not None for p in patient_ids
+        ):
             raise ValueError("import_state needs patients not held yet, each once")
         per_vital = ("hist", "zsum", "z2", "raised", "level", "calm", "hold", "rule")
         got = {name: check_array(arrays, name, (n, f)) for name in per_vital}
@@ -451,31 +452,19 @@ class Detector:
             self._rule[slot] = [RAISE_RULES[int(v)] for v in rule[row]]
 
     def __len__(self) -> int:
-        return len(self._held())
-
-    def _held(self) -> list[tuple[str, int]]:
-        """The (patient, slot) pairs of the table whose state this detector holds."""
-        gen, mine = self.patients.generation, self._gen
-        return [(p, s) for p, s in self.patients.items() if s < mine.shape[0] and mine[s] == gen[s]]
-
-    def _slot_of(self, patient_id: str) -> int | None:
-        slot = self.patients.get(patient_id)
-        if slot is None or slot >= self._gen.shape[0]:
-            return None
-        return slot if self._gen[slot] == self.patients.generation[slot] else None
+        return len(self._rows)
 
     def _admit_new(self, slots: IntpArray) -> None:
         """Reset the slots of a placed batch that are new to this detector."""
         self._grow()
-        stale = self._gen[slots] != self.patients.generation[slots]
-        if np.count_nonzero(stale):
+        stale = self._rows.stale(slots)
+        if stale is not None:
             self._admit(np.unique(slots[stale]))
 
     def _grow(self) -> None:
         """Grow the state arrays to the patient table's capacity."""
-        cap = self.patients.capacity
-        if self._gen.shape[0] < cap:
-            self._gen = grown(self._gen, cap)
+        cap = self._rows.grow()
+        if cap is not None:
             self._hist = grown(self._hist, cap)
             self._ring = grown(self._ring, cap)
             self._zsum = grown(self._zsum, cap)
@@ -492,7 +481,7 @@ class Detector:
 
     def _admit(self, slots: IntpArray) -> None:
         """Reset the given slots (grown already) and mark them as held."""
-        self._gen[slots] = self.patients.generation[slots]
+        self._rows.hold(slots)
         self._hist[slots] = 0
         self._ring[slots] = 0.0
         self._zsum[slots] = 0.0

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from monitor.core.slots import IntpArray, Placement, SlotMap, grown
+from monitor.core.slots import IntpArray, Placement, Rows, SlotMap, grown
 from monitor.core.state import StateArrays, check_array
 from monitor.core.types import AnyFloatArray, BoolArray, FloatArray
 
@@ -102,19 +102,18 @@ class ResidualScale:
         self.model_error_ratio = model_error_ratio
         self.masked = masked
         self.patients = SlotMap() if patients is None else patients
-        # Each slot's table generation when this scale last reset it (stale: new to it).
-        self._gen = np.zeros(0, dtype=np.int64)
+        self._rows = Rows(self.patients)
         self._var = np.empty((0, self.base.size))
         self._mean = np.empty((0, self.base.size))
         # Per vital, its own residuals seen while learning its scale (LEARN_SAMPLES: done).
         self._seen = np.empty((0, self.base.size), dtype=np.int64)
 
     def __len__(self) -> int:
-        return len(self._held())
+        return len(self._rows)
 
     def sigma(self, patient_id: str) -> FloatArray | None:
         """Return the patient's current scale, or None before its first scored sample."""
-        slot = self._slot_of(patient_id)
+        slot = self._rows.slot_of(patient_id)
         return None if slot is None else np.sqrt(self._var[slot])
 
     def initial(self, context: AnyFloatArray) -> FloatArray:
@@ -210,9 +209,8 @@ class ResidualScale:
         return out
 
     def _grow(self) -> None:
-        cap = self.patients.capacity
-        if self._gen.shape[0] < cap:
-            self._gen = grown(self._gen, cap)
+        cap = self._rows.grow()
+        if cap is not None:
             self._var = grown(self._var, cap)
             self._mean = grown(self._mean, cap)
             self._seen = grown(self._seen, cap)
@@ -220,24 +218,13 @@ class ResidualScale:
     def _new_rows(self, slots: IntpArray) -> list[int]:
         """The first row of each slot in `slots` that is new to this scale, in row order."""
         self._grow()
-        stale = self._gen[slots] != self.patients.generation[slots]
-        if not np.count_nonzero(stale):  # far cheaper than .any() on a small batch
+        stale = self._rows.stale(slots)
+        if stale is None:
             return []
         rows = np.flatnonzero(stale)
         _, first = np.unique(slots[rows], return_index=True)
         new_rows: list[int] = np.sort(rows[first]).tolist()
         return new_rows
-
-    def _held(self) -> list[tuple[str, int]]:
-        """The (patient, slot) pairs of the table whose state this scale holds."""
-        gen, mine = self.patients.generation, self._gen
-        return [(p, s) for p, s in self.patients.items() if s < mine.shape[0] and mine[s] == gen[s]]
-
-    def _slot_of(self, patient_id: str) -> int | None:
-        slot = self.patients.get(patient_id)
-        if slot is None or slot >= self._gen.shape[0]:
-            return None
-        return slot if self._gen[slot] == self.patients.generation[slot] else None
 
     def _admit(
         self,
@@ -253,7 +240,7 @@ class ResidualScale:
         self._var[new] = self.initial(firsts) ** 2
         self._mean[new] = 0.0
         self._seen[new] = np.where(self._sparse(firsts), 0, LEARN_SAMPLES)
-        self._gen[new] = self.patients.generation[new]
+        self._rows.hold(new)
 
     def export_state(self) -> tuple[list[str], dict[str, npt.NDArray[Any]]]:
         """Return every patient's scale state, rows aligned with the returned ids.
@@ -262,7 +249,7 @@ class ResidualScale:
             ``(patient_ids, arrays)``: ``var`` and ``mean`` ``(n, F)`` float64 and ``seen``
             ``(n, F)`` int64 (residuals seen while learning a sparse vital's scale).
         """
-        pairs = self._held()
+        pairs = self._rows.items()
         slots = np.array([slot for _, slot in pairs], dtype=np.intp)
         arrays = {"var": self._var[slots], "mean": self._mean[slots], "seen": self._seen[slots]}
         return [pid for pid, _ in pairs], arrays
@@ -277,7 +264,9 @@ class ResidualScale:
         """
         n, f = len(patient_ids), self.base.size
         self._grow()
-        if len(set(patient_ids)) != n or any(self._slot_of(p) is not None for p in patient_ids):
+        if len(set(patient_ids)) != n or any(
+            self._rows.slot_of(p) is not None for p in patient_ids
+        ):
             raise ValueError("import_state needs patients not held yet, each once")
         var = check_array(arrays, "var", (n, f))
         mean = check_array(arrays, "mean", (n, f))
@@ -289,7 +278,7 @@ class ResidualScale:
         self._var[slots] = var
         self._mean[slots] = mean
         self._seen[slots] = seen
-        self._gen[slots] = self.patients.generation[slots]
+        self._rows.hold(slots)
 
     def forget(self, patient_id: str) -> None:
         """Drop a patient's scale (eviction): its slot leaves the patient table, which drops

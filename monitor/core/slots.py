@@ -20,9 +20,12 @@ from typing import NamedTuple, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from monitor.core.types import BoolArray
+
 __all__ = [
     "IntpArray",
     "Placement",
+    "Rows",
     "SlotMap",
     "grown",
     "rounds",
@@ -106,6 +109,56 @@ class SlotMap:
         self._slots[patient_id] = slot
         self.generation[slot] += 1
         return slot
+
+
+class Rows:
+    """One component's view of a (shared) patient table: the slots it holds state for.
+
+    A slot is held when the component reset it, or imported into it, for its current
+    patient: its generation here equals the table's. The component grows its arrays when
+    `grow` says so and resets the slots that `stale` names before using them.
+
+    Args:
+        table: The patient table.
+    """
+
+    def __init__(self, table: SlotMap) -> None:
+        self.table = table
+        self._gen = np.zeros(0, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.items())
+
+    def grow(self) -> int | None:
+        """The table's capacity when the component's arrays must grow to it, else None."""
+        cap = self.table.capacity
+        if self._gen.shape[0] >= cap:
+            return None
+        self._gen = grown(self._gen, cap)
+        return cap
+
+    def stale(self, slots: IntpArray) -> BoolArray | None:
+        """Which of `slots` the component does not hold (None: it holds them all)."""
+        stale: BoolArray = self._gen[slots] != self.table.generation[slots]
+        # np.count_nonzero: far cheaper than .any() on a small batch.
+        return stale if np.count_nonzero(stale) else None
+
+    def hold(self, slots: IntpArray) -> None:
+        """Mark `slots` as reset (or imported) for their current patients."""
+        self._gen[slots] = self.table.generation[slots]
+
+    def slot_of(self, patient_id: str) -> int | None:
+        """The patient's slot if the component holds its state, else None."""
+        slot = self.table.get(patient_id)
+        if slot is None or slot >= self._gen.shape[0]:
+            return None
+        return slot if self._gen[slot] == self.table.generation[slot] else None
+
+    def items(self) -> list[tuple[str, int]]:
+        """Every (patient id, slot) pair whose state the component holds."""
+        gen, mine = self.table.generation, self._gen
+        held = mine.shape[0]
+        return [(p, s) for p, s in self.table.items() if s < held and mine[s] == gen[s]]
 
 
 def rounds(slots: IntpArray) -> list[IntpArray]:

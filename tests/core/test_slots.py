@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monitor.core.slots import SlotMap, rounds
+from monitor.core.slots import Rows, SlotMap, rounds
 
 
 @pytest.mark.parametrize(
@@ -49,3 +49,27 @@ def test_slot_map_assigns_reuses_and_grows() -> None:
     assert len(m) == 22
     assert m.get("c") == freed
     assert m.get("a") is None
+
+
+def test_rows_hold_only_what_the_owner_reset_for_the_current_patient() -> None:
+    """A component's rows: a slot placed by someone else is stale until the component holds
+    it; after a release and reuse by another patient it is stale again."""
+    table = SlotMap()
+    rows = Rows(table)
+    slots = table.assign(["a", "b"]).slots
+    assert rows.grow() == 16
+    assert rows.grow() is None
+    stale = rows.stale(slots)
+    assert stale is not None
+    assert stale.tolist() == [True, True]
+    rows.hold(slots[:1])
+    assert rows.slot_of("a") == slots[0]
+    assert rows.slot_of("b") is None
+    assert rows.items() == [("a", int(slots[0]))]
+    table.release("a")
+    reused = table.assign(["c"]).slots
+    assert reused.tolist() == [slots[0]]
+    assert rows.slot_of("c") is None
+    rows.hold(table.assign(["b", "c"]).slots)
+    assert rows.stale(table.assign(["b", "c"]).slots) is None
+    assert len(rows) == 2
