@@ -5,8 +5,9 @@ is scored in.
 so a batch is scored with a few vectorised operations. The service gives both one
 `SlotMap` and places each batch once (`SlotMap.assign`), passing the `Placement` to both;
 a component built alone makes its own. A slot's generation changes each time it is given
-to a patient, so each component sees, by comparing its own copy, which of a batch's slots
-are new to it and resets them, whoever placed them (a batch, a snapshot restore).
+to a patient, so each component sees, by comparing its own copy (`Rows`), which of a
+batch's slots are new to it and resets them, whoever placed them (a batch, a snapshot
+restore).
 
 A batch may hold one patient several times (offline replay at full speed); its rows must
 then be applied in order, so a batch is split into rounds of distinct patients (`rounds`).
