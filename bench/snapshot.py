@@ -53,6 +53,9 @@ def filled(patients: int) -> Pipeline:
             "last_t": per_patient * WINDOW,
             "last_seen": per_patient * WINDOW,
             "last_dt": per_patient,
+            "lead": np.zeros(patients),
+            "lead_n": np.zeros(patients, dtype=np.int64),
+            "off": np.zeros(patients, dtype=np.int64),
         },
     )
     z = p.scale.z_batch(ids, rows, rng.normal(size=(patients, 6)))

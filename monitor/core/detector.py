@@ -9,22 +9,32 @@ severity is higher than the alert's; clear after clear_m consecutive samples wit
 |z| < clear_below. Severity of |z|:
 high if >= severe, medium if >= (threshold + severe) / 2, else low; a raise takes the
 severity of the largest |z| among the last n samples. See docs/detection.md.
+
+The raise rules are small objects over the state arrays kept here (`monitor.core.rules`);
+the detector keeps those arrays and the per-vital episode state machine.
 """
 
 from __future__ import annotations
 
 from collections.abc import Container, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol, Self, get_args
+from typing import Any, Protocol, Self
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from monitor.core.alerts import AlertEvent
-from monitor.core.slots import SlotMap, grown, rounds
+from monitor.core.rules import (
+    RAISE_RULES,
+    Evidence,
+    RaiseRule,
+    RuleName,
+    Thresholds,
+    build_rules,
+)
+from monitor.core.slots import IntpArray, Placement, Rows, SlotMap, grown
 from monitor.core.state import StateArrays, check_array
-from monitor.core.types import AlertState, AnyFloatArray, BoolArray, FloatArray, Severity
+from monitor.core.types import AlertState, AnyFloatArray, FloatArray, Severity
 from monitor.core.vitals import VITALS, is_signal_name
 
 __all__ = [
@@ -33,6 +43,7 @@ __all__ = [
     "DetectorConfig",
     "GainCurves",
     "RaiseRule",
+    "RuleName",
     "Thresholds",
     "VitalOverride",
     "alarm_gains",
@@ -40,11 +51,6 @@ __all__ = [
 ]
 
 _LEVELS: tuple[Severity, ...] = ("low", "medium", "high")
-
-#: Which rule raised a physiological alert (the `reason` of its events).
-RaiseRule = Literal["k_of_n", "severe", "spike", "shift", "variance"]
-#: Every raise rule, in a fixed order (snapshots store a rule as its index here).
-RAISE_RULES: tuple[RaiseRule, ...] = get_args(RaiseRule)
 _MAX_N = 16
 
 
@@ -63,24 +69,6 @@ class VitalOverride(BaseModel):
     shift_sum: float | None = Field(default=None, gt=0)
     variance_level: float | None = Field(default=None, gt=1)
     merge_samples: int | None = Field(default=None, ge=0)
-
-
-@dataclass(frozen=True, slots=True)
-class Thresholds:
-    """The resolved settings of one vital."""
-
-    threshold: float
-    k: int
-    n: int
-    severe: float
-    spike: float | None
-    clear_below: float
-    clear_m: int
-    shift_sum: float | None
-    shift_n: int
-    variance_level: float | None
-    variance_alpha: float
-    merge_samples: int
 
 
 class DetectorConfig(BaseModel):
@@ -191,22 +179,40 @@ def alarm_gains(
     return np.asarray(curves.gains_for(features, target, config.max_gain), dtype=np.float64)
 
 
+class _Plan:
+    """Rules run on a round, by priority, and their names (None appended: no rule)."""
+
+    __slots__ = ("names", "rules")
+
+    def __init__(self, rules: list[RaiseRule]) -> None:
+        self.rules = rules
+        self.names: list[RuleName | None] = [rule.name for rule in rules] + [None]
+
+
 class Detector:
     """Per-patient, per-vital alert state machines, scored a batch at a time.
 
-    State lives in arrays indexed by a slot per patient (as `ResidualScale`'s), so a batch
-    is scored with a few vectorised operations; only the rare rows where a vital is raised,
-    over threshold or shifted run the per-vital rules in Python. `update_many` gives
-    exactly what calling `update` row by row would.
+    State lives in arrays indexed by a slot of the patient table (shared with
+    `ResidualScale` in the service), so a batch is scored with a few vectorised operations;
+    the raise rules (`monitor.core.rules`) give vectorised trigger masks over them, and only
+    the rare rows where a vital is raised or a rule triggers run the per-vital episode
+    state machine in Python. `update_many` gives exactly what calling `update` row by row
+    would.
 
     Args:
         features: Vital names in model order (the order of `z`).
         config: Thresholds.
         model_version: Copied into every event.
+        patients: The patient table (shared with the residual scale); a new one if None.
     """
 
     def __init__(
-        self, features: Sequence[str], config: DetectorConfig, *, model_version: str = "unknown"
+        self,
+        features: Sequence[str],
+        config: DetectorConfig,
+        *,
+        model_version: str = "unknown",
+        patients: SlotMap | None = None,
     ) -> None:
         self.features = tuple(features)
         self.config = config
@@ -217,13 +223,17 @@ class Detector:
         self._mask = np.array([(1 << r.n) - 1 for r in v], dtype=np.int64)
         self._mid = [(r.threshold + r.severe) / 2 for r in v]
         self._shift_n = config.shift_n
-        self._shift = np.array([np.inf if r.shift_sum is None else r.shift_sum for r in v])
-        self._var_level = np.array(
-            [np.inf if r.variance_level is None else r.variance_level for r in v]
-        )
         self._var_alpha = config.variance_alpha
+        #: The raise rules the settings turn on, by priority.
+        self.rules: list[RaiseRule] = build_rules(v)
+        # The rules to run on a round with a sample over threshold, and on one without.
+        self._plans = (
+            _Plan([rule for rule in self.rules if not rule.needs_over]),
+            _Plan(self.rules),
+        )
         f = len(self.features)
-        self._slots = SlotMap()
+        self.patients = SlotMap() if patients is None else patients
+        self._rows = Rows(self.patients)
         self._hist = np.zeros((0, f), dtype=np.int64)  # bit j: exceedance j samples ago
         self._ring = np.zeros((0, _MAX_N, f))  # recent signed z
         self._zsum = np.zeros((0, f))  # sum of the last shift_n z
@@ -236,7 +246,7 @@ class Detector:
         self._calm: list[list[int]] = []
         # Samples since the clear condition while an episode is latched; -1: not latched.
         self._hold: list[list[int]] = []
-        self._rule: list[list[RaiseRule]] = []  # what raised the episode
+        self._rule: list[list[RuleName]] = []  # what raised the episode
 
     def update(
         self,
@@ -277,6 +287,8 @@ class Detector:
         seq: Sequence[int],
         actual: AnyFloatArray,
         predicted: AnyFloatArray,
+        *,
+        placed: Placement | None = None,
     ) -> list[AlertEvent]:
         """Score a batch of samples, in order: as if `update` were called row by row.
 
@@ -290,39 +302,56 @@ class Detector:
             seq: Sample sequence number of each row.
             actual: Measured values, shape (B, F).
             predicted: Predicted values, shape (B, F).
+            placed: The batch already placed in `patients` (the service places it once
+                for the scale and the detector); placed here if None.
 
         Returns:
             The state changes, in row order (usually none).
         """
         zz = np.asarray(z, dtype=np.float64)
-        slots, new_rows = self._slots.assign(patient_ids)
-        if new_rows:
-            self._admit(slots[new_rows])
-        parts = rounds(slots)
-        over_all = np.abs(zz) > self._threshold
+        slots, parts, _ = self.patients.assign(patient_ids) if placed is None else placed
+        self._admit_new(slots)
+        absz_all = np.abs(zz)
+        over_all = absz_all > self._threshold
         found: list[tuple[int, list[AlertEvent]]] = []
         for rows in parts:
             idx = rows if len(parts) > 1 else slice(None)
             s = slots[idx]
             over = over_all[idx]
             zr = zz[idx]
-            self._hist[s] = ((self._hist[s] << 1) | over) & self._mask
+            hist = ((self._hist[s] << 1) | over) & self._mask
+            self._hist[s] = hist
             pos = self._pos[s]
-            self._zsum[s] += zr - self._ring[s, (pos - self._shift_n) % _MAX_N]
+            zsum = self._zsum[s] + (zr - self._ring[s, (pos - self._shift_n) % _MAX_N])
+            self._zsum[s] = zsum
             self._ring[s, pos] = zr
             self._pos[s] = (pos + 1) % _MAX_N
-            shifted = np.abs(self._zsum[s]) > self._shift
             prev = self._z2[s]
             z2 = prev + self._var_alpha * (zr * zr - prev)
             self._z2[s] = z2
-            loud = z2 > self._var_level
-            hot = np.flatnonzero(
-                (self._n_raised[s] > 0) | over.any(axis=1) | shifted.any(axis=1) | loud.any(axis=1)
-            )
-            for h in hot.tolist():
+            # (np.count_nonzero: far cheaper than .any() on these small arrays.)
+            plan = self._plans[1 if np.count_nonzero(over) else 0]
+            evidence = Evidence(absz_all[idx], over, hist, zsum, z2)
+            masks = [rule.trigger(evidence) for rule in plan.rules]
+            hot = self._n_raised[s] > 0
+            if masks:
+                met = masks[0].copy()
+                for mask in masks[1:]:
+                    met |= mask
+                if np.count_nonzero(met):
+                    hot |= met.any(axis=1)
+            if not np.count_nonzero(hot):
+                continue  # the common round: nothing raised, no rule met
+            picked = np.flatnonzero(hot)
+            # Per vital of each hot row: the first rule (by priority) that it meets, or
+            # len(masks) for none.
+            fired = np.full((picked.size, len(self.features)), len(masks), dtype=np.intp)
+            for code in range(len(masks) - 1, -1, -1):
+                fired[masks[code][picked]] = code
+            for h, code_row in zip(picked.tolist(), fired.tolist(), strict=True):
                 row = int(rows[h])
-                events = self._rules(
-                    patient_ids[row], int(s[h]), zz[row], over[h], shifted[h], loud[h],
+                events = self._step(
+                    patient_ids[row], int(s[h]), zz[row], absz_all[row], plan.names, code_row,
                     t[row], seq[row], actual[row], predicted[row],
                 )  # fmt: skip
                 if events:
@@ -333,16 +362,17 @@ class Detector:
 
     def active(self, patient_id: str) -> list[str]:
         """Return the vitals with a raised alert for this patient, in feature order."""
-        slot = self._slots.get(patient_id)
+        slot = self._rows.slot_of(patient_id)
         if slot is None:
             return []
         raised = self._raised[slot].tolist()
         return [name for name, up in zip(self.features, raised, strict=True) if up]
 
     def forget(self, patient_id: str) -> list[str]:
-        """Drop a patient's state (on eviction); return the vitals that were raised."""
+        """Drop a patient's state (on eviction); return the vitals that were raised. Its slot
+        leaves the patient table, which drops its state in every component sharing it."""
         raised = self.active(patient_id)
-        self._slots.release(patient_id)
+        self.patients.release(patient_id)
         return raised
 
     def export_state(self) -> tuple[list[str], dict[str, npt.NDArray[Any]]]:
@@ -353,7 +383,7 @@ class Detector:
             ``z2``, ``pos``, ``n_raised``, ``raised``) and the per-vital rule state
             (``level``, ``calm``, ``hold``, and ``rule`` as an index into `RAISE_RULES`).
         """
-        pairs = self._slots.items()
+        pairs = self._rows.items()
         s = np.array([slot for _, slot in pairs], dtype=np.intp)
         f = len(self.features)
         listed = [slot for _, slot in pairs]
@@ -377,14 +407,18 @@ class Detector:
         return [pid for pid, _ in pairs], arrays
 
     def import_state(self, patient_ids: Sequence[str], arrays: StateArrays) -> None:
-        """Hold the patients of an `export_state` (none of them may be held already).
+        """Hold the patients of an `export_state` (none of them may be held already; a
+        patient the shared table placed for another component is taken in its slot).
 
         Raises:
             ValueError: A patient is already held, an array has the wrong shape or a value
                 is out of range; nothing is changed then.
         """
         n, f = len(patient_ids), len(self.features)
-        if len(set(patient_ids)) != n or any(self._slots.get(p) is not None for p in patient_ids):
+        self._grow()
+        if len(set(patient_ids)) != n or any(
+            self._rows.slot_of(p) is not None for p in patient_ids
+        ):
             raise ValueError("import_state needs patients not held yet, each once")
         per_vital = ("hist", "zsum", "z2", "raised", "level", "calm", "hold", "rule")
         got = {name: check_array(arrays, name, (n, f)) for name in per_vital}
@@ -399,7 +433,8 @@ class Detector:
             or not np.array_equal(got["n_raised"], raised.sum(axis=1))
         ):
             raise ValueError("detector state out of range")
-        slots, _ = self._slots.assign(patient_ids)
+        slots = self.patients.assign(patient_ids).slots
+        self._grow()
         self._admit(slots)
         self._hist[slots] = got["hist"]
         self._ring[slots] = got["ring"]
@@ -417,12 +452,19 @@ class Detector:
             self._rule[slot] = [RAISE_RULES[int(v)] for v in rule[row]]
 
     def __len__(self) -> int:
-        return len(self._slots)
+        return len(self._rows)
 
-    def _admit(self, slots: npt.NDArray[np.intp]) -> None:
-        """Grow the state arrays to the slot map's capacity and reset the given slots."""
-        cap = self._slots.capacity
-        if self._hist.shape[0] < cap:
+    def _admit_new(self, slots: IntpArray) -> None:
+        """Reset the slots of a placed batch that are new to this detector."""
+        self._grow()
+        stale = self._rows.stale(slots)
+        if stale is not None:
+            self._admit(np.unique(slots[stale]))
+
+    def _grow(self) -> None:
+        """Grow the state arrays to the patient table's capacity."""
+        cap = self._rows.grow()
+        if cap is not None:
             self._hist = grown(self._hist, cap)
             self._ring = grown(self._ring, cap)
             self._zsum = grown(self._zsum, cap)
@@ -436,6 +478,10 @@ class Detector:
             self._calm += [[0] * f for _ in range(more)]
             self._hold += [[-1] * f for _ in range(more)]
             self._rule += [["k_of_n"] * f for _ in range(more)]
+
+    def _admit(self, slots: IntpArray) -> None:
+        """Reset the given slots (grown already) and mark them as held."""
+        self._rows.hold(slots)
         self._hist[slots] = 0
         self._ring[slots] = 0.0
         self._zsum[slots] = 0.0
@@ -450,28 +496,29 @@ class Detector:
             self._hold[slot] = [-1] * f
             self._rule[slot] = ["k_of_n"] * f
 
-    def _rules(
+    def _step(
         self,
         patient_id: str,
         slot: int,
         z: FloatArray,
-        over: BoolArray,
-        shifted: BoolArray,
-        loud: BoolArray,
+        absz: FloatArray,
+        names: Sequence[RuleName | None],
+        fired: list[int],
         t: float,
         seq: int,
         actual: AnyFloatArray,
         predicted: AnyFloatArray,
     ) -> list[AlertEvent]:
-        """Run the per-vital rules of one row whose state was just updated."""
+        """Run the per-vital episode state machine of one row whose state was just updated.
+
+        `fired`: per vital, the index in `names` of the first rule it meets (None last).
+        """
         events: list[AlertEvent] = []
         raised = self._raised[slot]
-        hist = self._hist[slot]
         for i, r in enumerate(self._vitals):
-            a = abs(float(z[i]))
-            rule = self._fired(r, a, bool(over[i]), int(hist[i]), shifted[i], loud[i])
+            rule = names[fired[i]]
             if raised[i]:
-                state = self._step_raised(slot, i, r, a, rule)
+                state = self._step_raised(slot, i, r, float(absz[i]), rule)
             elif rule is not None:
                 state = self._raise(slot, i, r, rule)
             else:
@@ -479,23 +526,6 @@ class Detector:
             if state is not None:
                 events.append(self._event(patient_id, slot, i, state, t, seq, z, actual, predicted))
         return events
-
-    @staticmethod
-    def _fired(
-        r: Thresholds, a: float, over: bool, hist: int, shifted: np.bool_, loud: np.bool_
-    ) -> RaiseRule | None:
-        """The first raise rule that this sample meets, None when none does."""
-        if over and a > r.severe:
-            return "severe"
-        if over and r.spike is not None and a > r.spike:
-            return "spike"
-        if over and hist.bit_count() >= r.k:
-            return "k_of_n"
-        if shifted:
-            return "shift"
-        if loud:
-            return "variance"
-        return None
 
     def _level_of(self, i: int, r: Thresholds, a: float) -> int:
         return 2 if a >= r.severe else 1 if a >= self._mid[i] else 0
@@ -505,7 +535,7 @@ class Detector:
         last = [(int(self._pos[slot]) - 1 - j) % _MAX_N for j in range(r.n)]
         return self._level_of(i, r, float(np.abs(self._ring[slot, last, i]).max()))
 
-    def _raise(self, slot: int, i: int, r: Thresholds, rule: RaiseRule) -> AlertState:
+    def _raise(self, slot: int, i: int, r: Thresholds, rule: RuleName) -> AlertState:
         self._rule[slot][i] = rule
         self._raised[slot, i] = True
         self._n_raised[slot] += 1
@@ -515,7 +545,7 @@ class Detector:
         return "raised"
 
     def _step_raised(
-        self, slot: int, i: int, r: Thresholds, a: float, rule: RaiseRule | None
+        self, slot: int, i: int, r: Thresholds, a: float, rule: RuleName | None
     ) -> AlertState | None:
         hold = self._hold[slot]
         if hold[i] >= 0:

@@ -12,8 +12,9 @@ z is measured from that running mean: a small, slow bias of the model for one pa
 example while another of its vitals is far out of the training range) neither inflates the
 scale nor turns into a stream of false alarms, while a sudden change stands out at once.
 
-State lives in two (capacity, F) arrays indexed by a slot per patient, so a whole batch is
-scored with a few vectorised operations.
+State lives in (capacity, F) arrays indexed by a slot of the patient table (`SlotMap`,
+shared with the detector in the service), so a whole batch is scored with a few vectorised
+operations.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from monitor.core.slots import IntpArray, SlotMap, grown, rounds
+from monitor.core.slots import IntpArray, Placement, Rows, SlotMap, grown
 from monitor.core.state import StateArrays, check_array
 from monitor.core.types import AnyFloatArray, BoolArray, FloatArray
 
@@ -74,6 +75,7 @@ class ResidualScale:
     Args:
         base_sigma: The card's pooled residual sigma per feature (the floor's base).
         masked: Contexts carry observed flags after the values (``2F`` columns).
+        patients: The patient table (shared with the detector); a new one if None.
         alpha: EWMA weight of each new normal residual (0.01: about 100 samples of memory).
         floor_ratio: The scale never falls below this fraction of `base_sigma` (a stuck
             sensor's zero-variance window must not make every later residual infinite).
@@ -91,6 +93,7 @@ class ResidualScale:
         update_below: float = 3.0,
         model_error_ratio: float = 1.1,
         masked: bool = False,
+        patients: SlotMap | None = None,
     ) -> None:
         self.base = np.asarray(base_sigma, dtype=np.float64)
         self.alpha = alpha
@@ -98,18 +101,19 @@ class ResidualScale:
         self.update_below = update_below
         self.model_error_ratio = model_error_ratio
         self.masked = masked
-        self._slots = SlotMap()
+        self.patients = SlotMap() if patients is None else patients
+        self._rows = Rows(self.patients)
         self._var = np.empty((0, self.base.size))
         self._mean = np.empty((0, self.base.size))
         # Per vital, its own residuals seen while learning its scale (LEARN_SAMPLES: done).
         self._seen = np.empty((0, self.base.size), dtype=np.int64)
 
     def __len__(self) -> int:
-        return len(self._slots)
+        return len(self._rows)
 
     def sigma(self, patient_id: str) -> FloatArray | None:
         """Return the patient's current scale, or None before its first scored sample."""
-        slot = self._slots.get(patient_id)
+        slot = self._rows.slot_of(patient_id)
         return None if slot is None else np.sqrt(self._var[slot])
 
     def initial(self, context: AnyFloatArray) -> FloatArray:
@@ -155,6 +159,8 @@ class ResidualScale:
         patient_ids: Sequence[str],
         contexts: Sequence[AnyFloatArray] | AnyFloatArray,
         residuals: AnyFloatArray,
+        *,
+        placed: Placement | None = None,
     ) -> FloatArray:
         """Score a batch in order: as if `z` were called row by row.
 
@@ -165,13 +171,15 @@ class ResidualScale:
             patient_ids: Patient of each row.
             contexts: Window of each row (used only for patients seen for the first time).
             residuals: actual - predicted, shape (B, F).
+            placed: The batch already placed in `patients` (the service places it once
+                for the scale and the detector); placed here if None.
         """
         r = np.asarray(residuals, dtype=np.float64)
         out = np.empty_like(r)
-        slots, new_rows = self._slots.assign(patient_ids)
+        slots, parts, _ = self.patients.assign(patient_ids) if placed is None else placed
+        new_rows = self._new_rows(slots)
         if new_rows:
             self._admit(slots, new_rows, contexts)
-        parts = rounds(slots)
         a = self.alpha
         for rows in parts:
             idx = rows if len(parts) > 1 else slice(None)
@@ -200,17 +208,30 @@ class ResidualScale:
             self._var[s] = new_var
         return out
 
+    def _grow(self) -> None:
+        cap = self._rows.grow()
+        if cap is not None:
+            self._var = grown(self._var, cap)
+            self._mean = grown(self._mean, cap)
+            self._seen = grown(self._seen, cap)
+
+    def _new_rows(self, slots: IntpArray) -> list[int]:
+        """The first row of each slot in `slots` that is new to this scale, in row order."""
+        self._grow()
+        stale = self._rows.stale(slots)
+        if stale is None:
+            return []
+        rows = np.flatnonzero(stale)
+        _, first = np.unique(slots[rows], return_index=True)
+        new_rows: list[int] = np.sort(rows[first]).tolist()
+        return new_rows
+
     def _admit(
         self,
         slots: IntpArray,
         new_rows: list[int],
         contexts: Sequence[AnyFloatArray] | AnyFloatArray,
     ) -> None:
-        cap = self._slots.capacity
-        if self._var.shape[0] < cap:
-            self._var = grown(self._var, cap)
-            self._mean = grown(self._mean, cap)
-            self._seen = grown(self._seen, cap)
         # One vectorised estimate for all new patients: a patient's first full window comes
         # for every patient at once when a stream starts, and one by one cost too much
         # (docs/benchmarks.md).
@@ -219,6 +240,7 @@ class ResidualScale:
         self._var[new] = self.initial(firsts) ** 2
         self._mean[new] = 0.0
         self._seen[new] = np.where(self._sparse(firsts), 0, LEARN_SAMPLES)
+        self._rows.hold(new)
 
     def export_state(self) -> tuple[list[str], dict[str, npt.NDArray[Any]]]:
         """Return every patient's scale state, rows aligned with the returned ids.
@@ -227,36 +249,38 @@ class ResidualScale:
             ``(patient_ids, arrays)``: ``var`` and ``mean`` ``(n, F)`` float64 and ``seen``
             ``(n, F)`` int64 (residuals seen while learning a sparse vital's scale).
         """
-        pairs = self._slots.items()
+        pairs = self._rows.items()
         slots = np.array([slot for _, slot in pairs], dtype=np.intp)
         arrays = {"var": self._var[slots], "mean": self._mean[slots], "seen": self._seen[slots]}
         return [pid for pid, _ in pairs], arrays
 
     def import_state(self, patient_ids: Sequence[str], arrays: StateArrays) -> None:
-        """Hold the patients of an `export_state` (none of them may be held already).
+        """Hold the patients of an `export_state` (none of them may be held already; a
+        patient the shared table placed for another component is taken in its slot).
 
         Raises:
             ValueError: A patient is already held or an array has the wrong shape; nothing
                 is changed then.
         """
         n, f = len(patient_ids), self.base.size
-        if len(set(patient_ids)) != n or any(self._slots.get(p) is not None for p in patient_ids):
+        self._grow()
+        if len(set(patient_ids)) != n or any(
+            self._rows.slot_of(p) is not None for p in patient_ids
+        ):
             raise ValueError("import_state needs patients not held yet, each once")
         var = check_array(arrays, "var", (n, f))
         mean = check_array(arrays, "mean", (n, f))
         seen = check_array(arrays, "seen", (n, f))
         if n and not np.all(var > 0):
             raise ValueError("var must be positive")
-        slots, _ = self._slots.assign(patient_ids)
-        cap = self._slots.capacity
-        if self._var.shape[0] < cap:
-            self._var = grown(self._var, cap)
-            self._mean = grown(self._mean, cap)
-            self._seen = grown(self._seen, cap)
+        slots = self.patients.assign(patient_ids).slots
+        self._grow()
         self._var[slots] = var
         self._mean[slots] = mean
         self._seen[slots] = seen
+        self._rows.hold(slots)
 
     def forget(self, patient_id: str) -> None:
-        """Drop a patient's scale (eviction)."""
-        self._slots.release(patient_id)
+        """Drop a patient's scale (eviction): its slot leaves the patient table, which drops
+        its state in every component sharing the table."""
+        self.patients.release(patient_id)

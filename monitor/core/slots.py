@@ -1,21 +1,32 @@
-"""Per-patient slots for state kept in arrays, and the rounds a batch is scored in.
+"""The patient table: a slot per patient for state kept in arrays, and the rounds a batch
+is scored in.
 
 `ResidualScale` and `Detector` keep each patient's state in rows of preallocated arrays,
-so a batch is scored with a few vectorised operations. A batch may hold one patient
-several times (offline replay at full speed); its rows must then be applied in order, so
-a batch is split into rounds of distinct patients (`rounds`).
+so a batch is scored with a few vectorised operations. The service gives both one
+`SlotMap` and places each batch once (`SlotMap.assign`), passing the `Placement` to both;
+a component built alone makes its own. A slot's generation changes each time it is given
+to a patient, so each component sees, by comparing its own copy (`Rows`), which of a
+batch's slots are new to it and resets them, whoever placed them (a batch, a snapshot
+restore).
+
+A batch may hold one patient several times (offline replay at full speed); its rows must
+then be applied in order, so a batch is split into rounds of distinct patients (`rounds`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
+from monitor.core.types import BoolArray
+
 __all__ = [
     "IntpArray",
+    "Placement",
+    "Rows",
     "SlotMap",
     "grown",
     "rounds",
@@ -25,16 +36,33 @@ IntpArray = npt.NDArray[np.intp]
 _T = TypeVar("_T", bound=np.generic)
 
 
-class SlotMap:
-    """Patient id -> row of the owner's state arrays; freed rows are reused.
+class Placement(NamedTuple):
+    """A batch placed in the patient table.
 
-    The owner grows its arrays to `capacity` rows whenever `assign` reports new slots.
+    Attributes:
+        slots: The slot of each row.
+        parts: The rows in rounds of distinct slots (`rounds`).
+        new_rows: The rows whose patient was given a new slot (its first row only).
+    """
+
+    slots: IntpArray
+    parts: list[IntpArray]
+    new_rows: list[int]
+
+
+class SlotMap:
+    """Patient id -> row of the owners' state arrays; freed rows are reused.
+
+    An owner grows its arrays to `capacity` rows before indexing them with a placement, and
+    resets the slots whose `generation` differs from its own copy (new to it).
     """
 
     def __init__(self) -> None:
         self._slots: dict[str, int] = {}
         self._free: list[int] = []
         self.capacity = 0
+        #: Per slot, how many times it was given to a patient (0: never).
+        self.generation = np.zeros(0, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -47,13 +75,9 @@ class SlotMap:
         """Return every (patient id, slot) pair held (snapshots read the state by slot)."""
         return list(self._slots.items())
 
-    def assign(self, patient_ids: Sequence[str]) -> tuple[IntpArray, list[int]]:
-        """Return each row's slot, allotting slots to unknown patients.
-
-        Returns:
-            The slot of each row, and the rows whose patient was given a new slot (its
-            first row only); the owner initialises those slots' state.
-        """
+    def assign(self, patient_ids: Sequence[str]) -> Placement:
+        """Place a batch: each row's slot (allotting slots to unknown patients), its rounds
+        and the rows whose patient was given a new slot."""
         get = self._slots.get
         found = [get(pid) for pid in patient_ids]
         new_rows: list[int] = []
@@ -66,7 +90,8 @@ class SlotMap:
                         slot = self._take(pid)
                         new_rows.append(row)
                     found[row] = slot
-        return np.asarray(found, dtype=np.intp), new_rows
+        slots = np.asarray(found, dtype=np.intp)
+        return Placement(slots, rounds(slots), new_rows)
 
     def release(self, patient_id: str) -> int | None:
         """Free the patient's slot; return it (None if it had none)."""
@@ -80,9 +105,61 @@ class SlotMap:
             old = self.capacity
             self.capacity = max(16, old * 2)
             self._free = list(range(self.capacity - 1, old - 1, -1))
+            self.generation = grown(self.generation, self.capacity)
         slot = self._free.pop()
         self._slots[patient_id] = slot
+        self.generation[slot] += 1
         return slot
+
+
+class Rows:
+    """One component's view of a (shared) patient table: the slots it holds state for.
+
+    A slot is held when the component reset it, or imported into it, for its current
+    patient: its generation here equals the table's. The component grows its arrays when
+    `grow` says so and resets the slots that `stale` names before using them.
+
+    Args:
+        table: The patient table.
+    """
+
+    def __init__(self, table: SlotMap) -> None:
+        self.table = table
+        self._gen = np.zeros(0, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.items())
+
+    def grow(self) -> int | None:
+        """The table's capacity when the component's arrays must grow to it, else None."""
+        cap = self.table.capacity
+        if self._gen.shape[0] >= cap:
+            return None
+        self._gen = grown(self._gen, cap)
+        return cap
+
+    def stale(self, slots: IntpArray) -> BoolArray | None:
+        """Which of `slots` the component does not hold (None: it holds them all)."""
+        stale: BoolArray = self._gen[slots] != self.table.generation[slots]
+        # np.count_nonzero: far cheaper than .any() on a small batch.
+        return stale if np.count_nonzero(stale) else None
+
+    def hold(self, slots: IntpArray) -> None:
+        """Mark `slots` as reset (or imported) for their current patients."""
+        self._gen[slots] = self.table.generation[slots]
+
+    def slot_of(self, patient_id: str) -> int | None:
+        """The patient's slot if the component holds its state, else None."""
+        slot = self.table.get(patient_id)
+        if slot is None or slot >= self._gen.shape[0]:
+            return None
+        return slot if self._gen[slot] == self.table.generation[slot] else None
+
+    def items(self) -> list[tuple[str, int]]:
+        """Every (patient id, slot) pair whose state the component holds."""
+        gen, mine = self.table.generation, self._gen
+        held = mine.shape[0]
+        return [(p, s) for p, s in self.table.items() if s < held and mine[s] == gen[s]]
 
 
 def rounds(slots: IntpArray) -> list[IntpArray]:

@@ -38,8 +38,11 @@ from monitor.core.codec import (
 )
 from monitor.core.detector import Detector, GainCurves, alarm_gains, unknown_per_vital
 from monitor.core.scale import ResidualScale
+from monitor.core.scoring import Scorer
+from monitor.core.slots import SlotMap
+from monitor.core.stuck import FLATLINE_SAMPLES, StuckSensors, flatline_samples
 from monitor.core.technical import TechnicalAlarms
-from monitor.core.types import REJECT_REASONS, BoolArray, Float32Array, FloatArray
+from monitor.core.types import REJECT_REASONS, Float32Array, FloatArray
 from monitor.core.vitals import BUILTIN, Registry
 from monitor.core.windows import PushResult, WindowStore
 from monitor.service.metrics import Metrics, observe_many
@@ -76,10 +79,6 @@ class ModelInfo:
     flatline_samples: tuple[int, ...] | None = None
     calibration: GainCurves | None = None
 
-
-#: A vital repeating one exact value this many samples in a row is a stuck sensor, unless
-#: the model card learned another run for it or its registered signal declares one.
-FLATLINE_SAMPLES = 5
 
 #: Technical alerts that an accepted sample of their patient closes: its data is back.
 _DATA_BACK_CLOSES = ("artifact", "clock_skew", "patient_refused", "signal_lost")
@@ -147,7 +146,6 @@ class Pipeline:
             partial=model.observed_mask,
             signals=self.signals,
         )
-        self._flat_groups = _flatline_groups(model, self.signals)
         w = settings.window
         self.windows = WindowStore(
             model.window,
@@ -175,16 +173,26 @@ class Pipeline:
         self.batcher: MicroBatcher[Job] = MicroBatcher(
             b.max_batch, b.max_wait_ms / 1000.0, b.max_pending
         )
-        self.detector = Detector(model.features, settings.detector, model_version=model.version)
-        self.scale = ResidualScale(model.residual_sigma, masked=model.observed_mask)
+        #: The scoring side's patient table, shared by the scale and the detector (the
+        #: window store keeps its own rows).
+        self.patients = SlotMap()
+        self.detector = Detector(
+            model.features, settings.detector, model_version=model.version, patients=self.patients
+        )
+        self.scale = ResidualScale(
+            model.residual_sigma, masked=model.observed_mask, patients=self.patients
+        )
         self.gain = alarm_gains(model.calibration, model.features, settings.detector)
         #: Open technical alerts and refused patients (at most `max_patients` of them).
         self.alarms = TechnicalAlarms(model.version, w.max_patients)
+        runs = flatline_samples(model.features, model.flatline_samples, self.signals)
+        stuck = StuckSensors(model.features, model.window, runs, masked=model.observed_mask)
+        self.scorer = Scorer(
+            self.patients, self.scale, self.detector, stuck, self.gain, self.alarms
+        )
         self.degraded = False
         # Technical alert changes of `_push_one` (it returns the job), taken by its callers.
         self._side: list[AlertEvent] = []
-        # patient -> per vital, seq of its last stuck sample (only while one is in a window)
-        self._stuck_seq: dict[str, FloatArray] = {}
         self._error_hists = [metrics.prediction_error.labels(v) for v in model.features]
         self._outcomes = {o: metrics.messages.labels(o) for o in OUTCOMES}
         # Read at scrape time: nothing to update per message on the hot path.
@@ -493,7 +501,7 @@ class Pipeline:
         live: bool = True,
         windows: Float32Array | None = None,
     ) -> list[AlertEvent]:
-        """Compare each job's actual sample with its prediction and run the detector.
+        """Score the batch (`Scorer.score`: z, stuck sensors, detector) and count it.
 
         Args:
             jobs: The batch, in the order it was taken.
@@ -504,54 +512,32 @@ class Pipeline:
                 caller kept them; stacked here otherwise.
 
         Returns:
-            Physiological alert changes, in job order.
+            Physiological alert changes in job order, then the technical ones (flatline,
+            the end of degraded monitoring).
         """
         if not jobs:
             return []
         if windows is None:
             windows = self.stack(jobs)
-        patient_ids = [j.patient_id for j in jobs]
-        actual = _rows([j.actual for j in jobs])
-        residuals = actual - predictions
-        f = len(self.model.features)
-        values = windows[:, :, :f]
-        # NaN residual: the vital is not in this sample, or its window has no value (a
-        # model with an observed mask): no z, the scale keeps its state, the detector
-        # sees a calm sample and the error histogram skips it.
-        z = self.scale.z_batch(patient_ids, windows, residuals)
-        absz = np.abs(z)
+        scored = self.scorer.score(
+            [j.patient_id for j in jobs],
+            windows,
+            _rows([j.actual for j in jobs]),
+            predictions,
+            [j.t for j in jobs],
+            [j.seq for j in jobs],
+        )
+        absz = scored.absz
+        # NaN: no z for that vital (docs/detection.md); the error histogram skips it.
         partial = self.model.observed_mask and bool(np.isnan(absz).any())
         for i, hist in enumerate(self._error_hists):
             column = absz[:, i]
             observe_many(hist, column[~np.isnan(column)] if partial else column)
-        if partial:
-            z = np.nan_to_num(z, nan=0.0)
-        z /= self.gain  # calibrated units from here on (docs/detection.md)
         self.metrics.batch_size.observe(len(jobs))
-        stuck: BoolArray = np.zeros(actual.shape, dtype=bool)
-        actual32 = actual.astype(np.float32)
-        for run, lo, hi in self._flat_groups:  # slices: views, no copies
-            tail = values[:, 1 - run :, lo:hi]
-            stuck[:, lo:hi] = np.all(tail == actual32[:, None, lo:hi], axis=1)
-            if self.model.observed_mask:  # a carried-forward value is not a stuck sensor
-                stuck[:, lo:hi] &= np.all(windows[:, 1 - run :, f + lo : f + hi] == 1.0, axis=1)
-        any_stuck: list[bool] = np.any(stuck, axis=1).tolist()
-        stuck_seq = self._stuck_seq
-        for row, job in enumerate(jobs):
-            if any_stuck[row] or job.patient_id in stuck_seq:
-                z[row] = self._untrusted_to_zero(job, stuck[row], z[row])
-        events = self.detector.update_many(
-            patient_ids,
-            z,
-            [j.t for j in jobs],
-            [j.seq for j in jobs],
-            actual,
-            predictions,
-        )
-        for event in events:
+        for event in scored.alerts:
             if event.state == "raised" and event.vital is not None:
                 self.metrics.alerts.labels(event.vital, event.severity).inc()
-        events += self._flatlines(jobs, stuck, any_stuck)
+        events = scored.alerts + self._counted(scored.technical)
         if live:
             received = np.fromiter((j.received_at for j in jobs), np.float64, len(jobs))
             observe_many(self.metrics.end_to_end_latency, np.maximum(0.0, now - received))
@@ -559,49 +545,6 @@ class Pipeline:
         if self.degraded and len(self.batcher) < self.settings.batch.max_pending // 2:
             self.degraded = False
             events += self._close(None, "monitoring_degraded", None, now)
-        return events
-
-    def _untrusted_to_zero(self, job: Job, stuck: BoolArray, z: FloatArray) -> FloatArray:
-        """Zero the z of vitals whose window holds a stuck stretch (or that are stuck now).
-
-        A stuck sensor's repeated value fills the window, and for `window` samples after it
-        recovers the model predicts from that stale value: its residuals then measure the
-        sensor's recovery, not the patient. The technical 'flatline' alert reports the
-        sensor; the physiological detector sees those samples as calm. Decided row by row
-        from this patient's own history, so the batch size cannot change the outcome.
-        """
-        last = self._stuck_seq.get(job.patient_id)
-        if last is None:
-            last = self._stuck_seq[job.patient_id] = np.full(z.shape, -np.inf)
-        last[stuck] = job.seq
-        untrusted = job.seq - last <= self.model.window
-        if not untrusted.any():
-            del self._stuck_seq[job.patient_id]
-            return z
-        out: FloatArray = np.where(untrusted, 0.0, z)
-        return out
-
-    def _flatlines(
-        self, jobs: Sequence[Job], stuck: BoolArray, any_stuck: list[bool]
-    ) -> list[AlertEvent]:
-        """Raise 'flatline' (a stuck sensor) when a vital repeats one exact value.
-
-        Real measurements with any noise never repeat exactly `FLATLINE_SAMPLES` times, and
-        quantised ones repeat no longer than their card's learned run; the residual
-        detector cannot see a sensor stuck near its prediction. `stuck` (B, F): the row's
-        sample equals the vital's run length (`_flatline_groups`) - 1 samples before it.
-        """
-        events: list[AlertEvent] = []
-        for row, job in enumerate(jobs):
-            # Checked row by row: an alert opened by an earlier row of this batch must be
-            # closable by a later row of the same patient, whatever the batch's size.
-            if not any_stuck[row] and job.patient_id not in self.alarms.flat_open:
-                continue
-            for i, vital in enumerate(self.model.features):
-                if stuck[row, i]:
-                    events += self._open(job.patient_id, "flatline", vital, job.t)
-                else:
-                    events += self._close(job.patient_id, "flatline", vital, job.t)
         return events
 
     def housekeeping(self, now: float) -> list[AlertEvent]:
@@ -653,9 +596,7 @@ class Pipeline:
         """Drop an evicted patient's state, and end its technical alerts with an `expired`
         event: nothing watches them any more (an open alert of a departed patient would
         stay open forever and hold memory)."""
-        self.detector.forget(pid)
-        self.scale.forget(pid)
-        self._stuck_seq.pop(pid, None)
+        self.scorer.forget(pid)
         return self._counted(self.alarms.close_all(pid, None, now, "expired"))
 
     def _open(
@@ -704,37 +645,6 @@ def model_info_from_card(card: object) -> ModelInfo:
         ),
         calibration=card.calibration,
     )
-
-
-def flatline_samples(model: ModelInfo, signals: Registry) -> list[int]:
-    """The run of identical values that raises 'flatline', per feature of the model.
-
-    A registered signal's declared `flatline_samples` wins; else the card's learned rule
-    (`ModelInfo.flatline_samples`); else `FLATLINE_SAMPLES`.
-    """
-    learned = model.flatline_samples or (FLATLINE_SAMPLES,) * len(model.features)
-    out = []
-    for name, run in zip(model.features, learned, strict=True):
-        declared = signals[name].flatline_samples if name in signals else None
-        out.append(declared or run)
-    return out
-
-
-def _flatline_groups(model: ModelInfo, signals: Registry) -> list[tuple[int, int, int]]:
-    """Consecutive features with one flatline run length: (run, first, end) column ranges.
-
-    A run longer than the window plus the new sample cannot be seen in one window: such a
-    vital gets no flatline check (its normal runs are longer than the model's memory).
-    """
-    groups: list[tuple[int, int, int]] = []
-    for i, run in enumerate(flatline_samples(model, signals)):
-        if run - 1 > model.window:
-            continue
-        if groups and groups[-1][0] == run and groups[-1][2] == i:
-            groups[-1] = (run, groups[-1][1], i + 1)
-        else:
-            groups.append((run, i, i + 1))
-    return groups
 
 
 def _rows(arrays: Sequence[npt.NDArray[_S]]) -> npt.NDArray[_S]:

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
+from monitor.core.stuck import flatline_samples
 from monitor.core.vitals import Registry, Vital
 from monitor.service.metrics import Metrics
-from monitor.service.pipeline import ModelInfo, Pipeline, flatline_samples
+from monitor.service.pipeline import ModelInfo, Pipeline
 from monitor.settings import Settings, SettingsError
 from tests.support.ingest import ingest_one
 
@@ -59,10 +60,11 @@ def test_a_settings_signal_is_known_to_the_codec_beside_the_model() -> None:
 def test_declared_flatline_run_beats_the_learned_one() -> None:
     """A signal's flatline_samples (settings) wins over the card's learned run, else learned."""
     model = _model(flatline_samples=(24,))
-    assert flatline_samples(model, Registry([ECG])) == [24]
+    assert flatline_samples(model.features, model.flatline_samples, Registry([ECG])) == [24]
     served = Pipeline(model, _settings(flatline_samples=60), Metrics.create(CollectorRegistry()))
-    assert flatline_samples(model, served.signals) == [60]
-    assert flatline_samples(_model(), Registry([ECG])) == [5]
+    assert flatline_samples(model.features, model.flatline_samples, served.signals) == [60]
+    plain = _model()
+    assert flatline_samples(plain.features, plain.flatline_samples, Registry([ECG])) == [5]
 
 
 def test_per_vital_overrides_name_registered_signals_and_refuse_unknown_ones() -> None:

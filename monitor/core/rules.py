@@ -1,0 +1,228 @@
+"""Raise rules: small objects over the detector's shared state arrays.
+
+Each rule looks at one round of a batch (each patient at most once) after the detector has
+updated its state arrays, and returns a vectorised trigger mask ``(rows, F)``: which vitals
+of which rows meet it. Where several rules meet one vital, the one with the lowest
+`priority` names the raise (the `reason` of its events). The severity of a raise does not
+depend on the rule: it is the level of the largest |z| among the vital's last n samples
+(`monitor.core.detector`).
+
+A rule is built from the resolved per-vital settings (`Thresholds`) and is left out when
+its setting is off (None) for every vital; a vital whose setting is off gets a level no
+value can pass. Adding a rule is one class here (listed in `RULES`, its name in
+`RuleName`) and one setting in `DetectorConfig` / `VitalOverride` / `Thresholds`
+(docs/detection.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Literal, Protocol, Self, get_args
+
+import numpy as np
+import numpy.typing as npt
+
+from monitor.core.types import BoolArray, FloatArray
+
+__all__ = [
+    "RAISE_RULES",
+    "RULES",
+    "Evidence",
+    "KOfN",
+    "RaiseRule",
+    "RuleName",
+    "Severe",
+    "Shift",
+    "Spike",
+    "Thresholds",
+    "Variance",
+    "build_rules",
+]
+
+#: Which rule raised a physiological alert (the `reason` of its events).
+RuleName = Literal["k_of_n", "severe", "spike", "shift", "variance"]
+#: Every rule name, in a fixed order (snapshots store a rule as its index here).
+RAISE_RULES: tuple[RuleName, ...] = get_args(RuleName)
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """The resolved settings of one vital."""
+
+    threshold: float
+    k: int
+    n: int
+    severe: float
+    spike: float | None
+    clear_below: float
+    clear_m: int
+    shift_sum: float | None
+    shift_n: int
+    variance_level: float | None
+    variance_alpha: float
+    merge_samples: int
+
+
+@dataclass(slots=True)
+class Evidence:
+    """The state of one round's rows, as the rules read it (all ``(rows, F)``).
+
+    Attributes:
+        absz: |z| of this sample.
+        over: |z| above the vital's threshold.
+        hist: Exceedance bits of the last n samples (bit j: j samples ago).
+        zsum: Sum of the last `shift_n` signed z.
+        z2: Exponentially weighted mean of z squared.
+    """
+
+    absz: FloatArray
+    over: BoolArray
+    hist: npt.NDArray[np.int64]
+    zsum: FloatArray
+    z2: FloatArray
+
+
+class RaiseRule(Protocol):
+    """A raise rule: a name, a priority and a vectorised trigger."""
+
+    name: ClassVar[RuleName]
+    #: Lower first: the rule that names a raise several rules meet.
+    priority: ClassVar[int]
+    #: The rule can trigger only on a sample over its vital's threshold: a round of a
+    #: batch with no such sample skips it (most rounds; it keeps the batch cheap).
+    needs_over: ClassVar[bool]
+
+    @classmethod
+    def build(cls, vitals: Sequence[Thresholds]) -> Self | None:
+        """The rule for these vitals' settings (model order), None when it is off for all."""
+        ...
+
+    def trigger(self, e: Evidence) -> BoolArray:
+        """Which vitals of which rows meet the rule, ``(rows, F)``."""
+        ...
+
+
+def _levels(values: Sequence[float | None]) -> FloatArray | None:
+    """Per-vital levels (inf where off), or None when the rule is off for every vital."""
+    if all(v is None for v in values):
+        return None
+    return np.array([np.inf if v is None else v for v in values])
+
+
+class Severe:
+    """A single |z| above `severe` raises at once."""
+
+    name: ClassVar[RuleName] = "severe"
+    needs_over: ClassVar[bool] = True
+    priority: ClassVar[int] = 0
+
+    def __init__(self, level: FloatArray) -> None:
+        self.level = level
+
+    @classmethod
+    def build(cls, vitals: Sequence[Thresholds]) -> Self:
+        """Always on."""
+        return cls(np.array([r.severe for r in vitals]))
+
+    def trigger(self, e: Evidence) -> BoolArray:
+        """Above `severe` (which the settings keep above the threshold)."""
+        out: BoolArray = e.absz > self.level
+        return out
+
+
+class Spike:
+    """A single |z| above `spike` raises at once (a one-sample spike below `severe`)."""
+
+    name: ClassVar[RuleName] = "spike"
+    needs_over: ClassVar[bool] = True
+    priority: ClassVar[int] = 1
+
+    def __init__(self, level: FloatArray) -> None:
+        self.level = level
+
+    @classmethod
+    def build(cls, vitals: Sequence[Thresholds]) -> Self | None:
+        """On where `spike` is set."""
+        level = _levels([r.spike for r in vitals])
+        return None if level is None else cls(level)
+
+    def trigger(self, e: Evidence) -> BoolArray:
+        """Above `spike` (which the settings keep at or above the threshold)."""
+        out: BoolArray = e.absz > self.level
+        return out
+
+
+class KOfN:
+    """|z| above `threshold` on k of the last n samples."""
+
+    name: ClassVar[RuleName] = "k_of_n"
+    needs_over: ClassVar[bool] = True
+    priority: ClassVar[int] = 2
+
+    def __init__(self, k: npt.NDArray[np.int64]) -> None:
+        self.k = k
+
+    @classmethod
+    def build(cls, vitals: Sequence[Thresholds]) -> Self:
+        """Always on."""
+        return cls(np.array([r.k for r in vitals], dtype=np.int64))
+
+    def trigger(self, e: Evidence) -> BoolArray:
+        """Over threshold now and on at least k of the last n samples (this one included)."""
+        out: BoolArray = e.over & (np.bitwise_count(e.hist) >= self.k)
+        return out
+
+
+class Shift:
+    """The signed z of the last `shift_n` samples add up to more than `shift_sum` in size."""
+
+    name: ClassVar[RuleName] = "shift"
+    needs_over: ClassVar[bool] = False
+    priority: ClassVar[int] = 3
+
+    def __init__(self, level: FloatArray) -> None:
+        self.level = level
+
+    @classmethod
+    def build(cls, vitals: Sequence[Thresholds]) -> Self | None:
+        """On where `shift_sum` is set."""
+        level = _levels([r.shift_sum for r in vitals])
+        return None if level is None else cls(level)
+
+    def trigger(self, e: Evidence) -> BoolArray:
+        """|sum of the last shift_n z| above `shift_sum`."""
+        out: BoolArray = np.abs(e.zsum) > self.level
+        return out
+
+
+class Variance:
+    """The exponentially weighted mean of z squared passes `variance_level`."""
+
+    name: ClassVar[RuleName] = "variance"
+    needs_over: ClassVar[bool] = False
+    priority: ClassVar[int] = 4
+
+    def __init__(self, level: FloatArray) -> None:
+        self.level = level
+
+    @classmethod
+    def build(cls, vitals: Sequence[Thresholds]) -> Self | None:
+        """On where `variance_level` is set."""
+        level = _levels([r.variance_level for r in vitals])
+        return None if level is None else cls(level)
+
+    def trigger(self, e: Evidence) -> BoolArray:
+        """Mean of z squared above `variance_level`."""
+        out: BoolArray = e.z2 > self.level
+        return out
+
+
+#: Every rule; the settings turn each on or off (`build_rules`).
+RULES: tuple[type[RaiseRule], ...] = (Severe, Spike, KOfN, Shift, Variance)
+
+
+def build_rules(vitals: Sequence[Thresholds]) -> list[RaiseRule]:
+    """The rules the settings turn on, by priority."""
+    built = [rule for kind in RULES if (rule := kind.build(vitals)) is not None]
+    return sorted(built, key=lambda rule: rule.priority)

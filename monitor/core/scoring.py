@@ -1,0 +1,115 @@
+"""Scoring a batch: predictions and samples -> z -> alert changes, on one patient table.
+
+The detection policy after the model forward, in one pure object: the per-patient residual
+scale, the calibrated gain, the stuck-sensor distrust, the detector and its raise rules,
+and the `flatline` technical alerts. The scale and the detector share one patient table
+(`SlotMap`); each batch is placed in it once and the placement is passed to both. The
+service counts and logs what this returns (`monitor.service.pipeline.Pipeline.score`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from monitor.core.alerts import AlertEvent
+from monitor.core.detector import Detector
+from monitor.core.scale import ResidualScale
+from monitor.core.slots import SlotMap
+from monitor.core.stuck import StuckSensors
+from monitor.core.technical import TechnicalAlarms
+from monitor.core.types import Float32Array, FloatArray
+
+__all__ = [
+    "Scored",
+    "Scorer",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """What scoring a batch gave.
+
+    Attributes:
+        absz: ``(B, F)`` |z| in each patient's own scale, before the gain (NaN: no z, the
+            vital is not in the sample or its window has no value).
+        alerts: Physiological alert changes, in row order.
+        technical: `flatline` alert changes, in row order.
+    """
+
+    absz: FloatArray
+    alerts: list[AlertEvent]
+    technical: list[AlertEvent]
+
+
+class Scorer:
+    """Residual scale, gain, stuck sensors and detector over one patient table.
+
+    Args:
+        patients: The patient table that `scale` and `detector` were built with.
+        scale: Per-patient residual sigma.
+        detector: The alert state machines and raise rules.
+        stuck: Stuck-sensor detection and distrust.
+        gain: Per-feature alarm gain (z is divided by it: calibrated units).
+        alarms: The technical alarms (the `flatline` alerts are opened and closed here).
+    """
+
+    def __init__(
+        self,
+        patients: SlotMap,
+        scale: ResidualScale,
+        detector: Detector,
+        stuck: StuckSensors,
+        gain: FloatArray,
+        alarms: TechnicalAlarms,
+    ) -> None:
+        self.patients = patients
+        self.scale = scale
+        self.detector = detector
+        self.stuck = stuck
+        self.gain = gain
+        self.alarms = alarms
+
+    def score(
+        self,
+        patient_ids: Sequence[str],
+        windows: Float32Array,
+        actual: FloatArray,
+        predictions: Float32Array,
+        t: Sequence[float],
+        seq: Sequence[int],
+    ) -> Scored:
+        """Score a batch in row order (a patient's rows in order, as one by one).
+
+        Args:
+            patient_ids: Patient of each row.
+            windows: The context windows the predictions came from, ``(B, window, F)``
+                (``2F`` with observed flags).
+            actual: Measured values, ``(B, F)``.
+            predictions: Model output, ``(B, F)``, raw units.
+            t: Sample time of each row.
+            seq: Sample sequence number of each row.
+        """
+        placed = self.patients.assign(patient_ids)
+        # NaN residual: the vital is not in this sample, or its window has no value (a
+        # model with an observed mask): no z, the scale keeps its state and the detector
+        # sees a calm sample.
+        z = self.scale.z_batch(patient_ids, windows, actual - predictions, placed=placed)
+        absz = np.abs(z)
+        if self.scale.masked and bool(np.isnan(absz).any()):
+            z = np.nan_to_num(z, nan=0.0)
+        z /= self.gain  # calibrated units from here on (docs/detection.md)
+        stuck = self.stuck.find(windows, actual)
+        any_stuck = self.stuck.distrust(patient_ids, seq, stuck, z)
+        alerts = self.detector.update_many(
+            patient_ids, z, t, seq, actual, predictions, placed=placed
+        )
+        technical = self.stuck.flatlines(self.alarms, patient_ids, t, stuck, any_stuck)
+        return Scored(absz, alerts, technical)
+
+    def forget(self, patient_id: str) -> None:
+        """Drop a patient's scoring state (eviction): its slot and stuck-sample history."""
+        self.patients.release(patient_id)
+        self.stuck.forget(patient_id)

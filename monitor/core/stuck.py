@@ -1,0 +1,158 @@
+"""Stuck sensors: the 'flatline' technical alert and the distrust of the z it leaves behind.
+
+A sensor stuck on one value repeats it exactly; real measurements with any noise never
+repeat exactly `FLATLINE_SAMPLES` times, and quantised ones repeat no longer than their
+card's learned run. The residual detector cannot see a sensor stuck near its prediction,
+so a run of identical values raises the technical `flatline` alert instead, and while a
+vital's window still holds a stuck sample its z counts as 0 for the physiological detector
+(docs/detection.md, "Flatline: a stuck sensor").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from monitor.core.alerts import AlertEvent
+from monitor.core.technical import TechnicalAlarms
+from monitor.core.types import BoolArray, Float32Array, FloatArray
+from monitor.core.vitals import Registry
+
+__all__ = [
+    "FLATLINE_SAMPLES",
+    "StuckSensors",
+    "flatline_samples",
+]
+
+#: A vital repeating one exact value this many samples in a row is a stuck sensor, unless
+#: the model card learned another run for it or its registered signal declares one.
+FLATLINE_SAMPLES = 5
+
+
+def flatline_samples(
+    features: Sequence[str], learned: Sequence[int] | None, signals: Registry
+) -> list[int]:
+    """The run of identical values that raises 'flatline', per feature of the model.
+
+    A registered signal's declared `flatline_samples` wins; else the card's learned rule
+    (`learned`, per feature); else `FLATLINE_SAMPLES`.
+    """
+    runs = learned or (FLATLINE_SAMPLES,) * len(features)
+    out = []
+    for name, run in zip(features, runs, strict=True):
+        declared = signals[name].flatline_samples if name in signals else None
+        out.append(declared or run)
+    return out
+
+
+def _groups(runs: Sequence[int], window: int) -> list[tuple[int, int, int]]:
+    """Consecutive features with one flatline run length: (run, first, end) column ranges.
+
+    A run longer than the window plus the new sample cannot be seen in one window: such a
+    vital gets no flatline check (its normal runs are longer than the model's memory).
+    """
+    groups: list[tuple[int, int, int]] = []
+    for i, run in enumerate(runs):
+        if run - 1 > window:
+            continue
+        if groups and groups[-1][0] == run and groups[-1][2] == i:
+            groups[-1] = (run, groups[-1][1], i + 1)
+        else:
+            groups.append((run, i, i + 1))
+    return groups
+
+
+class StuckSensors:
+    """Which samples repeat a stuck value, and whose z is not to be trusted.
+
+    Args:
+        features: Vital names in model order.
+        window: The model's window length (samples).
+        runs: Per feature, the run of identical values that is a stuck sensor
+            (`flatline_samples`).
+        masked: Windows carry observed flags after the values (a carried-forward value is
+            not a stuck sensor).
+    """
+
+    def __init__(
+        self, features: Sequence[str], window: int, runs: Sequence[int], *, masked: bool
+    ) -> None:
+        self.features = tuple(features)
+        self.window = window
+        self.masked = masked
+        self._groups = _groups(runs, window)
+        # patient -> per vital, seq of its last stuck sample (only while one is in a window)
+        self._stuck_seq: dict[str, FloatArray] = {}
+
+    def find(self, windows: Float32Array, actual: FloatArray) -> BoolArray:
+        """Per row and vital, ``(B, F)``: the sample equals the vital's last run - 1 values.
+
+        Args:
+            windows: The rows' context windows, ``(B, window, F)`` (``2F`` with flags).
+            actual: The rows' samples, ``(B, F)``.
+        """
+        f = len(self.features)
+        values = windows[:, :, :f]
+        stuck: BoolArray = np.zeros(actual.shape, dtype=bool)
+        actual32 = actual.astype(np.float32)
+        for run, lo, hi in self._groups:  # slices: views, no copies
+            tail = values[:, 1 - run :, lo:hi]
+            stuck[:, lo:hi] = np.all(tail == actual32[:, None, lo:hi], axis=1)
+            if self.masked:  # a carried-forward value is not a stuck sensor
+                stuck[:, lo:hi] &= np.all(windows[:, 1 - run :, f + lo : f + hi] == 1.0, axis=1)
+        return stuck
+
+    def distrust(
+        self, patient_ids: Sequence[str], seq: Sequence[int], stuck: BoolArray, z: FloatArray
+    ) -> list[bool]:
+        """Zero, in place, the z of vitals whose window holds a stuck stretch (or that are
+        stuck now); return per row whether any of its vitals is stuck now.
+
+        A stuck sensor's repeated value fills the window, and for `window` samples after it
+        recovers the model predicts from that stale value: its residuals then measure the
+        sensor's recovery, not the patient. Decided row by row from each patient's own
+        history, so the batch size cannot change the outcome.
+        """
+        any_stuck: list[bool] = np.any(stuck, axis=1).tolist()
+        known = self._stuck_seq
+        for row, pid in enumerate(patient_ids):
+            if not any_stuck[row] and pid not in known:
+                continue
+            last = known.get(pid)
+            if last is None:
+                last = known[pid] = np.full(z.shape[1], -np.inf)
+            last[stuck[row]] = seq[row]
+            untrusted = seq[row] - last <= self.window
+            if not untrusted.any():
+                del known[pid]
+                continue
+            z[row] = np.where(untrusted, 0.0, z[row])
+        return any_stuck
+
+    def flatlines(
+        self,
+        alarms: TechnicalAlarms,
+        patient_ids: Sequence[str],
+        t: Sequence[float],
+        stuck: BoolArray,
+        any_stuck: Sequence[bool],
+    ) -> list[AlertEvent]:
+        """Open 'flatline' for each stuck vital and close it for the others, at each row's
+        sample time (only rows with a stuck vital or an open flatline are looked at)."""
+        events: list[AlertEvent] = []
+        for row, pid in enumerate(patient_ids):
+            # Checked row by row: an alert opened by an earlier row of this batch must be
+            # closable by a later row of the same patient, whatever the batch's size.
+            if not any_stuck[row] and pid not in alarms.flat_open:
+                continue
+            for i, vital in enumerate(self.features):
+                if stuck[row, i]:
+                    events += alarms.open(pid, "flatline", vital, t[row])
+                else:
+                    events += alarms.close(pid, "flatline", vital, t[row])
+        return events
+
+    def forget(self, patient_id: str) -> None:
+        """Drop a patient's stuck-sample history (eviction)."""
+        self._stuck_seq.pop(patient_id, None)
