@@ -7,7 +7,7 @@ starts from a robust noise estimate of its first full window (median absolute fi
 difference, which a slow trend or a single spike barely moves) and then follows an
 exponentially weighted mean and variance of its residuals. The mean is updated only by
 samples that look normal (|z| below `update_below`); the variance by every sample, its square
-clipped at `clip_at` (4) scales (a winsorised, Huber-type variance). Real residuals are
+clipped at `clip_at` (6) scales (a winsorised, Huber-type variance). Real residuals are
 heavier-tailed than a Gaussian's: with the variance of the normal-looking samples alone, a
 real stream's 3- to 6-sigma residuals counted as anomalies many times an hour; clipped, they
 widen the scale of the stream that shows them until they are as rare as the levels assume,
@@ -99,7 +99,7 @@ class ResidualScale:
         alpha: float = 0.01,
         floor_ratio: float = 0.2,
         update_below: float = 3.0,
-        clip_at: float = 4.0,
+        clip_at: float = 6.0,
         model_error_ratio: float = 1.1,
         masked: bool = False,
     ) -> None:
