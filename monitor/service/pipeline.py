@@ -77,6 +77,8 @@ class ModelInfo:
     signals: Registry = BUILTIN
     flatline_samples: tuple[int, ...] | None = None
     calibration: GainCurves | None = None
+    #: The residual scale's clip (`ResidualScale.clip_at`; None: the |z| < 3 rule).
+    residual_clip_at: float | None = None
 
 
 #: A vital repeating one exact value this many samples in a row is a stuck sensor, unless
@@ -178,7 +180,9 @@ class Pipeline:
             b.max_batch, b.max_wait_ms / 1000.0, b.max_pending
         )
         self.detector = Detector(model.features, settings.detector, model_version=model.version)
-        self.scale = ResidualScale(model.residual_sigma, masked=model.observed_mask)
+        self.scale = ResidualScale(
+            model.residual_sigma, masked=model.observed_mask, clip_at=model.residual_clip_at
+        )
         self.gain = alarm_gains(model.calibration, model.features, settings.detector)
         #: Open technical alerts and refused patients (at most `max_patients` of them).
         self.alarms = TechnicalAlarms(model.version, w.max_patients)
@@ -704,6 +708,7 @@ def model_info_from_card(card: object) -> ModelInfo:
             learned[f].samples if f in learned else FLATLINE_SAMPLES for f in card.features
         ),
         calibration=card.calibration,
+        residual_clip_at=card.residual_clip_at,
     )
 
 
