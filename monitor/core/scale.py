@@ -13,7 +13,7 @@ scales (a winsorised, Huber-type variance). Real residuals are heavier-tailed th
 Gaussian's: with the variance of the normal-looking samples alone, a real stream's 3- to
 6-sigma residuals counted as anomalies many times an hour; clipped, they widen the scale of
 the stream that shows them until they are as rare as the levels assume, while one outlier
-moves the variance by at most `alpha` times `clip_at` squared (a sustained anomaly, raised at
+moves the variance by at most `alpha * (clip_at**2 - 1)` of itself (a sustained anomaly, raised at
 its onset, does widen it: its episode clears sooner, and the simulator's anomaly-dense
 patients lose a few events: docs/detection.md).
 
@@ -91,7 +91,7 @@ class ResidualScale:
         clip_at: Every residual updates the variance, its square clipped at this many
             current scales squared (a winsorised, Huber-type variance): a stream whose
             residuals are heavier-tailed than a Gaussian's settles at a wider scale, while
-            one outlier moves it by at most ``alpha * clip_at**2`` of its variance. None:
+            one outlier moves it by at most ``alpha * (clip_at**2 - 1)`` of itself. None:
             only residuals with |z| below `update_below` update the variance (the card's
             `residual_clip_at` chooses; `monitor train --data` sets 6).
         model_error_ratio: The initial estimate is the window's noise times this (the
