@@ -78,6 +78,8 @@ class ModelInfo:
     signals: Registry = BUILTIN
     flatline_samples: tuple[int, ...] | None = None
     calibration: GainCurves | None = None
+    #: The residual scale's clip (`ResidualScale.clip_at`; None: the |z| < 3 rule).
+    residual_clip_at: float | None = None
 
 
 #: Technical alerts that an accepted sample of their patient closes: its data is back.
@@ -180,7 +182,10 @@ class Pipeline:
             model.features, settings.detector, model_version=model.version, patients=self.patients
         )
         self.scale = ResidualScale(
-            model.residual_sigma, masked=model.observed_mask, patients=self.patients
+            model.residual_sigma,
+            masked=model.observed_mask,
+            clip_at=model.residual_clip_at,
+            patients=self.patients,
         )
         self.gain = alarm_gains(model.calibration, model.features, settings.detector)
         #: Open technical alerts and refused patients (at most `max_patients` of them).
@@ -644,6 +649,7 @@ def model_info_from_card(card: object) -> ModelInfo:
             learned[f].samples if f in learned else FLATLINE_SAMPLES for f in card.features
         ),
         calibration=card.calibration,
+        residual_clip_at=card.residual_clip_at,
     )
 
 
