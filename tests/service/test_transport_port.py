@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -120,3 +122,15 @@ def test_the_daemon_serves_any_live_transport(predictor: Predictor) -> None:
     assert lost == {"out/p1", "out/p2"}
     assert transport.disconnect_s is not None
     assert transport.disconnect_s > 0
+
+
+def test_the_daemon_shell_loads_no_mqtt_client() -> None:
+    """`service.app` imports no MQTT client library: the transport is chosen in
+    `service.main` (the composition root), which does."""
+    code = (
+        "import sys, monitor.service.app\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aiomqtt', 'paho')"
+        " or m == 'monitor.transports.mqtt.ingress'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
