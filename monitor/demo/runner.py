@@ -26,6 +26,7 @@ from monitor.model.predictor import Predictor
 from monitor.model.store import load_model
 from monitor.service.app import Daemon
 from monitor.service.logs import configure_logging
+from monitor.service.main import compose
 from monitor.settings import LogSettings, Settings, load_settings
 
 _HOST = "127.0.0.1"
@@ -112,7 +113,7 @@ async def run_demo(options: DemoOptions, display: Display, started: float | None
         predictor = Predictor(
             load_model(options.model), settings.model.device, settings.model.backend
         )
-        daemon = Daemon(settings, predictor)
+        daemon = compose(settings, predictor)
         serving = asyncio.create_task(daemon.serve(), name="daemon")
         # serve() installs its own SIGINT/SIGTERM handlers before its first await; take them
         # over so a signal stops the simulator before the daemon, not the daemon alone.

@@ -28,6 +28,7 @@ from monitor.model.predictor import Predictor
 from monitor.model.store import load_model
 from monitor.service.app import Daemon
 from monitor.service.logs import configure_logging
+from monitor.service.main import compose
 from monitor.settings import LogSettings, Settings, load_settings
 
 _HOST = "127.0.0.1"
@@ -78,7 +79,7 @@ async def run_shards_demo(
             port = port_or_free(_HOST, wanted if wanted <= 65535 else 0)
             settings = shard_settings(nats, k, count, port)
             predictor = Predictor(model, settings.model.device, settings.model.backend)
-            daemons.append(Daemon(settings, predictor))
+            daemons.append(compose(settings, predictor))
         serving = [asyncio.create_task(d.serve(), name=f"shard-{k}") for k, d in enumerate(daemons)]
         # Each serve() installs SIGINT/SIGTERM handlers before its first await; take them over
         # so a signal stops the simulator before the shards.

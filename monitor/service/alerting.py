@@ -1,9 +1,11 @@
 """The daemon's alert sink: a priority queue with a durable outbox, and its publisher.
 
-Alerts are published on ``<topic_prefix>/<patient_id>`` at the configured QoS, one at a
-time on the current connection. Technical and system-wide alerts go before a backlog of
-physiological ones. Each alert is written to the outbox (if enabled) when decided and
-deleted once the broker acknowledged it, so a restart delivers what was left, in order.
+Alerts are published at the address the transport's convention gives their patient (MQTT:
+``alerts/<patient_id>`` at the configured QoS), one at a time on the current connection,
+through the engine's `AlertPublisher` port: nothing here knows the transport. Technical
+and system-wide alerts go before a backlog of physiological ones. Each alert is written to
+the outbox (if enabled) when decided and deleted once the transport acknowledged it, so a
+restart delivers what was left, in order.
 
 An alert is never re-published on the connection that holds it in flight: delivery
 waits for the acknowledgement or the loss of the connection (a frozen broker is dropped by
@@ -22,15 +24,16 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from monitor.core.alerts import AlertEvent
+from monitor.engine.transport import AlertPublisher
 from monitor.service.metrics import Metrics
 from monitor.service.outbox import Outbox, StoredAlert
-from monitor.transports.mqtt.client import Connection
 
-__all__ = ["SYSTEM_TOPIC_ID", "AlertSink"]
+__all__ = ["AlertSink"]
 
 log = structlog.get_logger("monitor")
 
-SYSTEM_TOPIC_ID = "_system"
+#: Where a patient's alerts go by the transport's convention (None: system-wide alerts).
+Address = Callable[[str | None], str]
 
 
 class AlertSink:
@@ -39,10 +42,8 @@ class AlertSink:
 
     Args:
         metrics: Where drops are counted.
-        topic_prefix: Alerts go to ``<topic_prefix>/<patient_id>`` (``/_system``).
-        system_id: The last level(s) of the system alerts' topic: ``_system``, or
-            ``_system/<K>`` for shard K (shards must not share it).
-        qos: The publish QoS.
+        address: Each alert's address (`LiveTransport.alert_address`), kept with it in
+            the outbox.
         max_pending: Most alerts held; past it the oldest physiological one is dropped.
         outbox: The durable store, or None (alerts then live in memory only).
     """
@@ -51,16 +52,12 @@ class AlertSink:
         self,
         metrics: Metrics,
         *,
-        topic_prefix: str,
-        qos: int,
+        address: Address,
         max_pending: int,
         outbox: Outbox | None,
-        system_id: str = SYSTEM_TOPIC_ID,
     ) -> None:
         self._metrics = metrics
-        self._system_id = system_id
-        self._prefix = topic_prefix
-        self._qos = qos
+        self._address = address
         self._limit = max_pending
         self._outbox = outbox
         self._urgent: deque[StoredAlert] = deque()
@@ -96,7 +93,7 @@ class AlertSink:
             StoredAlert(
                 None,
                 e.id,
-                f"{self._prefix}/{e.patient_id or self._system_id}",
+                self._address(e.patient_id),
                 e.to_json(),
                 e.kind == "technical" or e.patient_id is None,
             )
@@ -134,11 +131,13 @@ class AlertSink:
                 return queue.popleft()
         return None
 
-    async def run(self, current: Callable[[], Connection | None], connected: asyncio.Event) -> None:
+    async def run(
+        self, current: Callable[[], AlertPublisher | None], connected: asyncio.Event
+    ) -> None:
         """Publish forever on the current connection (a task; cancel it to stop).
 
         Args:
-            current: Returns the connection in use, None while disconnected.
+            current: Returns the current connection's publisher, None while disconnected.
             connected: Set while a connection is in use.
         """
         while True:
@@ -160,14 +159,17 @@ class AlertSink:
             self._forget([alert])
 
     async def _deliver(
-        self, alert: StoredAlert, current: Callable[[], Connection | None], connected: asyncio.Event
+        self,
+        alert: StoredAlert,
+        current: Callable[[], AlertPublisher | None],
+        connected: asyncio.Event,
     ) -> None:
         while True:
             conn = current()
             if conn is None:
                 await connected.wait()
                 continue
-            if await conn.publish(alert.topic, alert.payload, self._qos):
+            if await conn.publish(alert.topic, alert.payload):
                 return
             # The connection was lost with the alert in flight: wait for the next one.
             while current() is conn:  # noqa: ASYNC110 - no event marks the intake letting go

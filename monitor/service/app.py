@@ -2,14 +2,17 @@
 
 Tasks on one event loop, data flowing one way:
 
-* intake: connect (reconnecting with jittered exponential backoff, forever), subscribe,
-  take every payload from the MQTT client into a counting bounded queue, and feed the
-  pipeline from it in bursts;
+* intake: the live transport (the engine's `LiveTransport` port, chosen by the composition
+  root `service.main`) connects, subscribes and reconnects; the daemon is its `Shell`: it
+  takes every keyed payload into a counting bounded queue and feeds the engine from it in
+  bursts, each an `IngressBatch` stamped with the wall clock;
 * inference (callbacks, no task): batched forwards on a single worker thread, started after
   each burst, when a forward ends or when a batch's time is up; then the detector;
-* publisher: alert events to ``alerts/<patient_id>`` (QoS 1), held while disconnected and
-  kept in a durable outbox until acknowledged (`service.alerting`);
-* housekeeping: idle eviction, 'signal lost', readiness, event-loop lag.
+* publisher: alert events to the transport's address for their patient (MQTT:
+  ``alerts/<patient_id>``, QoS 1), held while disconnected and kept in a durable outbox
+  until acknowledged (`service.alerting`);
+* housekeeping: the engine's `Ticks` on the wall clock (idle eviction, 'signal lost'),
+  readiness, event-loop lag.
 """
 
 from __future__ import annotations
@@ -19,12 +22,10 @@ import contextlib
 import signal
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-import aiomqtt
-import nats.errors as nats_errors
 import numpy as np
 import structlog
 from prometheus_client import CollectorRegistry
@@ -32,10 +33,13 @@ from prometheus_client import CollectorRegistry
 from monitor.core.alerts import AlertEvent
 from monitor.core.codec import Rejection
 from monitor.engine.pipeline import Job, Pipeline, model_info_from_card
+from monitor.engine.ports import IngressBatch
 from monitor.engine.scheduler import Scheduler
+from monitor.engine.ticks import Ticks
+from monitor.engine.transport import AlertPublisher, Keyed, Link, LiveTransport
 from monitor.engine.worker import ThreadWorker
 from monitor.model.predictor import Predictor
-from monitor.service.alerting import SYSTEM_TOPIC_ID, AlertSink
+from monitor.service.alerting import AlertSink
 from monitor.service.http import HttpServer
 from monitor.service.logs import PipelineLines, Pseudonymizer, RateLimiter
 from monitor.service.metrics import Metrics
@@ -43,10 +47,6 @@ from monitor.service.outbox import Outbox, OutboxError
 from monitor.service.shard import Recovery, ShardLabels
 from monitor.service.snapshot import restore_on_start, save_on_stop
 from monitor.settings import Settings
-from monitor.transports.mqtt.client import Connection, connect, reconnect_delay, watch_silence
-from monitor.transports.mqtt.errors import BrokerAuthError, BrokerError, BrokerTLSError
-from monitor.transports.mqtt.topics import PartitionGuard, ingress_batch, partition_topics
-from monitor.transports.nats.partition import owned_partitions
 from monitor.tuning import serving_tuning
 
 log = structlog.get_logger("monitor")
@@ -62,10 +62,7 @@ _INGEST_CHUNK = 64
 # Forwards queued on the inference thread: with two, the next batch is there when one ends
 # and the thread never waits for the event loop to score and hand it more.
 _IN_FLIGHT = 2
-#: Room for the topic and the MQTT header above `ingest.max_payload_bytes`: a larger packet
-#: drops the connection (a payload between the two is refused by the codec, counted).
-PACKET_HEADROOM_BYTES = 4096
-#: Wait between subscribing and the catch-up replay (see `Daemon._subscribe`).
+#: Wait between subscribing and the catch-up replay (see `Daemon.going_live`).
 _STREAM_SETTLE_S = 0.25
 _REFUSAL_DETAIL = {
     "topic_not_utf8": "the MQTT topic is not valid UTF-8",
@@ -76,9 +73,10 @@ _REFUSAL_DETAIL = {
 class CountingQueue:
     """The daemon's bounded intake: counts every payload offered and every one dropped.
 
-    The MQTT client hands incoming messages to `put` (a QoS 1 message is acknowledged by
-    then); what does not fit is dropped, counted as `monitor_received_total` and
-    `monitor_dropped_messages_total{reason="queue_full"}` (outcome `dropped`), never silently.
+    The transport hands incoming payloads, keyed by patient id, to `put` (an MQTT QoS 1
+    message is acknowledged by then); what does not fit is dropped, counted as
+    `monitor_received_total` and `monitor_dropped_messages_total{reason="queue_full"}`
+    (outcome `dropped`), never silently.
     A deque and an event set when it stops being empty: no task wake-up per message.
 
     Args:
@@ -89,7 +87,7 @@ class CountingQueue:
     def __init__(self, metrics: Metrics, maxsize: int) -> None:
         self.maxsize = maxsize
         self.ready = asyncio.Event()
-        self._items: deque[tuple[str, bytes]] = deque()
+        self._items: deque[Keyed] = deque()
         self._received = metrics.received
         self._dropped = metrics.dropped.labels("queue_full")
         self._dropped_outcome = metrics.messages.labels("dropped")
@@ -97,8 +95,9 @@ class CountingQueue:
     def __len__(self) -> int:
         return len(self._items)
 
-    def put(self, messages: list[tuple[str, bytes]]) -> None:
-        """Count and queue (topic, payload) pairs; count the ones past `maxsize` dropped."""
+    def put(self, messages: list[Keyed]) -> None:
+        """Count and queue (patient key, payload) pairs; count the ones past `maxsize`
+        dropped."""
         n = len(messages)
         self._received.inc(n)
         room = self.maxsize - len(self._items)
@@ -110,18 +109,20 @@ class CountingQueue:
             self._items.extend(messages)
             self.ready.set()
 
-    def take(self, n: int) -> list[tuple[str, bytes]]:
-        """Remove and return the oldest `n` (topic, payload) pairs (fewer if fewer wait)."""
+    def take(self, n: int) -> list[Keyed]:
+        """Remove and return the oldest `n` (patient key, payload) pairs (fewer if fewer
+        wait)."""
         items = self._items
         return [items.popleft() for _ in range(min(n, len(items)))]
 
 
 class Daemon:
-    """`monitor run`: the long-running service.
+    """`monitor run`: the long-running service, the shell of its live transport.
 
     Args:
         settings: Validated settings.
         predictor: The loaded model, ready to predict.
+        transport: Connects, subscribes, reconnects and delivers (`service.main` picks it).
         registry: Metrics registry (a fresh one per daemon).
         inference_hook: Test hook called after each forward with its duration (seconds).
     """
@@ -130,11 +131,13 @@ class Daemon:
         self,
         settings: Settings,
         predictor: Predictor,
+        transport: LiveTransport,
         registry: CollectorRegistry | None = None,
         inference_hook: InferenceHook | None = None,
     ) -> None:
         self.settings = settings
         self.predictor = predictor
+        self.transport = transport
         shard = settings.shard
         exposed = registry or CollectorRegistry()
         if shard.enabled:
@@ -163,35 +166,21 @@ class Daemon:
             max_connections=settings.metrics.max_connections,
         )
         self._queue = CountingQueue(self.metrics, settings.ingest.queue_size)
+        #: The shell's side of intake: the transport hands each block of keyed payloads here.
+        self.received = self._queue.put
         self._executor = ThreadPoolExecutor(1, "inference", initializer=one_inference_thread)
-        self._topics = settings.ingest.topics
-        self._on_message: Callable[[list[tuple[str, bytes]]], None] = self._queue.put
-        self._system_id = SYSTEM_TOPIC_ID
         self._recovery: Recovery | None = None
         self._recovering = False
         self._recovered = False
-        if shard.enabled:
-            assert shard.count is not None  # enabled
-            owned = owned_partitions(shard.index, shard.count, shard.partitions)
-            self._topics = partition_topics(shard.topic_prefix, owned)
-            guard = PartitionGuard(self._queue.put, self._on_refused, shard.partitions, owned)
-            self._on_message = guard
-            self._system_id = f"{SYSTEM_TOPIC_ID}/{shard.label()}"
-            if settings.nats.url:
-                self._recovery = Recovery(
-                    self.pipeline,
-                    ThreadWorker(self._executor, self._predict),
-                    self._emit,
-                    self.metrics,
-                    guard.accepts,
-                    url=settings.nats.url,
-                    stream=settings.nats.stream,
-                    alerts_stream=settings.nats.alerts_stream,
-                    prefix=shard.topic_prefix.replace("/", "."),
-                    partitions=owned,
-                    max_batch=settings.batch.max_batch,
-                )
-        self._conn: Connection | None = None
+        if shard.enabled and settings.nats.url:
+            self._recovery = Recovery.for_shard(
+                settings,
+                self.pipeline,
+                ThreadWorker(self._executor, self._predict),
+                self._emit,
+                self.metrics,
+            )
+        self._publisher: AlertPublisher | None = None
         self._stop = asyncio.Event()
         self._stop_deadline: float | None = None  # monotonic; set by the first stop request
         self._intake_task: asyncio.Task[None] | None = None
@@ -205,25 +194,29 @@ class Daemon:
             timer=time.perf_counter,
             live=True,
         )
+        #: Housekeeping passes, on the wall clock (`_housekeeping`).
+        self.ticks = Ticks(
+            self.pipeline,
+            settings.housekeeping_interval_s,
+            min(self.pipeline.stale_s, settings.window.idle_ttl_s),
+        )
         self._forward_done = False  # set on the inference thread when the forward ends
         self._batch_timer: asyncio.TimerHandle | None = None
-        self._final = False  # shutting down: batches run through `_final_flush` only
+        self._final = False  # shutting down: batches run through `final_flush` only
         self._connected = asyncio.Event()
         # Technical alerts (signal lost, monitoring degraded) jump ahead of a backlog of
         # physiological ones: under overload they are the news that matters.
         self.alerts = AlertSink(
             self.metrics,
-            topic_prefix=settings.alerts.topic_prefix,
-            qos=settings.alerts.qos,
+            address=transport.alert_address,
             max_pending=settings.alerts.max_pending,
             outbox=None,  # attached by `serve`: no work in the constructor
-            system_id=self._system_id,
         )
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def is_ready(self) -> bool:
-        """Model loaded, broker connected and inference keeping up."""
+        """Model loaded, transport connected and inference keeping up."""
         return self._connected.is_set() and not self.pipeline.degraded
 
     def request_stop(self) -> None:
@@ -250,7 +243,7 @@ class Daemon:
         log.warning("stop_forced", why=why, alerts_pending=len(self.alerts))
         task.cancel()
 
-    def _grace_left(self, reserve_s: float = 0.0) -> float:
+    def grace_left(self, reserve_s: float = 0.0) -> float:
         """Seconds of the grace period left, less `reserve_s` kept for what comes after."""
         if self._stop_deadline is None:
             return self.settings.shutdown_grace_s
@@ -293,17 +286,17 @@ class Daemon:
             features=list(self.predictor.features),
             window=self.predictor.window,
             alarm_gains=self.pipeline.gains(),
-            broker=self.settings.broker.url,
+            broker=self.transport.endpoint,
             metrics=f"http://{self.http.host}:{self.http.port}/metrics",
         )
         background = [
             asyncio.create_task(
-                self.alerts.run(lambda: self._conn, self._connected), name="publisher"
+                self.alerts.run(lambda: self._publisher, self._connected), name="publisher"
             ),
             asyncio.create_task(self._housekeeping(), name="housekeeping"),
             asyncio.create_task(self._loop_lag(), name="loop-lag"),
         ]
-        self._intake_task = asyncio.create_task(self._intake(), name="intake")
+        self._intake_task = asyncio.create_task(self.transport.run(self), name="intake")
         try:
             with serving_tuning(), contextlib.suppress(asyncio.CancelledError):
                 await self._intake_task  # cancelled by a second stop request
@@ -319,54 +312,22 @@ class Daemon:
             log.info("stopped")
         return 0
 
-    # -- intake ----------------------------------------------------------------------------
+    # -- the transport's shell (the engine's `Shell` port) ----------------------------------
 
-    async def _intake(self) -> None:
-        b, ingest = self.settings.broker, self.settings.ingest
-        if b.protocol == "auto" and not ingest.persistent_session:
-            # MQTT 5 buys the daemon only session expiry; paho parses v5 properties on every
-            # incoming PUBLISH, a large share of the daemon's CPU (docs/benchmarks.md).
-            b = b.model_copy(update={"protocol": "3.1.1"})
-        attempt = 0
-        while not self._stop.is_set():
-            refused = False
-            try:
-                async with connect(
-                    b,
-                    clean_session=not ingest.persistent_session,
-                    session_expiry_s=ingest.session_expiry_s if ingest.persistent_session else None,
-                    on_message=self._on_message,
-                    on_refused=self._on_refused,
-                    max_packet_bytes=ingest.max_payload_bytes + PACKET_HEADROOM_BYTES,
-                ) as conn:
-                    await self._subscribe(conn)
-                    attempt = 0
-                    self._set_connected(conn)
-                    await self._serve_connection(conn)
-            except (BrokerAuthError, BrokerTLSError) as exc:
-                # Not transient: say so clearly and wait long, never a tight reconnect loop.
-                log.error("broker_refused", error=str(exc), retry_in_s=ingest.refused_retry_s)
-                refused = True
-            except (aiomqtt.MqttError, BrokerError, OSError) as exc:
-                log.warning("broker_connection_lost", error=str(exc))
-            finally:
-                self._set_disconnected()
-            if self._stop.is_set():
-                break
-            self.metrics.mqtt_reconnects.inc()
-            # Capped low (reconnect_max_s): a broker that comes back is found within ~2 s.
-            delay = (
-                ingest.refused_retry_s
-                if refused
-                else reconnect_delay(attempt, ingest.reconnect_min_s, ingest.reconnect_max_s)
-            )
-            attempt += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), delay)
-        await self._final_flush()
+    def stopping(self) -> bool:
+        """A graceful stop was requested."""
+        return self._stop.is_set()
 
-    async def _subscribe(self, conn: Connection) -> None:
-        """Subscribe to the topics; a shard's first connection recovers its windows around it.
+    async def wait_stop(self) -> None:
+        """Return once a graceful stop is requested."""
+        await self._stop.wait()
+
+    def note(self, event: str, warning: bool = False, **fields: object) -> None:
+        """Log the transport's lifecycle event."""
+        (log.warning if warning else log.info)(event, **fields)
+
+    async def going_live(self, subscribe: Callable[[], Awaitable[None]]) -> None:
+        """Subscribe; a shard's first connection recovers its windows around it.
 
         Recovery (`service.shard`): replay the stream, subscribe (live messages wait in the
         queue), replay what the stream got since, then go live; the queue's overlap with the
@@ -376,103 +337,43 @@ class Daemon:
         first = None
         if recovery is not None:
             self._recovering = True
-            first = await self._recover(recovery, 1)
-        for topic in self._topics:
-            await conn.client.subscribe(topic, qos=self.settings.ingest.qos)
+            first = await recovery.recover(1, self.settings.nats.recovery_timeout_s)
+        await subscribe()
         if recovery is not None:
             if first is not None:
                 # The server stores a message in the stream a moment after it routes it to
                 # subscribers: let a message published just before the subscription took
                 # effect reach the stream before the catch-up reads up to its end.
                 await asyncio.sleep(_STREAM_SETTLE_S)
-                await self._recover(recovery, first + 1)
+                await recovery.recover(first + 1, self.settings.nats.recovery_timeout_s)
             self._recovered = True  # once per process: later reconnects go live at once
             self._recovering = False
 
-    async def _recover(self, recovery: Recovery, start_seq: int) -> int | None:
-        """Replay from `start_seq`; return the stream's last sequence, None on failure."""
-        t0 = time.perf_counter()
-        try:
-            done = await asyncio.wait_for(
-                recovery.run(start_seq), self.settings.nats.recovery_timeout_s
-            )
-        except (OSError, TimeoutError, nats_errors.Error) as exc:
-            log.error("recovery_failed", error=repr(exc), start_seq=start_seq)
-            return None
-        log.info(
-            "recovered",
-            messages=done.messages,
-            start_seq=start_seq,
-            last_seq=done.last_seq,
-            seconds=round(time.perf_counter() - t0, 3),
-            patients=len(self.pipeline.windows),
-            alerts_suppressed=recovery.suppressed_total,
-            alerts_published=recovery.published_total,
-        )
-        return done.last_seq
-
-    def _set_connected(self, conn: Connection) -> None:
-        self._conn = conn
+    def connected(self, publisher: AlertPublisher) -> None:
+        """Subscribed: live, and alerts go out through `publisher`."""
+        self._publisher = publisher
         self._connected.set()
         self.metrics.mqtt_connected.set(1)
         self.metrics.ready.set(1 if self.is_ready() else 0)
-        log.info("subscribed", topics=self._topics, protocol=conn.protocol)
 
-    def _set_disconnected(self) -> None:
-        self._conn = None
+    def disconnected(self) -> None:
+        """The connection is gone: not ready, alerts held."""
+        self._publisher = None
         self._connected.clear()
         self.metrics.mqtt_connected.set(0)
         self.metrics.ready.set(0)
 
-    async def _serve_connection(self, conn: Connection) -> None:
-        consume = asyncio.create_task(self._consume(conn), name="consume")
-        stopping = asyncio.create_task(self._stop.wait(), name="stop-wait")
-        watchdog = asyncio.create_task(
-            watch_silence(conn, self.settings.broker.keepalive, self._on_silent), name="watchdog"
-        )
-        try:
-            await asyncio.wait({consume, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopping.cancel()
-            watchdog.cancel()
-        if consume.done():
-            # What the lost connection's queue still holds was received (and acknowledged):
-            # handle it now, or it would vanish uncounted with the old client.
-            self._drain(limit=None)
-            consume.result()  # re-raises the connection error: reconnect
-            return
-        # Graceful stop: stop intake, score what was already received, publish, disconnect,
-        # all within `shutdown_grace_s` (a frozen broker answers nothing: each wait is bounded).
-        consume.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await consume
-        if not self.settings.ingest.persistent_session:
-            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
-                await asyncio.wait_for(
-                    conn.client.unsubscribe(self._topics), self._grace_left() / 4
-                )
-        self._drain(limit=None)
-        await self._final_flush()
-        # Keep a little of the grace period for the DISCONNECT (and the socket shutdown
-        # after it when the broker does not answer).
-        reserve = min(1.0, self.settings.shutdown_grace_s / 4)
-        await self.alerts.wait_delivered(self._grace_left(reserve))
-        conn.close_timeout_s = self._grace_left(reserve / 2)
+    def reconnecting(self) -> None:
+        """A reconnect follows: counted."""
+        self.metrics.mqtt_reconnects.inc()
 
-    def _on_silent(self, silent_s: float) -> None:
-        # The watchdog drops the connection next; consume then fails with MqttError: reconnect.
-        log.warning(
-            "broker_silent", silent_s=round(silent_s, 2), keepalive_s=self.settings.broker.keepalive
-        )
-
-    def _on_refused(self, reason: str) -> None:
-        """Count a packet the transport refused as a received unit with one outcome."""
+    def refused(self, reason: str) -> None:
+        """Count a unit the transport refused as a received unit with one outcome."""
         self.metrics.received.inc()
         if reason == "packet_too_large":
-            # The connection is dropped with it: logged each time (at most once a connection).
+            # The connection is dropped with it (the transport logs it).
             self.metrics.dropped.labels(reason).inc()
             self.metrics.messages.labels("dropped").inc()
-            log.warning("broker_packet_too_large", limit_bytes=self._max_packet())
             return
         self.metrics.invalid.labels(reason).inc()
         self.metrics.messages.labels("invalid").inc()
@@ -485,14 +386,12 @@ class Daemon:
                 suppressed_since_last=suppressed,
             )
 
-    def _max_packet(self) -> int:
-        return self.settings.ingest.max_payload_bytes + PACKET_HEADROOM_BYTES
-
-    async def _consume(self, conn: Connection) -> None:
+    async def consume(self, link: Link) -> None:
+        """Feed the engine from the queue in bursts until `link` is lost (then raise)."""
         queue = self._queue
-        conn.on_lost(queue.ready.set)
+        link.on_lost(queue.ready.set)
         while True:
-            conn.raise_if_lost()
+            link.raise_if_lost()
             if not queue:
                 queue.ready.clear()
                 await queue.ready.wait()
@@ -502,13 +401,30 @@ class Daemon:
             self._drain(limit=_DRAIN_MAX)
             await asyncio.sleep(0)
 
+    def drain(self) -> None:
+        """Ingest everything queued (a lost connection's last messages)."""
+        self._drain(limit=None)
+
+    async def finish(self) -> float:
+        """Graceful stop, intake closed: score everything received, publish the alerts
+        within the grace period; return the seconds left for the DISCONNECT."""
+        self._drain(limit=None)
+        await self.final_flush()
+        # Keep a little of the grace period for the DISCONNECT (and the socket shutdown
+        # after it when the broker does not answer).
+        reserve = min(1.0, self.settings.shutdown_grace_s / 4)
+        await self.alerts.wait_delivered(self.grace_left(reserve))
+        return self.grace_left(reserve / 2)
+
     def _drain(self, limit: int | None) -> None:
-        """Feed up to `limit` queued messages (all with None) to the pipeline, in order."""
+        """Feed up to `limit` queued messages (all with None) to the engine, in order."""
         left = len(self._queue) if limit is None else limit
         while left > 0 and self._queue:
             messages = self._queue.take(min(left, _INGEST_CHUNK))
             left -= len(messages)
-            events = self.scheduler.ingest(ingress_batch(messages, time.time()))
+            keys, payloads = zip(*messages, strict=True)
+            batch = IngressBatch(keys, payloads, [time.time()] * len(payloads))
+            events = self.scheduler.ingest(batch)
             if events:
                 self._emit(events)
             if self._forward_done:
@@ -571,7 +487,7 @@ class Daemon:
             self._inference_hook(time.perf_counter() - t0)
         return out
 
-    async def _final_flush(self) -> None:
+    async def final_flush(self) -> None:
         """Score everything pending: the forwards in flight, then the rest in batches."""
         self._final = True
         if self._batch_timer is not None:
@@ -617,13 +533,19 @@ class Daemon:
     # -- housekeeping ----------------------------------------------------------------------
 
     async def _housekeeping(self) -> None:
+        """The engine's `Ticks` on the wall clock: the passes due since the last call."""
+        ticks = self.ticks
+        ticks.advance(time.time())  # the origin: pass k is due k intervals from now
         while True:
             await asyncio.sleep(self.settings.housekeeping_interval_s)
             if self._recovering:
                 # The windows are on the stream's clock until the replay ends: the wall
-                # clock's 'signal lost' would be about the replay, not the patients.
+                # clock's 'signal lost' would be about the replay, not the patients (the
+                # passes due meanwhile run, on their own times, at the first call after).
                 continue
-            self._emit(self.pipeline.housekeeping(time.time()))
+            events = ticks.advance(time.time())
+            if events:
+                self._emit(events)
             self.metrics.ready.set(1 if self.is_ready() else 0)
 
     async def _loop_lag(self) -> None:

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import nats.errors as nats_errors
 import numpy as np
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -36,13 +37,15 @@ from monitor.engine.pipeline import Job, Pipeline
 from monitor.engine.ports import Worker
 from monitor.engine.scheduler import Scheduler
 from monitor.service.metrics import Metrics
-from monitor.transports.mqtt.topics import patient_of
+from monitor.settings import Settings
+from monitor.transports.mqtt.topics import PartitionCheck, patient_of
 from monitor.transports.nats.history import (
     ReplayBatch,
     Replayed,
     published_alert_ids,
     replay,
 )
+from monitor.transports.nats.partition import owned_partitions
 
 log = structlog.get_logger("monitor")
 
@@ -83,7 +86,7 @@ class Recovery:
         worker: Runs forwards on the daemon's inference thread.
         publish: The daemon's alert path, for alerts nobody published yet.
         metrics: The daemon's metrics (the recovery metrics join its registry).
-        accepts: Whether a topic's partition is its patient id's (`PartitionGuard.accepts`).
+        accepts: Whether a topic's partition is its patient id's (`PartitionCheck.accepts`).
         url: NATS URL.
         stream: The stream's name.
         alerts_stream: The stream of published alerts, or None.
@@ -153,6 +156,55 @@ class Recovery:
             "Seconds spent replaying history since start.",
             registry=registry,
         )
+
+    @classmethod
+    def for_shard(
+        cls,
+        settings: Settings,
+        pipeline: Pipeline,
+        worker: Worker,
+        publish: Publish,
+        metrics: Metrics,
+    ) -> Recovery:
+        """The recovery of the shard `settings.shard` names, from `settings.nats`."""
+        shard = settings.shard
+        assert shard.count is not None  # a shard
+        assert settings.nats.url  # with a stream
+        owned = owned_partitions(shard.index, shard.count, shard.partitions)
+        return cls(
+            pipeline,
+            worker,
+            publish,
+            metrics,
+            PartitionCheck(shard.partitions, owned).accepts,
+            url=settings.nats.url,
+            stream=settings.nats.stream,
+            alerts_stream=settings.nats.alerts_stream,
+            prefix=shard.topic_prefix.replace("/", "."),
+            partitions=owned,
+            max_batch=settings.batch.max_batch,
+        )
+
+    async def recover(self, start_seq: int, timeout_s: float) -> int | None:
+        """Replay from `start_seq` within `timeout_s`, logged; return the stream's last
+        sequence, None on failure (logged: the shard then goes on without it)."""
+        t0 = time.perf_counter()
+        try:
+            done = await asyncio.wait_for(self.run(start_seq), timeout_s)
+        except (OSError, TimeoutError, nats_errors.Error) as exc:
+            log.error("recovery_failed", error=repr(exc), start_seq=start_seq)
+            return None
+        log.info(
+            "recovered",
+            messages=done.messages,
+            start_seq=start_seq,
+            last_seq=done.last_seq,
+            seconds=round(time.perf_counter() - t0, 3),
+            patients=len(self._pipeline.windows),
+            alerts_suppressed=self.suppressed_total,
+            alerts_published=self.published_total,
+        )
+        return done.last_seq
 
     async def run(self, start_seq: int = 1) -> Replayed:
         """Replay the owned partitions from `start_seq`, score everything, return the count."""

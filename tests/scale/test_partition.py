@@ -9,7 +9,9 @@ import time
 import paho.mqtt.client as paho
 import pytest
 
-from monitor.transports.mqtt.topics import PartitionGuard, partition_topics
+from monitor.settings import BrokerSettings
+from monitor.transports.mqtt.ingress import MqttIngress
+from monitor.transports.mqtt.topics import PartitionCheck, partition_topics
 from monitor.transports.nats.history import ReplayBatch, replay
 from monitor.transports.nats.partition import fnv1a_32, owned_partitions, partition_of
 from tests.support.nats_server import NatsServer
@@ -95,20 +97,47 @@ def test_a_dot_in_the_patient_id_disconnects_the_device_on_nats_2_9(
         device.close()
 
 
-def test_partition_guard_refuses_a_sample_in_the_wrong_partition() -> None:
+class _Shell:
+    """What the transport's message sink reaches of the daemon: received and refused."""
+
+    def __init__(self) -> None:
+        self.got: list[list[tuple[str | None, bytes]]] = []
+        self.refusals: list[str] = []
+
+    def received(self, messages: list[tuple[str | None, bytes]]) -> None:
+        self.got.append(messages)
+
+    def refused(self, reason: str) -> None:
+        self.refusals.append(reason)
+
+
+def test_partition_check_refuses_a_sample_in_the_wrong_partition() -> None:
     """A topic whose partition is not the id's hash is refused (``wrong_partition``); the
-    others pass in order, in one call."""
-    got: list[list[tuple[str, bytes]]] = []
-    refused: list[str] = []
+    others pass in order, in one call, keyed by their patient id."""
     owned = owned_partitions(0, 2, 64)
-    guard = PartitionGuard(got.append, refused.append, 64, owned)
+    transport = MqttIngress(
+        BrokerSettings(),
+        partition_topics("vitals", owned),
+        qos=1,
+        max_payload_bytes=1024,
+        persistent_session=False,
+        session_expiry_s=0,
+        reconnect_min_s=0.2,
+        reconnect_max_s=2.0,
+        refused_retry_s=30.0,
+        alerts_prefix="alerts",
+        alerts_qos=1,
+        partitions=PartitionCheck(64, owned),
+    )
+    shell = _Shell()
+    sink = transport.sink(shell)  # type: ignore[arg-type]  # only the two methods it calls
     mine = next(f"p-{i}" for i in range(100) if partition_of(f"p-{i}", 64) % 2 == 0)
     k = partition_of(mine, 64)
     wrong = (k + 2) % 64  # owned too, but not this id's partition
-    guard([(f"vitals/{k}/{mine}", b"1"), (f"vitals/{wrong}/{mine}", b"2"), ("vitals/x", b"3")])
-    assert got == [[(f"vitals/{k}/{mine}", b"1")]]
-    assert refused == ["wrong_partition", "wrong_partition"]
-    assert partition_topics("vitals", owned)[:2] == ["vitals/0/+", "vitals/2/+"]
+    sink([(f"vitals/{k}/{mine}", b"1"), (f"vitals/{wrong}/{mine}", b"2"), ("vitals/x", b"3")])
+    assert shell.got == [[(mine, b"1")]]
+    assert shell.refusals == ["wrong_partition", "wrong_partition"]
+    assert transport.topics[:2] == ["vitals/0/+", "vitals/2/+"]
 
 
 def test_replay_reads_only_the_owned_partitions_in_order(nats_server: NatsServer) -> None:

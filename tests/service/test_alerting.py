@@ -12,10 +12,10 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from monitor.core.alerts import AlertEvent
+from monitor.engine.transport import AlertPublisher
 from monitor.service.alerting import AlertSink
 from monitor.service.metrics import Metrics
 from monitor.service.outbox import Outbox
-from monitor.transports.mqtt.client import Connection
 
 
 def event(pid: str, seq: int, reason: str = "signal_lost") -> AlertEvent:
@@ -31,7 +31,7 @@ class FakeConnection:
         self.stall = stall
         self.lost = asyncio.Event()
 
-    async def publish(self, topic: str, payload: bytes, qos: int) -> bool:
+    async def publish(self, address: str, payload: bytes) -> bool:
         self.sent.append(payload)
         if self.stall:
             await self.lost.wait()
@@ -42,7 +42,9 @@ class FakeConnection:
 def sink(outbox: Outbox | None = None) -> tuple[AlertSink, Metrics]:
     """An alert sink on a fresh registry."""
     metrics = Metrics.create(CollectorRegistry())
-    return AlertSink(metrics, topic_prefix="alerts", qos=1, max_pending=100, outbox=outbox), metrics
+    return AlertSink(
+        metrics, address=lambda pid: f"alerts/{pid or '_system'}", max_pending=100, outbox=outbox
+    ), metrics
 
 
 def test_alert_id_is_stable_and_travels_in_the_payload() -> None:
@@ -66,7 +68,7 @@ def test_a_stalled_alert_is_never_published_twice_on_one_connection() -> None:
         connected = asyncio.Event()
         connected.set()
         task = asyncio.create_task(
-            alerts.run(lambda: cast(Connection | None, current[0]), connected)
+            alerts.run(lambda: cast(AlertPublisher | None, current[0]), connected)
         )
         alerts.publish([event("p1", 1), event("p2", 2)])
         await asyncio.sleep(0.5)  # the link is frozen: the first alert stays in flight
@@ -105,7 +107,9 @@ def test_outbox_keeps_undelivered_alerts_across_a_restart_in_order(tmp_path: Pat
         conn = FakeConnection()
         connected = asyncio.Event()
         connected.set()
-        task = asyncio.create_task(restarted.run(lambda: cast(Connection | None, conn), connected))
+        task = asyncio.create_task(
+            restarted.run(lambda: cast(AlertPublisher | None, conn), connected)
+        )
         assert await restarted.wait_delivered(2.0)
         task.cancel()
         assert outbox.count() == 0

@@ -12,6 +12,7 @@ from structlog.testing import capture_logs
 from monitor.model.predictor import Predictor
 from monitor.model.store import default_model_path, load_model
 from monitor.service.app import Daemon
+from monitor.service.main import compose
 from monitor.settings import load_settings
 from tests.reliability.conftest import payload
 from tests.support.fake_broker import FakeBroker, publish, remaining
@@ -32,7 +33,7 @@ def run_against(broker: FakeBroker, predictor: Predictor, received: int) -> Daem
         metrics={"port": 0},
         shutdown_grace_s=1.0,
     )
-    daemon = Daemon(settings, predictor)
+    daemon = compose(settings, predictor)
 
     async def scenario() -> None:
         serve = asyncio.create_task(daemon.serve())

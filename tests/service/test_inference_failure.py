@@ -12,6 +12,7 @@ from monitor.engine.pipeline import Job
 from monitor.model.predictor import Predictor
 from monitor.model.store import default_model_path, load_model
 from monitor.service.app import Daemon
+from monitor.service.main import compose
 from monitor.settings import Settings
 
 
@@ -51,7 +52,7 @@ def _queue(daemon: Daemon, jobs: list[Job]) -> None:
 def test_a_failed_forward_counts_its_jobs_failed(predictor: Predictor) -> None:
     """The callback path (the scheduler's `score_done`): every job of the batch is counted
     `failed`, none `scored`; a later good batch is scored as usual."""
-    daemon = Daemon(Settings(), predictor)
+    daemon = compose(Settings(), predictor)
     daemon.predictor = _Broken(predictor.card)  # type: ignore[assignment]
     _queue(daemon, _jobs(3))
     assert daemon.scheduler.submit()
@@ -76,10 +77,10 @@ def test_a_failed_forward_counts_its_jobs_failed(predictor: Predictor) -> None:
 
 def test_a_failed_forward_in_the_final_flush_is_counted_not_raised(predictor: Predictor) -> None:
     """The awaited path (`_final_flush`) counts the failed batch and returns."""
-    daemon = Daemon(Settings(), predictor)
+    daemon = compose(Settings(), predictor)
     daemon.predictor = _Broken(predictor.card)  # type: ignore[assignment]
     _queue(daemon, _jobs(4))
-    asyncio.run(daemon._final_flush())
+    asyncio.run(daemon.final_flush())
     assert _outcome(daemon, "failed") == 4
     assert daemon.pipeline.pending == 0
     daemon._executor.shutdown()

@@ -1,9 +1,10 @@
 """The topic convention: ``vitals/<patient_id>``, and for a sharded daemon
-``vitals/<partition>/<patient_id>``; the patient key is the topic's last level (`patient_of`).
+``vitals/<partition>/<patient_id>``; the patient key is the topic's last level (`patient_of`);
+alerts go to ``alerts/<patient_id>`` (`ingress.MqttIngress.alert_address`).
 
 Devices publish plain ``vitals/<patient_id>``; the NATS server's mapping adds the partition
 (`monitor.transports.nats.partition`). A shard subscribes to ``vitals/<k>/+`` for each
-partition k it owns, and `PartitionGuard` refuses a message whose partition is not its
+partition k it owns, and `PartitionCheck` refuses a message whose partition is not its
 patient id's hash: the server checks publish permissions after the mapping, so a client
 allowed to publish ``vitals.*.*`` can publish straight into any partition, and such a
 patient would otherwise be watched by two shards at once (or by the wrong one).
@@ -11,17 +12,15 @@ patient would otherwise be watched by two shards at once (or by the wrong one).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from monitor.engine.ports import IngressBatch
 from monitor.transports.nats.partition import partition_of
 
-__all__ = ["PartitionGuard", "ingress_batch", "partition_topics", "patient_of"]
+__all__ = ["SYSTEM_TOPIC_ID", "PartitionCheck", "partition_topics", "patient_of"]
 
-#: The message sink a guard feeds: (topic, payload) pairs, in arrival order.
-Sink = Callable[[list[tuple[str, bytes]]], None]
-#: Told once per refused message, with the reason.
-Refused = Callable[[str], None]
+#: The last level of the system-wide alerts' topic (``alerts/_system``; a shard K's is
+#: ``_system/<K>``: shards must not share it).
+SYSTEM_TOPIC_ID = "_system"
 #: Patient ids whose partition is remembered (past that, the cache starts again).
 _CACHE_MAX = 200_000
 
@@ -32,52 +31,27 @@ def patient_of(topic: str) -> str | None:
     return last if sep else None
 
 
-def ingress_batch(messages: Sequence[tuple[str, bytes]], now: float) -> IngressBatch:
-    """(topic, payload) pairs received at `now` as the engine's ingress batch, each payload
-    keyed by its topic's patient id."""
-    return IngressBatch(
-        [patient_of(topic) for topic, _ in messages],
-        [payload for _, payload in messages],
-        [now] * len(messages),
-    )
-
-
 def partition_topics(prefix: str, partitions: Sequence[int]) -> list[str]:
     """The topic filters of the owned `partitions`: ``<prefix>/<k>/+`` each."""
     return [f"{prefix}/{k}/+" for k in partitions]
 
 
-class PartitionGuard:
-    """Pass on the messages whose topic's partition is their patient id's partition.
+class PartitionCheck:
+    """Whether a topic's partition is its patient id's partition (a shard's intake and
+    stream recovery refuse the others as ``wrong_partition``).
 
     A topic that does not read ``<prefix>/<k>/<id>`` with k an owned partition and
-    k == FNV-1a-32(id) mod P is refused with the reason ``wrong_partition`` (the daemon counts
-    it as an invalid outcome and logs it, rate-limited).
+    k == FNV-1a-32(id) mod P is refused.
 
     Args:
-        sink: Takes the accepted messages.
-        on_refused: Told of each refused message.
         partitions: P, the partition count of the server's mapping.
         owned: The partitions this shard subscribed to.
     """
 
-    def __init__(
-        self, sink: Sink, on_refused: Refused, partitions: int, owned: Sequence[int]
-    ) -> None:
-        self._sink = sink
-        self._on_refused = on_refused
+    def __init__(self, partitions: int, owned: Sequence[int]) -> None:
         self._p = partitions
         self._owned = frozenset(str(k) for k in owned)
         self._cache: dict[str, str] = {}  # patient id -> its partition, as in topics
-
-    def __call__(self, messages: list[tuple[str, bytes]]) -> None:
-        """Check each message; hand the accepted ones to the sink in one call."""
-        accepted = [m for m in messages if self.accepts(m[0])]
-        if len(accepted) < len(messages):
-            for _ in range(len(messages) - len(accepted)):
-                self._on_refused("wrong_partition")
-        if accepted:
-            self._sink(accepted)
 
     def accepts(self, topic: str) -> bool:
         """Whether `topic` is ``<prefix>/<k>/<id>`` of an owned k that is the id's partition."""

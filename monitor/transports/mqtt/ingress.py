@@ -1,0 +1,215 @@
+"""The daemon's MQTT transport (the engine's `LiveTransport` port): connection lifecycle.
+
+Connect (protocol fallback, packet size limit), subscribe, hand every payload to the shell
+keyed by its topic's patient id (`topics.patient_of`), drop a silent connection (the
+watchdog), reconnect with jittered exponential backoff forever (a refused login or TLS
+handshake waits `refused_retry_s`), and on a graceful stop unsubscribe, let the shell score
+and publish within the grace period, then DISCONNECT. Alerts go to
+``<alerts prefix>/<patient_id>`` (``/_system`` or ``/_system/<K>`` for system-wide ones)
+at the configured QoS, one publish at a time on the current connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+import aiomqtt
+
+from monitor.engine.transport import Keyed, Shell
+from monitor.transports.mqtt.client import (
+    Connection,
+    connect,
+    reconnect_delay,
+    watch_silence,
+)
+from monitor.transports.mqtt.config import BrokerConfig
+from monitor.transports.mqtt.errors import BrokerAuthError, BrokerError, BrokerTLSError
+from monitor.transports.mqtt.reader import MessageSink
+from monitor.transports.mqtt.topics import SYSTEM_TOPIC_ID, PartitionCheck, patient_of
+
+__all__ = ["PACKET_HEADROOM_BYTES", "MqttIngress"]
+
+#: Room for the topic and the MQTT header above the largest payload: a larger packet drops
+#: the connection (a payload between the two is refused by the codec, counted).
+PACKET_HEADROOM_BYTES = 4096
+
+
+class _Publisher:
+    """Alerts on one connection at one QoS (the engine's `AlertPublisher`)."""
+
+    __slots__ = ("_conn", "_qos")
+
+    def __init__(self, conn: Connection, qos: int) -> None:
+        self._conn, self._qos = conn, qos
+
+    async def publish(self, address: str, payload: bytes) -> bool:
+        return await self._conn.publish(address, payload, self._qos)
+
+
+class MqttIngress:
+    """The MQTT transport of `monitor run`.
+
+    Args:
+        broker: Where and how to connect.
+        topics: The topic filters to subscribe to.
+        qos: The subscription QoS.
+        max_payload_bytes: The largest payload; packets past it plus
+            `PACKET_HEADROOM_BYTES` drop the connection.
+        persistent_session: Keep the broker session across restarts (MQTT 5 only if so).
+        session_expiry_s: Its expiry (MQTT 5).
+        reconnect_min_s: First reconnect backoff step.
+        reconnect_max_s: Its cap.
+        refused_retry_s: Wait after a refused login or TLS handshake.
+        alerts_prefix: Alerts go to ``<alerts_prefix>/<patient_id>``.
+        alerts_qos: Their QoS.
+        system_id: The last level(s) of the system alerts' topic.
+        partitions: A shard's partition check (topics ``<prefix>/<k>/<id>``), or None.
+    """
+
+    def __init__(
+        self,
+        broker: BrokerConfig,
+        topics: Sequence[str],
+        *,
+        qos: int,
+        max_payload_bytes: int,
+        persistent_session: bool,
+        session_expiry_s: int,
+        reconnect_min_s: float,
+        reconnect_max_s: float,
+        refused_retry_s: float,
+        alerts_prefix: str,
+        alerts_qos: int,
+        system_id: str = SYSTEM_TOPIC_ID,
+        partitions: PartitionCheck | None = None,
+    ) -> None:
+        if broker.protocol == "auto" and not persistent_session:
+            # MQTT 5 buys the daemon only session expiry; paho parses v5 properties on every
+            # incoming PUBLISH, a large share of the daemon's CPU (docs/benchmarks.md).
+            broker = broker.model_copy(update={"protocol": "3.1.1"})
+        self._broker = broker
+        self.endpoint = broker.url
+        self.topics = list(topics)
+        self._qos = qos
+        self.max_packet_bytes = max_payload_bytes + PACKET_HEADROOM_BYTES
+        self._persistent = persistent_session
+        self._expiry = session_expiry_s
+        self._backoff = (reconnect_min_s, reconnect_max_s)
+        self._refused_retry_s = refused_retry_s
+        self._alerts_prefix = alerts_prefix
+        self._alerts_qos = alerts_qos
+        self._system_id = system_id
+        self._partitions = partitions
+
+    def alert_address(self, patient_id: str | None) -> str:
+        """``<alerts prefix>/<patient_id>``, or the system alerts' topic for None."""
+        return f"{self._alerts_prefix}/{patient_id or self._system_id}"
+
+    async def run(self, shell: Shell) -> None:
+        """Serve until the shell stops (see the module docstring)."""
+        attempt = 0
+        while not shell.stopping():
+            refused = False
+            try:
+                async with connect(
+                    self._broker,
+                    clean_session=not self._persistent,
+                    session_expiry_s=self._expiry if self._persistent else None,
+                    on_message=self.sink(shell),
+                    on_refused=lambda reason: self._refused(shell, reason),
+                    max_packet_bytes=self.max_packet_bytes,
+                ) as conn:
+                    await shell.going_live(lambda: self._subscribe(conn))
+                    attempt = 0
+                    shell.connected(_Publisher(conn, self._alerts_qos))
+                    shell.note("subscribed", topics=self.topics, protocol=conn.protocol)
+                    await self._serve(conn, shell)
+            except (BrokerAuthError, BrokerTLSError) as exc:
+                # Not transient: say so clearly and wait long, never a tight reconnect loop.
+                shell.note(
+                    "broker_refused", warning=True, error=str(exc), retry_in_s=self._refused_retry_s
+                )
+                refused = True
+            except (aiomqtt.MqttError, BrokerError, OSError) as exc:
+                shell.note("broker_connection_lost", warning=True, error=str(exc))
+            finally:
+                shell.disconnected()
+            if shell.stopping():
+                break
+            shell.reconnecting()
+            # Capped low (reconnect_max_s): a broker that comes back is found within ~2 s.
+            delay = self._refused_retry_s if refused else reconnect_delay(attempt, *self._backoff)
+            attempt += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(shell.wait_stop(), delay)
+        await shell.final_flush()
+
+    def sink(self, shell: Shell) -> MessageSink:
+        """The reader's message sink: each (topic, payload) keyed by its patient id; a
+        shard's topics checked against its partitions first."""
+        received = shell.received
+        check = self._partitions
+        if check is None:
+
+            def keyed(messages: list[tuple[str, bytes]]) -> None:
+                received([(patient_of(topic), payload) for topic, payload in messages])
+
+            return keyed
+        accepts = check.accepts
+
+        def guarded(messages: list[tuple[str, bytes]]) -> None:
+            kept: list[Keyed] = []
+            for topic, payload in messages:
+                if accepts(topic):
+                    kept.append((patient_of(topic), payload))
+                else:
+                    shell.refused("wrong_partition")
+            if kept:
+                received(kept)
+
+        return guarded
+
+    def _refused(self, shell: Shell, reason: str) -> None:
+        shell.refused(reason)
+        if reason == "packet_too_large":
+            # The connection is dropped with it: logged each time (at most once a connection).
+            shell.note("broker_packet_too_large", warning=True, limit_bytes=self.max_packet_bytes)
+
+    async def _subscribe(self, conn: Connection) -> None:
+        for topic in self.topics:
+            await conn.client.subscribe(topic, qos=self._qos)
+
+    async def _serve(self, conn: Connection, shell: Shell) -> None:
+        consume = asyncio.create_task(shell.consume(conn), name="consume")
+        stopping = asyncio.create_task(shell.wait_stop(), name="stop-wait")
+        keepalive = self._broker.keepalive
+
+        def on_silent(silent_s: float) -> None:
+            # The watchdog drops the connection next; consume then fails: reconnect.
+            shell.note(
+                "broker_silent", warning=True, silent_s=round(silent_s, 2), keepalive_s=keepalive
+            )
+
+        watchdog = asyncio.create_task(watch_silence(conn, keepalive, on_silent), name="watchdog")
+        try:
+            await asyncio.wait({consume, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            watchdog.cancel()
+        if consume.done():
+            # What the lost connection's queue still holds was received (and acknowledged):
+            # handle it now, or it would vanish uncounted with the old client.
+            shell.drain()
+            consume.result()  # re-raises the connection error: reconnect
+            return
+        # Graceful stop: stop intake, score what was already received, publish, disconnect,
+        # all within the grace period (a frozen broker answers nothing: each wait is bounded).
+        consume.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consume
+        if not self._persistent:
+            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                await asyncio.wait_for(conn.client.unsubscribe(self.topics), shell.grace_left() / 4)
+        conn.close_timeout_s = await shell.finish()
