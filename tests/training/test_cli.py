@@ -9,8 +9,8 @@ import torch
 from click.testing import CliRunner
 
 from monitor.commands.train import command
+from monitor.engine.pipeline import model_info_from_card
 from monitor.model.store import load_model
-from monitor.service.pipeline import model_info_from_card
 
 TINY = ["--epochs", "2", "--window", "10", "--hidden-size", "4", "--batch-size", "32", "--quiet"]
 
