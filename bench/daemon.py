@@ -332,10 +332,10 @@ def bench_memory(args: argparse.Namespace) -> None:
 def _memory_child(n: int) -> None:
     from prometheus_client import CollectorRegistry
 
+    from monitor.engine.pipeline import Pipeline, model_info_from_card
     from monitor.model.features import with_flags
     from monitor.model.store import default_model_path, load_model
     from monitor.service.metrics import Metrics
-    from monitor.service.pipeline import Pipeline, model_info_from_card
     from monitor.settings import Settings
 
     card = load_model(Path(os.environ.get("BENCH_MODEL", default_model_path()))).card

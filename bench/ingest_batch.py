@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry
 
 from monitor.core import windows
 from monitor.core.vitals import CLINICAL_VITALS
+from monitor.engine.pipeline import ModelInfo, Pipeline
 from monitor.service.metrics import Metrics
-from monitor.service.pipeline import ModelInfo, Pipeline
 from monitor.settings import Settings
 
 WINDOW = 120

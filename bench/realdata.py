@@ -291,6 +291,13 @@ def print_table(results: Sequence[dict[str, Any]]) -> None:
         > max(r["rows_by"][d]["f1"] or 0.0 for d in ("rolling_z", "persistence"))
     ]
     print(f"records where the product's F1 beats both baselines: {len(wins)} of {len(labelled)}")
+    rules: dict[str, int] = {}
+    for res in labelled:
+        for rule, n in res["rows_by"]["product"].get("false_alerts_by_rule", {}).items():
+            rules[rule] = rules.get(rule, 0) + n
+    if rules:
+        listed = ", ".join(f"{rule} {n}" for rule, n in sorted(rules.items()))
+        print(f"the product's false alerts by the rule that raised them: {listed}")
 
 
 def main() -> None:

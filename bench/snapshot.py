@@ -17,8 +17,8 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from monitor.core.vitals import CLINICAL_VITALS
+from monitor.engine.pipeline import ModelInfo, Pipeline
 from monitor.service.metrics import Metrics
-from monitor.service.pipeline import ModelInfo, Pipeline
 from monitor.service.snapshot import read_snapshot, restore, write_snapshot
 from monitor.settings import Settings
 

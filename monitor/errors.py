@@ -49,3 +49,15 @@ class DeviceError(MonitorError, ValueError):
         super().__init__(f"device {device!r}: {reason}")
         self.device = device
         self.reason = reason
+
+
+class SettingsError(MonitorError):
+    """Settings failed validation.
+
+    Attributes:
+        problems: One human line per invalid setting (dotted path: message).
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid settings:\n  " + "\n  ".join(problems))
+        self.problems = problems

@@ -24,7 +24,7 @@ from pydantic_settings import (
 
 from monitor.core.detector import DetectorConfig
 from monitor.core.vitals import SIGNAL_NAME_PATTERN, Registry, Vital, check_signal
-from monitor.errors import MonitorError
+from monitor.errors import SettingsError
 from monitor.transports.mqtt.config import BrokerConfig
 
 _SECTION = ConfigDict(extra="forbid")
@@ -409,18 +409,6 @@ class Settings(BaseSettings):
     def registry(self) -> Registry:
         """The built-in vitals plus the signals registered here."""
         return Registry(s.vital() for s in self.signals)
-
-
-class SettingsError(MonitorError):
-    """Settings failed validation.
-
-    Attributes:
-        problems: One human line per invalid setting (dotted path: message).
-    """
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("invalid settings:\n  " + "\n  ".join(problems))
-        self.problems = problems
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

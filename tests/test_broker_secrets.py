@@ -13,7 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from monitor.cli import main
-from monitor.settings import SettingsError, legacy_password, load_broker, load_settings
+from monitor.errors import SettingsError
+from monitor.settings import legacy_password, load_broker, load_settings
 from tests.support.mosquitto import Mosquitto
 
 SECRET = "Zq9#Xw7/Kp4?Vm8@Tr5"

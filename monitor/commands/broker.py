@@ -98,7 +98,8 @@ def broker_config(command: str, options: dict[str, Any], legacy: tuple[str, ...]
     Raises:
         BrokerSettingsError: A value is invalid.
     """
-    from monitor.settings import SettingsError, legacy_password, load_broker
+    from monitor.errors import SettingsError
+    from monitor.settings import legacy_password, load_broker
 
     keys = {"broker": "url", "username": "username", "password": "password"}
     keys |= {"password_file": "password_file", "ca_file": "ca_file", "protocol": "protocol"}

@@ -102,7 +102,7 @@ class DetectorConfig(BaseModel):
             vital's z is divided by the gain that brings the training data's raise rate to
             this many false alarms per patient-day, all vitals together (never below 1:
             never more sensitive than these levels). None: no calibration (gain 1).
-            Global only; used by the service pipeline, not by the detector itself.
+            Global only; used by the pipeline, not by the detector itself.
         max_gain: The calibrated gain never exceeds this (global only).
         per_vital: Vital name -> partial override.
     """

@@ -5,8 +5,17 @@ ones) differ in noise level by a factor of two or more, so one pooled sigma make
 patient's anomalies look small and a noisy patient's noise look large. Each patient's scale
 starts from a robust noise estimate of its first full window (median absolute first
 difference, which a slow trend or a single spike barely moves) and then follows an
-exponentially weighted mean and variance of its residuals, updated only by samples that look
-normal (|z| below `update_below`) so an anomaly cannot inflate the scale that judges it.
+exponentially weighted mean and variance of its residuals. The mean is updated only by
+samples that look normal (|z| below `update_below`). The variance, by default, too, so an
+anomaly cannot inflate the scale that judges it; with `clip_at` (a model trained on a real
+recording: the card's `residual_clip_at`, 6) by every sample, its square clipped at `clip_at`
+scales (a winsorised, Huber-type variance). Real residuals are heavier-tailed than a
+Gaussian's: with the variance of the normal-looking samples alone, a real stream's 3- to
+6-sigma residuals counted as anomalies many times an hour; clipped, they widen the scale of
+the stream that shows them until they are as rare as the levels assume, while one outlier
+moves the variance by at most `alpha * (clip_at**2 - 1)` of itself (a sustained anomaly, raised at
+its onset, does widen it: its episode clears sooner, and the simulator's anomaly-dense
+patients lose a few events: docs/detection.md).
 
 z is measured from that running mean: a small, slow bias of the model for one patient (for
 example while another of its vitals is far out of the training range) neither inflates the
@@ -79,7 +88,14 @@ class ResidualScale:
         alpha: EWMA weight of each new normal residual (0.01: about 100 samples of memory).
         floor_ratio: The scale never falls below this fraction of `base_sigma` (a stuck
             sensor's zero-variance window must not make every later residual infinite).
-        update_below: Only residuals with |z| below this update the scale.
+        update_below: Only residuals with |z| below this update the running mean, and,
+            without `clip_at`, the variance.
+        clip_at: Every residual updates the variance, its square clipped at this many
+            current scales squared (a winsorised, Huber-type variance): a stream whose
+            residuals are heavier-tailed than a Gaussian's settles at a wider scale, while
+            one outlier moves it by at most ``alpha * (clip_at**2 - 1)`` of itself. None:
+            only residuals with |z| below `update_below` update the variance (the card's
+            `residual_clip_at` chooses; `monitor train --data` sets 6).
         model_error_ratio: The initial estimate is the window's noise times this (the
             model's own error adds to the noise in a residual).
     """
@@ -91,6 +107,7 @@ class ResidualScale:
         alpha: float = 0.01,
         floor_ratio: float = 0.2,
         update_below: float = 3.0,
+        clip_at: float | None = None,
         model_error_ratio: float = 1.1,
         masked: bool = False,
         patients: SlotMap | None = None,
@@ -99,6 +116,7 @@ class ResidualScale:
         self.alpha = alpha
         self.floor = self.base * floor_ratio
         self.update_below = update_below
+        self.clip_at = clip_at
         self.model_error_ratio = model_error_ratio
         self.masked = masked
         self.patients = SlotMap() if patients is None else patients
@@ -188,7 +206,17 @@ class ResidualScale:
             d = r[idx] - mean
             z = d / np.sqrt(var)
             normal = np.abs(z) < self.update_below
-            new_var = np.where(normal, np.maximum((1.0 - a) * var + a * d * d, self.floor**2), var)
+            if self.clip_at is None:
+                new_var = np.where(
+                    normal, np.maximum((1.0 - a) * var + a * d * d, self.floor**2), var
+                )
+            else:
+                # Every residual updates the variance, clipped at `clip_at` scales (Huber's
+                # winsorised variance): heavy tails widen the scale, one outlier barely does.
+                clipped = np.minimum(d * d, self.clip_at**2 * var)
+                new_var = np.where(
+                    np.isnan(d), var, np.maximum((1.0 - a) * var + a * clipped, self.floor**2)
+                )
             if self.masked:
                 seen = self._seen[s]
                 learning = seen < LEARN_SAMPLES

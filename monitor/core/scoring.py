@@ -4,7 +4,7 @@ The detection policy after the model forward, in one pure object: the per-patien
 scale, the calibrated gain, the stuck-sensor distrust, the detector and its raise rules,
 and the `flatline` technical alerts. The scale and the detector share one patient table
 (`SlotMap`); each batch is placed in it once and the placement is passed to both. The
-service counts and logs what this returns (`monitor.service.pipeline.Pipeline.score`).
+service counts and logs what this returns (`monitor.engine.pipeline.Pipeline.score`).
 """
 
 from __future__ import annotations

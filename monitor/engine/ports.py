@@ -8,23 +8,36 @@ that implements these and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from monitor.core.alerts import AlertEvent
 from monitor.core.codec import DecodedColumns, SingleFields
-from monitor.core.types import Float32Array
+from monitor.core.detector import DetectorConfig
+from monitor.core.types import Float32Array, FloatArray
+from monitor.core.vitals import Registry
 
 __all__ = [
     "AlertSink",
+    "BatchHistogram",
+    "BatchLimits",
     "Clock",
+    "Counter",
+    "Gauge",
+    "Histogram",
+    "IngestLimits",
     "Ingress",
     "IngressBatch",
     "Job",
+    "Labelled",
+    "Outcomes",
+    "PipelineLog",
+    "PipelineSettings",
     "Report",
     "Stages",
+    "WindowLimits",
     "Worker",
 ]
 
@@ -103,7 +116,7 @@ class Report(Protocol[JobC]):
 
 
 class Stages(Protocol[JobT]):
-    """The synchronous stages the scheduler drives (`monitor.service.pipeline.Pipeline`)."""
+    """The synchronous stages the scheduler drives (`monitor.engine.pipeline.Pipeline`)."""
 
     @property
     def pending(self) -> int:
@@ -150,3 +163,206 @@ class Stages(Protocol[JobT]):
     @property
     def degraded(self) -> bool:
         """Monitoring is degraded (jobs were shed)."""
+
+
+# The outcomes port: what the pipeline counts on. Structural, so that the service passes
+# prometheus-client's own objects (and its `BatchHistogram`): each count on the hot path is
+# the metric's own call, with no wrapper in between. Parameters the pipeline passes by
+# position are positional-only, so an implementation may name them as it likes.
+
+M = TypeVar("M", covariant=True)
+
+
+class Counter(Protocol):
+    """A monotonic count."""
+
+    def inc(self, amount: float = 1, /) -> None: ...
+
+
+class Gauge(Protocol):
+    """A level: set now, or read through a function when exported."""
+
+    def set(self, value: float, /) -> None: ...
+
+    def set_function(self, f: Callable[[], float], /) -> None: ...
+
+
+class Histogram(Protocol):
+    """A distribution observed one value at a time."""
+
+    def observe(self, amount: float, /) -> None: ...
+
+
+class BatchHistogram(Protocol):
+    """A distribution observed a numpy batch at a time."""
+
+    def observe_many(self, values: FloatArray, /) -> None: ...
+
+
+class Labelled(Protocol[M]):
+    """A family of metrics over label values from small fixed sets (never a patient id)."""
+
+    def labels(self, *values: str) -> M: ...
+
+
+class Outcomes(Protocol):
+    """Where the pipeline counts every unit's outcome and what happened on the way
+    (`monitor.service.metrics.Metrics` in the daemon; names and meanings in
+    docs/metrics.md)."""
+
+    @property
+    def messages(self) -> Labelled[Counter]:
+        """Final outcome of every received unit, by outcome."""
+
+    @property
+    def invalid(self) -> Labelled[Counter]:
+        """Refused payloads and samples, by reason."""
+
+    @property
+    def dropped(self) -> Labelled[Counter]:
+        """Payloads the shell dropped before decoding, by reason (series created here)."""
+
+    @property
+    def prediction_error(self) -> Labelled[BatchHistogram]:
+        """|z| per vital."""
+
+    @property
+    def end_to_end_latency(self) -> BatchHistogram:
+        """Receive to verdict, seconds (live only)."""
+
+    @property
+    def batch_size(self) -> Histogram:
+        """Jobs per scored batch."""
+
+    @property
+    def alerts(self) -> Labelled[Counter]:
+        """Physiological alerts raised, by vital and severity."""
+
+    @property
+    def technical_alerts(self) -> Labelled[Counter]:
+        """Technical alerts raised, by reason."""
+
+    @property
+    def active_alerts(self) -> Labelled[Gauge]:
+        """Alerts open now, by kind."""
+
+    @property
+    def active_patients(self) -> Gauge:
+        """Patients with a window (read when exported)."""
+
+    @property
+    def pending_jobs(self) -> Gauge:
+        """Jobs in the batcher (read when exported)."""
+
+    @property
+    def patients_refused(self) -> Gauge:
+        """Patients with an open patient_refused alert (read when exported)."""
+
+    @property
+    def degraded(self) -> Gauge:
+        """1 while jobs are being shed."""
+
+    @property
+    def sequence_gaps(self) -> Counter:
+        """Sequence numbers skipped."""
+
+    @property
+    def window_resets(self) -> Counter:
+        """Windows reset after a gap."""
+
+    @property
+    def evictions(self) -> Counter:
+        """Patients evicted."""
+
+    @property
+    def device_restarts(self) -> Counter:
+        """Devices that restarted their sequence counter."""
+
+    @property
+    def order_suspect(self) -> Labelled[Counter]:
+        """Samples accepted across a suspect order change, by kind."""
+
+
+class PipelineLog(Protocol):
+    """The pipeline's few log lines (never a patient id: the counters say which kind)."""
+
+    def device_restart(self, seq: int) -> None:
+        """A device restarted its sequence counter (`seq`: the first after the restart)."""
+
+    def order_suspect(self, kind: str, seq: int) -> None:
+        """A sample was accepted across a suspect order change (`ORDER_SUSPECT`)."""
+
+    def clock_offset(self, offset_s: float) -> None:
+        """A patient's device clock was found offset by `offset_s` (docs/time.md)."""
+
+
+# What the pipeline reads of the settings (`monitor.settings.Settings` satisfies it; the
+# engine does not import the settings module, which holds the transports' sections).
+
+
+class IngestLimits(Protocol):
+    """The codec's and the window store's bounds on what is taken."""
+
+    @property
+    def max_payload_bytes(self) -> int: ...
+
+    @property
+    def max_future_skew_s(self) -> float: ...
+
+    @property
+    def max_age_s(self) -> float: ...
+
+    @property
+    def max_clock_offset_s(self) -> float: ...
+
+    @property
+    def clock_offset_alert_s(self) -> float: ...
+
+
+class WindowLimits(Protocol):
+    """The window store's limits."""
+
+    @property
+    def max_patients(self) -> int: ...
+
+    @property
+    def idle_ttl_s(self) -> float: ...
+
+    @property
+    def max_seq_jump(self) -> int: ...
+
+    def gap_s(self, sample_period_s: float) -> float: ...
+
+    def stale_s(self, sample_period_s: float) -> float: ...
+
+
+class BatchLimits(Protocol):
+    """The micro-batcher's limits."""
+
+    @property
+    def max_batch(self) -> int: ...
+
+    @property
+    def max_wait_ms(self) -> float: ...
+
+    @property
+    def max_pending(self) -> int: ...
+
+
+class PipelineSettings(Protocol):
+    """The settings the pipeline is built from."""
+
+    @property
+    def ingest(self) -> IngestLimits: ...
+
+    @property
+    def window(self) -> WindowLimits: ...
+
+    @property
+    def batch(self) -> BatchLimits: ...
+
+    @property
+    def detector(self) -> DetectorConfig: ...
+
+    def registry(self) -> Registry:
+        """The vitals and the configured signals."""

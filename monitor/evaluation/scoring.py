@@ -14,7 +14,7 @@ their own and are false alerts of no physiological label.
 from __future__ import annotations
 
 import bisect
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -158,6 +158,7 @@ class Evaluation:
     false_onsets: int = 0
     technical_alerts: int = 0
     max_onsets_stream_hour: int = 0
+    false_onsets_by_rule: dict[str, int] = field(default_factory=dict)
 
     @property
     def precision(self) -> float | None:
@@ -218,6 +219,7 @@ class Evaluation:
             "false_alerts_per_hour": per_hour,
             "false_alerts_per_patient_day": None if per_hour is None else 24.0 * per_hour,
             "max_onsets_stream_hour": self.max_onsets_stream_hour,
+            "false_alerts_by_rule": dict(sorted(self.false_onsets_by_rule.items())),
             "scored_hours": hours,
             "technical_alerts": self.technical_alerts,
             "technical_alerts_per_hour": (
@@ -367,6 +369,8 @@ def evaluate(
     # A technical alert is an onset of the scored detector only where it detects a label
     # (dropout, flatline); otherwise it is reported on its own line, not as a false alert.
     technical_hits = sum(id(a) in matched for a in technical)
+    false_physiological = [a for a in physiological if id(a) not in matched]
+    by_rule = Counter(a.reason or "-" for a in false_physiological)
     return Evaluation(
         labels=len(labels),
         detected=len(labels) - len(missed),
@@ -381,7 +385,8 @@ def evaluate(
         rmse=dict(rmse or {}),
         missed=missed,
         onsets=len(physiological) + technical_hits,
-        false_onsets=sum(id(a) not in matched for a in physiological),
+        false_onsets=len(false_physiological),
         technical_alerts=len(technical),
         max_onsets_stream_hour=max_onsets_in_span(physiological),
+        false_onsets_by_rule=dict(by_rule),
     )

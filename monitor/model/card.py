@@ -310,6 +310,11 @@ class ModelCard(_Strict):
     library_versions: dict[str, str]
     metrics: Metrics
     calibration: Calibration | None = None
+    #: The residual scale's variance takes every residual clipped at this many scales
+    #: (`monitor.core.scale.ResidualScale`); None: only residuals with |z| < 3. Set by
+    #: `monitor train --data` (real recordings: heavy-tailed residuals), not for the
+    #: simulator's Gaussian ones.
+    residual_clip_at: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelCard:

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from monitor.core.alerts import AlertEvent
 from monitor.core.codec import CodecLimits
 from monitor.core.types import Float32Array
+from monitor.engine.pipeline import Job, Pipeline, model_info_from_card
 from monitor.engine.replay import VirtualLoop
 from monitor.engine.scheduler import Scheduler
 from monitor.engine.ticks import Ticks
@@ -31,8 +32,8 @@ from monitor.model.store import load_model
 from monitor.replay.outcomes import outcome_counts
 from monitor.replay.recording import Record, RecordBlock, line_limit, read_blocks
 from monitor.service.app import one_inference_thread
+from monitor.service.logs import PipelineLines
 from monitor.service.metrics import Metrics
-from monitor.service.pipeline import Job, Pipeline, model_info_from_card
 from monitor.settings import Settings
 from monitor.tuning import replay_tuning
 
@@ -113,7 +114,9 @@ class OfflineRunner:
         self.settings = settings.model_copy(update={"batch": batch})
         self.predictor = predictor
         self.metrics = Metrics.create(CollectorRegistry())
-        self.pipeline = Pipeline(model_info_from_card(predictor.card), self.settings, self.metrics)
+        self.pipeline = Pipeline(
+            model_info_from_card(predictor.card), self.settings, self.metrics, log=PipelineLines()
+        )
         self.collect = collect_predictions
         self.traces: dict[str, PatientTrace] = {}
         self.alerts: list[AlertEvent] = []

@@ -31,15 +31,15 @@ from prometheus_client import CollectorRegistry
 
 from monitor.core.alerts import AlertEvent
 from monitor.core.codec import Rejection
+from monitor.engine.pipeline import Job, Pipeline, model_info_from_card
 from monitor.engine.scheduler import Scheduler
 from monitor.engine.worker import ThreadWorker
 from monitor.model.predictor import Predictor
 from monitor.service.alerting import SYSTEM_TOPIC_ID, AlertSink
 from monitor.service.http import HttpServer
-from monitor.service.logs import Pseudonymizer, RateLimiter
+from monitor.service.logs import PipelineLines, Pseudonymizer, RateLimiter
 from monitor.service.metrics import Metrics
 from monitor.service.outbox import Outbox, OutboxError
-from monitor.service.pipeline import Job, Pipeline, model_info_from_card
 from monitor.service.shard import Recovery, ShardLabels
 from monitor.service.snapshot import restore_on_start, save_on_stop
 from monitor.settings import Settings
@@ -148,7 +148,11 @@ class Daemon:
         self.pseudonym = Pseudonymizer(key.get_secret_value().encode() if key else None)
         self._limiter = RateLimiter(settings.log.invalid_log_interval_s)
         self.pipeline = Pipeline(
-            model_info_from_card(predictor.card), settings, self.metrics, self._log_rejection
+            model_info_from_card(predictor.card),
+            settings,
+            self.metrics,
+            self._log_rejection,
+            log=PipelineLines(),
         )
         self.http = HttpServer(
             settings.metrics.host,

@@ -85,3 +85,25 @@ class RateLimiter:
             return None
         self._last[key] = now
         return self._suppressed.pop(key, 0)
+
+
+class PipelineLines:
+    """The pipeline's log lines on structlog (`monitor.engine.ports.PipelineLog`).
+
+    No patient id in any of them (docs/reliability.md): the counters say which kind.
+    """
+
+    def __init__(self) -> None:
+        self._log = structlog.get_logger("monitor")
+
+    def device_restart(self, seq: int) -> None:
+        """A device restarted its sequence counter."""
+        self._log.info("device_restart", seq=seq)
+
+    def order_suspect(self, kind: str, seq: int) -> None:
+        """A sample was accepted across a suspect order change."""
+        self._log.info("order_suspect", kind=kind, seq=seq)
+
+    def clock_offset(self, offset_s: float) -> None:
+        """A device clock was found offset."""
+        self._log.info("clock_offset", offset_s=offset_s)

@@ -32,10 +32,10 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from monitor.core.alerts import AlertEvent
+from monitor.engine.pipeline import Job, Pipeline
 from monitor.engine.ports import Worker
 from monitor.engine.scheduler import Scheduler
 from monitor.service.metrics import Metrics
-from monitor.service.pipeline import Job, Pipeline
 from monitor.transports.mqtt.topics import patient_of
 from monitor.transports.nats.history import (
     ReplayBatch,

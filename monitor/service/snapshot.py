@@ -58,7 +58,7 @@ _COMPONENTS = ("windows", "scale", "detector")
 
 
 class Served(Protocol):
-    """The pipeline's parts a snapshot reads and fills (`monitor.service.pipeline.Pipeline`)."""
+    """The pipeline's parts a snapshot reads and fills (`monitor.engine.pipeline.Pipeline`)."""
 
     @property
     def windows(self) -> WindowStore:

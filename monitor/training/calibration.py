@@ -43,12 +43,18 @@ _CHUNK = 256
 
 SECONDS_PER_DAY = 86_400.0
 
+#: The residual scale's clip for a model trained on a real recording (`monitor train
+#: --data`): its card's `residual_clip_at` (docs/detection.md, "The residual scale follows
+#: heavy tails").
+REAL_DATA_CLIP_AT = 6.0
+
 
 def scaled_residuals(
     segments: Sequence[Segment],
     predict: Callable[[AnyFloatArray], AnyFloatArray],
     window: int,
     residual_sigma: Sequence[float],
+    clip_at: float | None = None,
 ) -> list[FloatArray]:
     """The z that serving would compute for every scored sample of every segment.
 
@@ -60,6 +66,7 @@ def scaled_residuals(
         predict: Raw windows ``(N, window, F)`` -> raw next-sample predictions ``(N, F)``.
         window: The model's window.
         residual_sigma: The card's pooled residual sigma (the scale's floor).
+        clip_at: The card's `residual_clip_at` (the scale serving will use).
 
     Returns:
         One ``(T_i - window, F)`` array per segment longer than the window.
@@ -78,7 +85,7 @@ def scaled_residuals(
     if not parts:
         return []
     # All streams in one call: the scale steps every stream's t-th sample in one round.
-    scale = ResidualScale(np.asarray(residual_sigma, dtype=np.float64))
+    scale = ResidualScale(np.asarray(residual_sigma, dtype=np.float64), clip_at=clip_at)
     z = scale.z_batch(ids, firsts, np.concatenate(parts))
     return np.split(z, np.cumsum([len(p) for p in parts])[:-1])
 
@@ -161,6 +168,7 @@ def calibrate(
     sample_period_s: float,
     residual_sigma: Sequence[float],
     config: DetectorConfig | None = None,
+    clip_at: float | None = None,
 ) -> Calibration | None:
     """Measure the detector's raise rate against its gain on `segments`, per vital.
 
@@ -172,11 +180,12 @@ def calibrate(
         sample_period_s: Seconds per sample.
         residual_sigma: The card's pooled residual sigma.
         config: Detector settings the counts are measured with (the defaults when None).
+        clip_at: The card's `residual_clip_at`.
 
     Returns:
         The card's calibration; None when no segment is longer than the window.
     """
-    zs = scaled_residuals(segments, predict, window, residual_sigma)
+    zs = scaled_residuals(segments, predict, window, residual_sigma, clip_at)
     samples = sum(len(z) for z in zs)
     if samples == 0:
         return None

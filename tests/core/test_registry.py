@@ -9,7 +9,8 @@ import pytest
 
 from monitor.core.codec import CodecLimits, Decoded, Rejection, decode
 from monitor.core.vitals import BUILTIN, VITALS, Registry, Vital, parse_signal
-from monitor.settings import SettingsError, load_settings
+from monitor.errors import SettingsError
+from monitor.settings import load_settings
 from tests.support.ingest import decode_one
 
 NOW = 1_700_000_000.0

@@ -30,8 +30,21 @@ def test_quiet_patient_gets_a_larger_z_than_the_pooled_sigma_gives() -> None:
     assert abs(z[1]) < 1e-9
 
 
-def test_anomalies_do_not_inflate_the_scale() -> None:
-    """Residuals beyond `update_below` leave the scale untouched; normal ones update it."""
+def test_one_anomaly_moves_the_variance_by_at_most_alpha_clip_squared() -> None:
+    """A 100-sigma residual enters the variance clipped at `clip_at` scales."""
+    scale = ResidualScale(np.array([1.0]), alpha=0.1, clip_at=4.0)
+    ctx = _window(1.0)[:, :1]
+    scale.z("p", ctx, np.array([0.0]))
+    before = scale.sigma("p")
+    assert before is not None
+    scale.z("p", ctx, np.array([100.0]))
+    after = scale.sigma("p")
+    assert after is not None
+    assert after[0] ** 2 == pytest.approx(before[0] ** 2 * (0.9 + 0.1 * 16.0))
+
+
+def test_without_clip_anomalies_do_not_inflate_the_scale() -> None:
+    """The default (no `clip_at`): residuals beyond `update_below` leave the scale untouched."""
     scale = ResidualScale(np.array([1.0]), alpha=0.1)
     ctx = _window(1.0)[:, :1]
     scale.z("p", ctx, np.array([0.0]))
@@ -40,6 +53,35 @@ def test_anomalies_do_not_inflate_the_scale() -> None:
     for _ in range(50):
         scale.z("p", ctx, np.array([100.0]))
     assert scale.sigma("p") == pytest.approx(before)
+
+
+def _settled(residuals: np.ndarray, clip_at: float | None) -> tuple[float, np.ndarray]:
+    scale = ResidualScale(np.array([1.0]), clip_at=clip_at)
+    ctx = np.random.default_rng(9).standard_normal((60, 1))
+    n = len(residuals)
+    z = scale.z_batch(["p"] * n, [ctx] * n, residuals[:, None])[:, 0]
+    sigma = scale.sigma("p")
+    assert sigma is not None
+    return float(sigma[0]), z[n // 2 :]
+
+
+def test_gaussian_residuals_keep_their_sigma() -> None:
+    """Unit Gaussian residuals, clipped at 6: the scale stays near 1 and |z| > 4 stays as
+    rare as it is."""
+    sigma, z = _settled(np.random.default_rng(0).standard_normal(20_000), 6.0)
+    assert sigma == pytest.approx(1.0, abs=0.1)
+    assert np.mean(np.abs(z) > 4.0) < 0.001
+
+
+def test_heavy_tails_widen_the_scale() -> None:
+    """Student-t (3 degrees of freedom) residuals clipped at 6: their 3- to 6-sigma residuals
+    widen the scale, so |z| > 4 is under 1.2 % of samples (0.9 %, seed 0), where the |z| < 3
+    rule leaves it above (1.6 %)."""
+    t3 = np.random.default_rng(0).standard_t(3, 20_000)
+    _, z = _settled(t3, 6.0)
+    assert np.mean(np.abs(z) > 4.0) < 0.012
+    _, old = _settled(t3, None)
+    assert np.mean(np.abs(old) > 4.0) > 0.012
 
 
 def test_a_slow_bias_is_learned_and_stops_counting() -> None:

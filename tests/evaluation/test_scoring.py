@@ -158,6 +158,23 @@ def test_unmatched_technical_alerts_are_not_false_alerts() -> None:
     assert evaluate(alerts, [], patient_hours=0.0).events_json()["false_alerts_per_hour"] is None
 
 
+def test_false_alerts_are_counted_by_the_rule_that_raised_them() -> None:
+    """`false_alerts_by_rule`: unmatched physiological onsets by their reason ("-" when
+    none); a detecting onset and a technical alert are not in it."""
+    alerts = [
+        _alert("p1", "heart_rate", 10, reason="shift"),
+        _alert("p1", "heart_rate", 500, reason="shift"),
+        _alert("p1", "spo2", 900, reason="spike"),
+        _alert("p1", "spo2", 2000, reason="spike"),  # inside the label: a detection
+        _alert("p1", "spo2", 3000),
+        _alert("p1", "spo2", 4000, kind="technical", reason="signal_lost"),
+    ]
+    labels = [_label("p1", "spo2", "spike", 1990, 2010, 5.0)]
+    j = evaluate(alerts, labels, patient_hours=2.0).events_json()
+    assert j["false_alerts_by_rule"] == {"-": 1, "shift": 2, "spike": 1}
+    assert j["false_alerts"] == 4
+
+
 def test_most_onsets_in_one_hour_is_per_stream_and_per_hour() -> None:
     """Five onsets within an hour on one stream, others spread or on other streams."""
     at = [0, 600, 1200, 1800, 3599, 3600 + 1800, 20_000]

@@ -8,8 +8,8 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from monitor.core.vitals import CLINICAL_VITALS
+from monitor.engine.pipeline import OUTCOMES, Job, ModelInfo, Pipeline
 from monitor.service.metrics import Metrics
-from monitor.service.pipeline import OUTCOMES, Job, ModelInfo, Pipeline
 from monitor.settings import Settings
 from tests.reliability.conftest import SIGMA
 

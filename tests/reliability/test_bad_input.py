@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 
 from monitor.core.codec import CodecLimits, Decoded
 from monitor.core.vitals import CLINICAL_VITALS
-from monitor.service.pipeline import Pipeline
+from monitor.engine.pipeline import Pipeline
 from tests.core.test_codec_fuzz import NOW, payloads
 from tests.reliability.conftest import NORMAL, WINDOW
 from tests.reliability.inprocess import (

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from monitor.core.alerts import AlertEvent
-from monitor.service.pipeline import Pipeline
+from monitor.engine.pipeline import Pipeline
 from tests.reliability.conftest import payload
 from tests.reliability.inprocess import counter, make_pipeline, persistence_predictions
 from tests.support.ingest import ingest_one

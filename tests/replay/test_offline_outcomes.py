@@ -15,11 +15,11 @@ from prometheus_client import CollectorRegistry
 
 from monitor.cli import main
 from monitor.core.types import REJECT_REASONS
+from monitor.engine.pipeline import OUTCOMES
 from monitor.model.store import default_model_path
 from monitor.replay.outcomes import format_outcomes, outcome_counts, unscored_warning
 from monitor.replay.recording import Record, RecordingWriter, read_recording
 from monitor.service.metrics import Metrics
-from monitor.service.pipeline import OUTCOMES
 
 START = 1_700_000_000.0
 VITALS = {

@@ -6,7 +6,8 @@ import pytest
 from click.testing import CliRunner
 
 from monitor.commands.run import command
-from monitor.settings import SettingsError, load_settings
+from monitor.errors import SettingsError
+from monitor.settings import load_settings
 
 
 def test_shard_count_must_divide_the_partitions() -> None:

@@ -9,9 +9,9 @@ from prometheus_client import CollectorRegistry
 
 from monitor.core.alerts import AlertEvent
 from monitor.core.vitals import Registry, Vital
+from monitor.engine.pipeline import ModelInfo, Pipeline
 from monitor.model.card import FlatlineRule
 from monitor.service.metrics import Metrics
-from monitor.service.pipeline import ModelInfo, Pipeline
 from monitor.settings import Settings
 from monitor.training.data import Segment
 from monitor.training.repeats import flatline_rules, run_lengths

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from monitor.engine.pipeline import Job
 from monitor.model.predictor import Predictor
 from monitor.model.store import default_model_path, load_model
 from monitor.service.app import Daemon
-from monitor.service.pipeline import Job
 from monitor.settings import Settings
 
 

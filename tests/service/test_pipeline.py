@@ -8,8 +8,8 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from monitor.core.alerts import AlertEvent
+from monitor.engine.pipeline import ModelInfo, Pipeline
 from monitor.service.metrics import Metrics
-from monitor.service.pipeline import ModelInfo, Pipeline
 from monitor.settings import Settings
 from tests.support.ingest import ingest_one
 

@@ -10,9 +10,10 @@ from prometheus_client import CollectorRegistry
 
 from monitor.core.stuck import flatline_samples
 from monitor.core.vitals import Registry, Vital
+from monitor.engine.pipeline import ModelInfo, Pipeline
+from monitor.errors import SettingsError
 from monitor.service.metrics import Metrics
-from monitor.service.pipeline import ModelInfo, Pipeline
-from monitor.settings import Settings, SettingsError
+from monitor.settings import Settings
 from tests.support.ingest import ingest_one
 
 ECG = Vital("ecg_mv", "mV", -5.0, 5.0, "ecg_mv")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from monitor.core.alerts import AlertEvent
 from monitor.core.windows import RELEARN_SAMPLES
-from monitor.service.pipeline import Pipeline
+from monitor.engine.pipeline import Pipeline
 from tests.reliability.conftest import WINDOW, payload
 from tests.reliability.inprocess import counter, make_pipeline, persistence_predictions
 from tests.support.ingest import ingest_one

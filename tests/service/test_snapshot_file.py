@@ -14,8 +14,8 @@ from prometheus_client import CollectorRegistry
 
 from monitor.core.alerts import AlertEvent
 from monitor.core.vitals import CLINICAL_VITALS
+from monitor.engine.pipeline import ModelInfo, Pipeline
 from monitor.service.metrics import Metrics
-from monitor.service.pipeline import ModelInfo, Pipeline
 from monitor.service.snapshot import restore_on_start, save_on_stop
 from monitor.settings import Settings
 from tests.support.ingest import ingest_one

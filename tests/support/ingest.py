@@ -9,7 +9,7 @@ import numpy as np
 from monitor.core.alerts import AlertEvent
 from monitor.core.codec import DEFAULT_LIMITS, CodecLimits, Decoded, Rejection, decode
 from monitor.core.windows import PushResult, WindowStore
-from monitor.service.pipeline import Pipeline
+from monitor.engine.pipeline import Pipeline
 from monitor.transports.mqtt.topics import patient_of
 
 

@@ -15,10 +15,10 @@ from pydantic import ValidationError
 
 from monitor.core.alerts import AlertEvent
 from monitor.core.detector import DetectorConfig, alarm_gains
+from monitor.engine.pipeline import ModelInfo, Pipeline
 from monitor.model.card import Calibration, ModelCard, VitalCalibration
 from monitor.model.store import load_model
 from monitor.service.metrics import Metrics
-from monitor.service.pipeline import ModelInfo, Pipeline
 from monitor.settings import Settings
 from monitor.training.calibration import (
     GAIN_GRID,

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from monitor.commands.train import command
 from monitor.model.store import load_model
+from monitor.service.pipeline import model_info_from_card
 
 TINY = ["--epochs", "2", "--window", "10", "--hidden-size", "4", "--batch-size", "32", "--quiet"]
 
@@ -53,6 +54,7 @@ def test_default_recipe_tiny(tmp_path: Path) -> None:
     assert hr.noise_floor_rmse is not None
     assert hr.noise_floor_rmse > 0
     assert card.training.details["residual_sigma_source"] == "validation"
+    assert card.residual_clip_at is None  # simulated, Gaussian residuals: the |z| < 3 scale
     assert "heart_rate" in output
     assert "overall (z)" in output
 
@@ -125,6 +127,9 @@ def test_data_recipe_on_csv(tmp_path: Path) -> None:
     assert card.training.recipe == "data"
     assert card.metrics.per_feature["heart_rate"].noise_floor_rmse is None
     assert card.metrics.per_feature["heart_rate"].n_test == 50  # 60 test rows - window 10
+    # A real recording's model serves with the clipped residual scale (docs/detection.md).
+    assert card.residual_clip_at == 6.0
+    assert model_info_from_card(card).residual_clip_at == 6.0
 
 
 def test_data_recipe_without_files_is_a_usage_error(tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
-"""The daemon's synchronous pipeline: codec -> windows -> batcher -> (model) -> detector.
+"""The engine's synchronous pipeline: codec -> windows -> batcher -> (model) -> detector.
 
-The asyncio shell (live) and the offline replayer (virtual clock) drive the same object, so
-a recording replayed offline gives the alerts the live daemon gave. Time is always passed
-in. Every received unit ends in exactly one counted outcome (docs/metrics.md):
+The scheduler drives it for every driver (the asyncio shell live, the offline replayer on a
+virtual clock), so a recording replayed offline gives the alerts the live daemon gave. Time
+is always passed in. It counts through the `Outcomes` port and logs through `PipelineLog`
+(`monitor.engine.ports`); the service passes its prometheus metrics and structlog lines.
+Every received unit ends in exactly one counted outcome (docs/metrics.md):
 
 * a rejected payload: ``invalid`` (reason in ``monitor_invalid_messages_total``);
 * each sample of an accepted payload: ``warming_up``, ``duplicate``, ``late``,
@@ -24,7 +26,6 @@ from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
-import structlog
 
 from monitor.core.alerts import TECHNICAL_SEVERITY, AlertEvent
 from monitor.core.batching import MicroBatcher
@@ -45,12 +46,10 @@ from monitor.core.technical import TechnicalAlarms
 from monitor.core.types import REJECT_REASONS, Float32Array, FloatArray
 from monitor.core.vitals import BUILTIN, Registry
 from monitor.core.windows import PushResult, WindowStore
-from monitor.service.metrics import Metrics, observe_many
-from monitor.settings import Settings, SettingsError
+from monitor.engine.ports import Outcomes, PipelineLog, PipelineSettings
+from monitor.errors import SettingsError
 
 _S = TypeVar("_S", bound=np.generic)
-
-log = structlog.get_logger("monitor")
 
 
 @dataclass(slots=True)
@@ -78,6 +77,8 @@ class ModelInfo:
     signals: Registry = BUILTIN
     flatline_samples: tuple[int, ...] | None = None
     calibration: GainCurves | None = None
+    #: The residual scale's clip (`ResidualScale.clip_at`; None: the |z| < 3 rule).
+    residual_clip_at: float | None = None
 
 
 #: Technical alerts that an accepted sample of their patient closes: its data is back.
@@ -109,21 +110,26 @@ class Pipeline:
     Args:
         model: Features, window length, residual sigma and version of the served model.
         settings: The daemon's settings (ingest limits, windows, batching, detector).
-        metrics: Where outcomes are counted.
+        metrics: Where outcomes are counted (the service's prometheus `Metrics`).
         on_reject: Optional hook for refused payloads (logging).
+        log: Where the few log lines go (device restart, suspect order, clock offset);
+            None: nowhere.
     """
 
     def __init__(
         self,
         model: ModelInfo,
-        settings: Settings,
-        metrics: Metrics,
+        settings: PipelineSettings,
+        metrics: Outcomes,
         on_reject: RejectHook | None = None,
+        *,
+        log: PipelineLog | None = None,
     ) -> None:
         self.model = model
         self.settings = settings
         self.metrics = metrics
         self._on_reject = on_reject
+        self._log = log
         try:
             # The settings' signals and the card's (what the model was trained on); for a
             # signal in both, the settings' entry (its flatline_samples), same bounds only.
@@ -180,7 +186,10 @@ class Pipeline:
             model.features, settings.detector, model_version=model.version, patients=self.patients
         )
         self.scale = ResidualScale(
-            model.residual_sigma, masked=model.observed_mask, patients=self.patients
+            model.residual_sigma,
+            masked=model.observed_mask,
+            clip_at=model.residual_clip_at,
+            patients=self.patients,
         )
         self.gain = alarm_gains(model.calibration, model.features, settings.detector)
         #: Open technical alerts and refused patients (at most `max_patients` of them).
@@ -417,16 +426,19 @@ class Pipeline:
         if order == "restart":
             self.metrics.device_restarts.inc()
             # No patient id in a log line (docs/reliability.md); the counter says which kind.
-            log.info("device_restart", seq=seq)
+            if self._log is not None:
+                self._log.device_restart(seq)
         elif order in ORDER_SUSPECT:
             self.metrics.order_suspect.labels(order).inc()
-            log.info("order_suspect", kind=order, seq=seq)
+            if self._log is not None:
+                self._log.order_suspect(order, seq)
 
     def _clock_changed(self, pid: str, clock: str, now: float) -> None:
         """Report a device clock offset once (a low technical alert), close it when gone."""
         if clock == "offset":
             offset = self.windows.clock_offset(pid) or 0.0
-            log.info("clock_offset", offset_s=round(offset, 3))
+            if self._log is not None:
+                self._log.clock_offset(round(offset, 3))
             self._side += self._open(pid, "clock_offset", None, now)
         else:
             self._side += self._close(pid, "clock_offset", None, now)
@@ -537,7 +549,7 @@ class Pipeline:
         partial = self.model.observed_mask and bool(np.isnan(absz).any())
         for i, hist in enumerate(self._error_hists):
             column = absz[:, i]
-            observe_many(hist, column[~np.isnan(column)] if partial else column)
+            hist.observe_many(column[~np.isnan(column)] if partial else column)
         self.metrics.batch_size.observe(len(jobs))
         for event in scored.alerts:
             if event.state == "raised" and event.vital is not None:
@@ -545,7 +557,7 @@ class Pipeline:
         events = scored.alerts + self._counted(scored.technical)
         if live:
             received = np.fromiter((j.received_at for j in jobs), np.float64, len(jobs))
-            observe_many(self.metrics.end_to_end_latency, np.maximum(0.0, now - received))
+            self.metrics.end_to_end_latency.observe_many(np.maximum(0.0, now - received))
         self._outcomes["scored"].inc(len(jobs))
         if self.degraded and len(self.batcher) < self.settings.batch.max_pending // 2:
             self.degraded = False
@@ -618,7 +630,8 @@ class Pipeline:
         """Count technical alert changes: raises by reason, and the open alerts gauge."""
         if events:
             for event in events:
-                if event.state == "raised":
+                # A technical alert always has its reason (`AlertEvent.technical`).
+                if event.state == "raised" and event.reason is not None:
                     self.metrics.technical_alerts.labels(event.reason).inc()
             self.metrics.active_alerts.labels("technical").set(len(self.alarms))
         return events
@@ -649,6 +662,7 @@ def model_info_from_card(card: object) -> ModelInfo:
             learned[f].samples if f in learned else FLATLINE_SAMPLES for f in card.features
         ),
         calibration=card.calibration,
+        residual_clip_at=card.residual_clip_at,
     )
 
 
