@@ -51,9 +51,9 @@ from monitor.service.metrics import Metrics
 from monitor.settings import Settings
 
 try:
-    from monitor.service.pipeline import Pipeline, model_info_from_card
-except ImportError:  # the pipeline moved into the engine
-    from monitor.engine.pipeline import (  # type: ignore[import-not-found,no-redef]
+    from monitor.engine.pipeline import Pipeline, model_info_from_card
+except ImportError:  # before the pipeline moved into the engine (e.g. b960ceb, cdf666c)
+    from monitor.service.pipeline import (  # type: ignore[import-not-found,no-redef]
         Pipeline,
         model_info_from_card,
     )
