@@ -38,9 +38,10 @@ class TechnicalAlarms:
         self.flat_open: dict[str, int] = {}
         # Refused patient -> time of its last refused sample, least recent first.
         self._refused: dict[str, float] = {}
-        # Patients not held by the window store with an open alert of a refused message
-        # (artifact, clock skew) -> its time, least recent first: they expire when silent.
-        self._unheld: dict[str, float] = {}
+        #: Patients not held by the window store with an open alert of a refused message
+        #: (artifact, clock skew) -> its time, least recent first: they expire when silent.
+        #: Read-only for callers (the pipeline's per-sample test of whether `held` has work).
+        self.unheld: dict[str, float] = {}
 
     def __len__(self) -> int:
         return len(self._open)
@@ -102,7 +103,7 @@ class TechnicalAlarms:
     def open_unheld(self, pid: str, reason: str, vital: str | None, now: float) -> list[AlertEvent]:
         """`open` for a patient the window store does not hold: tracked (at most
         `max_refused` such patients, past it no alert) so that it expires when silent."""
-        unheld = self._unheld
+        unheld = self.unheld
         if pid in unheld:
             del unheld[pid]
         elif len(unheld) >= self.max_refused:
@@ -112,15 +113,15 @@ class TechnicalAlarms:
 
     def held(self, pid: str) -> None:
         """The window store took a sample of `pid`: its alerts end by data or eviction."""
-        self._unheld.pop(pid, None)
+        self.unheld.pop(pid, None)
 
     def silent_unheld(self, now: float, limit_s: float) -> list[str]:
         """Untracked patients with open alerts and nothing refused for more than `limit_s`."""
-        return _older(self._unheld, now, limit_s)
+        return _older(self.unheld, now, limit_s)
 
     def forget_unheld(self, pid: str) -> None:
         """Stop tracking `pid` (its alerts were ended)."""
-        self._unheld.pop(pid, None)
+        self.unheld.pop(pid, None)
 
     @property
     def refused(self) -> int:

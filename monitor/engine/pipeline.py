@@ -356,12 +356,17 @@ class Pipeline:
                         patient_ids[row], context, values[row], t[row], seq[row], now[row]
                     )
             taken = bool(contexts.shape[0])
+            alarms = self.alarms
             for i, result in rest.items():
                 pid, at = patient_ids[i], now[i]
                 jobs[i], accepted = self._pushed(pid, t[i], seq[i], values[i], at, result)
                 if message:
                     taken |= accepted
-                else:
+                # `_taken` only when it has work (side events, or a taken sample of a patient
+                # with open alerts or tracked unheld): the common sample skips the call.
+                elif self._side or (
+                    accepted and (pid in alarms.by_patient or pid in alarms.unheld)
+                ):
                     events += self._taken(pid, accepted, at)
             if message:
                 events += self._taken(patient_ids[0], taken, now[0])

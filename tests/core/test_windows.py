@@ -410,3 +410,12 @@ def test_push_takes_a_plain_batch_whole_and_at_most_slack_per_patient() -> None:
     assert [rest[i].outcome for i in sorted(rest)] == ["ready"] * 6
     assert ws.patients() == ["a", "b"]
     np.testing.assert_array_equal(contexts[-1][:, 0], np.arange(SLACK - 1, SLACK - 1 + W))
+
+
+def test_the_store_keeps_its_attributes_in_slots() -> None:
+    """No instance dict: past 30 attribute names CPython 3.11 gives each instance a plain
+    dict and every attribute load in `push` becomes a dict lookup (docs/benchmarks.md)."""
+    ws = store()
+    assert not hasattr(ws, "__dict__")
+    with pytest.raises(AttributeError):
+        ws.undeclared = 1  # type: ignore[attr-defined]

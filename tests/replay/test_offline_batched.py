@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from monitor.cli import main
+from monitor.core.windows import WindowStore
 from monitor.model.predictor import Predictor
 from monitor.model.store import default_model_path, load_model
 from monitor.replay import offline
@@ -110,14 +111,15 @@ def test_chunked_replay_gives_the_live_paths_alerts_and_counts(
     expected = stepped(records, predictor, settings)
     runner = OfflineRunner(predictor, settings)
     ingested: list[int] = []
-    push = runner.pipeline.windows.push
+    push = WindowStore.push
 
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        pushed = push(*args, **kwargs)
+    def counted(self: WindowStore, *args: Any, **kwargs: Any) -> Any:
+        pushed = push(self, *args, **kwargs)
         ingested.append(int(pushed.plain.sum()))
         return pushed
 
-    monkeypatch.setattr(runner.pipeline.windows, "push", counted)
+    # On the class: a WindowStore has __slots__ (no instance attribute to patch).
+    monkeypatch.setattr(WindowStore, "push", counted)
     if chunk:
         assert runner.feed(records) == len(records)
     else:
