@@ -136,11 +136,7 @@ async def run_demo(options: DemoOptions, display: Display, started: float | None
                 f"model    {predictor.card.model_version[:12]} ({options.model}) "
                 f"on {predictor.device}",
             ]
-            display.legend = legend(predictor.card.window)
-            if not options.tty:
-                for line in [*display.header, *display.legend]:
-                    display.say(line)
-                display.say(f"ready after {sim_started - started:.1f}s; simulator started")
+            announce(display, legend(predictor.card.window), options.tty, sim_started - started)
             await _refresh_loop(options, display, daemon, feed, simulation, stop, started)
         finally:
             # Input first, then the daemon (it drains), then the consumer of its alerts.
@@ -161,6 +157,16 @@ async def run_demo(options: DemoOptions, display: Display, started: float | None
     if not say_how_it_ended(display, feed, simulation, sim_started, started):
         return 1
     return code
+
+
+def announce(display: Display, lines: list[str], tty: bool, ready_s: float) -> None:
+    """Set the legend under the header; without a terminal, print both and when the
+    simulator started (a terminal shows them with the live table)."""
+    display.legend = lines
+    if not tty:
+        for line in [*display.header, *display.legend]:
+            display.say(line)
+        display.say(f"ready after {ready_s:.1f}s; simulator started")
 
 
 def say_how_it_ended(

@@ -20,7 +20,13 @@ from prometheus_client import disable_created_metrics
 from monitor.demo.broker import port_or_free
 from monitor.demo.feed import AlertFeed
 from monitor.demo.nats import SpawnedNats
-from monitor.demo.runner import DemoOptions, say_how_it_ended, wait_connected, wait_flag
+from monitor.demo.runner import (
+    DemoOptions,
+    announce,
+    say_how_it_ended,
+    wait_connected,
+    wait_flag,
+)
 from monitor.demo.simulation import Simulation
 from monitor.demo.stats import Window, combine, read
 from monitor.demo.summary import Display, legend
@@ -107,11 +113,7 @@ async def run_shards_demo(
                 ),
                 f"model    {model.card.model_version[:12]} ({options.model})",
             ]
-            display.legend = legend(model.card.window)
-            if not options.tty:
-                for line in [*display.header, *display.legend]:
-                    display.say(line)
-                display.say(f"ready after {sim_started - started:.1f}s; simulator started")
+            announce(display, legend(model.card.window), options.tty, sim_started - started)
             await _refresh(options, display, daemons, feed, simulation, stop, started, held)
         finally:
             await asyncio.to_thread(simulation.stop)
