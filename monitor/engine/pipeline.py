@@ -410,7 +410,7 @@ class Pipeline:
         return Job(pid, context, values, t, seq, now), True
 
     def _taken(self, pid: str, accepted: bool, now: float) -> list[AlertEvent]:
-        """The side events of `_push_one`, and, when the window took the sample, the close
+        """The side events of `_pushed`, and, when the window took the sample, the close
         of what the absence of this patient's data opened (never for a late or refused
         one: its data is not back, and closing would flap against housekeeping)."""
         events, self._side = self._side, []
