@@ -20,7 +20,7 @@ received at one time) and its forward callbacks, with the model forward replaced
 persistence forecast (the window's last row) so no torch/onnxruntime is loaded: same input
 and same stand-in predictions on every tree. On a tree with `Pipeline.decode`/`ingest`
 (the engine's one path) each burst goes in chunks of 64 (the daemon's `_INGEST_CHUNK`),
-keyed by topic (`ingress_batch`); on an older tree (`decode_many` + `ingest_decoded`, e.g.
+keyed by topic (`patient_of`, as the MQTT transport keys them); on an older tree (`decode_many` + `ingest_decoded`, e.g.
 b960ceb) the burst is decoded at once, then ingested message by message, as its daemon did.
 Each stage of the measured bursts runs inside a distinct C function so callgrind's
 --toggle-collect gives per-stage inclusive counts:
@@ -64,7 +64,8 @@ CHUNK = 64  # the daemon's _INGEST_CHUNK (engine trees)
 DELAY = 0.003
 ENGINE = not hasattr(Pipeline, "ingest_decoded")
 if ENGINE:
-    from monitor.transports.mqtt.topics import ingress_batch
+    from monitor.engine.ports import IngressBatch
+    from monitor.transports.mqtt.topics import patient_of
 
 root = Path(sys.modules["monitor"].__file__).parent  # type: ignore[arg-type]
 card = ModelCard.model_validate(json.loads((root / "assets/models/default/card.json").read_text()))
@@ -98,7 +99,11 @@ def decode(burst: Burst, now: float) -> list[Any]:
         ]
     out = []
     for c in range(0, len(burst), CHUNK):
-        batch = ingress_batch([(t, p) for t, p, _ in burst[c : c + CHUNK]], now)
+        chunk = burst[c : c + CHUNK]
+        # Keyed as the MQTT transport keys them, stamped as the daemon's `_drain` does.
+        batch = IngressBatch(
+            [patient_of(t) for t, _, _ in chunk], [p for _, p, _ in chunk], [now] * len(chunk)
+        )
         nows = batch.received_at
         out.append(
             (pipe.decode(batch.keys, batch.payloads, nows, batch.validated, batch.longest), nows)

@@ -200,7 +200,7 @@ class Pipeline:
             self.patients, self.scale, self.detector, stuck, self.gain, self.alarms
         )
         self.degraded = False
-        # Technical alert changes of `_push_one` (it returns the job), taken by its callers.
+        # Technical alert changes of `_pushed` (it returns the job), taken by its callers.
         self._side: list[AlertEvent] = []
         self._error_hists = [metrics.prediction_error.labels(v) for v in model.features]
         self._outcomes = {o: metrics.messages.labels(o) for o in OUTCOMES}
