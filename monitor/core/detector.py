@@ -309,7 +309,9 @@ class Detector:
             The state changes, in row order (usually none).
         """
         zz = np.asarray(z, dtype=np.float64)
-        slots, parts, _ = self.patients.assign(patient_ids) if placed is None else placed
+        if placed is None:
+            placed = self.patients.assign(patient_ids)
+        slots, parts = placed.slots, placed.parts
         self._admit_new(slots)
         absz_all = np.abs(zz)
         over_all = absz_all > self._threshold

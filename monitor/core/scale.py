@@ -194,7 +194,9 @@ class ResidualScale:
         """
         r = np.asarray(residuals, dtype=np.float64)
         out = np.empty_like(r)
-        slots, parts, _ = self.patients.assign(patient_ids) if placed is None else placed
+        if placed is None:
+            placed = self.patients.assign(patient_ids)
+        slots, parts = placed.slots, placed.parts
         new_rows = self._new_rows(slots)
         if new_rows:
             self._admit(slots, new_rows, contexts)

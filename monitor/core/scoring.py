@@ -2,9 +2,10 @@
 
 The detection policy after the model forward, in one pure object: the per-patient residual
 scale, the calibrated gain, the stuck-sensor distrust, the detector and its raise rules,
-and the `flatline` technical alerts. The scale and the detector share one patient table
-(`SlotMap`); each batch is placed in it once and the placement is passed to both. The
-service counts and logs what this returns (`monitor.engine.pipeline.Pipeline.score`).
+and the `flatline` technical alerts. The scale, the stuck sensors and the detector share
+one patient table (`SlotMap`, the window store's in the pipeline); each batch is placed in
+it once and the placement is passed to all three. The service counts and logs what this
+returns (`monitor.engine.pipeline.Pipeline.score`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 from monitor.core.alerts import AlertEvent
 from monitor.core.detector import Detector
 from monitor.core.scale import ResidualScale
-from monitor.core.slots import SlotMap
+from monitor.core.slots import Placement, SlotMap
 from monitor.core.stuck import StuckSensors
 from monitor.core.technical import TechnicalAlarms
 from monitor.core.types import Float32Array, FloatArray
@@ -48,7 +49,7 @@ class Scorer:
     """Residual scale, gain, stuck sensors and detector over one patient table.
 
     Args:
-        patients: The patient table that `scale` and `detector` were built with.
+        patients: The patient table that `scale`, `detector` and `stuck` were built with.
         scale: Per-patient residual sigma.
         detector: The alert state machines and raise rules.
         stuck: Stuck-sensor detection and distrust.
@@ -80,6 +81,7 @@ class Scorer:
         predictions: Float32Array,
         t: Sequence[float],
         seq: Sequence[int],
+        placed: Placement | None = None,
     ) -> Scored:
         """Score a batch in row order (a patient's rows in order, as one by one).
 
@@ -91,8 +93,11 @@ class Scorer:
             predictions: Model output, ``(B, F)``, raw units.
             t: Sample time of each row.
             seq: Sample sequence number of each row.
+            placed: The batch placed in `patients` with no absent row (the pipeline's
+                `SlotMap.place`); placed here with `SlotMap.assign`, which admits, if None.
         """
-        placed = self.patients.assign(patient_ids)
+        if placed is None:
+            placed = self.patients.assign(patient_ids)
         # NaN residual: the vital is not in this sample, or its window has no value (a
         # model with an observed mask): no z, the scale keeps its state and the detector
         # sees a calm sample.
@@ -102,7 +107,7 @@ class Scorer:
             z = np.nan_to_num(z, nan=0.0)
         z /= self.gain  # calibrated units from here on (docs/detection.md)
         stuck = self.stuck.find(windows, actual)
-        any_stuck = self.stuck.distrust(patient_ids, seq, stuck, z)
+        any_stuck = self.stuck.distrust(placed, seq, stuck, z)
         alerts = self.detector.update_many(
             patient_ids, z, t, seq, actual, predictions, placed=placed
         )
@@ -110,6 +115,6 @@ class Scorer:
         return Scored(absz, alerts, technical)
 
     def forget(self, patient_id: str) -> None:
-        """Drop a patient's scoring state (eviction): its slot and stuck-sample history."""
+        """Drop a patient's scoring state (eviction): its slot leaves the patient table,
+        and every component sees, by the slot's generation, that its rows are stale."""
         self.patients.release(patient_id)
-        self.stuck.forget(patient_id)

@@ -1,13 +1,15 @@
 """The patient table: a slot per patient for state kept in arrays, and the rounds a batch
 is scored in.
 
-`ResidualScale` and `Detector` keep each patient's state in rows of preallocated arrays,
-so a batch is scored with a few vectorised operations. The service gives both one
-`SlotMap` and places each batch once (`SlotMap.assign`), passing the `Placement` to both;
-a component built alone makes its own. A slot's generation changes each time it is given
-to a patient, so each component sees, by comparing its own copy (`Rows`), which of a
-batch's slots are new to it and resets them, whoever placed them (a batch, a snapshot
-restore).
+The window store, `ResidualScale`, `Detector` and `StuckSensors` keep each patient's state
+in rows of preallocated arrays, so a batch is handled with a few vectorised operations. The
+pipeline gives them one `SlotMap` with a limit (`window.max_patients`): the window store
+admits patients into it and releases them (eviction), and the scoring side places each
+batch once (`SlotMap.place`, which admits nobody), passing the `Placement` to all three;
+a component built alone makes its own table and places with `assign`, which admits. A
+slot's generation changes each time it is given to a patient, so each scoring component
+sees, by comparing its own copy (`Rows`), which of a batch's slots are new to it and
+resets them, whoever placed them (the window store, a snapshot restore).
 
 A batch may hold one patient several times (offline replay at full speed); its rows must
 then be applied in order, so a batch is split into rounds of distinct patients (`rounds`).
@@ -43,11 +45,14 @@ class Placement(NamedTuple):
         slots: The slot of each row.
         parts: The rows in rounds of distinct slots (`rounds`).
         new_rows: The rows whose patient was given a new slot (its first row only).
+        absent: The rows whose patient holds no slot (`SlotMap.place` only: it admits
+            nobody); their slot is -1 and they are in no round.
     """
 
     slots: IntpArray
     parts: list[IntpArray]
     new_rows: list[int]
+    absent: tuple[int, ...] = ()
 
 
 class SlotMap:
@@ -55,37 +60,81 @@ class SlotMap:
 
     An owner grows its arrays to `capacity` rows before indexing them with a placement, and
     resets the slots whose `generation` differs from its own copy (new to it).
+
+    Args:
+        limit: Most patients held at once (None: no limit); `capacity` never exceeds it.
+            `admit` into a full table is an error: its owner decides whom to release.
     """
 
-    def __init__(self) -> None:
-        self._slots: dict[str, int] = {}
+    def __init__(self, limit: int | None = None) -> None:
+        if limit is not None and limit < 1:
+            raise ValueError("limit must be positive")
+        self.limit = limit
+        #: Patient id -> slot. Read-only for callers (the window store's per-sample lookup).
+        self.index: dict[str, int] = {}
         self._free: list[int] = []
         self.capacity = 0
-        #: Per slot, how many times it was given to a patient (0: never).
+        #: Per slot, how many times it was given to a patient or freed (0: never given).
         self.generation = np.zeros(0, dtype=np.int64)
 
     def __len__(self) -> int:
-        return len(self._slots)
+        return len(self.index)
+
+    def __contains__(self, patient_id: object) -> bool:
+        return patient_id in self.index
+
+    @property
+    def room(self) -> int:
+        """Patients that can still be admitted (a large number without a limit)."""
+        return (1 << 62) if self.limit is None else self.limit - len(self.index)
 
     def get(self, patient_id: str) -> int | None:
         """Return the patient's slot, or None if it has none."""
-        return self._slots.get(patient_id)
+        return self.index.get(patient_id)
+
+    def admit(self, patient_id: str) -> int:
+        """Give a patient not held a slot (a new generation of it); return the slot.
+
+        Raises:
+            ValueError: The patient is held already, or the table is full.
+        """
+        if patient_id in self.index:
+            raise ValueError(f"patient {patient_id!r} holds a slot already")
+        if self.room <= 0:
+            raise ValueError(f"the patient table is full ({self.limit} patients)")
+        return self._take(patient_id)
+
+    def place(self, patient_ids: Sequence[str]) -> Placement:
+        """Place a batch of held patients: each row's slot and its rounds, admitting nobody.
+
+        Rows whose patient holds no slot (evicted while its sample was in flight) are
+        listed in `Placement.absent`, with slot -1, and left out of the rounds.
+        """
+        get = self.index.get
+        found = [get(pid, -1) for pid in patient_ids]
+        slots = np.asarray(found, dtype=np.intp)
+        if -1 not in found:
+            return Placement(slots, rounds(slots), [])
+        absent = tuple(row for row, slot in enumerate(found) if slot < 0)
+        held = np.flatnonzero(slots >= 0)
+        parts = [held[part] for part in rounds(slots[held])] if held.size else []
+        return Placement(slots, parts, [], absent)
 
     def items(self) -> list[tuple[str, int]]:
         """Return every (patient id, slot) pair held (snapshots read the state by slot)."""
-        return list(self._slots.items())
+        return list(self.index.items())
 
     def assign(self, patient_ids: Sequence[str]) -> Placement:
         """Place a batch: each row's slot (allotting slots to unknown patients), its rounds
         and the rows whose patient was given a new slot."""
-        get = self._slots.get
+        get = self.index.get
         found = [get(pid) for pid in patient_ids]
         new_rows: list[int] = []
         if None in found:
             for row, slot in enumerate(found):
                 if slot is None:
                     pid = patient_ids[row]
-                    slot = self._slots.get(pid)
+                    slot = self.index.get(pid)
                     if slot is None:
                         slot = self._take(pid)
                         new_rows.append(row)
@@ -94,20 +143,26 @@ class SlotMap:
         return Placement(slots, rounds(slots), new_rows)
 
     def release(self, patient_id: str) -> int | None:
-        """Free the patient's slot; return it (None if it had none)."""
-        slot = self._slots.pop(patient_id, None)
+        """Free the patient's slot; return it (None if it had none). Its generation moves
+        on, so an owner that keeps a note of the slot sees that its patient left."""
+        slot = self.index.pop(patient_id, None)
         if slot is not None:
             self._free.append(slot)
+            self.generation[slot] += 1
         return slot
 
     def _take(self, patient_id: str) -> int:
         if not self._free:
             old = self.capacity
             self.capacity = max(16, old * 2)
+            if self.limit is not None:
+                self.capacity = min(self.capacity, self.limit)
             self._free = list(range(self.capacity - 1, old - 1, -1))
             self.generation = grown(self.generation, self.capacity)
+            if not self._free:
+                raise ValueError(f"the patient table is full ({self.limit} patients)")
         slot = self._free.pop()
-        self._slots[patient_id] = slot
+        self.index[patient_id] = slot
         self.generation[slot] += 1
         return slot
 

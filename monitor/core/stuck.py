@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from monitor.core.alerts import AlertEvent
+from monitor.core.slots import Placement, SlotMap, grown
 from monitor.core.technical import TechnicalAlarms
 from monitor.core.types import BoolArray, Float32Array, FloatArray
 from monitor.core.vitals import Registry
@@ -73,17 +74,30 @@ class StuckSensors:
             (`flatline_samples`).
         masked: Windows carry observed flags after the values (a carried-forward value is
             not a stuck sensor).
+        patients: The patient table whose slots index the state (shared with the scale
+            and the detector); its own when None.
     """
 
     def __init__(
-        self, features: Sequence[str], window: int, runs: Sequence[int], *, masked: bool
+        self,
+        features: Sequence[str],
+        window: int,
+        runs: Sequence[int],
+        *,
+        masked: bool,
+        patients: SlotMap | None = None,
     ) -> None:
         self.features = tuple(features)
         self.window = window
         self.masked = masked
+        self.patients = SlotMap() if patients is None else patients
         self._groups = _groups(runs, window)
-        # patient -> per vital, seq of its last stuck sample (only while one is in a window)
-        self._stuck_seq: dict[str, FloatArray] = {}
+        # Per slot and vital, the seq of the slot's last stuck sample; valid only for the
+        # slots in `_live`, whose window may still hold one.
+        self._stuck_seq: FloatArray = np.zeros((0, len(self.features)))
+        # slot -> its generation when it became live: a slot released or given to another
+        # patient since (`SlotMap.generation` moved on) is dropped.
+        self._live: dict[int, int] = {}
 
     def find(self, windows: Float32Array, actual: FloatArray) -> BoolArray:
         """Per row and vital, ``(B, F)``: the sample equals the vital's last run - 1 values.
@@ -104,7 +118,7 @@ class StuckSensors:
         return stuck
 
     def distrust(
-        self, patient_ids: Sequence[str], seq: Sequence[int], stuck: BoolArray, z: FloatArray
+        self, placed: Placement, seq: Sequence[int], stuck: BoolArray, z: FloatArray
     ) -> list[bool]:
         """Zero, in place, the z of vitals whose window holds a stuck stretch (or that are
         stuck now); return per row whether any of its vitals is stuck now.
@@ -115,17 +129,26 @@ class StuckSensors:
         history, so the batch size cannot change the outcome.
         """
         any_stuck: list[bool] = np.any(stuck, axis=1).tolist()
-        known = self._stuck_seq
-        for row, pid in enumerate(patient_ids):
-            if not any_stuck[row] and pid not in known:
+        live = self._live
+        if not live and True not in any_stuck:  # the common batch: nothing to look at
+            return any_stuck
+        generation = self.patients.generation
+        for slot, born in list(live.items()):
+            if generation[slot] != born:  # its patient left (eviction)
+                del live[slot]
+        if self._stuck_seq.shape[0] < self.patients.capacity:
+            self._stuck_seq = grown(self._stuck_seq, self.patients.capacity)
+        for row, slot in enumerate(placed.slots.tolist()):
+            if not any_stuck[row] and slot not in live:
                 continue
-            last = known.get(pid)
-            if last is None:
-                last = known[pid] = np.full(z.shape[1], -np.inf)
+            last = self._stuck_seq[slot]
+            if slot not in live:
+                last[:] = -np.inf
+                live[slot] = int(generation[slot])
             last[stuck[row]] = seq[row]
             untrusted = seq[row] - last <= self.window
             if not untrusted.any():
-                del known[pid]
+                del live[slot]
                 continue
             z[row] = np.where(untrusted, 0.0, z[row])
         return any_stuck
@@ -152,7 +175,3 @@ class StuckSensors:
                 else:
                     events += alarms.close(pid, "flatline", vital, t[row])
         return events
-
-    def forget(self, patient_id: str) -> None:
-        """Drop a patient's stuck-sample history (eviction)."""
-        self._stuck_seq.pop(patient_id, None)

@@ -1,6 +1,8 @@
 """Per-patient rolling windows in one preallocated slab, with the order, gap and cap policy.
 
-Each patient owns one row of a `(max_patients, window + SLACK, F)` float32 slab: its window
+Each patient owns one row of a `(max_patients, window + SLACK, F)` float32 slab, the row of its
+slot in the patient table (`SlotMap`, shared with the scoring side: the store admits and
+releases its patients there; their rows elsewhere follow by generation): its window
 is `window` consecutive samples of that row, oldest first, and a new sample is written just
 after them; once the row is used up, the window moves back to its start (one copy every
 `SLACK` samples). A window is therefore always one contiguous slice, so it is copied out in
@@ -58,6 +60,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from monitor.core.slots import SlotMap
 from monitor.core.state import StateArrays, check_array
 from monitor.core.types import BoolArray, Float32Array, FloatArray, PushOutcome
 
@@ -170,6 +173,8 @@ class WindowStore:
             patient's learned offset plus this is a clock jump (inf: never).
         max_offset_s: The largest clock offset learned.
         clock_alert_s: A learned offset larger than this (either way) is reported.
+        patients: The patient table to admit patients into (its limit must be
+            `max_patients`); the store makes its own when None.
     """
 
     # Declared attributes: every `self.x` in `push` is then a slot load. Without them,
@@ -182,7 +187,7 @@ class WindowStore:
         "_count",
         "_fast_lead",
         "_flat",
-        "_free",
+        "_index",
         "_jump_lead",
         "_jump_n",
         "_last_dt",
@@ -191,6 +196,7 @@ class WindowStore:
         "_last_t",
         "_lead",
         "_lead_n",
+        "_lru",
         "_no_contexts",
         "_off",
         "_probation",
@@ -198,7 +204,6 @@ class WindowStore:
         "_row",
         "_settle",
         "_slab",
-        "_slots",
         "_start",
         "_step_bound",
         "_windows",
@@ -212,6 +217,7 @@ class WindowStore:
         "max_seq_jump",
         "n_features",
         "period_s",
+        "table",
         "width",
         "window",
     )
@@ -230,9 +236,16 @@ class WindowStore:
         max_future_skew_s: float = math.inf,
         max_offset_s: float = 0.0,
         clock_alert_s: float = math.inf,
+        patients: SlotMap | None = None,
     ) -> None:
         if window < 1 or n_features < 1 or max_patients < 1:
             raise ValueError("window, n_features and max_patients must be positive")
+        if patients is None:
+            patients = SlotMap(limit=max_patients)
+        elif patients.limit != max_patients or len(patients):
+            raise ValueError("the patient table must be empty, with limit max_patients")
+        self.table = patients
+        self._index = patients.index  # patient -> slot: the row of every per-slot array
         self.window = window
         self.n_features = n_features
         self.masked = masked
@@ -287,23 +300,23 @@ class WindowStore:
         self._no_contexts: Float32Array = np.zeros((0, window, width), np.float32)
         # Patients whose window never filled, least recently pushed first: evicted first.
         self._probation: OrderedDict[str, None] = OrderedDict()
-        # Least recently pushed first: eviction and staleness scans stop at the first fresh one.
-        self._slots: OrderedDict[str, int] = OrderedDict()
-        self._free = list(range(max_patients - 1, -1, -1))
+        # Held patients, least recently pushed first: eviction and staleness scans stop at
+        # the first fresh one. An order, not an index: slots come from `patients`.
+        self._lru: OrderedDict[str, None] = OrderedDict()
 
     def __len__(self) -> int:
-        return len(self._slots)
+        return len(self._lru)
 
     def __contains__(self, patient_id: object) -> bool:
-        return patient_id in self._slots
+        return patient_id in self._lru
 
     def patients(self) -> list[str]:
         """Return the held patient ids, least recently seen first."""
-        return list(self._slots)
+        return list(self._lru)
 
     def last_seen(self, patient_id: str) -> float | None:
         """Return the receive time of the patient's last accepted sample, or None if unknown."""
-        slot = self._slots.get(patient_id)
+        slot = self._index.get(patient_id)
         return None if slot is None else self._last_seen[slot]
 
     def push(
@@ -343,9 +356,9 @@ class WindowStore:
         n = len(patient_ids)
         slots: list[int] = []
         if n >= _VECTOR_MIN:
-            get = self._slots.get
+            get = self._index.get
             slots = [get(p, -1) for p in patient_ids]
-            if slots.count(-1) > len(self._free):  # an admission could evict
+            if slots.count(-1) > self.table.room:  # an admission could evict
                 slots = []
         if not slots:
             one = self._push_one
@@ -378,7 +391,7 @@ class WindowStore:
         Returns:
             The outcome; for `ready`, the context window that predicts this sample.
         """
-        slot = self._slots.get(patient_id)
+        slot = self._index.get(patient_id)
         if slot is None:
             return self._admit(patient_id, t, seq, values, now)
         lead = t - now
@@ -403,7 +416,7 @@ class WindowStore:
             order, missing, clock = irregular
             # Tested here, not for every sample (docs/benchmarks.md).
             restart = order in ("clock_back", "clock_jump")
-        self._slots.move_to_end(patient_id)
+        self._lru.move_to_end(patient_id)
         self._last_seen[slot] = now
         self._last_seq[slot] = seq
         self._last_t[slot] = t
@@ -505,7 +518,7 @@ class WindowStore:
 
     def clock_offset(self, patient_id: str) -> float | None:
         """The patient's learned clock offset (sample time minus receive time), or None."""
-        slot = self._slots.get(patient_id)
+        slot = self._index.get(patient_id)
         return None if slot is None else self._lead[slot]
 
     def _push_plain(
@@ -626,7 +639,7 @@ class WindowStore:
 
     def _touch(self, patient_ids: Iterable[str]) -> None:
         """Make these patients the most recently seen, in this order."""
-        move = self._slots.move_to_end
+        move = self._lru.move_to_end
         for patient_id in patient_ids:
             move(patient_id)
 
@@ -646,7 +659,9 @@ class WindowStore:
         (stretched for a stream slower than `period_s`, as the gap limit is)."""
         out: list[str] = []
         last_seen, last_dt, stretch = self._last_seen, self._last_dt, self._stretch
-        for patient_id, slot in self._slots.items():
+        index = self._index
+        for patient_id in self._lru:
+            slot = index[patient_id]
             silent = now - last_seen[slot]
             if silent <= limit_s:
                 break
@@ -665,8 +680,8 @@ class WindowStore:
             (docs/time.md): ``lead`` (float64), ``lead_n`` and ``off`` (int64). A pending
             suspect jump or clock jump is not kept: the next sample starts them again.
         """
-        ids = list(self._slots)
-        slots = [self._slots[p] for p in ids]
+        ids = list(self._lru)
+        slots = [self._index[p] for p in ids]
         starts = np.array([self._start[s] for s in slots], dtype=np.int64)
         count = np.array([self._count[s] for s in slots], dtype=np.int64)
         rows = self._windows[np.array(slots, dtype=np.int64) * self._row + starts]
@@ -700,9 +715,9 @@ class WindowStore:
                 the wrong shape; nothing is changed then.
         """
         n = len(patient_ids)
-        if self._slots:
+        if self._lru:
             raise ValueError("import_state needs an empty store")
-        if n > self.max_patients:
+        if n > self.table.room:
             raise ValueError(f"{n} patients do not fit max_patients={self.max_patients}")
         if len(set(patient_ids)) != n:
             raise ValueError("duplicate patient ids")
@@ -721,7 +736,9 @@ class WindowStore:
         count = arrays["count"].astype(np.int64)
         if n and (count.min() < 1 or count.max() > self.window):
             raise ValueError(f"count must lie in 1..{self.window}")
-        slots = [self._free.pop() for _ in range(n)]
+        if any(p in self._index for p in patient_ids):
+            raise ValueError("a patient holds a slot in the patient table already")
+        slots = [self.table.admit(p) for p in patient_ids]
         self._slab[slots, : self.window] = arrays["rows"]
         columns = zip(
             patient_ids,
@@ -737,7 +754,7 @@ class WindowStore:
             strict=True,
         )
         for pid, slot, c, seq, t, seen, dt, lead, lead_n, off in columns:
-            self._slots[pid] = slot
+            self._lru[pid] = None
             self._start[slot] = 0
             self._count[slot] = int(c)
             self._last_seq[slot] = int(seq)
@@ -770,11 +787,10 @@ class WindowStore:
 
     def remove(self, patient_id: str) -> bool:
         """Forget a patient and free its slot; return whether it was held."""
-        slot = self._slots.pop(patient_id, None)
-        if slot is None:
+        if self._lru.pop(patient_id, 0) is not None:  # not held (held ones map to None)
             return False
         self._probation.pop(patient_id, None)
-        self._free.append(slot)
+        self.table.release(patient_id)
         return True
 
     def on_probation(self, patient_id: str) -> bool:
@@ -785,9 +801,9 @@ class WindowStore:
         self, patient_id: str, t: float, seq: int, values: FloatArray, now: float
     ) -> PushResult:
         evicted: tuple[str, ...] = ()
-        if not self._free:
-            oldest = next(iter(self._slots))
-            if now - self._last_seen[self._slots[oldest]] > self.idle_ttl_s:
+        if self.table.room <= 0:
+            oldest = next(iter(self._lru))
+            if now - self._last_seen[self._index[oldest]] > self.idle_ttl_s:
                 evicted = tuple(self.evict_idle(now))
             elif self._probation:
                 # Full of live patients: make room at the expense of one that never warmed
@@ -797,8 +813,8 @@ class WindowStore:
                 evicted = (victim,)
             else:
                 return _REFUSED
-        slot = self._free.pop()
-        self._slots[patient_id] = slot
+        slot = self.table.admit(patient_id)
+        self._lru[patient_id] = None
         self._probation[patient_id] = None
         self._count[slot] = 0
         self._start[slot] = 0

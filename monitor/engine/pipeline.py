@@ -153,6 +153,10 @@ class Pipeline:
             signals=self.signals,
         )
         w = settings.window
+        #: The patient table: a slot per patient held, shared by the windows, the scale, the
+        #: stuck sensors and the detector. The window store admits and evicts; the scoring
+        #: side places each batch in it once (`score`).
+        self.patients = SlotMap(limit=w.max_patients)
         self.windows = WindowStore(
             model.window,
             len(model.features),
@@ -171,6 +175,7 @@ class Pipeline:
                 if ingest.max_future_skew_s >= ingest.max_clock_offset_s
                 else ingest.clock_offset_alert_s
             ),
+            patients=self.patients,
         )
         #: Silence after which a patient is 'signal lost' (a lower bound: a slower stream
         #: stretches it, `WindowStore.stale`).
@@ -179,9 +184,6 @@ class Pipeline:
         self.batcher: MicroBatcher[Job] = MicroBatcher(
             b.max_batch, b.max_wait_ms / 1000.0, b.max_pending
         )
-        #: The scoring side's patient table, shared by the scale and the detector (the
-        #: window store keeps its own rows).
-        self.patients = SlotMap()
         self.detector = Detector(
             model.features, settings.detector, model_version=model.version, patients=self.patients
         )
@@ -195,7 +197,13 @@ class Pipeline:
         #: Open technical alerts and refused patients (at most `max_patients` of them).
         self.alarms = TechnicalAlarms(model.version, w.max_patients)
         runs = flatline_samples(model.features, model.flatline_samples, self.signals)
-        stuck = StuckSensors(model.features, model.window, runs, masked=model.observed_mask)
+        stuck = StuckSensors(
+            model.features,
+            model.window,
+            runs,
+            masked=model.observed_mask,
+            patients=self.patients,
+        )
         self.scorer = Scorer(
             self.patients, self.scale, self.detector, stuck, self.gain, self.alarms
         )
@@ -214,7 +222,7 @@ class Pipeline:
             metrics.invalid.labels(reason)
         for kind in ORDER_SUSPECT:
             metrics.order_suspect.labels(kind)
-        for dropped in ("queue_full", "alert_queue_full", "shutdown"):
+        for dropped in ("queue_full", "alert_queue_full", "shutdown", "evicted"):
             metrics.dropped.labels(dropped)
         for technical in TECHNICAL_SEVERITY:
             metrics.technical_alerts.labels(technical)
@@ -534,15 +542,30 @@ class Pipeline:
         """
         if not jobs:
             return []
+        patient_ids = [j.patient_id for j in jobs]
+        placed = self.patients.place(patient_ids)
+        if placed.absent:
+            # Evicted while the sample was in flight: nothing holds its state any more.
+            keep = np.setdiff1d(np.arange(len(jobs)), placed.absent)
+            self._outcomes["dropped"].inc(len(placed.absent))
+            self.metrics.dropped.labels("evicted").inc(len(placed.absent))
+            jobs = [jobs[i] for i in keep.tolist()]
+            if not jobs:
+                return []
+            predictions = predictions[keep]
+            windows = None if windows is None else windows[keep]
+            patient_ids = [j.patient_id for j in jobs]
+            placed = self.patients.place(patient_ids)
         if windows is None:
             windows = self.stack(jobs)
         scored = self.scorer.score(
-            [j.patient_id for j in jobs],
+            patient_ids,
             windows,
             _rows([j.actual for j in jobs]),
             predictions,
             [j.t for j in jobs],
             [j.seq for j in jobs],
+            placed,
         )
         absz = scored.absz
         # NaN: no z for that vital (docs/detection.md); the error histogram skips it.
@@ -612,8 +635,8 @@ class Pipeline:
     def _forget(self, pid: str, now: float) -> list[AlertEvent]:
         """Drop an evicted patient's state, and end its technical alerts with an `expired`
         event: nothing watches them any more (an open alert of a departed patient would
-        stay open forever and hold memory)."""
-        self.scorer.forget(pid)
+        stay open forever and hold memory). The window store released its slot: the
+        scoring side's rows of it are stale by generation."""
         return self._counted(self.alarms.close_all(pid, None, now, "expired"))
 
     def _open(

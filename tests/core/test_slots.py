@@ -30,7 +30,8 @@ def test_slot_map_assigns_reuses_and_grows() -> None:
     """New ids get slots (first row reported once), freed slots are reused with a new
     generation, capacity doubles, and the placement carries the batch's rounds."""
     m = SlotMap()
-    slots, parts, new = m.assign(["a", "b", "a"])
+    slots, parts, new, absent = m.assign(["a", "b", "a"])
+    assert absent == ()
     assert slots.tolist()[0] == slots.tolist()[2] != slots.tolist()[1]
     assert new == [0, 1]
     assert [p.tolist() for p in parts] == [[0, 1], [2]]
@@ -38,12 +39,12 @@ def test_slot_map_assigns_reuses_and_grows() -> None:
     assert len(m) == 2
     freed = m.release("a")
     assert freed is not None
-    assert m.generation[freed] == 1
+    assert m.generation[freed] == 2  # given, then freed
     assert m.release("a") is None
-    slots, _, new = m.assign(["b", "c"])
+    slots, _, new, _ = m.assign(["b", "c"])
     assert new == [1]
     assert slots.tolist()[1] == freed
-    assert m.generation[freed] == 2
+    assert m.generation[freed] == 3
     m.assign([f"x{i}" for i in range(20)])
     assert m.capacity == 32
     assert len(m) == 22
@@ -73,3 +74,29 @@ def test_rows_hold_only_what_the_owner_reset_for_the_current_patient() -> None:
     rows.hold(table.assign(["b", "c"]).slots)
     assert rows.stale(table.assign(["b", "c"]).slots) is None
     assert len(rows) == 2
+
+
+def test_a_limited_table_admits_up_to_its_limit_and_places_without_admitting() -> None:
+    """With a limit, capacity stops there and a full table refuses an admission; `place`
+    gives held patients their slots and lists the others as absent, out of every round."""
+    m = SlotMap(limit=20)
+    for i in range(20):
+        m.admit(f"p{i}")
+    assert m.capacity == 20
+    assert m.room == 0
+    with pytest.raises(ValueError, match="full"):
+        m.admit("late")
+    with pytest.raises(ValueError, match="full"):
+        m.assign(["late"])
+    with pytest.raises(ValueError, match="already"):
+        m.admit("p3")
+    placed = m.place(["p1", "gone", "p1", "p2"])
+    assert placed.absent == (1,)
+    assert placed.new_rows == []
+    assert placed.slots.tolist() == [m.get("p1"), -1, m.get("p1"), m.get("p2")]
+    assert [p.tolist() for p in placed.parts] == [[0, 3], [2]]
+    assert "gone" not in m
+    everyone = m.place(["p4", "p5"])
+    assert everyone.absent == ()
+    assert [p.tolist() for p in everyone.parts] == [[0, 1]]
+    assert m.place(["gone"]).parts == []

@@ -333,7 +333,8 @@ def _random_run(rng: np.random.Generator, n: int, patients: int) -> list[tuple[s
 def _state(ws: WindowStore) -> tuple[list[str], dict[str, tuple[object, ...]]]:
     out: dict[str, tuple[object, ...]] = {}
     for pid in ws.patients():
-        slot = ws._slots[pid]
+        slot = ws.table.get(pid)
+        assert slot is not None
         start, count = ws._start[slot], ws._count[slot]
         window = ws._slab[slot, start : start + count].tolist()
         out[pid] = (

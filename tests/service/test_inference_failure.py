@@ -46,7 +46,19 @@ def _outcome(daemon: Daemon, outcome: str) -> float:
 
 
 def _queue(daemon: Daemon, jobs: list[Job]) -> None:
-    daemon.pipeline.batcher.add([j.patient_id for j in jobs], jobs, [j.received_at for j in jobs])
+    """Queue the jobs as if their windows were ready: their patients are held (a job of a
+    patient the window store does not hold is dropped, not scored)."""
+    ids = [j.patient_id for j in jobs]
+    fresh = [j for j in jobs if j.patient_id not in daemon.pipeline.windows]
+    if fresh:
+        daemon.pipeline.windows.push(
+            [j.patient_id for j in fresh],
+            [j.t - 1.0 for j in fresh],
+            [j.seq - 1 for j in fresh],
+            np.stack([j.actual for j in fresh]),
+            [j.received_at - 1.0 for j in fresh],
+        )
+    daemon.pipeline.batcher.add(ids, jobs, [j.received_at for j in jobs])
 
 
 def test_a_failed_forward_counts_its_jobs_failed(predictor: Predictor) -> None:

@@ -172,3 +172,47 @@ def test_a_masked_model_scores_the_vitals_a_device_sends() -> None:
     count = p.metrics.registry.get_sample_value
     assert count("monitor_prediction_error_count", {"vital": "spo2"}) == 0.0
     assert count("monitor_prediction_error_count", {"vital": "heart_rate"}) == 5.0
+
+
+def test_one_patient_table_holds_the_windows_and_the_scoring_state() -> None:
+    """The window store admits into the pipeline's one table and the scoring side uses the
+    same slot; an evicted patient's slot, given to a newcomer, starts clean everywhere."""
+    p = make(window={"max_patients": 2, "idle_ttl_s": 5.0})
+    rng = np.random.default_rng(3)
+    feed(p, "a", list(70 + rng.standard_normal(6)))
+    score_all(p, predictor=200.0)  # far off: "a" has raised alerts
+    slot = p.patients.get("a")
+    assert slot is not None
+    assert p.windows.table is p.patients
+    assert p.scale._rows.slot_of("a") == slot
+    assert p.detector.active("a") == ["heart_rate"]
+    # "a" goes silent past the TTL: evicted, its slot freed and its alerts gone.
+    p.housekeeping(T0 + 100)
+    assert "a" not in p.patients
+    assert len(p.patients) == 0
+    assert p.detector.active("a") == []
+    feed(p, "b", list(70 + rng.standard_normal(6)), start=200)
+    assert p.patients.get("b") == slot
+    score_all(p)
+    assert p.detector.active("b") == []
+    assert p.scale.sigma("b") is not None
+
+
+def test_a_sample_whose_patient_was_evicted_in_flight_is_dropped_and_counted() -> None:
+    """A job queued before its patient's eviction is not scored against a slot nobody
+    holds: it ends as `dropped` (reason `evicted`), and every sample has one outcome."""
+    p = make(window={"idle_ttl_s": 5.0})
+    feed(p, "a", [70.0, 71.0, 72.0, 73.0, 74.0, 75.0])
+    feed(p, "b", [60.0, 61.0, 62.0, 63.0, 64.0], start=90)
+    jobs = p.take_batch()
+    assert [j.patient_id for j in jobs] == ["a", "a", "b"]
+    p.housekeeping(T0 + 96)  # "a" silent for 91 s: evicted while its jobs wait
+    assert "a" not in p.patients
+    preds = np.stack([j.context[-1] for j in jobs]).astype(np.float32)
+    p.score(jobs, preds, T0 + 96, live=False)
+    assert outcomes(p) == {"warming_up": 8, "scored": 1, "dropped": 2}
+    dropped = p.metrics.registry.get_sample_value(
+        "monitor_dropped_messages_total", {"reason": "evicted"}
+    )
+    assert dropped == 2
+    assert len(p.scale) == 1  # only "b" holds scoring state
