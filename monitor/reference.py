@@ -216,7 +216,8 @@ single-sample messages; a block message adds one outcome per sample): `scored`,
 `refused_cap` (patient cap reached), `shed` (overload: newest window per patient wins),
 `invalid` (refused by the codec, or a sample whose clock jumped ahead of its patient's
 learned offset, docs/time.md; the reason in `monitor_invalid_messages_total`),
-`dropped` (a bounded queue was full; the reason in `monitor_dropped_messages_total`) or
+`dropped` (a bounded queue was full, or its patient was evicted while the sample waited for
+the model; the reason in `monitor_dropped_messages_total`) or
 `failed` (queued for scoring, but the model forward of its batch raised; logged as
 `inference_failed`).
 """

@@ -30,7 +30,8 @@ resident memory; freed slots are reused. The policy (docs/detection.md):
   `period_s` (the model's sample period) the limit stretches with a stream slower than
   the model: it is `max_gap_s` times the patient's previous interval over `period_s` when
   that is above 1, so once-a-minute numerics served by a 1 Hz model are not reset at every
-  sample (the same stretch applies to `stale`).
+  sample (the same stretch applies to `stale`). With `period_s`, a stream's first interval
+  (its window holds one sample) is its rate, never a gap.
 * seq jumps by more than one: accepted; `missing` says how many numbers were skipped.
 * a new patient when the store is full: the least recently seen patient is evicted if idle
   for longer than `idle_ttl_s`; else the least recently seen patient still on probation
@@ -421,7 +422,13 @@ class WindowStore:
         self._last_seq[slot] = seq
         self._last_t[slot] = t
         dt = t - last_t
-        limit = self.max_gap_s * self._stretch(self._last_dt[slot])
+        previous = self._last_dt[slot]
+        if previous == 0.0 and self._count[slot] == 1 and self.period_s > 0:
+            # A stream's first interval: its rate, not a gap (nothing to judge it by yet; a
+            # silence longer than `idle_ttl_s` has evicted the patient meanwhile).
+            limit = math.inf
+        else:
+            limit = self.max_gap_s * self._stretch(previous)
         self._last_dt[slot] = dt
         if dt > limit or restart:
             self._count[slot] = 0

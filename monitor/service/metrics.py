@@ -95,7 +95,8 @@ class Metrics:
             ),
             dropped=Counter(
                 "monitor_dropped_messages",
-                "Payloads dropped before decoding (bounded queues), or samples whose patient "
+                "Payloads dropped before decoding (bounded queues: queue_full, alert_queue_full, "
+                "shutdown), or samples whose patient "
                 "was evicted while they waited for the model (evicted).",
                 ["reason"],
                 registry=r,

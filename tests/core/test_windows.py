@@ -420,3 +420,21 @@ def test_the_store_keeps_its_attributes_in_slots() -> None:
     assert not hasattr(ws, "__dict__")
     with pytest.raises(AttributeError):
         ws.undeclared = 1  # type: ignore[attr-defined]
+
+
+def test_a_slow_streams_first_interval_is_its_rate_not_a_gap() -> None:
+    """With the model's period, the second sample of a once-a-minute stream goes on in the
+    window (no reset: there is no interval to judge it by); a later silence of 30 of its
+    own intervals still resets. Without a period the first interval is judged as any."""
+    store = WindowStore(4, 1, max_patients=2, idle_ttl_s=1e9, max_gap_s=30.0, period_s=1.0)
+    values = np.zeros((1, 1))
+    outcomes = []
+    for i, t in enumerate([0.0, 60.0, 120.0, 180.0, 240.0]):
+        r = store.push(["p"], [t], [i], values, [t]).result(0)
+        outcomes.append((r.outcome, r.gap_reset))
+    assert outcomes == [("warming_up", False)] * 4 + [("ready", False)]
+    late = store.push(["p"], [240.0 + 60 * 31], [5], values, [240.0 + 60 * 31]).result(0)
+    assert late.gap_reset
+    plain = WindowStore(4, 1, max_patients=2, idle_ttl_s=1e9, max_gap_s=30.0)
+    plain.push(["p"], [0.0], [0], values, [0.0])
+    assert plain.push(["p"], [60.0], [1], values, [60.0]).result(0).gap_reset
