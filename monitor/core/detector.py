@@ -71,6 +71,18 @@ class VitalOverride(BaseModel):
     merge_samples: int | None = Field(default=None, ge=0)
 
 
+#: Settings that are not per-vital thresholds (not in `Thresholds`).
+_GLOBAL_ONLY = {
+    "per_vital",
+    "target_false_alarms_per_day",
+    "max_gain",
+    "follow_level",
+    "follow_share",
+    "follow_step",
+    "follow_max_gain",
+}
+
+
 class DetectorConfig(BaseModel):
     """Detector settings: global defaults plus per-vital overrides (all in sigma units).
 
@@ -104,6 +116,14 @@ class DetectorConfig(BaseModel):
             never more sensitive than these levels). None: no calibration (gain 1).
             Global only; used by the pipeline, not by the detector itself.
         max_gain: The calibrated gain never exceeds this (global only).
+        follow_level: Each patient's alarm level follows its own tail
+            (`monitor.core.follow.AlarmFollow`, for a model whose card clips the residual
+            scale: one trained on a real recording): z, in calibrated units, is divided by
+            a per-patient, per-vital gain that rises while more than `follow_share` of its
+            samples pass this level. None: off (global only, as the three below).
+        follow_share: The share of samples above `follow_level` the follow settles at.
+        follow_step: Log-gain added per sample above `follow_level` (the follow's speed).
+        follow_max_gain: The follow's gain stays within [1, this].
         per_vital: Vital name -> partial override.
     """
 
@@ -123,6 +143,10 @@ class DetectorConfig(BaseModel):
     merge_samples: int = Field(default=10, ge=0)
     target_false_alarms_per_day: float | None = Field(default=1.0, gt=0)
     max_gain: float = Field(default=64.0, ge=1)
+    follow_level: float | None = Field(default=3.0, gt=0)
+    follow_share: float = Field(default=0.01, gt=0, lt=1)
+    follow_step: float = Field(default=0.01, gt=0)
+    follow_max_gain: float = Field(default=4.0, ge=1)
     per_vital: dict[str, VitalOverride] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -145,7 +169,7 @@ class DetectorConfig(BaseModel):
 
     def resolve(self, vital: str) -> Thresholds:
         """Return the settings of one vital (global values where it has no override)."""
-        base = self.model_dump(exclude={"per_vital", "target_false_alarms_per_day", "max_gain"})
+        base = self.model_dump(exclude=_GLOBAL_ONLY)
         override = self.per_vital.get(vital)
         if override is not None:
             base.update(override.model_dump(exclude_none=True))

@@ -17,6 +17,7 @@ import numpy as np
 
 from monitor.core.alerts import AlertEvent
 from monitor.core.detector import Detector
+from monitor.core.follow import AlarmFollow
 from monitor.core.scale import ResidualScale
 from monitor.core.slots import Placement, SlotMap
 from monitor.core.stuck import StuckSensors
@@ -72,6 +73,24 @@ class Scorer:
         self.stuck = stuck
         self.gain = gain
         self.alarms = alarms
+        cfg = detector.config
+        #: The per-patient follow of the alarm level (`detector.follow_level`), for a model
+        #: whose card clips the residual scale (trained on a real recording: heavy-tailed
+        #: residuals); None: off. The simulator's Gaussian residuals and anomaly-dense
+        #: patients keep the fixed levels, as they keep the unclipped scale
+        #: (docs/detection.md, "The alarm level follows each patient").
+        self.follow = (
+            None
+            if cfg.follow_level is None or scale.clip_at is None
+            else AlarmFollow(
+                len(gain),
+                level=cfg.follow_level,
+                share=cfg.follow_share,
+                step=cfg.follow_step,
+                max_gain=cfg.follow_max_gain,
+                patients=patients,
+            )
+        )
 
     def score(
         self,
@@ -106,6 +125,8 @@ class Scorer:
         if self.scale.masked and bool(np.isnan(absz).any()):
             z = np.nan_to_num(z, nan=0.0)
         z /= self.gain  # calibrated units from here on (docs/detection.md)
+        if self.follow is not None:
+            z = self.follow.apply(patient_ids, z, placed=placed)
         stuck = self.stuck.find(windows, actual)
         any_stuck = self.stuck.distrust(placed, seq, stuck, z)
         alerts = self.detector.update_many(

@@ -56,20 +56,26 @@ def scaled_residuals(
     residual_sigma: Sequence[float],
     clip_at: float | None = None,
 ) -> list[FloatArray]:
-    """The z that serving would compute for every scored sample of every segment.
+    """The z that serving would compute for every scored sample of every stream.
 
-    Each segment is one stream (one patient): its first `window` samples are context only,
-    as in the daemon's window store, and its residual scale starts from its first window.
+    Each segment's first `window` samples are context only, as in the daemon's window store
+    (a gap restarts the window). The segments of one stream (`Segment.stream`: one patient)
+    share one residual scale, which starts from the stream's first window and goes on across
+    its gaps, as serving's per-patient scale does; a segment without a stream is a stream of
+    its own. (Restarting the scale at every gap counted each short segment's start-up, when
+    the scale has not yet learned the stream's residuals, as raises: on an irregularly
+    sampled series cut into many short segments that was most of the calibration's count.)
 
     Args:
-        segments: Gap-free runs of samples, oldest first.
+        segments: Gap-free runs of samples, oldest first; a stream's segments in time order.
         predict: Raw windows ``(N, window, F)`` -> raw next-sample predictions ``(N, F)``.
         window: The model's window.
         residual_sigma: The card's pooled residual sigma (the scale's floor).
         clip_at: The card's `residual_clip_at` (the scale serving will use).
 
     Returns:
-        One ``(T_i - window, F)`` array per segment longer than the window.
+        One array per stream with a segment longer than the window: its segments' scored
+        samples, ``(sum(T_i - window), F)``, in order (streams in order of first segment).
     """
     ids: list[str] = []
     firsts: list[AnyFloatArray] = []
@@ -79,15 +85,19 @@ def scaled_residuals(
         if len(y) == 0:
             continue
         parts.append(np.asarray(y - predict(x), dtype=np.float64))
-        ids += [f"s{i}"] * len(y)
+        ids += [f"s{i}" if seg.stream is None else f"r{seg.stream}"] * len(y)
         # Only a stream's first window is read (its initial scale): one reference per row.
         firsts += [x[0]] * len(y)
     if not parts:
         return []
-    # All streams in one call: the scale steps every stream's t-th sample in one round.
+    # All streams in one call: the scale steps every stream's t-th sample in one round,
+    # and a stream's rows, in order, each see the state its previous row left.
     scale = ResidualScale(np.asarray(residual_sigma, dtype=np.float64), clip_at=clip_at)
     z = scale.z_batch(ids, firsts, np.concatenate(parts))
-    return np.split(z, np.cumsum([len(p) for p in parts])[:-1])
+    rows: dict[str, list[int]] = {}
+    for row, name in enumerate(ids):
+        rows.setdefault(name, []).append(row)
+    return [z[np.asarray(r)] for r in rows.values()]
 
 
 def raise_counts(

@@ -25,10 +25,15 @@ class Segment:
     Attributes:
         values: Measured values, shape ``(T, F)``, raw units.
         clean: The noiseless signal at the same times, when the source knows it.
+        stream: The series (one patient) the segment was cut from, when several segments
+            come from one: serving keeps one residual scale and one detector state per
+            patient across the gaps between them, and the alarm calibration does the same
+            (`monitor.training.calibration.scaled_residuals`). None: a stream of its own.
     """
 
     values: FloatArray
     clean: FloatArray | None = None
+    stream: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -184,10 +184,13 @@ def sample_period(rec: Recording) -> float:
     return float(np.median(steps))
 
 
-def segments(values: FloatArray, times: FloatArray, period: float) -> list[Segment]:
+def segments(
+    values: FloatArray, times: FloatArray, period: float, stream: str | None = None
+) -> list[Segment]:
     """Split rows into gap-free segments: a missing value or a time jump ends a segment.
 
-    A time jump is a step above 1.5 sample periods (a dropped sample).
+    A time jump is a step above 1.5 sample periods (a dropped sample). Every segment is
+    marked with `stream` (the series it was cut from).
     """
     ok = np.isfinite(values).all(axis=1) & np.isfinite(times)
     out: list[Segment] = []
@@ -195,7 +198,7 @@ def segments(values: FloatArray, times: FloatArray, period: float) -> list[Segme
     for i in range(len(ok) + 1):
         jump = i < len(ok) and start is not None and times[i] - times[i - 1] > 1.5 * period
         if start is not None and (i == len(ok) or not ok[i] or jump):
-            out.append(Segment(values[start:i].copy()))
+            out.append(Segment(values[start:i].copy(), stream=stream))
             start = None
         if i < len(ok) and ok[i] and start is None:
             start = i
@@ -372,14 +375,16 @@ def split_recordings(
     val: list[Segment] = []
     test: list[Segment] = []
     plan = plan_split(recordings, train_range)
-    for rec, cut in zip(recordings, plan, strict=True):
+    for k, (rec, cut) in enumerate(zip(recordings, plan, strict=True)):
         val_start = int(cut.train * (1.0 - val_fraction))
+        # One stream per recording (one patient in serving), its segments in time order.
+        stream = f"{k}:{rec.source}"
         for part, lo, hi in (
             (train, 0, val_start),
             (val, val_start, cut.train),
             (test, cut.train, cut.total),
         ):
-            part.extend(segments(rec.values[lo:hi], rec.times[lo:hi], period))
+            part.extend(segments(rec.values[lo:hi], rec.times[lo:hi], period, stream))
     names = ", ".join(Path(r.source).name for r in recordings)
     if len(plan) <= MAX_DESCRIBED:
         rows = "; ".join(cut.describe() for cut in plan)

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from monitor.core.alerts import AlertEvent
 from monitor.core.detector import DetectorConfig, alarm_gains
+from monitor.core.scale import ResidualScale
 from monitor.engine.pipeline import ModelInfo, Pipeline
 from monitor.model.card import Calibration, ModelCard, VitalCalibration
 from monitor.model.store import load_model
@@ -104,6 +105,29 @@ def test_heavy_tails_get_a_gain_that_meets_the_budget_on_fresh_data(kind: str) -
     after = raise_counts(fresh, ["heart_rate"], [gain])[0, 0] / days
     assert before > 30 * target
     assert target / 3 <= after <= target * 2.5
+
+
+def test_the_segments_of_one_stream_share_one_scale_as_serving_does() -> None:
+    """Segments cut from one series by gaps are one patient in serving: one residual scale
+    across the gaps, started from the stream's first window, not restarted per segment."""
+    rng = np.random.default_rng(7)
+    pieces = [LEVEL + rng.standard_t(3, (WINDOW + n, 1)) for n in (3, 8, 1, 30)]
+    chained = scaled_residuals(
+        [Segment(p, stream="a") for p in pieces], _predict, WINDOW, [1.0], clip_at=6.0
+    )
+    assert len(chained) == 1
+    resid = np.concatenate([p[WINDOW:] - LEVEL for p in pieces])
+    scale = ResidualScale(np.array([1.0]), clip_at=6.0)
+    expected = scale.z_batch(["p"] * len(resid), [pieces[0][:WINDOW]] * len(resid), resid)
+    np.testing.assert_allclose(chained[0], expected)
+    # Without a stream each segment is a patient of its own, as before.
+    apart = scaled_residuals([Segment(p) for p in pieces], _predict, WINDOW, [1.0], clip_at=6.0)
+    assert [len(z) for z in apart] == [3, 8, 1, 30]
+    assert not np.allclose(np.concatenate(apart), expected)
+    # Two streams interleaved in the list keep their own rows, each in its own order.
+    mixed = [Segment(pieces[0], stream="a"), Segment(pieces[1], stream="b")]
+    mixed += [Segment(pieces[2], stream="a")]
+    assert [len(z) for z in scaled_residuals(mixed, _predict, WINDOW, [1.0])] == [4, 8]
 
 
 def test_fit_tail_recovers_an_exponential_tail_and_refuses_too_little() -> None:

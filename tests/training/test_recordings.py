@@ -72,3 +72,5 @@ def test_chronological_split(tmp_path: Path) -> None:
     assert [s.values[:, 0].tolist() for s in data.train] == [[60 + i for i in range(11)]]
     assert [s.values[:, 0].tolist() for s in data.val] == [[71, 72, 73]]
     assert [s.values[:, 0].tolist() for s in data.test] == [[74 + i for i in range(6)]]
+    # Every segment names its recording: serving's one patient, calibrated as one stream.
+    assert {s.stream for s in (*data.train, *data.val, *data.test)} == {f"0:{rec.source}"}
