@@ -26,10 +26,13 @@ operations per round of distinct patients.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from monitor.core.slots import Placement, Rows, SlotMap, grown
+from monitor.core.state import StateArrays, check_array
 from monitor.core.types import FloatArray
 
 __all__ = ["AlarmFollow"]
@@ -109,6 +112,35 @@ class AlarmFollow:
             over = np.abs(zf) > self.level
             self._log[s] = np.clip(lg + self.step * (over - self.share), 0.0, self.max_log)
         return out
+
+    def export_state(self) -> tuple[list[str], dict[str, npt.NDArray[Any]]]:
+        """Return every followed patient's state: ``log`` ``(n, F)`` float64, the log of
+        its follow gain per vital."""
+        pairs = self._rows.items()
+        slots = np.array([slot for _, slot in pairs], dtype=np.intp)
+        return [pid for pid, _ in pairs], {"log": self._log[slots]}
+
+    def import_state(self, patient_ids: Sequence[str], arrays: StateArrays) -> None:
+        """Hold the patients of an `export_state` (none of them followed yet).
+
+        Raises:
+            ValueError: A patient is followed already or listed twice, the array has the
+                wrong shape or a gain lies outside ``[1, max_gain]``; nothing is changed.
+        """
+        n = len(patient_ids)
+        log_gain = check_array(arrays, "log", (n, self.n_features))
+        if len(set(patient_ids)) != n or any(
+            self._rows.slot_of(p) is not None for p in patient_ids
+        ):
+            raise ValueError("import_state needs patients not followed yet, each once")
+        if n and not np.all((log_gain >= 0.0) & (log_gain <= self.max_log + 1e-12)):
+            raise ValueError("follow gain out of range")
+        slots = self.patients.assign(patient_ids).slots
+        cap = self._rows.grow()
+        if cap is not None:
+            self._log = grown(self._log, cap)
+        self._log[slots] = log_gain
+        self._rows.hold(slots)
 
     def forget(self, patient_id: str) -> None:
         """Drop a patient's follow (eviction): its slot leaves the shared table."""

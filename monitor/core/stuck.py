@@ -11,11 +11,14 @@ vital's window still holds a stuck sample its z counts as 0 for the physiologica
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from monitor.core.alerts import AlertEvent
 from monitor.core.slots import Placement, SlotMap, grown
+from monitor.core.state import StateArrays, check_array
 from monitor.core.technical import TechnicalAlarms
 from monitor.core.types import BoolArray, Float32Array, FloatArray
 from monitor.core.vitals import Registry
@@ -152,6 +155,38 @@ class StuckSensors:
                 continue
             z[row] = np.where(untrusted, 0.0, z[row])
         return any_stuck
+
+    def export_state(self) -> tuple[list[str], dict[str, npt.NDArray[Any]]]:
+        """Return the patients whose window may still hold a stuck sample, with ``seq``
+        ``(n, F)`` float64: per vital, the seq of its last stuck sample (-inf: none)."""
+        generation, live = self.patients.generation, self._live
+        pairs = [
+            (pid, slot) for pid, slot in self.patients.items() if live.get(slot) == generation[slot]
+        ]
+        slots = np.array([slot for _, slot in pairs], dtype=np.intp)
+        seq = self._stuck_seq[slots] if pairs else np.zeros((0, len(self.features)))
+        return [pid for pid, _ in pairs], {"seq": seq}
+
+    def import_state(self, patient_ids: Sequence[str], arrays: StateArrays) -> None:
+        """Take the stuck-sample history of an `export_state` for patients the shared
+        table holds (the window store's restore placed them).
+
+        Raises:
+            ValueError: A patient holds no slot, is listed twice, or the array has the
+                wrong shape; nothing is changed then.
+        """
+        n = len(patient_ids)
+        seq = check_array(arrays, "seq", (n, len(self.features)))
+        slots = [self.patients.get(pid) for pid in patient_ids]
+        if len(set(patient_ids)) != n or None in slots:
+            raise ValueError("stuck history for patients the table does not hold")
+        if self._stuck_seq.shape[0] < self.patients.capacity:
+            self._stuck_seq = grown(self._stuck_seq, self.patients.capacity)
+        generation = self.patients.generation
+        for row, slot in enumerate(slots):
+            assert slot is not None
+            self._stuck_seq[slot] = seq[row]
+            self._live[slot] = int(generation[slot])
 
     def flatlines(
         self,

@@ -5,10 +5,13 @@ A restart would otherwise leave every patient unmonitored for a whole window (12
 reading it never runs code) whose metadata holds one JSON header: format, model version,
 window, features, sample width, detector `shift_n`, written_at, the patient ids and a
 SHA-256 of every array. Each component's arrays (`WindowStore`, `ResidualScale`,
-`Detector` `export_state`) are stored under ``<component>.<name>`` with rows aligned to
+`Detector`, and the scorer's `StuckSensors` and `AlarmFollow` when it has one:
+`export_state`) are stored under ``<component>.<name>`` with rows aligned to
 ``<component>.index``, positions in the header's patient list, so nothing in the file
-depends on slot numbers. Technical alert state (open technical alerts, stuck-sensor
-bookkeeping) is not saved: restored patients start with none open (docs/reliability.md).
+depends on slot numbers. The stuck sensors and the follow are optional on restore (a file
+without them restores them cold; a daemon without a follow ignores its arrays). Open
+technical alerts are not saved: restored patients start with none open
+(docs/reliability.md).
 
 Written to a temporary file beside the target, flushed to disk, then renamed: a crash
 mid-write leaves the old file or none, never a torn one. A file that cannot be used
@@ -36,6 +39,7 @@ from safetensors import SafetensorError
 
 from monitor.core.detector import Detector
 from monitor.core.scale import ResidualScale
+from monitor.core.scoring import Scorer
 from monitor.core.state import StateArrays
 from monitor.core.windows import WindowStore
 
@@ -55,6 +59,16 @@ log = structlog.get_logger("monitor")
 FORMAT = 1
 _HEADER_KEY = "vitals_monitor_snapshot"
 _COMPONENTS = ("windows", "scale", "detector")
+#: Components restored when the file has them (written by a daemon that had them).
+_OPTIONAL = ("stuck", "follow")
+
+
+class _Part(Protocol):
+    """A component whose per-patient state a snapshot carries."""
+
+    def export_state(self) -> tuple[list[str], dict[str, npt.NDArray[Any]]]: ...
+
+    def import_state(self, patient_ids: list[str], arrays: StateArrays) -> None: ...
 
 
 class Served(Protocol):
@@ -74,6 +88,23 @@ class Served(Protocol):
     def detector(self) -> Detector:
         """The detector."""
         ...
+
+    @property
+    def scorer(self) -> Scorer:
+        """The scoring (its stuck sensors and alarm follow)."""
+        ...
+
+
+def _parts(served: Served) -> dict[str, _Part]:
+    """Every component but the windows, by its name in the file."""
+    parts: dict[str, _Part] = {
+        "scale": served.scale,
+        "detector": served.detector,
+        "stuck": served.scorer.stuck,
+    }
+    if served.scorer.follow is not None:
+        parts["follow"] = served.scorer.follow
+    return parts
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,12 +156,12 @@ def write_snapshot(path: Path, served: Served, now: float) -> SnapshotStats:
     ids, window_arrays = served.windows.export_state()
     position = {pid: i for i, pid in enumerate(ids)}
     tensors: dict[str, npt.NDArray[Any]] = {}
-    for name in _COMPONENTS:
+    parts = _parts(served)
+    for name in ("windows", *parts):
         if name == "windows":
             held, arrays = ids, window_arrays
         else:
-            part: ResidualScale | Detector = served.scale if name == "scale" else served.detector
-            held, arrays = part.export_state()
+            held, arrays = parts[name].export_state()
             # The pipeline forgets a patient everywhere at once; one not in the windows
             # could not be scored again anyway.
             keep = [i for i, pid in enumerate(held) if pid in position]
@@ -214,8 +245,11 @@ def restore(served: Served, header: dict[str, Any], tensors: StateArrays, now: f
     """
     ids: list[str] = header["patients"]
     shift = max(0.0, now - float(header["written_at"]))
+    parts = _parts(served)
     try:
-        for name in _COMPONENTS:
+        for name in (*_COMPONENTS, *_OPTIONAL):
+            if name in _OPTIONAL and (name not in parts or f"{name}.index" not in tensors):
+                continue  # cold for this component, or a component this daemon lacks
             arrays = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"{name}.")}
             index = arrays.pop("index").tolist()
             if name == "windows" and index != list(range(len(ids))):
@@ -225,10 +259,8 @@ def restore(served: Served, header: dict[str, Any], tensors: StateArrays, now: f
             held = [ids[i] for i in index]
             if name == "windows":
                 served.windows.import_state(held, arrays, shift_s=shift)
-            elif name == "scale":
-                served.scale.import_state(held, arrays)
             else:
-                served.detector.import_state(held, arrays)
+                parts[name].import_state(held, arrays)
     except (ValueError, IndexError, KeyError, TypeError) as exc:
         for pid in ids:  # all or nothing: a half-restored patient would be inconsistent
             served.windows.remove(pid)

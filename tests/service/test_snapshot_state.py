@@ -176,3 +176,26 @@ def test_detector_import_refuses_inconsistent_state() -> None:
     with pytest.raises(ValueError, match="out of range"):
         restored.import_state(ids, dict(arrays, n_raised=np.array([2])))
     assert len(restored) == 0
+
+
+def test_stuck_and_follow_imports_refuse_what_does_not_fit() -> None:
+    """The stuck history is only for patients the shared table holds; a follow gain outside
+    [1, max_gain] or a second copy of a followed patient is refused, nothing changed."""
+    from monitor.core.follow import AlarmFollow
+    from monitor.core.slots import SlotMap
+    from monitor.core.stuck import StuckSensors
+
+    table = SlotMap()
+    stuck = StuckSensors(FEATURES, WINDOW, [5, 5, 5], masked=False, patients=table)
+    with pytest.raises(ValueError, match="does not hold"):
+        stuck.import_state(["nobody"], {"seq": np.zeros((1, F))})
+    with pytest.raises(ValueError, match="shape"):
+        stuck.import_state(["nobody"], {"seq": np.zeros((1, F + 1))})
+    assert stuck.export_state()[0] == []
+    follow = AlarmFollow(F, level=3.0, share=0.01, step=0.01, max_gain=4.0, patients=table)
+    with pytest.raises(ValueError, match="out of range"):
+        follow.import_state(["a"], {"log": np.full((1, F), 2.0)})  # e^2 > 4
+    follow.import_state(["a"], {"log": np.full((1, F), 0.5)})
+    np.testing.assert_allclose(follow.gain("a"), np.exp(0.5))
+    with pytest.raises(ValueError, match="not followed yet"):
+        follow.import_state(["a"], {"log": np.zeros((1, F))})
