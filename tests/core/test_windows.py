@@ -438,3 +438,35 @@ def test_a_slow_streams_first_interval_is_its_rate_not_a_gap() -> None:
     plain = WindowStore(4, 1, max_patients=2, idle_ttl_s=1e9, max_gap_s=30.0)
     plain.push(["p"], [0.0], [0], values, [0.0])
     assert plain.push(["p"], [60.0], [1], values, [60.0]).result(0).gap_reset
+
+
+def test_the_store_admits_into_the_table_it_is_given_and_releases_on_eviction() -> None:
+    """The store's patients are the table's: an admission takes a slot there, an eviction
+    frees it (its generation moves on); a table with another limit, or not empty, is
+    refused."""
+    from monitor.core.slots import SlotMap
+
+    with pytest.raises(ValueError, match="limit"):
+        WindowStore(3, 1, max_patients=4, idle_ttl_s=5.0, max_gap_s=30.0, patients=SlotMap(3))
+    busy = SlotMap(4)
+    busy.admit("x")
+    with pytest.raises(ValueError, match="empty"):
+        WindowStore(3, 1, max_patients=4, idle_ttl_s=5.0, max_gap_s=30.0, patients=busy)
+    table = SlotMap(2)
+    store = WindowStore(3, 1, max_patients=2, idle_ttl_s=5.0, max_gap_s=30.0, patients=table)
+    one = np.zeros((1, 1))
+    store.push(["a"], [0.0], [0], one, [0.0])
+    store.push(["b"], [1.0], [0], one, [1.0])
+    slots = {pid: table.get(pid) for pid in ("a", "b")}
+    assert set(table.index) == {"a", "b"}
+    born = table.generation.copy()
+    # Full: "c" evicts every idle patient and takes one of their slots.
+    result = store.push(["c"], [10.0], [0], one, [10.0]).result(0)
+    assert result.evicted == ("a", "b")
+    assert "a" not in table
+    assert "b" not in table
+    assert table.get("c") in set(slots.values())
+    for slot in slots.values():
+        assert slot is not None
+        assert table.generation[slot] > born[slot]
+    assert len(table) == len(store) == 1
