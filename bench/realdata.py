@@ -239,6 +239,21 @@ def _cut_labels(labels: Path, until: float) -> None:
         csv.writer(f, lineterminator="\n").writerows(kept)
 
 
+def write_alarm_label(spec: Spec, labels: Path) -> None:
+    """Write a false alarm's window as the record's one label (kind `false_alarm`).
+
+    With `--tolerance 0` an onset matches it exactly when `start <= t <= end`, so the onsets
+    inside the window are the report's `onsets - false_alerts`.
+    """
+    if spec.alarm_window_s is None:
+        raise ValueError(f"{spec.name} has no alarm window")
+    lo, hi = (START + t for t in spec.alarm_window_s)
+    labels.write_text(
+        f"patient_id,start,end,vital,kind\n{spec.name},{lo:.3f},{hi:.3f},,false_alarm\n",
+        encoding="utf-8",
+    )
+
+
 def run_record(spec: Spec, data: Path, work: Path, minutes: float | None) -> dict[str, Any]:
     """Import, label, train on the prefix and evaluate one record; return its figures."""
     t0 = time.perf_counter()
@@ -249,11 +264,7 @@ def run_record(spec: Spec, data: Path, work: Path, minutes: float | None) -> dic
     imp = ["import", str(src), "--out", str(rec), "--patient-id", spec.name, *maps]
     imp += ["--start-time", str(START), *spec.import_args]
     if spec.alarm_window_s is not None:
-        lo, hi = (START + t for t in spec.alarm_window_s)
-        labels.write_text(
-            f"patient_id,start,end,vital,kind\n{spec.name},{lo:.3f},{hi:.3f},,false_alarm\n",
-            encoding="utf-8",
-        )
+        write_alarm_label(spec, labels)
     elif spec.annotations is None:
         labels.write_text("patient_id,start,end\n", encoding="utf-8")
     else:
@@ -318,13 +329,13 @@ def run_record(spec: Spec, data: Path, work: Path, minutes: float | None) -> dic
 
 def _labelled(res: dict[str, Any]) -> bool:
     """A record with true events (not one whose only label is a false alarm's window)."""
-    return bool(res["labels"]) and res["alarm_window_s"] is None
+    return bool(res["labels"]) and res.get("alarm_window_s") is None
 
 
 def print_alarm_records(results: Sequence[dict[str, Any]]) -> None:
     """The false-alarm records: onsets per hour, and the onsets inside the alarm's window."""
     for res in results:
-        if res["alarm_window_s"] is None:
+        if res.get("alarm_window_s") is None:
             continue
         lo, hi = res["alarm_window_s"]
         print(
