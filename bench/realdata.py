@@ -5,7 +5,11 @@ annotations, `monitor train` a model on the first 15 % of its rows, `monitor eva
 whole series (the product and both baselines on the same samples), and print one row per
 record; then pooled rows and the ratio of the product's pooled F1 to the better baseline's
 (pooled counts are dominated by the record with most false alerts: read the rows too).
-The MIMIC-II numerics have no labels: only onsets per patient-hour and samples scored.
+The MIMIC-II numerics and the MIMIC DB waveforms have no labels: only onsets per
+patient-hour and samples scored. The two 2015 Challenge records have no true event, only a
+bedside alarm that experts labelled false: their figures are the onsets per hour over the
+record and the onsets inside the alarm's window (`Spec.alarm_window_s`), kept out of the
+pooled rows.
 
     python bench/realdata.py                                  # every record
     python bench/realdata.py --records mitdb100_beats rec12726_bp
@@ -36,6 +40,20 @@ TRAIN_FRACTION = 0.15
 DETECTORS = ("product", "rolling_z", "persistence")
 #: The ECG lead as a registered signal: name, unit, plausible bounds, sample period.
 ECG_SIGNAL = "ecg_mv:mV:-10:10:0.0027778"
+#: The 2015 Challenge's 250 Hz channels and the MIMIC DB's 125 Hz ones as registered signals.
+CHALLENGE_SIGNALS = (
+    "ecg_ii_mv:mV:-10:10:0.004",
+    "ecg_v_mv:mV:-10:10:0.004",
+    "pleth_nu:NU:-10:10:0.004",
+    "resp_nu:NU:-10:10:0.004",
+)
+MIMICDB_SIGNALS = (
+    "ecg_mcl1_mv:mV:-10:10:0.008",
+    "abp_mmhg:mmHg:0:300:0.008",
+    "resp_mv:mV:-10:10:0.008",
+)
+#: The Challenge's bedside alarm sounds at 5:00 of each record.
+CHALLENGE_ALARM_S = 300.0
 #: Beat symbols that are not normal (AAMI classes S, V, F and Q); record 100 has A and V.
 ABNORMAL_BEATS = ("A", "a", "J", "S", "V", "E", "F", "/", "f", "Q")
 
@@ -57,6 +75,10 @@ class Spec:
         train_args: Further `monitor train` options.
         settings: Daemon settings for `monitor evaluate`, as MONITOR_* environment variables.
         shipped_model: Evaluate the shipped default model instead of one trained on the prefix.
+        alarm_window_s: For a record whose only annotation is a bedside alarm that experts
+            labelled false: the alarm's window (seconds from the record's start). The bench
+            writes it as the one label (kind `false_alarm`), so that the onsets inside it are
+            `onsets - false_alerts`; the record is not a labelled one (no true event).
     """
 
     name: str
@@ -71,6 +93,11 @@ class Spec:
     train_args: tuple[str, ...] = field(default_factory=tuple)
     settings: tuple[tuple[str, str], ...] = ()
     shipped_model: bool = False
+    alarm_window_s: tuple[float, float] | None = None
+
+
+def _signals(specs: Sequence[str]) -> tuple[str, ...]:
+    return tuple(a for spec in specs for a in ("--signal", spec))
 
 
 SPECS = {
@@ -132,6 +159,40 @@ SPECS = {
             import_args=("--zero-is-missing",),
             shipped_model=True,
         ),
+        # 125 Hz ECG, arterial pressure and respiration waveforms, registered signals. No
+        # labels: onsets per patient-hour only.
+        Spec(
+            "mimicdb_03700181",
+            "mimicdb_03700181_ecg_abp_resp.csv",
+            ("MCL1_mV=ecg_mcl1_mv", "ABP_mmHg=abp_mmhg", "RESP_mV=resp_mv"),
+            ("ecg_mcl1_mv", "abp_mmhg", "resp_mv"),
+            import_args=_signals(MIMICDB_SIGNALS),
+            train_args=_signals(MIMICDB_SIGNALS),
+        ),
+        # 2015 Challenge, 250 Hz: a bedside ventricular tachycardia alarm at 300 s, the
+        # record's end, that experts labelled false. Window: the 10 s before the alarm, where
+        # the Challenge places the event that set it off.
+        Spec(
+            "chal2015_v102s",
+            "challenge2015_v102s.csv",
+            ("II_mV=ecg_ii_mv", "V_mV=ecg_v_mv", "PLETH_NU=pleth_nu", "RESP_NU=resp_nu"),
+            ("ecg_ii_mv", "ecg_v_mv", "pleth_nu", "resp_nu"),
+            import_args=_signals(CHALLENGE_SIGNALS),
+            train_args=_signals(CHALLENGE_SIGNALS),
+            alarm_window_s=(CHALLENGE_ALARM_S - 10.0, CHALLENGE_ALARM_S),
+        ),
+        # The same for a false asystole alarm at 300 s in a "long" record (30 s after the
+        # alarm, no respiration channel): the window runs on to the record's end (330 s),
+        # since a raise there would echo the same false alarm.
+        Spec(
+            "chal2015_a103l",
+            "challenge2015_a103l.csv",
+            ("II_mV=ecg_ii_mv", "V_mV=ecg_v_mv", "PLETH_NU=pleth_nu"),
+            ("ecg_ii_mv", "ecg_v_mv", "pleth_nu"),
+            import_args=_signals(CHALLENGE_SIGNALS[:3]),
+            train_args=_signals(CHALLENGE_SIGNALS[:3]),
+            alarm_window_s=(CHALLENGE_ALARM_S - 10.0, CHALLENGE_ALARM_S + 30.0),
+        ),
     )
 }
 
@@ -178,6 +239,21 @@ def _cut_labels(labels: Path, until: float) -> None:
         csv.writer(f, lineterminator="\n").writerows(kept)
 
 
+def write_alarm_label(spec: Spec, labels: Path) -> None:
+    """Write a false alarm's window as the record's one label (kind `false_alarm`).
+
+    With `--tolerance 0` an onset matches it exactly when `start <= t <= end`, so the onsets
+    inside the window are the report's `onsets - false_alerts`.
+    """
+    if spec.alarm_window_s is None:
+        raise ValueError(f"{spec.name} has no alarm window")
+    lo, hi = (START + t for t in spec.alarm_window_s)
+    labels.write_text(
+        f"patient_id,start,end,vital,kind\n{spec.name},{lo:.3f},{hi:.3f},,false_alarm\n",
+        encoding="utf-8",
+    )
+
+
 def run_record(spec: Spec, data: Path, work: Path, minutes: float | None) -> dict[str, Any]:
     """Import, label, train on the prefix and evaluate one record; return its figures."""
     t0 = time.perf_counter()
@@ -187,7 +263,9 @@ def run_record(spec: Spec, data: Path, work: Path, minutes: float | None) -> dic
     maps = [a for m in spec.maps for a in ("--map", m)]
     imp = ["import", str(src), "--out", str(rec), "--patient-id", spec.name, *maps]
     imp += ["--start-time", str(START), *spec.import_args]
-    if spec.annotations is None:
+    if spec.alarm_window_s is not None:
+        write_alarm_label(spec, labels)
+    elif spec.annotations is None:
         labels.write_text("patient_id,start,end\n", encoding="utf-8")
     else:
         imp += ["--labels-from", str(data / spec.annotations), "--labels-out", str(labels)]
@@ -225,6 +303,16 @@ def run_record(spec: Spec, data: Path, work: Path, minutes: float | None) -> dic
     )
     t_eval = time.perf_counter() - t0 - t_import - t_train
     j = json.loads(report.read_text(encoding="utf-8"))
+    in_window: list[dict[str, Any]] = []
+    if spec.alarm_window_s is not None:
+        # The product's technical alerts in the window: the report counts them, the offline
+        # replay's alert file places them.
+        alerts = work / f"{spec.name}.alerts.jsonl"
+        cli("replay", str(rec), "--offline", "--model", str(model), "--alerts", str(alerts))
+        lo, hi = (START + t for t in spec.alarm_window_s)
+        with alerts.open(encoding="utf-8") as f:
+            events = [json.loads(line) for line in f if line.strip()]
+        in_window = [e for e in events if e["state"] == "raised" and lo <= e["t"] <= hi]
     n_labels = max(0, len(labels.read_text(encoding="utf-8").splitlines()) - 1)
     return {
         "name": spec.name,
@@ -232,9 +320,46 @@ def run_record(spec: Spec, data: Path, work: Path, minutes: float | None) -> dic
         "labels": n_labels,
         "samples_scored": j["samples_scored"],
         "shipped_model": spec.shipped_model,
+        "alarm_window_s": spec.alarm_window_s,
+        "product_raised_in_window": in_window,
         "seconds": (t_import, t_train, t_eval),
         "rows_by": {"product": j["events"], **j["baselines"]},
     }
+
+
+def _labelled(res: dict[str, Any]) -> bool:
+    """A record with true events (not one whose only label is a false alarm's window)."""
+    return bool(res["labels"]) and res.get("alarm_window_s") is None
+
+
+def print_alarm_records(results: Sequence[dict[str, Any]]) -> None:
+    """The false-alarm records: onsets per hour, and the onsets inside the alarm's window."""
+    for res in results:
+        if res.get("alarm_window_s") is None:
+            continue
+        lo, hi = res["alarm_window_s"]
+        print(
+            f"\n{res['name']} (a bedside alarm at {CHALLENGE_ALARM_S:g} s labelled false, "
+            f"no true event; window {lo:g} .. {hi:g} s): {res['samples_scored']} samples scored"
+        )
+        for d in DETECTORS:
+            x = res["rows_by"][d]
+            onsets, hours = x["onsets"], x["scored_hours"]
+            inside = onsets - x["false_alerts"]
+            rate = None if not hours else onsets / hours
+            tech = ""
+            if d == "product":
+                placed = [
+                    f"{e['reason']} on {e['vital']} at {e['t'] - START:.1f} s"
+                    for e in res["product_raised_in_window"]
+                    if e["kind"] != "physiological"
+                ]
+                tech = f"; {x['technical_alerts']} technical alerts, {len(placed)} in the window"
+                tech += f" ({', '.join(placed)})" if placed else ""
+            print(
+                f"  {d:<12} {onsets:>5} onsets, {_f(rate, 2)} per hour over {hours:.3f} h, "
+                f"{inside} in the alarm's window{tech}"
+            )
 
 
 def _f(value: float | None, digits: int = 3) -> str:
@@ -243,7 +368,7 @@ def _f(value: float | None, digits: int = 3) -> str:
 
 def pooled(results: Sequence[dict[str, Any]], detector: str) -> dict[str, float | None]:
     """Events, detections, false alerts and hours summed over labelled records."""
-    rows = [r["rows_by"][detector] for r in results if r["labels"]]
+    rows = [r["rows_by"][detector] for r in results if _labelled(r)]
     events = sum(x["events"] for x in rows)
     found = sum(x["detected"] for x in rows)
     false = sum(x["false_alerts"] for x in rows)
@@ -256,7 +381,7 @@ def pooled(results: Sequence[dict[str, Any]], detector: str) -> dict[str, float 
 
 def print_table(results: Sequence[dict[str, Any]]) -> None:
     """One row per record and detector, then pooled rows and the F1 ratio."""
-    labelled = [r for r in results if r["labels"]]
+    labelled = [r for r in results if _labelled(r)]
     if not labelled:
         return
     print(
@@ -332,8 +457,13 @@ def main() -> None:
             if res["shipped_model"]
             else f"trained on the first {TRAIN_FRACTION:.0%} of its samples"
         )
+        labels = (
+            "1 false alarm's window, no true event"
+            if res["alarm_window_s"] is not None
+            else f"{res['labels']} labels"
+        )
         print(
-            f"{name}: {res['rows']} rows{cut}, {res['labels']} labels, {model}, "
+            f"{name}: {res['rows']} rows{cut}, {labels}, {model}, "
             f"{res['samples_scored']} samples scored; import {t_imp:.0f} s, "
             f"train {t_train:.0f} s, evaluate {t_eval:.0f} s",
             flush=True,
@@ -341,6 +471,7 @@ def main() -> None:
         results.append(res)
     print()
     print_table(results)
+    print_alarm_records(results)
     for res in results:
         if not res["labels"]:
             print(f"\n{res['name']} (no labels): {res['samples_scored']} samples scored")

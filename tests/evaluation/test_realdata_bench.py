@@ -50,6 +50,23 @@ def test_pooled_rows_sum_counts_over_labelled_records(realdata: ModuleType) -> N
         {"labels": 10, "rows_by": {"product": row(10, 5, 5, 1.0)}},
         {"labels": 30, "rows_by": {"product": row(30, 15, 0, 3.0)}},
         {"labels": 0, "rows_by": {"product": row(0, 0, 99, 9.0)}},  # unlabelled: left out
+        # a false alarm's window is no true event: left out too
+        {"labels": 1, "alarm_window_s": (290.0, 300.0), "rows_by": {"product": row(1, 1, 7, 0.1)}},
     ]
     got = realdata.pooled(results, "product")
     assert got == {"precision": 0.8, "recall": 0.5, "f1": pytest.approx(8 / 13), "fa_h": 1.25}
+
+
+def test_a_false_alarm_window_is_one_label_on_the_records_clock(
+    realdata: ModuleType, tmp_path: Path
+) -> None:
+    """The Challenge records' only label is their false alarm's window, for any vital."""
+    labels = tmp_path / "labels.csv"
+    for name, hi in (("chal2015_v102s", 300.0), ("chal2015_a103l", 330.0)):
+        realdata.write_alarm_label(realdata.SPECS[name], labels)
+        got = [
+            (lab.patient_id, lab.kind, lab.vital, lab.start_t, lab.end_t)
+            for lab in read_labels(labels)
+        ]
+        start = realdata.START
+        assert got == [(name, "false_alarm", None, start + 290.0, start + hi)]
