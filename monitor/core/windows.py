@@ -49,6 +49,9 @@ flag (1.0 or 0.0) per vital. A vital seen for the first time in a window is writ
 over the window's earlier rows (its flags stay 0), so a window never steps from a filler
 to the first real value; a vital never seen in the window stays NaN (the model input then
 treats it as absent, and its prediction is NaN: not scored).
+A batch's plain samples are carried forward with array operations (a forward fill per
+patient, from its window's last row); only a sample bringing a vital's first value in its
+window takes the sample-by-sample policy.
 """
 
 from __future__ import annotations
@@ -590,19 +593,15 @@ class WindowStore:
         lead_a = t_a - np.array(now, dtype=np.float64).reshape(n)
         cap = self._fast_lead
         fit &= lead_a <= np.array([cap[i] if i >= 0 else -np.inf for i in slots], np.float64)
+        carried = values
         if self.masked:
-            # A sample lacking a vital takes `_push_one` (carry forward), and so does one after a
-            # stored row lacking one (a vital's first value is written back over the
-            # window there); a later sample of the run follows a plain, complete one.
-            fit &= ~np.isnan(values).any(axis=1)
-            first = fit & ~has_previous
-            if first.any():
-                rows_first = np.flatnonzero(first)
-                last = np.array(
-                    [self._start[slots[i]] + window - 1 for i in rows_first.tolist()], np.int64
-                )
-                stored = self._slab[s[rows_first], last, : self.n_features]
-                fit[rows_first] = ~np.isnan(stored).any(axis=1)
+            # Missing vitals carried forward as `_put` does; a sample bringing a vital the
+            # row before it lacks takes `_push_one` (its first value is written back over
+            # the window there).
+            carried, appears = self._carried(
+                values, slots, s, order, first, fit, known & full, has_previous
+            )
+            fit &= ~appears
         # Plain: every sample of the patient up to this one fits (a running AND per group).
         misfits_sorted = np.cumsum(~fit[order])
         before_group = (misfits_sorted - (~fit[order]))[group_start]
@@ -626,8 +625,9 @@ class WindowStore:
         base = ps * self._row + np.array([starts[slots[i]] for i in rows.tolist()]) + k[rows]
         if self.masked:
             f = self.n_features
-            self._flat[base + window, :f] = values[rows]
-            self._flat[base + window, f:] = 1.0
+            self._flat[base + window, :f] = carried[rows]
+            # Observed flags: all 1 for a batch of complete samples (`_carried` returned it).
+            self._flat[base + window, f:] = 1.0 if carried is values else ~np.isnan(values[rows])
         else:
             self._flat[base + window] = values[rows]
         contexts: Float32Array = self._windows[base]
@@ -643,6 +643,73 @@ class WindowStore:
             self._jump_n[slot] = 0
             self._quiet[slot] = True  # settled (a plain sample's condition), nothing pending
         return plain, contexts, missing
+
+    def _carried(
+        self,
+        values: FloatArray,
+        slots: list[int],
+        s: IntArray,
+        order: IntArray,
+        heads_sorted: BoolArray,
+        fit: BoolArray,
+        held: BoolArray,
+        has_previous: BoolArray,
+    ) -> tuple[FloatArray, BoolArray]:
+        """What a masked store keeps of each sample of a batch, as `_put` one by one would:
+        a missing vital carried forward from the patient's previous sample (earlier in the
+        batch, or its window's last row); and which samples bring a vital that the row
+        before them lacks (its first value in the window).
+
+        Args:
+            values: The batch's samples ``(n, F)``, NaN where a vital is missing.
+            slots: Each sample's slot (-1: not held or skipped).
+            s: `slots` as an array.
+            order: The samples grouped by slot, stably (`_push_plain`'s order).
+            heads_sorted: In that order, whether a sample is its group's first.
+            fit: Per sample: fit for the array path so far.
+            held: Per sample: its patient is held with a full window.
+            has_previous: Per sample: an earlier sample of its patient is in the batch.
+
+        Returns:
+            ``(carried, appears)``; `carried` is `values` itself when no sample lacks a
+            vital.
+        """
+        f = self.n_features
+        missing = np.isnan(values)
+        complete = not missing.any()
+        # Each patient's first sample carries on from its window's last row.
+        heads = np.flatnonzero((fit if complete else held) & ~has_previous)
+        appears = np.zeros(values.shape[0], dtype=bool)
+        if complete:  # the common batch: only a window lacking a vital can refuse a sample
+            if heads.size:
+                appears[heads] = np.isnan(self._last_rows(heads, slots, s)).any(axis=1)
+            return values, appears
+        n = values.shape[0]
+        seeds = np.full((n, f), np.nan)
+        if heads.size:
+            seeds[heads] = self._last_rows(heads, slots, s)
+        seeds = seeds[order]
+        grouped = values[order]
+        heads_col = heads_sorted[:, None]
+        grouped = np.where(np.isnan(grouped) & heads_col, seeds, grouped)
+        # Forward fill within each group: the index of the last row with a value, never
+        # reaching back past the group's first row.
+        at = np.where(~np.isnan(grouped) | heads_col, np.arange(n)[:, None], -1)
+        np.maximum.accumulate(at, axis=0, out=at)
+        carried_sorted = np.take_along_axis(grouped, at, axis=0)
+        before = np.empty_like(carried_sorted)
+        before[1:] = carried_sorted[:-1]
+        before[heads_sorted] = seeds[heads_sorted]
+        appears[order] = (~missing[order] & np.isnan(before)).any(axis=1)
+        carried = np.empty_like(carried_sorted)
+        carried[order] = carried_sorted
+        return carried, appears
+
+    def _last_rows(self, rows: IntArray, slots: list[int], s: IntArray) -> Float32Array:
+        """The vitals of the last stored sample of each of these samples' windows."""
+        at = [self._start[slots[i]] + self.window - 1 for i in rows.tolist()]
+        last: Float32Array = self._slab[s[rows], at, : self.n_features]
+        return last
 
     def _touch(self, patient_ids: Iterable[str]) -> None:
         """Make these patients the most recently seen, in this order."""

@@ -163,3 +163,52 @@ def test_gap_limit_unchanged_for_a_stream_at_the_model_rate() -> None:
     results = [push_one(ws, "a", t, i, np.array([1.0]), t) for i, t in enumerate(times, start=1)]
     assert [r.gap_reset for r in results] == [False, False, False, True, False]
     assert ws.stale(35.0 + 9.0, 8.0) == ["a"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_interleaved_partial_batches_store_what_one_by_one_stores(seed: int) -> None:
+    """Many patients interleaved, each sending random subsets of three vitals (one vital
+    some patients never send, one that starts late), in batches of 40 to 120: every
+    sample's outcome and context equal pushing it alone, and most partial samples take
+    the array path (carried forward there, not sample by sample)."""
+    rng = np.random.default_rng(seed)
+    n_patients, steps, f = 12, 60, 3
+    rows = []
+    for step in range(steps):
+        for p in rng.permutation(n_patients):
+            values = rng.normal(80.0, 5.0, size=f)
+            values[rng.random(f) < 0.4] = np.nan
+            if p % 4 == 0:
+                values[2] = np.nan  # never sent by these patients
+            if p % 3 == 1 and step < 30:
+                values[1] = np.nan  # arrives late: its first value is written back
+            if np.isnan(values).all():
+                values[0] = 75.0
+            rows.append((f"p{p}", float(step), step, values))
+
+    def store() -> WindowStore:
+        return WindowStore(
+            6, f, max_patients=n_patients, idle_ttl_s=1e6, max_gap_s=10.0, masked=True
+        )
+
+    alone, batched = store(), store()
+    expected = [push_one(alone, pid, t, q, v, t) for pid, t, q, v in rows]
+    got, plain_partial, i = [], 0, 0
+    while i < len(rows):
+        chunk = rows[i : i + int(rng.integers(40, 120))]
+        pushed = batched.push(
+            [r[0] for r in chunk], [r[1] for r in chunk], [r[2] for r in chunk],
+            np.stack([r[3] for r in chunk]), [r[1] for r in chunk],
+        )  # fmt: skip
+        partial = np.isnan(np.stack([r[3] for r in chunk])).any(axis=1)
+        plain_partial += int((pushed.plain & partial).sum())
+        got += [pushed.result(j) for j in range(len(chunk))]
+        i += len(chunk)
+    for want, have in zip(expected, got, strict=True):
+        assert have.outcome == want.outcome
+        if want.context is None:
+            assert have.context is None
+        else:
+            np.testing.assert_array_equal(have.context, want.context)
+    assert plain_partial > len(rows) // 3
+    assert batched.patients() == alone.patients()
