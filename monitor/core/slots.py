@@ -1,15 +1,16 @@
 """The patient table: a slot per patient for state kept in arrays, and the rounds a batch
 is scored in.
 
-The window store, `ResidualScale`, `Detector` and `StuckSensors` keep each patient's state
-in rows of preallocated arrays, so a batch is handled with a few vectorised operations. The
-pipeline gives them one `SlotMap` with a limit (`window.max_patients`): the window store
-admits patients into it and releases them (eviction), and the scoring side places each
-batch once (`SlotMap.place`, which admits nobody), passing the `Placement` to all three;
-a component built alone makes its own table and places with `assign`, which admits. A
-slot's generation changes each time it is given to a patient, so each scoring component
-sees, by comparing its own copy (`Rows`), which of a batch's slots are new to it and
-resets them, whoever placed them (the window store, a snapshot restore).
+The window store, `ResidualScale`, `AlarmFollow`, `Detector` and `StuckSensors` keep each
+patient's state in rows of preallocated arrays, so a batch is handled with a few vectorised
+operations. The pipeline gives them one `SlotMap` with a limit (`window.max_patients`): the
+window store admits patients into it and releases them (eviction), and the scoring side
+places each batch once (`SlotMap.place`, which admits nobody), passing the `Placement` to
+the others; a component built alone makes its own table and places with `assign`, which
+admits. A slot's generation changes each time it is given to a patient and each time it is
+freed, so each scoring component sees, by comparing its own copy (`Rows`), which of a
+batch's slots are new to it and resets them, whoever placed them (the window store, a
+snapshot restore).
 
 A batch may hold one patient several times (offline replay at full speed); its rows must
 then be applied in order, so a batch is split into rounds of distinct patients (`rounds`).
