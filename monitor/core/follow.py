@@ -33,7 +33,7 @@ import numpy.typing as npt
 
 from monitor.core.slots import Placement, Rows, SlotMap, grown
 from monitor.core.state import StateArrays, check_array
-from monitor.core.types import FloatArray
+from monitor.core.types import BoolArray, FloatArray
 
 __all__ = ["AlarmFollow"]
 
@@ -78,7 +78,12 @@ class AlarmFollow:
         return None if slot is None else np.exp(self._log[slot])
 
     def apply(
-        self, patient_ids: Sequence[str], z: FloatArray, *, placed: Placement | None = None
+        self,
+        patient_ids: Sequence[str],
+        z: FloatArray,
+        *,
+        placed: Placement | None = None,
+        rows: BoolArray | None = None,
     ) -> FloatArray:
         """Divide each row's z by its patient's gain, then step the gain; rows in order.
 
@@ -87,6 +92,8 @@ class AlarmFollow:
             z: ``(B, F)`` finite z in calibrated units (0 where a vital was not scored:
                 a calm sample, which counts as one).
             placed: The batch already placed in `patients`; placed here if None.
+            rows: Only these rows are followed (the others pass unchanged and leave their
+                patient's gain as it is); None: every row.
 
         Returns:
             ``(B, F)``: z divided by the gain each row saw (before its own step).
@@ -103,14 +110,20 @@ class AlarmFollow:
             self._log[fresh] = 0.0
             self._rows.hold(fresh)
         out = np.empty_like(z)
-        for rows in parts:
-            idx = rows if len(parts) > 1 else slice(None)
+        for part in parts:
+            idx = part if len(parts) > 1 else slice(None)
             s = slots[idx]
             lg = self._log[s]
             zf = z[idx] / np.exp(lg)
+            stepped = np.clip(
+                lg + self.step * ((np.abs(zf) > self.level) - self.share), 0.0, self.max_log
+            )
+            if rows is not None:
+                followed = rows[idx][:, None]
+                zf = np.where(followed, zf, z[idx])
+                stepped = np.where(followed, stepped, lg)
             out[idx] = zf
-            over = np.abs(zf) > self.level
-            self._log[s] = np.clip(lg + self.step * (over - self.share), 0.0, self.max_log)
+            self._log[s] = stepped
         return out
 
     def export_state(self) -> tuple[list[str], dict[str, npt.NDArray[Any]]]:

@@ -96,6 +96,8 @@ class ResidualScale:
             one outlier moves it by at most ``alpha * (clip_at**2 - 1)`` of itself. None:
             only residuals with |z| below `update_below` update the variance (the card's
             `residual_clip_at` chooses; `monitor train --data` sets 6).
+        slow_clip_at: The clip for the rows `z_batch` is told are heavy-tailed (a slow
+            stream) while `clip_at` is None.
         model_error_ratio: The initial estimate is the window's noise times this (the
             model's own error adds to the noise in a residual).
     """
@@ -108,6 +110,7 @@ class ResidualScale:
         floor_ratio: float = 0.2,
         update_below: float = 3.0,
         clip_at: float | None = None,
+        slow_clip_at: float = 6.0,
         model_error_ratio: float = 1.1,
         masked: bool = False,
         patients: SlotMap | None = None,
@@ -117,6 +120,7 @@ class ResidualScale:
         self.floor = self.base * floor_ratio
         self.update_below = update_below
         self.clip_at = clip_at
+        self.slow_clip_at = slow_clip_at
         self.model_error_ratio = model_error_ratio
         self.masked = masked
         self.patients = SlotMap() if patients is None else patients
@@ -179,6 +183,7 @@ class ResidualScale:
         residuals: AnyFloatArray,
         *,
         placed: Placement | None = None,
+        heavy: BoolArray | None = None,
     ) -> FloatArray:
         """Score a batch in order: as if `z` were called row by row.
 
@@ -191,6 +196,9 @@ class ResidualScale:
             residuals: actual - predicted, shape (B, F).
             placed: The batch already placed in `patients` (the service places it once
                 for the scale and the detector); placed here if None.
+            heavy: Rows whose variance follows heavy tails (clipped at `slow_clip_at`
+                scales, as with `clip_at`) although `clip_at` is None: a stream much
+                slower than the model's period (docs/detection.md, "Slow streams").
         """
         r = np.asarray(residuals, dtype=np.float64)
         out = np.empty_like(r)
@@ -212,6 +220,12 @@ class ResidualScale:
                 new_var = np.where(
                     normal, np.maximum((1.0 - a) * var + a * d * d, self.floor**2), var
                 )
+                if heavy is not None:
+                    clipped = np.minimum(d * d, self.slow_clip_at**2 * var)
+                    winsorised = np.where(
+                        np.isnan(d), var, np.maximum((1.0 - a) * var + a * clipped, self.floor**2)
+                    )
+                    new_var = np.where(heavy[idx][:, None], winsorised, new_var)
             else:
                 # Every residual updates the variance, clipped at `clip_at` scales (Huber's
                 # winsorised variance): heavy tails widen the scale, one outlier barely does.

@@ -22,12 +22,19 @@ from monitor.core.scale import ResidualScale
 from monitor.core.slots import Placement, SlotMap
 from monitor.core.stuck import StuckSensors
 from monitor.core.technical import TechnicalAlarms
-from monitor.core.types import Float32Array, FloatArray
+from monitor.core.types import BoolArray, Float32Array, FloatArray
 
 __all__ = [
+    "SLOW_STREAM",
     "Scored",
     "Scorer",
 ]
+
+#: A patient whose last interval is at least this many of the model's sample periods is a
+#: slow stream (once-a-minute numerics on a 1 Hz model): outside what the model was trained
+#: on, so its scale and alarm level follow its own tails (docs/detection.md, "Slow streams").
+#: Far above a 1 Hz stream's jitter and its short dropouts.
+SLOW_STREAM = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,14 +81,15 @@ class Scorer:
         self.gain = gain
         self.alarms = alarms
         cfg = detector.config
-        #: The per-patient follow of the alarm level (`detector.follow_level`), for a model
-        #: whose card clips the residual scale (trained on a real recording: heavy-tailed
-        #: residuals); None: off. The simulator's Gaussian residuals and anomaly-dense
-        #: patients keep the fixed levels, as they keep the unclipped scale
-        #: (docs/detection.md, "The alarm level follows each patient").
+        #: The per-patient follow of the alarm level (`detector.follow_level`; None: off),
+        #: for every patient of a model whose card clips the residual scale (trained on a
+        #: real recording: heavy-tailed residuals), and otherwise for the rows `score` is
+        #: told come from a slow stream. The simulator's Gaussian residuals and
+        #: anomaly-dense 1 Hz patients keep the fixed levels, as they keep the unclipped
+        #: scale (docs/detection.md, "The alarm level follows each patient").
         self.follow = (
             None
-            if cfg.follow_level is None or scale.clip_at is None
+            if cfg.follow_level is None
             else AlarmFollow(
                 len(gain),
                 level=cfg.follow_level,
@@ -101,6 +109,7 @@ class Scorer:
         t: Sequence[float],
         seq: Sequence[int],
         placed: Placement | None = None,
+        slow: BoolArray | None = None,
     ) -> Scored:
         """Score a batch in row order (a patient's rows in order, as one by one).
 
@@ -114,19 +123,27 @@ class Scorer:
             seq: Sample sequence number of each row.
             placed: The batch placed in `patients` with no absent row (the pipeline's
                 `SlotMap.place`); placed here with `SlotMap.assign`, which admits, if None.
+            slow: Rows from a stream much slower than the model's period: with a model
+                whose scale is not clipped, their scale follows heavy tails and their alarm
+                level follows (docs/detection.md, "Slow streams"). None: none.
         """
         if placed is None:
             placed = self.patients.assign(patient_ids)
         # NaN residual: the vital is not in this sample, or its window has no value (a
         # model with an observed mask): no z, the scale keeps its state and the detector
         # sees a calm sample.
-        z = self.scale.z_batch(patient_ids, windows, actual - predictions, placed=placed)
+        clipped = self.scale.clip_at is not None
+        if slow is not None and (clipped or not slow.any()):
+            slow = None  # every row follows already, or none is slow
+        z = self.scale.z_batch(
+            patient_ids, windows, actual - predictions, placed=placed, heavy=slow
+        )
         absz = np.abs(z)
         if self.scale.masked and bool(np.isnan(absz).any()):
             z = np.nan_to_num(z, nan=0.0)
         z /= self.gain  # calibrated units from here on (docs/detection.md)
-        if self.follow is not None:
-            z = self.follow.apply(patient_ids, z, placed=placed)
+        if self.follow is not None and (clipped or slow is not None):
+            z = self.follow.apply(patient_ids, z, placed=placed, rows=slow)
         stuck = self.stuck.find(windows, actual)
         any_stuck = self.stuck.distrust(placed, seq, stuck, z)
         alerts = self.detector.update_many(

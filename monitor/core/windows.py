@@ -526,6 +526,12 @@ class WindowStore:
         self._off[slot] = off
         return "offset" if off else "offset_ok"
 
+    def intervals(self, slots: Sequence[int]) -> FloatArray:
+        """The last interval between accepted samples of the patients in these slots of the
+        table (0.0: none yet), seconds."""
+        last_dt = self._last_dt
+        return np.array([last_dt[s] for s in slots], dtype=np.float64)
+
     def clock_offset(self, patient_id: str) -> float | None:
         """The patient's learned clock offset (sample time minus receive time), or None."""
         slot = self._index.get(patient_id)

@@ -39,7 +39,7 @@ from monitor.core.codec import (
 )
 from monitor.core.detector import Detector, GainCurves, alarm_gains, unknown_per_vital
 from monitor.core.scale import ResidualScale
-from monitor.core.scoring import Scorer
+from monitor.core.scoring import SLOW_STREAM, Scorer
 from monitor.core.slots import SlotMap
 from monitor.core.stuck import FLATLINE_SAMPLES, StuckSensors, flatline_samples
 from monitor.core.technical import TechnicalAlarms
@@ -558,6 +558,12 @@ class Pipeline:
             placed = self.patients.place(patient_ids)
         if windows is None:
             windows = self.stack(jobs)
+        period = self.model.sample_period_s
+        slow = (
+            self.windows.intervals(placed.slots.tolist()) >= SLOW_STREAM * period
+            if period > 0
+            else None
+        )
         scored = self.scorer.score(
             patient_ids,
             windows,
@@ -566,6 +572,7 @@ class Pipeline:
             [j.t for j in jobs],
             [j.seq for j in jobs],
             placed,
+            slow,
         )
         absz = scored.absz
         # NaN: no z for that vital (docs/detection.md); the error histogram skips it.

@@ -107,19 +107,50 @@ def _scorer(clip_at: float | None, config: DetectorConfig) -> Scorer:
     patients = SlotMap()
     scale = ResidualScale(np.ones(2), patients=patients, clip_at=clip_at)
     detector = Detector(FEATURES, config, model_version="m", patients=patients)
-    stuck = StuckSensors(FEATURES, 8, [5, 5], masked=False)
+    stuck = StuckSensors(FEATURES, 8, [5, 5], masked=False, patients=patients)
     return Scorer(patients, scale, detector, stuck, np.ones(2), TechnicalAlarms("m", 10))
 
 
 def test_scoring_follows_only_models_with_a_clipped_scale() -> None:
     """A model trained on a real recording (its card clips the scale) gets the follow by
-    default; the simulator's (no clip) keeps the fixed levels; `follow_level` None turns it
-    off. The follow shares the scorer's patient table."""
+    default; `follow_level` None turns it off. The follow shares the scorer's patient
+    table. A model with no clip (the shipped one) follows only slow streams' rows."""
     real = _scorer(6.0, DetectorConfig())
     assert real.follow is not None
     assert real.follow.patients is real.patients
-    assert _scorer(None, DetectorConfig()).follow is None
     assert _scorer(6.0, DetectorConfig(follow_level=None)).follow is None
+
+
+def _raises(scorer: Scorer, actual: np.ndarray, slow: bool | None) -> list:
+    n = actual.shape[0]
+    rng = np.random.default_rng(5)
+    windows = rng.standard_normal((n, 8, 2)).astype(np.float32)
+    predicted = np.zeros((n, 2), dtype=np.float32)
+    raised = []
+    for lo in range(0, n, 1000):
+        hi = min(n, lo + 1000)
+        mask = None if slow is None else np.full(hi - lo, slow)
+        got = scorer.score(
+            ["p"] * (hi - lo), windows[lo:hi], actual[lo:hi], predicted[lo:hi],
+            [float(t) for t in range(lo, hi)], list(range(lo, hi)), slow=mask,
+        )  # fmt: skip
+        raised += [(e.seq, e.vital, e.reason) for e in got.alerts if e.state == "raised"]
+    return raised
+
+
+def test_an_unclipped_model_follows_a_slow_streams_rows_only() -> None:
+    """Without a clip, rows not flagged slow score exactly as with the follow off (the
+    1 Hz simulator's alerts stay as they were); a slow stream's heavy tails raise far fewer
+    alerts (its scale is winsorised and its level follows), a large outlier still raises."""
+    rng = np.random.default_rng(3)
+    actual = rng.standard_t(2, (20_000, 2))
+    actual[-5, 0] = 400.0
+    off = _raises(_scorer(None, DetectorConfig(follow_level=None)), actual, None)
+    assert _raises(_scorer(None, DetectorConfig()), actual, None) == off
+    assert _raises(_scorer(None, DetectorConfig()), actual, False) == off
+    slow = _raises(_scorer(None, DetectorConfig()), actual, True)
+    assert len(slow) < 0.5 * len(off)
+    assert any(seq == 20_000 - 5 and vital == "heart_rate" for seq, vital, _ in slow)
 
 
 def test_a_heavy_tailed_stream_raises_fewer_alerts_with_the_follow() -> None:

@@ -30,7 +30,7 @@ class CountingSlots(SlotMap):
 def _scorer(patients: SlotMap) -> Scorer:
     scale = ResidualScale(np.ones(2), patients=patients)
     detector = Detector(FEATURES, DetectorConfig(), model_version="m", patients=patients)
-    stuck = StuckSensors(FEATURES, WINDOW, [5, 5], masked=False)
+    stuck = StuckSensors(FEATURES, WINDOW, [5, 5], masked=False, patients=patients)
     return Scorer(patients, scale, detector, stuck, np.ones(2), TechnicalAlarms("m", 10))
 
 

@@ -216,3 +216,29 @@ def test_a_sample_whose_patient_was_evicted_in_flight_is_dropped_and_counted() -
     )
     assert dropped == 2
     assert len(p.scale) == 1  # only "b" holds scoring state
+
+
+def test_a_slow_streams_rows_follow_and_a_one_hertz_stream_does_not() -> None:
+    """With the model's 1 s period, a patient sending once a minute is a slow stream: its
+    rows get the alarm follow (its gain rises on its heavy residuals); a 1 Hz patient with
+    the same residuals keeps gain 1 (its rows are never followed)."""
+    info = ModelInfo(FEATURES, 4, np.array([1.0, 0.5]), "v-test", sample_period_s=1.0)
+    p = Pipeline(info, Settings(), Metrics.create(CollectorRegistry()))
+    rng = np.random.default_rng(4)
+    for seq in range(12):
+        for pid, step in (("fast", 1.0), ("slow", 60.0)):
+            t = T0 + step * seq
+            vitals = {"heart_rate": 70 + 40 * (seq % 2), "spo2": 97.0 + rng.normal()}
+            body = {"v": 1, "patient_id": pid, "t": t, "seq": seq, "vitals": vitals}
+            ingest_one(p, f"vitals/{pid}", json.dumps(body).encode(), t)
+        jobs = p.take_batch()
+        if jobs:
+            preds = np.stack([j.context[-1] for j in jobs]).astype(np.float32)
+            p.score(jobs, preds, T0 + 1000, live=False)
+    follow = p.scorer.follow
+    assert follow is not None
+    slow, fast = follow.gain("slow"), follow.gain("fast")
+    assert slow is not None
+    assert slow[0] > 1.0
+    assert fast is None or fast.tolist() == [1.0, 1.0]
+    assert outcomes(p)["scored"] == 16  # 8 each after the 4-sample windows
