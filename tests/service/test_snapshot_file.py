@@ -271,9 +271,16 @@ def test_alarm_follow_and_stuck_history_survive_a_restart(tmp_path: Path) -> Non
         assert got == [e for e in heavy(original, seq) if e.kind == "physiological"]
         scored += len(got)
     assert scored > 0
-    # A daemon whose model has no follow restores the rest and ignores the follow's arrays.
+    # A daemon with the follow turned off restores the rest and ignores the follow's arrays.
     save_on_stop(path, original, clock=lambda: T0 + 120)
-    plain = make_pipeline()
+    model = ModelInfo(
+        features=CLINICAL_VITALS, window=WINDOW, residual_sigma=np.asarray(SIGMA), version="v1"
+    )
+    plain = Pipeline(
+        model,
+        Settings(detector={"follow_level": None}),
+        Metrics.create(CollectorRegistry()),
+    )
+    assert plain.scorer.follow is None
     logs = restore(plain, path, now=T0 + 121)
     assert [(e["event"], e["patients"]) for e in logs] == [("snapshot_restored", 3)]
-    assert plain.scorer.follow is None
