@@ -100,6 +100,12 @@ class Scorer:
             )
         )
 
+    @property
+    def uses_slow(self) -> bool:
+        """Whether `score` uses its `slow` rows: the scale is not clipped (a clipped
+        model's rows all have the winsorised scale and the follow already)."""
+        return self.scale.clip_at is None
+
     def score(
         self,
         patient_ids: Sequence[str],

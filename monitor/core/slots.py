@@ -101,9 +101,7 @@ class SlotMap:
         """
         if patient_id in self.index:
             raise ValueError(f"patient {patient_id!r} holds a slot already")
-        if self.room <= 0:
-            raise ValueError(f"the patient table is full ({self.limit} patients)")
-        return self._take(patient_id)
+        return self._take(patient_id)  # raises when the table is full
 
     def place(self, patient_ids: Sequence[str]) -> Placement:
         """Place a batch of held patients: each row's slot and its rounds, admitting nobody.

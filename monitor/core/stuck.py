@@ -139,8 +139,7 @@ class StuckSensors:
         for slot, born in list(live.items()):
             if generation[slot] != born:  # its patient left (eviction)
                 del live[slot]
-        if self._stuck_seq.shape[0] < self.patients.capacity:
-            self._stuck_seq = grown(self._stuck_seq, self.patients.capacity)
+        self._grow()
         for row, slot in enumerate(placed.slots.tolist()):
             if not any_stuck[row] and slot not in live:
                 continue
@@ -164,8 +163,7 @@ class StuckSensors:
             (pid, slot) for pid, slot in self.patients.items() if live.get(slot) == generation[slot]
         ]
         slots = np.array([slot for _, slot in pairs], dtype=np.intp)
-        seq = self._stuck_seq[slots] if pairs else np.zeros((0, len(self.features)))
-        return [pid for pid, _ in pairs], {"seq": seq}
+        return [pid for pid, _ in pairs], {"seq": self._stuck_seq[slots]}
 
     def import_state(self, patient_ids: Sequence[str], arrays: StateArrays) -> None:
         """Take the stuck-sample history of an `export_state` for patients the shared
@@ -180,13 +178,17 @@ class StuckSensors:
         slots = [self.patients.get(pid) for pid in patient_ids]
         if len(set(patient_ids)) != n or None in slots:
             raise ValueError("stuck history for patients the table does not hold")
-        if self._stuck_seq.shape[0] < self.patients.capacity:
-            self._stuck_seq = grown(self._stuck_seq, self.patients.capacity)
+        self._grow()
         generation = self.patients.generation
         for row, slot in enumerate(slots):
             assert slot is not None
             self._stuck_seq[slot] = seq[row]
             self._live[slot] = int(generation[slot])
+
+    def _grow(self) -> None:
+        """Give the state a row for every slot of the table."""
+        if self._stuck_seq.shape[0] < self.patients.capacity:
+            self._stuck_seq = grown(self._stuck_seq, self.patients.capacity)
 
     def flatlines(
         self,

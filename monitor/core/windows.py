@@ -867,8 +867,9 @@ class WindowStore:
 
     def remove(self, patient_id: str) -> bool:
         """Forget a patient and free its slot; return whether it was held."""
-        if self._lru.pop(patient_id, 0) is not None:  # not held (held ones map to None)
+        if patient_id not in self._lru:
             return False
+        del self._lru[patient_id]
         self._probation.pop(patient_id, None)
         self.table.release(patient_id)
         return True

@@ -561,7 +561,7 @@ class Pipeline:
         period = self.model.sample_period_s
         slow = (
             self.windows.intervals(placed.slots.tolist()) >= SLOW_STREAM * period
-            if period > 0
+            if period > 0 and self.scorer.uses_slow
             else None
         )
         scored = self.scorer.score(

@@ -262,10 +262,11 @@ def restore(served: Served, header: dict[str, Any], tensors: StateArrays, now: f
             else:
                 parts[name].import_state(held, arrays)
     except (ValueError, IndexError, KeyError, TypeError) as exc:
-        for pid in ids:  # all or nothing: a half-restored patient would be inconsistent
+        # All or nothing: a half-restored patient would be inconsistent. The windows are
+        # restored first and hold every listed patient; freeing their slots in the one
+        # patient table makes every other component's rows of them stale (generations).
+        for pid in ids:
             served.windows.remove(pid)
-            served.scale.forget(pid)
-            served.detector.forget(pid)
         raise SnapshotRefused("invalid_state", str(exc)) from None
     return len(ids)
 
