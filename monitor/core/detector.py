@@ -17,6 +17,7 @@ the detector keeps those arrays and the per-vital episode state machine.
 from __future__ import annotations
 
 from collections.abc import Container, Sequence
+from dataclasses import replace
 from typing import Any, Protocol, Self
 
 import numpy as np
@@ -34,7 +35,7 @@ from monitor.core.rules import (
 )
 from monitor.core.slots import IntpArray, Placement, Rows, SlotMap, grown
 from monitor.core.state import StateArrays, check_array
-from monitor.core.types import AlertState, AnyFloatArray, FloatArray, Severity
+from monitor.core.types import AlertState, AnyFloatArray, BoolArray, FloatArray, Severity
 from monitor.core.vitals import VITALS, is_signal_name
 
 __all__ = [
@@ -69,6 +70,7 @@ class VitalOverride(BaseModel):
     shift_sum: float | None = Field(default=None, gt=0)
     variance_level: float | None = Field(default=None, gt=1)
     merge_samples: int | None = Field(default=None, ge=0)
+    premature: float | None = Field(default=None, gt=0, lt=1)
 
 
 #: Settings that are not per-vital thresholds (not in `Thresholds`).
@@ -110,6 +112,10 @@ class DetectorConfig(BaseModel):
         merge_samples: After the clear condition the alert stays latched this many samples
             more; a raise condition within them continues the same episode (no new
             `raised`, no `cleared`). 0: clear at once.
+        premature: On a beat waveform (a feature the model card marks, `rhythm`): raise
+            on a beat at least this share earlier than the median of the last 8 intervals
+            between beats (`monitor.core.rhythm`; 0.2: 20 % early). None: off. Other
+            vitals ignore it.
         target_false_alarms_per_day: With a model card that carries a calibration, each
             vital's z is divided by the gain that brings the training data's raise rate to
             this many false alarms per patient-day, all vitals together (never below 1:
@@ -141,6 +147,7 @@ class DetectorConfig(BaseModel):
     variance_level: float | None = Field(default=1.8, gt=1)
     variance_alpha: float = Field(default=0.015, gt=0, le=1)
     merge_samples: int = Field(default=10, ge=0)
+    premature: float | None = Field(default=0.2, gt=0, lt=1)
     target_false_alarms_per_day: float | None = Field(default=1.0, gt=0)
     max_gain: float = Field(default=64.0, ge=1)
     follow_level: float | None = Field(default=3.0, gt=0)
@@ -228,6 +235,8 @@ class Detector:
         config: Thresholds.
         model_version: Copied into every event.
         patients: The patient table (shared with the residual scale); a new one if None.
+        rhythm: The features that are beat waveforms (the model card's `rhythm`): only
+            they keep their `premature` setting (`update_many`'s `beats`).
     """
 
     def __init__(
@@ -237,17 +246,23 @@ class Detector:
         *,
         model_version: str = "unknown",
         patients: SlotMap | None = None,
+        rhythm: Container[str] = (),
     ) -> None:
         self.features = tuple(features)
         self.config = config
         self.model_version = model_version
-        self._vitals = [config.resolve(name) for name in self.features]
+        self._vitals = [
+            r if name in rhythm else replace(r, premature=None)
+            for name, r in ((name, config.resolve(name)) for name in self.features)
+        ]
         v = self._vitals
         self._threshold = np.array([r.threshold for r in v])
         self._mask = np.array([(1 << r.n) - 1 for r in v], dtype=np.int64)
         self._mid = [(r.threshold + r.severe) / 2 for r in v]
         self._shift_n = config.shift_n
         self._var_alpha = config.variance_alpha
+        #: The settings of each vital, in model order.
+        self.thresholds: tuple[Thresholds, ...] = tuple(v)
         #: The raise rules the settings turn on, by priority.
         self.rules: list[RaiseRule] = build_rules(v)
         # The rules to run on a round with a sample over threshold, and on one without.
@@ -313,6 +328,7 @@ class Detector:
         predicted: AnyFloatArray,
         *,
         placed: Placement | None = None,
+        beats: BoolArray | None = None,
     ) -> list[AlertEvent]:
         """Score a batch of samples, in order: as if `update` were called row by row.
 
@@ -328,6 +344,8 @@ class Detector:
             predicted: Predicted values, shape (B, F).
             placed: The batch already placed in `patients` (the service places it once
                 for the scale and the detector); placed here if None.
+            beats: ``(B, F)`` premature beats confirmed at each row, for the `premature`
+                rule (`monitor.core.rhythm.BeatRhythm`); None: none.
 
         Returns:
             The state changes, in row order (usually none).
@@ -357,7 +375,9 @@ class Detector:
             self._z2[s] = z2
             # (np.count_nonzero: far cheaper than .any() on these small arrays.)
             plan = self._plans[1 if np.count_nonzero(over) else 0]
-            evidence = Evidence(absz_all[idx], over, hist, zsum, z2)
+            evidence = Evidence(
+                absz_all[idx], over, hist, zsum, z2, None if beats is None else beats[idx]
+            )
             masks = [rule.trigger(evidence) for rule in plan.rules]
             hot = self._n_raised[s] > 0
             if masks:

@@ -30,6 +30,7 @@ __all__ = [
     "RULES",
     "Evidence",
     "KOfN",
+    "Premature",
     "RaiseRule",
     "RuleName",
     "Severe",
@@ -41,7 +42,7 @@ __all__ = [
 ]
 
 #: Which rule raised a physiological alert (the `reason` of its events).
-RuleName = Literal["k_of_n", "severe", "spike", "shift", "variance"]
+RuleName = Literal["k_of_n", "severe", "spike", "shift", "variance", "premature"]
 #: Every rule name, in a fixed order (snapshots store a rule as its index here).
 RAISE_RULES: tuple[RuleName, ...] = get_args(RuleName)
 
@@ -62,6 +63,7 @@ class Thresholds:
     variance_level: float | None
     variance_alpha: float
     merge_samples: int
+    premature: float | None = None
 
 
 @dataclass(slots=True)
@@ -74,6 +76,8 @@ class Evidence:
         hist: Exceedance bits of the last n samples (bit j: j samples ago).
         zsum: Sum of the last `shift_n` signed z.
         z2: Exponentially weighted mean of z squared.
+        beats: Premature beats confirmed at this sample (`monitor.core.rhythm`); None:
+            none in the round.
     """
 
     absz: FloatArray
@@ -81,6 +85,7 @@ class Evidence:
     hist: npt.NDArray[np.int64]
     zsum: FloatArray
     z2: FloatArray
+    beats: BoolArray | None = None
 
 
 class RaiseRule(Protocol):
@@ -218,8 +223,34 @@ class Variance:
         return out
 
 
+class Premature:
+    """A premature beat on a beat waveform (`monitor.core.rhythm`): a beat at least
+    `premature` earlier than the median of the recent intervals between beats. It reads
+    the beats the rhythm found; z plays no part."""
+
+    name: ClassVar[RuleName] = "premature"
+    needs_over: ClassVar[bool] = False
+    priority: ClassVar[int] = 5
+
+    def __init__(self, on: BoolArray) -> None:
+        self.on = on
+
+    @classmethod
+    def build(cls, vitals: Sequence[Thresholds]) -> Self | None:
+        """On where `premature` is set (the detector sets it for beat waveforms only)."""
+        on = np.array([r.premature is not None for r in vitals])
+        return cls(on) if on.any() else None
+
+    def trigger(self, e: Evidence) -> BoolArray:
+        """The beats found premature, on the vitals the rule is on for."""
+        if e.beats is None:
+            return np.zeros(e.over.shape, dtype=np.bool_)
+        out: BoolArray = e.beats & self.on
+        return out
+
+
 #: Every rule; the settings turn each on or off (`build_rules`).
-RULES: tuple[type[RaiseRule], ...] = (Severe, Spike, KOfN, Shift, Variance)
+RULES: tuple[type[RaiseRule], ...] = (Severe, Spike, KOfN, Shift, Variance, Premature)
 
 
 def build_rules(vitals: Sequence[Thresholds]) -> list[RaiseRule]:

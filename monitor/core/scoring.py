@@ -18,6 +18,7 @@ import numpy as np
 from monitor.core.alerts import AlertEvent
 from monitor.core.detector import Detector
 from monitor.core.follow import AlarmFollow
+from monitor.core.rhythm import BeatRhythm
 from monitor.core.scale import ResidualScale
 from monitor.core.slots import Placement, SlotMap
 from monitor.core.stuck import StuckSensors
@@ -28,6 +29,7 @@ __all__ = [
     "SLOW_STREAM",
     "Scored",
     "Scorer",
+    "beat_rhythm",
 ]
 
 #: A patient whose last interval is at least this many of the model's sample periods is a
@@ -63,6 +65,8 @@ class Scorer:
         stuck: Stuck-sensor detection and distrust.
         gain: Per-feature alarm gain (z is divided by it: calibrated units).
         alarms: The technical alarms (the `flatline` alerts are opened and closed here).
+        rhythm: The premature beats of beat-waveform features, for the detector's
+            `premature` rule (None: the model has none, or the rule is off).
     """
 
     def __init__(
@@ -73,8 +77,10 @@ class Scorer:
         stuck: StuckSensors,
         gain: FloatArray,
         alarms: TechnicalAlarms,
+        rhythm: BeatRhythm | None = None,
     ) -> None:
         self.patients = patients
+        self.rhythm = rhythm
         self.scale = scale
         self.detector = detector
         self.stuck = stuck
@@ -152,8 +158,9 @@ class Scorer:
             z = self.follow.apply(patient_ids, z, placed=placed, rows=slow)
         stuck = self.stuck.find(windows, actual)
         any_stuck = self.stuck.distrust(placed, seq, stuck, z)
+        beats = None if self.rhythm is None else self.rhythm.find(placed, actual, t)
         alerts = self.detector.update_many(
-            patient_ids, z, t, seq, actual, predictions, placed=placed
+            patient_ids, z, t, seq, actual, predictions, placed=placed, beats=beats
         )
         technical = self.stuck.flatlines(self.alarms, patient_ids, t, stuck, any_stuck)
         return Scored(absz, alerts, technical)
@@ -162,3 +169,18 @@ class Scorer:
         """Drop a patient's scoring state (eviction): its slot leaves the patient table,
         and every component sees, by the slot's generation, that its rows are stale."""
         self.patients.release(patient_id)
+
+
+def beat_rhythm(detector: Detector, period_s: float) -> BeatRhythm | None:
+    """The rhythm of the detector's features whose `premature` rule is on (beat waveforms
+    of the model card, with the setting on), or None when there is none."""
+    on = [(i, r.premature) for i, r in enumerate(detector.thresholds) if r.premature is not None]
+    if not on:
+        return None
+    return BeatRhythm(
+        [i for i, _ in on],
+        [p for _, p in on if p is not None],
+        period_s,
+        len(detector.features),
+        detector.patients,
+    )

@@ -39,7 +39,7 @@ from monitor.core.codec import (
 )
 from monitor.core.detector import Detector, GainCurves, alarm_gains, unknown_per_vital
 from monitor.core.scale import ResidualScale
-from monitor.core.scoring import SLOW_STREAM, Scorer
+from monitor.core.scoring import SLOW_STREAM, Scorer, beat_rhythm
 from monitor.core.slots import SlotMap
 from monitor.core.stuck import FLATLINE_SAMPLES, StuckSensors, flatline_samples
 from monitor.core.technical import TechnicalAlarms
@@ -79,6 +79,9 @@ class ModelInfo:
     calibration: GainCurves | None = None
     #: The residual scale's clip (`ResidualScale.clip_at`; None: the |z| < 3 rule).
     residual_clip_at: float | None = None
+    #: The features that are beat waveforms (the card's `rhythm`): their beats' rhythm is
+    #: followed (`monitor.core.rhythm`).
+    rhythm: tuple[str, ...] = ()
 
 
 #: Technical alerts that an accepted sample of their patient closes: its data is back.
@@ -185,7 +188,11 @@ class Pipeline:
             b.max_batch, b.max_wait_ms / 1000.0, b.max_pending
         )
         self.detector = Detector(
-            model.features, settings.detector, model_version=model.version, patients=self.patients
+            model.features,
+            settings.detector,
+            model_version=model.version,
+            patients=self.patients,
+            rhythm=model.rhythm,
         )
         self.scale = ResidualScale(
             model.residual_sigma,
@@ -205,7 +212,13 @@ class Pipeline:
             patients=self.patients,
         )
         self.scorer = Scorer(
-            self.patients, self.scale, self.detector, stuck, self.gain, self.alarms
+            self.patients,
+            self.scale,
+            self.detector,
+            stuck,
+            self.gain,
+            self.alarms,
+            rhythm=beat_rhythm(self.detector, model.sample_period_s),
         )
         self.degraded = False
         # Technical alert changes of `_pushed` (it returns the job), taken by its callers.
@@ -693,6 +706,7 @@ def model_info_from_card(card: object) -> ModelInfo:
         ),
         calibration=card.calibration,
         residual_clip_at=card.residual_clip_at,
+        rhythm=tuple(f for f in card.features if f in card.rhythm),
     )
 
 

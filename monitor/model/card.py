@@ -31,6 +31,7 @@ __all__ = [
     "ModelCard",
     "Normalisation",
     "Pooling",
+    "RhythmSpec",
     "Scalar",
     "SignalSpec",
     "TrainingInfo",
@@ -186,6 +187,22 @@ class FlatlineRule(_Strict):
     samples: int = Field(ge=2)
 
 
+class RhythmSpec(_Strict):
+    """A feature that training found to be a beat waveform (`monitor.training.rhythm`): an
+    ECG lead, an arterial pressure or a pleth, sampled fast, whose training rows beat
+    regularly. Serving follows its beats' rhythm (`monitor.core.rhythm`).
+
+    Attributes:
+        beats: Beats found in the training rows.
+        interval_s: Their median interval, seconds.
+        regular_share: Share of intervals within 25 % of the median.
+    """
+
+    beats: int = Field(ge=1)
+    interval_s: float = Field(gt=0)
+    regular_share: float = Field(ge=0, le=1)
+
+
 #: Tail probability above which a count of raises at gain 1 is taken as chance, not excess.
 _EXCESS_P = 0.01
 
@@ -305,6 +322,9 @@ class ModelCard(_Strict):
     observed_mask: bool = False
     signals: dict[str, SignalSpec] = Field(default_factory=dict)
     flatline: dict[str, FlatlineRule] = Field(default_factory=dict)
+    #: The features that are beat waveforms (premature beats raise on them); a card
+    #: written before the field has none.
+    rhythm: dict[str, RhythmSpec] = Field(default_factory=dict)
     residual_sigma: list[float]
     training: TrainingInfo
     library_versions: dict[str, str]
@@ -327,9 +347,10 @@ class ModelCard(_Strict):
                 f"unknown feature(s) {unknown}; known vitals: {sorted(VITALS)}, signals "
                 f"listed in the card: {sorted(self.signals)}"
             )
-        stray = sorted(set(self.flatline) - set(self.features))
-        if stray:
-            raise ValueError(f"flatline names non-feature(s) {stray}")
+        for part, names in (("flatline", self.flatline), ("rhythm", self.rhythm)):
+            stray = sorted(set(names) - set(self.features))
+            if stray:
+                raise ValueError(f"{part} names non-feature(s) {stray}")
         if len(set(self.features)) != n:
             raise ValueError(f"duplicate features in {self.features}")
         hp = self.hyperparameters

@@ -36,6 +36,7 @@ from monitor.training.masking import mask_windows
 from monitor.training.plots import plot_loss, plot_predictions
 from monitor.training.recipes import Recipe
 from monitor.training.repeats import flatline_rules
+from monitor.training.rhythm import rhythm_specs
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +251,7 @@ def train_model(
         observed_mask=masked,
         signals=signal_specs(data.features, signals),
         flatline=flatline_rules(data.train, data.features, signals),
+        rhythm=rhythm_specs(data.train, data.features, data.sample_period_s),
         residual_sigma=sigma,
         training=TrainingInfo(
             recipe=recipe.name,

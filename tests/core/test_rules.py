@@ -41,20 +41,33 @@ def test_each_rule_triggers_on_its_own_evidence() -> None:
 
 def test_settings_turn_rules_off_and_rules_come_by_priority() -> None:
     """A rule whose setting is None for every vital is left out; one off for a single vital
-    never triggers there; the rest come severe, spike, k_of_n, shift, variance."""
+    never triggers there; the rest come severe, spike, k_of_n, shift, variance, premature."""
     assert [r.name for r in build_rules(_vitals(DetectorConfig()))] == [
         "severe",
         "spike",
         "k_of_n",
         "shift",
         "variance",
+        "premature",
     ]
-    off = DetectorConfig(spike=None, shift_sum=None, variance_level=None)
+    off = DetectorConfig(spike=None, shift_sum=None, variance_level=None, premature=None)
     assert [r.name for r in build_rules(_vitals(off))] == ["severe", "k_of_n"]
     one_off = DetectorConfig(spike=None, per_vital={"spo2": {"spike": 5.0}})
     spike = next(r for r in build_rules(_vitals(one_off)) if r.name == "spike")
     e = _evidence(z=[7.9, 7.9], hist=[1, 1], zsum=[0.0, 0.0], z2=[1.0, 1.0])
     assert spike.trigger(e).tolist() == [[False, True]]
+
+
+def test_premature_is_on_only_for_the_detector_s_beat_waveforms() -> None:
+    """The detector keeps `premature` for the features the card marks as beat waveforms
+    (`rhythm`) only; the rule triggers on the beats the rhythm found there, never on z."""
+    assert "premature" not in [r.name for r in Detector(FEATURES, DetectorConfig()).rules]
+    det = Detector(FEATURES, DetectorConfig(), rhythm=("spo2",))
+    rule = next(r for r in det.rules if r.name == "premature")
+    e = _evidence(z=[9.0, 0.0], hist=[1, 0], zsum=[0.0, 0.0], z2=[1.0, 1.0])
+    assert rule.trigger(e).tolist() == [[False, False]]
+    e.beats = np.array([[True, True]])
+    assert rule.trigger(e).tolist() == [[False, True]]
 
 
 def test_every_rule_has_a_stored_name() -> None:

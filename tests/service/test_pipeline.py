@@ -8,9 +8,11 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from monitor.core.alerts import AlertEvent
+from monitor.core.vitals import Registry, Vital
 from monitor.engine.pipeline import ModelInfo, Pipeline
 from monitor.service.metrics import Metrics
 from monitor.settings import Settings
+from tests.support.ecg import PERIOD, ecg
 from tests.support.ingest import ingest_one
 
 FEATURES = ("heart_rate", "spo2")
@@ -242,3 +244,30 @@ def test_a_slow_streams_rows_follow_and_a_one_hertz_stream_does_not() -> None:
     assert slow[0] > 1.0
     assert fast is None or fast.tolist() == [1.0, 1.0]
     assert outcomes(p)["scored"] == 16  # 8 each after the 4-sample windows
+
+
+def test_a_premature_beat_on_a_beat_waveform_raises_and_without_rhythm_nothing_does() -> None:
+    """A 360 Hz ECG-like signal with one beat 30 % early, scored against "next = last" with
+    a residual sigma too wide for any z rule: the card's `rhythm` makes that beat one
+    `premature` raise on the ECG, at the sample that confirms it; without it, silence."""
+    ecg_mv = Vital("ecg_mv", "mV", -5.0, 5.0, "ECG", PERIOD)
+    t, x, early = ecg(25.0, early=(15.0,))
+    raised = {}
+    for rhythm in (("ecg_mv",), ()):
+        info = ModelInfo(
+            ("ecg_mv",), 4, np.array([50.0]), "v-test", sample_period_s=PERIOD,
+            signals=Registry([ecg_mv]), rhythm=rhythm,
+        )  # fmt: skip
+        p = Pipeline(info, Settings(), Metrics.create(CollectorRegistry()))
+        events: list[AlertEvent] = []
+        for seq, (ti, xi) in enumerate(zip((T0 + t).tolist(), x.tolist(), strict=True)):
+            body = {"v": 1, "patient_id": "e", "t": ti, "seq": seq, "vitals": {"ecg_mv": xi}}
+            ingest_one(p, "vitals/e", json.dumps(body).encode(), ti)
+            if len(p.batcher) >= 256 or seq == t.size - 1:
+                events += score_all(p)
+        raised[rhythm] = [e for e in events if e.state == "raised"]
+    (alert,) = raised[("ecg_mv",)]
+    assert alert.reason == "premature"
+    assert alert.vital == "ecg_mv"
+    assert 0.0 <= alert.t - (T0 + early[0]) <= 0.1
+    assert raised[()] == []

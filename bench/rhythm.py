@@ -1,0 +1,74 @@
+"""The beat rhythm alone (monitor/core/rhythm.py) over MIT-BIH record 100's ECG lead.
+
+Feeds the lead (MLII, 360 Hz, 650,000 samples) through `BeatRhythm.find` in batches, as the
+scorer does, for each premature share given, and prints how many premature beats it
+confirmed, how many of the record's abnormal beats (A, V, ...) they found (an onset up to
+0.5 s after the annotated beat, as bench/realdata.py scores the ECG row), how many were
+false, and the seconds it took. No model, no calibration: the detector that serves the
+`premature` rule, on its own.
+
+    python bench/rhythm.py                          # premature 0.15, 0.2, 0.25
+    python bench/rhythm.py --premature 0.2 --batch 1
+
+Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import time
+from pathlib import Path
+
+import numpy as np
+
+from monitor.core.rhythm import BeatRhythm
+from monitor.core.slots import SlotMap
+
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "bench-data" / "physionet"
+ABNORMAL = ("A", "a", "J", "S", "V", "E", "F", "/", "f", "Q")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--premature", type=float, nargs="+", default=[0.15, 0.2, 0.25])
+    parser.add_argument("--batch", type=int, default=256)
+    args = parser.parse_args()
+    with gzip.open(args.data / "mitdb_100_ecg.csv.gz", "rt", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    t = np.array([float(r["time_s"]) for r in rows])
+    x = np.array([float(r["MLII_mV"]) for r in rows])[:, None]
+    with (args.data / "mitdb_100_annotations.csv").open(encoding="utf-8") as f:
+        beats = [float(a["time_s"]) for a in csv.DictReader(f) if a["symbol"] in ABNORMAL]
+    abnormal = np.array(beats)
+    print(f"{t.size} samples, {abnormal.size} abnormal beats, batches of {args.batch}")
+    for share in args.premature:
+        table = SlotMap()
+        rhythm = BeatRhythm([0], [share], 1 / 360, 1, table)
+        started = time.perf_counter()
+        flagged: list[float] = []
+        for i in range(0, t.size, args.batch):
+            n = min(args.batch, t.size - i)
+            out = rhythm.find(table.assign(["p"] * n), x[i : i + n], t[i : i + n].tolist())
+            if out is not None:
+                flagged += t[i : i + n][out[:, 0]].tolist()
+        seconds = time.perf_counter() - started
+        found: set[int] = set()
+        false = 0
+        for at in flagged:
+            near = np.flatnonzero((at - abnormal >= 0) & (at - abnormal <= 0.5))
+            if near.size:
+                found.add(int(near[0]))
+            else:
+                false += 1
+        print(
+            f"premature {share:.2f}: {len(flagged)} premature beats, found {len(found)} of "
+            f"{abnormal.size}, {false} false; {seconds:.2f} s ({seconds / t.size * 1e6:.1f} "
+            "us a sample)"
+        )
+
+
+if __name__ == "__main__":
+    main()

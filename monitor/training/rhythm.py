@@ -1,0 +1,63 @@
+"""Which features are beat waveforms: the card's `rhythm` (`monitor.model.card.RhythmSpec`).
+
+Serving judges the rhythm of a beat waveform's beats (`monitor.core.rhythm`): an ECG lead,
+an arterial pressure, a pleth. Training finds them in the training rows with the same beat
+detector, so no flag names them: a feature sampled at most `MAX_PERIOD_S` apart (50 Hz
+or faster), whose training rows hold at least `MIN_BEATS`
+beats, with a median interval between `MIN_INTERVAL_S` and `MAX_INTERVAL_S` (30 to 200 per
+minute), and at least `MIN_REGULAR` of the intervals within 25 % of the median. Measured
+on the bench recordings (docs/detection.md, "Rhythm"): the ECG leads, the arterial
+pressure and the pleths pass (0.98 to 1.00 regular); the respiration channels do not
+(0.53 and 0.87, with intervals of 0.26 s and 2.5 s); minute numerics and beat series are
+too slow to be waveforms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from monitor.core.rhythm import beat_intervals
+from monitor.model.card import RhythmSpec
+from monitor.training.data import Segment
+
+__all__ = ["MAX_PERIOD_S", "rhythm_specs"]
+
+#: A beat waveform is sampled at least this often (50 Hz).
+MAX_PERIOD_S = 0.02
+MIN_BEATS = 20
+MIN_INTERVAL_S = 0.3
+MAX_INTERVAL_S = 2.0
+#: Share of intervals within 25 % of the median.
+MIN_REGULAR = 0.9
+
+
+def rhythm_specs(
+    segments: Sequence[Segment], features: Sequence[str], sample_period_s: float
+) -> dict[str, RhythmSpec]:
+    """The features of the training segments that are beat waveforms.
+
+    Args:
+        segments: The training split (no interval spans two segments).
+        features: Names of the value columns.
+        sample_period_s: Seconds between samples.
+
+    Returns:
+        Feature name -> what its beats were; empty for slow data.
+    """
+    if sample_period_s > MAX_PERIOD_S or not segments:
+        return {}
+    out: dict[str, RhythmSpec] = {}
+    for i, name in enumerate(features):
+        parts = [beat_intervals(s.values[:, i], sample_period_s) for s in segments]
+        rr = np.concatenate(parts) if parts else np.zeros(0)
+        if rr.size < MIN_BEATS:
+            continue
+        mid = float(np.median(rr))
+        regular = float(np.mean(np.abs(rr / mid - 1.0) <= 0.25))
+        if MIN_INTERVAL_S <= mid <= MAX_INTERVAL_S and regular >= MIN_REGULAR:
+            out[name] = RhythmSpec(
+                beats=int(rr.size), interval_s=round(mid, 6), regular_share=round(regular, 4)
+            )
+    return out
