@@ -16,6 +16,7 @@ the detector keeps those arrays and the per-vital episode state machine.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Container, Sequence
 from dataclasses import replace
 from typing import Any, Protocol, Self
@@ -76,6 +77,7 @@ class VitalOverride(BaseModel):
 #: Settings that are not per-vital thresholds (not in `Thresholds`).
 _GLOBAL_ONLY = {
     "per_vital",
+    "merge_min_s",
     "target_false_alarms_per_day",
     "max_gain",
     "follow_level",
@@ -112,6 +114,11 @@ class DetectorConfig(BaseModel):
         merge_samples: After the clear condition the alert stays latched this many samples
             more; a raise condition within them continues the same episode (no new
             `raised`, no `cleared`). 0: clear at once.
+        merge_min_s: The latch lasts at least this many seconds of the model's samples
+            (`merge_samples` or this over the model's sample period, whichever is more):
+            a fast waveform's episodes (a 250 Hz ECG's 10 samples are 40 ms) merge over
+            seconds, as an operator hears them; a 1 Hz model keeps its 10 s. 0: samples
+            only (global only).
         premature: On a beat waveform (a feature the model card marks, `rhythm`): raise
             on a beat at least this share earlier than the median of the last 8 intervals
             between beats (`monitor.core.rhythm`; 0.2: 20 % early). None: off. Other
@@ -147,6 +154,7 @@ class DetectorConfig(BaseModel):
     variance_level: float | None = Field(default=1.8, gt=1)
     variance_alpha: float = Field(default=0.015, gt=0, le=1)
     merge_samples: int = Field(default=10, ge=0)
+    merge_min_s: float = Field(default=2.0, ge=0)
     premature: float | None = Field(default=0.2, gt=0, lt=1)
     target_false_alarms_per_day: float | None = Field(default=1.0, gt=0)
     max_gain: float = Field(default=64.0, ge=1)
@@ -247,12 +255,18 @@ class Detector:
         model_version: str = "unknown",
         patients: SlotMap | None = None,
         rhythm: Container[str] = (),
+        period_s: float = 0.0,
     ) -> None:
         self.features = tuple(features)
         self.config = config
         self.model_version = model_version
+        held = math.ceil(config.merge_min_s / period_s) if period_s > 0 else 0
         self._vitals = [
-            r if name in rhythm else replace(r, premature=None)
+            replace(
+                r,
+                premature=r.premature if name in rhythm else None,
+                merge_samples=max(r.merge_samples, held),
+            )
             for name, r in ((name, config.resolve(name)) for name in self.features)
         ]
         v = self._vitals

@@ -193,6 +193,7 @@ class Pipeline:
             model_version=model.version,
             patients=self.patients,
             rhythm=model.rhythm,
+            period_s=model.sample_period_s,
         )
         self.scale = ResidualScale(
             model.residual_sigma,

@@ -330,3 +330,25 @@ def test_episode_merge_per_vital_override() -> None:
     zs = [5, 5, 1, 1, 1, 0, 5, 5]
     assert run(zs, config, vital=0) == ["1:raised:low", "4:cleared:low", "7:raised:low"]
     assert run(zs, config, vital=1) == ["1:raised:low"]
+
+
+def test_the_latch_lasts_merge_min_s_of_a_fast_models_samples() -> None:
+    """At 250 Hz the 10-sample hold is 40 ms: `merge_min_s` (2 s) makes it 500 samples, so
+    two raises 1 s apart are one episode; a 1 Hz model keeps its 10 samples (10 s), and
+    `merge_min_s` 0 or no period leaves samples only."""
+    zs = [5.0, 5.0, *[0.0] * 250, 5.0, 5.0, *[0.0] * 600]
+
+    def states(config: DetectorConfig, period_s: float) -> list[str]:
+        det = Detector(FEATURES, config, period_s=period_s)
+        out = []
+        for seq, value in enumerate(zs):
+            z = np.array([value, 0.0])
+            out += [f"{e.seq}:{e.state}" for e in det.update("p", z, seq * period_s, seq, z, z)]
+        return out
+
+    rules = DetectorConfig(shift_sum=None, spike=None, variance_level=None)
+    assert states(rules, 0.004) == ["1:raised", "756:cleared"]
+    two = ["1:raised", "14:cleared", "253:raised", "266:cleared"]
+    assert states(rules, 1.0) == two
+    assert states(rules, 0.0) == two
+    assert states(rules.model_copy(update={"merge_min_s": 0.0}), 0.004) == two
