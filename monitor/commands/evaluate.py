@@ -185,7 +185,7 @@ def command(**o: Any) -> None:
         f"\n{scored.extra['samples_scored']} samples scored in "
         f"{scored.extra['elapsed_s']:.2f} s" + (f" ({rate:,.0f}/s)" if rate else "")
     )
-    click.echo(format_gains(result.gains))
+    click.echo(format_gains(result.gains, result.rhythm))
     click.echo(format_outcomes(result.outcomes))
     warning = unscored_warning(result.outcomes)
     if warning is not None:

@@ -119,7 +119,7 @@ def _offline(path: Path, model: Path, alerts_out: Path, config_file: Path | None
         f"scored in {result.elapsed_s:.2f} s ({rate:,.0f} samples/s)",
         err=True,
     )
-    click.echo(format_gains(result.gains), err=True)
+    click.echo(format_gains(result.gains, result.rhythm), err=True)
     click.echo(format_outcomes(result.outcomes), err=True)
     warning = unscored_warning(result.outcomes)
     if warning is not None:

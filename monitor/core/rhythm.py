@@ -17,6 +17,10 @@ waveforms (`monitor.model.card.RhythmSpec`, found by `monitor train` on the trai
   ``(1 - premature)`` times the median of the last `MEMORY` intervals is premature: the
   detector's `premature` rule raises at the confirming sample (`monitor.core.rules`).
   ``premature`` is a setting (`detector.premature`, default 0.2: 20 % early).
+* **Several beat waveforms** (two ECG leads, a lead and a pressure): a premature beat
+  raises only when a second one also confirms a premature beat within `AGREE_S` (0.15 s),
+  once, at the later of the two: noise on one lead makes beats there alone (multi-lead
+  noise rejection, as bedside arrhythmia analysis does). One beat waveform raises alone.
 * **Gaps.** A silence longer than `GAP_S` starts the patient's rhythm afresh: no interval
   spans a gap.
 
@@ -38,6 +42,7 @@ from monitor.core.slots import Placement, Rows, SlotMap
 from monitor.core.types import BoolArray, FloatArray
 
 __all__ = [
+    "AGREE_S",
     "CONFIRM_S",
     "FRACTION",
     "GAP_S",
@@ -67,6 +72,8 @@ CONFIRM_S = 0.06
 MEMORY = 8
 #: A silence longer than this starts the rhythm afresh.
 GAP_S = 0.25
+#: With several beat waveforms, another must confirm a premature beat within this.
+AGREE_S = 0.15
 
 
 class BeatTracker:
@@ -87,6 +94,7 @@ class BeatTracker:
         "_rr",
         "_start",
         "_warm",
+        "early_t",
         "intervals",
     )
 
@@ -94,6 +102,8 @@ class BeatTracker:
         self._lag = max(1, round(SLOPE_S / period_s)) if period_s > 0 else 1
         self._peaks: list[float] = []
         self._warm = 0.0
+        #: When this feature last confirmed a premature beat (-inf: never).
+        self.early_t = -math.inf
         self.reset(-math.inf)
 
     def reset(self, t: float) -> None:
@@ -232,6 +242,7 @@ class BeatRhythm:
         found: list[tuple[int, int]] = []
         values = actual[:, self.columns].tolist()
         trackers = self._trackers
+        alone = len(self.columns) == 1
         for row, (slot, ti, xs) in enumerate(zip(slots.tolist(), t, values, strict=True)):
             mine = trackers[slot]
             assert mine is not None  # held: reset above
@@ -239,8 +250,16 @@ class BeatRhythm:
                 if x != x:  # NaN: not in this sample
                     continue
                 rr = tracker.step(ti, x)
-                if rr is not None and tracker.judge(rr, self.premature[j]):
+                if rr is None or not tracker.judge(rr, self.premature[j]):
+                    continue
+                # With several beat waveforms, a premature beat counts where a second one
+                # saw it too (within AGREE_S), once: noise on one lead is not a beat.
+                seen = [o.early_t for o in mine if o is not tracker]
+                tracker.early_t = ti
+                if alone or any(ti - e <= AGREE_S for e in seen):
                     found.append((row, self.columns[j]))
+                    for o in mine:
+                        o.early_t = -math.inf
         if not found:
             return None
         out = np.zeros((len(slots), self.n_features), dtype=np.bool_)

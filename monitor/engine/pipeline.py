@@ -250,6 +250,15 @@ class Pipeline:
         """Each feature's alarm gain (z is divided by it; 1.0 without calibration)."""
         return dict(zip(self.model.features, self.gain.tolist(), strict=True))
 
+    def rhythm(self) -> dict[str, float]:
+        """Each beat waveform whose rhythm is followed -> its `premature` share (empty:
+        none, docs/detection.md "Rhythm")."""
+        rhythm = self.scorer.rhythm
+        if rhythm is None:
+            return {}
+        names = [self.model.features[i] for i in rhythm.columns]
+        return dict(zip(names, rhythm.premature, strict=True))
+
     def decode(
         self,
         patient_keys: Sequence[str | None],

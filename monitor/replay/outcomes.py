@@ -80,6 +80,11 @@ def unscored_warning(counts: Mapping[str, int], share: float = UNSCORED_WARN_SHA
     )
 
 
-def format_gains(gains: Mapping[str, float]) -> str:
-    """One line: each feature's alarm gain, e.g. ``alarm gains: heart_rate x1.00 ...``."""
-    return "alarm gains: " + " ".join(f"{name} x{g:.2f}" for name, g in gains.items())
+def format_gains(gains: Mapping[str, float], rhythm: Mapping[str, float] | None = None) -> str:
+    """Each feature's alarm gain, e.g. ``alarm gains: heart_rate x1.00 ...``; then, for a
+    model with beat waveforms, a second line naming them (docs/detection.md, "Rhythm")."""
+    line = "alarm gains: " + " ".join(f"{name} x{g:.2f}" for name, g in gains.items())
+    if rhythm:
+        beats = ", ".join(f"{name} ({share:.0%} early)" for name, share in rhythm.items())
+        line += f"\npremature beats raise on: {beats}"
+    return line

@@ -96,3 +96,33 @@ def test_training_marks_beat_waveforms_and_nothing_else() -> None:
     # Every beat after the 2 s warm-up (about 72 of 75), none twice, none missed.
     assert 70 <= len(rr) <= 72
     assert np.all(np.abs(rr - 0.8) < 0.1)
+
+
+def test_with_two_leads_a_premature_beat_counts_once_and_noise_on_one_lead_not_at_all() -> None:
+    """Two leads of one heart: the early beat (on both) is found once; a noise spike on
+    one lead alone, which makes a premature 'beat' there, raises nothing."""
+    t, x, early = ecg(60.0, early=(20.0,), seed=5)
+    rng = np.random.default_rng(6)
+    second = 0.6 * x + 0.02 * rng.standard_normal(x.size)
+    # Halfway between two beats: a sharp artefact on the first lead only.
+    beat_times = t[1:-1][(x[1:-1] > 0.5) & (x[1:-1] >= x[:-2]) & (x[1:-1] >= x[2:])]
+    after = beat_times[beat_times > 40.0][0]
+    spike = int(np.searchsorted(t, after + 0.4))
+    first = x.copy()
+    first[spike : spike + 4] += 1.0
+    values = np.column_stack([first, second])
+    table = SlotMap()
+    rhythm = BeatRhythm([0, 1], [0.2, 0.2], PERIOD, 2, table)
+    found = []
+    for i in range(0, t.size, 128):
+        out = rhythm.find(
+            table.assign(["p"] * len(t[i : i + 128])), values[i : i + 128], t[i : i + 128].tolist()
+        )
+        if out is not None:
+            found += [(float(t[i + r]), c) for r, c in zip(*np.nonzero(out), strict=True)]
+    assert len(found) == 1
+    assert 0.0 <= found[0][0] - early[0] <= CONFIRM_S + 0.03
+    # Alone, the first lead does take the artefact for a premature beat.
+    table = SlotMap()
+    alone = run(BeatRhythm([0], [0.2], PERIOD, 1, table), table, ["p"] * t.size, t, first, 128)
+    assert any(abs(at - t[spike]) < 0.2 for _, at in alone)

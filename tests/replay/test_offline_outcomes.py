@@ -17,7 +17,12 @@ from monitor.cli import main
 from monitor.core.types import REJECT_REASONS
 from monitor.engine.pipeline import OUTCOMES
 from monitor.model.store import default_model_path
-from monitor.replay.outcomes import format_outcomes, outcome_counts, unscored_warning
+from monitor.replay.outcomes import (
+    format_gains,
+    format_outcomes,
+    outcome_counts,
+    unscored_warning,
+)
 from monitor.replay.recording import Record, RecordingWriter, read_recording
 from monitor.service.metrics import Metrics
 
@@ -189,3 +194,12 @@ def test_evaluate_reports_the_outcomes_in_text_and_json(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert json.loads(report.read_text())["outcomes"] == {"warming_up": 800}
     assert "WARNING: 800 of 800 samples received (100.0 %) were not scored" in result.stderr
+
+
+def test_the_gains_line_names_the_beat_waveforms_when_there_are_any() -> None:
+    """`replay --offline` and `evaluate` print the gains, and for a model with beat
+    waveforms a second line naming them with their premature share."""
+    assert format_gains({"heart_rate": 1.0}) == "alarm gains: heart_rate x1.00"
+    assert format_gains({"ecg_mv": 5.27}, {"ecg_mv": 0.2}) == (
+        "alarm gains: ecg_mv x5.27\npremature beats raise on: ecg_mv (20% early)"
+    )
