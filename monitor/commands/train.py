@@ -132,9 +132,10 @@ def _column_map(values: tuple[str, ...]) -> dict[str, str]:
 )
 @click.option(
     "--centring",
-    type=click.Choice(["none", "window_mean"]),
+    type=click.Choice(["none", "window_mean", "last"]),
     default=None,
-    help="Subtract each window's own mean before normalising (the recipe decides by default).",
+    help="Subtract each window's own mean, or its last sample (the model predicts the "
+    "change from it), before normalising (the recipe decides by default).",
 )
 @click.option(
     "--pool-recent",

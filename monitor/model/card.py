@@ -75,7 +75,8 @@ class Normalisation(_Strict):
     """Per-feature z-score statistics, in feature order, raw units.
 
     With ``centring = "window_mean"`` each window's own per-feature mean is subtracted first
-    (and added back to the output); `mean` and `std` then describe centred values.
+    (and added back to the output), with ``"last"`` its last sample; `mean` and `std` then
+    describe centred values.
     """
 
     mean: list[float]

@@ -32,10 +32,12 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.floating]
 
-#: How a window is centred before normalisation: ``none`` (the seed: absolute values) or
+#: How a window is centred before normalisation: ``none`` (the seed: absolute values),
 #: ``window_mean`` (each window minus its own per-feature mean; the model predicts the next
-#: sample relative to that mean, so it never has to reproduce a patient's baseline).
-Centring = Literal["none", "window_mean"]
+#: sample relative to that mean, so it never has to reproduce a patient's baseline) or
+#: ``last`` (each window minus its last sample: the model predicts the change from it, and
+#: an output of 0 is "next = last", so an untrained model starts as persistence).
+Centring = Literal["none", "window_mean", "last"]
 
 #: Standard deviations below this are treated as this, so a constant feature does not
 #: divide by zero (its z-score is then 0 everywhere).
@@ -94,10 +96,14 @@ def window_offset(windows: FloatArray, centring: Centring) -> FloatArray:
 
     Args:
         windows: Raw windows, ``(B, window, F)``.
-        centring: ``none`` gives zeros; ``window_mean`` each window's per-feature mean.
+        centring: ``none`` gives zeros; ``window_mean`` each window's per-feature mean;
+            ``last`` its last sample.
     """
     if centring == "none":
         return np.zeros((windows.shape[0], windows.shape[2]), dtype=windows.dtype)
+    if centring == "last":
+        last: FloatArray = windows[:, -1, :].copy()
+        return last
     out: FloatArray = windows.mean(axis=1)
     return out
 
@@ -139,18 +145,18 @@ def pooled_steps(window: int, recent: int | None, block: int) -> int:
 def time_matrix(window: int, centring: Centring, recent: int | None, block: int) -> FloatArray:
     """The linear map along time that centres and pools a window, float64.
 
-    Centring by the window's mean and pooling (`pool_window`) are both linear in the
-    samples of each feature, so one ``(rows, window)`` matrix ``P`` does both: ``P @ w``
-    (``w`` one feature's ``window`` samples) gives the ``steps`` centred, pooled values
-    (rows ``0 .. steps-1``) and, with ``window_mean`` centring, the window's mean (a last
-    row, the offset). Each centring row sums to 0, so adding a constant to ``w`` changes
-    only the mean row.
+    Centring by the window's mean (or its last sample) and pooling (`pool_window`) are both
+    linear in the samples of each feature, so one ``(rows, window)`` matrix ``P`` does
+    both: ``P @ w`` (``w`` one feature's ``window`` samples) gives the ``steps`` centred,
+    pooled values (rows ``0 .. steps-1``) and, when centred, the offset (a last row: the
+    window's mean, or its last sample). Each centring row sums to 0, so adding a constant
+    to ``w`` changes only the offset row.
 
     Raises:
         ValueError: ``window - recent`` is not a multiple of `block`.
     """
     steps = pooled_steps(window, recent, block)
-    centred = centring == "window_mean"
+    centred = centring != "none"
     p = np.zeros((steps + centred, window))
     if recent is None or steps == window:
         p[:steps] = np.eye(window)
@@ -160,8 +166,12 @@ def time_matrix(window: int, centring: Centring, recent: int | None, block: int)
             p[k, k * block : (k + 1) * block] = 1.0 / block
         p[old // block : steps, old:] = np.eye(recent)
     if centred:
-        p[:steps] -= 1.0 / window
-        p[steps] = 1.0 / window
+        offset = np.full(window, 1.0 / window)
+        if centring == "last":
+            offset = np.zeros(window)
+            offset[-1] = 1.0
+        p[:steps] -= offset
+        p[steps] = offset
     return p
 
 

@@ -24,7 +24,13 @@ from monitor.model.card import (
     TrainingInfo,
     signal_specs,
 )
-from monitor.model.features import Preprocess, fit_normalisation, window_offset, with_flags
+from monitor.model.features import (
+    MIN_STD,
+    Preprocess,
+    fit_normalisation,
+    window_offset,
+    with_flags,
+)
 from monitor.model.lstm import MedicalLSTM
 from monitor.model.store import save_model
 from monitor.training.augment import augment, noise_sigma
@@ -143,6 +149,12 @@ def train_model(
         mean, std = np.zeros(n_feat), np.ones(n_feat)
     elif centring == "none":
         mean, std = fit_normalisation([s.values for s in data.train])
+    elif centring == "last":
+        # Inputs are the window's deviations from its last sample: their spread scales
+        # inputs and targets (a next sample's change is a fraction of it).
+        deviations = train.x - train.x[:, -1:, :]
+        mean = np.zeros(n_feat)
+        std = np.maximum(np.sqrt(np.nanmean(deviations**2, axis=(0, 1))), MIN_STD)
     else:
         # Centred values: the statistics of next samples relative to their window's mean.
         mean, std = fit_normalisation([train.y - window_offset(train.x, centring)])

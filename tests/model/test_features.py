@@ -71,10 +71,27 @@ def test_make_windows_with_stride_keeps_every_nth_pair() -> None:
 
 
 def test_window_offset_none_is_zero_and_window_mean_is_the_mean() -> None:
-    """`none` subtracts nothing; `window_mean` subtracts each window's per-feature mean."""
+    """`none` subtracts nothing; `window_mean` subtracts each window's per-feature mean;
+    `last` its last sample."""
     w = np.arange(12, dtype=float).reshape(2, 3, 2)
     assert window_offset(w, "none").tolist() == [[0, 0], [0, 0]]
     assert window_offset(w, "window_mean").tolist() == [[2, 3], [8, 9]]
+    assert window_offset(w, "last").tolist() == [[4, 5], [10, 11]]
+
+
+def test_last_centring_makes_an_output_of_zero_persistence() -> None:
+    """With `last`, float32 (the server's matrix product) and float64 (the trainer's) give
+    the same inputs, the offset is the last sample, and a model output of 0 predicts it:
+    "next = last"."""
+    prep = Preprocess(np.zeros(2), np.array([2.0, 0.5]), "last", recent=2, block=2)
+    base = np.random.default_rng(1).normal(size=(3, 6, 2))
+    x64, off64 = prep.inputs(base)
+    np.testing.assert_allclose(off64, base[:, -1])
+    x32, off32 = prep.inputs(base.astype(np.float32))
+    np.testing.assert_allclose(x32, x64, atol=1e-5)
+    np.testing.assert_allclose(off32, base[:, -1], atol=1e-6)
+    np.testing.assert_allclose(x64[:, -1], 0.0, atol=1e-6)  # the last sample minus itself
+    np.testing.assert_allclose(prep.outputs(np.zeros((3, 2)), off32), base[:, -1], atol=1e-6)
 
 
 def test_pool_window_block_means_then_recent_samples() -> None:
@@ -105,7 +122,13 @@ def test_preprocess_centred_model_sees_no_baseline() -> None:
 # -- Preprocess.inputs as one matrix product ----------------------------------------------
 
 #: Four preprocessings of 120-sample windows of 6 vitals: (centring, recent); block 5.
-VARIANTS = [("window_mean", 20), ("window_mean", None), ("none", 20), ("none", None)]
+VARIANTS = [
+    ("window_mean", 20),
+    ("window_mean", None),
+    ("none", 20),
+    ("none", None),
+    ("last", 20),
+]
 LEVELS = np.array([80.0, 96.0, 16.0, 120.0, 75.0, 37.0])
 SPREAD = np.array([6.0, 1.5, 2.5, 8.0, 6.0, 0.3])
 
@@ -122,7 +145,7 @@ def _prep(centring: str, recent: int | None) -> Preprocess:
         return Preprocess(LEVELS, 3 * SPREAD, "none", recent, 5)
     # The shipped model's statistics of centred values.
     std = np.array([4.32, 0.685, 1.64, 4.52, 3.09, 0.0684])
-    return Preprocess(np.full(6, 0.01), std, "window_mean", recent, 5)
+    return Preprocess(np.full(6, 0.01), std, centring, recent, 5)  # type: ignore[arg-type]
 
 
 def _old_way(prep: Preprocess, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
