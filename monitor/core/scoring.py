@@ -26,6 +26,8 @@ from monitor.core.technical import TechnicalAlarms
 from monitor.core.types import BoolArray, Float32Array, FloatArray
 
 __all__ = [
+    "GAP_MAX_WIDEN",
+    "GAP_RATIO",
     "SLOW_STREAM",
     "Scored",
     "Scorer",
@@ -37,6 +39,11 @@ __all__ = [
 #: on, so its scale and alarm level follow its own tails (docs/detection.md, "Slow streams").
 #: Far above a 1 Hz stream's jitter and its short dropouts.
 SLOW_STREAM = 10.0
+#: A sample at least this many of its stream's intervals after the one before it (one
+#: sample missing, or more) is judged against a wider scale: sqrt of that ratio, at most
+#: `GAP_MAX_WIDEN` (docs/detection.md, "After a gap").
+GAP_RATIO = 2.0
+GAP_MAX_WIDEN = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +129,7 @@ class Scorer:
         seq: Sequence[int],
         placed: Placement | None = None,
         slow: BoolArray | None = None,
+        gap: FloatArray | None = None,
     ) -> Scored:
         """Score a batch in row order (a patient's rows in order, as one by one).
 
@@ -138,6 +146,10 @@ class Scorer:
             slow: Rows from a stream much slower than the model's period: with a model
                 whose scale is not clipped, their scale follows heavy tails and their alarm
                 level follows (docs/detection.md, "Slow streams"). None: none.
+            gap: Each row's interval over its stream's own (`gap_ratio`): a row at least
+                `GAP_RATIO` of them after the one before has its z divided by the square
+                root (the prediction spans the missing samples; at most `GAP_MAX_WIDEN`).
+                None: every row steady.
         """
         if placed is None:
             placed = self.patients.assign(patient_ids)
@@ -150,6 +162,8 @@ class Scorer:
         z = self.scale.z_batch(
             patient_ids, windows, actual - predictions, placed=placed, heavy=slow
         )
+        if gap is not None and np.count_nonzero(late := gap >= GAP_RATIO):
+            z[late] /= np.minimum(np.sqrt(gap[late]), GAP_MAX_WIDEN)[:, None]
         absz = np.abs(z)
         if self.scale.masked and bool(np.isnan(absz).any()):
             z = np.nan_to_num(z, nan=0.0)

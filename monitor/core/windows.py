@@ -73,6 +73,7 @@ __all__ = [
     "PushResult",
     "Pushed",
     "WindowStore",
+    "gap_ratio",
 ]
 
 #: Samples a row holds beyond the window: the window moves back to the row's start once
@@ -107,6 +108,9 @@ class PushResult(NamedTuple):
         evicted: Patients evicted to make room for this one (forget their state).
         order: A discontinuity of the order state that this sample was accepted with.
         clock: A change of the patient's clock offset report.
+        gap: For `ready`: the interval before this sample over the stream's own (its
+            previous interval, at least the model's period); 1 for a steady stream, 5
+            after four samples went missing (`gap_ratio`).
     """
 
     outcome: PushOutcome
@@ -116,6 +120,7 @@ class PushResult(NamedTuple):
     evicted: tuple[str, ...] = ()
     order: OrderChange = ""
     clock: ClockChange = ""
+    gap: float = 1.0
 
 
 _DUPLICATE = PushResult("duplicate")
@@ -134,6 +139,15 @@ _VECTOR_MIN = 32
 IntArray = npt.NDArray[np.int64]
 
 _NO_MISSING: IntArray = np.zeros(0, dtype=np.int64)
+_NO_GAPS: FloatArray = np.zeros(0, dtype=np.float64)
+
+
+def gap_ratio(interval: float, previous: float, period_s: float) -> float:
+    """The interval before a sample over the stream's own interval: its previous one, at
+    least the model's sample period (1 without a previous interval: a stream's first is
+    its rate). A steady stream gives about 1; a sample after n missing ones about n + 1
+    (docs/detection.md, "After a gap")."""
+    return interval / max(previous, period_s) if previous > 0 else 1.0
 
 
 class Pushed(NamedTuple):
@@ -144,19 +158,23 @@ class Pushed(NamedTuple):
         contexts: Their context windows, in sample order, ``(plain.sum(), window, width)``.
         missing: Sequence numbers skipped before each plain sample.
         rest: Position -> `PushResult` of every other sample.
+        gaps: Each plain sample's `PushResult.gap`.
     """
 
     plain: BoolArray
     contexts: Float32Array
     missing: IntArray
     rest: dict[int, PushResult]
+    gaps: FloatArray
 
     def result(self, i: int) -> PushResult:
         """The `PushResult` of sample `i`, plain or not."""
         if i in self.rest:
             return self.rest[i]
         j = int(self.plain[:i].sum())
-        return PushResult("ready", self.contexts[j], False, int(self.missing[j]))
+        return PushResult(
+            "ready", self.contexts[j], False, int(self.missing[j]), gap=float(self.gaps[j])
+        )
 
 
 class WindowStore:
@@ -367,12 +385,14 @@ class WindowStore:
         if not slots:
             one = self._push_one
             every = {i: one(patient_ids[i], t[i], seq[i], values[i], now[i]) for i in range(n)}
-            return Pushed(np.zeros(n, dtype=bool), self._no_contexts, _NO_MISSING, every)
-        plain, contexts, missing = self._push_plain(slots, patient_ids, t, seq, values, now, skip)
+            return Pushed(np.zeros(n, dtype=bool), self._no_contexts, _NO_MISSING, every, _NO_GAPS)
+        plain, contexts, missing, gaps = self._push_plain(
+            slots, patient_ids, t, seq, values, now, skip
+        )
         if plain.all():  # the common batch: every sample ready, in order
             # Least recently seen order: by each patient's last sample, as one by one.
             self._touch(reversed(dict.fromkeys(reversed(patient_ids))))
-            return Pushed(plain, contexts, missing, {})
+            return Pushed(plain, contexts, missing, {}, gaps)
         push_one = self._push_one
         rest: dict[int, PushResult] = {}
         accepted = plain.tolist()
@@ -385,7 +405,7 @@ class WindowStore:
                 last.pop(pid, None)
                 last[pid] = None
         self._touch(last)
-        return Pushed(plain, contexts, missing, rest)
+        return Pushed(plain, contexts, missing, rest, gaps)
 
     def _push_one(
         self, patient_id: str, t: float, seq: int, values: FloatArray, now: float
@@ -453,7 +473,8 @@ class WindowStore:
             else:
                 row[start + window] = values
             self._start[slot] = start + 1
-            return PushResult("ready", context, False, missing, (), order, clock)
+            gap = gap_ratio(dt, previous, self.period_s)
+            return PushResult("ready", context, False, missing, (), order, clock, gap)
         self._write(patient_id, slot, values)
         return PushResult("warming_up", None, False, missing, (), order, clock)
 
@@ -546,13 +567,13 @@ class WindowStore:
         values: FloatArray,
         now: Sequence[float],
         skip: Container[str],
-    ) -> tuple[BoolArray, Float32Array, IntArray]:
+    ) -> tuple[BoolArray, Float32Array, IntArray, FloatArray]:
         """Store the plain samples of a batch (see `push`) with a few array operations.
 
         Returns:
-            ``(plain, contexts, missing)``: which samples were stored, their contexts in
-            sample order ``(plain.sum(), window, F)`` (a new array), and the sequence
-            numbers skipped before each of them.
+            ``(plain, contexts, missing, gaps)``: which samples were stored, their contexts
+            in sample order ``(plain.sum(), window, F)`` (a new array), the sequence
+            numbers skipped before each of them, and each one's `gap_ratio`.
         """
         n, window = len(patient_ids), self.window
         if skip:
@@ -615,8 +636,12 @@ class WindowStore:
         plain[order] = misfits_sorted == before_group
         rows = np.flatnonzero(plain)
         if rows.size == 0:
-            return plain, self._no_contexts, _NO_MISSING
+            return plain, self._no_contexts, _NO_MISSING, _NO_GAPS
         missing = seq_a[rows] - prev_seq[rows] - 1
+        before = prev_dt[rows]
+        gaps = np.divide(
+            dt[rows], np.maximum(before, self.period_s), out=np.ones(rows.size), where=before > 0
+        )
         # Each patient's last plain sample: how many it stores, and the state it leaves.
         ps = s[rows]
         _, last_in_reversed = np.unique(ps[::-1], return_index=True)
@@ -648,7 +673,7 @@ class WindowStore:
             self._anchor[slot] = None
             self._jump_n[slot] = 0
             self._quiet[slot] = True  # settled (a plain sample's condition), nothing pending
-        return plain, contexts, missing
+        return plain, contexts, missing, gaps
 
     def _carried(
         self,

@@ -62,6 +62,8 @@ class Job:
     t: float
     seq: int
     received_at: float
+    #: The interval before the sample over its stream's own (`gap_ratio`; 1: steady).
+    gap: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,7 +369,7 @@ class Pipeline:
         With `message`, the samples are one payload's (a block): what the absence of its
         patient's data opened closes once, after all of them, if any was taken."""
         n = len(patient_ids)
-        plain, contexts, missing, rest = self.windows.push(
+        plain, contexts, missing, rest, ratios = self.windows.push(
             patient_ids, t, seq, values, now, skip=self.alarms.by_patient
         )
         if missing.size:
@@ -376,15 +378,15 @@ class Pipeline:
                 self.metrics.sequence_gaps.inc(gaps)
         events: list[AlertEvent] = []
         if not rest:  # the common run: every sample ready, in order
-            queued = list(map(Job, patient_ids, contexts, values, t, seq, now))
+            queued = list(map(Job, patient_ids, contexts, values, t, seq, now, ratios.tolist()))
             keys, stamps = patient_ids, now
         else:
             jobs: list[Job | None] = [None] * n
             if contexts.shape[0]:
                 rows = np.flatnonzero(plain).tolist()
-                for row, context in zip(rows, contexts, strict=True):
+                for row, context, gap in zip(rows, contexts, ratios.tolist(), strict=True):
                     jobs[row] = Job(
-                        patient_ids[row], context, values[row], t[row], seq[row], now[row]
+                        patient_ids[row], context, values[row], t[row], seq[row], now[row], gap
                     )
             taken = bool(contexts.shape[0])
             alarms = self.alarms
@@ -416,7 +418,7 @@ class Pipeline:
     ) -> tuple[Job | None, bool]:
         """Count one sample's outcome in its window; return its job, if ready, and whether
         the window took the sample. Technical alert changes go to `_side`."""
-        outcome, context, gap_reset, missing, evicted, order, clock = result
+        outcome, context, gap_reset, missing, evicted, order, clock, gap = result
         for gone in evicted:
             self._side += self._forget(gone, now)
             self.metrics.evictions.inc()
@@ -438,7 +440,7 @@ class Pipeline:
                 self._side += self._counted(self.alarms.refuse(pid, None, now))
             self._outcomes[outcome].inc()
             return None, outcome == "warming_up"
-        return Job(pid, context, values, t, seq, now), True
+        return Job(pid, context, values, t, seq, now, gap), True
 
     def _taken(self, pid: str, accepted: bool, now: float) -> list[AlertEvent]:
         """The side events of `_pushed`, and, when the window took the sample, the close
@@ -596,6 +598,7 @@ class Pipeline:
             [j.seq for j in jobs],
             placed,
             slow,
+            np.fromiter((j.gap for j in jobs), np.float64, len(jobs)),
         )
         absz = scored.absz
         # NaN: no z for that vital (docs/detection.md); the error histogram skips it.

@@ -20,6 +20,7 @@ def store(**changes: float) -> WindowStore:
         max_patients=int(options["max_patients"]),
         idle_ttl_s=options["idle_ttl_s"],
         max_gap_s=options["max_gap_s"],
+        period_s=options.get("period_s", 0.0),
     )
 
 
@@ -381,6 +382,7 @@ def test_a_batch_push_equals_pushing_each_sample_alone(seed: int) -> None:
                 assert not result.gap_reset
                 assert pids[i] not in skip
                 assert got.missing == result.missing
+                assert got.gap == pytest.approx(result.gap, rel=1e-12)
             else:  # everything but the context (an array) compared here
                 assert got._replace(context=None) == result._replace(context=None)
             assert got.outcome == result.outcome
@@ -403,11 +405,12 @@ def test_push_takes_a_plain_batch_whole_and_at_most_slack_per_patient() -> None:
     n = SLACK + 3
     seqs = list(range(W, W + n)) * 2
     pids = ["a"] * n + ["b"] * n
-    plain, contexts, missing, rest = ws.push(
+    plain, contexts, missing, rest, gaps = ws.push(
         pids, [float(s) for s in seqs], seqs, np.stack([vals(s) for s in seqs]), [0.0] * 2 * n
     )
     assert plain.tolist() == ([True] * SLACK + [False] * 3) * 2
     assert missing.tolist() == [0] * 2 * SLACK
+    assert gaps.tolist() == [1.0] * 2 * SLACK
     assert [rest[i].outcome for i in sorted(rest)] == ["ready"] * 6
     assert ws.patients() == ["a", "b"]
     np.testing.assert_array_equal(contexts[-1][:, 0], np.arange(SLACK - 1, SLACK - 1 + W))
@@ -470,3 +473,25 @@ def test_the_store_admits_into_the_table_it_is_given_and_releases_on_eviction() 
         assert slot is not None
         assert table.generation[slot] > born[slot]
     assert len(table) == len(store) == 1
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_a_ready_sample_carries_its_interval_over_its_streams_own(batched: bool) -> None:
+    """`gap`: 1 for a steady 1 Hz stream, 5 after a 5 s silence (four samples missing),
+    0.2 for the next (1 s after a 5 s interval: only a ratio of 2 or more widens the
+    scale); a once-a-minute stream on the 1 s model is steady at 1, and 3 after
+    a 3-minute silence. Alone and in a batch alike."""
+    ws = store(max_patients=4, max_gap_s=30.0, period_s=1.0)
+    times = [float(i) for i in range(W + 3)] + [W + 7.0, W + 8.0]
+    slow = [60.0 * i for i in range(W + 2)] + [60.0 * (W + 4)]
+    got: dict[str, list[float]] = {}
+    for pid, ts in (("fast", times), ("slow", slow)):
+        rows = np.stack([vals(i) for i in range(len(ts))])
+        if batched:
+            pushed = ws.push([pid] * len(ts), ts, list(range(len(ts))), rows, ts)
+            results = [pushed.result(i) for i in range(len(ts))]
+        else:
+            results = [push_one(ws, pid, t, i, rows[i], t) for i, t in enumerate(ts)]
+        got[pid] = [round(r.gap, 6) for r in results if r.outcome == "ready"]
+    assert got["fast"] == [1.0, 1.0, 1.0, 5.0, 0.2]
+    assert got["slow"] == [1.0, 1.0, 3.0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from prometheus_client import CollectorRegistry
 
 from monitor.core.alerts import AlertEvent
@@ -271,3 +272,29 @@ def test_a_premature_beat_on_a_beat_waveform_raises_and_without_rhythm_nothing_d
     assert alert.vital == "ecg_mv"
     assert 0.0 <= alert.t - (T0 + early[0]) <= 0.1
     assert raised[()] == []
+
+
+def test_a_sample_after_a_silence_is_judged_against_the_time_it_spans() -> None:
+    """After a 9 s silence of a 1 Hz stream (8 samples missing, within the gap limit) the
+    sample's job carries gap 9, and its z is a third of what the same residual gives a
+    steady sample (the scale widened by sqrt(9)); a gap under 2 changes nothing."""
+    info = ModelInfo(FEATURES, 4, np.array([1.0, 0.5]), "v-test", sample_period_s=1.0)
+    p = Pipeline(info, Settings(), Metrics.create(CollectorRegistry()))
+    times = [T0 + i for i in range(6)] + [T0 + 14.0]
+    for seq, ti in enumerate(times):
+        body = {"v": 1, "patient_id": "g", "t": ti, "seq": seq, "vitals": {"heart_rate": 70.0}}
+        body["vitals"]["spo2"] = 97.0 + 0.1 * seq
+        ingest_one(p, "vitals/g", json.dumps(body).encode(), ti)
+    jobs = p.take_batch()
+    assert [round(j.gap, 6) for j in jobs] == [1.0, 1.0, 9.0]
+    scorer = p.scorer
+    windows = np.zeros((3, 4, 2), dtype=np.float32)
+    actual = np.array([[75.0, 97.0]] * 3)
+    predictions = np.array([[70.0, 97.0]] * 3, dtype=np.float32)
+    gaps = np.array([1.0, 1.9, 9.0])
+    scored = scorer.score(
+        ["x", "y", "z"], windows, actual, predictions, [T0] * 3, [1] * 3, gap=gaps
+    )
+    z = scored.absz[:, 0]
+    assert z[1] == pytest.approx(z[0])
+    assert z[2] == pytest.approx(z[0] / 3.0)
