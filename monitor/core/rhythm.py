@@ -22,7 +22,8 @@ waveforms (`monitor.model.card.RhythmSpec`, found by `monitor train` on the trai
   once, at the later of the two: noise on one lead makes beats there alone (multi-lead
   noise rejection, as bedside arrhythmia analysis does). One beat waveform raises alone.
 * **Gaps.** A silence longer than `GAP_S` starts the patient's rhythm afresh: no interval
-  spans a gap.
+  spans a gap. No beat for `RELEARN_S` (3 s) does too, and the detection level is learned
+  again from a new warm-up.
 
 State is a small object per patient and feature, in lists indexed by a slot of the shared
 patient table (`SlotMap`), marked held by slot generation as the other components are; it
@@ -48,6 +49,7 @@ __all__ = [
     "GAP_S",
     "MEMORY",
     "REFRACTORY_S",
+    "RELEARN_S",
     "SLOPE_S",
     "WARMUP_S",
     "BeatRhythm",
@@ -74,6 +76,10 @@ MEMORY = 8
 GAP_S = 0.25
 #: With several beat waveforms, another must confirm a premature beat within this.
 AGREE_S = 0.15
+#: No beat for this long (longer than any interval a marked feature's training showed):
+#: the detection level is learned afresh. A large artefact in the warm-up, or a lead whose
+#: amplitude fell, would otherwise hold it above every beat for ever.
+RELEARN_S = 3.0
 
 
 class BeatTracker:
@@ -140,6 +146,10 @@ class BeatTracker:
                 del self._peaks[0]
             return self._rr
         peaks = self._peaks
+        if t - max(self._beat_t, self._start) > RELEARN_S:
+            peaks.clear()
+            self._warm = 0.0
+            self.reset(t)
         if len(peaks) >= MIN_PEAKS:
             level = FRACTION * median(peaks)
         elif t - self._start < WARMUP_S:

@@ -126,3 +126,17 @@ def test_with_two_leads_a_premature_beat_counts_once_and_noise_on_one_lead_not_a
     table = SlotMap()
     alone = run(BeatRhythm([0], [0.2], PERIOD, 1, table), table, ["p"] * t.size, t, first, 128)
     assert any(abs(at - t[spike]) < 0.2 for _, at in alone)
+
+
+def test_a_large_artefact_in_the_warm_up_does_not_blind_the_detector() -> None:
+    """A 20 mV artefact in the first second sets a level no beat reaches; after RELEARN_S
+    without a beat the level is learned again, and the beats (and an early one) are found."""
+    t, x, early = ecg(60.0, early=(40.0,), seed=8)
+    x = x.copy()
+    x[(t > 0.5) & (t < 0.52)] += 20.0
+    rr = beat_intervals(x, PERIOD)
+    assert len(rr) > 60  # of about 75 beats: all but the warm-ups'
+    table = SlotMap()
+    found = run(BeatRhythm([0], [0.2], PERIOD, 1, table), table, ["p"] * t.size, t, x, 128)
+    assert len(found) == 1
+    assert 0.0 <= found[0][1] - early[0] <= CONFIRM_S + 0.03
