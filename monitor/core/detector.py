@@ -275,8 +275,6 @@ class Detector:
         self._mid = [(r.threshold + r.severe) / 2 for r in v]
         self._shift_n = config.shift_n
         self._var_alpha = config.variance_alpha
-        #: The settings of each vital, in model order.
-        self.thresholds: tuple[Thresholds, ...] = tuple(v)
         #: The raise rules the settings turn on, by priority.
         self.rules: list[RaiseRule] = build_rules(v)
         # The rules to run on a round with a sample over threshold, and on one without.
@@ -419,6 +417,11 @@ class Detector:
         if len(parts) > 1:
             found.sort(key=lambda item: item[0])
         return [event for _, events in found for event in events]
+
+    @property
+    def thresholds(self) -> tuple[Thresholds, ...]:
+        """The resolved settings of each vital, in model order."""
+        return tuple(self._vitals)
 
     def active(self, patient_id: str) -> list[str]:
         """Return the vitals with a raised alert for this patient, in feature order."""

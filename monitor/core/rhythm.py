@@ -76,9 +76,10 @@ MEMORY = 8
 GAP_S = 0.25
 #: With several beat waveforms, another must confirm a premature beat within this.
 AGREE_S = 0.15
-#: No beat for this long (longer than any interval a marked feature's training showed):
-#: the detection level is learned afresh. A large artefact in the warm-up, or a lead whose
-#: amplitude fell, would otherwise hold it above every beat for ever.
+#: No beat for this long (above the 2 s median interval, 30 a minute, that a beat waveform
+#: may have, `monitor.training.rhythm`): the detection level is learned afresh. A large
+#: artefact in the warm-up, or a lead whose amplitude fell, would otherwise hold it above
+#: every beat for ever.
 RELEARN_S = 3.0
 
 

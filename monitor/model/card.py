@@ -194,7 +194,8 @@ class RhythmSpec(_Strict):
     regularly. Serving follows its beats' rhythm (`monitor.core.rhythm`).
 
     Attributes:
-        beats: Beats found in the training rows.
+        beats: Beats found in the training rows after each segment's first: the number of
+            intervals between beats (`monitor.training.rhythm.MIN_BEATS` at least).
         interval_s: Their median interval, seconds.
         regular_share: Share of intervals within 25 % of the median.
     """

@@ -50,8 +50,7 @@ def rhythm_specs(
         return {}
     out: dict[str, RhythmSpec] = {}
     for i, name in enumerate(features):
-        parts = [beat_intervals(s.values[:, i], sample_period_s) for s in segments]
-        rr = np.concatenate(parts) if parts else np.zeros(0)
+        rr = np.concatenate([beat_intervals(s.values[:, i], sample_period_s) for s in segments])
         if rr.size < MIN_BEATS:
             continue
         mid = float(np.median(rr))
