@@ -44,6 +44,10 @@ from monitor.training.recipes import Recipe
 from monitor.training.repeats import flatline_rules
 from monitor.training.rhythm import rhythm_specs
 
+#: Fewer validation windows than this cannot measure the residual spread: the training
+#: windows' residuals are measured with them (`residual_sigma_source` says so).
+MIN_VALIDATION_WINDOWS = 20
+
 
 @dataclass(frozen=True, slots=True)
 class TrainResult:
@@ -210,6 +214,12 @@ def train_model(
         return prep.outputs(predict_normalised(model, inputs, device), offset)
 
     test_pred = predict(test.x)
+    # Too few validation windows to measure a spread (a long window on a short training
+    # part leaves one: its sigma was 0): the residuals of the training windows join them.
+    sigma_src = "validation" if data.val else "training"
+    if data.val and len(val) < MIN_VALIDATION_WINDOWS:
+        val = cut_windows([*data.train, *data.val], recipe.window, n_feat)
+        sigma_src = "training+validation"
     val_pred = predict(val.x)
     metrics = compute_metrics(data.features, test_pred, test.y, test.x[:, -1, :], test.clean_y, std)
     seed_style = None
@@ -231,7 +241,7 @@ def train_model(
     details.update(
         train_windows=int(x_train.shape[0]),
         val_windows=len(val),
-        residual_sigma_source="validation" if data.val else "training",
+        residual_sigma_source=sigma_src,
         device=device,
     )
     sigma = residual_sigma(val_pred, val.y)

@@ -272,7 +272,14 @@ def test_window_capped_by_a_short_validation_tail(tmp_path: Path) -> None:
     output = _run([*args, "--out", str(tmp_path / "m"), *SMALL])
     assert "window 17: dominant period 8 samples" in output
     assert "capped at 17" in output
-    assert load_model(tmp_path / "m").card.window == 17
+    card = load_model(tmp_path / "m").card
+    assert card.window == 17
+    # One validation window cannot measure a spread (its sigma was 0): the training
+    # windows' residuals join it, and the card says so.
+    details = card.training.details
+    assert details["residual_sigma_source"] == "training+validation"
+    assert details["val_windows"] == (102 - 17) + (18 - 17)  # both parts, cut apart
+    assert 0.1 < card.residual_sigma[0] < 20.0  # noise 0.5 and an untrained model's error
 
 
 def test_range_beyond_the_data_is_a_one_line_data_error(tmp_path: Path) -> None:
