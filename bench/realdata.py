@@ -14,6 +14,7 @@ pooled rows.
     python bench/realdata.py                                  # every record
     python bench/realdata.py --records mitdb100_beats rec12726_bp
     python bench/realdata.py --ecg-minutes 10                 # cut the 360 Hz ECG
+    python bench/realdata.py --train-args="--centring last"   # a model choice, every record
 
 Prints figures; asserts nothing. Times are the records' own seconds from their start, placed
 at unix time `START` by the import and by the labels alike.
@@ -26,11 +27,12 @@ import csv
 import gzip
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -441,7 +443,14 @@ def main() -> None:
         default=None,
         help="keep only the first N minutes of the 360 Hz ECG (default: all 30)",
     )
+    parser.add_argument(
+        "--train-args",
+        default="",
+        help="more `monitor train` options for every record's model, one string "
+        '(an experiment: --train-args="--centring last")',
+    )
     args = parser.parse_args()
+    extra = tuple(shlex.split(args.train_args))
     data = args.data / "physionet"
     if not data.is_dir():
         sys.exit(f"no bench data at {data}")
@@ -449,7 +458,8 @@ def main() -> None:
     results = []
     for name in args.records:
         minutes = args.ecg_minutes if name == "mitdb100_ecg" else None
-        res = run_record(SPECS[name], data, args.work, minutes)
+        spec = replace(SPECS[name], train_args=(*SPECS[name].train_args, *extra))
+        res = run_record(spec, data, args.work, minutes)
         t_imp, t_train, t_eval = res["seconds"]
         cut = "" if minutes is None else f", first {minutes:g} min"
         model = (
