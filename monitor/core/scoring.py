@@ -193,7 +193,7 @@ def beat_rhythm(detector: Detector, period_s: float) -> BeatRhythm | None:
         return None
     return BeatRhythm(
         [i for i, _ in on],
-        [p for _, p in on if p is not None],
+        [p for _, p in on],
         period_s,
         len(detector.features),
         detector.patients,
