@@ -40,8 +40,8 @@ TRAIN_FRACTION = 0.15
 
 
 def nab_time(text: str) -> float:
-    """NAB's ``YYYY-MM-DD HH:MM:SS[.ffffff]`` (UTC) as unix seconds."""
-    stamp = datetime.strptime(text.split(".")[0], "%Y-%m-%d %H:%M:%S")
+    """NAB's ``YYYY-MM-DD HH:MM:SS[.ffffff]`` (UTC) as unix seconds, fraction kept."""
+    stamp = datetime.fromisoformat(text)
     return stamp.replace(tzinfo=UTC).timestamp()
 
 

@@ -20,6 +20,7 @@ from monitor.model.features import Centring
 
 __all__ = [
     "DEFAULT_ARCHITECTURE",
+    "FEW_RAISES_MAX_GAIN",
     "FORMAT_VERSION",
     "MAX_WINDOW",
     "MIN_RAISES",
@@ -208,9 +209,15 @@ class RhythmSpec(_Strict):
 #: Tail probability above which a count of raises at gain 1 is taken as chance, not excess.
 _EXCESS_P = 0.01
 
-#: Fewer raises than this at gain 1 leave the fixed levels alone: a handful of raises may be
+#: Fewer raises than this at gain 1 are too few to fit a tail: a handful of raises may be
 #: real events in the training data, and they say nothing about the shape of a tail.
 MIN_RAISES = 5
+
+#: With fewer than `MIN_RAISES` raises, the gain is the smallest measured one (up to this)
+#: at which the count is within chance of the target: raises that vanish by then are the
+#: noise brushing the fixed levels; raises that outlast twice the levels are large
+#: deviations, possibly real events, and a gain that hid them would hide events as large.
+FEW_RAISES_MAX_GAIN = 2.0
 
 
 def _poisson_upper(mean: float) -> int:
@@ -281,13 +288,19 @@ class Calibration(_Strict):
         """The gain that brings `vital`'s raise rate to `per_day`, within ``[1, max_gain]``.
 
         Gain 1 when the count at gain 1 is within chance of the target (a Poisson count
-        above its 99th percentile is excess) or below `MIN_RAISES`; else the fitted tail's
-        gain at the target; with no fit, the smallest measured gain whose rate is within the
-        target, else `max_gain`.
+        above its 99th percentile is excess). Below `MIN_RAISES` raises (no tail to fit),
+        the smallest measured gain up to `FEW_RAISES_MAX_GAIN` whose count is within chance,
+        else 1. Else the fitted tail's gain at the target; with no fit, the smallest
+        measured gain whose rate is within the target, else `max_gain`.
         """
         v = self.per_vital[vital]
-        if v.raises[0] < MIN_RAISES or v.raises[0] <= _poisson_upper(per_day * self.days):
+        chance = _poisson_upper(per_day * self.days)
+        if v.raises[0] <= chance:
             return 1.0
+        if v.raises[0] < MIN_RAISES:
+            few = zip(self.gains, v.raises, strict=True)
+            g = next((a for a, c in few if a <= FEW_RAISES_MAX_GAIN and c <= chance), 1.0)
+            return min(g, max_gain)
         if v.intercept is not None and v.slope is not None:
             g = (math.log(per_day) - v.intercept) / v.slope
         else:

@@ -171,9 +171,20 @@ def test_gain_from_curve_clamps_and_falls_back_to_the_measured_points() -> None:
     chance = Calibration(gains=gains, days=4.0, per_vital={"heart_rate": _vital([8, 0, 0])})
     assert chance.gain("heart_rate", 1.0, 64.0) == 1.0  # 8 <= 9 for a mean of 4
     assert chance.gain("heart_rate", 0.1, 64.0) == 2.0  # 8 > 2 for a mean of 0.4
-    # A handful of raises (fewer than 5) may be real events: the fixed levels stay.
+    # A handful of raises (fewer than 5) is no tail to fit: those that vanish by gain 2 are
+    # the noise brushing the fixed levels, and the gain is where they vanish...
     few = Calibration(gains=gains, days=days, per_vital={"heart_rate": _vital([3, 0, 0])})
-    assert few.gain("heart_rate", 0.01, 64.0) == 1.0
+    assert few.gain("heart_rate", 0.01, 64.0) == 2.0
+    assert few.gain("heart_rate", 0.01, 1.5) == 1.5  # within max_gain
+    fine = Calibration(
+        gains=[1.0, 1.5, 2.0, 4.0], days=days, per_vital={"heart_rate": _vital([4, 0, 0, 0])}
+    )
+    assert fine.gain("heart_rate", 0.01, 64.0) == 1.5  # the smallest measured gain
+    # ...but raises that outlast twice the levels may be real events: the fixed levels stay.
+    large = Calibration(gains=gains, days=days, per_vital={"heart_rate": _vital([3, 3, 0])})
+    assert large.gain("heart_rate", 0.01, 64.0) == 1.0
+    # Within chance of the budget, a handful changes nothing.
+    assert few.gain("heart_rate", 3.0, 64.0) == 1.0
 
 
 def _shipped_card() -> ModelCard:
