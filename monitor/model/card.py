@@ -288,14 +288,14 @@ class Calibration(_Strict):
         """The gain that brings `vital`'s raise rate to `per_day`, within ``[1, max_gain]``.
 
         Gain 1 when the count at gain 1 is within chance of the target (a Poisson count
-        above its 99th percentile is excess). Below `MIN_RAISES` raises (no tail to fit),
+        above its 99th percentile is excess) or 1. Below `MIN_RAISES` raises (no tail to fit),
         the smallest measured gain up to `FEW_RAISES_MAX_GAIN` whose count is within chance,
         else 1. Else the fitted tail's gain at the target; with no fit, the smallest
         measured gain whose rate is within the target, else `max_gain`.
         """
         v = self.per_vital[vital]
         chance = _poisson_upper(per_day * self.days)
-        if v.raises[0] <= chance:
+        if v.raises[0] <= max(chance, 1):  # one raise may be one real event
             return 1.0
         if v.raises[0] < MIN_RAISES:
             few = zip(self.gains, v.raises, strict=True)

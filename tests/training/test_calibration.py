@@ -183,8 +183,10 @@ def test_gain_from_curve_clamps_and_falls_back_to_the_measured_points() -> None:
     # ...but raises that outlast twice the levels may be real events: the fixed levels stay.
     large = Calibration(gains=gains, days=days, per_vital={"heart_rate": _vital([3, 3, 0])})
     assert large.gain("heart_rate", 0.01, 64.0) == 1.0
-    # Within chance of the budget, a handful changes nothing.
+    # Within chance of the budget, a handful changes nothing; nor does one raise.
     assert few.gain("heart_rate", 3.0, 64.0) == 1.0
+    one = Calibration(gains=gains, days=days, per_vital={"heart_rate": _vital([1, 0, 0])})
+    assert one.gain("heart_rate", 0.01, 64.0) == 1.0
 
 
 def _shipped_card() -> ModelCard:
