@@ -17,12 +17,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from monitor.core.rhythm import beat_intervals
 from monitor.model.card import RhythmSpec
 from monitor.training.data import Segment
 
-__all__ = ["MAX_PERIOD_S", "rhythm_specs"]
+__all__ = ["MAX_PERIOD_S", "regular_share", "rhythm_specs"]
 
 #: A beat waveform is sampled at least this often (50 Hz).
 MAX_PERIOD_S = 0.02
@@ -31,6 +32,17 @@ MIN_INTERVAL_S = 0.3
 MAX_INTERVAL_S = 2.0
 #: Share of intervals within 25 % of the median.
 MIN_REGULAR = 0.9
+
+
+def regular_share(rr: npt.NDArray[np.float64], mid: float) -> float:
+    """The share of intervals `rr` within 25 % of `mid` (the median), or part of an ectopic
+    pair: an interval over 20 % short whose sum with the next is within 25 % of two
+    medians (a premature beat and its compensatory pause, as in bigeminy)."""
+    ok = np.abs(rr / mid - 1.0) <= 0.25
+    pair = (rr[:-1] < 0.8 * mid) & (np.abs((rr[:-1] + rr[1:]) / (2.0 * mid) - 1.0) <= 0.25)
+    ok[:-1] |= pair
+    ok[1:] |= pair
+    return float(np.mean(ok))
 
 
 def rhythm_specs(
@@ -54,7 +66,7 @@ def rhythm_specs(
         if rr.size < MIN_BEATS:
             continue
         mid = float(np.median(rr))
-        regular = float(np.mean(np.abs(rr / mid - 1.0) <= 0.25))
+        regular = regular_share(rr, mid)
         if MIN_INTERVAL_S <= mid <= MAX_INTERVAL_S and regular >= MIN_REGULAR:
             out[name] = RhythmSpec(
                 beats=int(rr.size), interval_s=round(mid, 6), regular_share=round(regular, 4)

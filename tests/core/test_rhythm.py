@@ -7,7 +7,7 @@ import numpy as np
 from monitor.core.rhythm import CONFIRM_S, BeatRhythm, BeatTracker, beat_intervals
 from monitor.core.slots import SlotMap
 from monitor.training.data import Segment
-from monitor.training.rhythm import rhythm_specs
+from monitor.training.rhythm import regular_share, rhythm_specs
 from tests.support.ecg import PERIOD, ecg
 
 
@@ -96,6 +96,38 @@ def test_training_marks_beat_waveforms_and_nothing_else() -> None:
     # Every beat after the 2 s warm-up (about 72 of 75), none twice, none missed.
     assert 70 <= len(rr) <= 72
     assert np.all(np.abs(rr - 0.8) < 0.1)
+
+
+def _trace(intervals: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A 360 Hz ECG-like trace with a narrow 1 mV complex after each of `intervals`."""
+    beats = 0.3 + np.concatenate([[0.0], np.cumsum(intervals)])
+    t = np.arange(0.0, beats[-1] + 0.5, PERIOD)
+    x = 0.02 * np.random.default_rng(seed).standard_normal(t.size)
+    for b in beats:
+        lo, hi = np.searchsorted(t, [b - 0.05, b + 0.05])
+        x[lo:hi] += np.exp(-0.5 * ((t[lo:hi] - b) / 0.008) ** 2)
+    return x
+
+
+def test_an_ectopic_beat_and_its_pause_count_as_regular() -> None:
+    """Bigeminy (every second beat 30 % early, then a compensatory pause): no interval lies
+    within 25 % of the median, yet the rhythm is a regular one with ectopy and the trace a
+    beat waveform; an irregular rhythm (intervals anywhere from 0.45 to 1.15 s) is not."""
+    rng = np.random.default_rng(4)
+    pairs = np.tile([0.56, 1.04], 40) * (1 + 0.02 * rng.standard_normal(80))
+    assert regular_share(pairs, float(np.median(pairs))) == 1.0
+    assert np.mean(np.abs(pairs / np.median(pairs) - 1.0) <= 0.25) == 0.0
+    # One premature beat in a steady rhythm: its interval and its pause are both regular.
+    one = np.array([0.8] * 10 + [0.5, 1.1] + [0.8] * 10)
+    assert regular_share(one, 0.8) == 1.0
+    # A run of early beats is not: only its last, with the interval after it, is a pair.
+    run_of_six = np.array([0.8] * 10 + [0.5] * 6 + [0.8] * 10)
+    assert regular_share(run_of_six, 0.8) == 21 / 26
+    specs = rhythm_specs([Segment(_trace(pairs)[:, None])], ["ecg_mv"], PERIOD)
+    assert list(specs) == ["ecg_mv"]
+    assert specs["ecg_mv"].regular_share > 0.95
+    irregular = rng.uniform(0.45, 1.15, 80)
+    assert rhythm_specs([Segment(_trace(irregular)[:, None])], ["ecg_mv"], PERIOD) == {}
 
 
 def test_with_two_leads_a_premature_beat_counts_once_and_noise_on_one_lead_not_at_all() -> None:
