@@ -14,8 +14,11 @@ waveforms (`monitor.model.card.RhythmSpec`, found by `monitor train` on the trai
   `REFRACTORY_S` after the last beat's start. It is confirmed `CONFIRM_S` after its start
   (past its peak), and its peak slope is then known.
 * **Prematurity.** A confirmed beat whose interval from the beat before it is shorter than
-  ``(1 - premature)`` times the median of the last `MEMORY` intervals is premature: the
-  detector's `premature` rule raises at the confirming sample (`monitor.core.rules`).
+  ``(1 - premature)`` times both the median of the last `MEMORY` intervals and the interval
+  just before it is premature: the detector's `premature` rule raises at the confirming
+  sample (`monitor.core.rules`). A beat early against the median alone, but not against
+  its neighbour, is a rhythm that sped up over several beats (a sinus arrhythmia), not an
+  ectopic beat.
   ``premature`` is a setting (`detector.premature`, default 0.2: 20 % early).
 * **Several beat waveforms** (two ECG leads, a lead and a pressure): a premature beat
   raises only when a second one also confirms a premature beat within `AGREE_S` (0.15 s),
@@ -167,11 +170,11 @@ class BeatTracker:
 
     def judge(self, rr: float, premature: float) -> bool:
         """Whether a confirmed beat with interval `rr` is premature against the recent
-        intervals; then remember the interval."""
+        intervals (their median, and the interval just before it); then remember it."""
         if math.isnan(rr):
             return False
         past = self.intervals
-        early = len(past) >= MEMORY and rr < (1.0 - premature) * median(past)
+        early = len(past) >= MEMORY and rr < (1.0 - premature) * min(median(past), past[-1])
         past.append(rr)
         if len(past) > MEMORY:
             del past[0]

@@ -130,6 +130,31 @@ def test_an_ectopic_beat_and_its_pause_count_as_regular() -> None:
     assert rhythm_specs([Segment(_trace(irregular)[:, None])], ["ecg_mv"], PERIOD) == {}
 
 
+def test_a_sinus_arrhythmia_is_not_premature_but_an_ectopic_beat_in_it_is() -> None:
+    """Intervals swinging 1.0 s +- 25 % over 8 beats (breathing): the shortest is 25 % below
+    the median but only 9 % below the one before it, so no beat is premature; a beat 40 %
+    early (27 % against its neighbour, at the rhythm's quickening), in the same rhythm, is
+    found."""
+    k = np.arange(80)
+    swing = 1.0 + 0.25 * np.sin(2 * np.pi * k / 8)
+    assert swing.min() < 0.8 * np.median(swing)
+    assert np.all(swing[1:] >= 0.8 * swing[:-1])
+    x = _trace(swing)
+    t = np.arange(x.size) * PERIOD
+    table = SlotMap()
+    assert run(BeatRhythm([0], [0.2], PERIOD, 1, table), table, ["p"] * t.size, t, x, 64) == []
+    ectopic = swing.copy()
+    ectopic[40] *= 0.6
+    ectopic[41] += swing[40] - ectopic[40]  # its compensatory pause
+    x = _trace(ectopic)
+    t = np.arange(x.size) * PERIOD
+    table = SlotMap()
+    found = run(BeatRhythm([0], [0.2], PERIOD, 1, table), table, ["p"] * t.size, t, x, 64)
+    beat = 0.3 + float(np.sum(ectopic[:41]))
+    assert len(found) == 1
+    assert 0.0 <= found[0][1] - beat <= CONFIRM_S + 0.03
+
+
 def test_with_two_leads_a_premature_beat_counts_once_and_noise_on_one_lead_not_at_all() -> None:
     """Two leads of one heart: the early beat (on both) is found once; a noise spike on
     one lead alone, which makes a premature 'beat' there, raises nothing."""
