@@ -76,10 +76,9 @@ def main() -> None:
         spec = replace(base, name=f"mitdb{record}_ecg", source=signal, annotations=notes)
         res = realdata.run_record(spec, args.work, args.work, None)
         t_imp, t_train, t_eval = res["seconds"]
-        print(
-            f"{spec.name}: {n_pvc} V beats, {res['samples_scored']} samples scored; import "
-            f"{t_imp:.0f} s, train {t_train:.0f} s, evaluate {t_eval:.0f} s",
-            flush=True,
+        facts = f"{n_pvc} V beats, {res['samples_scored']} samples scored"
+        realdata.progress(
+            spec.name, facts, **{"import": t_imp, "train": t_train, "evaluate": t_eval}
         )
         results.append(res)
     print()

@@ -120,12 +120,9 @@ def main() -> None:
                 continue
             res = run_series(src, windows[f"{folder}/{src.name}"], args.work, env)
             t_train, t_eval = res["seconds"]
-            print(
-                f"{res['name']}: {res['rows']} rows every {res['period']:g} s, "
-                f"{res['labels']} windows, {res['samples_scored']} samples scored; "
-                f"train {t_train:.0f} s, evaluate {t_eval:.0f} s",
-                flush=True,
-            )
+            facts = f"{res['rows']} rows every {res['period']:g} s, {res['labels']} windows"
+            facts += f", {res['samples_scored']} samples scored"
+            realdata.progress(res["name"], facts, train=t_train, evaluate=t_eval)
             results.append(res)
     print()
     realdata.print_table(results)

@@ -381,6 +381,12 @@ def pooled(results: Sequence[dict[str, Any]], detector: str) -> dict[str, float 
     return {"precision": p, "recall": r, "f1": f1, "fa_h": None if not hours else false / hours}
 
 
+def progress(name: str, facts: str, **seconds: float) -> None:
+    """Print one record's line as it is done: ``NAME: FACTS; step N s, ...``."""
+    steps = ", ".join(f"{step} {s:.0f} s" for step, s in seconds.items())
+    print(f"{name}: {facts}; {steps}", flush=True)
+
+
 def print_table(results: Sequence[dict[str, Any]]) -> None:
     """One row per record and detector, then pooled rows and the F1 ratio."""
     labelled = [r for r in results if _labelled(r)]
@@ -472,12 +478,10 @@ def main() -> None:
             if res["alarm_window_s"] is not None
             else f"{res['labels']} labels"
         )
-        print(
-            f"{name}: {res['rows']} rows{cut}, {labels}, {model}, "
-            f"{res['samples_scored']} samples scored; import {t_imp:.0f} s, "
-            f"train {t_train:.0f} s, evaluate {t_eval:.0f} s",
-            flush=True,
+        facts = (
+            f"{res['rows']} rows{cut}, {labels}, {model}, {res['samples_scored']} samples scored"
         )
+        progress(name, facts, **{"import": t_imp, "train": t_train, "evaluate": t_eval})
         results.append(res)
     print()
     print_table(results)

@@ -77,11 +77,8 @@ def main() -> None:
         shutil.rmtree(args.work / f"{name}.model", ignore_errors=True)  # train afresh
         res = nab.run_series(nab_csv, [[stamp(first), stamp(last)]], args.work, ())
         t_train, t_eval = res["seconds"]
-        print(
-            f"{name}: {len(values)} samples, anomaly {first}..{last}, "
-            f"{res['samples_scored']} scored; train {t_train:.0f} s, evaluate {t_eval:.0f} s",
-            flush=True,
-        )
+        facts = f"{len(values)} samples, anomaly {first}..{last}, {res['samples_scored']} scored"
+        realdata.progress(name, facts, train=t_train, evaluate=t_eval)
         results.append(res)
     print()
     realdata.print_table(results)
