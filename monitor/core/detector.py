@@ -120,9 +120,9 @@ class DetectorConfig(BaseModel):
             seconds, as an operator hears them; a 1 Hz model keeps its 10 s. 0: samples
             only (global only).
         premature: On a beat waveform (a feature the model card marks, `rhythm`): raise
-            on a beat at least this share earlier than the median of the last 8 intervals
-            between beats (`monitor.core.rhythm`; 0.2: 20 % early). None: off. Other
-            vitals ignore it.
+            on a beat at least this share earlier than both the median of the last 8
+            intervals between beats and the interval before it (`monitor.core.rhythm`;
+            0.2: 20 % early). None: off. Other vitals ignore it.
         target_false_alarms_per_day: With a model card that carries a calibration, each
             vital's z is divided by the gain that brings the training data's raise rate to
             this many false alarms per patient-day, all vitals together (never below 1:

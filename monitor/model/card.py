@@ -198,7 +198,8 @@ class RhythmSpec(_Strict):
         beats: Beats found in the training rows after each segment's first: the number of
             intervals between beats (`monitor.training.rhythm.MIN_BEATS` at least).
         interval_s: Their median interval, seconds.
-        regular_share: Share of intervals within 25 % of the median.
+        regular_share: Share of intervals within 25 % of the median, or of an ectopic pair
+            (`monitor.training.rhythm.regular_share`).
     """
 
     beats: int = Field(ge=1)
