@@ -5,11 +5,12 @@ an arterial pressure, a pleth. Training finds them in the training rows with the
 detector, so no flag names them: a feature sampled at most `MAX_PERIOD_S` apart (50 Hz
 or faster), whose training rows hold at least `MIN_BEATS`
 beats, with a median interval between `MIN_INTERVAL_S` and `MAX_INTERVAL_S` (30 to 200 per
-minute), and at least `MIN_REGULAR` of the intervals within 25 % of the median. Measured
-on the bench recordings (docs/detection.md, "Rhythm"): the ECG leads, the arterial
-pressure and the pleths pass (0.98 to 1.00 regular); the respiration channels do not
-(0.53 and 0.87, with intervals of 0.26 s and 2.5 s); minute numerics and beat series are
-too slow to be waveforms.
+minute), and at least `MIN_REGULAR` of the intervals regular (`regular_share`: within 25 %
+of the median, or one of an ectopic pair, a premature beat and its pause). Measured on the
+bench recordings (docs/detection.md, "Rhythm"): the ECG leads, the arterial pressure and
+the pleths pass (0.98 to 1.00 regular); the respiration channels do not (their median
+intervals, 0.26 s and 2.6 s, are out of range); minute numerics and beat series are too
+slow to be waveforms.
 """
 
 from __future__ import annotations
@@ -30,16 +31,22 @@ MAX_PERIOD_S = 0.02
 MIN_BEATS = 20
 MIN_INTERVAL_S = 0.3
 MAX_INTERVAL_S = 2.0
-#: Share of intervals within 25 % of the median.
+#: Share of intervals regular (`regular_share`).
 MIN_REGULAR = 0.9
+#: An interval within this share of the median is regular; so is an ectopic pair whose
+#: sum is within it of two medians.
+REGULAR_BAND = 0.25
+#: An interval shorter than the median by this share starts an ectopic pair.
+EARLY = 0.2
 
 
 def regular_share(rr: npt.NDArray[np.float64], mid: float) -> float:
     """The share of intervals `rr` within 25 % of `mid` (the median), or part of an ectopic
     pair: an interval over 20 % short whose sum with the next is within 25 % of two
     medians (a premature beat and its compensatory pause, as in bigeminy)."""
-    ok = np.abs(rr / mid - 1.0) <= 0.25
-    pair = (rr[:-1] < 0.8 * mid) & (np.abs((rr[:-1] + rr[1:]) / (2.0 * mid) - 1.0) <= 0.25)
+    ok = np.abs(rr / mid - 1.0) <= REGULAR_BAND
+    early = rr[:-1] < (1.0 - EARLY) * mid
+    pair = early & (np.abs((rr[:-1] + rr[1:]) / (2.0 * mid) - 1.0) <= REGULAR_BAND)
     ok[:-1] |= pair
     ok[1:] |= pair
     return float(np.mean(ok))
