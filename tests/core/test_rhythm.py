@@ -8,7 +8,7 @@ from monitor.core.rhythm import CONFIRM_S, BeatRhythm, BeatTracker, beat_interva
 from monitor.core.slots import SlotMap
 from monitor.training.data import Segment
 from monitor.training.rhythm import regular_share, rhythm_specs
-from tests.support.ecg import PERIOD, ecg
+from tests.support.ecg import PERIOD, ecg, ecg_of
 
 
 def run(
@@ -98,17 +98,6 @@ def test_training_marks_beat_waveforms_and_nothing_else() -> None:
     assert np.all(np.abs(rr - 0.8) < 0.1)
 
 
-def _trace(intervals: np.ndarray, seed: int = 0) -> np.ndarray:
-    """A 360 Hz ECG-like trace with a narrow 1 mV complex after each of `intervals`."""
-    beats = 0.3 + np.concatenate([[0.0], np.cumsum(intervals)])
-    t = np.arange(0.0, beats[-1] + 0.5, PERIOD)
-    x = 0.02 * np.random.default_rng(seed).standard_normal(t.size)
-    for b in beats:
-        lo, hi = np.searchsorted(t, [b - 0.05, b + 0.05])
-        x[lo:hi] += np.exp(-0.5 * ((t[lo:hi] - b) / 0.008) ** 2)
-    return x
-
-
 def test_an_ectopic_beat_and_its_pause_count_as_regular() -> None:
     """Bigeminy (every second beat 30 % early, then a compensatory pause): no interval lies
     within 25 % of the median, yet the rhythm is a regular one with ectopy and the trace a
@@ -123,11 +112,11 @@ def test_an_ectopic_beat_and_its_pause_count_as_regular() -> None:
     # A run of early beats is not: only its last, with the interval after it, is a pair.
     run_of_six = np.array([0.8] * 10 + [0.5] * 6 + [0.8] * 10)
     assert regular_share(run_of_six, 0.8) == 21 / 26
-    specs = rhythm_specs([Segment(_trace(pairs)[:, None])], ["ecg_mv"], PERIOD)
+    specs = rhythm_specs([Segment(ecg_of(pairs)[:, None])], ["ecg_mv"], PERIOD)
     assert list(specs) == ["ecg_mv"]
     assert specs["ecg_mv"].regular_share > 0.95
     irregular = rng.uniform(0.45, 1.15, 80)
-    assert rhythm_specs([Segment(_trace(irregular)[:, None])], ["ecg_mv"], PERIOD) == {}
+    assert rhythm_specs([Segment(ecg_of(irregular)[:, None])], ["ecg_mv"], PERIOD) == {}
 
 
 def test_a_sinus_arrhythmia_is_not_premature_but_an_ectopic_beat_in_it_is() -> None:
@@ -139,14 +128,14 @@ def test_a_sinus_arrhythmia_is_not_premature_but_an_ectopic_beat_in_it_is() -> N
     swing = 1.0 + 0.25 * np.sin(2 * np.pi * k / 8)
     assert swing.min() < 0.8 * np.median(swing)
     assert np.all(swing[1:] >= 0.8 * swing[:-1])
-    x = _trace(swing)
+    x = ecg_of(swing)
     t = np.arange(x.size) * PERIOD
     table = SlotMap()
     assert run(BeatRhythm([0], [0.2], PERIOD, 1, table), table, ["p"] * t.size, t, x, 64) == []
     ectopic = swing.copy()
     ectopic[40] *= 0.6
     ectopic[41] += swing[40] - ectopic[40]  # its compensatory pause
-    x = _trace(ectopic)
+    x = ecg_of(ectopic)
     t = np.arange(x.size) * PERIOD
     table = SlotMap()
     found = run(BeatRhythm([0], [0.2], PERIOD, 1, table), table, ["p"] * t.size, t, x, 64)

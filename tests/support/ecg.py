@@ -17,13 +17,29 @@ def ecg(
     rng = np.random.default_rng(seed)
     t = np.arange(0.0, seconds, PERIOD)
     x = 0.02 * rng.standard_normal(t.size)
-    beat, marked, pending = 0.3, [], sorted(early)
+    beat, beats, marked, pending = 0.3, [], [], sorted(early)
     while beat < seconds:
-        x += np.exp(-0.5 * ((t - beat) / 0.008) ** 2)
+        beats.append(beat)
         gap = rr * (1 + 0.02 * rng.standard_normal())
         if pending and beat + gap >= pending[0]:
             gap *= 0.7
             pending.pop(0)
             marked.append(beat + gap)
         beat += gap
-    return t, x, marked
+    return t, _complexes(t, x, beats), marked
+
+
+def ecg_of(intervals: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The same trace for given intervals between beats (the first beat at 0.3 s), ending
+    0.5 s after the last beat."""
+    beats = 0.3 + np.concatenate([[0.0], np.cumsum(intervals)])
+    t = np.arange(0.0, beats[-1] + 0.5, PERIOD)
+    x = 0.02 * np.random.default_rng(seed).standard_normal(t.size)
+    return _complexes(t, x, beats.tolist())
+
+
+def _complexes(t: np.ndarray, x: np.ndarray, beats: list[float]) -> np.ndarray:
+    """`x` with a narrow 1 mV complex added at each beat time."""
+    for beat in beats:
+        x += np.exp(-0.5 * ((t - beat) / 0.008) ** 2)
+    return x
