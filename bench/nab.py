@@ -14,16 +14,21 @@ does. NAB is not part of this repository; give a checkout of github.com/numenta/
     python bench/nab.py --nab /path/to/NAB --reuse /tmp/nab      # keep the trained models
     python bench/nab.py --nab /path/to/NAB --env MONITOR_DETECTOR__TARGET_FALSE_ALARMS_PER_DAY=0.25
 
-Scoring is this project's (docs/evaluation.md: onsets inside a window detect it, onsets
-outside every window are false alerts), not NAB's own weighted score. Prints figures; asserts
-nothing.
+The table's scoring is this project's (docs/evaluation.md: onsets inside a window detect it,
+onsets outside every window are false alerts). Below it, NAB's own score of the same onsets
+(`nab_raw`: the standard profile, each onset a detection at its row, the first 15 % of rows
+probationary), pooled over the series and normalized as NAB normalizes it: 100 is every
+window found at its first row, 0 is no alert at all, below 0 is worse than silence. Prints
+figures; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import csv
 import json
+import math
 import statistics
 import sys
 import time
@@ -37,12 +42,74 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import realdata  # the sibling bench module: its CLI runner and table
 
 TRAIN_FRACTION = 0.15
+# NAB's standard profile (config/profiles.json of NAB) and its probationary part
+# (nab/sweeper.py: the first 15 % of rows, at most 750, are not scored).
+NAB_TP, NAB_FP, NAB_FN = 1.0, 0.11, 1.0
+NAB_PROBATION = 0.15
+NAB_PROBATION_MAX = 750
 
 
 def nab_time(text: str) -> float:
     """NAB's ``YYYY-MM-DD HH:MM:SS[.ffffff]`` (UTC) as unix seconds, fraction kept."""
     stamp = datetime.fromisoformat(text)
     return stamp.replace(tzinfo=UTC).timestamp()
+
+
+def _scaled_sigmoid(position: float) -> float:
+    """NAB's weight of a detection at a relative position to a window (nab/sweeper.py)."""
+    return -1.0 if position > 3.0 else 2.0 / (1.0 + math.exp(5.0 * position)) - 1.0
+
+
+def nab_raw(
+    n_rows: int, windows: list[tuple[int, int]], detections: list[int]
+) -> tuple[float, int]:
+    """NAB's raw standard-profile score of one series, and the number of windows it scores.
+
+    Args:
+        n_rows: Rows of the series.
+        windows: Anomaly windows as (first row, last row), inclusive, in order.
+        detections: Rows with a detection (here: the rows of a detector's onsets).
+
+    Returns:
+        (score, windows scored). As nab/sweeper.py: rows in the probationary part count for
+        nothing (and a window that ends there is not scored); a window scores its earliest
+        detection, scaled by how early in the window it lies (1 at its first row, near 0 at
+        its last), or -1 when none; a detection outside every window costs 0.11, less the
+        closer it follows the end of the window before it.
+    """
+    probation = min(math.floor(NAB_PROBATION * n_rows), NAB_PROBATION_MAX)
+    scored = [(a, b) for a, b in windows if b >= probation]
+    best = [-NAB_FN] * len(scored)
+    false = 0.0
+    max_tp = _scaled_sigmoid(-1.0)
+    for i in sorted(set(detections)):
+        if i < probation:
+            continue
+        inside = [k for k, (a, b) in enumerate(scored) if a <= i <= b]
+        if inside:
+            a, b = scored[inside[0]]
+            weight = _scaled_sigmoid(-(b - i + 1) / (b - a + 1)) * NAB_TP / max_tp
+            best[inside[0]] = max(best[inside[0]], weight)
+            continue
+        before = [(a, b) for a, b in windows if b < i]
+        if before:
+            a, b = before[-1]
+            false += _scaled_sigmoid(abs(b - i) / max(b - a, 1)) * NAB_FP
+        else:
+            false -= NAB_FP
+    return sum(best) + false, len(scored)
+
+
+def nab_normalized(raw: float, windows: int) -> float:
+    """NAB's normalization: 100 x (raw - null) / (perfect - null); null is no detection at
+    all (every window missed), perfect every window found at its first row."""
+    null, perfect = -NAB_FN * windows, NAB_TP * windows
+    return 100.0 * (raw - null) / (perfect - null)
+
+
+def _rows_of(times: list[float], stamps: list[float]) -> list[int]:
+    """The row of each time: the last row at or before it (an onset's time is its row's)."""
+    return [max(bisect.bisect_right(times, t + 1e-6) - 1, 0) for t in stamps]
 
 
 def run_series(
@@ -75,12 +142,24 @@ def run_series(
             "--feature", "nab", "--train-fraction", str(TRAIN_FRACTION), "--signal", signal,
         )  # fmt: skip
     t_train = time.perf_counter() - t0
-    report = work / f"{name}.report.json"
+    report, onsets = work / f"{name}.report.json", work / f"{name}.onsets.csv"
     realdata.cli(
         "evaluate", "--recording", str(rec), "--labels", str(labels), "--model", str(model),
-        "--report", str(report), "--tolerance", "0", env=env,
+        "--report", str(report), "--tolerance", "0", "--onsets", str(onsets), env=env,
     )  # fmt: skip
     j = json.loads(report.read_text(encoding="utf-8"))
+    rows_of = [
+        (bisect.bisect_left(times, nab_time(a)), bisect.bisect_right(times, nab_time(b)) - 1)
+        for a, b in windows
+    ]
+    with onsets.open(newline="", encoding="utf-8") as f:
+        at: dict[str, list[float]] = {}
+        for o in csv.DictReader(f):
+            at.setdefault(o["detector"], []).append(float(o["t"]))
+    nab_scores = {
+        d: nab_raw(len(rows), rows_of, _rows_of(times, at.get(d, [])))
+        for d in ("product", *j["baselines"])
+    }
     return {
         "name": name,
         "rows": len(rows),
@@ -89,6 +168,7 @@ def run_series(
         "samples_scored": j["samples_scored"],
         "seconds": (t_train, time.perf_counter() - t0 - t_train),
         "rows_by": {"product": j["events"], **j["baselines"]},
+        "nab": nab_scores,
     }
 
 
@@ -126,6 +206,24 @@ def main() -> None:
             results.append(res)
     print()
     realdata.print_table(results)
+    print_nab(results)
+
+
+def print_nab(results: list[dict[str, Any]]) -> None:
+    """NAB's standard-profile score of each detector's onsets, per series and pooled."""
+    detectors = list(results[0]["nab"]) if results else []
+    print("\nNAB standard profile, onsets as detections (100 perfect, 0 no alert at all)")
+    print(f"{'series':<44}" + "".join(f"{d:>13}" for d in detectors))
+    for res in results:
+        cells = (nab_normalized(*res["nab"][d]) for d in detectors)
+        print(f"{res['name']:<44}" + "".join(f"{c:>13.1f}" for c in cells))
+    pooled = {
+        d: nab_normalized(
+            sum(r["nab"][d][0] for r in results), sum(r["nab"][d][1] for r in results)
+        )
+        for d in detectors
+    }
+    print(f"{'pooled':<44}" + "".join(f"{pooled[d]:>13.1f}" for d in detectors))
 
 
 if __name__ == "__main__":

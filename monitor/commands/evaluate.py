@@ -76,6 +76,13 @@ def _baselines(
     help="Write the JSON report here.",
 )
 @click.option(
+    "--onsets",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write every onset of the product and the baselines here (CSV: detector, patient_id, "
+    "vital, t, seq, kind, rule, detects).",
+)
+@click.option(
     "--plots",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -145,6 +152,7 @@ def command(**o: Any) -> None:
         format_table,
         plot_patients,
         write_json,
+        write_onsets,
     )
     from monitor.evaluation.runner import score_result
     from monitor.evaluation.scoring import ScoringConfig
@@ -176,6 +184,7 @@ def command(**o: Any) -> None:
     # What became of every sample: the same counts in the text and in the JSON report.
     scored.extra["outcomes"] = dict(result.outcomes)
     click.echo(format_table(scored.evaluation))
+    baselines: dict[str, Evaluation] = {}
     if o["baselines"]:
         baselines = _baselines(o, scored.features, labels, config, result.limits)
         click.echo("\n" + format_comparison(scored.evaluation, baselines))
@@ -193,6 +202,9 @@ def command(**o: Any) -> None:
     if o["report"] is not None:
         write_json(scored.evaluation, o["report"], extra=scored.extra)
         click.echo(f"report: {o['report']}")
+    if o["onsets"] is not None:
+        write_onsets(o["onsets"], {"product": scored.evaluation, **baselines})
+        click.echo(f"onsets: {o['onsets']}")
     if o["plots"] is not None:
         files = plot_patients(
             o["plots"],

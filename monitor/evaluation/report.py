@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -115,6 +116,38 @@ def write_json(evaluation: Evaluation, path: Path, extra: Mapping[str, Any] | No
     report = {**evaluation.to_json(), **(extra or {})}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+ONSET_COLUMNS = ("detector", "patient_id", "vital", "t", "seq", "kind", "rule", "detects")
+
+
+def write_onsets(path: Path, detectors: Mapping[str, Evaluation]) -> None:
+    """Write every detector's counted onsets as CSV, one row each (`ONSET_COLUMNS`).
+
+    The rows are what the report's `onsets` and `false_alerts` count: `detects` is 1 where the
+    onset matches a label, 0 for a false alert; `rule` is the rule or baseline that raised it,
+    `vital` is empty for a patient-wide alert, `seq` where known. Detectors in the given order,
+    each in time order.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(ONSET_COLUMNS)
+        for name, evaluation in detectors.items():
+            for onset in evaluation.onset_list:
+                a = onset.alert
+                w.writerow(
+                    [
+                        name,
+                        a.patient_id,
+                        a.vital or "",
+                        repr(a.t),
+                        "" if a.seq is None else a.seq,
+                        a.kind,
+                        a.reason or "",
+                        int(onset.detects),
+                    ]
+                )
 
 
 Span = tuple[str, str | None, float, float]

@@ -51,6 +51,19 @@ class Alert:
     reason: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Onset:
+    """One onset a detector is charged with, and whether it detects a label.
+
+    Attributes:
+        alert: The raised alert (physiological, or technical where it detects a label).
+        detects: True when it matches a label (a hit, first or not); False for a false alert.
+    """
+
+    alert: Alert
+    detects: bool
+
+
 def alert_from_dict(obj: Mapping[str, Any]) -> Alert:
     """Build an `Alert` from an AlertEvent JSON object (extra keys are ignored)."""
     seq = obj.get("seq")
@@ -139,7 +152,8 @@ class Evaluation:
     Besides the label and alert counts: `onsets` (raised physiological alerts plus technical
     ones that detect a label), `false_onsets` (physiological onsets matching no label),
     `technical_alerts` (raised technical alerts) and `max_onsets_stream_hour` (the most
-    physiological onsets on one patient's vital in one hour).
+    physiological onsets on one patient's vital in one hour); `onset_list` holds the counted
+    onsets themselves in time order, each with whether it detects a label.
     """
 
     labels: int
@@ -159,6 +173,7 @@ class Evaluation:
     technical_alerts: int = 0
     max_onsets_stream_hour: int = 0
     false_onsets_by_rule: dict[str, int] = field(default_factory=dict)
+    onset_list: list[Onset] = field(default_factory=list)
 
     @property
     def precision(self) -> float | None:
@@ -371,6 +386,9 @@ def evaluate(
     technical_hits = sum(id(a) in matched for a in technical)
     false_physiological = [a for a in physiological if id(a) not in matched]
     by_rule = Counter(a.reason or "-" for a in false_physiological)
+    counted = [
+        Onset(a, id(a) in matched) for a in raised if a.kind == "physiological" or id(a) in matched
+    ]
     return Evaluation(
         labels=len(labels),
         detected=len(labels) - len(missed),
@@ -389,4 +407,5 @@ def evaluate(
         technical_alerts=len(technical),
         max_onsets_stream_hour=max_onsets_in_span(physiological),
         false_onsets_by_rule=dict(by_rule),
+        onset_list=counted,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from click.testing import CliRunner
 
 from monitor.cli import main
 from monitor.evaluation.baselines import read_samples
+from monitor.evaluation.report import ONSET_COLUMNS
 from monitor.model.store import default_model_path
 
 START = 1_700_000_000.0
@@ -60,6 +62,36 @@ def test_report_has_the_event_figures_of_the_product_and_both_baselines(
     assert len(samples) == 3
     product_h, z_h = rows["product"]["scored_hours"], rows["rolling_z"]["scored_hours"]
     assert abs(product_h - z_h) < 3 * 120 / 3600
+
+
+def test_onsets_file_lists_the_onsets_the_report_counts(recording: tuple[Path, Path]) -> None:
+    """`--onsets`: one CSV row per counted onset of each detector; per detector the rows
+    add up to the report's onsets and false alerts, and each row's time is a sample's."""
+    rec, labels = recording
+    onsets = rec.parent / "onsets.csv"
+    output, report = _evaluate(rec, labels, "--tolerance", "5", "--onsets", str(onsets))
+    assert f"onsets: {onsets}" in output
+    with onsets.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert rows, "the mixed scenario raises alerts"
+    assert list(rows[0]) == list(ONSET_COLUMNS)
+    events = {"product": report["events"], **report["baselines"]}  # type: ignore[dict-item]
+    assert {r["detector"] for r in rows} == set(events)
+    sample_times = {
+        float(t)
+        for s in read_samples(
+            rec, json.loads((default_model_path() / "card.json").read_text())["features"]
+        ).values()
+        for t in s.t
+    }
+    for name, row in events.items():
+        mine = [r for r in rows if r["detector"] == name]
+        assert len(mine) == row["onsets"], name
+        assert sum(r["detects"] == "0" for r in mine) == row["false_alerts"], name
+        times = [float(r["t"]) for r in mine]
+        assert times == sorted(times), name
+        assert set(times) <= sample_times, name
+    assert {r["rule"] for r in rows if r["detector"] == "rolling_z"} == {"rolling_z"}
 
 
 def test_no_baselines_leaves_them_out(recording: tuple[Path, Path]) -> None:

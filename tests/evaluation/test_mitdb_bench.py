@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import csv
 import gzip
-import importlib.util
-import sys
 from pathlib import Path
 
 import pandas as pd
 
+from tests.support.bench import load_bench
+
 
 def test_a_record_is_written_as_the_bench_reads_its_own(tmp_path: Path) -> None:
     """The signal at 360 Hz with its times; every beat with its symbol, V for the PVCs."""
-    bench = Path(__file__).resolve().parents[2] / "bench"
-    spec = importlib.util.spec_from_file_location("mitdb", bench / "mitdb.py")
-    assert spec is not None
-    assert spec.loader is not None
-    mitdb = importlib.util.module_from_spec(spec)
-    sys.modules["mitdb"] = mitdb
-    spec.loader.exec_module(mitdb)
+    mitdb = load_bench("mitdb")
     src = tmp_path / "data"
     src.mkdir()
     pd.DataFrame({"ecg": [0.1, -0.25, 1.5, 0.0]}).to_pickle(src / "119.pk.gz", protocol=4)

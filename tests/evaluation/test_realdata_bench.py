@@ -3,27 +3,18 @@ tiny real-shaped files."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from monitor.replay.labels import read_labels
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "realdata.py"
+from tests.support.bench import load_bench
 
 
 @pytest.fixture(scope="module")
 def realdata() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("realdata", BENCH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["realdata"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("realdata")
 
 
 def test_a_cut_signal_keeps_only_the_labels_that_start_within_it(

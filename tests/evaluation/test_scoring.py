@@ -175,6 +175,35 @@ def test_false_alerts_are_counted_by_the_rule_that_raised_them() -> None:
     assert j["false_alerts"] == 4
 
 
+def test_the_onset_list_is_what_onsets_and_false_alerts_count() -> None:
+    """Every counted onset once, in time order, marked as detecting or false: cleared events
+    and technical alerts that detect nothing are not onsets; a technical alert that detects
+    a flatline label is; a second hit in one label detects too."""
+    alerts = [
+        _alert("p1", "spo2", 2005, reason="spike"),
+        _alert("p1", "spo2", 2001, reason="spike"),
+        _alert("p1", "spo2", 2002, state="cleared"),
+        _alert("p1", "heart_rate", 10, reason="shift"),
+        _alert("p1", "heart_rate", 4000, kind="technical", reason="signal_lost"),
+        _alert("p2", "spo2", 500, kind="technical", reason="flatline"),
+    ]
+    labels = [
+        _label("p1", "spo2", "spike", 1990, 2010, 5.0),
+        _label("p2", "spo2", "flatline", 490, 600, 0.0),
+    ]
+    ev = evaluate(alerts, labels, patient_hours=1.0)
+    got = [(o.alert.patient_id, o.alert.t - T0, o.alert.reason, o.detects) for o in ev.onset_list]
+    assert got == [
+        ("p1", 10, "shift", False),
+        ("p2", 500, "flatline", True),
+        ("p1", 2001, "spike", True),
+        ("p1", 2005, "spike", True),
+    ]
+    j = ev.events_json()
+    assert j["onsets"] == len(got)
+    assert j["false_alerts"] == sum(not d for *_, d in got)
+
+
 def test_most_onsets_in_one_hour_is_per_stream_and_per_hour() -> None:
     """Five onsets within an hour on one stream, others spread or on other streams."""
     at = [0, 600, 1200, 1800, 3599, 3600 + 1800, 20_000]

@@ -1,31 +1,20 @@
 """bench/ucr.py's reading of the UCR anomaly archive's two file shapes, and bench/nab.py's
-clock, which it shares (sub-second times keep their fraction)."""
+clock, which it shares (sub-second times keep their fraction), and NAB's own score."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.support.bench import load_bench
 
 
 @pytest.fixture(scope="module")
 def ucr() -> ModuleType:
-    return _load("ucr")
+    return load_bench("ucr")
 
 
 def test_the_archive_names_its_anomaly_one_based(ucr: ModuleType, tmp_path: Path) -> None:
@@ -64,3 +53,28 @@ def test_window_times_keep_their_fraction(ucr: ModuleType) -> None:
         pytest.approx(0.87)
     )
     assert nab.nab_time("2014-02-19 15:50:00") == 1392825000.0
+
+
+def test_nab_score_of_a_hand_worked_series(ucr: ModuleType) -> None:
+    """100 rows (15 probationary), one window of rows 40..49. Row 10 is probationary: nothing.
+    Row 30 precedes every window: -0.11. Row 42 is the window's first detection, 8 rows
+    before its end of 10: (2/(1+e^-4) - 1) / (2/(1+e^-5) - 1) = 0.977107; row 45 adds
+    nothing. Row 59 lies 10/9 window-lengths past its end: 0.11 x (2/(1+e^5.556) - 1) =
+    -0.109153. Normalized: 100 x (raw + 1) / 2."""
+    nab = sys.modules["nab"]
+    raw, windows = nab.nab_raw(100, [(40, 49)], [10, 30, 42, 45, 59])
+    assert windows == 1
+    assert raw == pytest.approx(0.977107 - 0.11 - 0.109153, abs=1e-6)
+    assert nab.nab_normalized(raw, windows) == pytest.approx(50 * (raw + 1))
+    assert nab.nab_raw(100, [(40, 49)], [])[0] == -1.0  # a missed window
+    assert nab.nab_normalized(-1.0, 1) == 0.0  # silence scores 0
+    assert nab.nab_normalized(nab.nab_raw(100, [(40, 49)], [40])[0], 1) == pytest.approx(100.0)
+
+
+def test_nab_score_probation_and_onset_rows(ucr: ModuleType) -> None:
+    """A window ending in the probationary rows is not scored; an onset's row is the last row
+    at or before its time."""
+    nab = sys.modules["nab"]
+    assert nab.nab_raw(100, [(2, 5), (40, 49)], [3]) == (-1.0, 1)
+    times = [0.0, 60.0, 120.0, 180.0]
+    assert nab._rows_of(times, [0.0, 60.0, 179.999999, 180.0, 500.0]) == [0, 1, 3, 3, 3]
