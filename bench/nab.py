@@ -100,11 +100,13 @@ def nab_raw(
     return sum(best) + false, len(scored)
 
 
-def nab_normalized(raw: float, windows: int) -> float:
+def nab_normalized(raw: float, windows: int) -> float | None:
     """NAB's normalization: 100 x (raw - null) / (perfect - null); null is no detection at
-    all (every window missed), perfect every window found at its first row."""
+    all (every window missed), perfect every window found at its first row. None without a
+    window (such a series only adds its false detections' cost to a pooled raw score, as in
+    NAB)."""
     null, perfect = -NAB_FN * windows, NAB_TP * windows
-    return 100.0 * (raw - null) / (perfect - null)
+    return None if windows == 0 else 100.0 * (raw - null) / (perfect - null)
 
 
 def _rows_of(times: list[float], stamps: list[float]) -> list[int]:
@@ -214,16 +216,17 @@ def print_nab(results: list[dict[str, Any]]) -> None:
     detectors = list(results[0]["nab"]) if results else []
     print("\nNAB standard profile, onsets as detections (100 perfect, 0 no alert at all)")
     print(f"{'series':<44}" + "".join(f"{d:>13}" for d in detectors))
+
+    def cells(scores: list[float | None]) -> str:
+        return "".join("            -" if c is None else f"{c:>13.1f}" for c in scores)
+
     for res in results:
-        cells = (nab_normalized(*res["nab"][d]) for d in detectors)
-        print(f"{res['name']:<44}" + "".join(f"{c:>13.1f}" for c in cells))
-    pooled = {
-        d: nab_normalized(
-            sum(r["nab"][d][0] for r in results), sum(r["nab"][d][1] for r in results)
-        )
+        print(f"{res['name']:<44}" + cells([nab_normalized(*res["nab"][d]) for d in detectors]))
+    pooled = [
+        nab_normalized(sum(r["nab"][d][0] for r in results), sum(r["nab"][d][1] for r in results))
         for d in detectors
-    }
-    print(f"{'pooled':<44}" + "".join(f"{pooled[d]:>13.1f}" for d in detectors))
+    ]
+    print(f"{'pooled (every series, as NAB pools)':<44}" + cells(pooled))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ i is at i x `--period` seconds (default 1). Files, any mix of:
 
 * the archive's own ``NNN_UCR_Anomaly_<name>_<train end>_<begin>_<end>.txt`` (one value per
   line or whitespace-separated; the anomaly is samples begin .. end, 1-based, as the
-  archive numbers them);
+  archive numbers them; ``InternalBleeding16`` to ``19`` are in the TranAD repository's
+  ``data/UCR/``, github.com/imperial-qore/TranAD);
 * aeon's copy (``pip download aeon``: ``aeon/datasets/data/KDD-TSAD_135/
   135_UCR_Anomaly_InternalBleeding16_TEST.csv``, columns ``timestamp,value,is_anomaly``: the
   whole series, the anomaly as the rows marked 1).

@@ -68,6 +68,7 @@ def test_nab_score_of_a_hand_worked_series(ucr: ModuleType) -> None:
     assert nab.nab_normalized(raw, windows) == pytest.approx(50 * (raw + 1))
     assert nab.nab_raw(100, [(40, 49)], [])[0] == -1.0  # a missed window
     assert nab.nab_normalized(-1.0, 1) == 0.0  # silence scores 0
+    assert nab.nab_normalized(-0.11, 0) is None  # no window: only a pooled cost
     assert nab.nab_normalized(nab.nab_raw(100, [(40, 49)], [40])[0], 1) == pytest.approx(100.0)
 
 
