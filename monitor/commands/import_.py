@@ -18,6 +18,46 @@ class ImportDataError(click.ClickException):
     exit_code = 2
 
 
+def implausible_lines(
+    names: list[str], values: Any, registry: Any, zero_is_missing: bool
+) -> list[str]:
+    """One WARNING line per vital with values outside its plausible bounds.
+
+    Serving refuses a sample holding such a value as an `artifact` (a technical alert), so
+    an import that writes many of them makes a recording that is mostly not scored. Zeros
+    among them get a hint: in ICU numerics (MIMIC's) 0 means no value.
+
+    Args:
+        names: The imported vitals, in `values`' column order.
+        values: Samples x vitals, NaN where absent (`Merged.values`).
+        registry: The signals known to the import (bounds and units).
+        zero_is_missing: Whether zeros were already dropped.
+    """
+    import numpy as np
+
+    lines = []
+    for j, name in enumerate(names):
+        column = values[:, j]
+        seen = column[np.isfinite(column)]
+        spec = registry[name]
+        bad = seen[(seen < spec.low) | (seen > spec.high)]
+        if not bad.size:
+            continue
+        line = (
+            f"WARNING: {name}: {bad.size:,} of {seen.size:,} values outside its plausible "
+            f"range [{spec.low:g}, {spec.high:g}] {spec.unit}; serving refuses each sample "
+            "holding one (an artifact, with a technical alert)"
+        )
+        zeros = int(np.count_nonzero(bad == 0))
+        if zeros and not zero_is_missing:
+            line += (
+                f"; {zeros:,} of them are 0: if 0 means no value here, import with "
+                "--zero-is-missing"
+            )
+        lines.append(line)
+    return lines
+
+
 def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
     out: dict[str, str] = {}
     for pair in pairs:
@@ -244,6 +284,8 @@ def _import(source: Path, fmt: str, o: dict[str, Any]) -> None:
         f"(moved), {skipped} rows skipped (no values), {untimed} rows without a time",
         err=True,
     )
+    for line in implausible_lines(merged.names, merged.values, o["registry"], o["zero_is_missing"]):
+        click.echo(line, err=True)
     if o["row_map"] is not None:
         n = write_row_map(o["row_map"], table, merged, start)
         click.echo(f"row map of {n} rows to {o['row_map']}", err=True)

@@ -113,3 +113,32 @@ def test_import_bad_map_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2
     assert "expected COLUMN=vital" in result.output
+
+
+def test_import_warns_of_values_serving_will_refuse(tmp_path: Path) -> None:
+    """Values outside a vital's plausible range get one WARNING line per vital, with the
+    --zero-is-missing hint where they are zeros; they are still written (the import keeps
+    the data as it is), and with --zero-is-missing only the non-zero one is left."""
+    src = tmp_path / "numerics.csv"
+    src.write_text("time_s,HR,SpO2\n0,0,97\n60,72,0\n120,71,0\n180,70,150\n240,70,98\n")
+    out = tmp_path / "o.jsonl"
+    args = ["import", str(src), "--out", str(out), "--patient-id", "p"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("WARNING")]
+    assert warnings == [
+        "WARNING: heart_rate: 1 of 5 values outside its plausible range [10, 300] bpm; serving "
+        "refuses each sample holding one (an artifact, with a technical alert); 1 of them are "
+        "0: if 0 means no value here, import with --zero-is-missing",
+        "WARNING: spo2: 3 of 5 values outside its plausible range [40, 100] %; serving refuses "
+        "each sample holding one (an artifact, with a technical alert); 2 of them are 0: if 0 "
+        "means no value here, import with --zero-is-missing",
+    ]
+    assert len(list(read_recording(out))) == 5
+    result = CliRunner().invoke(main, [*args, "--zero-is-missing"])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("WARNING")]
+    assert warnings == [
+        "WARNING: spo2: 1 of 3 values outside its plausible range [40, 100] %; serving refuses "
+        "each sample holding one (an artifact, with a technical alert)"
+    ]
