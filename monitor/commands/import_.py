@@ -23,9 +23,10 @@ def implausible_lines(
 ) -> list[str]:
     """One WARNING line per vital with values outside its plausible bounds.
 
-    Serving refuses a sample holding such a value as an `artifact` (a technical alert), so
-    an import that writes many of them makes a recording that is mostly not scored. Zeros
-    among them get a hint: in ICU numerics (MIMIC's) 0 means no value.
+    Serving treats such a value as an `artifact` (a technical alert; a model with an
+    observed mask drops the vital and scores the rest of the sample, any other refuses the
+    sample), so an import that writes many of them makes a recording full of technical
+    alerts. Zeros among them get a hint: in ICU numerics (MIMIC's) 0 means no value.
 
     Args:
         names: The imported vitals, in `values`' column order.
@@ -45,8 +46,8 @@ def implausible_lines(
             continue
         line = (
             f"WARNING: {name}: {bad.size:,} of {seen.size:,} values outside its plausible "
-            f"range [{spec.low:g}, {spec.high:g}] {spec.unit}; serving refuses each sample "
-            "holding one (an artifact, with a technical alert)"
+            f"range [{spec.low:g}, {spec.high:g}] {spec.unit}; serving takes each for an "
+            "artifact (a technical alert) and scores none of them"
         )
         zeros = int(np.count_nonzero(bad == 0))
         if zeros and not zero_is_missing:

@@ -70,8 +70,10 @@ class CodecLimits:
         max_future_skew_s: How far a sample time may lie ahead of `now`.
         max_age_s: How far a sample time may lie behind `now`.
         partial: Accept a sample that carries any non-empty subset of the features (a
-            model with an observed mask); a feature it lacks is NaN in its values. Without
-            it every feature is required (`missing_vital`).
+            model with an observed mask); a feature it lacks is NaN in its values, and so is
+            one whose value is implausible (`Decoded.artifacts`: the sample is scored on the
+            others, an `artifact` only when none is left). Without it every feature is
+            required (`missing_vital`) and an implausible value refuses the sample.
         signals: Where names are resolved and plausibility bounds come from: the built-in
             vitals and the registered signals (a name it lacks is `unknown_vital`).
     """
@@ -96,10 +98,16 @@ class DecodedSample(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Decoded:
-    """An accepted message: the patient and its samples in message order."""
+    """An accepted message: the patient and its samples in message order.
+
+    `artifacts` (partial models only): the vitals with a value outside their plausible
+    bounds in some sample, dropped from it (NaN, as a vital the sample lacks), in feature
+    order; the sample is scored on the others.
+    """
 
     patient_id: str
     samples: list[DecodedSample]
+    artifacts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +280,7 @@ def _decode_one(
     rows: list[list[float]] = []
     partial = limits.partial
     known = signals.known
+    dropped: set[str] = set()  # partial: the vitals dropped as implausible
     for t, seq, vitals in samples:
         if not vitals.keys() <= known:
             unknown = sorted(n[:32] for n in vitals if n not in known)
@@ -281,6 +290,7 @@ def _decode_one(
             detail = f"sample time {t:.3f} is {t - now:+.3f} s from receive time"
             return Rejection("clock_skew", detail, pid, None, n)
         row: list[float] = []
+        first_drop: tuple[str, str] | None = None
         for name, low, high in spec:
             value = vitals.get(name)
             if value is None:
@@ -292,17 +302,28 @@ def _decode_one(
             if not low <= value <= high:
                 unit = signals[name].unit
                 detail = f"{name}={value:.6g} outside [{low:g}, {high:g}] {unit} (seq {seq})"
-                return Rejection("artifact", detail, pid, name, n)
+                if not partial:
+                    return Rejection("artifact", detail, pid, name, n)
+                # The vital is dropped; the sample is still scored on the others.
+                dropped.add(name)
+                first_drop = first_drop or (name, detail)
+                row.append(math.nan)
+                continue
             row.append(value)
         if partial and all(map(math.isnan, row)):
+            if first_drop is not None:  # nothing plausible left: an artifact refuses it
+                return Rejection("artifact", first_drop[1], pid, first_drop[0], n)
             detail = f"none of the model's vitals {list(features)} (seq {seq})"
             return Rejection("missing_vital", clip(detail), pid, spec[0][0], n)
         rows.append(row)
+    artifacts = tuple(name for name, _, _ in spec if name in dropped)
     if n == 1:
         t, seq, _ = samples[0]
-        return Decoded(pid, [DecodedSample(t, seq, np.array(rows[0], dtype=np.float64))])
+        sample = DecodedSample(t, seq, np.array(rows[0], dtype=np.float64))
+        return Decoded(pid, [sample], artifacts)
     values = np.array(rows, dtype=np.float64).reshape(n, len(spec))
-    return Decoded(pid, [DecodedSample(s[0], s[1], values[i]) for i, s in enumerate(samples)])
+    decoded = [DecodedSample(s[0], s[1], values[i]) for i, s in enumerate(samples)]
+    return Decoded(pid, decoded, artifacts)
 
 
 @functools.lru_cache(maxsize=16)

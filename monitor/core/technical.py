@@ -84,16 +84,24 @@ class TechnicalAlarms:
         return [self._event(pid, reason, vital, state, now)]
 
     def close_all(
-        self, pid: str, reasons: Iterable[str] | None, now: float, state: AlertState = "cleared"
+        self,
+        pid: str,
+        reasons: Iterable[str] | None,
+        now: float,
+        state: AlertState = "cleared",
+        keep: Iterable[Key] = (),
     ) -> list[AlertEvent]:
-        """End the patient's open alerts with these reasons (None: all of them)."""
+        """End the patient's open alerts with these reasons (None: all of them), except the
+        `keep` ones (an artifact the same sample still shows)."""
         mine = self.by_patient.get(pid)
         if not mine:
             return []
         wanted = None if reasons is None else set(reasons)
+        kept = set(keep)
         # Sorted: set order varies between processes, alert order must not.
         keys = sorted(
-            (k for k in mine if wanted is None or k[1] in wanted), key=lambda k: (k[1], k[2] or "")
+            (k for k in mine if (wanted is None or k[1] in wanted) and k not in kept),
+            key=lambda k: (k[1], k[2] or ""),
         )
         events: list[AlertEvent] = []
         for _, reason, vital in keys:

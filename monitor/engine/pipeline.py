@@ -42,7 +42,7 @@ from monitor.core.scale import ResidualScale
 from monitor.core.scoring import SLOW_STREAM, Scorer, beat_rhythm
 from monitor.core.slots import SlotMap
 from monitor.core.stuck import FLATLINE_SAMPLES, StuckSensors, flatline_samples
-from monitor.core.technical import TechnicalAlarms
+from monitor.core.technical import Key, TechnicalAlarms
 from monitor.core.types import REJECT_REASONS, Float32Array, FloatArray
 from monitor.core.vitals import BUILTIN, Registry
 from monitor.core.windows import PushResult, WindowStore
@@ -362,12 +362,14 @@ class Pipeline:
         values: FloatArray,
         now: Sequence[float],
         message: bool = False,
+        keep: tuple[Key, ...] = (),
     ) -> list[AlertEvent]:
         """Push accepted samples into their windows (patients with an open technical alert
         sample by sample: their data closes it) and queue the jobs of the ready ones.
 
         With `message`, the samples are one payload's (a block): what the absence of its
-        patient's data opened closes once, after all of them, if any was taken."""
+        patient's data opened closes once, after all of them, if any was taken. `keep`:
+        open alerts their data does not close (the artifacts of the payload itself)."""
         n = len(patient_ids)
         plain, contexts, missing, rest, ratios = self.windows.push(
             patient_ids, t, seq, values, now, skip=self.alarms.by_patient
@@ -400,9 +402,9 @@ class Pipeline:
                 elif self._side or (
                     accepted and (pid in alarms.by_patient or pid in alarms.unheld)
                 ):
-                    events += self._taken(pid, accepted, at)
+                    events += self._taken(pid, accepted, at, keep)
             if message:
-                events += self._taken(patient_ids[0], taken, now[0])
+                events += self._taken(patient_ids[0], taken, now[0], keep)
             queued = [job for job in jobs if job is not None]
             keys, stamps = [j.patient_id for j in queued], [j.received_at for j in queued]
         if not queued:
@@ -442,15 +444,19 @@ class Pipeline:
             return None, outcome == "warming_up"
         return Job(pid, context, values, t, seq, now, gap), True
 
-    def _taken(self, pid: str, accepted: bool, now: float) -> list[AlertEvent]:
+    def _taken(
+        self, pid: str, accepted: bool, now: float, keep: tuple[Key, ...] = ()
+    ) -> list[AlertEvent]:
         """The side events of `_pushed`, and, when the window took the sample, the close
         of what the absence of this patient's data opened (never for a late or refused
-        one: its data is not back, and closing would flap against housekeeping)."""
+        one: its data is not back, and closing would flap against housekeeping), but for
+        the `keep` ones (the artifacts the sample itself shows)."""
         events, self._side = self._side, []
         if accepted:
             self.alarms.held(pid)
         if accepted and pid in self.alarms.by_patient:
-            events += self._counted(self.alarms.close_all(pid, _DATA_BACK_CLOSES, now))
+            closed = self.alarms.close_all(pid, _DATA_BACK_CLOSES, now, keep=keep)
+            events += self._counted(closed)
             events += self._counted(self.alarms.unrefuse(pid, now))
         return events
 
@@ -495,17 +501,27 @@ class Pipeline:
         return []
 
     def _accept(self, decoded: Decoded, now: float) -> list[AlertEvent]:
-        """An accepted payload decoded on its own (a block, a partial sample)."""
+        """An accepted payload decoded on its own (a block, a partial sample). A vital it
+        carried with an implausible value (`Decoded.artifacts`) is an `artifact` technical
+        alert, open while the patient's samples show it, the rest of the sample scored."""
         pid = decoded.patient_id
         samples = decoded.samples
+        events: list[AlertEvent] = []
+        keep: tuple[Key, ...] = ()
+        if decoded.artifacts:
+            keep = tuple((pid, "artifact", vital) for vital in decoded.artifacts)
+            for vital in decoded.artifacts:
+                self.metrics.artifacts.labels(vital).inc()
+                events += self._open(pid, "artifact", vital, now)
         if len(samples) == 1:
             sample = samples[0]
             values = sample.values.reshape(1, -1)
-            return self._push([pid], [sample.t], [sample.seq], values, [now])
+            return events + self._push([pid], [sample.t], [sample.seq], values, [now], keep=keep)
         n = len(samples)
         times, seqs = [s.t for s in samples], [s.seq for s in samples]
         values = np.stack([s.values for s in samples])
-        return self._push([pid] * n, times, seqs, values, [now] * n, message=True)
+        pushed = self._push([pid] * n, times, seqs, values, [now] * n, message=True, keep=keep)
+        return events + pushed
 
     def _queued(self, shed: list[Job], now: float) -> list[AlertEvent]:
         """Count jobs shed while queueing; the first shed degrades monitoring."""

@@ -219,6 +219,10 @@ class Outcomes(Protocol):
         """Refused payloads and samples, by reason."""
 
     @property
+    def artifacts(self) -> Labelled[Counter]:
+        """Implausible values dropped from payloads scored on their other vitals, by vital."""
+
+    @property
     def dropped(self) -> Labelled[Counter]:
         """Payloads the shell dropped before decoding, by reason (series created here)."""
 

@@ -51,6 +51,7 @@ class Metrics:
     received: Counter
     messages: Counter
     invalid: Counter
+    artifacts: Counter
     dropped: Counter
     prediction_error: BatchHistogram
     inference_latency: Histogram
@@ -92,6 +93,14 @@ class Metrics:
             ),
             invalid=Counter(
                 "monitor_invalid_messages", "Payloads refused by the codec.", ["reason"], registry=r
+            ),
+            artifacts=Counter(
+                "monitor_artifact_values",
+                "Implausible values dropped from a payload scored on its other vitals (a "
+                "partial-vitals model); a payload with nothing plausible left is refused "
+                "(monitor_invalid_messages_total{reason=artifact}).",
+                ["vital"],
+                registry=r,
             ),
             dropped=Counter(
                 "monitor_dropped_messages",

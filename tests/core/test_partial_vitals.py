@@ -56,13 +56,37 @@ def test_without_partial_a_missing_vital_is_refused() -> None:
 
 
 def test_partial_plausibility_applies_to_present_vitals() -> None:
-    """A present vital out of bounds is still an artifact."""
+    """A sample whose only model vital is out of bounds is an artifact, refused."""
     out = decode_one(
         message({"heart_rate": 500.0}), topic_patient_id="p1", features=FEATURES, now=T0 + 1,
         limits=PARTIAL,
     )  # fmt: skip
     assert isinstance(out, Rejection)
     assert (out.reason, out.vital) == ("artifact", "heart_rate")
+    assert out.detail == "heart_rate=500 outside [10, 300] bpm (seq 1)"
+
+
+def test_partial_drops_an_implausible_vital_and_keeps_the_others() -> None:
+    """SpO2 0 (a probe off) beside a plausible heart rate: the sample decodes with spo2 NaN
+    and names it in `artifacts`; in feature order when several. Without `partial` the same
+    message is refused as an artifact, as before."""
+    msg = message({"heart_rate": 80.0, "spo2": 0.0, "bp_sys": 500.0})
+    out = decode_one(msg, topic_patient_id="p1", features=FEATURES, now=T0 + 1, limits=PARTIAL)
+    assert isinstance(out, Decoded)
+    assert out.artifacts == ("spo2", "bp_sys")
+    values = out.samples[0].values
+    assert values[0] == 80.0
+    assert math.isnan(values[1])
+    assert math.isnan(values[2])
+    full = decode_one(msg, topic_patient_id="p1", features=FEATURES, now=T0 + 1)
+    assert isinstance(full, Rejection)
+    assert (full.reason, full.vital) == ("artifact", "spo2")
+    clean = decode_one(
+        message({"heart_rate": 80.0}), topic_patient_id="p1", features=FEATURES, now=T0 + 1,
+        limits=PARTIAL,
+    )  # fmt: skip
+    assert isinstance(clean, Decoded)
+    assert clean.artifacts == ()
 
 
 def masked_store(window: int = 4, **options: float) -> WindowStore:

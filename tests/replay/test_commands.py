@@ -128,17 +128,17 @@ def test_import_warns_of_values_serving_will_refuse(tmp_path: Path) -> None:
     warnings = [line for line in result.output.splitlines() if line.startswith("WARNING")]
     assert warnings == [
         "WARNING: heart_rate: 1 of 5 values outside its plausible range [10, 300] bpm; serving "
-        "refuses each sample holding one (an artifact, with a technical alert); 1 of them are "
+        "takes each for an artifact (a technical alert) and scores none of them; 1 of them are "
         "0: if 0 means no value here, import with --zero-is-missing",
-        "WARNING: spo2: 3 of 5 values outside its plausible range [40, 100] %; serving refuses "
-        "each sample holding one (an artifact, with a technical alert); 2 of them are 0: if 0 "
-        "means no value here, import with --zero-is-missing",
+        "WARNING: spo2: 3 of 5 values outside its plausible range [40, 100] %; serving takes "
+        "each for an artifact (a technical alert) and scores none of them; 2 of them are 0: if "
+        "0 means no value here, import with --zero-is-missing",
     ]
     assert len(list(read_recording(out))) == 5
     result = CliRunner().invoke(main, [*args, "--zero-is-missing"])
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.output.splitlines() if line.startswith("WARNING")]
     assert warnings == [
-        "WARNING: spo2: 1 of 3 values outside its plausible range [40, 100] %; serving refuses "
-        "each sample holding one (an artifact, with a technical alert)"
+        "WARNING: spo2: 1 of 3 values outside its plausible range [40, 100] %; serving takes "
+        "each for an artifact (a technical alert) and scores none of them"
     ]

@@ -57,7 +57,8 @@ def feed(p: Pipeline, pid: str, values: list[float], start: int = 0) -> list[Ale
 def score_all(p: Pipeline, predictor: float | None = None) -> list[AlertEvent]:
     """Score queued jobs, predicting the last value of each window (persistence)."""
     jobs = p.take_batch()
-    preds = np.stack([j.context[-1] for j in jobs]).astype(np.float32)
+    # A masked window's rows hold the values, then the observed flags.
+    preds = np.stack([j.context[-1][: len(FEATURES)] for j in jobs]).astype(np.float32)
     if predictor is not None:
         preds[:] = predictor
     return p.score(jobs, preds, T0 + 1000, live=False)
@@ -104,6 +105,40 @@ def test_artifact_is_technical_and_silence_raises_signal_lost() -> None:
     assert p.housekeeping(T0 + 11) == []
     back = ingest_one(p, "vitals/c", payload("c", 2, 72.0), T0 + 12)
     assert [(e.reason, e.state) for e in back] == [("signal_lost", "cleared")]
+
+
+def test_with_partial_vitals_an_artifact_drops_only_its_vital() -> None:
+    """A model with an observed mask: SpO2 0 (a probe off) for three samples is one
+    `artifact` alert on spo2, open while the samples show it (no raise/clear flapping), and
+    each of those samples is still scored on heart rate; the first plausible SpO2 clears
+    it. A sample with nothing plausible left is refused as before."""
+    info = ModelInfo(FEATURES, 4, np.array([1.0, 0.5]), "v-test", observed_mask=True)
+    p = Pipeline(info, Settings(), Metrics.create(CollectorRegistry()))
+    rng = np.random.default_rng(3)
+    feed(p, "d", list(70 + rng.standard_normal(6)))
+    score_all(p)
+    technical: list[tuple[str | None, str | None, str]] = []
+    for seq in (6, 7, 8):
+        events = ingest_one(p, "vitals/d", payload("d", seq, 70.0 + seq % 2, 0.0), T0 + seq)
+        events += score_all(p)
+        technical += [(e.reason, e.vital, e.state) for e in events if e.reason == "artifact"]
+    assert technical == [("artifact", "spo2", "raised")]
+    assert outcomes(p) == {"warming_up": 4, "scored": 5}
+    counted = p.metrics.registry.get_sample_value(
+        "monitor_artifact_values_total", {"vital": "spo2"}
+    )
+    assert counted == 3
+    jobs_before = len(p.batcher)
+    events = ingest_one(p, "vitals/d", payload("d", 9, 71.0, 97.0), T0 + 9)
+    assert [(e.reason, e.vital, e.state) for e in events if e.reason == "artifact"] == [
+        ("artifact", "spo2", "cleared")
+    ]
+    assert len(p.batcher) == jobs_before + 1
+    events = ingest_one(p, "vitals/d", payload("d", 10, 400.0, 0.0), T0 + 10)
+    assert [(e.reason, e.vital, e.state) for e in events if e.reason == "artifact"] == [
+        ("artifact", "heart_rate", "raised")
+    ]
+    assert outcomes(p)["invalid"] == 1
 
 
 def test_a_large_residual_raises_a_physiological_alert_on_its_vital() -> None:
