@@ -510,9 +510,14 @@ class Pipeline:
         keep: tuple[Key, ...] = ()
         if decoded.artifacts:
             keep = tuple((pid, "artifact", vital) for vital in decoded.artifacts)
+            held = pid in self.windows
             for vital in decoded.artifacts:
                 self.metrics.artifacts.labels(vital).inc()
-                events += self._open(pid, "artifact", vital, now)
+                if held:
+                    events += self._open(pid, "artifact", vital, now)
+                else:  # as for a refused one: tracked (bounded), expires if never admitted
+                    opened = self.alarms.open_unheld(pid, "artifact", vital, now)
+                    events += self._counted(opened)
         if len(samples) == 1:
             sample = samples[0]
             values = sample.values.reshape(1, -1)

@@ -141,6 +141,35 @@ def test_with_partial_vitals_an_artifact_drops_only_its_vital() -> None:
     assert outcomes(p)["invalid"] == 1
 
 
+def test_an_artifact_of_a_patient_refused_at_the_cap_expires_with_its_silence() -> None:
+    """Partial-vitals samples with SpO2 0 of patients the cap refuses: their artifact
+    alerts are tracked as a refused message's are (at most `window.max_patients` ids, past
+    that only counted), and end `expired` once the patients have been silent for
+    `window.stale_after_s`; nothing stays open for an id never admitted."""
+    info = ModelInfo(FEATURES, 4, np.array([1.0, 0.5]), "v-test", observed_mask=True)
+    settings = Settings.model_validate({"window": {"max_patients": 1, "stale_after_s": 5.0}})
+    p = Pipeline(info, settings, Metrics.create(CollectorRegistry()))
+    feed(p, "a", [70.0, 71.0, 70.0, 72.0, 71.0, 70.0])  # its window filled: not evictable
+    events = ingest_one(p, "vitals/b", payload("b", 0, 70.0, 0.0), T0 + 6)
+    assert [(e.patient_id, e.reason, e.vital, e.state) for e in events] == [
+        ("b", "artifact", "spo2", "raised"),
+        ("b", "patient_refused", None, "raised"),
+        (None, "patients_refused", None, "raised"),
+    ]
+    # A second refused id, past the tracked ones: counted, no alert of its own.
+    events = ingest_one(p, "vitals/c", payload("c", 0, 70.0, 0.0), T0 + 6)
+    assert [e for e in events if e.patient_id == "c"] == []
+    feed(p, "a", [71.0, 70.0, 72.0, 71.0, 70.0, 71.0], start=6)
+    ended = p.housekeeping(T0 + 12)
+    assert ("b", "artifact", "expired") in [(e.patient_id, e.reason, e.state) for e in ended]
+    assert "b" not in p.alarms.by_patient
+    assert "c" not in p.alarms.by_patient
+    counted = p.metrics.registry.get_sample_value(
+        "monitor_artifact_values_total", {"vital": "spo2"}
+    )
+    assert counted == 2
+
+
 def test_a_large_residual_raises_a_physiological_alert_on_its_vital() -> None:
     """A sample 30 sigma from its prediction raises a high alert on that vital only."""
     p = make()
