@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
 
 from monitor.commands.signals import registry_of, signal_option
 from monitor.errors import DataError
+
+if TYPE_CHECKING:
+    from monitor.core.types import FloatArray
+    from monitor.core.vitals import Registry
 
 
 class ImportDataError(click.ClickException):
@@ -19,7 +23,7 @@ class ImportDataError(click.ClickException):
 
 
 def implausible_lines(
-    names: list[str], values: Any, registry: Any, zero_is_missing: bool
+    names: list[str], values: FloatArray, registry: Registry, zero_is_missing: bool
 ) -> list[str]:
     """One WARNING line per vital with values outside its plausible bounds.
 

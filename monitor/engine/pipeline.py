@@ -489,12 +489,7 @@ class Pipeline:
             self._on_reject(rejection)
         pid = rejection.patient_id
         if rejection.reason in ("artifact", "clock_skew") and pid is not None:
-            if pid in self.windows:
-                return self._open(pid, rejection.reason, rejection.vital, now)
-            # Not held: tracked (bounded) so that it expires when the id goes silent.
-            return self._counted(
-                self.alarms.open_unheld(pid, rejection.reason, rejection.vital, now)
-            )
+            return self._open_data_fault(pid, rejection.reason, rejection.vital, now)
         if rejection.reason == "missing_vital" and pid is not None and pid not in self.windows:
             # Every message of this patient lacks a vital the model needs: never monitored.
             return self._counted(self.alarms.refuse(pid, rejection.vital, now))
@@ -510,14 +505,9 @@ class Pipeline:
         keep: tuple[Key, ...] = ()
         if decoded.artifacts:
             keep = tuple((pid, "artifact", vital) for vital in decoded.artifacts)
-            held = pid in self.windows
             for vital in decoded.artifacts:
                 self.metrics.artifacts.labels(vital).inc()
-                if held:
-                    events += self._open(pid, "artifact", vital, now)
-                else:  # as for a refused one: tracked (bounded), expires if never admitted
-                    opened = self.alarms.open_unheld(pid, "artifact", vital, now)
-                    events += self._counted(opened)
+                events += self._open_data_fault(pid, "artifact", vital, now)
         if len(samples) == 1:
             sample = samples[0]
             values = sample.values.reshape(1, -1)
@@ -697,6 +687,16 @@ class Pipeline:
         self, pid: str | None, reason: str, vital: str | None, now: float
     ) -> list[AlertEvent]:
         return self._counted(self.alarms.open(pid, reason, vital, now))
+
+    def _open_data_fault(
+        self, pid: str, reason: str, vital: str | None, now: float
+    ) -> list[AlertEvent]:
+        """Open an alert of what a payload carried (an artifact, a clock skew). An id the
+        window store does not hold is tracked (bounded) so that it expires when the id goes
+        silent: never admitted, no sample of its would close it."""
+        if pid in self.windows:
+            return self._open(pid, reason, vital, now)
+        return self._counted(self.alarms.open_unheld(pid, reason, vital, now))
 
     def _close(
         self, pid: str | None, reason: str, vital: str | None, now: float

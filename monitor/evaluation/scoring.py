@@ -381,11 +381,10 @@ def evaluate(
         group.matched_alerts += id(alert) in matched
     physiological = [a for a in raised if a.kind == "physiological"]
     technical = [a for a in raised if a.kind != "physiological"]
-    # A technical alert is an onset of the scored detector only where it detects a label
-    # (dropout, flatline); otherwise it is reported on its own line, not as a false alert.
-    technical_hits = sum(id(a) in matched for a in technical)
     false_physiological = [a for a in physiological if id(a) not in matched]
     by_rule = Counter(a.reason or "-" for a in false_physiological)
+    # A technical alert is an onset of the scored detector only where it detects a label
+    # (dropout, flatline); otherwise it is reported on its own line, not as a false alert.
     counted = [
         Onset(a, id(a) in matched) for a in raised if a.kind == "physiological" or id(a) in matched
     ]
@@ -402,7 +401,7 @@ def evaluate(
         per_magnitude=dict(per_magnitude),
         rmse=dict(rmse or {}),
         missed=missed,
-        onsets=len(physiological) + technical_hits,
+        onsets=len(counted),
         false_onsets=len(false_physiological),
         technical_alerts=len(technical),
         max_onsets_stream_hour=max_onsets_in_span(physiological),
