@@ -4,7 +4,8 @@ Feeds the lead (MLII, 360 Hz, 650,000 samples) through `BeatRhythm.find` in batc
 scorer does, for each premature share given, and prints how many premature beats it
 confirmed, how many of the record's abnormal beats (A, V, ...) they found (an onset up to
 0.5 s after the annotated beat, as bench/realdata.py scores the ECG row), how many were
-false, and the seconds it took. No model, no calibration: the detector that serves the
+false, how many samples it flagged in asystole (`--asystole`, 4 s as served; 0: off), and
+the seconds it took. No model, no calibration: the detector that serves the
 `premature` rule, on its own.
 
 Then, per channel of the records with several (MIT-BIH 100's two leads, the 2015 Challenge
@@ -79,6 +80,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--premature", type=float, nargs="+", default=[0.15, 0.2, 0.25])
     parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument(
+        "--asystole", type=float, default=4.0, help="asystole_s, as served (0: off)"
+    )
     args = parser.parse_args()
     rows = _read(args.data / "mitdb_100_ecg.csv.gz")
     t = np.array([float(r["time_s"]) for r in rows])
@@ -89,14 +93,17 @@ def main() -> None:
     print(f"{t.size} samples, {abnormal.size} abnormal beats, batches of {args.batch}")
     for share in args.premature:
         table = SlotMap()
-        rhythm = BeatRhythm([0], [share], 1 / 360, 1, table)
+        rhythm = BeatRhythm([0], [share], 1 / 360, 1, table, asystole_s=args.asystole or None)
         started = time.perf_counter()
         flagged: list[float] = []
+        silent = 0
         for i in range(0, t.size, args.batch):
             n = min(args.batch, t.size - i)
             out = rhythm.find(table.assign(["p"] * n), x[i : i + n], t[i : i + n].tolist())
-            if out is not None:
-                flagged += t[i : i + n][out[:, 0]].tolist()
+            if out is not None and out.premature is not None:
+                flagged += t[i : i + n][out.premature[:, 0]].tolist()
+            if out is not None and out.asystole is not None:
+                silent += int(out.asystole.any(axis=1).sum())
         seconds = time.perf_counter() - started
         found: set[int] = set()
         false = 0
@@ -108,8 +115,8 @@ def main() -> None:
                 false += 1
         print(
             f"premature {share:.2f}: {len(flagged)} premature beats, found {len(found)} of "
-            f"{abnormal.size}, {false} false; {seconds:.2f} s ({seconds / t.size * 1e6:.1f} "
-            "us a sample)"
+            f"{abnormal.size}, {false} false, {silent} samples in asystole; {seconds:.2f} s "
+            f"({seconds / t.size * 1e6:.1f} us a sample)"
         )
     agreement(args.data)
 

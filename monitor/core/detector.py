@@ -26,6 +26,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from monitor.core.alerts import AlertEvent
+from monitor.core.rhythm import Beats
 from monitor.core.rules import (
     RAISE_RULES,
     Evidence,
@@ -36,7 +37,7 @@ from monitor.core.rules import (
 )
 from monitor.core.slots import IntpArray, Placement, Rows, SlotMap, grown
 from monitor.core.state import StateArrays, check_array
-from monitor.core.types import AlertState, AnyFloatArray, BoolArray, FloatArray, Severity
+from monitor.core.types import AlertState, AnyFloatArray, FloatArray, Severity
 from monitor.core.vitals import VITALS, is_signal_name
 
 __all__ = [
@@ -123,6 +124,11 @@ class DetectorConfig(BaseModel):
             on a beat at least this share earlier than both the median of the last 8
             intervals between beats and the interval before it (`monitor.core.rhythm`;
             0.2: 20 % early). None: off. Other vitals ignore it.
+        asystole_s: With beat waveforms (the card's `rhythm`): raise `asystole` (high
+            severity) when none of the patient's beat waveforms still received has heard
+            a heartbeat for this many seconds, on the first of them, and hold it while
+            the silence lasts (`monitor.core.rhythm`; 4 s: the 2015 PhysioNet/CinC
+            Challenge's definition). None: off (global only).
         target_false_alarms_per_day: With a model card that carries a calibration, each
             vital's z is divided by the gain that brings the training data's raise rate to
             this many false alarms per patient-day, all vitals together (never below 1:
@@ -156,6 +162,7 @@ class DetectorConfig(BaseModel):
     merge_samples: int = Field(default=10, ge=0)
     merge_min_s: float = Field(default=2.0, ge=0)
     premature: float | None = Field(default=0.2, gt=0, lt=1)
+    asystole_s: float | None = Field(default=4.0, gt=0)
     target_false_alarms_per_day: float | None = Field(default=1.0, gt=0)
     max_gain: float = Field(default=64.0, ge=1)
     follow_level: float | None = Field(default=3.0, gt=0)
@@ -265,6 +272,7 @@ class Detector:
             replace(
                 r,
                 premature=r.premature if name in rhythm else None,
+                asystole_s=r.asystole_s if name in rhythm else None,
                 merge_samples=max(r.merge_samples, held),
             )
             for name, r in ((name, config.resolve(name)) for name in self.features)
@@ -340,7 +348,7 @@ class Detector:
         predicted: AnyFloatArray,
         *,
         placed: Placement | None = None,
-        beats: BoolArray | None = None,
+        beats: Beats | None = None,
     ) -> list[AlertEvent]:
         """Score a batch of samples, in order: as if `update` were called row by row.
 
@@ -356,13 +364,16 @@ class Detector:
             predicted: Predicted values, shape (B, F).
             placed: The batch already placed in `patients` (the service places it once
                 for the scale and the detector); placed here if None.
-            beats: ``(B, F)`` premature beats confirmed at each row, for the `premature`
-                rule (`monitor.core.rhythm.BeatRhythm`); None: none.
+            beats: The rhythm's premature beats and asystole at each row, for the
+                `premature` and `asystole` rules (`monitor.core.rhythm.BeatRhythm`); None:
+                none.
 
         Returns:
             The state changes, in row order (usually none).
         """
         zz = np.asarray(z, dtype=np.float64)
+        early = None if beats is None else beats.premature
+        silent = None if beats is None else beats.asystole
         if placed is None:
             placed = self.patients.assign(patient_ids)
         slots, parts = placed.slots, placed.parts
@@ -388,7 +399,13 @@ class Detector:
             # (np.count_nonzero: far cheaper than .any() on these small arrays.)
             plan = self._plans[1 if np.count_nonzero(over) else 0]
             evidence = Evidence(
-                absz_all[idx], over, hist, zsum, z2, None if beats is None else beats[idx]
+                absz_all[idx],
+                over,
+                hist,
+                zsum,
+                z2,
+                None if early is None else early[idx],
+                None if silent is None else silent[idx],
             )
             masks = [rule.trigger(evidence) for rule in plan.rules]
             hot = self._n_raised[s] > 0
@@ -602,7 +619,9 @@ class Detector:
         self._rule[slot][i] = rule
         self._raised[slot, i] = True
         self._n_raised[slot] += 1
-        self._level[slot][i] = self._recent_level(slot, i, r)
+        # No heartbeat is an emergency whatever the residuals say (a flat line is easy
+        # to predict): high severity.
+        self._level[slot][i] = 2 if rule == "asystole" else self._recent_level(slot, i, r)
         self._calm[slot][i] = 0
         self._hold[slot][i] = -1
         return "raised"
@@ -616,16 +635,16 @@ class Detector:
             if rule is not None:
                 hold[i] = -1
                 self._calm[slot][i] = 0
-                level = self._recent_level(slot, i, r)
-                if level <= self._level[slot][i]:
-                    return None
-                self._level[slot][i] = level
-                return "escalated"
+                level = 2 if rule == "asystole" else self._recent_level(slot, i, r)
+                return self._escalate(slot, i, level, rule)
             hold[i] += 1
             if hold[i] < r.merge_samples:
                 return None
             return self._clear(slot, i)
         calm = self._calm[slot]
+        if rule == "asystole":  # no heartbeat: the episode stays open, at high severity
+            calm[i] = 0
+            return self._escalate(slot, i, 2, rule)
         if a < r.clear_below:
             calm[i] += 1
             if calm[i] < r.clear_m:
@@ -640,10 +659,15 @@ class Detector:
                 return None
             return self._clear(slot, i)
         calm[i] = 0
-        level = self._level_of(i, r, a)
+        return self._escalate(slot, i, self._level_of(i, r, a), rule)
+
+    def _escalate(self, slot: int, i: int, level: int, rule: RuleName | None) -> AlertState | None:
+        """Escalate an open episode to `level` if that is higher; an asystole names it."""
         if level <= self._level[slot][i]:
             return None
         self._level[slot][i] = level
+        if rule == "asystole":
+            self._rule[slot][i] = rule
         return "escalated"
 
     def _clear(self, slot: int, i: int) -> AlertState:

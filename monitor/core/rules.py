@@ -28,6 +28,7 @@ from monitor.core.types import BoolArray, FloatArray
 __all__ = [
     "RAISE_RULES",
     "RULES",
+    "Asystole",
     "Evidence",
     "KOfN",
     "Premature",
@@ -42,7 +43,7 @@ __all__ = [
 ]
 
 #: Which rule raised a physiological alert (the `reason` of its events).
-RuleName = Literal["k_of_n", "severe", "spike", "shift", "variance", "premature"]
+RuleName = Literal["k_of_n", "severe", "spike", "shift", "variance", "premature", "asystole"]
 #: Every rule name, in a fixed order (snapshots store a rule as its index here).
 RAISE_RULES: tuple[RuleName, ...] = get_args(RuleName)
 
@@ -64,6 +65,7 @@ class Thresholds:
     variance_alpha: float
     merge_samples: int
     premature: float | None = None
+    asystole_s: float | None = None
 
 
 @dataclass(slots=True)
@@ -78,6 +80,8 @@ class Evidence:
         z2: Exponentially weighted mean of z squared.
         beats: Premature beats confirmed at this sample (`monitor.core.rhythm`); None:
             none in the round.
+        asystole: No heartbeat for `asystole_s` at this sample (`monitor.core.rhythm`);
+            None: none in the round.
     """
 
     absz: FloatArray
@@ -86,6 +90,7 @@ class Evidence:
     zsum: FloatArray
     z2: FloatArray
     beats: BoolArray | None = None
+    asystole: BoolArray | None = None
 
 
 class RaiseRule(Protocol):
@@ -113,6 +118,50 @@ def _levels(values: Sequence[float | None]) -> FloatArray | None:
     if all(v is None for v in values):
         return None
     return np.array([np.inf if v is None else v for v in values])
+
+
+class _RhythmRule:
+    """A rule on a flag of the beat rhythm (`monitor.core.rhythm`), on the vitals whose
+    `setting` is set (the detector sets it for beat waveforms only). It reads no z."""
+
+    needs_over: ClassVar[bool] = False
+    #: The `Thresholds` field that turns the rule on for a vital.
+    setting: ClassVar[str]
+
+    def __init__(self, on: BoolArray) -> None:
+        self.on = on
+
+    @classmethod
+    def build(cls, vitals: Sequence[Thresholds]) -> Self | None:
+        """On where the rule's setting is set."""
+        on = np.array([getattr(r, cls.setting) is not None for r in vitals])
+        return cls(on) if on.any() else None
+
+    def flags(self, e: Evidence) -> BoolArray | None:
+        """The rhythm's flags this rule reads (None: none in the round)."""
+        raise NotImplementedError
+
+    def trigger(self, e: Evidence) -> BoolArray:
+        """The flagged vitals, where the rule is on."""
+        flags = self.flags(e)
+        if flags is None:
+            return np.zeros(e.over.shape, dtype=np.bool_)
+        out: BoolArray = flags & self.on
+        return out
+
+
+class Asystole(_RhythmRule):
+    """No heartbeat heard on any of the patient's beat waveforms for `asystole_s`
+    (`monitor.core.rhythm`): raised at high severity whatever z says (a flat line is
+    easy to predict), and held while the silence lasts."""
+
+    name: ClassVar[RuleName] = "asystole"
+    priority: ClassVar[int] = -1
+    setting: ClassVar[str] = "asystole_s"
+
+    def flags(self, e: Evidence) -> BoolArray | None:
+        """The vitals flagged in asystole."""
+        return e.asystole
 
 
 class Severe:
@@ -223,34 +272,22 @@ class Variance:
         return out
 
 
-class Premature:
+class Premature(_RhythmRule):
     """A premature beat on a beat waveform (`monitor.core.rhythm`): a beat at least
     `premature` earlier than the median of the recent intervals between beats. It reads
     the beats the rhythm found; z plays no part."""
 
     name: ClassVar[RuleName] = "premature"
-    needs_over: ClassVar[bool] = False
     priority: ClassVar[int] = 5
+    setting: ClassVar[str] = "premature"
 
-    def __init__(self, on: BoolArray) -> None:
-        self.on = on
-
-    @classmethod
-    def build(cls, vitals: Sequence[Thresholds]) -> Self | None:
-        """On where `premature` is set (the detector sets it for beat waveforms only)."""
-        on = np.array([r.premature is not None for r in vitals])
-        return cls(on) if on.any() else None
-
-    def trigger(self, e: Evidence) -> BoolArray:
-        """The beats found premature, on the vitals the rule is on for."""
-        if e.beats is None:
-            return np.zeros(e.over.shape, dtype=np.bool_)
-        out: BoolArray = e.beats & self.on
-        return out
+    def flags(self, e: Evidence) -> BoolArray | None:
+        """The beats found premature."""
+        return e.beats
 
 
 #: Every rule; the settings turn each on or off (`build_rules`).
-RULES: tuple[type[RaiseRule], ...] = (Severe, Spike, KOfN, Shift, Variance, Premature)
+RULES: tuple[type[RaiseRule], ...] = (Asystole, Severe, Spike, KOfN, Shift, Variance, Premature)
 
 
 def build_rules(vitals: Sequence[Thresholds]) -> list[RaiseRule]:

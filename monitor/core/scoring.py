@@ -186,15 +186,17 @@ class Scorer:
 
 
 def beat_rhythm(detector: Detector, period_s: float) -> BeatRhythm | None:
-    """The rhythm of the detector's features whose `premature` rule is on (beat waveforms
-    of the model card, with the setting on), or None when there is none."""
-    on = [(i, r.premature) for i, r in enumerate(detector.thresholds) if r.premature is not None]
+    """The rhythm of the detector's features whose `premature` or `asystole` rule is on
+    (beat waveforms of the model card, with a setting on), or None when there is none."""
+    rules = detector.thresholds
+    on = [i for i, r in enumerate(rules) if r.premature is not None or r.asystole_s is not None]
     if not on:
         return None
     return BeatRhythm(
-        [i for i, _ in on],
-        [p for _, p in on],
+        on,
+        [rules[i].premature for i in on],
         period_s,
         len(detector.features),
         detector.patients,
+        asystole_s=next((s for i in on if (s := rules[i].asystole_s) is not None), None),
     )

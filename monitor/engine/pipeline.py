@@ -258,8 +258,11 @@ class Pipeline:
         rhythm = self.scorer.rhythm
         if rhythm is None:
             return {}
-        names = [self.model.features[i] for i in rhythm.columns]
-        return dict(zip(names, rhythm.premature, strict=True))
+        return {
+            self.model.features[i]: share
+            for i, share in zip(rhythm.columns, rhythm.premature, strict=True)
+            if share is not None
+        }
 
     def decode(
         self,

@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from monitor.core.alerts import AlertEvent
 from monitor.core.detector import Detector, DetectorConfig
+from monitor.core.rhythm import Beats
 
 FEATURES = ("heart_rate", "spo2")
 
@@ -352,3 +353,33 @@ def test_the_latch_lasts_merge_min_s_of_a_fast_models_samples() -> None:
     assert states(rules, 1.0) == two
     assert states(rules, 0.0) == two
     assert states(rules.model_copy(update={"merge_min_s": 0.0}), 0.004) == two
+
+
+def test_asystole_raises_high_whatever_z_holds_while_it_lasts_and_escalates_an_episode() -> None:
+    """On a beat waveform (`rhythm`), the rhythm's asystole flag raises `asystole` at high
+    severity with z at 0, keeps the episode open while it is flagged (z calm throughout),
+    and clears after the usual 3 calm samples and hold (5) once it is not; an open
+    `premature` episode escalates to high, named `asystole`, at the first flag. A vital
+    that is not a beat waveform ignores the flag."""
+    config = DetectorConfig(merge_samples=5, merge_min_s=0.0)
+    flags = [False] * 3 + [True] * 40 + [False] * 10
+
+    def states(rhythm: tuple[str, ...], early_at: int | None = None) -> list[str]:
+        det = Detector(FEATURES, config, rhythm=rhythm)
+        out = []
+        for seq, flag in enumerate(flags):
+            z = np.zeros((1, 2))
+            silent = np.array([[flag, False]])
+            early = np.array([[seq == early_at, False]])
+            beats = Beats(early if early_at is not None else None, silent if flag else None)
+            events = det.update_many(["p"], z, [float(seq)], [seq], z, z, beats=beats)
+            out += [f"{e.seq}:{e.state}:{e.severity}:{e.reason}" for e in events]
+        return out
+
+    assert states(("heart_rate",)) == ["3:raised:high:asystole", "50:cleared:high:asystole"]
+    assert states(("heart_rate",), early_at=1) == [
+        "1:raised:low:premature",
+        "3:escalated:high:asystole",
+        "50:cleared:high:asystole",
+    ]
+    assert states(()) == []

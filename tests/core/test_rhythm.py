@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from monitor.core.rhythm import CONFIRM_S, BeatRhythm, BeatTracker, beat_intervals
+from monitor.core.rhythm import (
+    CONFIRM_S,
+    KEEP_HEARD_S,
+    BeatRhythm,
+    BeatTracker,
+    beat_intervals,
+)
 from monitor.core.slots import SlotMap
 from monitor.training.data import Segment
 from monitor.training.rhythm import regular_share, rhythm_specs
-from tests.support.ecg import PERIOD, ecg, ecg_of
+from tests.support.ecg import PERIOD, beats_every, ecg, ecg_at, ecg_of
 
 
 def run(
@@ -19,8 +26,8 @@ def run(
     for i in range(0, len(ids), size):
         placed = table.assign(ids[i : i + size])
         out = rhythm.find(placed, x[i : i + size, None], t[i : i + size].tolist())
-        if out is not None:
-            for row in np.flatnonzero(out[:, 0]).tolist():
+        if out is not None and out.premature is not None:
+            for row in np.flatnonzero(out.premature[:, 0]).tolist():
                 found.append((ids[i + row], float(t[i + row])))
     return found
 
@@ -164,8 +171,8 @@ def test_with_two_leads_a_premature_beat_counts_once_and_noise_on_one_lead_not_a
         out = rhythm.find(
             table.assign(["p"] * len(t[i : i + 128])), values[i : i + 128], t[i : i + 128].tolist()
         )
-        if out is not None:
-            found += [(float(t[i + r]), c) for r, c in zip(*np.nonzero(out), strict=True)]
+        if out is not None and out.premature is not None:
+            found += [(float(t[i + r]), c) for r, c in zip(*np.nonzero(out.premature), strict=True)]
     assert len(found) == 1
     assert 0.0 <= found[0][0] - early[0] <= CONFIRM_S + 0.03
     # Alone, the first lead does take the artefact for a premature beat.
@@ -186,3 +193,112 @@ def test_a_large_artefact_in_the_warm_up_does_not_blind_the_detector() -> None:
     found = run(BeatRhythm([0], [0.2], PERIOD, 1, table), table, ["p"] * t.size, t, x, 128)
     assert len(found) == 1
     assert 0.0 <= found[0][1] - early[0] <= CONFIRM_S + 0.03
+
+
+def asystole_rows(
+    rhythm: BeatRhythm, table: SlotMap, t: np.ndarray, x: np.ndarray, size: int = 128
+) -> list[tuple[float, int]]:
+    """Feed one patient's rows ``(T, F)`` in batches; return (time, column) of every row
+    flagged in asystole."""
+    flagged = []
+    for i in range(0, t.size, size):
+        out = rhythm.find(table.assign(["p"] * len(t[i : i + size])), x[i : i + size],
+                          t[i : i + size].tolist())  # fmt: skip
+        if out is not None and out.asystole is not None:
+            for row, col in zip(*np.nonzero(out.asystole), strict=True):
+                flagged.append((float(t[i + row]), int(col)))
+    return flagged
+
+
+def test_asystole_is_flagged_from_4_s_after_the_last_heartbeat_until_the_next() -> None:
+    """Beats every 0.8 s, none from 20 s to 30 s (noise only), then beats again: every row
+    from the last beat + 4 s to the first beat after the pause is flagged, on the lead,
+    and no other row; a start-up flat line (no rhythm yet) flags nothing."""
+    beats = beats_every(0.8, 0.3, 20.0) + beats_every(0.8, 30.0, 45.0)
+    t, x = ecg_at(beats, 45.0)
+    table = SlotMap()
+    flagged = asystole_rows(BeatRhythm([0], [0.2], PERIOD, 1, table, 4.0), table, t, x[:, None])
+    last, back = max(b for b in beats if b < 20.0), 30.0
+    assert {col for _, col in flagged} == {0}
+    times = np.array([at for at, _ in flagged])
+    assert last + 3.95 < times.min() <= last + 4.0 + 2 * PERIOD
+    assert back <= times.max() <= back + 0.1  # until the returning beat is found
+    assert times.size == pytest.approx((times.max() - times.min()) / PERIOD + 1, abs=2)
+    # Off, or a flat line before any rhythm: nothing.
+    table = SlotMap()
+    assert asystole_rows(BeatRhythm([0], [0.2], PERIOD, 1, table), table, t, x[:, None]) == []
+    table = SlotMap()
+    t2, x2 = ecg_at(beats_every(0.8, 12.3, 20.0), 20.0)
+    rhythm = BeatRhythm([0], [0.2], PERIOD, 1, table, 4.0)
+    assert asystole_rows(rhythm, table, t2, x2[:, None]) == []
+
+
+def test_a_pulse_still_beating_is_no_asystole_and_a_silent_sender_is_not_counted() -> None:
+    """Two beat waveforms: the lead falls silent while the second goes on beating: no
+    asystole (a lead's fault, as the 2015 Challenge's false asystole alarms). Both silent:
+    flagged on the first. The second no longer sent (NaN): the lead alone decides."""
+    lead_beats = beats_every(0.8, 0.3, 20.0) + beats_every(0.8, 30.0, 40.0)
+    _, lead = ecg_at(lead_beats, 40.0, seed=1)
+    t, pulse = ecg_at(beats_every(0.8, 0.5, 40.0), 40.0, seed=2)
+    table = SlotMap()
+    both = np.column_stack([lead, pulse])
+    rhythm = BeatRhythm([0, 1], [0.2, 0.2], PERIOD, 2, table, 4.0)
+    assert asystole_rows(rhythm, table, t, both) == []
+    _, quiet = ecg_at(beats_every(0.8, 0.5, 20.0) + beats_every(0.8, 30.2, 40.0), 40.0, seed=2)
+    table = SlotMap()
+    rhythm = BeatRhythm([0, 1], [0.2, 0.2], PERIOD, 2, table, 4.0)
+    flagged = asystole_rows(rhythm, table, t, np.column_stack([lead, quiet]))
+    assert flagged
+    assert {col for _, col in flagged} == {0}
+    assert 19.7 + 3.95 < min(at for at, _ in flagged) < 19.7 + 4.05  # the later silence
+    gone = both.copy()
+    gone[t > 15.0, 1] = np.nan
+    table = SlotMap()
+    rhythm = BeatRhythm([0, 1], [0.2, 0.2], PERIOD, 2, table, 4.0)
+    assert 19.5 + 3.95 < min(at for at, _ in asystole_rows(rhythm, table, t, gone)) < 19.5 + 4.05
+
+
+def test_smaller_beats_are_still_heard_and_a_relearn_does_not_make_noise_a_heartbeat() -> None:
+    """Beats falling to 40 % of their size for 10 s are found (search-back: never two in a
+    row missed, until the level has learned their size; no asystole); in a flat line the
+    relearned level stays above the noise (asystole holds), and the heartbeat's return is
+    heard at once."""
+    beats = beats_every(0.8, 0.3, 50.0)
+    size = [0.4 if 20.0 <= b < 30.0 else 1.0 for b in beats]
+    t, x = ecg_at(beats, 50.0, size)
+    rr = beat_intervals(x, PERIOD)
+    assert rr.max() < 1.7
+    assert np.count_nonzero(rr > 1.2) <= 4
+    table = SlotMap()
+    assert asystole_rows(BeatRhythm([0], [0.2], PERIOD, 1, table, 4.0), table, t, x[:, None]) == []
+    beats = beats_every(0.8, 0.3, 20.0) + beats_every(0.8, 35.0, 45.0)
+    t, x = ecg_at(beats, 45.0)
+    table = SlotMap()
+    flagged = asystole_rows(BeatRhythm([0], [0.2], PERIOD, 1, table, 4.0), table, t, x[:, None])
+    times = [at for at, _ in flagged]
+    assert 35.0 <= max(times) <= 35.1
+    assert len(times) == pytest.approx((max(times) - min(times)) / PERIOD + 1, abs=2)
+
+
+def test_a_dropout_of_the_stream_is_not_counted_as_silence_nor_forgets_the_rhythm() -> None:
+    """Beats to 20 s, then no samples for 2 s, then a flat line: asystole after 4 s of
+    received signal (at 26 s, not 24 s), the rhythm heard before the dropout still
+    counting; beats resuming right after a 5 s dropout are no asystole; after a dropout
+    over KEEP_HEARD_S the stream is heard afresh (a flat line then flags nothing)."""
+    t, x = ecg_at(beats_every(0.8, 0.3, 20.0), 40.0)
+    kept = (t < 20.0) | (t >= 22.0)
+    table = SlotMap()
+    rhythm = BeatRhythm([0], [0.2], PERIOD, 1, table, 4.0)
+    flagged = asystole_rows(rhythm, table, t[kept], x[kept, None])
+    last = max(beats_every(0.8, 0.3, 20.0))
+    assert last + 2.0 + 3.95 < min(at for at, _ in flagged) < last + 2.0 + 4.05
+    t, x = ecg_at(beats_every(0.8, 0.3, 20.0) + beats_every(0.8, 25.0, 40.0), 40.0)
+    kept = (t < 20.0) | (t >= 25.0)
+    table = SlotMap()
+    rhythm = BeatRhythm([0], [0.2], PERIOD, 1, table, 4.0)
+    assert asystole_rows(rhythm, table, t[kept], x[kept, None]) == []
+    t, x = ecg_at(beats_every(0.8, 0.3, 20.0), 80.0)
+    kept = (t < 20.0) | (t >= 20.0 + KEEP_HEARD_S + 1.0)
+    table = SlotMap()
+    rhythm = BeatRhythm([0], [0.2], PERIOD, 1, table, 4.0)
+    assert asystole_rows(rhythm, table, t[kept], x[kept, None]) == []

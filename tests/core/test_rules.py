@@ -41,8 +41,10 @@ def test_each_rule_triggers_on_its_own_evidence() -> None:
 
 def test_settings_turn_rules_off_and_rules_come_by_priority() -> None:
     """A rule whose setting is None for every vital is left out; one off for a single vital
-    never triggers there; the rest come severe, spike, k_of_n, shift, variance, premature."""
+    never triggers there; the rest come asystole, severe, spike, k_of_n, shift, variance,
+    premature."""
     assert [r.name for r in build_rules(_vitals(DetectorConfig()))] == [
+        "asystole",
         "severe",
         "spike",
         "k_of_n",
@@ -50,7 +52,9 @@ def test_settings_turn_rules_off_and_rules_come_by_priority() -> None:
         "variance",
         "premature",
     ]
-    off = DetectorConfig(spike=None, shift_sum=None, variance_level=None, premature=None)
+    off = DetectorConfig(
+        spike=None, shift_sum=None, variance_level=None, premature=None, asystole_s=None
+    )
     assert [r.name for r in build_rules(_vitals(off))] == ["severe", "k_of_n"]
     one_off = DetectorConfig(spike=None, per_vital={"spo2": {"spike": 5.0}})
     spike = next(r for r in build_rules(_vitals(one_off)) if r.name == "spike")

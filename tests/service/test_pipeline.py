@@ -9,11 +9,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from monitor.core.alerts import AlertEvent
+from monitor.core.detector import DetectorConfig
 from monitor.core.vitals import Registry, Vital
 from monitor.engine.pipeline import ModelInfo, Pipeline
 from monitor.service.metrics import Metrics
 from monitor.settings import Settings
-from tests.support.ecg import PERIOD, ecg
+from tests.support.ecg import PERIOD, beats_every, ecg, ecg_at
 from tests.support.ingest import ingest_one
 
 FEATURES = ("heart_rate", "spo2")
@@ -336,6 +337,53 @@ def test_a_premature_beat_on_a_beat_waveform_raises_and_without_rhythm_nothing_d
     assert alert.vital == "ecg_mv"
     assert 0.0 <= alert.t - (T0 + early[0]) <= 0.1
     assert raised[()] == []
+
+
+def test_a_heart_that_stops_raises_asystole_unless_a_pulse_wave_still_beats() -> None:
+    """A 360 Hz ECG whose beats stop for 10 s (noise only), scored against "next = last"
+    with a residual sigma too wide for any z rule: one `asystole` raise, high, 4 s after
+    the last beat, cleared after the beats return. With a pleth that goes on beating
+    beside it, no raise at all (a lead's fault, not the heart's); with `asystole_s` off,
+    none either: no residual rule sees a heart that stopped."""
+    ecg_mv = Vital("ecg_mv", "mV", -5.0, 5.0, "ECG", PERIOD)
+    pleth = Vital("pleth_nu", "NU", -5.0, 5.0, "pleth", PERIOD)
+    stop, back = 15.0, 25.0
+    t, lead = ecg_at(beats_every(0.8, 0.3, stop) + beats_every(0.8, back, 30.0), 30.0)
+    _, pulse = ecg_at(beats_every(0.8, 0.5, 30.0), 30.0, seed=3)
+    raised = {}
+    off = Settings(detector=DetectorConfig(asystole_s=None))
+    for names, settings in (
+        (("ecg_mv",), Settings()),
+        (("ecg_mv", "pleth_nu"), Settings()),
+        (("ecg_mv",), off),
+    ):
+        info = ModelInfo(
+            names, 4, np.full(len(names), 50.0), "v-test", sample_period_s=PERIOD,
+            signals=Registry([ecg_mv, pleth]), rhythm=names,
+        )  # fmt: skip
+        p = Pipeline(info, settings, Metrics.create(CollectorRegistry()))
+        events: list[AlertEvent] = []
+        for seq, (ti, a, b) in enumerate(zip((T0 + t).tolist(), lead, pulse, strict=True)):
+            vitals = {"ecg_mv": float(a), "pleth_nu": float(b)}
+            body = {"v": 1, "patient_id": "e", "t": ti, "seq": seq,
+                    "vitals": {n: vitals[n] for n in names}}  # fmt: skip
+            ingest_one(p, "vitals/e", json.dumps(body).encode(), ti)
+            if len(p.batcher) >= 256 or seq == t.size - 1:
+                events += score_all(p)
+        raised[names, settings is off] = [e for e in events if e.kind == "physiological"]
+    raise_, clear = raised[("ecg_mv",), False]
+    last = max(b for b in beats_every(0.8, 0.3, stop))
+    assert (raise_.state, raise_.reason, raise_.severity, raise_.vital) == (
+        "raised",
+        "asystole",
+        "high",
+        "ecg_mv",
+    )
+    assert last + 3.9 <= raise_.t - T0 <= last + 4.05
+    assert clear.state == "cleared"
+    assert back < clear.t - T0 < back + 3.0
+    assert raised[("ecg_mv", "pleth_nu"), False] == []
+    assert raised[("ecg_mv",), True] == []
 
 
 def test_a_sample_after_a_silence_is_judged_against_the_time_it_spans() -> None:

@@ -38,8 +38,25 @@ def ecg_of(intervals: np.ndarray, seed: int = 0) -> np.ndarray:
     return _complexes(t, x, beats.tolist())
 
 
-def _complexes(t: np.ndarray, x: np.ndarray, beats: list[float]) -> np.ndarray:
-    """`x` with a narrow 1 mV complex added at each beat time."""
-    for beat in beats:
-        x += np.exp(-0.5 * ((t - beat) / 0.008) ** 2)
+def ecg_at(
+    beats: list[float], seconds: float, size: list[float] | None = None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The same trace with complexes at the given beat times (`size`: each one's height in
+    mV, 1 by default), noise throughout. Returns (t, x)."""
+    t = np.arange(0.0, seconds, PERIOD)
+    x = 0.02 * np.random.default_rng(seed).standard_normal(t.size)
+    return t, _complexes(t, x, beats, size)
+
+
+def beats_every(rr: float, start: float, stop: float) -> list[float]:
+    """Beat times every `rr` seconds from `start`, before `stop`."""
+    return np.arange(start, stop, rr).tolist()
+
+
+def _complexes(
+    t: np.ndarray, x: np.ndarray, beats: list[float], size: list[float] | None = None
+) -> np.ndarray:
+    """`x` with a narrow complex added at each beat time (1 mV, or its `size`)."""
+    for i, beat in enumerate(beats):
+        x += (1.0 if size is None else size[i]) * np.exp(-0.5 * ((t - beat) / 0.008) ** 2)
     return x
