@@ -182,10 +182,10 @@ class BeatTracker:
         #: The last `MEMORY` intervals between beats, oldest first.
         self.intervals: list[float] = []
 
-    @property
-    def last_t(self) -> float:
-        """The time of the last sample taken."""
-        return self._last_t
+    def counts(self, t: float) -> bool:
+        """Whether this waveform has a say on asystole at time `t`: it had a rhythm (more
+        than `MEMORY` beats heard) and is still received (a sample within `GAP_S`)."""
+        return self.heard_n > MEMORY and t - self._last_t <= GAP_S
 
     def step(self, t: float, x: float) -> float | None:
         """Take one sample; return the interval before a beat confirmed at it (NaN for the
@@ -365,11 +365,7 @@ class BeatRhythm:
                 # beat within the limit, and vetoes asystole at once.
                 lead = mine[0]
                 if (
-                    not (
-                        lead.heard_n > MEMORY
-                        and ti - lead.quiet_from <= limit
-                        and ti - lead.last_t <= GAP_S
-                    )
+                    not (ti - lead.quiet_from <= limit and lead.counts(ti))
                     and (first := _asystole(mine, ti, limit)) is not None
                 ):
                     silent.append((row, self.columns[first]))
@@ -408,7 +404,7 @@ def _asystole(trackers: Sequence[BeatTracker], t: float, limit: float) -> int | 
     none in `limit` seconds of received signal, and there is one."""
     first = None
     for j, tracker in enumerate(trackers):
-        if tracker.heard_n <= MEMORY or t - tracker.last_t > GAP_S:
+        if not tracker.counts(t):
             continue
         if t - tracker.quiet_from <= limit:
             return None

@@ -33,9 +33,7 @@ def ecg_of(intervals: np.ndarray, seed: int = 0) -> np.ndarray:
     """The same trace for given intervals between beats (the first beat at 0.3 s), ending
     0.5 s after the last beat."""
     beats = 0.3 + np.concatenate([[0.0], np.cumsum(intervals)])
-    t = np.arange(0.0, beats[-1] + 0.5, PERIOD)
-    x = 0.02 * np.random.default_rng(seed).standard_normal(t.size)
-    return _complexes(t, x, beats.tolist())
+    return ecg_at(beats.tolist(), beats[-1] + 0.5, seed=seed)[1]
 
 
 def ecg_at(
