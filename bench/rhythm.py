@@ -13,7 +13,13 @@ records v102s and a103l), the premature beats each channel confirms alone at 20 
 many of them another channel confirms within `AGREE_S` (what a model with several beat
 waveforms raises on).
 
+Last, where the rhythm alone flags asystole (`--asystole`, 4 s): each record's beat
+waveforms together and each alone (the records above and MIMIC DB 03700181's lead and
+pressure), and with `--tpcp TPCP` the one lead of each MIT-BIH record in the tpcp
+library's copy (as bench/mitdb.py).
+
     python bench/rhythm.py                          # premature 0.15, 0.2, 0.25
+    python bench/rhythm.py --premature 0.2 --tpcp TPCP
     python bench/rhythm.py --premature 0.2 --batch 1
 
 Prints figures; asserts nothing.
@@ -28,6 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from monitor.core.rhythm import AGREE_S, BeatRhythm, BeatTracker
 from monitor.core.slots import SlotMap
@@ -40,6 +47,49 @@ SEVERAL = (
     ("challenge2015_v102s.csv", ("II_mV", "V_mV", "PLETH_NU")),
     ("challenge2015_a103l.csv", ("II_mV", "V_mV", "PLETH_NU")),
 )
+#: The records whose beat waveforms the asystole check reads: file, channels.
+WAVEFORMS = (*SEVERAL, ("mimicdb_03700181_ecg_abp_resp.csv", ("MCL1_mV", "ABP_mmHg")))
+
+
+def asystole_onsets(t: np.ndarray, x: np.ndarray, period: float, limit: float) -> list[float]:
+    """The times where the rhythm of one patient's beat waveforms ``x`` (T, F) starts to
+    flag asystole (every column a beat waveform, 20 % premature share, batches of 256)."""
+    table = SlotMap()
+    k = x.shape[1]
+    rhythm = BeatRhythm(list(range(k)), [0.2] * k, period, k, table, asystole_s=limit)
+    onsets: list[float] = []
+    before = False
+    for i in range(0, t.size, 256):
+        n = min(256, t.size - i)
+        out = rhythm.find(table.assign(["p"] * n), x[i : i + n], t[i : i + n].tolist())
+        flags = np.zeros(n, dtype=bool)
+        if out is not None and out.asystole is not None:
+            flags = out.asystole.any(axis=1)
+        for j in range(n):
+            if flags[j] and not before:
+                onsets.append(round(float(t[i + j]), 1))
+            before = bool(flags[j])
+    return onsets
+
+
+def asystole(data: Path, tpcp: Path | None, limit: float) -> None:
+    """Print where the rhythm alone flags asystole: each record's beat waveforms together,
+    then each alone; with `tpcp`, the one lead of each MIT-BIH record in tpcp's copy."""
+    for name, channels in WAVEFORMS:
+        rows = _read(data / name)
+        t = np.array([float(r["time_s"]) for r in rows])
+        x = np.array([[float(r[c]) if r[c] else np.nan for c in channels] for r in rows])
+        period = (t[-1] - t[0]) / (len(t) - 1)
+        alone = {c: asystole_onsets(t, x[:, [i]], period, limit) for i, c in enumerate(channels)}
+        print(f"{name}: asystole together {asystole_onsets(t, x, period, limit)}, alone {alone}")
+    if tpcp is None:
+        return
+    for path in sorted((tpcp / "example_data" / "ecg_mit_bih_arrhythmia" / "data").glob("*.pk.gz")):
+        ecg = pd.read_pickle(path)["ecg"].to_numpy(dtype=np.float64)  # noqa: S301
+        t = np.arange(ecg.size) / 360.0
+        print(
+            f"MIT-BIH {path.name[:3]} (one lead): asystole {asystole_onsets(t, ecg[:, None], 1 / 360, limit)}"
+        )
 
 
 def _read(path: Path) -> list[dict[str, str]]:
@@ -80,6 +130,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--premature", type=float, nargs="+", default=[0.15, 0.2, 0.25])
     parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--tpcp", type=Path, help="tpcp checkout: also its MIT-BIH leads")
     parser.add_argument(
         "--asystole", type=float, default=4.0, help="asystole_s, as served (0: off)"
     )
@@ -119,6 +170,8 @@ def main() -> None:
             f"({seconds / t.size * 1e6:.1f} us a sample)"
         )
     agreement(args.data)
+    if args.asystole:
+        asystole(args.data, args.tpcp, args.asystole)
 
 
 if __name__ == "__main__":
