@@ -1,12 +1,13 @@
 """The beat rhythm alone (monitor/core/rhythm.py) over MIT-BIH record 100's ECG lead.
 
 Feeds the lead (MLII, 360 Hz, 650,000 samples) through `BeatRhythm.find` in batches, as the
-scorer does, for each premature share given, and prints how many premature beats it
-confirmed, how many of the record's abnormal beats (A, V, ...) they found (an onset up to
-0.5 s after the annotated beat, as bench/realdata.py scores the ECG row), how many were
-false, how many samples it flagged in asystole (`--asystole`, 4 s as served; 0: off), and
-the seconds it took. No model, no calibration: the detector that serves the
-`premature` rule, on its own.
+scorer does, for each premature share given (and each `--shape` level: the misshapen
+beats of `BeatShape` instead, timing off), and prints how many beats it flagged, how many
+of the record's abnormal beats (A, V, ...) they found (an onset up to 0.5 s after the
+annotated beat, as bench/realdata.py scores the ECG row), how many were false, how many
+samples it flagged in asystole (`--asystole`, 4 s as served; 0: off), and the seconds it
+took. No model, no calibration: the detector that serves the `premature` (or
+`beat_shape`) rule, on its own.
 
 Then, per channel of the records with several (MIT-BIH 100's two leads, the 2015 Challenge
 records v102s and a103l), the premature beats each channel confirms alone at 20 %, and how
@@ -21,6 +22,7 @@ library's copy (as bench/mitdb.py).
     python bench/rhythm.py                          # premature 0.15, 0.2, 0.25
     python bench/rhythm.py --premature 0.2 --tpcp TPCP
     python bench/rhythm.py --premature 0.2 --batch 1
+    python bench/rhythm.py --premature 0.2 --shape 0.5
 
 Prints figures; asserts nothing.
 """
@@ -134,6 +136,9 @@ def main() -> None:
     parser.add_argument(
         "--asystole", type=float, default=4.0, help="asystole_s, as served (0: off)"
     )
+    parser.add_argument(
+        "--shape", type=float, nargs="*", default=[], help="beat_shape levels to run too"
+    )
     args = parser.parse_args()
     rows = _read(args.data / "mitdb_100_ecg.csv.gz")
     t = np.array([float(r["time_s"]) for r in rows])
@@ -142,17 +147,24 @@ def main() -> None:
         beats = [float(a["time_s"]) for a in csv.DictReader(f) if a["symbol"] in ABNORMAL]
     abnormal = np.array(beats)
     print(f"{t.size} samples, {abnormal.size} abnormal beats, batches of {args.batch}")
-    for share in args.premature:
+    runs: list[tuple[str, float | None, float | None]] = [
+        (f"premature {share:.2f}", share, None) for share in args.premature
+    ]
+    runs += [(f"beat_shape {level:.2f}", None, level) for level in args.shape]
+    for name, share, level in runs:
         table = SlotMap()
-        rhythm = BeatRhythm([0], [share], 1 / 360, 1, table, asystole_s=args.asystole or None)
+        rhythm = BeatRhythm(
+            [0], [share], 1 / 360, 1, table, asystole_s=args.asystole or None, shape=[level]
+        )
         started = time.perf_counter()
         flagged: list[float] = []
         silent = 0
         for i in range(0, t.size, args.batch):
             n = min(args.batch, t.size - i)
             out = rhythm.find(table.assign(["p"] * n), x[i : i + n], t[i : i + n].tolist())
-            if out is not None and out.premature is not None:
-                flagged += t[i : i + n][out.premature[:, 0]].tolist()
+            beats = None if out is None else (out.premature if share else out.misshapen)
+            if beats is not None:
+                flagged += t[i : i + n][beats[:, 0]].tolist()
             if out is not None and out.asystole is not None:
                 silent += int(out.asystole.any(axis=1).sum())
         seconds = time.perf_counter() - started
@@ -165,7 +177,7 @@ def main() -> None:
             else:
                 false += 1
         print(
-            f"premature {share:.2f}: {len(flagged)} premature beats, found {len(found)} of "
+            f"{name}: {len(flagged)} beats flagged, found {len(found)} of "
             f"{abnormal.size}, {false} false, {silent} samples in asystole; {seconds:.2f} s "
             f"({seconds / t.size * 1e6:.1f} us a sample)"
         )

@@ -67,8 +67,8 @@ class AlertEvent(BaseModel):
         model_version: Version of the model card in use.
         reason: Why the alert fired: a technical reason (e.g. signal_lost), or for a
             physiological episode the detector rule that raised it (k_of_n, severe, spike,
-            shift, variance, premature, asystole; the same on its escalated and cleared
-            events; an episode escalated by asystole takes its name).
+            shift, variance, premature, asystole, beat_shape; the same on its escalated
+            and cleared events; an episode escalated by asystole takes its name).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

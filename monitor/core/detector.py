@@ -73,6 +73,7 @@ class VitalOverride(BaseModel):
     variance_level: float | None = Field(default=None, gt=1)
     merge_samples: int | None = Field(default=None, ge=0)
     premature: float | None = Field(default=None, gt=0, lt=1)
+    beat_shape: float | None = Field(default=None, gt=0)
 
 
 #: Settings that are not per-vital thresholds (not in `Thresholds`).
@@ -120,15 +121,24 @@ class DetectorConfig(BaseModel):
             a fast waveform's episodes (a 250 Hz ECG's 10 samples are 40 ms) merge over
             seconds, as an operator hears them; a 1 Hz model keeps its 10 s. 0: samples
             only (global only).
-        premature: On a beat waveform (a feature the model card marks, `rhythm`): raise
-            on a beat at least this share earlier than both the median of the last 8
-            intervals between beats and the interval before it (`monitor.core.rhythm`;
-            0.2: 20 % early). None: off. Other vitals ignore it.
+        premature: On a beat waveform of a regular rhythm (a feature the model card marks,
+            `rhythm`, its `ectopy` "timing"): raise on a beat at least this share earlier
+            than both the median of the last 8 intervals between beats and the interval
+            before it (`monitor.core.rhythm`; 0.2: 20 % early). None: off. Other vitals
+            ignore it.
         asystole_s: With beat waveforms (the card's `rhythm`): raise `asystole` (high
             severity) when none of the patient's beat waveforms still received has heard
             a heartbeat for this many seconds, on the first of them, and hold it while
             the silence lasts (`monitor.core.rhythm`; 4 s: the 2015 PhysioNet/CinC
             Challenge's definition). None: off (global only).
+        beat_shape: On a beat waveform of an irregular rhythm (the card's `rhythm`, its
+            `ectopy` "shape": atrial fibrillation): raise `beat_shape` on a beat whose
+            shape (from 60 ms before its start to 120 ms after, aligned within 30 ms, its
+            amplitude within a third, offset and trend removed) differs from the median
+            of the patient's last 8 normal-shaped beats by more than this share of that
+            template's norm, and by more than 4 times the lower quartile of the last 16
+            beats' distances (noise); `monitor.core.rhythm.BeatShape`. 0.5: a
+            ventricular beat's wide complex. None: off. Other vitals ignore it.
         target_false_alarms_per_day: With a model card that carries a calibration, each
             vital's z is divided by the gain that brings the training data's raise rate to
             this many false alarms per patient-day, all vitals together (never below 1:
@@ -163,6 +173,7 @@ class DetectorConfig(BaseModel):
     merge_min_s: float = Field(default=2.0, ge=0)
     premature: float | None = Field(default=0.2, gt=0, lt=1)
     asystole_s: float | None = Field(default=4.0, gt=0)
+    beat_shape: float | None = Field(default=0.5, gt=0)
     target_false_alarms_per_day: float | None = Field(default=1.0, gt=0)
     max_gain: float = Field(default=64.0, ge=1)
     follow_level: float | None = Field(default=3.0, gt=0)
@@ -251,7 +262,10 @@ class Detector:
         model_version: Copied into every event.
         patients: The patient table (shared with the residual scale); a new one if None.
         rhythm: The features that are beat waveforms (the model card's `rhythm`): only
-            they keep their `premature` setting (`update_many`'s `beats`).
+            they keep their `asystole_s` setting, and `premature` (or, those in `shaped`,
+            `beat_shape` instead) (`update_many`'s `beats`).
+        shaped: Beat waveforms whose ectopic beats are told by their shape (the card's
+            `ectopy` "shape": an irregular rhythm, where timing says nothing).
     """
 
     def __init__(
@@ -262,6 +276,7 @@ class Detector:
         model_version: str = "unknown",
         patients: SlotMap | None = None,
         rhythm: Container[str] = (),
+        shaped: Container[str] = (),
         period_s: float = 0.0,
     ) -> None:
         self.features = tuple(features)
@@ -271,8 +286,9 @@ class Detector:
         self._vitals = [
             replace(
                 r,
-                premature=r.premature if name in rhythm else None,
+                premature=r.premature if name in rhythm and name not in shaped else None,
                 asystole_s=r.asystole_s if name in rhythm else None,
+                beat_shape=r.beat_shape if name in rhythm and name in shaped else None,
                 merge_samples=max(r.merge_samples, held),
             )
             for name, r in ((name, config.resolve(name)) for name in self.features)
@@ -364,9 +380,9 @@ class Detector:
             predicted: Predicted values, shape (B, F).
             placed: The batch already placed in `patients` (the service places it once
                 for the scale and the detector); placed here if None.
-            beats: The rhythm's premature beats and asystole at each row, for the
-                `premature` and `asystole` rules (`monitor.core.rhythm.BeatRhythm`); None:
-                none.
+            beats: The rhythm's premature beats, asystole and misshapen beats at each
+                row, for the `premature`, `asystole` and `beat_shape` rules
+                (`monitor.core.rhythm.BeatRhythm`); None: none.
 
         Returns:
             The state changes, in row order (usually none).
@@ -374,6 +390,7 @@ class Detector:
         zz = np.asarray(z, dtype=np.float64)
         early = None if beats is None else beats.premature
         silent = None if beats is None else beats.asystole
+        odd = None if beats is None else beats.misshapen
         if placed is None:
             placed = self.patients.assign(patient_ids)
         slots, parts = placed.slots, placed.parts
@@ -406,6 +423,7 @@ class Detector:
                 z2,
                 None if early is None else early[idx],
                 None if silent is None else silent[idx],
+                None if odd is None else odd[idx],
             )
             masks = [rule.trigger(evidence) for rule in plan.rules]
             hot = self._n_raised[s] > 0

@@ -41,6 +41,13 @@ waveforms (`monitor.model.card.RhythmSpec`, found by `monitor train` on the trai
   asystole (the 2015 Challenge's false asystole alarms: an ECG lead's amplitude fell, the
   pleth went on beating).
 
+* **Shape** (`BeatShape`, for a beat waveform whose rhythm is irregular, as in atrial
+  fibrillation, where timing says nothing: the card's `ectopy` "shape"). Each beat's
+  waveform, aligned and scaled to fit, is compared with the median of the recent
+  normal-shaped beats; a beat far from it (a ventricular beat's wide complex) is
+  misshapen, and the detector's `beat_shape` rule raises 0.15 s after its start. With
+  several beat waveforms a second one must agree, as for prematurity.
+
 State is a small object per patient and feature, in lists indexed by a slot of the shared
 patient table (`SlotMap`), marked held by slot generation as the other components are; it
 runs in Python per row, only for models with a beat feature (no cost for any other).
@@ -50,13 +57,18 @@ The same detector finds the beats of the training rows (`beat_intervals`).
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import median
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+from numpy.lib.stride_tricks import sliding_window_view
 
 from monitor.core.slots import Placement, Rows, SlotMap
+from monitor.core.state import StateArrays, check_array
 from monitor.core.types import BoolArray, FloatArray
 
 __all__ = [
@@ -70,9 +82,17 @@ __all__ = [
     "REFRACTORY_S",
     "RELEARN_S",
     "SEARCHBACK",
+    "SHAPE_AMP",
+    "SHAPE_MEMORY",
+    "SHAPE_NOISE",
+    "SHAPE_POST_S",
+    "SHAPE_PRE_S",
+    "SHAPE_RECENT",
+    "SHAPE_SHIFT_S",
     "SLOPE_S",
     "WARMUP_S",
     "BeatRhythm",
+    "BeatShape",
     "BeatTracker",
     "Beats",
     "beat_intervals",
@@ -110,6 +130,22 @@ HEARD = 0.25
 #: A silence of the stream up to this long keeps the heard beats (asystole then counts the
 #: signal received, not the silence); after a longer one the stream is heard afresh.
 KEEP_HEARD_S = 30.0
+#: A beat's shape is the waveform from this long before its start to `SHAPE_POST_S` after,
+#: aligned on the template within `SHAPE_SHIFT_S` either way: it is judged
+#: `SHAPE_POST_S + SHAPE_SHIFT_S` after the beat's start (a wide ventricular complex shows
+#: in the whole of it, not in its first `CONFIRM_S`).
+SHAPE_PRE_S = 0.06
+SHAPE_POST_S = 0.12
+SHAPE_SHIFT_S = 0.03
+#: The shape is compared at an amplitude within this factor of the template's either way
+#: (breathing and posture swing a lead's amplitude by a quarter).
+SHAPE_AMP = 1.33
+#: Normal-shaped beats in the template (their sample-wise median).
+SHAPE_MEMORY = 8
+#: A beat is misshapen only if its distance is also this many times the lower quartile of
+#: the last `SHAPE_RECENT` beats' distances (in noise every beat is far from the template).
+SHAPE_NOISE = 4.0
+SHAPE_RECENT = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +156,140 @@ class Beats:
         premature: Premature beats confirmed at each row.
         asystole: The patient has had no heartbeat for `asystole_s` at this row (flagged
             on one beat waveform per patient).
+        misshapen: Beats whose shape differs from the patient's recent beats, judged at
+            each row (`BeatShape`).
     """
 
     premature: BoolArray | None
     asystole: BoolArray | None
+    misshapen: BoolArray | None = None
+
+
+class BeatShape:
+    """The shapes of one stream's beats against a template of its recent normal ones.
+
+    A beat's shape is its waveform from `SHAPE_PRE_S` before its start to `SHAPE_POST_S`
+    after, less its offset and linear trend (baseline wander). It is compared with the
+    template, the sample-wise median of the last `SHAPE_MEMORY` normal-shaped beats, at
+    the alignment within `SHAPE_SHIFT_S` and the amplitude within `SHAPE_AMP` that fit
+    best; its distance is the norm of the difference over the template's. A beat is
+    misshapen when its distance passes `level` and `SHAPE_NOISE` times the lower quartile
+    of the recent beats' distances. A new shape that lasts `SHAPE_MEMORY` beats in a row
+    (a lead moved, the axis turned) becomes the template.
+
+    Args:
+        period_s: The stream's sample period.
+        level: The distance above which a beat is misshapen (0.5: half the template's norm).
+    """
+
+    __slots__ = (
+        "_after",
+        "_buf",
+        "_hist",
+        "_n",
+        "_new",
+        "_proj",
+        "_recent",
+        "_template",
+        "_tnorm2",
+        "_wait",
+        "distance",
+        "level",
+    )
+
+    def __init__(self, period_s: float, level: float) -> None:
+        pre = max(1, round(SHAPE_PRE_S / period_s))
+        post = max(1, round(SHAPE_POST_S / period_s))
+        shift = max(1, round(SHAPE_SHIFT_S / period_s))
+        n = pre + post + 1
+        self._n = n
+        self._after = post + shift  # samples after a beat's start until it is judged
+        self._buf: deque[float] = deque(maxlen=n + 2 * shift)
+        self._wait = -1  # samples to come before the pending beat is judged (-1: none)
+        # Removes a window's offset and linear trend (a projection, one product per window).
+        x = np.arange(n, dtype=np.float64)
+        q, _ = np.linalg.qr(np.stack([np.ones(n), x - x.mean()], axis=1))
+        self._proj: FloatArray = np.eye(n) - q @ q.T
+        self._hist: list[FloatArray] = []
+        self._new: list[FloatArray] = []
+        self._recent: list[float] = []
+        self._template: FloatArray | None = None
+        self._tnorm2 = 0.0
+        self.level = level
+        #: The distance of the beat judged at the sample just taken (NaN: none judged, or
+        #: no template yet).
+        self.distance = math.nan
+
+    def clear(self, template: bool) -> None:
+        """A silence of the stream: no window spans it (nor the template, if `template`)."""
+        self._buf.clear()
+        self._wait = -1
+        if template:
+            self._hist, self._new, self._recent = [], [], []
+            self._template = None
+
+    def start(self) -> None:
+        """A beat started at the sample just taken."""
+        self._wait = self._after - 1
+
+    def push(self, x: float) -> bool:
+        """Take one sample; True when it completes a misshapen beat's window."""
+        self._buf.append(x)
+        self.distance = math.nan
+        if self._wait <= 0:
+            if self._wait < 0:
+                return False
+            self._wait = -1
+            return self._judge()
+        self._wait -= 1
+        return False
+
+    def _judge(self) -> bool:
+        buf = self._buf
+        if len(buf) < (buf.maxlen or 0):
+            return False  # the stream began within the window
+        w = np.fromiter(buf, dtype=np.float64, count=len(buf))
+        windows = sliding_window_view(w, self._n) @ self._proj
+        template = self._template
+        odd = False
+        if template is None:
+            take = windows[len(windows) // 2]
+        else:
+            amp = np.clip(windows @ template / self._tnorm2, 1.0 / SHAPE_AMP, SHAPE_AMP)
+            err = np.linalg.norm(windows - amp[:, None] * template, axis=1) / amp
+            k = int(np.argmin(err))
+            take = windows[k]
+            dist = float(err[k]) / math.sqrt(self._tnorm2)
+            recent = self._recent
+            noise = (
+                SHAPE_NOISE * sorted(recent)[(len(recent) - 1) // 4]
+                if len(recent) >= SHAPE_MEMORY
+                else 0.0
+            )
+            odd = dist > max(self.level, noise)
+            self.distance = dist
+            recent.append(dist)
+            if len(recent) > SHAPE_RECENT:
+                del recent[0]
+        if odd:
+            self._new.append(take)
+            if len(self._new) >= SHAPE_MEMORY:  # a new shape that lasts: the template now
+                self._hist, self._new = self._new, []
+                self._refresh()
+        else:
+            self._new = []
+            self._hist.append(take)
+            if len(self._hist) > SHAPE_MEMORY:
+                del self._hist[0]
+            self._refresh()
+        return odd
+
+    def _refresh(self) -> None:
+        if len(self._hist) < MIN_PEAKS:
+            return
+        template: FloatArray = np.median(np.stack(self._hist), axis=0)
+        norm2 = float(template @ template)
+        self._template, self._tnorm2 = (template, norm2) if norm2 > 0.0 else (None, 0.0)
 
 
 class BeatTracker:
@@ -131,6 +297,7 @@ class BeatTracker:
 
     Args:
         period_s: The stream's sample period (sets the slope's span in samples).
+        shape: Judge each beat's shape at this level (`BeatShape`); None: not judged.
     """
 
     __slots__ = (
@@ -150,11 +317,20 @@ class BeatTracker:
         "early_t",
         "heard_n",
         "intervals",
+        "odd",
+        "odd_t",
         "quiet_from",
+        "shape",
     )
 
-    def __init__(self, period_s: float) -> None:
+    def __init__(self, period_s: float, shape: float | None = None) -> None:
         self._lag = max(1, round(SLOPE_S / period_s)) if period_s > 0 else 1
+        #: Each beat's shape against the recent ones (None: not judged).
+        self.shape = None if shape is None else BeatShape(period_s, shape)
+        #: The sample just taken completed a misshapen beat.
+        self.odd = False
+        #: When this feature last found a misshapen beat (-inf: never).
+        self.odd_t = -math.inf
         self._peaks: list[float] = []
         self._warm = 0.0
         #: When this feature last confirmed a premature beat (-inf: never).
@@ -182,6 +358,22 @@ class BeatTracker:
         #: The last `MEMORY` intervals between beats, oldest first.
         self.intervals: list[float] = []
 
+    def saved(self) -> tuple[list[float], list[float], list[float]]:
+        """What a restart keeps (`BeatRhythm.export_state`): the recent peak slopes, the
+        heard beats' peak slopes, and ``[warm-up slope, floor, heard beats, quiet_from,
+        last sample's time]``."""
+        scalars = [self._warm, self._floor, float(self.heard_n), self.quiet_from, self._last_t]
+        return list(self._peaks), list(self._heard), scalars
+
+    def load(self, peaks: list[float], heard: list[float], scalars: list[float]) -> None:
+        """Take what `saved` gave (a fresh tracker): the detection level, the heard beats
+        and the silence so far carry over; intervals start afresh, as after any gap."""
+        warm, floor, heard_n, quiet_from, last_t = scalars
+        self._peaks, self._heard = peaks[-PEAKS:], heard[-PEAKS:]
+        self._warm, self._floor, self.heard_n = warm, floor, int(heard_n)
+        self.quiet_from = quiet_from
+        self.reset(last_t)
+
     def counts(self, t: float) -> bool:
         """Whether this waveform has a say on asystole at time `t`: it had a rhythm (more
         than `MEMORY` beats heard) and is still received (a sample within `GAP_S`)."""
@@ -190,16 +382,22 @@ class BeatTracker:
     def step(self, t: float, x: float) -> float | None:
         """Take one sample; return the interval before a beat confirmed at it (NaN for the
         first beat after a start), None when no beat is confirmed here."""
+        shape = self.shape
         if t - self._last_t > GAP_S:
-            if t - self._last_t > KEEP_HEARD_S:
+            long = t - self._last_t > KEEP_HEARD_S
+            if long:
                 self._heard.clear()
                 self._floor = 0.0
                 self.quiet_from = -math.inf
                 self.heard_n = 0
             else:
                 self.quiet_from += t - self._last_t
+            if shape is not None:
+                shape.clear(long)
             self.reset(t)
         self._last_t = t
+        if shape is not None:
+            self.odd = shape.push(x)
         recent = self._recent
         recent.append(x)
         if len(recent) <= self._lag:
@@ -251,6 +449,8 @@ class BeatTracker:
             self._beat_t = t
             self._inside = True
             self._peak = slope
+            if shape is not None:
+                shape.start()
         return None
 
     def judge(self, rr: float, premature: float | None) -> bool:
@@ -271,15 +471,23 @@ class BeatTracker:
         return early
 
 
-def beat_intervals(values: FloatArray, period_s: float) -> FloatArray:
+def beat_intervals(
+    values: FloatArray, period_s: float, shapes: list[float] | None = None
+) -> FloatArray:
     """The intervals between the beats `BeatTracker` finds in one gap-free series (the
-    training rows' check of a beat waveform, `monitor.training.rhythm`)."""
-    tracker = BeatTracker(period_s)
+    training rows' check of a beat waveform, `monitor.training.rhythm`); with `shapes`,
+    each beat's shape distance (`BeatShape`) is appended to it."""
+    # Level 1: a beat's distance is measured against the beats before it that were within
+    # the template's norm of it (the serving level is a setting; this measure is the card's).
+    tracker = BeatTracker(period_s, None if shapes is None else 1.0)
+    shape = tracker.shape
     out = []
     for i, x in enumerate(np.asarray(values, dtype=np.float64).tolist()):
         if math.isnan(x):
             continue
         rr = tracker.step(i * period_s, x)
+        if shapes is not None and shape is not None and not math.isnan(shape.distance):
+            shapes.append(shape.distance)
         if rr is not None and not math.isnan(rr):
             tracker.judge(rr, None)  # keeps the intervals the search-back reads, as serving
             out.append(rr)
@@ -299,6 +507,8 @@ class BeatRhythm:
         patients: The patient table (shared with the scale and the detector).
         asystole_s: No heartbeat heard on any received beat waveform for this long is
             asystole; None: not flagged.
+        shape: Per column: a beat whose shape is this far from the recent ones' is
+            misshapen (`BeatShape`, 0.5); None: not judged on that column. None: on none.
     """
 
     def __init__(
@@ -309,9 +519,13 @@ class BeatRhythm:
         n_features: int,
         patients: SlotMap,
         asystole_s: float | None = None,
+        shape: Sequence[float | None] | None = None,
     ) -> None:
         if len(columns) != len(premature) or not columns:
             raise ValueError("need one premature share per column, at least one column")
+        shape = [None] * len(columns) if shape is None else list(shape)
+        if len(shape) != len(columns) or not all(v is None or v > 0.0 for v in shape):
+            raise ValueError("need one positive shape level (or None) per column")
         if not all(p is None or 0.0 < p < 1.0 for p in premature):
             raise ValueError("premature shares must lie in (0, 1)")
         if asystole_s is not None and not asystole_s > 0.0:
@@ -319,11 +533,72 @@ class BeatRhythm:
         self.columns = list(columns)
         self.premature = list(premature)
         self.asystole_s = asystole_s
+        self.shape = shape
         self.period_s = period_s
         self.n_features = n_features
         self.patients = patients
         self._rows = Rows(patients)
         self._trackers: list[list[BeatTracker] | None] = []
+
+    def export_state(self) -> tuple[list[str], dict[str, npt.NDArray[Any]]]:
+        """Every followed patient's beat state, by model feature (NaN where a feature is no
+        followed beat waveform): ``peaks`` and ``heard`` ``(n, F, PEAKS)`` (the recent and
+        the heard beats' peak slopes, NaN-padded), ``scalars`` ``(n, F, 5)``
+        (`BeatTracker.saved`). A restart keeps what asystole needs: a patient silent
+        before it stays silent after it (a restart up to `KEEP_HEARD_S` is a silence of
+        the stream, not of the heart). The shape templates are not kept (3 beats make one
+        again)."""
+        pairs = [(pid, slot) for pid, slot in self._rows.items() if self._trackers[slot]]
+        n, f = len(pairs), self.n_features
+        peaks = np.full((n, f, PEAKS), np.nan)
+        heard = np.full((n, f, PEAKS), np.nan)
+        scalars = np.full((n, f, 5), np.nan)
+        for i, (_, slot) in enumerate(pairs):
+            mine = self._trackers[slot]
+            assert mine is not None
+            for col, tracker in zip(self.columns, mine, strict=True):
+                p, h, sc = tracker.saved()
+                peaks[i, col, : len(p)] = p
+                heard[i, col, : len(h)] = h
+                scalars[i, col] = sc
+        return [pid for pid, _ in pairs], {"peaks": peaks, "heard": heard, "scalars": scalars}
+
+    def import_state(self, patient_ids: Sequence[str], arrays: StateArrays) -> None:
+        """Hold the patients of an `export_state` (none of them followed yet); a feature
+        this rhythm follows that the file does not starts afresh.
+
+        Raises:
+            ValueError: A patient is followed already or listed twice, or an array has the
+                wrong shape or impossible values; nothing is changed.
+        """
+        n, f = len(patient_ids), self.n_features
+        peaks = check_array(arrays, "peaks", (n, f, PEAKS))
+        heard = check_array(arrays, "heard", (n, f, PEAKS))
+        scalars = check_array(arrays, "scalars", (n, f, 5))
+        if len(set(patient_ids)) != n or any(
+            self._rows.slot_of(p) is not None for p in patient_ids
+        ):
+            raise ValueError("import_state needs patients not followed yet, each once")
+        sc = scalars[:, self.columns]
+        kept = ~np.isnan(sc[..., 0])
+        if np.any(sc[kept][:, :3] < 0.0) or np.any(np.isnan(sc[kept])):
+            raise ValueError("beat state out of range")
+        if np.any(peaks[:, self.columns] < 0.0) or np.any(heard[:, self.columns] < 0.0):
+            raise ValueError("beat state out of range")
+        slots = self.patients.assign(patient_ids).slots
+        cap = self._rows.grow()
+        if cap is not None:
+            self._trackers += [None] * (cap - len(self._trackers))
+        for i, slot in enumerate(slots.tolist()):
+            mine = [BeatTracker(self.period_s, v) for v in self.shape]
+            for j, (col, tracker) in enumerate(zip(self.columns, mine, strict=True)):
+                if kept[i, j]:
+                    p, h = peaks[i, col], heard[i, col]
+                    tracker.load(
+                        p[~np.isnan(p)].tolist(), h[~np.isnan(h)].tolist(), sc[i, j].tolist()
+                    )
+            self._trackers[slot] = mine
+        self._rows.hold(slots)
 
     def intervals(self, patient_id: str) -> list[list[float]] | None:
         """The patient's recent intervals between beats, per column (oldest first), or
@@ -349,10 +624,11 @@ class BeatRhythm:
         if stale is not None:
             fresh = np.unique(slots[stale])
             for slot in fresh.tolist():
-                self._trackers[slot] = [BeatTracker(self.period_s) for _ in self.columns]
+                self._trackers[slot] = [BeatTracker(self.period_s, v) for v in self.shape]
             self._rows.hold(fresh)
         found: list[tuple[int, int]] = []
         silent: list[tuple[int, int]] = []
+        odd: list[tuple[int, int]] = []
         values = actual[:, self.columns].tolist()
         trackers = self._trackers
         alone = len(self.columns) == 1
@@ -373,19 +649,16 @@ class BeatRhythm:
                 if x != x:  # NaN: not in this sample
                     continue
                 rr = tracker.step(ti, x)
+                if tracker.odd and (alone or _agreed(mine, tracker, ti, "odd_t")):
+                    odd.append((row, self.columns[j]))
                 if rr is None or not tracker.judge(rr, self.premature[j]):
                     continue
-                # With several beat waveforms, a premature beat counts where a second one
-                # saw it too (within AGREE_S), once: noise on one lead is not a beat.
-                seen = [o.early_t for o in mine if o is not tracker]
-                tracker.early_t = ti
-                if alone or any(ti - e <= AGREE_S for e in seen):
+                if alone or _agreed(mine, tracker, ti, "early_t"):
                     found.append((row, self.columns[j]))
-                    for o in mine:
-                        o.early_t = -math.inf
-        if not found and not silent:
+        if not found and not silent and not odd:
             return None
-        return Beats(self._mask(found, len(slots)), self._mask(silent, len(slots)))
+        n = len(slots)
+        return Beats(self._mask(found, n), self._mask(silent, n), self._mask(odd, n))
 
     def _mask(self, cells: list[tuple[int, int]], n: int) -> BoolArray | None:
         """``(n, F)`` True at the (row, column) cells; None for no cell."""
@@ -395,6 +668,18 @@ class BeatRhythm:
         rows, cols = zip(*cells, strict=True)
         out[list(rows), list(cols)] = True
         return out
+
+
+def _agreed(trackers: Sequence[BeatTracker], tracker: BeatTracker, t: float, seen: str) -> bool:
+    """With several beat waveforms, a beat flagged on `tracker` at `t` (premature: `seen`
+    "early_t"; misshapen: "odd_t") counts where another waveform flagged one within
+    `AGREE_S`, once: noise on one lead is not a beat. Marks the flag's time."""
+    if any(t - getattr(o, seen) <= AGREE_S for o in trackers if o is not tracker):
+        for o in trackers:
+            setattr(o, seen, -math.inf)
+        return True
+    setattr(tracker, seen, t)
+    return False
 
 
 def _asystole(trackers: Sequence[BeatTracker], t: float, limit: float) -> int | None:

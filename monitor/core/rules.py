@@ -29,6 +29,7 @@ __all__ = [
     "RAISE_RULES",
     "RULES",
     "Asystole",
+    "BeatShape",
     "Evidence",
     "KOfN",
     "Premature",
@@ -43,7 +44,9 @@ __all__ = [
 ]
 
 #: Which rule raised a physiological alert (the `reason` of its events).
-RuleName = Literal["k_of_n", "severe", "spike", "shift", "variance", "premature", "asystole"]
+RuleName = Literal[
+    "k_of_n", "severe", "spike", "shift", "variance", "premature", "asystole", "beat_shape"
+]
 #: Every rule name, in a fixed order (snapshots store a rule as its index here).
 RAISE_RULES: tuple[RuleName, ...] = get_args(RuleName)
 
@@ -66,6 +69,7 @@ class Thresholds:
     merge_samples: int
     premature: float | None = None
     asystole_s: float | None = None
+    beat_shape: float | None = None
 
 
 @dataclass(slots=True)
@@ -82,6 +86,8 @@ class Evidence:
             none in the round.
         asystole: No heartbeat for `asystole_s` at this sample (`monitor.core.rhythm`);
             None: none in the round.
+        misshapen: Misshapen beats judged at this sample (`monitor.core.rhythm`); None:
+            none in the round.
     """
 
     absz: FloatArray
@@ -91,6 +97,7 @@ class Evidence:
     z2: FloatArray
     beats: BoolArray | None = None
     asystole: BoolArray | None = None
+    misshapen: BoolArray | None = None
 
 
 class RaiseRule(Protocol):
@@ -286,8 +293,32 @@ class Premature(_RhythmRule):
         return e.beats
 
 
+class BeatShape(_RhythmRule):
+    """A misshapen beat on a beat waveform (`monitor.core.rhythm.BeatShape`): its shape,
+    aligned and scaled to fit, differs from the template of the patient's recent beats by
+    more than `beat_shape` of the template's norm (a ventricular beat's wide complex,
+    whatever its timing). It reads the beats the rhythm judged; z plays no part."""
+
+    name: ClassVar[RuleName] = "beat_shape"
+    priority: ClassVar[int] = 6
+    setting: ClassVar[str] = "beat_shape"
+
+    def flags(self, e: Evidence) -> BoolArray | None:
+        """The beats found misshapen."""
+        return e.misshapen
+
+
 #: Every rule; the settings turn each on or off (`build_rules`).
-RULES: tuple[type[RaiseRule], ...] = (Asystole, Severe, Spike, KOfN, Shift, Variance, Premature)
+RULES: tuple[type[RaiseRule], ...] = (
+    Asystole,
+    Severe,
+    Spike,
+    KOfN,
+    Shift,
+    Variance,
+    Premature,
+    BeatShape,
+)
 
 
 def build_rules(vitals: Sequence[Thresholds]) -> list[RaiseRule]:

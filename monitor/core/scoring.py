@@ -186,10 +186,15 @@ class Scorer:
 
 
 def beat_rhythm(detector: Detector, period_s: float) -> BeatRhythm | None:
-    """The rhythm of the detector's features whose `premature` or `asystole` rule is on
-    (beat waveforms of the model card, with a setting on), or None when there is none."""
+    """The rhythm of the detector's features whose `premature`, `asystole` or `beat_shape`
+    rule is on (beat waveforms of the model card, with a setting on), or None when there is
+    none."""
     rules = detector.thresholds
-    on = [i for i, r in enumerate(rules) if r.premature is not None or r.asystole_s is not None]
+    on = [
+        i
+        for i, r in enumerate(rules)
+        if r.premature is not None or r.asystole_s is not None or r.beat_shape is not None
+    ]
     if not on:
         return None
     return BeatRhythm(
@@ -199,4 +204,5 @@ def beat_rhythm(detector: Detector, period_s: float) -> BeatRhythm | None:
         len(detector.features),
         detector.patients,
         asystole_s=next((s for i in on if (s := rules[i].asystole_s) is not None), None),
+        shape=[rules[i].beat_shape for i in on],
     )

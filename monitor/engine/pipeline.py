@@ -84,6 +84,9 @@ class ModelInfo:
     #: The features that are beat waveforms (the card's `rhythm`): their beats' rhythm is
     #: followed (`monitor.core.rhythm`).
     rhythm: tuple[str, ...] = ()
+    #: Those of them whose ectopic beats are told by their shape, not their timing (the
+    #: card's `ectopy` "shape": an irregular rhythm).
+    shaped: tuple[str, ...] = ()
 
 
 #: Technical alerts that an accepted sample of their patient closes: its data is back.
@@ -195,6 +198,7 @@ class Pipeline:
             model_version=model.version,
             patients=self.patients,
             rhythm=model.rhythm,
+            shaped=model.shaped,
             period_s=model.sample_period_s,
         )
         self.scale = ResidualScale(
@@ -252,17 +256,20 @@ class Pipeline:
         """Each feature's alarm gain (z is divided by it; 1.0 without calibration)."""
         return dict(zip(self.model.features, self.gain.tolist(), strict=True))
 
-    def rhythm(self) -> dict[str, float]:
-        """Each beat waveform whose rhythm is followed -> its `premature` share (empty:
+    def rhythm(self) -> dict[str, str]:
+        """Each beat waveform whose ectopic beats raise -> how they are told: ``20% early``
+        (the `premature` share) or ``shape over 0.50`` (the `beat_shape` level) (empty:
         none, docs/detection.md "Rhythm")."""
         rhythm = self.scorer.rhythm
         if rhythm is None:
             return {}
-        return {
-            self.model.features[i]: share
-            for i, share in zip(rhythm.columns, rhythm.premature, strict=True)
-            if share is not None
-        }
+        out = {}
+        for i, share, level in zip(rhythm.columns, rhythm.premature, rhythm.shape, strict=True):
+            if share is not None:
+                out[self.model.features[i]] = f"{share:.0%} early"
+            elif level is not None:
+                out[self.model.features[i]] = f"shape over {level:.2f}"
+        return out
 
     def decode(
         self,
@@ -744,6 +751,9 @@ def model_info_from_card(card: object) -> ModelInfo:
         calibration=card.calibration,
         residual_clip_at=card.residual_clip_at,
         rhythm=tuple(f for f in card.features if f in card.rhythm),
+        shaped=tuple(
+            f for f in card.features if f in card.rhythm and card.rhythm[f].ectopy == "shape"
+        ),
     )
 
 

@@ -192,7 +192,7 @@ class FlatlineRule(_Strict):
 class RhythmSpec(_Strict):
     """A feature that training found to be a beat waveform (`monitor.training.rhythm`): an
     ECG lead, an arterial pressure or a pleth, sampled fast, whose training rows beat
-    regularly. Serving follows its beats' rhythm (`monitor.core.rhythm`).
+    regularly or repeat one beat shape. Serving follows its beats (`monitor.core.rhythm`).
 
     Attributes:
         beats: Beats found in the training rows after each segment's first: the number of
@@ -200,11 +200,20 @@ class RhythmSpec(_Strict):
         interval_s: Their median interval, seconds.
         regular_share: Share of intervals within 25 % of the median, or of an ectopic pair
             (`monitor.training.rhythm.regular_share`).
+        shape_distance: The median distance of the training beats' shapes from the
+            template of the beats before them (`monitor.core.rhythm.BeatShape`); None: a
+            card written before the field.
+        ectopy: How serving tells an ectopic beat on it: `timing` (a regular rhythm: a
+            premature beat, the `premature` rule) or `shape` (an irregular rhythm, such as
+            atrial fibrillation, whose beats repeat one shape: a misshapen beat, the
+            `beat_shape` rule). Asystole is judged on both.
     """
 
     beats: int = Field(ge=1)
     interval_s: float = Field(gt=0)
     regular_share: float = Field(ge=0, le=1)
+    shape_distance: float | None = Field(default=None, ge=0)
+    ectopy: Literal["timing", "shape"] = "timing"
 
 
 #: Tail probability above which a count of raises at gain 1 is taken as chance, not excess.
@@ -338,8 +347,8 @@ class ModelCard(_Strict):
     observed_mask: bool = False
     signals: dict[str, SignalSpec] = Field(default_factory=dict)
     flatline: dict[str, FlatlineRule] = Field(default_factory=dict)
-    #: The features that are beat waveforms (premature beats raise on them); a card
-    #: written before the field has none.
+    #: The features that are beat waveforms (premature or misshapen beats and asystole
+    #: raise on them); a card written before the field has none.
     rhythm: dict[str, RhythmSpec] = Field(default_factory=dict)
     residual_sigma: list[float]
     training: TrainingInfo

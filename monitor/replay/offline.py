@@ -76,7 +76,7 @@ class OfflineResult:
         outcomes: Samples received by outcome, `invalid` split by reason
             (`monitor.replay.outcomes.outcome_counts`); they add up to every sample received.
         gains: Feature -> the alarm gain its z was divided by (docs/detection.md).
-        rhythm: Beat waveform -> its `premature` share, where the rhythm is followed.
+        rhythm: Beat waveform -> how its ectopic beats are told (`Pipeline.rhythm`).
         limits: The codec bounds the pipeline applied (its model's signals, partial vital
             sets for a model with an observed mask): what a baseline must apply too.
     """
@@ -90,7 +90,7 @@ class OfflineResult:
     metrics: Metrics
     outcomes: dict[str, int] = field(default_factory=dict)
     gains: dict[str, float] = field(default_factory=dict)
-    rhythm: dict[str, float] = field(default_factory=dict)
+    rhythm: dict[str, str] = field(default_factory=dict)
     limits: CodecLimits = field(default_factory=CodecLimits)
 
 

@@ -80,11 +80,12 @@ def unscored_warning(counts: Mapping[str, int], share: float = UNSCORED_WARN_SHA
     )
 
 
-def format_gains(gains: Mapping[str, float], rhythm: Mapping[str, float] | None = None) -> str:
+def format_gains(gains: Mapping[str, float], rhythm: Mapping[str, str] | None = None) -> str:
     """Each feature's alarm gain, e.g. ``alarm gains: heart_rate x1.00 ...``; then, for a
-    model with beat waveforms, a second line naming them (docs/detection.md, "Rhythm")."""
+    model with beat waveforms, a second line naming them and how their ectopic beats are
+    told (`Pipeline.rhythm`; docs/detection.md, "Rhythm")."""
     line = "alarm gains: " + " ".join(f"{name} x{g:.2f}" for name, g in gains.items())
     if rhythm:
-        beats = ", ".join(f"{name} ({share:.0%} early)" for name, share in rhythm.items())
-        line += f"\npremature beats raise on: {beats}"
+        beats = ", ".join(f"{name} ({how})" for name, how in rhythm.items())
+        line += f"\nectopic beats raise on: {beats}"
     return line

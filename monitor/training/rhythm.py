@@ -1,16 +1,24 @@
 """Which features are beat waveforms: the card's `rhythm` (`monitor.model.card.RhythmSpec`).
 
-Serving judges the rhythm of a beat waveform's beats (`monitor.core.rhythm`): an ECG lead,
-an arterial pressure, a pleth. Training finds them in the training rows with the same beat
+Serving judges the beats of a beat waveform (`monitor.core.rhythm`): an ECG lead, an
+arterial pressure, a pleth. Training finds them in the training rows with the same beat
 detector, so no flag names them: a feature sampled at most `MAX_PERIOD_S` apart (50 Hz
-or faster), whose training rows hold at least `MIN_BEATS`
-beats, with a median interval between `MIN_INTERVAL_S` and `MAX_INTERVAL_S` (30 to 200 per
-minute), and at least `MIN_REGULAR` of the intervals regular (`regular_share`: within 25 %
-of the median, or one of an ectopic pair, a premature beat and its pause). Measured on the
-bench recordings (docs/detection.md, "Rhythm"): the ECG leads, the arterial pressure and
-the pleths pass (0.98 to 1.00 regular); the respiration channels do not (their median
-intervals, 0.26 s and 2.6 s, are out of range); minute numerics and beat series are too
-slow to be waveforms.
+or faster), whose training rows hold at least `MIN_BEATS` beats, with a median interval
+between `MIN_INTERVAL_S` and `MAX_INTERVAL_S` (30 to 200 per minute), and either
+
+* at least `MIN_REGULAR` of the intervals regular (`regular_share`: within 25 % of the
+  median, or one of an ectopic pair, a premature beat and its pause): its ectopic beats
+  are told by their timing (`ectopy` "timing", the `premature` rule); or
+* an irregular rhythm (atrial fibrillation) whose beats repeat one shape: the median
+  distance of the beats' shapes from the template of the beats before them
+  (`monitor.core.rhythm.BeatShape`) at most `MAX_SHAPE`: its ectopic beats are told by
+  their shape (`ectopy` "shape", the `beat_shape` rule).
+
+Measured on the bench recordings (docs/detection.md, "Rhythm"): the ECG leads, the arterial
+pressure and the pleths pass on timing (0.98 to 1.00 regular); MIT-BIH 200's lead (atrial
+fibrillation, 0.85 regular) on shape (median distance 0.21); the respiration channels do
+not (their median intervals, 0.26 s and 2.6 s, are out of range); minute numerics and beat
+series are too slow to be waveforms.
 """
 
 from __future__ import annotations
@@ -38,6 +46,10 @@ MIN_REGULAR = 0.9
 REGULAR_BAND = 0.25
 #: An interval shorter than the median by this share starts an ectopic pair.
 EARLY = 0.2
+#: An irregular rhythm is a beat waveform when its beats' median shape distance is at most
+#: this (ECG leads: 0.07 to 0.21; a paced lead of changing shapes 0.92; noise taken for
+#: beats over 1).
+MAX_SHAPE = 0.3
 
 
 def regular_share(rr: npt.NDArray[np.float64], mid: float) -> float:
@@ -69,13 +81,23 @@ def rhythm_specs(
         return {}
     out: dict[str, RhythmSpec] = {}
     for i, name in enumerate(features):
-        rr = np.concatenate([beat_intervals(s.values[:, i], sample_period_s) for s in segments])
-        if rr.size < MIN_BEATS:
+        shapes: list[float] = []
+        rr = np.concatenate(
+            [beat_intervals(s.values[:, i], sample_period_s, shapes) for s in segments]
+        )
+        if rr.size < MIN_BEATS or not shapes:
             continue
         mid = float(np.median(rr))
         regular = regular_share(rr, mid)
-        if MIN_INTERVAL_S <= mid <= MAX_INTERVAL_S and regular >= MIN_REGULAR:
+        shape = float(np.median(shapes))
+        if not MIN_INTERVAL_S <= mid <= MAX_INTERVAL_S:
+            continue
+        if regular >= MIN_REGULAR or shape <= MAX_SHAPE:
             out[name] = RhythmSpec(
-                beats=int(rr.size), interval_s=round(mid, 6), regular_share=round(regular, 4)
+                beats=int(rr.size),
+                interval_s=round(mid, 6),
+                regular_share=round(regular, 4),
+                shape_distance=round(shape, 4),
+                ectopy="timing" if regular >= MIN_REGULAR else "shape",
             )
     return out

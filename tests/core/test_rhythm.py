@@ -8,6 +8,11 @@ import pytest
 from monitor.core.rhythm import (
     CONFIRM_S,
     KEEP_HEARD_S,
+    REFRACTORY_S,
+    SHAPE_MEMORY,
+    SHAPE_POST_S,
+    SHAPE_RECENT,
+    SHAPE_SHIFT_S,
     BeatRhythm,
     BeatTracker,
     beat_intervals,
@@ -108,7 +113,9 @@ def test_training_marks_beat_waveforms_and_nothing_else() -> None:
 def test_an_ectopic_beat_and_its_pause_count_as_regular() -> None:
     """Bigeminy (every second beat 30 % early, then a compensatory pause): no interval lies
     within 25 % of the median, yet the rhythm is a regular one with ectopy and the trace a
-    beat waveform; an irregular rhythm (intervals anywhere from 0.45 to 1.15 s) is not."""
+    beat waveform whose ectopy is told by timing; an irregular rhythm (intervals anywhere
+    from 0.45 to 1.15 s, atrial fibrillation) is one by the shape of its beats only; noise
+    at that rate is none."""
     rng = np.random.default_rng(4)
     pairs = np.tile([0.56, 1.04], 40) * (1 + 0.02 * rng.standard_normal(80))
     assert regular_share(pairs, float(np.median(pairs))) == 1.0
@@ -122,8 +129,20 @@ def test_an_ectopic_beat_and_its_pause_count_as_regular() -> None:
     specs = rhythm_specs([Segment(ecg_of(pairs)[:, None])], ["ecg_mv"], PERIOD)
     assert list(specs) == ["ecg_mv"]
     assert specs["ecg_mv"].regular_share > 0.95
+    assert specs["ecg_mv"].ectopy == "timing"
     irregular = rng.uniform(0.45, 1.15, 80)
-    assert rhythm_specs([Segment(ecg_of(irregular)[:, None])], ["ecg_mv"], PERIOD) == {}
+    x = ecg_of(irregular)
+    (spec,) = rhythm_specs([Segment(x[:, None])], ["ecg_mv"], PERIOD).values()
+    assert spec.regular_share < 0.9
+    assert spec.ectopy == "shape"
+    assert spec.shape_distance is not None
+    assert spec.shape_distance < 0.3
+    # Irregular spikes in noise (beats to the detector) repeat no shape: not a waveform.
+    noise = 0.3 * rng.standard_normal(x.size)
+    at = (0.3 + np.cumsum(irregular) - irregular[0]) / PERIOD
+    for i in at[at < x.size - 3].astype(int).tolist():
+        noise[i : i + 3] += 3.0
+    assert rhythm_specs([Segment(noise[:, None])], ["n"], PERIOD) == {}
 
 
 def test_a_sinus_arrhythmia_is_not_premature_but_an_ectopic_beat_in_it_is() -> None:
@@ -195,17 +214,23 @@ def test_a_large_artefact_in_the_warm_up_does_not_blind_the_detector() -> None:
     assert 0.0 <= found[0][1] - early[0] <= CONFIRM_S + 0.03
 
 
-def asystole_rows(
-    rhythm: BeatRhythm, table: SlotMap, t: np.ndarray, x: np.ndarray, size: int = 128
+def flagged_rows(
+    rhythm: BeatRhythm,
+    table: SlotMap,
+    t: np.ndarray,
+    x: np.ndarray,
+    flag: str = "asystole",
+    size: int = 128,
 ) -> list[tuple[float, int]]:
-    """Feed one patient's rows ``(T, F)`` in batches; return (time, column) of every row
-    flagged in asystole."""
+    """Feed one patient's rows ``(T, F)`` in batches; return (time, column) of every cell
+    with the `Beats` field `flag` set (asystole, misshapen)."""
     flagged = []
     for i in range(0, t.size, size):
         out = rhythm.find(table.assign(["p"] * len(t[i : i + size])), x[i : i + size],
                           t[i : i + size].tolist())  # fmt: skip
-        if out is not None and out.asystole is not None:
-            for row, col in zip(*np.nonzero(out.asystole), strict=True):
+        cells = None if out is None else getattr(out, flag)
+        if cells is not None:
+            for row, col in zip(*np.nonzero(cells), strict=True):
                 flagged.append((float(t[i + row]), int(col)))
     return flagged
 
@@ -217,7 +242,7 @@ def test_asystole_is_flagged_from_4_s_after_the_last_heartbeat_until_the_next() 
     beats = beats_every(0.8, 0.3, 20.0) + beats_every(0.8, 30.0, 45.0)
     t, x = ecg_at(beats, 45.0)
     table = SlotMap()
-    flagged = asystole_rows(BeatRhythm([0], [0.2], PERIOD, 1, table, 4.0), table, t, x[:, None])
+    flagged = flagged_rows(BeatRhythm([0], [0.2], PERIOD, 1, table, 4.0), table, t, x[:, None])
     last, back = max(b for b in beats if b < 20.0), 30.0
     assert {col for _, col in flagged} == {0}
     times = np.array([at for at, _ in flagged])
@@ -226,11 +251,11 @@ def test_asystole_is_flagged_from_4_s_after_the_last_heartbeat_until_the_next() 
     assert times.size == pytest.approx((times.max() - times.min()) / PERIOD + 1, abs=2)
     # Off, or a flat line before any rhythm: nothing.
     table = SlotMap()
-    assert asystole_rows(BeatRhythm([0], [0.2], PERIOD, 1, table), table, t, x[:, None]) == []
+    assert flagged_rows(BeatRhythm([0], [0.2], PERIOD, 1, table), table, t, x[:, None]) == []
     table = SlotMap()
     t2, x2 = ecg_at(beats_every(0.8, 12.3, 20.0), 20.0)
     rhythm = BeatRhythm([0], [0.2], PERIOD, 1, table, 4.0)
-    assert asystole_rows(rhythm, table, t2, x2[:, None]) == []
+    assert flagged_rows(rhythm, table, t2, x2[:, None]) == []
 
 
 def test_a_pulse_still_beating_is_no_asystole_and_a_silent_sender_is_not_counted() -> None:
@@ -243,11 +268,11 @@ def test_a_pulse_still_beating_is_no_asystole_and_a_silent_sender_is_not_counted
     table = SlotMap()
     both = np.column_stack([lead, pulse])
     rhythm = BeatRhythm([0, 1], [0.2, 0.2], PERIOD, 2, table, 4.0)
-    assert asystole_rows(rhythm, table, t, both) == []
+    assert flagged_rows(rhythm, table, t, both) == []
     _, quiet = ecg_at(beats_every(0.8, 0.5, 20.0) + beats_every(0.8, 30.2, 40.0), 40.0, seed=2)
     table = SlotMap()
     rhythm = BeatRhythm([0, 1], [0.2, 0.2], PERIOD, 2, table, 4.0)
-    flagged = asystole_rows(rhythm, table, t, np.column_stack([lead, quiet]))
+    flagged = flagged_rows(rhythm, table, t, np.column_stack([lead, quiet]))
     assert flagged
     assert {col for _, col in flagged} == {0}
     assert 19.7 + 3.95 < min(at for at, _ in flagged) < 19.7 + 4.05  # the later silence
@@ -255,7 +280,7 @@ def test_a_pulse_still_beating_is_no_asystole_and_a_silent_sender_is_not_counted
     gone[t > 15.0, 1] = np.nan
     table = SlotMap()
     rhythm = BeatRhythm([0, 1], [0.2, 0.2], PERIOD, 2, table, 4.0)
-    assert 19.5 + 3.95 < min(at for at, _ in asystole_rows(rhythm, table, t, gone)) < 19.5 + 4.05
+    assert 19.5 + 3.95 < min(at for at, _ in flagged_rows(rhythm, table, t, gone)) < 19.5 + 4.05
 
 
 def test_smaller_beats_are_still_heard_and_a_relearn_does_not_make_noise_a_heartbeat() -> None:
@@ -270,11 +295,11 @@ def test_smaller_beats_are_still_heard_and_a_relearn_does_not_make_noise_a_heart
     assert rr.max() < 1.7
     assert np.count_nonzero(rr > 1.2) <= 4
     table = SlotMap()
-    assert asystole_rows(BeatRhythm([0], [0.2], PERIOD, 1, table, 4.0), table, t, x[:, None]) == []
+    assert flagged_rows(BeatRhythm([0], [0.2], PERIOD, 1, table, 4.0), table, t, x[:, None]) == []
     beats = beats_every(0.8, 0.3, 20.0) + beats_every(0.8, 35.0, 45.0)
     t, x = ecg_at(beats, 45.0)
     table = SlotMap()
-    flagged = asystole_rows(BeatRhythm([0], [0.2], PERIOD, 1, table, 4.0), table, t, x[:, None])
+    flagged = flagged_rows(BeatRhythm([0], [0.2], PERIOD, 1, table, 4.0), table, t, x[:, None])
     times = [at for at, _ in flagged]
     assert 35.0 <= max(times) <= 35.1
     assert len(times) == pytest.approx((max(times) - min(times)) / PERIOD + 1, abs=2)
@@ -289,16 +314,88 @@ def test_a_dropout_of_the_stream_is_not_counted_as_silence_nor_forgets_the_rhyth
     kept = (t < 20.0) | (t >= 22.0)
     table = SlotMap()
     rhythm = BeatRhythm([0], [0.2], PERIOD, 1, table, 4.0)
-    flagged = asystole_rows(rhythm, table, t[kept], x[kept, None])
+    flagged = flagged_rows(rhythm, table, t[kept], x[kept, None])
     last = max(beats_every(0.8, 0.3, 20.0))
     assert last + 2.0 + 3.95 < min(at for at, _ in flagged) < last + 2.0 + 4.05
     t, x = ecg_at(beats_every(0.8, 0.3, 20.0) + beats_every(0.8, 25.0, 40.0), 40.0)
     kept = (t < 20.0) | (t >= 25.0)
     table = SlotMap()
     rhythm = BeatRhythm([0], [0.2], PERIOD, 1, table, 4.0)
-    assert asystole_rows(rhythm, table, t[kept], x[kept, None]) == []
+    assert flagged_rows(rhythm, table, t[kept], x[kept, None]) == []
     t, x = ecg_at(beats_every(0.8, 0.3, 20.0), 80.0)
     kept = (t < 20.0) | (t >= 20.0 + KEEP_HEARD_S + 1.0)
     table = SlotMap()
     rhythm = BeatRhythm([0], [0.2], PERIOD, 1, table, 4.0)
-    assert asystole_rows(rhythm, table, t[kept], x[kept, None]) == []
+    assert flagged_rows(rhythm, table, t[kept], x[kept, None]) == []
+
+
+def shape_rows(
+    rhythm: BeatRhythm, table: SlotMap, t: np.ndarray, x: np.ndarray
+) -> list[tuple[float, int]]:
+    """(time, column) of every misshapen beat found in one patient's rows ``(T, F)``."""
+    return flagged_rows(rhythm, table, t, x, "misshapen")
+
+
+def wandering(beats: list[float], seconds: float, wide: frozenset[int], seed: int = 0):
+    """`ecg_at` with the amplitudes of real leads: each beat 0.8 to 1.2 mV, and a 0.5 mV
+    baseline wander at 0.25 Hz (breathing)."""
+    size = np.random.default_rng(seed + 100).uniform(0.8, 1.2, len(beats)).tolist()
+    t, x = ecg_at(beats, seconds, size, seed=seed, wide=wide)
+    return t, x + 0.5 * np.sin(2 * np.pi * 0.25 * t)
+
+
+def test_a_wide_beat_on_time_is_misshapen_and_normal_beats_never() -> None:
+    """Beats every 0.8 s with their amplitude and baseline swinging; two wide complexes on
+    time (no premature beat): each found once, SHAPE_POST_S + SHAPE_SHIFT_S after its
+    start, nothing else; with the shape off, nothing."""
+    beats = beats_every(0.8, 0.3, 60.0)
+    t, x = wandering(beats, 60.0, frozenset({30, 55}))
+    table = SlotMap()
+    found = shape_rows(BeatRhythm([0], [None], PERIOD, 1, table, shape=[0.5]), table, t, x[:, None])
+    assert len(found) == 2
+    for (at, col), i in zip(found, (30, 55), strict=True):
+        assert col == 0
+        assert 0.1 <= at - beats[i] <= SHAPE_POST_S + SHAPE_SHIFT_S + 0.02
+    table = SlotMap()
+    assert shape_rows(BeatRhythm([0], [None], PERIOD, 1, table), table, t, x[:, None]) == []
+
+
+def test_a_new_shape_that_lasts_becomes_the_template_and_noise_is_no_shape() -> None:
+    """From 30 s every beat is wide (a lead moved): flagged for SHAPE_MEMORY beats, then
+    the new shape is the template and nothing more is; beats in heavy noise (every beat
+    far from the template) raise nothing after their first few."""
+    beats = beats_every(0.8, 0.3, 60.0)
+    t, x = wandering(beats, 60.0, frozenset(i for i, b in enumerate(beats) if b >= 30.0))
+    table = SlotMap()
+    found = shape_rows(BeatRhythm([0], [None], PERIOD, 1, table, shape=[0.5]), table, t, x[:, None])
+    assert len(found) == SHAPE_MEMORY
+    assert found[0][0] >= 30.0
+    assert found[-1][0] < 30.0 + SHAPE_MEMORY * 0.8 + 0.2
+    t, x = wandering(beats, 60.0, frozenset())
+    noisy = x + np.where(t > 30.0, 0.25 * np.random.default_rng(3).standard_normal(t.size), 0)
+    table = SlotMap()
+    found = shape_rows(
+        BeatRhythm([0], [None], PERIOD, 1, table, shape=[0.5]), table, t, noisy[:, None]
+    )
+    # The noise's first 'beats' (every REFRACTORY_S) are misshapen until a quarter of the
+    # last SHAPE_RECENT are noise too; then the level follows the noise and none is.
+    assert found
+    assert all(30.0 <= at < 30.0 + SHAPE_RECENT * REFRACTORY_S for at, _ in found)
+
+
+def test_with_two_leads_a_wide_beat_counts_once_and_an_artefact_on_one_lead_not_at_all() -> None:
+    """Two leads of one heart: a wide beat on both is found once; a wide artefact on one
+    lead alone, in place of a normal beat there, raises nothing (alone it would)."""
+    beats = beats_every(0.8, 0.3, 60.0)
+    t, first = wandering(beats, 60.0, frozenset({20, 50}), seed=1)
+    _, second = wandering(beats, 60.0, frozenset({20}), seed=2)
+    table = SlotMap()
+    rhythm = BeatRhythm([0, 1], [None, None], PERIOD, 2, table, shape=[0.5, 0.5])
+    found = shape_rows(rhythm, table, t, np.column_stack([first, second]))
+    assert len(found) == 1
+    assert 0.1 <= found[0][0] - beats[20] <= SHAPE_POST_S + SHAPE_SHIFT_S + 0.02
+    table = SlotMap()
+    alone = shape_rows(
+        BeatRhythm([0], [None], PERIOD, 1, table, shape=[0.5]), table, t, first[:, None]
+    )
+    assert len(alone) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from monitor.core.detector import Detector, DetectorConfig
 from monitor.core.rules import RAISE_RULES, RULES, Evidence, build_rules
@@ -42,7 +43,7 @@ def test_each_rule_triggers_on_its_own_evidence() -> None:
 def test_settings_turn_rules_off_and_rules_come_by_priority() -> None:
     """A rule whose setting is None for every vital is left out; one off for a single vital
     never triggers there; the rest come asystole, severe, spike, k_of_n, shift, variance,
-    premature."""
+    premature, beat_shape."""
     assert [r.name for r in build_rules(_vitals(DetectorConfig()))] == [
         "asystole",
         "severe",
@@ -51,9 +52,15 @@ def test_settings_turn_rules_off_and_rules_come_by_priority() -> None:
         "shift",
         "variance",
         "premature",
+        "beat_shape",
     ]
     off = DetectorConfig(
-        spike=None, shift_sum=None, variance_level=None, premature=None, asystole_s=None
+        spike=None,
+        shift_sum=None,
+        variance_level=None,
+        premature=None,
+        asystole_s=None,
+        beat_shape=None,
     )
     assert [r.name for r in build_rules(_vitals(off))] == ["severe", "k_of_n"]
     one_off = DetectorConfig(spike=None, per_vital={"spo2": {"spike": 5.0}})
@@ -62,15 +69,24 @@ def test_settings_turn_rules_off_and_rules_come_by_priority() -> None:
     assert spike.trigger(e).tolist() == [[False, True]]
 
 
-def test_premature_is_on_only_for_the_detector_s_beat_waveforms() -> None:
+@pytest.mark.parametrize(("name", "flag"), [("premature", "beats"), ("beat_shape", "misshapen")])
+def test_beat_rules_are_on_only_for_the_detector_s_beat_waveforms(name: str, flag: str) -> None:
     """The detector keeps `premature` for the features the card marks as beat waveforms
-    (`rhythm`) only; the rule triggers on the beats the rhythm found there, never on z."""
-    assert "premature" not in [r.name for r in Detector(FEATURES, DetectorConfig()).rules]
-    det = Detector(FEATURES, DetectorConfig(), rhythm=("spo2",))
-    rule = next(r for r in det.rules if r.name == "premature")
+    (`rhythm`) told by timing, `beat_shape` for those told by shape (`shaped`), and
+    neither elsewhere; each triggers on its flag from the rhythm there (the premature
+    beats, the misshapen ones), never on z nor on the other's flag."""
+    assert name not in [r.name for r in Detector(FEATURES, DetectorConfig()).rules]
+    shaped = ("spo2",) if name == "beat_shape" else ()
+    det = Detector(FEATURES, DetectorConfig(), rhythm=("spo2",), shaped=shaped)
+    names = [r.name for r in det.rules]
+    assert ("premature" in names, "beat_shape" in names) == (not shaped, bool(shaped))
+    rule = next(r for r in det.rules if r.name == name)
     e = _evidence(z=[9.0, 0.0], hist=[1, 0], zsum=[0.0, 0.0], z2=[1.0, 1.0])
     assert rule.trigger(e).tolist() == [[False, False]]
-    e.beats = np.array([[True, True]])
+    other = "misshapen" if flag == "beats" else "beats"
+    setattr(e, other, np.array([[True, True]]))
+    assert rule.trigger(e).tolist() == [[False, False]]
+    setattr(e, flag, np.array([[True, True]]))
     assert rule.trigger(e).tolist() == [[False, True]]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from monitor.engine.pipeline import model_info_from_card
 from monitor.model.card import ModelCard, Pooling
 from tests.model.factory import make_card
 
@@ -68,3 +69,23 @@ def test_old_cards_without_centring_or_pooling_still_load() -> None:
     card = ModelCard.model_validate(data)
     assert card.pooling is None
     assert card.normalisation.centring == "none"
+
+
+def test_a_beat_waveform_without_ectopy_is_judged_by_timing_and_the_pipeline_knows_it() -> None:
+    """A card written before `shape_distance` and `ectopy` (beat waveforms then were the
+    regular ones) reads `timing`; the pipeline's model info names the `shape` ones."""
+    data = make_card().model_dump(mode="json")
+    data["rhythm"] = {"heart_rate": {"beats": 30, "interval_s": 0.8, "regular_share": 0.97}}
+    old = ModelCard.model_validate(data)
+    assert old.rhythm["heart_rate"].ectopy == "timing"
+    assert old.rhythm["heart_rate"].shape_distance is None
+    data["rhythm"]["spo2"] = {
+        "beats": 40, "interval_s": 0.7, "regular_share": 0.8, "shape_distance": 0.2,
+        "ectopy": "shape",
+    }  # fmt: skip
+    card = ModelCard.model_validate(data)
+    info = model_info_from_card(card)
+    assert (info.rhythm, info.shaped) == (("heart_rate", "spo2"), ("spo2",))
+    data["rhythm"]["spo2"]["ectopy"] = "morphology"
+    with pytest.raises(ValidationError, match="ectopy"):
+        ModelCard.model_validate(data)

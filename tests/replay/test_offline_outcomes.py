@@ -198,8 +198,11 @@ def test_evaluate_reports_the_outcomes_in_text_and_json(tmp_path: Path) -> None:
 
 def test_the_gains_line_names_the_beat_waveforms_when_there_are_any() -> None:
     """`replay --offline` and `evaluate` print the gains, and for a model with beat
-    waveforms a second line naming them with their premature share."""
+    waveforms a second line naming them with how their ectopic beats are told."""
     assert format_gains({"heart_rate": 1.0}) == "alarm gains: heart_rate x1.00"
-    assert format_gains({"ecg_mv": 5.27}, {"ecg_mv": 0.2}) == (
-        "alarm gains: ecg_mv x5.27\npremature beats raise on: ecg_mv (20% early)"
+    assert format_gains({"ecg_mv": 5.27}, {"ecg_mv": "20% early"}) == (
+        "alarm gains: ecg_mv x5.27\nectopic beats raise on: ecg_mv (20% early)"
+    )
+    assert format_gains({"ecg_mv": 1.0, "ecg_v": 1.0}, {"ecg_v": "shape over 0.50"}) == (
+        "alarm gains: ecg_mv x1.00 ecg_v x1.00\nectopic beats raise on: ecg_v (shape over 0.50)"
     )

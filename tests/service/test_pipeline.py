@@ -312,6 +312,23 @@ def test_a_slow_streams_rows_follow_and_a_one_hertz_stream_does_not() -> None:
     assert outcomes(p)["scored"] == 16  # 8 each after the 4-sample windows
 
 
+def waveform_events(
+    info: ModelInfo, settings: Settings, t: np.ndarray, columns: dict[str, np.ndarray]
+) -> list[AlertEvent]:
+    """One patient's waveform samples (a column per signal, at times T0 + t) through a
+    pipeline, scored in batches of 256 against "next = last"; its alert events."""
+    p = Pipeline(info, settings, Metrics.create(CollectorRegistry()))
+    events: list[AlertEvent] = []
+    rows = np.column_stack(list(columns.values())).tolist()
+    for seq, (ti, row) in enumerate(zip((T0 + t).tolist(), rows, strict=True)):
+        body = {"v": 1, "patient_id": "e", "t": ti, "seq": seq,
+                "vitals": dict(zip(columns, row, strict=True))}  # fmt: skip
+        ingest_one(p, "vitals/e", json.dumps(body).encode(), ti)
+        if len(p.batcher) >= 256 or seq == t.size - 1:
+            events += score_all(p)
+    return events
+
+
 def test_a_premature_beat_on_a_beat_waveform_raises_and_without_rhythm_nothing_does() -> None:
     """A 360 Hz ECG-like signal with one beat 30 % early, scored against "next = last" with
     a residual sigma too wide for any z rule: the card's `rhythm` makes that beat one
@@ -324,13 +341,7 @@ def test_a_premature_beat_on_a_beat_waveform_raises_and_without_rhythm_nothing_d
             ("ecg_mv",), 4, np.array([50.0]), "v-test", sample_period_s=PERIOD,
             signals=Registry([ecg_mv]), rhythm=rhythm,
         )  # fmt: skip
-        p = Pipeline(info, Settings(), Metrics.create(CollectorRegistry()))
-        events: list[AlertEvent] = []
-        for seq, (ti, xi) in enumerate(zip((T0 + t).tolist(), x.tolist(), strict=True)):
-            body = {"v": 1, "patient_id": "e", "t": ti, "seq": seq, "vitals": {"ecg_mv": xi}}
-            ingest_one(p, "vitals/e", json.dumps(body).encode(), ti)
-            if len(p.batcher) >= 256 or seq == t.size - 1:
-                events += score_all(p)
+        events = waveform_events(info, Settings(), t, {"ecg_mv": x})
         raised[rhythm] = [e for e in events if e.state == "raised"]
     (alert,) = raised[("ecg_mv",)]
     assert alert.reason == "premature"
@@ -361,15 +372,8 @@ def test_a_heart_that_stops_raises_asystole_unless_a_pulse_wave_still_beats() ->
             names, 4, np.full(len(names), 50.0), "v-test", sample_period_s=PERIOD,
             signals=Registry([ecg_mv, pleth]), rhythm=names,
         )  # fmt: skip
-        p = Pipeline(info, settings, Metrics.create(CollectorRegistry()))
-        events: list[AlertEvent] = []
-        for seq, (ti, a, b) in enumerate(zip((T0 + t).tolist(), lead, pulse, strict=True)):
-            vitals = {"ecg_mv": float(a), "pleth_nu": float(b)}
-            body = {"v": 1, "patient_id": "e", "t": ti, "seq": seq,
-                    "vitals": {n: vitals[n] for n in names}}  # fmt: skip
-            ingest_one(p, "vitals/e", json.dumps(body).encode(), ti)
-            if len(p.batcher) >= 256 or seq == t.size - 1:
-                events += score_all(p)
+        columns = {"ecg_mv": lead, "pleth_nu": pulse}
+        events = waveform_events(info, settings, t, {n: columns[n] for n in names})
         raised[names, settings is off] = [e for e in events if e.kind == "physiological"]
     raise_, clear = raised[("ecg_mv",), False]
     last = max(b for b in beats_every(0.8, 0.3, stop))
@@ -384,6 +388,33 @@ def test_a_heart_that_stops_raises_asystole_unless_a_pulse_wave_still_beats() ->
     assert back < clear.t - T0 < back + 3.0
     assert raised[("ecg_mv", "pleth_nu"), False] == []
     assert raised[("ecg_mv",), True] == []
+
+
+def test_in_atrial_fibrillation_a_wide_beat_raises_beat_shape_and_timing_says_nothing() -> None:
+    """A 360 Hz ECG in an irregular rhythm (intervals 0.45 to 1.15 s) with one wide beat,
+    scored against "next = last" with a residual sigma too wide for any z rule. Judged by
+    shape (the card's `ectopy` "shape"): one `beat_shape` raise, at the wide beat, 0.15 s
+    after its start. Judged by timing, as a regular rhythm is: `premature` raises on the
+    ordinary beats of the irregular rhythm (noise to a clinician)."""
+    ecg_mv = Vital("ecg_mv", "mV", -5.0, 5.0, "ECG", PERIOD)
+    rr = np.random.default_rng(7).uniform(0.45, 1.15, 45)
+    beats = (0.3 + np.concatenate([[0.0], np.cumsum(rr)])).tolist()
+    wide = 30
+    t, x = ecg_at(beats, beats[-1] + 0.5, wide=frozenset({wide}))
+    raised = {}
+    for shaped in (("ecg_mv",), ()):
+        info = ModelInfo(
+            ("ecg_mv",), 4, np.array([50.0]), "v-test", sample_period_s=PERIOD,
+            signals=Registry([ecg_mv]), rhythm=("ecg_mv",), shaped=shaped,
+        )  # fmt: skip
+        events = waveform_events(info, Settings(), t, {"ecg_mv": x})
+        raised[shaped] = [e for e in events if e.state == "raised"]
+    (alert,) = raised[("ecg_mv",)]
+    assert (alert.reason, alert.vital) == ("beat_shape", "ecg_mv")
+    assert 0.1 <= alert.t - (T0 + beats[wide]) <= 0.2
+    timing = raised[()]
+    assert len(timing) >= 3
+    assert {e.reason for e in timing} == {"premature"}
 
 
 def test_a_sample_after_a_silence_is_judged_against_the_time_it_spans() -> None:

@@ -13,11 +13,13 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from monitor.core.alerts import AlertEvent
-from monitor.core.vitals import CLINICAL_VITALS
+from monitor.core.rhythm import BeatRhythm
+from monitor.core.vitals import CLINICAL_VITALS, Registry, Vital
 from monitor.engine.pipeline import ModelInfo, Pipeline
 from monitor.service.metrics import Metrics
 from monitor.service.snapshot import restore_on_start, save_on_stop
 from monitor.settings import Settings
+from tests.support.ecg import PERIOD, beats_every, ecg_at
 from tests.support.ingest import ingest_one
 
 WINDOW = 8
@@ -287,3 +289,55 @@ def test_alarm_follow_and_stuck_history_survive_a_restart(tmp_path: Path) -> Non
     assert plain.scorer.follow is None
     logs = restore(plain, path, now=T0 + 121)
     assert [(e["event"], e["patients"]) for e in logs] == [("snapshot_restored", 3)]
+
+
+def test_an_asystole_alarm_stays_raised_across_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 360 Hz ECG whose beats stop at 15 s: `asystole` is raised; the daemon stops at
+    22 s (snapshot) and restarts, the stream resuming at 27 s, still flat: the alarm stays
+    raised (the beat state was restored: the restart is a silence of the stream, not a
+    heartbeat) until the beats return at 35 s. Restored without the beat state (a file of
+    a daemon before it), the alarm clears within seconds of a flat line."""
+    ecg_mv = Vital("ecg_mv", "mV", -5.0, 5.0, "ECG", PERIOD)
+    model = ModelInfo(
+        ("ecg_mv",), 4, np.array([50.0]), "v-ecg", sample_period_s=PERIOD,
+        signals=Registry([ecg_mv]), rhythm=("ecg_mv",),
+    )  # fmt: skip
+    t, x = ecg_at(beats_every(0.8, 0.3, 15.0) + beats_every(0.8, 35.0, 45.0), 45.0)
+
+    def feed(p: Pipeline, part: np.ndarray) -> list[AlertEvent]:
+        events: list[AlertEvent] = []
+        rows = np.flatnonzero(part)
+        for n, i in enumerate(rows.tolist()):
+            ti = T0 + float(t[i])
+            body = {"v": 1, "patient_id": "e", "t": ti, "seq": i, "vitals": {"ecg_mv": x[i]}}
+            events += ingest_one(p, "vitals/e", json.dumps(body).encode(), ti)
+            if len(p.batcher) >= 256 or n == rows.size - 1:
+                jobs = p.take_batch()
+                predictions = np.stack([j.context[-1, :1] for j in jobs]).astype(np.float32)
+                events += p.score(jobs, predictions, ti, live=False)
+        return [e for e in events if e.kind == "physiological"]
+
+    before = Pipeline(model, Settings(), Metrics.create(CollectorRegistry()))
+    raised = feed(before, t < 22.0)
+    assert [(e.state, e.reason) for e in raised] == [("raised", "asystole")]
+    path = tmp_path / "patients.snapshot"
+    saved = BeatRhythm.export_state
+    for keep_rhythm in (True, False):
+        if not keep_rhythm:  # a file with no patient's beat state (as before it was kept)
+            monkeypatch.setattr(
+                BeatRhythm, "export_state", lambda self: ([], {k: v[:0] for k, v in
+                                                               saved(self)[1].items()})
+            )  # fmt: skip
+        save_on_stop(path, before, clock=lambda: T0 + 22.0)
+        after = Pipeline(model, Settings(), Metrics.create(CollectorRegistry()))
+        assert [e["event"] for e in restore(after, path, now=T0 + 27.0)] == ["snapshot_restored"]
+        resumed = feed(after, t >= 27.0)
+        if keep_rhythm:
+            (cleared,) = resumed
+            assert cleared.state == "cleared"
+            assert 35.0 < cleared.t - T0 < 38.0  # after the beats' return
+        else:
+            assert resumed[0].state == "cleared"
+            assert resumed[0].t - T0 < 30.0

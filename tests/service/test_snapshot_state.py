@@ -199,3 +199,59 @@ def test_stuck_and_follow_imports_refuse_what_does_not_fit() -> None:
     np.testing.assert_allclose(follow.gain("a"), np.exp(0.5))
     with pytest.raises(ValueError, match="not followed yet"):
         follow.import_state(["a"], {"log": np.zeros((1, F))})
+
+
+def test_beat_rhythm_round_trip_keeps_asystole_and_refuses_what_does_not_fit() -> None:
+    """Two ECG leads' beats stop at 15 s: exported at 17 s (silent 2 s) and imported into
+    a fresh rhythm, the stream resuming at 20 s, asystole is flagged where the original,
+    fed the same rows, flags it (4 s of received signal after the last beat), on the same
+    lead. A wrong shape, an impossible value or a patient held twice is refused, nothing
+    changed."""
+    from monitor.core.rhythm import PEAKS, BeatRhythm
+    from monitor.core.slots import SlotMap
+    from tests.support.ecg import PERIOD, beats_every, ecg_at
+
+    beats = beats_every(0.8, 0.3, 15.0)
+    t, x = ecg_at(beats, 30.0)
+    both = np.column_stack([x, 0.5 * x, np.zeros_like(x)])
+
+    def rhythm(table: SlotMap) -> BeatRhythm:
+        return BeatRhythm([0, 1], [0.2, 0.2], PERIOD, F, table, asystole_s=4.0)
+
+    def flags(r: BeatRhythm, table: SlotMap, part: np.ndarray) -> list[tuple[float, int]]:
+        rows = np.flatnonzero(part)
+        out = []
+        for i in range(0, rows.size, 256):
+            at = rows[i : i + 256]
+            beats = r.find(table.assign(["a"] * at.size), both[at], t[at].tolist())
+            if beats is not None and beats.asystole is not None:
+                rows_cols = zip(*np.nonzero(beats.asystole), strict=True)
+                out += [(float(t[at][row]), int(c)) for row, c in rows_cols]
+        return out
+
+    table = SlotMap()
+    original = rhythm(table)
+    assert flags(original, table, t < 17.0) == []
+    ids, arrays = original.export_state()
+    assert ids == ["a"]
+    assert np.isnan(arrays["scalars"][0, 2]).all()  # not a beat waveform
+    fresh_table = SlotMap()
+    restored = rhythm(fresh_table)
+    restored.import_state(ids, arrays)
+    later = t >= 20.0
+    got = flags(restored, fresh_table, later)
+    assert got
+    assert got == flags(original, table, later)
+    assert {c for _, c in got} == {0}
+    # 4 s of received signal after the last beat: the 3 s of the restart not counted.
+    assert got[0][0] == pytest.approx(max(beats) + 4.0 + 3.0, abs=0.02)
+    other = rhythm(SlotMap())
+    with pytest.raises(ValueError, match="shape"):
+        other.import_state(ids, {**arrays, "peaks": np.zeros((1, F, PEAKS + 1))})
+    bad = arrays["scalars"].copy()
+    bad[0, 0, 2] = -1.0  # heard beats
+    with pytest.raises(ValueError, match="out of range"):
+        other.import_state(ids, {**arrays, "scalars": bad})
+    other.import_state(ids, arrays)
+    with pytest.raises(ValueError, match="not followed yet"):
+        other.import_state(ids, arrays)

@@ -37,13 +37,20 @@ def ecg_of(intervals: np.ndarray, seed: int = 0) -> np.ndarray:
 
 
 def ecg_at(
-    beats: list[float], seconds: float, size: list[float] | None = None, seed: int = 0
+    beats: list[float],
+    seconds: float,
+    size: list[float] | None = None,
+    seed: int = 0,
+    wide: frozenset[int] = frozenset(),
 ) -> tuple[np.ndarray, np.ndarray]:
     """The same trace with complexes at the given beat times (`size`: each one's height in
-    mV, 1 by default), noise throughout. Returns (t, x)."""
+    mV, 1 by default), noise throughout; the beats whose indexes are in `wide` are wide
+    complexes instead (ventricular-like: a wave twice as high, 2.5 times as wide, then a
+    trough).
+    Returns (t, x)."""
     t = np.arange(0.0, seconds, PERIOD)
     x = 0.02 * np.random.default_rng(seed).standard_normal(t.size)
-    return t, _complexes(t, x, beats, size)
+    return t, _complexes(t, x, beats, size, wide)
 
 
 def beats_every(rr: float, start: float, stop: float) -> list[float]:
@@ -52,9 +59,19 @@ def beats_every(rr: float, start: float, stop: float) -> list[float]:
 
 
 def _complexes(
-    t: np.ndarray, x: np.ndarray, beats: list[float], size: list[float] | None = None
+    t: np.ndarray,
+    x: np.ndarray,
+    beats: list[float],
+    size: list[float] | None = None,
+    wide: frozenset[int] = frozenset(),
 ) -> np.ndarray:
-    """`x` with a narrow complex added at each beat time (1 mV, or its `size`)."""
+    """`x` with a narrow complex added at each beat time (1 mV, or its `size`), or a wide
+    one for the indexes in `wide`."""
     for i, beat in enumerate(beats):
-        x += (1.0 if size is None else size[i]) * np.exp(-0.5 * ((t - beat) / 0.008) ** 2)
+        height = 1.0 if size is None else size[i]
+        if i in wide:
+            x += 2.0 * height * np.exp(-0.5 * ((t - beat - 0.01) / 0.02) ** 2)
+            x -= 0.8 * height * np.exp(-0.5 * ((t - beat - 0.08) / 0.03) ** 2)
+        else:
+            x += height * np.exp(-0.5 * ((t - beat) / 0.008) ** 2)
     return x
