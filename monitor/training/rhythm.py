@@ -16,7 +16,7 @@ between `MIN_INTERVAL_S` and `MAX_INTERVAL_S` (30 to 200 per minute), and either
 
 Measured on the bench recordings (docs/detection.md, "Rhythm"): the ECG leads, the arterial
 pressure and the pleths pass on timing (0.98 to 1.00 regular); MIT-BIH 200's lead (atrial
-fibrillation, 0.85 regular) on shape (median distance 0.21); the respiration channels do
+fibrillation, 0.87 regular) on shape (median distance 0.21); the respiration channels do
 not (their median intervals, 0.26 s and 2.6 s, are out of range); minute numerics and beat
 series are too slow to be waveforms.
 """
@@ -47,8 +47,8 @@ REGULAR_BAND = 0.25
 #: An interval shorter than the median by this share starts an ectopic pair.
 EARLY = 0.2
 #: An irregular rhythm is a beat waveform when its beats' median shape distance is at most
-#: this (ECG leads: 0.07 to 0.21; a paced lead of changing shapes 0.92; noise taken for
-#: beats over 1).
+#: this (MIT-BIH leads: 0.07 to 0.21; a paced lead of changing shapes 0.92; a lead whose
+#: T waves pass for beats 2.08).
 MAX_SHAPE = 0.3
 
 
