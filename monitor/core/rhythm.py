@@ -56,6 +56,7 @@ The same detector finds the beats of the training rows (`beat_intervals`).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -206,10 +207,7 @@ class BeatShape:
         self._after = post + shift  # samples after a beat's start until it is judged
         self._buf: deque[float] = deque(maxlen=n + 2 * shift)
         self._wait = -1  # samples to come before the pending beat is judged (-1: none)
-        # Removes a window's offset and linear trend (a projection, one product per window).
-        x = np.arange(n, dtype=np.float64)
-        q, _ = np.linalg.qr(np.stack([np.ones(n), x - x.mean()], axis=1))
-        self._proj: FloatArray = np.eye(n) - q @ q.T
+        self._proj = _detrend(n)
         self._hist: list[FloatArray] = []
         self._new: list[FloatArray] = []
         self._recent: list[float] = []
@@ -668,6 +666,17 @@ class BeatRhythm:
         rows, cols = zip(*cells, strict=True)
         out[list(rows), list(cols)] = True
         return out
+
+
+@functools.cache
+def _detrend(n: int) -> FloatArray:
+    """The ``(n, n)`` projection that removes a window's offset and linear trend (one
+    product per window), shared by every stream of one window length."""
+    x = np.arange(n, dtype=np.float64)
+    q, _ = np.linalg.qr(np.stack([np.ones(n), x - x.mean()], axis=1))
+    out: FloatArray = np.eye(n) - q @ q.T
+    out.setflags(write=False)
+    return out
 
 
 def _agreed(trackers: Sequence[BeatTracker], tracker: BeatTracker, t: float, seen: str) -> bool:
