@@ -262,10 +262,13 @@ class Detector:
         model_version: Copied into every event.
         patients: The patient table (shared with the residual scale); a new one if None.
         rhythm: The features that are beat waveforms (the model card's `rhythm`): only
-            they keep their `asystole_s` setting, and `premature` (or, those in `shaped`,
-            `beat_shape` instead) (`update_many`'s `beats`).
+            they keep their `asystole_s` setting, those in `timed` their `premature`, and
+            those in `shaped` their `beat_shape` (`update_many`'s `beats`).
         shaped: Beat waveforms whose ectopic beats are told by their shape (the card's
-            `ectopy` "shape": an irregular rhythm, where timing says nothing).
+            `ectopy` "shape": an ECG lead in an irregular rhythm, where timing says
+            nothing).
+        timed: Beat waveforms whose ectopic beats are told by their timing (`ectopy`
+            "timing"); None: every one not in `shaped`.
     """
 
     def __init__(
@@ -277,6 +280,7 @@ class Detector:
         patients: SlotMap | None = None,
         rhythm: Container[str] = (),
         shaped: Container[str] = (),
+        timed: Container[str] | None = None,
         period_s: float = 0.0,
     ) -> None:
         self.features = tuple(features)
@@ -286,7 +290,9 @@ class Detector:
         self._vitals = [
             replace(
                 r,
-                premature=r.premature if name in rhythm and name not in shaped else None,
+                premature=r.premature
+                if name in rhythm and (name not in shaped if timed is None else name in timed)
+                else None,
                 asystole_s=r.asystole_s if name in rhythm else None,
                 beat_shape=r.beat_shape if name in rhythm and name in shaped else None,
                 merge_samples=max(r.merge_samples, held),

@@ -85,8 +85,11 @@ class ModelInfo:
     #: followed (`monitor.core.rhythm`).
     rhythm: tuple[str, ...] = ()
     #: Those of them whose ectopic beats are told by their shape, not their timing (the
-    #: card's `ectopy` "shape": an irregular rhythm).
+    #: card's `ectopy` "shape": an ECG lead in an irregular rhythm).
     shaped: tuple[str, ...] = ()
+    #: Those of them whose ectopic beats are told by their timing (`ectopy` "timing");
+    #: None: every beat waveform not in `shaped`.
+    timed: tuple[str, ...] | None = None
 
 
 #: Technical alerts that an accepted sample of their patient closes: its data is back.
@@ -199,6 +202,7 @@ class Pipeline:
             patients=self.patients,
             rhythm=model.rhythm,
             shaped=model.shaped,
+            timed=model.timed,
             period_s=model.sample_period_s,
         )
         self.scale = ResidualScale(
@@ -753,6 +757,9 @@ def model_info_from_card(card: object) -> ModelInfo:
         rhythm=tuple(f for f in card.features if f in card.rhythm),
         shaped=tuple(
             f for f in card.features if f in card.rhythm and card.rhythm[f].ectopy == "shape"
+        ),
+        timed=tuple(
+            f for f in card.features if f in card.rhythm and card.rhythm[f].ectopy == "timing"
         ),
     )
 

@@ -204,16 +204,17 @@ class RhythmSpec(_Strict):
             template of the beats before them (`monitor.core.rhythm.BeatShape`); None: a
             card written before the field.
         ectopy: How serving tells an ectopic beat on it: `timing` (a regular rhythm: a
-            premature beat, the `premature` rule) or `shape` (an irregular rhythm, such as
-            atrial fibrillation, whose beats repeat one shape: a misshapen beat, the
-            `beat_shape` rule). Asystole is judged on both.
+            premature beat, the `premature` rule), `shape` (an ECG lead in an irregular
+            rhythm, such as atrial fibrillation, whose beats repeat one shape: a misshapen
+            beat, the `beat_shape` rule) or `none` (a pulse wave in an irregular rhythm:
+            no ectopic beat is judged). Asystole is judged on all three.
     """
 
     beats: int = Field(ge=1)
     interval_s: float = Field(gt=0)
     regular_share: float = Field(ge=0, le=1)
     shape_distance: float | None = Field(default=None, ge=0)
-    ectopy: Literal["timing", "shape"] = "timing"
+    ectopy: Literal["timing", "shape", "none"] = "timing"
 
 
 #: Tail probability above which a count of raises at gain 1 is taken as chance, not excess.

@@ -273,7 +273,7 @@ def train_model(
         observed_mask=masked,
         signals=signal_specs(data.features, signals),
         flatline=flatline_rules(data.train, data.features, signals),
-        rhythm=rhythm_specs(data.train, data.features, data.sample_period_s),
+        rhythm=rhythm_specs(data.train, data.features, data.sample_period_s, signals),
         residual_sigma=sigma,
         training=TrainingInfo(
             recipe=recipe.name,

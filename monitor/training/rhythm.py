@@ -11,8 +11,12 @@ between `MIN_INTERVAL_S` and `MAX_INTERVAL_S` (30 to 200 per minute), and either
   are told by their timing (`ectopy` "timing", the `premature` rule); or
 * an irregular rhythm (atrial fibrillation) whose beats repeat one shape: the median
   distance of the beats' shapes from the template of the beats before them
-  (`monitor.core.rhythm.BeatShape`) at most `MAX_SHAPE`: its ectopic beats are told by
-  their shape (`ectopy` "shape", the `beat_shape` rule).
+  (`monitor.core.rhythm.BeatShape`) at most `MAX_SHAPE`: on an electrical signal (an ECG
+  lead: its unit in the registry is one of `ELECTRICAL_UNITS`) its ectopic beats are told
+  by their shape (`ectopy` "shape", the `beat_shape` rule); on a pulse wave (a pleth, an
+  arterial pressure), whose pulses change size from beat to beat in atrial fibrillation
+  and whose shape no bedside monitor classifies, none is (`ectopy` "none"). Either way
+  its beats' silence is asystole.
 
 Measured on the bench recordings (docs/detection.md, "Rhythm"): the ECG leads, the arterial
 pressure and the pleths pass on timing (0.98 to 1.00 regular); MIT-BIH 200's lead (atrial
@@ -29,10 +33,11 @@ import numpy as np
 import numpy.typing as npt
 
 from monitor.core.rhythm import beat_intervals
+from monitor.core.vitals import BUILTIN, Registry
 from monitor.model.card import RhythmSpec
 from monitor.training.data import Segment
 
-__all__ = ["MAX_PERIOD_S", "regular_share", "rhythm_specs"]
+__all__ = ["ELECTRICAL_UNITS", "MAX_PERIOD_S", "regular_share", "rhythm_specs"]
 
 #: A beat waveform is sampled at least this often (50 Hz).
 MAX_PERIOD_S = 0.02
@@ -46,6 +51,9 @@ MIN_REGULAR = 0.9
 REGULAR_BAND = 0.25
 #: An interval shorter than the median by this share starts an ectopic pair.
 EARLY = 0.2
+#: Units of an electrical signal (an ECG lead), compared in lower case: only there is an
+#: irregular rhythm's ectopy told by the shape of its beats.
+ELECTRICAL_UNITS = frozenset({"v", "mv", "uv", "\u00b5v", "\u03bcv"})
 #: An irregular rhythm is a beat waveform when its beats' median shape distance is at most
 #: this (MIT-BIH leads: 0.07 to 0.21; a paced lead of changing shapes 0.92; a lead whose
 #: T waves pass for beats 2.08).
@@ -65,7 +73,10 @@ def regular_share(rr: npt.NDArray[np.float64], mid: float) -> float:
 
 
 def rhythm_specs(
-    segments: Sequence[Segment], features: Sequence[str], sample_period_s: float
+    segments: Sequence[Segment],
+    features: Sequence[str],
+    sample_period_s: float,
+    signals: Registry = BUILTIN,
 ) -> dict[str, RhythmSpec]:
     """The features of the training segments that are beat waveforms.
 
@@ -73,6 +84,8 @@ def rhythm_specs(
         segments: The training split (no interval spans two segments).
         features: Names of the value columns.
         sample_period_s: Seconds between samples.
+        signals: Where the features' units are (an electrical one's irregular rhythm is
+            judged by shape).
 
     Returns:
         Feature name -> what its beats were; empty for slow data.
@@ -93,11 +106,12 @@ def rhythm_specs(
         if not MIN_INTERVAL_S <= mid <= MAX_INTERVAL_S:
             continue
         if regular >= MIN_REGULAR or shape <= MAX_SHAPE:
+            electrical = name in signals and signals[name].unit.lower() in ELECTRICAL_UNITS
             out[name] = RhythmSpec(
                 beats=int(rr.size),
                 interval_s=round(mid, 6),
                 regular_share=round(regular, 4),
                 shape_distance=round(shape, 4),
-                ectopy="timing" if regular >= MIN_REGULAR else "shape",
+                ectopy="timing" if regular >= MIN_REGULAR else "shape" if electrical else "none",
             )
     return out

@@ -18,6 +18,7 @@ from monitor.core.rhythm import (
     beat_intervals,
 )
 from monitor.core.slots import SlotMap
+from monitor.core.vitals import Registry, Vital
 from monitor.training.data import Segment
 from monitor.training.rhythm import regular_share, rhythm_specs
 from tests.support.ecg import PERIOD, beats_every, ecg, ecg_at, ecg_of
@@ -114,8 +115,9 @@ def test_an_ectopic_beat_and_its_pause_count_as_regular() -> None:
     """Bigeminy (every second beat 30 % early, then a compensatory pause): no interval lies
     within 25 % of the median, yet the rhythm is a regular one with ectopy and the trace a
     beat waveform whose ectopy is told by timing; an irregular rhythm (intervals anywhere
-    from 0.45 to 1.15 s, atrial fibrillation) is one by the shape of its beats only; noise
-    at that rate is none."""
+    from 0.45 to 1.15 s, atrial fibrillation) is one too: on an ECG lead (in mV) its
+    ectopy is told by the shape of its beats, on a pulse wave (in NU) by nothing (its
+    silence is still asystole); noise at that rate is none."""
     rng = np.random.default_rng(4)
     pairs = np.tile([0.56, 1.04], 40) * (1 + 0.02 * rng.standard_normal(80))
     assert regular_share(pairs, float(np.median(pairs))) == 1.0
@@ -132,9 +134,18 @@ def test_an_ectopic_beat_and_its_pause_count_as_regular() -> None:
     assert specs["ecg_mv"].ectopy == "timing"
     irregular = rng.uniform(0.45, 1.15, 80)
     x = ecg_of(irregular)
-    (spec,) = rhythm_specs([Segment(x[:, None])], ["ecg_mv"], PERIOD).values()
+    signals = Registry(
+        [Vital("ecg_mv", "mV", -5.0, 5.0, "ECG", PERIOD),
+         Vital("pleth_nu", "NU", -5.0, 5.0, "pleth", PERIOD)]
+    )  # fmt: skip
+    both = np.column_stack([x, x])
+    specs = rhythm_specs([Segment(both)], ["ecg_mv", "pleth_nu"], PERIOD, signals)
+    assert {name: spec.ectopy for name, spec in specs.items()} == {
+        "ecg_mv": "shape",
+        "pleth_nu": "none",
+    }
+    spec = specs["ecg_mv"]
     assert spec.regular_share < 0.9
-    assert spec.ectopy == "shape"
     assert spec.shape_distance is not None
     assert spec.shape_distance < 0.3
     # Irregular spikes in noise (beats to the detector) repeat no shape: not a waveform.

@@ -90,6 +90,17 @@ def test_beat_rules_are_on_only_for_the_detector_s_beat_waveforms(name: str, fla
     assert rule.trigger(e).tolist() == [[False, True]]
 
 
+def test_a_beat_waveform_judged_neither_way_keeps_asystole_only() -> None:
+    """A beat waveform in neither `timed` nor `shaped` (the card's `ectopy` "none": a pulse
+    wave in an irregular rhythm) has no ectopy rule, and its asystole stays on."""
+    det = Detector(FEATURES, DetectorConfig(), rhythm=("spo2",), shaped=(), timed=())
+    assert [r.name for r in det.rules if r.name in ("premature", "beat_shape", "asystole")] == [
+        "asystole"
+    ]
+    spo2 = det.thresholds[FEATURES.index("spo2")]
+    assert (spo2.premature, spo2.beat_shape, spo2.asystole_s) == (None, None, 4.0)
+
+
 def test_every_rule_has_a_stored_name() -> None:
     """Snapshots store a raise's rule as its index in RAISE_RULES: every rule has one."""
     assert sorted(kind.name for kind in RULES) == sorted(RAISE_RULES)

@@ -73,7 +73,8 @@ def test_old_cards_without_centring_or_pooling_still_load() -> None:
 
 def test_a_beat_waveform_without_ectopy_is_judged_by_timing_and_the_pipeline_knows_it() -> None:
     """A card written before `shape_distance` and `ectopy` (beat waveforms then were the
-    regular ones) reads `timing`; the pipeline's model info names the `shape` ones."""
+    regular ones) reads `timing`; the pipeline's model info names the `shape` and the
+    `timing` ones (a `none` one is in neither)."""
     data = make_card().model_dump(mode="json")
     data["rhythm"] = {"heart_rate": {"beats": 30, "interval_s": 0.8, "regular_share": 0.97}}
     old = ModelCard.model_validate(data)
@@ -85,7 +86,14 @@ def test_a_beat_waveform_without_ectopy_is_judged_by_timing_and_the_pipeline_kno
     }  # fmt: skip
     card = ModelCard.model_validate(data)
     info = model_info_from_card(card)
-    assert (info.rhythm, info.shaped) == (("heart_rate", "spo2"), ("spo2",))
+    assert (info.rhythm, info.shaped, info.timed) == (
+        ("heart_rate", "spo2"),
+        ("spo2",),
+        ("heart_rate",),
+    )
+    data["rhythm"]["spo2"]["ectopy"] = "none"
+    info = model_info_from_card(ModelCard.model_validate(data))
+    assert (info.rhythm, info.shaped, info.timed) == (("heart_rate", "spo2"), (), ("heart_rate",))
     data["rhythm"]["spo2"]["ectopy"] = "morphology"
     with pytest.raises(ValidationError, match="ectopy"):
         ModelCard.model_validate(data)
