@@ -441,3 +441,26 @@ def test_a_sample_after_a_silence_is_judged_against_the_time_it_spans() -> None:
     z = scored.absz[:, 0]
     assert z[1] == pytest.approx(z[0])
     assert z[2] == pytest.approx(z[0] / 3.0)
+
+
+def test_the_pipeline_names_how_each_beat_waveform_tells_its_ectopic_beats() -> None:
+    """`Pipeline.rhythm` (printed by `replay --offline` and `evaluate`): a timing waveform
+    reads its premature share, a shape one its `beat_shape` level, one judged neither way
+    (an irregular pulse wave) is not named; a model without beat waveforms names none."""
+    ecg_mv = Vital("ecg_mv", "mV", -5.0, 5.0, "ECG", PERIOD)
+    pleth = Vital("pleth_nu", "NU", -5.0, 5.0, "pleth", PERIOD)
+    names = ("ecg_mv", "pleth_nu")
+
+    def rhythm(shaped: tuple[str, ...], timed: tuple[str, ...] | None) -> dict[str, str]:
+        info = ModelInfo(
+            names, 4, np.full(2, 50.0), "v-test", sample_period_s=PERIOD,
+            signals=Registry([ecg_mv, pleth]), rhythm=names, shaped=shaped, timed=timed,
+        )  # fmt: skip
+        return Pipeline(info, Settings(), Metrics.create(CollectorRegistry())).rhythm()
+
+    assert rhythm((), None) == {"ecg_mv": "20% early", "pleth_nu": "20% early"}
+    assert rhythm(("ecg_mv",), ()) == {"ecg_mv": "shape over 0.50"}
+    assert rhythm((), ()) == {}
+    plain = ModelInfo(("ecg_mv",), 4, np.array([50.0]), "v-test", sample_period_s=PERIOD,
+                      signals=Registry([ecg_mv]))  # fmt: skip
+    assert Pipeline(plain, Settings(), Metrics.create(CollectorRegistry())).rhythm() == {}
