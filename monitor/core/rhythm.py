@@ -194,8 +194,8 @@ class BeatShape:
         "_template",
         "_tnorm2",
         "_wait",
-        "distance",
         "level",
+        "seen",
     )
 
     def __init__(self, period_s: float, level: float) -> None:
@@ -214,9 +214,9 @@ class BeatShape:
         self._template: FloatArray | None = None
         self._tnorm2 = 0.0
         self.level = level
-        #: The distance of the beat judged at the sample just taken (NaN: none judged, or
-        #: no template yet).
-        self.distance = math.nan
+        #: Where each judged beat's distance is appended (the training rows' measure,
+        #: `beat_intervals`); None: nowhere.
+        self.seen: list[float] | None = None
 
     def clear(self, template: bool) -> None:
         """A silence of the stream: no window spans it (nor the template, if `template`)."""
@@ -233,7 +233,6 @@ class BeatShape:
     def push(self, x: float) -> bool:
         """Take one sample; True when it completes a misshapen beat's window."""
         self._buf.append(x)
-        self.distance = math.nan
         if self._wait <= 0:
             if self._wait < 0:
                 return False
@@ -265,7 +264,8 @@ class BeatShape:
                 else 0.0
             )
             odd = dist > max(self.level, noise)
-            self.distance = dist
+            if self.seen is not None:
+                self.seen.append(dist)
             recent.append(dist)
             if len(recent) > SHAPE_RECENT:
                 del recent[0]
@@ -478,14 +478,13 @@ def beat_intervals(
     # Level 1: a beat's distance is measured against the beats before it that were within
     # the template's norm of it (the serving level is a setting; this measure is the card's).
     tracker = BeatTracker(period_s, None if shapes is None else 1.0)
-    shape = tracker.shape
+    if tracker.shape is not None:
+        tracker.shape.seen = shapes
     out = []
     for i, x in enumerate(np.asarray(values, dtype=np.float64).tolist()):
         if math.isnan(x):
             continue
         rr = tracker.step(i * period_s, x)
-        if shapes is not None and shape is not None and not math.isnan(shape.distance):
-            shapes.append(shape.distance)
         if rr is not None and not math.isnan(rr):
             tracker.judge(rr, None)  # keeps the intervals the search-back reads, as serving
             out.append(rr)
@@ -493,8 +492,8 @@ def beat_intervals(
 
 
 class BeatRhythm:
-    """Premature beats and asystole of each patient's beat-waveform features, over the
-    patient table.
+    """Premature and misshapen beats, and asystole, of each patient's beat-waveform
+    features, over the patient table.
 
     Args:
         columns: The model's feature columns that are beat waveforms.
@@ -588,7 +587,7 @@ class BeatRhythm:
         if cap is not None:
             self._trackers += [None] * (cap - len(self._trackers))
         for i, slot in enumerate(slots.tolist()):
-            mine = [BeatTracker(self.period_s, v) for v in self.shape]
+            mine = self._fresh()
             for j, (col, tracker) in enumerate(zip(self.columns, mine, strict=True)):
                 if kept[i, j]:
                     p, h = peaks[i, col], heard[i, col]
@@ -622,7 +621,7 @@ class BeatRhythm:
         if stale is not None:
             fresh = np.unique(slots[stale])
             for slot in fresh.tolist():
-                self._trackers[slot] = [BeatTracker(self.period_s, v) for v in self.shape]
+                self._trackers[slot] = self._fresh()
             self._rows.hold(fresh)
         found: list[tuple[int, int]] = []
         silent: list[tuple[int, int]] = []
@@ -657,6 +656,10 @@ class BeatRhythm:
             return None
         n = len(slots)
         return Beats(self._mask(found, n), self._mask(silent, n), self._mask(odd, n))
+
+    def _fresh(self) -> list[BeatTracker]:
+        """A new patient's trackers, one per column."""
+        return [BeatTracker(self.period_s, level) for level in self.shape]
 
     def _mask(self, cells: list[tuple[int, int]], n: int) -> BoolArray | None:
         """``(n, F)`` True at the (row, column) cells; None for no cell."""
