@@ -289,6 +289,8 @@ def _import(source: Path, fmt: str, o: dict[str, Any]) -> None:
         f"(moved), {skipped} rows skipped (no values), {untimed} rows without a time",
         err=True,
     )
+    for line in table.notes:
+        click.echo(line, err=True)
     for line in implausible_lines(merged.names, merged.values, o["registry"], o["zero_is_missing"]):
         click.echo(line, err=True)
     if o["row_map"] is not None:

@@ -320,6 +320,7 @@ def _data_defaults(
     Prints each choice and why, and adds them to the card's data line.
     """
     from monitor.training.data_defaults import choose_sizes, choose_window, window_limit
+    from monitor.training.recipes import RECIPES
 
     given = {k for k, v in overrides.items() if v is not None}
     notes = []
@@ -338,6 +339,16 @@ def _data_defaults(
             changes.update(pool_recent=choice.pool_recent, pool_block=choice.pool_block)
         recipe = dataclasses.replace(recipe, **changes)
         notes.append(choice.reason)
+    if data.held and recipe.mask == 0.0:
+        # A vital at its own, slower rate is absent from most served samples: only a model
+        # with an observed mask scores the samples without it (on the vitals they carry).
+        recipe = dataclasses.replace(recipe, mask=RECIPES["default"].mask)
+        rates = ", ".join(f"{v} every {p:g} s" for v, p in data.held.items())
+        notes.append(
+            f"vitals at their own rates ({rates}; grid {data.sample_period_s:g} s): held "
+            f"between their samples in training, and the model takes an observed mask "
+            f"(mask {recipe.mask:g}) to score each served sample on the vitals it carries"
+        )
     n_windows = sum(max(0, len(s.values) - recipe.window) for s in data.train)
     sizes = choose_sizes(n_windows)
     fields = ("epochs", "batch_size", "train_stride")

@@ -56,6 +56,33 @@ DEFAULT_NAMES: dict[str, str] = {
     "temperature": "temperature",
 }
 
+#: Spellings of one unit (lower case, spaces removed), for telling whether a signal's stated
+#: unit is a vital's: a WFDB ``RESP`` in Ohm or mV is a respiration waveform, not a rate.
+_UNIT_SPELLINGS: tuple[frozenset[str], ...] = (
+    frozenset({"bpm", "/min", "1/min", "min-1", "min^-1", "beats/min", "breaths/min", "rpm"}),
+    frozenset({"%", "percent", "pct"}),
+    frozenset({"c", "degc", "°c", "deg_c", "celsius"}),
+)
+#: Units that state nothing: WFDB writes ``NU`` where a header gives none.
+_NO_UNIT = frozenset({"", "nu", "?"})
+
+
+def _unit_key(unit: str) -> str:
+    key = "".join(unit.split()).lower()
+    for spellings in _UNIT_SPELLINGS:
+        if key in spellings:
+            return min(spellings)
+    return key
+
+
+def unit_conflict(stated: str, expected: str) -> bool:
+    """Tell whether a source's `stated` unit contradicts a signal's `expected` one (a unit
+    that states nothing contradicts nothing; ``bpm`` and ``/min`` are one unit)."""
+    if "".join(stated.split()).lower() in _NO_UNIT:
+        return False
+    return _unit_key(stated) != _unit_key(expected)
+
+
 #: Used when no start time is given: a fixed instant, so that imports are reproducible.
 DEFAULT_START_TIME = 1_700_000_000.0
 
@@ -72,6 +99,8 @@ class Table:
         source_rows: Data rows in the source, including those without a time.
         absolute: True when `times` are real times (the source had date-times).
         layout: How the times were read: "seconds", "ISO 8601" or a strptime format.
+        notes: Lines for the user about how the source was read (each signal's own rate in
+            a multi-rate record, a known name left unmapped for its unit).
     """
 
     times: FloatArray
@@ -80,6 +109,7 @@ class Table:
     source_rows: int = -1
     absolute: bool = False
     layout: str = "seconds"
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Tables built by hand (tests, callers with arrays) number their rows 1..n.
@@ -90,36 +120,70 @@ class Table:
 
 
 def resolve_mapping(
-    names: list[str], mapping: Mapping[str, str] | None, signals: Registry = BUILTIN
+    names: list[str],
+    mapping: Mapping[str, str] | None,
+    signals: Registry = BUILTIN,
+    units: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Return source name -> vital, from `mapping` or else `DEFAULT_NAMES`.
 
-    Without a mapping, a column named exactly as a registered signal maps to it too.
+    Without a mapping, a column named exactly as a registered signal maps to it too, and a
+    name whose stated unit (`units`, a WFDB header's) contradicts its vital's maps to nothing
+    (`unmapped_for_unit` says which).
 
     Args:
         names: The source's column or signal names.
         mapping: Source name -> vital or registered signal, or None.
         signals: Where the target names are resolved.
+        units: Source name -> the unit the source states for it, where it states one.
 
     Raises:
         DataError: A mapped name is absent, a vital is unknown or mapped twice, or none maps.
     """
+    skipped: dict[str, str] = {}
     if mapping:
         missing = [n for n in mapping if n not in names]
         if missing:
             raise DataError("mapping", f"no column named {missing[0]!r}; have {names}")
         chosen = dict(mapping)
     else:
-        chosen = {n: DEFAULT_NAMES[n.lower()] for n in names if n.lower() in DEFAULT_NAMES}
-        chosen.update({n: n for n in names if n in signals and not signals.is_builtin(n)})
+        chosen = default_mapping(names, signals)
+        skipped = unmapped_for_unit(chosen, signals, units)
+        for name in skipped:
+            del chosen[name]
     unknown = [v for v in chosen.values() if v not in signals]
     if unknown:
         raise DataError("mapping", f"unknown vital {unknown[0]!r}; {signals.known_line()}")
     if len(set(chosen.values())) != len(chosen):
         raise DataError("mapping", f"two columns map to the same vital: {chosen}")
     if not chosen:
-        raise DataError("mapping", f"no column maps to a vital; use --map (columns: {names})")
+        why = "".join(f"; {n} is in {u}, not a vital's unit" for n, u in skipped.items())
+        raise DataError(
+            "mapping", f"no column maps to a vital; use --map (columns: {names}){why}"
+        )
     return chosen
+
+
+def default_mapping(names: list[str], signals: Registry) -> dict[str, str]:
+    """Source name -> signal by name alone: `DEFAULT_NAMES`, and a registered signal's own
+    name."""
+    chosen = {n: DEFAULT_NAMES[n.lower()] for n in names if n.lower() in DEFAULT_NAMES}
+    chosen.update({n: n for n in names if n in signals and not signals.is_builtin(n)})
+    return chosen
+
+
+def unmapped_for_unit(
+    chosen: Mapping[str, str], signals: Registry, units: Mapping[str, str] | None
+) -> dict[str, str]:
+    """Source name -> its stated unit, for each name of `chosen` whose unit contradicts the
+    unit of the signal it names (a known target only)."""
+    if not units:
+        return {}
+    return {
+        name: units[name]
+        for name, target in chosen.items()
+        if name in units and target in signals and unit_conflict(units[name], signals[target].unit)
+    }
 
 
 def _parse(cell: str, where: str) -> float:
@@ -264,7 +328,7 @@ def read_wfdb_table(
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", FutureWarning)
             _check_wfdb_lengths(record, wfdb.rdheader(str(record)))
-            rec = wfdb.rdrecord(str(record))
+            rec = wfdb.rdrecord(str(record), smooth_frames=False)
     except ValueError as exc:  # wfdb's HeaderSyntaxError is a ValueError
         line = _bad_signal_line(hea) if "signal line" in str(exc) else None
         where = str(hea) if line is None else f"{hea}:{line}"
@@ -272,12 +336,55 @@ def read_wfdb_table(
     except MemoryError:
         raise DataError(str(hea), "the record does not fit in memory") from None
     names = [str(n) for n in rec.sig_name]
-    chosen = resolve_mapping(names, mapping, signals)
-    if rec.p_signal is None:
+    stated = [str(u) for u in (rec.units or ["NU"] * len(names))]
+    units = dict(zip(names, stated, strict=True))
+    chosen = resolve_mapping(names, mapping, signals, units)
+    if rec.e_p_signal is None:
         raise DataError(str(hea), "the record has no signals")
-    samples = np.asarray(rec.p_signal, dtype=np.float64)
-    times = np.arange(samples.shape[0], dtype=np.float64) / float(rec.fs)
-    return Table(times, {v: samples[:, names.index(n)].copy() for n, v in chosen.items()})
+    notes = _unit_notes(names, units, mapping, chosen, signals)
+    per_frame = [int(k or 1) for k in (rec.samps_per_frame or [1] * len(names))]
+    picked = {v: names.index(n) for n, v in chosen.items()}
+    # Each signal keeps its own rate: sample k of a signal with m samples per frame is at
+    # tick k * (L / m) of the grid of L ticks a frame (L the lcm of the mapped signals' m).
+    ticks_per_frame = math.lcm(*(per_frame[i] for i in picked.values()))
+    ticks = {
+        v: np.arange(len(rec.e_p_signal[i]), dtype=np.int64) * (ticks_per_frame // per_frame[i])
+        for v, i in picked.items()
+    }
+    grid = np.unique(np.concatenate(list(ticks.values())))
+    columns: dict[str, FloatArray] = {}
+    for v, i in picked.items():
+        column = np.full(len(grid), np.nan)
+        column[np.searchsorted(grid, ticks[v])] = np.asarray(rec.e_p_signal[i], dtype=np.float64)
+        columns[v] = column
+    if len(set(per_frame[i] for i in picked.values())) > 1:
+        rates = ", ".join(f"{n} {float(rec.fs) * per_frame[names.index(n)]:g} Hz" for n in chosen)
+        notes.append(f"signals at their own rates: {rates} (a sample holds those sampled at it)")
+    times = grid.astype(np.float64) / (float(rec.fs) * ticks_per_frame)
+    return Table(times, columns, notes=tuple(notes))
+
+
+def _unit_notes(
+    names: list[str],
+    units: Mapping[str, str],
+    mapping: Mapping[str, str] | None,
+    chosen: Mapping[str, str],
+    signals: Registry,
+) -> list[str]:
+    """Lines about stated units that are not their signal's: a known name left unmapped, or
+    an explicit mapping that contradicts its unit."""
+    if mapping:
+        return [
+            f"WARNING: {n} is in {u}, {chosen[n]} in {signals[chosen[n]].unit}: the values are "
+            "taken as they are"
+            for n, u in unmapped_for_unit(chosen, signals, units).items()
+        ]
+    known = default_mapping(names, signals)
+    return [
+        f"{n} ({u}) not mapped to {known[n]} ({signals[known[n]].unit}): another unit; "
+        f"register it with --signal NAME:UNIT:LOW:HIGH and --map {n}=NAME to import it"
+        for n, u in unmapped_for_unit(known, signals, units).items()
+    ]
 
 
 @dataclass(frozen=True, slots=True)

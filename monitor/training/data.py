@@ -7,7 +7,7 @@ cut inside one segment only, so it never spans a gap or two patients or two spli
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +47,8 @@ class SplitData:
         val: Segments for the residual sigma (never trained on).
         test: Segments for the reported metrics (never trained on).
         description: One line saying where the data came from, for the card.
+        held: Vitals sampled slower than the grid, name -> their own period (s): each value
+            is held until the next (`monitor.training.recordings.hold_slower`).
     """
 
     features: tuple[str, ...]
@@ -55,6 +57,7 @@ class SplitData:
     val: list[Segment]
     test: list[Segment]
     description: str
+    held: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -184,6 +184,38 @@ def sample_period(rec: Recording) -> float:
     return float(np.median(steps))
 
 
+def hold_slower(
+    values: FloatArray, times: FloatArray, period: float
+) -> tuple[FloatArray, dict[int, float]]:
+    """Put slower vitals onto the recording's grid: each takes its last value until its next.
+
+    A vital whose own samples come more than 1.5 grid periods apart (a record whose signals
+    have their own rates: an ECG at 250 Hz, an arterial pressure at 125 Hz; a monitor's
+    respiration every 2 s beside a heart rate every second) holds each value for up to 1.5
+    of its own periods, as serving carries it forward. A vital at the grid's rate is left
+    as it is: a value it lacks is a gap.
+
+    Returns:
+        A new array, and the column -> own period of each vital it held.
+    """
+    out = values.copy()
+    held: dict[int, float] = {}
+    rows = np.arange(len(times))
+    for j in range(values.shape[1]):
+        seen = np.isfinite(values[:, j])
+        if np.count_nonzero(seen) < 2:
+            continue
+        own = float(np.median(np.diff(times[seen])))
+        if own <= 1.5 * period:
+            continue
+        last = np.maximum.accumulate(np.where(seen, rows, -1))
+        fill = ~seen & (last >= 0)
+        fill[fill] &= times[fill] - times[last[fill]] < 1.5 * own
+        out[fill, j] = values[last[fill], j]
+        held[j] = own
+    return out, held
+
+
 def segments(
     values: FloatArray, times: FloatArray, period: float, stream: str | None = None
 ) -> list[Segment]:
@@ -374,17 +406,21 @@ def split_recordings(
     train: list[Segment] = []
     val: list[Segment] = []
     test: list[Segment] = []
+    held: dict[str, float] = {}
     plan = plan_split(recordings, train_range)
     for k, (rec, cut) in enumerate(zip(recordings, plan, strict=True)):
         val_start = int(cut.train * (1.0 - val_fraction))
         # One stream per recording (one patient in serving), its segments in time order.
         stream = f"{k}:{rec.source}"
+        values, slower = hold_slower(rec.values, rec.times, period)
+        for j, own in slower.items():
+            held[features[j]] = max(own, held.get(features[j], 0.0))
         for part, lo, hi in (
             (train, 0, val_start),
             (val, val_start, cut.train),
             (test, cut.train, cut.total),
         ):
-            part.extend(segments(rec.values[lo:hi], rec.times[lo:hi], period, stream))
+            part.extend(segments(values[lo:hi], rec.times[lo:hi], period, stream))
     names = ", ".join(Path(r.source).name for r in recordings)
     if len(plan) <= MAX_DESCRIBED:
         rows = "; ".join(cut.describe() for cut in plan)
@@ -403,4 +439,5 @@ def split_recordings(
             f"recordings {names}: {train_range.describe()} train (last {val_fraction:.0%} "
             f"of those validate), rest held out (test); gaps split segments. {rows}"
         ),
+        held=held,
     )
