@@ -158,9 +158,7 @@ def resolve_mapping(
         raise DataError("mapping", f"two columns map to the same vital: {chosen}")
     if not chosen:
         why = "".join(f"; {n} is in {u}, not a vital's unit" for n, u in skipped.items())
-        raise DataError(
-            "mapping", f"no column maps to a vital; use --map (columns: {names}){why}"
-        )
+        raise DataError("mapping", f"no column maps to a vital; use --map (columns: {names}){why}")
     return chosen
 
 
