@@ -30,7 +30,8 @@ waveforms (`monitor.model.card.RhythmSpec`, found by `monitor train` on the trai
   is searched for at half the level (Pan and Tompkins' search-back): a run of smaller
   beats is not lost for 3 s.
 * **Asystole.** A beat waveform that had a rhythm (more than `MEMORY` beats heard, over
-  gaps of the stream up to `KEEP_HEARD_S`) and hears no beat in `asystole_s`
+  gaps of the stream up to `KEEP_HEARD_S`, or of any length when the stream stopped in a
+  silence) and hears no beat in `asystole_s`
   (`detector.asystole_s`, 4 s) of received signal is silent; when every such waveform of
   the patient still being received is silent, the patient has no heartbeat: `asystole` is
   flagged on the first of them, at every sample until a beat is heard. A beat is heard
@@ -129,7 +130,8 @@ SEARCHBACK = 1.66
 #: peak slope of the last heard beats.
 HEARD = 0.25
 #: A silence of the stream up to this long keeps the heard beats (asystole then counts the
-#: signal received, not the silence); after a longer one the stream is heard afresh.
+#: signal received, not the silence); after a longer one the stream is heard afresh,
+#: unless it stopped in a silence of the heart (no beat for `RELEARN_S`).
 KEEP_HEARD_S = 30.0
 #: A beat's shape is the waveform from this long before its start to `SHAPE_POST_S` after,
 #: aligned on the template within `SHAPE_SHIFT_S` either way: it is judged
@@ -383,7 +385,11 @@ class BeatTracker:
         shape = self.shape
         if t - self._last_t > GAP_S:
             long = t - self._last_t > KEEP_HEARD_S
-            if long:
+            # A stream that stopped in a silence (no beat heard for `RELEARN_S`) keeps the
+            # beats heard before it over a gap of any length: a heart that had stopped when
+            # the signal was lost, or the daemon restarted, is silent after it until a beat
+            # is heard (its asystole alarm must not clear for want of a rhythm).
+            if long and self._last_t - self.quiet_from <= RELEARN_S:
                 self._heard.clear()
                 self._floor = 0.0
                 self.quiet_from = -math.inf

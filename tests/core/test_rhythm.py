@@ -320,7 +320,9 @@ def test_a_dropout_of_the_stream_is_not_counted_as_silence_nor_forgets_the_rhyth
     """Beats to 20 s, then no samples for 2 s, then a flat line: asystole after 4 s of
     received signal (at 26 s, not 24 s), the rhythm heard before the dropout still
     counting; beats resuming right after a 5 s dropout are no asystole; after a dropout
-    over KEEP_HEARD_S the stream is heard afresh (a flat line then flags nothing)."""
+    over KEEP_HEARD_S the stream is heard afresh (a flat line then flags nothing), unless
+    it stopped in a silence: then the flat line after it is asystole from its first
+    sample, until the beats return."""
     t, x = ecg_at(beats_every(0.8, 0.3, 20.0), 40.0)
     kept = (t < 20.0) | (t >= 22.0)
     table = SlotMap()
@@ -338,6 +340,16 @@ def test_a_dropout_of_the_stream_is_not_counted_as_silence_nor_forgets_the_rhyth
     table = SlotMap()
     rhythm = BeatRhythm([0], [0.2], PERIOD, 1, table, 4.0)
     assert flagged_rows(rhythm, table, t[kept], x[kept, None]) == []
+    back = 26.0 + KEEP_HEARD_S + 10.0
+    t, x = ecg_at(beats_every(0.8, 0.3, 20.0) + beats_every(0.8, back + 5.0, back + 15.0), 80.0)
+    kept = (t < 26.0) | (t >= back)
+    table = SlotMap()
+    rhythm = BeatRhythm([0], [0.2], PERIOD, 1, table, 4.0)
+    times = np.array([at for at, _ in flagged_rows(rhythm, table, t[kept], x[kept, None])])
+    assert last + 3.95 < times.min() < last + 4.05
+    after = times[times >= back]
+    assert back <= after.min() < back + 0.01  # at once: still silent
+    assert back + 5.0 <= after.max() < back + 5.1  # until the first beat back
 
 
 def shape_rows(
