@@ -68,7 +68,8 @@ def scaled_residuals(
 
     Args:
         segments: Gap-free runs of samples, oldest first; a stream's segments in time order.
-        predict: Raw windows ``(N, window, F)`` -> raw next-sample predictions ``(N, F)``.
+        predict: Raw windows ``(N, window, F)`` (``2F`` with observed flags, for a segment
+            with held values) -> raw next-sample predictions ``(N, F)``.
         window: The model's window.
         residual_sigma: The card's pooled residual sigma (the scale's floor).
         clip_at: The card's `residual_clip_at` (the scale serving will use).
@@ -81,10 +82,21 @@ def scaled_residuals(
     firsts: list[AnyFloatArray] = []
     parts: list[FloatArray] = []
     for i, seg in enumerate(segments):
-        x, y = make_windows(seg.values, window)
-        if len(y) == 0:
-            continue
-        parts.append(np.asarray(y - predict(x), dtype=np.float64))
+        if seg.observed is None:
+            x, y = make_windows(seg.values, window)
+            if len(y) == 0:
+                continue
+            parts.append(np.asarray(y - predict(x), dtype=np.float64))
+        else:
+            # Values held between a slower vital's samples: the model reads them flagged,
+            # and a held one is not scored (NaN residual: a calm sample), as in serving.
+            f = seg.values.shape[1]
+            flagged, next_ = make_windows(np.concatenate([seg.values, seg.observed], 1), window)
+            if len(next_) == 0:
+                continue
+            x, y = flagged[:, :, :f], next_[:, :f]
+            resid = np.asarray(y - predict(flagged), dtype=np.float64)
+            parts.append(np.where(next_[:, f:] > 0.5, resid, np.nan))
         ids += [f"s{i}" if seg.stream is None else f"r{seg.stream}"] * len(y)
         # Only a stream's first window is read (its initial scale): one reference per row.
         firsts += [x[0]] * len(y)
@@ -94,6 +106,7 @@ def scaled_residuals(
     # and a stream's rows, in order, each see the state its previous row left.
     scale = ResidualScale(np.asarray(residual_sigma, dtype=np.float64), clip_at=clip_at)
     z = scale.z_batch(ids, firsts, np.concatenate(parts))
+    z = np.nan_to_num(z, nan=0.0)  # a value not sampled (held): no z, a calm sample
     rows: dict[str, list[int]] = {}
     for row, name in enumerate(ids):
         rows.setdefault(name, []).append(row)

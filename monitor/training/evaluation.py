@@ -28,16 +28,18 @@ def predict_normalised(
 
 
 def rmse(a: FloatArray, b: FloatArray) -> FloatArray:
-    """Per-column root mean squared difference of two ``(N, F)`` arrays."""
+    """Per-column root mean squared difference of two ``(N, F)`` arrays (a NaN, a value
+    not sampled, is left out)."""
     diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    out: FloatArray = np.sqrt(np.mean(diff**2, axis=0))
+    out: FloatArray = np.sqrt(np.nanmean(diff**2, axis=0))
     return out
 
 
 def residual_sigma(pred: FloatArray, y: FloatArray) -> list[float]:
-    """Per-feature standard deviation of the residuals ``y - pred``, raw units."""
+    """Per-feature standard deviation of the residuals ``y - pred``, raw units (a NaN
+    target, a value not sampled, is left out)."""
     resid = np.asarray(y, dtype=np.float64) - np.asarray(pred, dtype=np.float64)
-    return [float(max(s, 1e-9)) for s in resid.std(axis=0)]
+    return [float(max(s, 1e-9)) for s in np.nanstd(resid, axis=0)]
 
 
 def _overall(per_feature: FloatArray, std: FloatArray) -> float:
@@ -59,7 +61,7 @@ def compute_metrics(
     Args:
         features: Feature names, column order.
         pred: Raw predictions ``(N, F)``.
-        y: Raw targets ``(N, F)``.
+        y: Raw targets ``(N, F)``; NaN where a value was not sampled (left out).
         last: The last sample of each window ``(N, F)``: the persistence forecast.
         clean_y: Noiseless targets, when known: their RMSE against `y` is the noise floor.
         std: Normalisation std per feature, for the overall figure.
@@ -68,12 +70,13 @@ def compute_metrics(
     persistence = rmse(last, y)
     floor = rmse(clean_y, y) if clean_y is not None else None
     n = int(y.shape[0])
+    sampled = np.count_nonzero(np.isfinite(y), axis=0)
     per_feature = {
         name: FeatureMetrics(
             test_rmse=float(test[j]),
             persistence_rmse=float(persistence[j]),
             noise_floor_rmse=float(floor[j]) if floor is not None else None,
-            n_test=n,
+            n_test=int(sampled[j]),
         )
         for j, name in enumerate(features)
     }

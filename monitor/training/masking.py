@@ -25,6 +25,7 @@ import numpy.typing as npt
 from monitor.model.features import with_flags
 
 FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
 
 #: Probabilities of the three patterns (every step, every k steps, never) per vital.
 PATTERN_P = (0.4, 0.45, 0.15)
@@ -35,14 +36,19 @@ def mask_windows(
     weight: FloatArray,
     fraction: float,
     rng: np.random.Generator,
+    observed: BoolArray | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     """Give a random `fraction` of the windows random observation patterns.
 
     Args:
-        x: Raw windows ``(N, W, F)``, every vital observed.
+        x: Raw windows ``(N, W, F)``, every vital observed or held (`observed`).
         weight: Loss weights of the targets ``(N, F)``.
         fraction: Share of the windows to mask.
         rng: Seeded generator (the recipe's seed).
+        observed: Where the windows' samples and targets were sampled, not held from an
+            earlier sample, ``(N, W + 1, F)`` (`monitor.training.data.Windows.observed`):
+            a held value is flagged unobserved and a held target has no loss, in every
+            window; a pattern only removes more. None: all sampled.
 
     Returns:
         ``(windows, weight)``: ``(N, W, 2F)`` windows (values carried forward, NaN where a
@@ -52,6 +58,9 @@ def mask_windows(
     n, w, f = x.shape
     out = np.asarray(with_flags(x), dtype=np.float64)
     weight = weight.copy()
+    if observed is not None:
+        out[:, :, f:] = observed[:, :w]
+        weight *= observed[:, w]
     rows = np.flatnonzero(rng.random(n) < fraction)
     m = rows.size
     if m == 0:
@@ -64,6 +73,8 @@ def mask_windows(
     seen = (steps[None, :, None] - phase[:, None, :]) % k[:, None, :] == 0
     seen |= (pattern == 0)[:, None, :]
     seen &= (pattern != 2)[:, None, :]
+    if observed is not None:
+        seen &= observed[rows]
     window_seen = seen[:, :w]
     # Carry forward: each step takes the last observed step at or before it; a slow vital
     # with nothing observed before a step carries the window's first value (the reading

@@ -174,7 +174,11 @@ def train_model(
     if masked:
         rng = np.random.default_rng([recipe.seed, 0x3A5C])
         ones = np.ones(raw_y.shape, dtype=np.float64)
-        raw_x, w = mask_windows(raw_x, ones if w is None else w, recipe.mask, rng)
+        seen = train.observed
+        if seen is not None and len(raw_x) > len(seen):  # augmented copies: all sampled
+            extra = np.ones((len(raw_x) - len(seen), *seen.shape[1:]), dtype=np.bool_)
+            seen = np.concatenate([seen, extra])
+        raw_x, w = mask_windows(raw_x, ones if w is None else w, recipe.mask, rng, seen)
     if w is not None:
         weight = torch.from_numpy(w.astype(np.float32)).to(device)
     x_train, off_train = prep.inputs(raw_x)
@@ -210,18 +214,28 @@ def train_model(
     bar.close()
 
     def predict(x: np.ndarray) -> np.ndarray:
-        inputs, offset = prep.inputs(with_flags(x) if masked else x)
+        """Raw windows ``(N, W, F)``, or ``(N, W, 2F)`` with their observed flags, ->
+        raw predictions."""
+        if x.shape[-1] == n_feat:
+            x = with_flags(x) if masked else x
+        elif not masked:
+            x = x[..., :n_feat]
+        inputs, offset = prep.inputs(x)
         return prep.outputs(predict_normalised(model, inputs, device), offset)
 
-    test_pred = predict(test.x)
+    test_pred = predict(test.flagged() if masked else test.x)
     # Too few validation windows to measure a spread (a long window on a short training
     # part leaves one: its sigma was 0): the residuals of the training windows join them.
     sigma_src = "validation" if data.val else "training"
     if data.val and len(val) < MIN_VALIDATION_WINDOWS:
         val = cut_windows([*data.train, *data.val], recipe.window, n_feat)
         sigma_src = "training+validation"
-    val_pred = predict(val.x)
-    metrics = compute_metrics(data.features, test_pred, test.y, test.x[:, -1, :], test.clean_y, std)
+    val_pred = predict(val.flagged() if masked else val.x)
+    # Scored where sampled (a held value is not: serving scores what a sample carries);
+    # persistence is the last value, sampled or held: the last sample.
+    metrics = compute_metrics(
+        data.features, test_pred, test.sampled_y(), test.x[:, -1, :], test.clean_y, std
+    )
     seed_style = None
     if recipe.name == "seed":
         # The seed's test loader has drop_last=True: only complete batches are scored.
@@ -244,7 +258,7 @@ def train_model(
         residual_sigma_source=sigma_src,
         device=device,
     )
-    sigma = residual_sigma(val_pred, val.y)
+    sigma = residual_sigma(val_pred, val.sampled_y())
     # The alarm levels' gain curves: the detector's raise rate on every series before the
     # test split, unaugmented and in time order, scored as serving scores them.
     # A real recording's residuals are heavy-tailed; the simulator's are Gaussian by

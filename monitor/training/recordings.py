@@ -18,7 +18,7 @@ import numpy as np
 
 from monitor.core.vitals import BUILTIN, Registry
 from monitor.errors import DataError
-from monitor.training.data import FloatArray, Segment, SplitData
+from monitor.training.data import BoolArray, FloatArray, Segment, SplitData
 
 TIME_COLUMNS = ("time_s", "t", "time")
 
@@ -217,12 +217,17 @@ def hold_slower(
 
 
 def segments(
-    values: FloatArray, times: FloatArray, period: float, stream: str | None = None
+    values: FloatArray,
+    times: FloatArray,
+    period: float,
+    stream: str | None = None,
+    observed: BoolArray | None = None,
 ) -> list[Segment]:
     """Split rows into gap-free segments: a missing value or a time jump ends a segment.
 
     A time jump is a step above 1.5 sample periods (a dropped sample). Every segment is
-    marked with `stream` (the series it was cut from).
+    marked with `stream` (the series it was cut from), and carries its rows of `observed`
+    (where `values` holds a sample, not a held one) when given.
     """
     ok = np.isfinite(values).all(axis=1) & np.isfinite(times)
     out: list[Segment] = []
@@ -230,7 +235,8 @@ def segments(
     for i in range(len(ok) + 1):
         jump = i < len(ok) and start is not None and times[i] - times[i - 1] > 1.5 * period
         if start is not None and (i == len(ok) or not ok[i] or jump):
-            out.append(Segment(values[start:i].copy(), stream=stream))
+            seen = None if observed is None else observed[start:i].copy()
+            out.append(Segment(values[start:i].copy(), stream=stream, observed=seen))
             start = None
         if i < len(ok) and ok[i] and start is None:
             start = i
@@ -415,12 +421,16 @@ def split_recordings(
         values, slower = hold_slower(rec.values, rec.times, period)
         for j, own in slower.items():
             held[features[j]] = max(own, held.get(features[j], 0.0))
+        # Training fits the held values; the windows flag them, and the held-out figures,
+        # the residual sigma and the calibration score only the sampled ones, as serving.
+        observed = np.isfinite(rec.values) if slower else None
         for part, lo, hi in (
             (train, 0, val_start),
             (val, val_start, cut.train),
             (test, cut.train, cut.total),
         ):
-            part.extend(segments(values[lo:hi], rec.times[lo:hi], period, stream))
+            seen = None if observed is None else observed[lo:hi]
+            part.extend(segments(values[lo:hi], rec.times[lo:hi], period, stream, seen))
     names = ", ".join(Path(r.source).name for r in recordings)
     if len(plan) <= MAX_DESCRIBED:
         rows = "; ".join(cut.describe() for cut in plan)

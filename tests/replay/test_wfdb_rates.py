@@ -21,6 +21,9 @@ from monitor.errors import DataError
 from monitor.model.store import load_model
 from monitor.replay.importers import merge_rows, read_wfdb_table, unit_conflict
 from monitor.replay.offline import run_offline
+from monitor.training.calibration import scaled_residuals
+from monitor.training.data import cut_windows
+from monitor.training.evaluation import compute_metrics
 from monitor.training.recordings import Recording, hold_slower, split_recordings
 from tests.support.ecg import ecg
 
@@ -173,6 +176,47 @@ def test_hold_slower_fills_a_slower_vital_only() -> None:
     assert data.held == {"bp_sys": 2.0}
 
 
+def test_held_values_are_read_flagged_and_never_scored() -> None:
+    """Training segments keep where each value was sampled: their windows carry the flags
+    serving gives (a held value unobserved), and the held-out figures, the residual sigma
+    and the calibration's z leave the held targets out."""
+    n = 40
+    times = np.arange(n, dtype=np.float64)
+    fast = 70.0 + np.sin(times / 3.0)
+    slow = np.where(times % 2 == 0, 120.0 + times, np.nan)
+    recording = Recording("r", ("heart_rate", "bp_sys"), times, np.column_stack([fast, slow]))
+    data = split_recordings([recording], 0.5, 0.2)
+    (segment,) = data.train
+    assert segment.observed is not None
+    np.testing.assert_array_equal(segment.observed[:, 1], np.arange(len(segment.values)) % 2 == 0)
+    windows = cut_windows(data.test, 4, 2)
+    assert windows.observed is not None
+    assert windows.observed.shape == (len(windows), 5, 2)
+    flagged = windows.flagged()
+    np.testing.assert_array_equal(flagged[:, :, :2], windows.x)
+    np.testing.assert_array_equal(flagged[:, :, 2:], windows.observed[:, :4])
+    sampled = windows.sampled_y()
+    assert np.isnan(sampled[:, 1]).sum() == len(windows) // 2
+    np.testing.assert_array_equal(sampled[:, 0], windows.y[:, 0])
+
+    # Persistence as the model: zero error on a held target, which must not count.
+    metrics = compute_metrics(
+        data.features, windows.x[:, -1, :], sampled, windows.x[:, -1, :], None, np.ones(2)
+    )
+    assert metrics.per_feature["bp_sys"].n_test == len(windows) // 2
+    assert metrics.per_feature["heart_rate"].n_test == len(windows)
+    assert metrics.per_feature["bp_sys"].test_rmse == pytest.approx(2.0)  # +2 each sample
+
+    def persistence(x: np.ndarray) -> np.ndarray:
+        assert x.shape[-1] == 4  # values, then the observed flags
+        return x[:, -1, :2]
+
+    (z,) = scaled_residuals(data.train, persistence, 4, [1.0, 1.0])
+    held = ~segment.observed[4:, 1]
+    assert (z[held, 1] == 0.0).all()
+    assert (z[~held, 1] != 0.0).all()
+
+
 def run(args: list[str]) -> str:
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
@@ -201,6 +245,8 @@ def test_a_mixed_rate_record_imports_trains_and_is_scored_throughout(tmp_path: P
     assert "vitals at their own rates (abp every 0.005555" in out  # 1/180 s, grid 1/360 s
     card = load_model(model).card
     assert card.observed_mask
+    per = card.metrics.per_feature  # the pressure scored on its own samples only
+    assert per["abp"].n_test == pytest.approx(per["ecg_mv"].n_test / 2, abs=1)
     assert card.sample_period_s == pytest.approx(1 / 360.0, rel=1e-4)  # the ECG's rate
 
     result = run_offline(rec, model)

@@ -64,3 +64,25 @@ def test_masked_preprocess_appends_pooled_flags_and_zeroes_missing_values() -> N
     np.testing.assert_allclose(x[0, :, 3], [0.0, 0.5, 0.0, 0.0])
     assert offset[0, 0] == ref_offset[0, 0]
     assert np.isnan(offset[0, 1])
+
+
+def test_held_values_are_flagged_unobserved_and_their_targets_carry_no_loss() -> None:
+    """A vital sampled every other step and held between (a record's pressure at half its
+    ECG's rate): in every window, masked by a pattern or not, a held value is flagged 0
+    and a held target has weight 0; a pattern only removes more."""
+    rng = np.random.default_rng(1)
+    n, w, f = 300, 8, 2
+    x = rng.normal(size=(n, w, f))
+    observed = np.ones((n, w + 1, f), dtype=np.bool_)
+    observed[: n // 2, 1::2, 1] = False  # held at odd steps and targets
+    observed[n // 2 :, 0::2, 1] = False  # held at even steps and targets
+    out, weight = mask_windows(x, np.ones((n, f)), 0.0, rng, observed)
+    np.testing.assert_array_equal(out[:, :, :f], x)  # no pattern: the values as they are
+    np.testing.assert_array_equal(out[:, :, f:], observed[:, :w])
+    np.testing.assert_array_equal(weight, observed[:, w] * 1.0)
+    out, weight = mask_windows(x, np.ones((n, f)), 1.0, rng, observed)
+    flags = out[:, :, f:]
+    assert not flags[~observed[:, :w]].any()
+    assert (weight[~observed[:, w]] == 0).all()
+    assert flags[observed[:, :w]].any()
+    assert weight[observed[:, w]].any()
