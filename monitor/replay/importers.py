@@ -340,6 +340,16 @@ def read_wfdb_table(
     if rec.e_p_signal is None:
         raise DataError(str(hea), "the record has no signals")
     notes = _unit_notes(names, units, mapping, chosen, signals)
+    if not mapping:
+        for name in _implausible_unitless(rec.e_p_signal, names, units, chosen, signals):
+            target = signals[chosen.pop(name)]
+            notes.append(
+                f"{name} (no unit stated) not mapped to {target.name}: its values are not "
+                f"in [{target.low:g}, {target.high:g}] {target.unit} (a waveform?); map it "
+                "with --map, or register it with --signal, to import it"
+            )
+        if not chosen:
+            raise DataError(str(hea), f"no signal maps to a vital; {notes[-1]}")
     per_frame = [int(k or 1) for k in (rec.samps_per_frame or [1] * len(names))]
     picked = {v: names.index(n) for n, v in chosen.items()}
     # Each signal keeps its own rate: sample k of a signal with m samples per frame is at
@@ -360,6 +370,34 @@ def read_wfdb_table(
         notes.append(f"signals at their own rates: {rates} (a sample holds those sampled at it)")
     times = grid.astype(np.float64) / (float(rec.fs) * ticks_per_frame)
     return Table(times, columns, notes=tuple(notes))
+
+
+#: A signal named as a vital but stating no unit is not that vital when at least this
+#: share of its non-zero values lies outside the vital's plausible range.
+IMPLAUSIBLE_SHARE = 0.9
+
+
+def _implausible_unitless(
+    values: list[Any],
+    names: list[str],
+    units: Mapping[str, str],
+    chosen: Mapping[str, str],
+    signals: Registry,
+) -> list[str]:
+    """The names of `chosen` that state no unit and whose values are nearly all outside
+    their vital's plausible range: a respiration waveform named ``RESP`` in a bedside
+    record is not breaths a minute (0 is left out: monitors write it for "no value")."""
+    out = []
+    for name, target in chosen.items():
+        if "".join(units.get(name, "").split()).lower() not in _NO_UNIT:
+            continue
+        x = np.asarray(values[names.index(name)], dtype=np.float64)
+        x = x[np.isfinite(x) & (x != 0.0)]
+        bounds = signals[target]
+        outside = np.count_nonzero((x < bounds.low) | (x > bounds.high))
+        if len(x) and outside >= IMPLAUSIBLE_SHARE * len(x):
+            out.append(name)
+    return out
 
 
 def _unit_notes(

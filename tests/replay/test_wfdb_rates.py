@@ -125,6 +125,25 @@ def test_a_waveform_named_as_a_numeric_is_not_that_numeric(tmp_path: Path) -> No
     )
 
 
+def test_a_signal_stating_no_unit_is_judged_by_its_values(tmp_path: Path) -> None:
+    """WFDB's ``NU`` (no unit given) contradicts no unit, so the values decide: a ``RESP``
+    whose values all lie outside resp_rate's [1, 80] /min (a bedside record's waveform,
+    the Challenge's v102s) is left out by name; a heart rate in range is taken."""
+    n = 20
+    hr, resp = np.full(n, 72.0), 0.5 * np.sin(np.arange(n) / 3.0)
+    record = write_record(tmp_path, "nu", [hr, resp], ["HR", "RESP"], ["NU", "NU"], [1, 1], 1.0)
+    table = read_wfdb_table(record)
+    assert list(table.columns) == ["heart_rate"]
+    assert table.notes == (
+        "RESP (no unit stated) not mapped to resp_rate: its values are not in [1, 80] /min "
+        "(a waveform?); map it with --map, or register it with --signal, to import it",
+    )
+    alone = write_record(tmp_path, "alone", [resp], ["RESP"], ["NU"], [1], 1.0)
+    with pytest.raises(DataError, match=r"no signal maps to a vital; RESP \(no unit stated\)"):
+        read_wfdb_table(alone)
+    assert list(read_wfdb_table(alone, mapping={"RESP": "resp_rate"}).columns) == ["resp_rate"]
+
+
 @pytest.mark.parametrize(
     ("stated", "expected", "conflict"),
     [
