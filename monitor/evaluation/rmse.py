@@ -24,7 +24,8 @@ class VitalRmse:
         vital: The vital's name.
         n: Number of scored samples.
         model: RMSE of the model's one-step predictions, in the vital's unit.
-        persistence: RMSE of predicting each sample by the previous one, same samples.
+        persistence: RMSE of predicting each sample by the vital's previous one (the last
+            sample that carried it), same samples.
         noise_floor: The noise sigma, where known.
     """
 
@@ -80,7 +81,12 @@ def prediction_rmse(
             raise ValueError(f"shapes differ: actual {actual.shape}, predicted {predicted.shape}")
         if len(actual) < 2:
             continue
-        now, before, guess = actual[1:], actual[:-1], predicted[1:]
+        # Persistence predicts the vital's last sent value: a vital at its own, slower rate
+        # (absent from the samples between its own) is compared with its previous sample.
+        rows = np.where(np.isfinite(actual), np.arange(len(actual))[:, None], -1)
+        last = np.maximum.accumulate(rows, axis=0)
+        sent = np.where(last >= 0, actual[np.maximum(last, 0), np.arange(width)], np.nan)
+        now, before, guess = actual[1:], sent[:-1], predicted[1:]
         ok = np.isfinite(now) & np.isfinite(before) & np.isfinite(guess)
         sq_model += np.where(ok, (guess - now) ** 2, 0.0).sum(axis=0)
         sq_persist += np.where(ok, (before - now) ** 2, 0.0).sum(axis=0)

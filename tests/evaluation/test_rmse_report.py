@@ -37,6 +37,20 @@ def test_rmse_of_model_and_persistence_on_known_series() -> None:
     assert out["a"].to_json()["skill_vs_persistence"] == pytest.approx(1 - np.sqrt(5 / 18))
 
 
+def test_persistence_of_a_slower_vital_is_its_own_previous_sample() -> None:
+    """A vital in every other sample (a pressure at half the ECG's rate): each of its
+    samples is compared with its previous one, not with the sample before, which lacks
+    it; so every one of them after the first is scored."""
+    nan = np.nan
+    actual = np.array([[0.0, 10.0], [1.0, nan], [2.0, 13.0], [3.0, nan], [4.0, 19.0]])
+    predicted = np.array([[nan, nan], [1.0, nan], [2.0, 12.0], [3.0, nan], [4.0, 20.0]])
+    out = prediction_rmse([(actual, predicted)], ["ecg", "abp"])
+    assert out["abp"].n == 2
+    assert out["abp"].persistence == pytest.approx(np.sqrt((3.0**2 + 6.0**2) / 2))
+    assert out["abp"].model == pytest.approx(1.0)
+    assert out["ecg"].n == 4
+
+
 def test_alert_spans_pair_raised_with_cleared_and_run_open_ones_to_the_end() -> None:
     """Raised/cleared pairs give spans per patient and vital; an unclosed one ends at end_t."""
     alerts = [
