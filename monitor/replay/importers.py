@@ -59,7 +59,11 @@ DEFAULT_NAMES: dict[str, str] = {
 #: Spellings of one unit (lower case, spaces removed), for telling whether a signal's stated
 #: unit is a vital's: a WFDB ``RESP`` in Ohm or mV is a respiration waveform, not a rate.
 _UNIT_SPELLINGS: tuple[frozenset[str], ...] = (
-    frozenset({"bpm", "/min", "1/min", "min-1", "min^-1", "beats/min", "breaths/min", "rpm"}),
+    # "pm" (per minute): MIMIC-II's numerics write their respiration rate so.
+    frozenset(
+        {"bpm", "/min", "1/min", "min-1", "min^-1", "pm", "permin", "beats/min", "b/min"}
+        | {"breaths/min", "br/min", "rpm", "resp/min", "insp/min"}
+    ),
     frozenset({"%", "percent", "pct"}),
     frozenset({"c", "degc", "°c", "deg_c", "celsius"}),
 )

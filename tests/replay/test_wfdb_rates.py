@@ -147,7 +147,9 @@ def test_a_signal_stating_no_unit_is_judged_by_its_values(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("stated", "expected", "conflict"),
     [
-        ("BPM", "/min", False),  # MIMIC writes breaths a minute as BPM
+        ("BPM", "/min", False),
+        ("pm", "/min", False),  # MIMIC-II's numerics: RESP in "pm", per minute
+        ("Deg C", "C", False),
         ("bpm", "bpm", False),
         ("1/min", "bpm", False),
         ("NU", "%", False),  # WFDB's "no unit given" contradicts nothing
