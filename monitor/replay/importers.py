@@ -64,8 +64,8 @@ _UNIT_SPELLINGS: tuple[frozenset[str], ...] = (
         {"bpm", "/min", "1/min", "min-1", "min^-1", "pm", "permin", "beats/min", "b/min"}
         | {"breaths/min", "br/min", "rpm", "resp/min", "insp/min"}
     ),
-    frozenset({"%", "percent", "pct"}),
-    frozenset({"c", "degc", "°c", "deg_c", "celsius"}),
+    frozenset({"%", "percent", "pct", "%spo2", "%sat"}),
+    frozenset({"c", "degc", "°c", "deg_c", "degreesc", "celsius"}),
 )
 #: Units that state nothing: WFDB writes ``NU`` where a header gives none.
 _NO_UNIT = frozenset({"", "nu", "?"})

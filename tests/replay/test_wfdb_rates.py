@@ -150,6 +150,8 @@ def test_a_signal_stating_no_unit_is_judged_by_its_values(tmp_path: Path) -> Non
         ("BPM", "/min", False),
         ("pm", "/min", False),  # MIMIC-II's numerics: RESP in "pm", per minute
         ("Deg C", "C", False),
+        ("%SpO2", "%", False),
+        ("degF", "C", True),
         ("bpm", "bpm", False),
         ("1/min", "bpm", False),
         ("NU", "%", False),  # WFDB's "no unit given" contradicts nothing
