@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from monitor.model.features import last_observed
+
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -83,8 +85,7 @@ def prediction_rmse(
             continue
         # Persistence predicts the vital's last sent value: a vital at its own, slower rate
         # (absent from the samples between its own) is compared with its previous sample.
-        rows = np.where(np.isfinite(actual), np.arange(len(actual))[:, None], -1)
-        last = np.maximum.accumulate(rows, axis=0)
+        last = last_observed(np.isfinite(actual))
         sent = np.where(last >= 0, actual[np.maximum(last, 0), np.arange(width)], np.nan)
         now, before, guess = actual[1:], sent[:-1], predicted[1:]
         ok = np.isfinite(now) & np.isfinite(before) & np.isfinite(guess)

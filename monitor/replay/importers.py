@@ -71,8 +71,13 @@ _UNIT_SPELLINGS: tuple[frozenset[str], ...] = (
 _NO_UNIT = frozenset({"", "nu", "?"})
 
 
+def _squeezed(unit: str) -> str:
+    """A unit as `_UNIT_SPELLINGS` and `_NO_UNIT` list it: lower case, spaces removed."""
+    return "".join(unit.split()).lower()
+
+
 def _unit_key(unit: str) -> str:
-    key = "".join(unit.split()).lower()
+    key = _squeezed(unit)
     for spellings in _UNIT_SPELLINGS:
         if key in spellings:
             return min(spellings)
@@ -82,7 +87,7 @@ def _unit_key(unit: str) -> str:
 def unit_conflict(stated: str, expected: str) -> bool:
     """Tell whether a source's `stated` unit contradicts a signal's `expected` one (a unit
     that states nothing contradicts nothing; ``bpm`` and ``/min`` are one unit)."""
-    if "".join(stated.split()).lower() in _NO_UNIT:
+    if _squeezed(stated) in _NO_UNIT:
         return False
     return _unit_key(stated) != _unit_key(expected)
 
@@ -393,7 +398,7 @@ def _implausible_unitless(
     record is not breaths a minute (0 is left out: monitors write it for "no value")."""
     out = []
     for name, target in chosen.items():
-        if "".join(units.get(name, "").split()).lower() not in _NO_UNIT:
+        if _squeezed(units.get(name, "")) not in _NO_UNIT:
             continue
         x = np.asarray(values[names.index(name)], dtype=np.float64)
         x = x[np.isfinite(x) & (x != 0.0)]

@@ -82,21 +82,18 @@ def scaled_residuals(
     firsts: list[AnyFloatArray] = []
     parts: list[FloatArray] = []
     for i, seg in enumerate(segments):
-        if seg.observed is None:
-            x, y = make_windows(seg.values, window)
-            if len(y) == 0:
-                continue
-            parts.append(np.asarray(y - predict(x), dtype=np.float64))
-        else:
-            # Values held between a slower vital's samples: the model reads them flagged,
-            # and a held one is not scored (NaN residual: a calm sample), as in serving.
-            f = seg.values.shape[1]
-            flagged, next_ = make_windows(np.concatenate([seg.values, seg.observed], 1), window)
-            if len(next_) == 0:
-                continue
-            x, y = flagged[:, :, :f], next_[:, :f]
-            resid = np.asarray(y - predict(flagged), dtype=np.float64)
-            parts.append(np.where(next_[:, f:] > 0.5, resid, np.nan))
+        # Values held between a slower vital's samples (`Segment.observed`): the model
+        # reads them with their flags, and a held one is not scored (NaN residual: a calm
+        # sample), as in serving.
+        f = seg.values.shape[1]
+        held = seg.observed is not None
+        series = np.concatenate([seg.values, seg.observed], 1) if held else seg.values
+        windows, next_ = make_windows(series, window)
+        if len(next_) == 0:
+            continue
+        x, y = windows[:, :, :f], next_[:, :f]
+        resid = np.asarray(y - predict(windows), dtype=np.float64)
+        parts.append(np.where(next_[:, f:] > 0.5, resid, np.nan) if held else resid)
         ids += [f"s{i}" if seg.stream is None else f"r{seg.stream}"] * len(y)
         # Only a stream's first window is read (its initial scale): one reference per row.
         firsts += [x[0]] * len(y)

@@ -18,6 +18,7 @@ import numpy as np
 
 from monitor.core.vitals import BUILTIN, Registry
 from monitor.errors import DataError
+from monitor.model.features import last_observed
 from monitor.training.data import BoolArray, FloatArray, Segment, SplitData
 
 TIME_COLUMNS = ("time_s", "t", "time")
@@ -200,7 +201,6 @@ def hold_slower(
     """
     out = values.copy()
     held: dict[int, float] = {}
-    rows = np.arange(len(times))
     for j in range(values.shape[1]):
         seen = np.isfinite(values[:, j])
         if np.count_nonzero(seen) < 2:
@@ -208,7 +208,7 @@ def hold_slower(
         own = float(np.median(np.diff(times[seen])))
         if own <= 1.5 * period:
             continue
-        last = np.maximum.accumulate(np.where(seen, rows, -1))
+        last = last_observed(seen)
         fill = ~seen & (last >= 0)
         fill[fill] &= times[fill] - times[last[fill]] < 1.5 * own
         out[fill, j] = values[last[fill], j]
