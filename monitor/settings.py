@@ -137,6 +137,14 @@ class WindowSettings(BaseModel):
         "8 of the model card's sample periods, 8 s at 1 Hz; stretched for a slower stream as "
         "max_gap_s is: a once-a-minute stream is lost after 8 minutes).",
     )
+    vital_lost_intervals: float | None = Field(
+        default=4.0,
+        gt=1,
+        description="A vital the patient has sent at least twice that is then missing from "
+        "its samples for longer than this many of its own last two intervals (the longer), "
+        "and longer than stale_after_s, raises a 'vital_lost' technical alert, cleared by "
+        "its next value (models with an observed mask; null: never).",
+    )
 
     max_seq_jump: int = Field(
         default=100_000,

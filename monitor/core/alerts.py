@@ -32,6 +32,8 @@ TECHNICAL_SEVERITY: dict[str, Severity] = {
     "artifact": "low",
     "clock_skew": "low",
     "flatline": "medium",
+    # A vital the patient sent stops arriving while its other vitals go on.
+    "vital_lost": "medium",
     # A patient whose data arrives but who is not monitored (patient cap, every message
     # refused): on its own topic, and once for all of them on alerts/_system.
     "patient_refused": "high",

@@ -18,6 +18,7 @@ import numpy as np
 from monitor.core.alerts import AlertEvent
 from monitor.core.detector import Detector
 from monitor.core.follow import AlarmFollow
+from monitor.core.lost import LostVitals
 from monitor.core.rhythm import BeatRhythm
 from monitor.core.scale import ResidualScale
 from monitor.core.slots import Placement, SlotMap
@@ -74,6 +75,8 @@ class Scorer:
         alarms: The technical alarms (the `flatline` alerts are opened and closed here).
         rhythm: The premature beats of beat-waveform features, for the detector's
             `premature` rule (None: the model has none, or the rule is off).
+        lost: The vitals that stopped arriving, for the `vital_lost` alerts (None: not
+            watched: a model without an observed mask refuses a sample lacking a vital).
     """
 
     def __init__(
@@ -85,9 +88,11 @@ class Scorer:
         gain: FloatArray,
         alarms: TechnicalAlarms,
         rhythm: BeatRhythm | None = None,
+        lost: LostVitals | None = None,
     ) -> None:
         self.patients = patients
         self.rhythm = rhythm
+        self.lost = lost
         self.scale = scale
         self.detector = detector
         self.stuck = stuck
@@ -177,6 +182,9 @@ class Scorer:
             patient_ids, z, t, seq, actual, predictions, placed=placed, beats=beats
         )
         technical = self.stuck.flatlines(self.alarms, patient_ids, t, stuck, any_stuck)
+        if self.lost is not None:
+            lost = self.lost.find(placed, actual, t)
+            technical += self.lost.events(self.alarms, patient_ids, t, actual, lost)
         return Scored(absz, alerts, technical)
 
     def forget(self, patient_id: str) -> None:

@@ -36,6 +36,9 @@ class TechnicalAlarms:
         self.by_patient: dict[str, set[Key]] = {}
         #: patient -> open flatline alerts (the scorer checks only patients with one).
         self.flat_open: dict[str, int] = {}
+        #: patient -> open vital_lost alerts (the same, for `LostVitals`).
+        self.lost_open: dict[str, int] = {}
+        self._counted = {"flatline": self.flat_open, "vital_lost": self.lost_open}
         # Refused patient -> time of its last refused sample, least recent first.
         self._refused: dict[str, float] = {}
         #: Patients not held by the window store with an open alert of a refused message
@@ -57,8 +60,9 @@ class TechnicalAlarms:
             return []
         self._open[key] = now
         self.by_patient.setdefault(key[0], set()).add(key)
-        if reason == "flatline" and pid is not None:
-            self.flat_open[pid] = self.flat_open.get(pid, 0) + 1
+        counts = self._counted.get(reason)
+        if counts is not None and pid is not None:
+            counts[pid] = counts.get(pid, 0) + 1
         return [self._event(pid, reason, vital, "raised", now)]
 
     def close(
@@ -77,10 +81,11 @@ class TechnicalAlarms:
         mine.discard(key)
         if not mine:
             del self.by_patient[key[0]]
-        if reason == "flatline" and pid is not None:
-            left = self.flat_open.pop(pid, 1) - 1
+        counts = self._counted.get(reason)
+        if counts is not None and pid is not None:
+            left = counts.pop(pid, 1) - 1
             if left:
-                self.flat_open[pid] = left
+                counts[pid] = left
         return [self._event(pid, reason, vital, state, now)]
 
     def close_all(

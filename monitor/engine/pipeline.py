@@ -38,6 +38,7 @@ from monitor.core.codec import (
     decode,
 )
 from monitor.core.detector import Detector, GainCurves, alarm_gains, unknown_per_vital
+from monitor.core.lost import LostVitals
 from monitor.core.scale import ResidualScale
 from monitor.core.scoring import SLOW_STREAM, Scorer, beat_rhythm
 from monitor.core.slots import SlotMap
@@ -222,6 +223,16 @@ class Pipeline:
             masked=model.observed_mask,
             patients=self.patients,
         )
+        lost = (
+            LostVitals(
+                model.features,
+                intervals=w.vital_lost_intervals,
+                min_silence_s=self.stale_s,
+                patients=self.patients,
+            )
+            if model.observed_mask and w.vital_lost_intervals is not None
+            else None
+        )
         self.scorer = Scorer(
             self.patients,
             self.scale,
@@ -230,6 +241,7 @@ class Pipeline:
             self.gain,
             self.alarms,
             rhythm=beat_rhythm(self.detector, model.sample_period_s),
+            lost=lost,
         )
         self.degraded = False
         # Technical alert changes of `_pushed` (it returns the job), taken by its callers.

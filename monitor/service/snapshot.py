@@ -5,14 +5,13 @@ A restart would otherwise leave every patient unmonitored for a whole window (12
 reading it never runs code) whose metadata holds one JSON header: format, model version,
 window, features, sample width, detector `shift_n`, written_at, the patient ids and a
 SHA-256 of every array. Each component's arrays (`WindowStore`, `ResidualScale`,
-`Detector`, and the scorer's `StuckSensors`, and its `AlarmFollow` and `BeatRhythm` when
-it has them: `export_state`) are stored under ``<component>.<name>`` with rows aligned to
-``<component>.index``, positions in the header's patient list, so nothing in the file
-depends on slot numbers. The stuck sensors, the follow and the beat rhythm are optional on
-restore (a file without them restores them cold; a daemon without one ignores its
-arrays). Open
-technical alerts are not saved: restored patients start with none open
-(docs/reliability.md).
+`Detector`, and the scorer's `StuckSensors`, and its `AlarmFollow`, `BeatRhythm` and
+`LostVitals` when it has them: `export_state`) are stored under ``<component>.<name>``
+with rows aligned to ``<component>.index``, positions in the header's patient list, so
+nothing in the file depends on slot numbers. The stuck sensors, the follow, the beat rhythm
+and the lost vitals are optional on restore (a file without them restores them cold; a
+daemon without one ignores its arrays). Open technical alerts are not saved: restored
+patients start with none open (docs/reliability.md).
 
 Written to a temporary file beside the target, flushed to disk, then renamed: a crash
 mid-write leaves the old file or none, never a torn one. A file that cannot be used
@@ -61,7 +60,7 @@ FORMAT = 1
 _HEADER_KEY = "vitals_monitor_snapshot"
 _COMPONENTS = ("windows", "scale", "detector")
 #: Components restored when the file has them (written by a daemon that had them).
-_OPTIONAL = ("stuck", "follow", "rhythm")
+_OPTIONAL = ("stuck", "follow", "rhythm", "lost")
 
 
 class _Part(Protocol):
@@ -107,6 +106,8 @@ def _parts(served: Served) -> dict[str, _Part]:
         parts["follow"] = served.scorer.follow
     if served.scorer.rhythm is not None:
         parts["rhythm"] = served.scorer.rhythm
+    if served.scorer.lost is not None:
+        parts["lost"] = served.scorer.lost
     return parts
 
 

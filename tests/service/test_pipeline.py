@@ -242,6 +242,36 @@ def test_a_masked_model_scores_the_vitals_a_device_sends() -> None:
     assert count("monitor_prediction_error_count", {"vital": "heart_rate"}) == 5.0
 
 
+@pytest.mark.parametrize("intervals", [4.0, None])
+def test_a_vital_that_stops_arriving_raises_vital_lost_until_it_returns(
+    intervals: float | None,
+) -> None:
+    """A masked model: SpO2 stops at 20 s while the heart rate goes on. `vital_lost` on
+    spo2 (medium) is raised once at the first sample more than `stale_after_s` (8 s) after
+    its last value, counted, and cleared by its return; meanwhile every sample is scored on
+    heart rate. `window.vital_lost_intervals` null turns it off."""
+    info = ModelInfo(FEATURES, 4, np.array([1.0, 0.5]), "v-test", observed_mask=True)
+    settings = Settings.model_validate({"window": {"vital_lost_intervals": intervals}})
+    p = Pipeline(info, settings, Metrics.create(CollectorRegistry()))
+    events: list[AlertEvent] = []
+    for seq in range(60):
+        vitals = {"heart_rate": 70.0 + seq % 3}
+        if seq < 20 or seq >= 50:
+            vitals["spo2"] = 97.0 + seq % 2
+        body = {"v": 1, "patient_id": "e", "t": T0 + seq, "seq": seq, "vitals": vitals}
+        events += ingest_one(p, "vitals/e", json.dumps(body).encode(), T0 + seq)
+        if len(p.batcher):
+            events += score_all(p)
+    lost = [(e.vital, e.state, e.severity, e.t - T0) for e in events if e.reason == "vital_lost"]
+    count = p.metrics.registry.get_sample_value
+    if intervals is None:
+        assert lost == []
+    else:
+        assert lost == [("spo2", "raised", "medium", 28.0), ("spo2", "cleared", "medium", 50.0)]
+        assert count("monitor_technical_alerts_total", {"reason": "vital_lost"}) == 1.0
+    assert outcomes(p) == {"warming_up": 4, "scored": 56}
+
+
 def test_one_patient_table_holds_the_windows_and_the_scoring_state() -> None:
     """The window store admits into the pipeline's one table and the scoring side uses the
     same slot; an evicted patient's slot, given to a newcomer, starts clean everywhere."""

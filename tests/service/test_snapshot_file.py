@@ -343,3 +343,43 @@ def test_an_asystole_alarm_stays_raised_across_a_restart(
         else:
             assert resumed[0].state == "cleared"
             assert resumed[0].t - T0 < resume + 3.0
+
+
+def test_a_lost_vital_is_raised_again_after_a_restart(tmp_path: Path) -> None:
+    """A masked model; SpO2 stops at 20 s and `vital_lost` is raised; the daemon stops at
+    40 s (snapshot) and restarts. Open technical alerts are not saved, but the lost-vital
+    state is: the restored daemon raises `vital_lost` again at its first scored sample. A
+    daemon started cold never saw SpO2, so it would never judge it."""
+
+    def make() -> Pipeline:
+        model = ModelInfo(
+            features=CLINICAL_VITALS,
+            window=WINDOW,
+            residual_sigma=np.asarray(SIGMA),
+            version="v1",
+            observed_mask=True,
+        )
+        return Pipeline(model, Settings(), Metrics.create(CollectorRegistry()))
+
+    def run(pipeline: Pipeline, seqs: range) -> list[tuple[str | None, str, float]]:
+        events: list[AlertEvent] = []
+        for seq in seqs:
+            vitals = {"heart_rate": 75.0 + seq % 3}
+            if seq < 20:
+                vitals["spo2"] = 97.0 + seq % 2
+            body = {"v": 1, "patient_id": "p0", "t": T0 + seq, "seq": seq, "vitals": vitals}
+            events += ingest_one(pipeline, "vitals/p0", json.dumps(body).encode(), T0 + seq)
+            jobs = pipeline.take_batch()
+            if jobs:
+                predictions = np.stack([j.context[-1, :6] for j in jobs]).astype(np.float32)
+                events += pipeline.score(jobs, predictions, T0 + seq, live=False)
+        return [(e.vital, e.state, e.t - T0) for e in events if e.reason == "vital_lost"]
+
+    original = make()
+    assert run(original, range(40)) == [("spo2", "raised", 28.0)]
+    path = tmp_path / "patients.snapshot"
+    save_on_stop(path, original, clock=lambda: T0 + 40)
+    restored = make()
+    restore(restored, path, now=T0 + 45)
+    assert run(restored, range(45, 50)) == [("spo2", "raised", 45.0)]
+    assert run(make(), range(45, 70)) == []

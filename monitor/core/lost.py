@@ -1,0 +1,205 @@
+"""Lost vitals: the 'vital_lost' technical alert for a vital that stops arriving while the
+patient's other vitals go on.
+
+With an observed mask (the shipped model) a vital missing from a sample is carried forward
+and counts as a calm sample: a pulse oximeter's probe that falls off while the heart rate
+goes on arriving would leave that vital unwatched, with no alert, for as long as the
+patient's other vitals keep the patient fresh ('signal_lost' is for a patient whose samples
+all stop). So each vital a patient has sent at least twice is watched for silence in the
+patient's own samples: at a sample that lacks it, a vital unseen for longer than `intervals`
+times the longer of its last two intervals between observations (its own rate: a cuff
+pressure every 15 minutes, a saturation every second), and longer than the staleness limit,
+raises `vital_lost` (once it has also been missing from `MISSED_ROWS` of the patient's
+samples in a row); its next observation clears it. An interval over the limit (the vital
+was lost, or the whole patient was silent) is not taken as the vital's rate unless the next
+one is over it too (a slower schedule). A vital seen once, or never, is not judged (a
+patient on a wearable never sends a blood pressure). Measured in sample time, per
+patient, row by row in rounds of distinct patients, so a batch's size cannot change the
+outcome (docs/detection.md, "Lost vitals").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from monitor.core.alerts import AlertEvent
+from monitor.core.slots import Placement, Rows, SlotMap, grown
+from monitor.core.state import StateArrays, check_array
+from monitor.core.technical import TechnicalAlarms
+from monitor.core.types import BoolArray, FloatArray
+
+__all__ = ["MISSED_ROWS", "LostVitals"]
+
+#: A vital is lost only when missing from at least this many of the patient's samples in a
+#: row: a device that sends its vitals in separate messages, back after an outage, is not
+#: lost in the one sample before the vital's own.
+MISSED_ROWS = 3
+
+
+class LostVitals:
+    """When each patient last sent each vital, and how often it sends it.
+
+    Args:
+        features: Vital names in model order.
+        intervals: A vital is lost when unseen for more than this many of its own recent
+            intervals (`window.vital_lost_intervals`).
+        min_silence_s: ...and for more than this (the staleness limit, `stale_after_s`).
+        patients: The patient table (shared with the other scoring components); its own
+            when None.
+    """
+
+    def __init__(
+        self,
+        features: Sequence[str],
+        *,
+        intervals: float,
+        min_silence_s: float,
+        patients: SlotMap | None = None,
+    ) -> None:
+        if intervals <= 1.0 or min_silence_s < 0.0:
+            raise ValueError("need intervals > 1 and min_silence_s >= 0")
+        self.features = tuple(features)
+        self.intervals = intervals
+        self.min_silence_s = min_silence_s
+        self.patients = SlotMap() if patients is None else patients
+        self._rows = Rows(self.patients)
+        f = len(self.features)
+        # Per slot and vital: the sample time of its last observation, the interval that
+        # ended there and the one before it (NaN: not yet).
+        self._seen: FloatArray = np.full((0, f), np.nan)
+        self._last: FloatArray = np.full((0, f), np.nan)
+        self._before: FloatArray = np.full((0, f), np.nan)
+        # 1.0 where the vital's last interval was over the limit and not learned; the
+        # patient's samples since the vital's last observation.
+        self._lapsed: FloatArray = np.zeros((0, f))
+        self._missed: FloatArray = np.zeros((0, f))
+
+    def find(self, placed: Placement, actual: FloatArray, t: Sequence[float]) -> BoolArray:
+        """Per row and vital, ``(B, F)``: the vital is missing from the row and lost; then
+        take the rows' observations (rows in order, a patient's rows one round each).
+
+        Args:
+            placed: The batch placed in `patients`.
+            actual: The rows' samples, NaN where a vital is missing.
+            t: Each row's sample time.
+        """
+        slots, parts = placed.slots, placed.parts
+        self._grow()
+        stale = self._rows.stale(slots)
+        if stale is not None:
+            fresh = np.unique(slots[stale])
+            for state in (self._seen, self._last, self._before):
+                state[fresh] = np.nan
+            self._lapsed[fresh] = 0.0
+            self._missed[fresh] = 0.0
+            self._rows.hold(fresh)
+        observed = ~np.isnan(actual)
+        times = np.asarray(t, dtype=np.float64)
+        lost: BoolArray = np.zeros(actual.shape, dtype=bool)
+        for part in parts:
+            idx = part if len(parts) > 1 else slice(None)
+            s = slots[idx]
+            seen, last, before = self._seen[s], self._last[s], self._before[s]
+            lapsed, missed = self._lapsed[s], self._missed[s] + 1.0
+            now = times[idx][:, None]
+            since = now - seen  # NaN: never seen
+            obs = observed[idx]
+            # fmax: the known one of the two intervals; NaN (not judged) when neither is.
+            limit = np.maximum(self.intervals * np.fmax(last, before), self.min_silence_s)
+            with np.errstate(invalid="ignore"):
+                over = since > limit
+            lost[idx] = ~obs & over & (missed >= MISSED_ROWS)
+            # An interval over the limit is the vital's rate only when the next one is
+            # too (a slower schedule); once, it was an outage of the vital or the patient.
+            learn = obs & (~over | (lapsed > 0.0))
+            self._before[s] = np.where(learn, last, before)
+            self._last[s] = np.where(learn, since, last)
+            self._lapsed[s] = np.where(obs, over & (lapsed == 0.0), lapsed)
+            self._missed[s] = np.where(obs, 0.0, missed)
+            self._seen[s] = np.where(obs, now, seen)
+        return lost
+
+    def events(
+        self,
+        alarms: TechnicalAlarms,
+        patient_ids: Sequence[str],
+        t: Sequence[float],
+        actual: FloatArray,
+        lost: BoolArray,
+    ) -> list[AlertEvent]:
+        """Open 'vital_lost' for each lost vital and close it at the vital's next
+        observation, at each row's sample time, rows in order (only rows with a lost vital
+        or a patient with one open are looked at)."""
+        rows = np.any(lost, axis=1)
+        open_now = alarms.lost_open
+        if open_now or rows.any():
+            # Rows of a patient with one open, or opened in this batch, may close it.
+            watch = open_now.keys() | {patient_ids[r] for r in np.flatnonzero(rows).tolist()}
+            rows = np.fromiter((p in watch for p in patient_ids), bool, len(patient_ids))
+        events: list[AlertEvent] = []
+        for row in np.flatnonzero(rows).tolist():
+            pid = patient_ids[row]
+            for i, vital in enumerate(self.features):
+                if lost[row, i]:
+                    events += alarms.open(pid, "vital_lost", vital, t[row])
+                elif not np.isnan(actual[row, i]):
+                    events += alarms.close(pid, "vital_lost", vital, t[row])
+        return events
+
+    def export_state(self) -> tuple[list[str], dict[str, npt.NDArray[Any]]]:
+        """Return every watched patient's state, ``(n, F)`` float64 each: ``seen`` (sample
+        time of each vital's last observation), ``last`` and ``before`` (its last two
+        learned intervals; NaN where not yet), ``lapsed`` (1: its last interval was over the
+        limit, not learned) and ``missed`` (the patient's samples since its last value)."""
+        pairs = self._rows.items()
+        slots = np.array([slot for _, slot in pairs], dtype=np.intp)
+        names = ("seen", "last", "before", "lapsed", "missed")
+        states = (self._seen, self._last, self._before, self._lapsed, self._missed)
+        return [pid for pid, _ in pairs], {n: a[slots] for n, a in zip(names, states, strict=True)}
+
+    def import_state(self, patient_ids: Sequence[str], arrays: StateArrays) -> None:
+        """Take the state of an `export_state` for patients the shared table holds (the
+        window store's restore placed them).
+
+        Raises:
+            ValueError: A patient holds no slot or is listed twice, an array has the wrong
+                shape, or an interval is negative; nothing is changed then.
+        """
+        n, f = len(patient_ids), len(self.features)
+        seen = check_array(arrays, "seen", (n, f))
+        last = check_array(arrays, "last", (n, f))
+        before = check_array(arrays, "before", (n, f))
+        lapsed = check_array(arrays, "lapsed", (n, f))
+        missed = check_array(arrays, "missed", (n, f))
+        slots = [self.patients.get(pid) for pid in patient_ids]
+        if len(set(patient_ids)) != n or None in slots:
+            raise ValueError("lost-vital state for patients the table does not hold")
+        with np.errstate(invalid="ignore"):
+            bad = np.any(last < 0.0) or np.any(before < 0.0) or np.any(np.isinf(seen))
+            if bad or not np.all(np.isin(lapsed, (0.0, 1.0))) or not np.all(missed >= 0.0):
+                raise ValueError("lost-vital state out of range")
+        at = np.array(slots, dtype=np.intp)
+        self._grow()
+        self._seen[at], self._last[at], self._before[at] = seen, last, before
+        self._lapsed[at], self._missed[at] = lapsed, missed
+        self._rows.hold(at)
+
+    def _grow(self) -> None:
+        cap = self._rows.grow()
+        if cap is not None:
+            self._seen = _grown_nan(self._seen, cap)
+            self._last = _grown_nan(self._last, cap)
+            self._before = _grown_nan(self._before, cap)
+            self._lapsed = grown(self._lapsed, cap)
+            self._missed = grown(self._missed, cap)
+
+
+def _grown_nan(array: FloatArray, rows: int) -> FloatArray:
+    """`grown` with NaN (not yet) in the new rows."""
+    out = grown(array, rows)
+    out[array.shape[0] :] = np.nan
+    return out
