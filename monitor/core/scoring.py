@@ -181,7 +181,7 @@ class Scorer:
         alerts = self.detector.update_many(
             patient_ids, z, t, seq, actual, predictions, placed=placed, beats=beats
         )
-        technical = self.stuck.flatlines(self.alarms, patient_ids, t, stuck, any_stuck)
+        technical = self.stuck.flatlines(self.alarms, patient_ids, t, stuck, any_stuck, actual)
         if self.lost is not None:
             lost = self.lost.find(placed, actual, t)
             technical += self.lost.events(self.alarms, patient_ids, t, actual, lost)

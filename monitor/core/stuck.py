@@ -67,6 +67,25 @@ def _groups(runs: Sequence[int], window: int) -> list[tuple[int, int, int]]:
     return groups
 
 
+def _own_run(values: Float32Array, sent: BoolArray, actual: Float32Array, run: int) -> BoolArray:
+    """Per row and vital: the window holds at least `run` - 1 values the vital was sent
+    with, and the last `run` - 1 of them equal `actual` (its values held between them, flag
+    0, are skipped).
+
+    Args:
+        values: ``(B, window, k)`` the window's values.
+        sent: ``(B, window, k)`` their observed flags.
+        actual: ``(B, k)`` the new sample's values.
+        run: The flatline run.
+    """
+    # How many sent values lie at or after each position: the last run - 1 have 1..run - 1.
+    after = np.cumsum(sent[:, ::-1], axis=1)[:, ::-1]
+    last = sent & (after <= run - 1)
+    same = np.all((values == actual[:, None, :]) | ~last, axis=1)
+    stuck: BoolArray = (after[:, 0, :] >= run - 1) & same
+    return stuck
+
+
 class StuckSensors:
     """Which samples repeat a stuck value, and whose z is not to be trusted.
 
@@ -117,7 +136,19 @@ class StuckSensors:
             tail = values[:, 1 - run :, lo:hi]
             stuck[:, lo:hi] = np.all(tail == actual32[:, None, lo:hi], axis=1)
             if self.masked:  # a carried-forward value is not a stuck sensor
-                stuck[:, lo:hi] &= np.all(windows[:, 1 - run :, f + lo : f + hi] == 1.0, axis=1)
+                sent = np.all(windows[:, 1 - run :, f + lo : f + hi] == 1.0, axis=1)
+                stuck[:, lo:hi] &= sent
+                # A vital sent in this sample but not in each of the last run - 1 (a
+                # slower vital): judged on its own last run - 1 values in the window.
+                sparse = ~sent & ~np.isnan(actual32[:, lo:hi])
+                if np.count_nonzero(sparse):
+                    rows = np.flatnonzero(sparse.any(axis=1))
+                    stuck[rows, lo:hi] = sparse[rows] & _own_run(
+                        values[rows, :, lo:hi],
+                        windows[rows, :, f + lo : f + hi] == 1.0,
+                        actual32[rows, lo:hi],
+                        run,
+                    )
         return stuck
 
     def distrust(
@@ -197,9 +228,12 @@ class StuckSensors:
         t: Sequence[float],
         stuck: BoolArray,
         any_stuck: Sequence[bool],
+        actual: FloatArray | None = None,
     ) -> list[AlertEvent]:
-        """Open 'flatline' for each stuck vital and close it for the others, at each row's
-        sample time (only rows with a stuck vital or an open flatline are looked at)."""
+        """Open 'flatline' for each stuck vital and close it for the others sent in the
+        row, at each row's sample time (only rows with a stuck vital or an open flatline
+        are looked at). A row without the vital (`actual` NaN) leaves its alert as it is:
+        a slower vital's alert stays open between its samples."""
         events: list[AlertEvent] = []
         for row, pid in enumerate(patient_ids):
             # Checked row by row: an alert opened by an earlier row of this batch must be
@@ -209,6 +243,6 @@ class StuckSensors:
             for i, vital in enumerate(self.features):
                 if stuck[row, i]:
                     events += alarms.open(pid, "flatline", vital, t[row])
-                else:
+                elif actual is None or not np.isnan(actual[row, i]):
                     events += alarms.close(pid, "flatline", vital, t[row])
         return events

@@ -75,7 +75,12 @@ def flatline_rules(
         return {}
     rules: dict[str, FlatlineRule] = {}
     for i, name in enumerate(features):
-        columns = [s.values[:, i] for s in segments]
+        # A vital held between its own samples (`Segment.observed`) repeats by holding:
+        # its runs are counted over the values it was sent with, as serving judges them.
+        columns = [
+            s.values[:, i] if s.observed is None else s.values[s.observed[:, i], i]
+            for s in segments
+        ]
         runs = np.concatenate([run_lengths(c) for c in columns])
         runs = runs[runs > 0]
         if not len(runs):

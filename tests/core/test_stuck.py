@@ -81,3 +81,53 @@ def test_a_stuck_history_ends_with_its_patient_and_a_reused_slot_starts_clean() 
     z = np.array([[5.0, 5.0]])
     sensors.distrust(placed, [4], np.array([[False, False]]), z)
     assert z.tolist() == [[5.0, 0.0]]
+
+
+def _masked(first: list[float], second: list[float], sent: list[bool]) -> np.ndarray:
+    """A masked window ``(1, len, 4)``: heart rate sent in every sample, SpO2 only where
+    `sent` says (held, flag 0, in between)."""
+    flags = [[1.0, 1.0 if s else 0.0] for s in sent]
+    rows = [[a, b, *f] for a, b, f in zip(first, second, flags, strict=True)]
+    return np.array(rows, dtype=np.float32)[None, :, :]
+
+
+def test_a_slower_vital_is_stuck_when_its_own_last_values_repeat() -> None:
+    """SpO2 sent in every other sample: with a run of 4 it is stuck when its own last 3
+    values (held ones skipped) equal the new one, not when a held value does; a window
+    holding fewer than 3 of its values cannot tell. The heart rate, sent in every
+    sample, is judged as before."""
+    sensors = StuckSensors(FEATURES, 8, [4, 4], masked=True)
+    sent = [True, False] * 4
+    hr = [70.0, 71.0, 72.0, 73.0, 74.0, 75.0, 76.0, 77.0]
+    stuck_spo2 = [93.0, 93.0, 95.0, 95.0, 95.0, 95.0, 95.0, 95.0]
+    window = _masked(hr, stuck_spo2, sent)
+    assert sensors.find(window, np.array([[78.0, 95.0]])).tolist() == [[False, True]]
+    assert sensors.find(window, np.array([[78.0, 95.5]])).tolist() == [[False, False]]
+    assert sensors.find(window, np.array([[78.0, np.nan]])).tolist() == [[False, False]]
+    moved = [93.0, 93.0, 94.0, 94.0, 95.0, 95.0, 95.0, 95.0]  # its values: 93, 94, 95, 95
+    assert sensors.find(_masked(hr, moved, sent), np.array([[78.0, 95.0]])).tolist() == [
+        [False, False]
+    ]
+    few = [True, False, False, False, True, False, False, True]  # 3 values, the first 93
+    flat = [93.0, 93.0, 93.0, 93.0, 95.0, 95.0, 95.0, 95.0]
+    assert sensors.find(_masked(hr, flat, few), np.array([[78.0, 95.0]])).tolist() == [
+        [False, False]
+    ]
+    hr_stuck = [70.0, 71.0, 72.0, 73.0, 74.0, 74.0, 74.0, 74.0]
+    found = sensors.find(_masked(hr_stuck, stuck_spo2, sent), np.array([[74.0, np.nan]]))
+    assert found.tolist() == [[True, False]]
+
+
+def test_a_flatline_stays_open_between_a_slower_vitals_samples() -> None:
+    """A row without the vital leaves its flatline as it is (no raise/clear between a
+    slower vital's samples); its next different value clears it."""
+    sensors = StuckSensors(FEATURES, WINDOW, [5, 5], masked=True)
+    alarms = TechnicalAlarms("m", 10)
+    stuck = np.array([[False, True], [False, False], [False, True], [False, False]])
+    actual = np.array([[70.0, 95.0], [71.0, np.nan], [72.0, 95.0], [73.0, 96.0]])
+    any_stuck = stuck.any(axis=1).tolist()
+    events = sensors.flatlines(alarms, ["p"] * 4, [1.0, 2.0, 3.0, 4.0], stuck, any_stuck, actual)
+    assert [(e.vital, e.state, e.t) for e in events] == [
+        ("spo2", "raised", 1.0),
+        ("spo2", "cleared", 4.0),
+    ]

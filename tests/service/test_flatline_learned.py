@@ -99,6 +99,20 @@ def test_noise_keeps_the_default_and_sparse_data_learns_a_long_run() -> None:
     assert rule.samples > WINDOW + 1  # longer than the window holds: never raised
 
 
+def test_a_held_vital_learns_the_runs_of_its_own_values() -> None:
+    """A vital held between its samples (every value repeated 4 times on the grid, flagged
+    unobserved) learns the runs of the values it was sent with, as serving judges them:
+    noise keeps 5 (counting the holds it would learn 8)."""
+    rng = np.random.default_rng(1)
+    held = np.repeat(rng.normal(0, 1, 500), 4)[:, None]
+    observed = np.zeros(held.shape, dtype=bool)
+    observed[::4] = True
+    registry = Registry([WAVE])
+    rule = flatline_rules([Segment(held, observed=observed)], ["wave"], registry)["wave"]
+    assert (rule.normal_run, rule.samples) == (1, 5)
+    assert flatline_rules([Segment(held)], ["wave"], registry)["wave"].samples == 8
+
+
 def test_a_declared_flatline_run_wins_over_the_learned_one() -> None:
     """A registered signal's flatline_samples is written as the card's rule."""
     declared = Vital("wave", "1", -2.0, 2.0, "", None, 30)

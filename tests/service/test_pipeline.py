@@ -272,6 +272,26 @@ def test_a_vital_that_stops_arriving_raises_vital_lost_until_it_returns(
     assert outcomes(p) == {"warming_up": 4, "scored": 56}
 
 
+def test_a_slower_vital_stuck_on_one_value_raises_one_flatline() -> None:
+    """A masked model; SpO2 sent in every other sample sticks at 95.0 from seq 20 to 40:
+    one `flatline` on spo2, raised at its fifth equal value (seq 28), open between its
+    samples (no raise/clear flapping) and cleared by its first different value (seq 42).
+    Before, a vital not sent in each sample of a run was never checked."""
+    info = ModelInfo(FEATURES, 12, np.array([1.0, 0.5]), "v-test", observed_mask=True)
+    p = Pipeline(info, Settings(), Metrics.create(CollectorRegistry()))
+    events: list[AlertEvent] = []
+    for seq in range(60):
+        vitals = {"heart_rate": 70.0 + seq % 3}
+        if seq % 2 == 0:
+            vitals["spo2"] = 95.0 if 20 <= seq <= 40 else 96.0 + (seq % 4) / 2
+        body = {"v": 1, "patient_id": "s", "t": T0 + seq, "seq": seq, "vitals": vitals}
+        events += ingest_one(p, "vitals/s", json.dumps(body).encode(), T0 + seq)
+        if len(p.batcher):
+            events += score_all(p)
+    flat = [(e.vital, e.state, e.t - T0) for e in events if e.reason == "flatline"]
+    assert flat == [("spo2", "raised", 28.0), ("spo2", "cleared", 42.0)]
+
+
 def test_one_patient_table_holds_the_windows_and_the_scoring_state() -> None:
     """The window store admits into the pipeline's one table and the scoring side uses the
     same slot; an evicted patient's slot, given to a newcomer, starts clean everywhere."""
