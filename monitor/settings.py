@@ -134,8 +134,9 @@ class WindowSettings(BaseModel):
         default=None,
         gt=0,
         description="Silence after which a 'signal lost' technical alert is raised (default: "
-        "8 of the model card's sample periods, 8 s at 1 Hz; stretched for a slower stream as "
-        "max_gap_s is: a once-a-minute stream is lost after 8 minutes).",
+        "8 of the model card's sample periods, 8 s at 1 Hz; stretched for a slower stream by "
+        "the shorter of its last two intervals over the period: a once-a-minute stream is "
+        "lost after 8 minutes, and one outage does not stretch the next).",
     )
     vital_lost_intervals: float | None = Field(
         default=4.0,

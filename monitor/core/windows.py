@@ -223,6 +223,7 @@ class WindowStore:
         "_off",
         "_probation",
         "_quiet",
+        "_rate_dt",
         "_row",
         "_settle",
         "_slab",
@@ -305,6 +306,11 @@ class WindowStore:
         self._last_seq = [0] * max_patients
         self._last_seen = [0.0] * max_patients
         self._last_dt = [0.0] * max_patients  # the previous interval (0: none yet)
+        # The shorter of the last two intervals (the one when only one is known; 0: none
+        # yet): the stream's rate for the signal-lost limit. An outage is not a rate: a
+        # device back for one sample after 10 minutes that drops again is lost after its
+        # own limit, not after 8 x 10 minutes.
+        self._rate_dt = [0.0] * max_patients
         # The seq before a suspect jump, for the next sample only (None: no jump pending).
         self._anchor: list[int | None] = [None] * max_patients
         # Learned clock offset: the largest lead of sample time over receive time.
@@ -453,6 +459,7 @@ class WindowStore:
         else:
             limit = self.max_gap_s * self._stretch(previous)
         self._last_dt[slot] = dt
+        self._rate_dt[slot] = dt if previous == 0.0 else min(dt, previous)
         if dt > limit or restart:
             self._count[slot] = 0
             self._start[slot] = 0
@@ -662,13 +669,15 @@ class WindowStore:
         else:
             self._flat[base + window] = values[rows]
         contexts: Float32Array = self._windows[base]
-        last_seen = self._last_seen
+        last_seen, rate_dt = self._last_seen, self._rate_dt
         for i in last_rows:
             slot = slots[i]
             starts[slot] += int(k[i]) + 1
             last_seq[slot] = int(seq_a[i])
             last_t[slot] = float(t_a[i])
-            last_dt[slot] = float(dt[i])
+            last_dt[slot] = interval = float(dt[i])
+            earlier = float(prev_dt[i])
+            rate_dt[slot] = interval if earlier == 0.0 else min(interval, earlier)
             last_seen[slot] = now[i]
             self._anchor[slot] = None
             self._jump_n[slot] = 0
@@ -761,16 +770,17 @@ class WindowStore:
 
     def stale(self, now: float, limit_s: float) -> list[str]:
         """Return patients whose last accepted sample was received more than `limit_s` ago
-        (stretched for a stream slower than `period_s`, as the gap limit is)."""
+        (stretched for a stream slower than `period_s` by its rate: the shorter of its last
+        two intervals, so one outage does not stretch the next silence's limit)."""
         out: list[str] = []
-        last_seen, last_dt, stretch = self._last_seen, self._last_dt, self._stretch
+        last_seen, rate_dt, stretch = self._last_seen, self._rate_dt, self._stretch
         index = self._index
         for patient_id in self._lru:
             slot = index[patient_id]
             silent = now - last_seen[slot]
             if silent <= limit_s:
                 break
-            if silent > limit_s * stretch(last_dt[slot]):
+            if silent > limit_s * stretch(rate_dt[slot]):
                 out.append(patient_id)
         return out
 
@@ -781,7 +791,7 @@ class WindowStore:
             ``(patient_ids, arrays)``: ids least recently seen first, and arrays aligned
             with them: ``rows`` ``(n, window, width)`` float32 (each window oldest first,
             zeros after `count` while warming up), ``count``, ``last_seq`` (int64),
-            ``last_t``, ``last_seen`` and ``last_dt`` (float64), and the learned clock
+            ``last_t``, ``last_seen``, ``last_dt`` and ``rate_dt`` (float64), and the learned clock
             (docs/time.md): ``lead`` (float64), ``lead_n`` and ``off`` (int64). A pending
             suspect jump or clock jump is not kept: the next sample starts them again.
         """
@@ -798,6 +808,7 @@ class WindowStore:
             "last_t": np.array([self._last_t[s] for s in slots], dtype=np.float64),
             "last_seen": np.array([self._last_seen[s] for s in slots], dtype=np.float64),
             "last_dt": np.array([self._last_dt[s] for s in slots], dtype=np.float64),
+            "rate_dt": np.array([self._rate_dt[s] for s in slots], dtype=np.float64),
             "lead": np.array([self._lead[s] for s in slots], dtype=np.float64),
             "lead_n": np.array([self._lead_n[s] for s in slots], dtype=np.int64),
             "off": np.array([self._off[s] for s in slots], dtype=np.int64),
@@ -838,6 +849,9 @@ class WindowStore:
             "off",
         ):
             check_array(arrays, name, (n,))
+        # A file written before `rate_dt` existed: the last interval is the rate.
+        rates = arrays["last_dt"] if "rate_dt" not in arrays else arrays["rate_dt"]
+        check_array({"rate_dt": rates}, "rate_dt", (n,))
         count = arrays["count"].astype(np.int64)
         if n and (count.min() < 1 or count.max() > self.window):
             raise ValueError(f"count must lie in 1..{self.window}")
@@ -853,12 +867,13 @@ class WindowStore:
             arrays["last_t"].tolist(),
             (arrays["last_seen"] + shift_s).tolist(),
             arrays["last_dt"].tolist(),
+            rates.tolist(),
             arrays["lead"].tolist(),
             arrays["lead_n"].tolist(),
             arrays["off"].tolist(),
             strict=True,
         )
-        for pid, slot, c, seq, t, seen, dt, lead, lead_n, off in columns:
+        for pid, slot, c, seq, t, seen, dt, rate, lead, lead_n, off in columns:
             self._lru[pid] = None
             self._start[slot] = 0
             self._count[slot] = int(c)
@@ -866,6 +881,7 @@ class WindowStore:
             self._last_t[slot] = float(t)
             self._last_seen[slot] = float(seen)
             self._last_dt[slot] = float(dt)
+            self._rate_dt[slot] = float(rate)
             self._restore_clock(slot, float(lead), int(lead_n), bool(off))
             if c < self.window:
                 self._probation[pid] = None
@@ -928,6 +944,7 @@ class WindowStore:
         self._last_seq[slot] = seq
         self._last_seen[slot] = now
         self._last_dt[slot] = 0.0
+        self._rate_dt[slot] = 0.0
         self._anchor[slot] = None
         limit = self.max_offset_s
         self._lead[slot] = max(-limit, min(t - now, limit))

@@ -99,3 +99,33 @@ def test_an_unheld_patients_refused_message_alert_expires_when_silent() -> None:
         events += p.housekeeping(T0 + k)
     assert [(e.patient_id, e.reason, e.state) for e in events] == [("junk1", "artifact", "expired")]
     assert counter(p, "monitor_active_alerts", kind="technical") == 0
+
+
+def test_one_outage_does_not_stretch_the_next_silences_signal_lost() -> None:
+    """A 1 Hz device silent for 10 minutes (signal lost at 8 s, cleared when it is back)
+    sends one sample and drops again: lost again 8 s later, not 8 x 10 minutes later (the
+    limit stretched by the last interval, before). A once-a-minute stream is lost 8
+    minutes into a silence after one 8-minute gap, not 64."""
+    p = make_pipeline(model_window=WINDOW)
+    events: list[AlertEvent] = []
+    for seq in range(20):
+        events += step(p, "a", seq, T0 + seq, T0 + seq)
+    for now in range(20, 620):
+        events += p.housekeeping(T0 + now)
+    events += step(p, "a", 20, T0 + 620, T0 + 620)
+    for now in range(621, 1500):
+        events += p.housekeeping(T0 + now)
+    lost = [(e.state, e.t - T0) for e in events if e.reason == "signal_lost"]
+    assert lost == [("raised", 28.0), ("cleared", 620.0), ("raised", 629.0)]
+
+    slow: list[AlertEvent] = []
+    times = [60.0 * k for k in range(20)] + [60.0 * 19 + 480.0, 60.0 * 19 + 540.0]
+    for seq, t in enumerate(times):
+        slow += step(p, "m", seq, T0 + t, T0 + t)
+    end = times[-1]
+    for now in range(int(end) + 1, int(end) + 3600, 10):
+        slow += p.housekeeping(T0 + now)
+    lost = [
+        (e.state, e.t - T0 - end) for e in slow if e.reason == "signal_lost" and e.patient_id == "m"
+    ]
+    assert lost == [("raised", 481.0)]  # 8 x 60 s, at the next pass (every 10 s from +1 s)

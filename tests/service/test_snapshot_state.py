@@ -72,6 +72,24 @@ def test_window_store_round_trip_keeps_duplicates_late_and_staleness() -> None:
     assert restored.stale(155.0, 5.0) == []
 
 
+def test_window_store_round_trip_keeps_the_streams_rate() -> None:
+    """A stream back for one sample after an outage: its rate (the shorter of its last two
+    intervals, 1 s) survives the restart, so its signal-lost limit stays 5 s, not 5 x 50 s;
+    a file without `rate_dt` (written before it) takes the last interval."""
+    original = _store()
+    for seq, t in enumerate([1.0, 2.0, 3.0, 53.0], start=1):
+        push_one(original, "a", t, seq, np.ones(F), now=100.0 + t)
+    ids, arrays = original.export_state()
+    assert arrays["rate_dt"].tolist() == [1.0]
+    assert arrays["last_dt"].tolist() == [50.0]
+    restored = _store()
+    restored.import_state(ids, arrays)
+    assert restored.stale(159.0, 5.0) == ["a"]  # 6 s after its last sample (153 s)
+    older = _store()
+    older.import_state(ids, {k: v for k, v in arrays.items() if k != "rate_dt"})
+    assert older.stale(159.0, 5.0) == []  # as before: stretched by the 50 s interval
+
+
 @pytest.mark.parametrize("offset_s", [300.0, -300.0])
 def test_window_store_round_trip_keeps_the_learned_clock(offset_s: float) -> None:
     """A device whose clock is 5 minutes off, learned and reported once before the restart,
