@@ -143,7 +143,7 @@ class StuckSensors:
                 sparse = ~sent & ~np.isnan(actual32[:, lo:hi])
                 if np.count_nonzero(sparse):
                     rows = np.flatnonzero(sparse.any(axis=1))
-                    stuck[rows, lo:hi] = sparse[rows] & _own_run(
+                    stuck[rows, lo:hi] |= sparse[rows] & _own_run(
                         values[rows, :, lo:hi],
                         windows[rows, :, f + lo : f + hi] == 1.0,
                         actual32[rows, lo:hi],

@@ -116,6 +116,11 @@ def test_a_slower_vital_is_stuck_when_its_own_last_values_repeat() -> None:
     hr_stuck = [70.0, 71.0, 72.0, 73.0, 74.0, 74.0, 74.0, 74.0]
     found = sensors.find(_masked(hr_stuck, stuck_spo2, sent), np.array([[74.0, np.nan]]))
     assert found.tolist() == [[True, False]]
+    # In the same row as a slower vital's sample, each is judged on its own.
+    found = sensors.find(_masked(hr_stuck, stuck_spo2, sent), np.array([[74.0, 95.0]]))
+    assert found.tolist() == [[True, True]]
+    found = sensors.find(_masked(hr_stuck, moved, sent), np.array([[74.0, 95.0]]))
+    assert found.tolist() == [[True, False]]
 
 
 def test_a_flatline_stays_open_between_a_slower_vitals_samples() -> None:
