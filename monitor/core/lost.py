@@ -27,12 +27,16 @@ import numpy as np
 import numpy.typing as npt
 
 from monitor.core.alerts import AlertEvent
-from monitor.core.slots import Placement, Rows, SlotMap, grown
+from monitor.core.slots import Placement, Rows, SlotMap
 from monitor.core.state import StateArrays, check_array
 from monitor.core.technical import TechnicalAlarms
 from monitor.core.types import BoolArray, FloatArray
 
 __all__ = ["MISSED_ROWS", "LostVitals"]
+
+#: The state's rows, and a new patient's value of each (NaN: not yet).
+_NAMES = ("seen", "last", "before", "lapsed", "missed")
+_FRESH = np.array([np.nan, np.nan, np.nan, 0.0, 0.0])[:, None, None]
 
 #: A vital is lost only when missing from at least this many of the patient's samples in a
 #: row: a device that sends its vitals in separate messages, back after an outage, is not
@@ -68,15 +72,11 @@ class LostVitals:
         self.patients = SlotMap() if patients is None else patients
         self._rows = Rows(self.patients)
         f = len(self.features)
-        # Per slot and vital: the sample time of its last observation, the interval that
-        # ended there and the one before it (NaN: not yet).
-        self._seen: FloatArray = np.full((0, f), np.nan)
-        self._last: FloatArray = np.full((0, f), np.nan)
-        self._before: FloatArray = np.full((0, f), np.nan)
-        # 1.0 where the vital's last interval was over the limit and not learned; the
-        # patient's samples since the vital's last observation.
-        self._lapsed: FloatArray = np.zeros((0, f))
-        self._missed: FloatArray = np.zeros((0, f))
+        # Per slot and vital, stacked (one gather and one scatter per round): the sample
+        # time of its last observation, the interval that ended there and the one before
+        # it (NaN: not yet), 1.0 where its last interval was over the limit and not
+        # learned, and the patient's samples since its last observation.
+        self._state: FloatArray = np.zeros((len(_FRESH), 0, f))
 
     def find(self, placed: Placement, actual: FloatArray, t: Sequence[float]) -> BoolArray:
         """Per row and vital, ``(B, F)``: the vital is missing from the row and lost; then
@@ -89,13 +89,11 @@ class LostVitals:
         """
         slots, parts = placed.slots, placed.parts
         self._grow()
+        state = self._state
         stale = self._rows.stale(slots)
         if stale is not None:
             fresh = np.unique(slots[stale])
-            for state in (self._seen, self._last, self._before):
-                state[fresh] = np.nan
-            self._lapsed[fresh] = 0.0
-            self._missed[fresh] = 0.0
+            state[:, fresh] = _FRESH
             self._rows.hold(fresh)
         observed = ~np.isnan(actual)
         times = np.asarray(t, dtype=np.float64)
@@ -103,24 +101,28 @@ class LostVitals:
         for part in parts:
             idx = part if len(parts) > 1 else slice(None)
             s = slots[idx]
-            seen, last, before = self._seen[s], self._last[s], self._before[s]
-            lapsed, missed = self._lapsed[s], self._missed[s] + 1.0
+            mine = state[:, s]  # one gather; updated in place, written back once
+            seen, last, before, lapsed, missed = mine
             now = times[idx][:, None]
             since = now - seen  # NaN: never seen
             obs = observed[idx]
+            missed += 1.0
             # fmax: the known one of the two intervals; NaN (not judged) when neither is.
-            limit = np.maximum(self.intervals * np.fmax(last, before), self.min_silence_s)
+            limit = np.fmax(last, before)
+            limit *= self.intervals
+            np.maximum(limit, self.min_silence_s, out=limit)
             with np.errstate(invalid="ignore"):
                 over = since > limit
             lost[idx] = ~obs & over & (missed >= MISSED_ROWS)
             # An interval over the limit is the vital's rate only when the next one is
             # too (a slower schedule); once, it was an outage of the vital or the patient.
             learn = obs & (~over | (lapsed > 0.0))
-            self._before[s] = np.where(learn, last, before)
-            self._last[s] = np.where(learn, since, last)
-            self._lapsed[s] = np.where(obs, over & (lapsed == 0.0), lapsed)
-            self._missed[s] = np.where(obs, 0.0, missed)
-            self._seen[s] = np.where(obs, now, seen)
+            np.copyto(before, last, where=learn)
+            np.copyto(last, since, where=learn)
+            np.copyto(lapsed, over & (lapsed == 0.0), where=obs)
+            np.copyto(missed, 0.0, where=obs)
+            np.copyto(seen, now, where=obs)
+            state[:, s] = mine
         return lost
 
     def events(
@@ -157,9 +159,9 @@ class LostVitals:
         limit, not learned) and ``missed`` (the patient's samples since its last value)."""
         pairs = self._rows.items()
         slots = np.array([slot for _, slot in pairs], dtype=np.intp)
-        names = ("seen", "last", "before", "lapsed", "missed")
-        states = (self._seen, self._last, self._before, self._lapsed, self._missed)
-        return [pid for pid, _ in pairs], {n: a[slots] for n, a in zip(names, states, strict=True)}
+        return [pid for pid, _ in pairs], {
+            name: self._state[i, slots] for i, name in enumerate(_NAMES)
+        }
 
     def import_state(self, patient_ids: Sequence[str], arrays: StateArrays) -> None:
         """Take the state of an `export_state` for patients the shared table holds (the
@@ -170,11 +172,7 @@ class LostVitals:
                 shape, or an interval is negative; nothing is changed then.
         """
         n, f = len(patient_ids), len(self.features)
-        seen = check_array(arrays, "seen", (n, f))
-        last = check_array(arrays, "last", (n, f))
-        before = check_array(arrays, "before", (n, f))
-        lapsed = check_array(arrays, "lapsed", (n, f))
-        missed = check_array(arrays, "missed", (n, f))
+        seen, last, before, lapsed, missed = (check_array(arrays, k, (n, f)) for k in _NAMES)
         slots = [self.patients.get(pid) for pid in patient_ids]
         if len(set(patient_ids)) != n or None in slots:
             raise ValueError("lost-vital state for patients the table does not hold")
@@ -184,22 +182,13 @@ class LostVitals:
                 raise ValueError("lost-vital state out of range")
         at = np.array(slots, dtype=np.intp)
         self._grow()
-        self._seen[at], self._last[at], self._before[at] = seen, last, before
-        self._lapsed[at], self._missed[at] = lapsed, missed
+        self._state[:, at] = np.stack([seen, last, before, lapsed, missed])
         self._rows.hold(at)
 
     def _grow(self) -> None:
         cap = self._rows.grow()
         if cap is not None:
-            self._seen = _grown_nan(self._seen, cap)
-            self._last = _grown_nan(self._last, cap)
-            self._before = _grown_nan(self._before, cap)
-            self._lapsed = grown(self._lapsed, cap)
-            self._missed = grown(self._missed, cap)
-
-
-def _grown_nan(array: FloatArray, rows: int) -> FloatArray:
-    """`grown` with NaN (not yet) in the new rows."""
-    out = grown(array, rows)
-    out[array.shape[0] :] = np.nan
-    return out
+            old = self._state
+            self._state = np.empty((len(_NAMES), cap, old.shape[2]))
+            self._state[:] = _FRESH
+            self._state[:, : old.shape[1]] = old
