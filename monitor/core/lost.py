@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from monitor.core.alerts import AlertEvent
-from monitor.core.slots import Placement, Rows, SlotMap
+from monitor.core.slots import IntpArray, Placement, Rows, SlotMap
 from monitor.core.state import StateArrays, check_array
 from monitor.core.technical import TechnicalAlarms
 from monitor.core.types import BoolArray, FloatArray
@@ -97,32 +97,120 @@ class LostVitals:
             self._rows.hold(fresh)
         observed = ~np.isnan(actual)
         times = np.asarray(t, dtype=np.float64)
+        if len(parts) > 1:
+            grouped = self._grouped(slots, observed, times)
+            if grouped is not None:
+                return grouped
         lost: BoolArray = np.zeros(actual.shape, dtype=bool)
         for part in parts:
             idx = part if len(parts) > 1 else slice(None)
-            s = slots[idx]
-            mine = state[:, s]  # one gather; updated in place, written back once
-            seen, last, before, lapsed, missed = mine
-            now = times[idx][:, None]
-            since = now - seen  # NaN: never seen
-            obs = observed[idx]
-            missed += 1.0
-            # fmax: the known one of the two intervals; NaN (not judged) when neither is.
-            limit = np.fmax(last, before)
-            limit *= self.intervals
-            np.maximum(limit, self.min_silence_s, out=limit)
-            with np.errstate(invalid="ignore"):
-                over = since > limit
-            lost[idx] = ~obs & over & (missed >= MISSED_ROWS)
-            # An interval over the limit is the vital's rate only when the next one is
-            # too (a slower schedule); once, it was an outage of the vital or the patient.
-            learn = obs & (~over | (lapsed > 0.0))
-            np.copyto(before, last, where=learn)
-            np.copyto(last, since, where=learn)
-            np.copyto(lapsed, over & (lapsed == 0.0), where=obs)
-            np.copyto(missed, 0.0, where=obs)
-            np.copyto(seen, now, where=obs)
-            state[:, s] = mine
+            lost[idx] = self._step(slots[idx], observed[idx], times[idx])
+        return lost
+
+    def _limit(self, last: FloatArray, before: FloatArray) -> FloatArray:
+        """The silence over which a vital is lost, from its last two intervals (NaN: not
+        judged, when neither is known)."""
+        limit = np.fmax(last, before)  # the known one of the two when only one is
+        limit *= self.intervals
+        np.maximum(limit, self.min_silence_s, out=limit)
+        return limit
+
+    def _step(self, s: IntpArray, obs: BoolArray, times: FloatArray) -> BoolArray:
+        """One round of rows of distinct patients: which of their missing vitals are lost;
+        then take their observations."""
+        state = self._state
+        mine = state[:, s]  # one gather; updated in place, written back once
+        seen, last, before, lapsed, missed = mine
+        now = times[:, None]
+        since = now - seen  # NaN: never seen
+        missed += 1.0
+        with np.errstate(invalid="ignore"):
+            over = since > self._limit(last, before)
+        lost: BoolArray = ~obs & over & (missed >= MISSED_ROWS)
+        # An interval over the limit is the vital's rate only when the next one is too (a
+        # slower schedule); once, it was an outage of the vital or the patient.
+        learn = obs & (~over | (lapsed > 0.0))
+        np.copyto(before, last, where=learn)
+        np.copyto(last, since, where=learn)
+        np.copyto(lapsed, over & (lapsed == 0.0), where=obs)
+        np.copyto(missed, 0.0, where=obs)
+        np.copyto(seen, now, where=obs)
+        state[:, s] = mine
+        return lost
+
+    def _grouped(
+        self, slots: IntpArray, observed: BoolArray, times: FloatArray
+    ) -> BoolArray | None:
+        """`find` for a batch holding patients several times, in one pass instead of a
+        round per row of a patient; None (nothing changed) when it cannot decide it.
+
+        Each vital's state after its k-th value in the batch follows from its values alone
+        when every one of them is learned (its interval under the limit, or over it right
+        after one that was): the last interval is the time since the value before, the one
+        before it that value's own. So the batch is solved as if so, by forward fills over
+        each patient's rows, and checked: a value over the limit that would not be learned
+        (an outage of the vital or the patient, rare) leaves the batch to the rounds.
+        """
+        n = slots.shape[0]
+        order = np.argsort(slots, kind="stable")
+        gs = slots[order]
+        head = np.ones(n, dtype=bool)
+        np.not_equal(gs[1:], gs[:-1], out=head[1:])
+        position = np.arange(n)
+        start = np.maximum.accumulate(np.where(head, position, 0))[:, None]
+        obs = observed[order]
+        now = times[order][:, None]
+        seed = self._state[:, gs]  # each row's patient's state before the batch
+        seen0, last0, before0, lapsed0, missed0 = seed
+        # The row of the vital's last value at or before each row, in its patient's rows.
+        at = np.where(obs, position[:, None], -1)
+        np.maximum.accumulate(at, axis=0, out=at)
+        at = np.where(at >= start, at, -1)
+        prior = np.full_like(at, -1)  # ... strictly before it
+        prior[1:] = at[:-1]
+        prior = np.where(prior >= start, prior, -1)
+        has = prior >= 0
+        f = obs.shape[1]
+        take = np.maximum(prior, 0)
+        flat = take * f + np.arange(f)  # into a flattened (n, F) array
+        sorted_t = now[:, 0]
+        # Before each row: the time of the vital's last value, and its last two intervals.
+        # A value's own interval is its `since`.
+        seen = np.where(has, sorted_t[take], seen0)
+        since = now - seen
+        own = np.where(obs, since, np.nan)
+        last = np.where(has, np.take(own, flat), last0)
+        # The interval before a value is the `last` it saw (what the rounds learn).
+        before = np.where(has, np.take(last, flat), before0)
+        missed = np.where(has, position[:, None] - prior, missed0 + position[:, None] - start + 1)
+        with np.errstate(invalid="ignore"):
+            over = since > self._limit(last, before)
+        # After a value in the batch the vital's lapse is cleared (learned, or the second
+        # interval over the limit in a row); a first one over it that is not learned (an
+        # outage of the vital or of the patient, rare) is left to the rounds.
+        if np.count_nonzero(obs & over & ~has & (lapsed0 == 0.0)) or np.count_nonzero(
+            obs & over & has
+        ):
+            return None
+        lost_sorted = ~obs & over & (missed >= MISSED_ROWS)
+        # Each patient's state after its last row.
+        tail = np.ones(n, dtype=bool)
+        tail[:-1] = head[1:]
+        rows = np.flatnonzero(tail)
+        end = at[rows]
+        got = end >= 0
+        pick = np.maximum(end, 0) * f + np.arange(f)
+        self._state[:, gs[rows]] = np.stack(
+            [
+                np.where(got, sorted_t[np.maximum(end, 0)], seen0[rows]),
+                np.where(got, np.take(own, pick), last0[rows]),
+                np.where(got, np.take(last, pick), before0[rows]),
+                np.where(got, 0.0, lapsed0[rows]),
+                np.where(got, rows[:, None] - end, missed[rows]),
+            ]
+        )
+        lost: BoolArray = np.empty_like(lost_sorted)
+        lost[order] = lost_sorted
         return lost
 
     def events(

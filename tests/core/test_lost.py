@@ -177,3 +177,35 @@ def test_import_refuses_what_does_not_fit_and_changes_nothing() -> None:
     assert lost.export_state()[0] == []
     with pytest.raises(ValueError, match="intervals > 1"):
         LostVitals(FEATURES, intervals=1.0, min_silence_s=8.0)
+
+
+def test_a_batch_without_an_outage_is_decided_in_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Patients many times in one batch, a cuff pressure on its schedule, a saturation that
+    stops: decided in one pass (no round per row), as one row at a time decides; a batch
+    where a vital comes back from a silence over its limit takes the rounds."""
+    rows: list[Row] = []
+    for s in range(900):
+        for pid, phase in (("a", 0), ("b", 7), ("c", 19)):
+            spo2 = NAN if pid == "b" and 400 <= s < 700 else 97.0
+            bp = 120.0 if (s + phase) % 60 == 0 else NAN
+            rows.append((pid, float(s), (70.0, spo2, bp)))
+    one, alarms_one = _lost(), TechnicalAlarms("m", 10)
+    expected = [e for row in rows for e in _run(one, alarms_one, [row])]
+    assert _changes(expected) == [("b", "spo2", "raised", 408.0), ("b", "spo2", "cleared", 700.0)]
+    batched, alarms_b = _lost(), TechnicalAlarms("m", 10)
+    rounds: list[int] = []
+    step = batched._step  # counted, not changed
+
+    def counted(*args: object) -> object:
+        rounds.append(1)
+        return step(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(batched, "_step", counted)
+    got: list[AlertEvent] = []
+    batches = [rows[i : i + 300] for i in range(0, len(rows), 300)]
+    for k, batch in enumerate(batches):
+        before = len(rounds)
+        got += _run(batched, alarms_b, batch)
+        back = any(pid == "b" and at == 700.0 for pid, at, _ in batch)
+        assert (len(rounds) > before) == back, k  # only SpO2's return takes the rounds
+    assert _changes(got) == _changes(expected)
