@@ -28,13 +28,17 @@ SIGMA = [5.0, 1.0, 2.0, 8.0, 6.0, 0.3]
 T0 = 1_800_000_000.0
 
 
-def make_pipeline(version: str = "v1", window: int = WINDOW, max_patients: int = 100) -> Pipeline:
-    """A pipeline over the clinical vitals with a fresh registry."""
+def make_pipeline(
+    version: str = "v1", window: int = WINDOW, max_patients: int = 100, **model_info: Any
+) -> Pipeline:
+    """A pipeline over the clinical vitals with a fresh registry (`model_info`: more
+    `ModelInfo` fields)."""
     model = ModelInfo(
         features=CLINICAL_VITALS,
         window=window,
         residual_sigma=np.asarray(SIGMA),
         version=version,
+        **model_info,
     )
     settings = Settings(window={"max_patients": max_patients})
     return Pipeline(model, settings, Metrics.create(CollectorRegistry()))
@@ -352,14 +356,7 @@ def test_a_lost_vital_is_raised_again_after_a_restart(tmp_path: Path) -> None:
     daemon started cold never saw SpO2, so it would never judge it."""
 
     def make() -> Pipeline:
-        model = ModelInfo(
-            features=CLINICAL_VITALS,
-            window=WINDOW,
-            residual_sigma=np.asarray(SIGMA),
-            version="v1",
-            observed_mask=True,
-        )
-        return Pipeline(model, Settings(), Metrics.create(CollectorRegistry()))
+        return make_pipeline(observed_mask=True)
 
     def run(pipeline: Pipeline, seqs: range) -> list[tuple[str | None, str, float]]:
         events: list[AlertEvent] = []
