@@ -14,8 +14,9 @@ samples in a row); its next observation clears it. An interval over the limit (t
 was lost, or the whole patient was silent) is not taken as the vital's rate unless the next
 one is over it too (a slower schedule). A vital seen once, or never, is not judged (a
 patient on a wearable never sends a blood pressure). Measured in sample time, per
-patient, row by row in rounds of distinct patients, so a batch's size cannot change the
-outcome (docs/detection.md, "Lost vitals").
+patient, each patient's rows in order (one pass per batch, or rounds of distinct patients
+when a value in it comes back from a silence over its limit), so a batch's size cannot
+change the outcome (docs/detection.md, "Lost vitals").
 """
 
 from __future__ import annotations
