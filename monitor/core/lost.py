@@ -222,24 +222,9 @@ class LostVitals:
         actual: FloatArray,
         lost: BoolArray,
     ) -> list[AlertEvent]:
-        """Open 'vital_lost' for each lost vital and close it at the vital's next
-        observation, at each row's sample time, rows in order (only rows with a lost vital
-        or a patient with one open are looked at)."""
-        rows = np.any(lost, axis=1)
-        open_now = alarms.lost_open
-        if open_now or rows.any():
-            # Rows of a patient with one open, or opened in this batch, may close it.
-            watch = open_now.keys() | {patient_ids[r] for r in np.flatnonzero(rows).tolist()}
-            rows = np.fromiter((p in watch for p in patient_ids), bool, len(patient_ids))
-        events: list[AlertEvent] = []
-        for row in np.flatnonzero(rows).tolist():
-            pid = patient_ids[row]
-            for i, vital in enumerate(self.features):
-                if lost[row, i]:
-                    events += alarms.open(pid, "vital_lost", vital, t[row])
-                elif not np.isnan(actual[row, i]):
-                    events += alarms.close(pid, "vital_lost", vital, t[row])
-        return events
+        """Open 'vital_lost' for each lost vital and close it at the vital's next value
+        (`TechnicalAlarms.per_vital`)."""
+        return alarms.per_vital("vital_lost", self.features, patient_ids, t, lost, actual)
 
     def export_state(self) -> tuple[list[str], dict[str, npt.NDArray[Any]]]:
         """Return every watched patient's state, ``(n, F)`` float64 each: ``seen`` (sample

@@ -176,12 +176,12 @@ class Scorer:
         if self.follow is not None and (clipped or slow is not None):
             z = self.follow.apply(patient_ids, z, placed=placed, rows=slow)
         stuck = self.stuck.find(windows, actual)
-        any_stuck = self.stuck.distrust(placed, seq, stuck, z)
+        self.stuck.distrust(placed, seq, stuck, z)
         beats = None if self.rhythm is None else self.rhythm.find(placed, actual, t)
         alerts = self.detector.update_many(
             patient_ids, z, t, seq, actual, predictions, placed=placed, beats=beats
         )
-        technical = self.stuck.flatlines(self.alarms, patient_ids, t, stuck, any_stuck, actual)
+        technical = self.stuck.flatlines(self.alarms, patient_ids, t, stuck, actual)
         if self.lost is not None:
             lost = self.lost.find(placed, actual, t)
             technical += self.lost.events(self.alarms, patient_ids, t, actual, lost)

@@ -153,9 +153,9 @@ class StuckSensors:
 
     def distrust(
         self, placed: Placement, seq: Sequence[int], stuck: BoolArray, z: FloatArray
-    ) -> list[bool]:
+    ) -> None:
         """Zero, in place, the z of vitals whose window holds a stuck stretch (or that are
-        stuck now); return per row whether any of its vitals is stuck now.
+        stuck now).
 
         A stuck sensor's repeated value fills the window, and for `window` samples after it
         recovers the model predicts from that stale value: its residuals then measure the
@@ -165,7 +165,7 @@ class StuckSensors:
         any_stuck: list[bool] = np.any(stuck, axis=1).tolist()
         live = self._live
         if not live and True not in any_stuck:  # the common batch: nothing to look at
-            return any_stuck
+            return
         generation = self.patients.generation
         for slot, born in list(live.items()):
             if generation[slot] != born:  # its patient left (eviction)
@@ -184,7 +184,6 @@ class StuckSensors:
                 del live[slot]
                 continue
             z[row] = np.where(untrusted, 0.0, z[row])
-        return any_stuck
 
     def export_state(self) -> tuple[list[str], dict[str, npt.NDArray[Any]]]:
         """Return the patients whose window may still hold a stuck sample, with ``seq``
@@ -227,22 +226,9 @@ class StuckSensors:
         patient_ids: Sequence[str],
         t: Sequence[float],
         stuck: BoolArray,
-        any_stuck: Sequence[bool],
-        actual: FloatArray | None = None,
+        actual: FloatArray,
     ) -> list[AlertEvent]:
         """Open 'flatline' for each stuck vital and close it for the others sent in the
-        row, at each row's sample time (only rows with a stuck vital or an open flatline
-        are looked at). A row without the vital (`actual` NaN) leaves its alert as it is:
-        a slower vital's alert stays open between its samples."""
-        events: list[AlertEvent] = []
-        for row, pid in enumerate(patient_ids):
-            # Checked row by row: an alert opened by an earlier row of this batch must be
-            # closable by a later row of the same patient, whatever the batch's size.
-            if not any_stuck[row] and pid not in alarms.flat_open:
-                continue
-            for i, vital in enumerate(self.features):
-                if stuck[row, i]:
-                    events += alarms.open(pid, "flatline", vital, t[row])
-                elif actual is None or not np.isnan(actual[row, i]):
-                    events += alarms.close(pid, "flatline", vital, t[row])
-        return events
+        row (`TechnicalAlarms.per_vital`): a slower vital's alert stays open between its
+        samples."""
+        return alarms.per_vital("flatline", self.features, patient_ids, t, stuck, actual)

@@ -10,10 +10,13 @@ this module only decides them (docs/alerts.md).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
 
 from monitor.core.alerts import AlertEvent
-from monitor.core.types import AlertState
+from monitor.core.types import AlertState, BoolArray, FloatArray
 
 #: An open technical alert: (patient id, "" for the system; reason; vital or None).
 Key = tuple[str, str, str | None]
@@ -34,9 +37,9 @@ class TechnicalAlarms:
         self._open: dict[Key, float] = {}  # -> when it was raised
         #: patient -> its open alert keys: a sample checks only its own patient.
         self.by_patient: dict[str, set[Key]] = {}
-        #: patient -> open flatline alerts (the scorer checks only patients with one).
+        #: patient -> open flatline alerts (`per_vital` looks only at rows with one).
         self.flat_open: dict[str, int] = {}
-        #: patient -> open vital_lost alerts (the same, for `LostVitals`).
+        #: patient -> open vital_lost alerts (the same).
         self.lost_open: dict[str, int] = {}
         self._counted = {"flatline": self.flat_open, "vital_lost": self.lost_open}
         # Refused patient -> time of its last refused sample, least recent first.
@@ -111,6 +114,36 @@ class TechnicalAlarms:
         events: list[AlertEvent] = []
         for _, reason, vital in keys:
             events += self.close(pid, reason, vital, now, state)
+        return events
+
+    def per_vital(
+        self,
+        reason: str,
+        vitals: Sequence[str],
+        patient_ids: Sequence[str],
+        t: Sequence[float],
+        on: BoolArray,
+        actual: FloatArray,
+    ) -> list[AlertEvent]:
+        """Open `reason` (`flatline`, `vital_lost`) on each vital flagged `on` in a row and
+        close it on each other vital the row carries, at each row's time, rows in order. A
+        vital missing from a row (`actual` NaN) keeps its alert as it is. Only rows with a
+        flag, or whose patient has one open, are looked at, row by row: an alert opened by
+        an earlier row of the batch is closable by a later row of the same patient,
+        whatever the batch's size."""
+        counts = self._counted[reason]
+        flagged: list[bool] = np.any(on, axis=1).tolist()
+        if not counts and True not in flagged:  # the common batch
+            return []
+        events: list[AlertEvent] = []
+        for row, pid in enumerate(patient_ids):
+            if not flagged[row] and pid not in counts:
+                continue
+            for i, vital in enumerate(vitals):
+                if on[row, i]:
+                    events += self.open(pid, reason, vital, t[row])
+                elif not math.isnan(actual[row, i]):
+                    events += self.close(pid, reason, vital, t[row])
         return events
 
     def open_unheld(self, pid: str, reason: str, vital: str | None, now: float) -> list[AlertEvent]:

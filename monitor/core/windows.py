@@ -850,8 +850,7 @@ class WindowStore:
         ):
             check_array(arrays, name, (n,))
         # A file written before `rate_dt` existed: the last interval is the rate.
-        rates = arrays["last_dt"] if "rate_dt" not in arrays else arrays["rate_dt"]
-        check_array({"rate_dt": rates}, "rate_dt", (n,))
+        rates = check_array(arrays, "rate_dt", (n,)) if "rate_dt" in arrays else arrays["last_dt"]
         count = arrays["count"].astype(np.int64)
         if n and (count.min() < 1 or count.max() > self.window):
             raise ValueError(f"count must lie in 1..{self.window}")

@@ -48,7 +48,8 @@ def test_flatline_opens_per_stuck_vital_and_closes_when_it_moves_in_one_batch() 
     sensors = StuckSensors(FEATURES, WINDOW, [5, 5], masked=False)
     alarms = TechnicalAlarms("m", 10)
     stuck = np.array([[False, True], [False, False]])
-    events = sensors.flatlines(alarms, ["p", "p"], [1.0, 2.0], stuck, [True, False])
+    actual = np.array([[70.0, 95.0], [71.0, 95.5]])
+    events = sensors.flatlines(alarms, ["p", "p"], [1.0, 2.0], stuck, actual)
     assert [(e.vital, e.state, e.t) for e in events] == [
         ("spo2", "raised", 1.0),
         ("spo2", "cleared", 2.0),
@@ -130,8 +131,7 @@ def test_a_flatline_stays_open_between_a_slower_vitals_samples() -> None:
     alarms = TechnicalAlarms("m", 10)
     stuck = np.array([[False, True], [False, False], [False, True], [False, False]])
     actual = np.array([[70.0, 95.0], [71.0, np.nan], [72.0, 95.0], [73.0, 96.0]])
-    any_stuck = stuck.any(axis=1).tolist()
-    events = sensors.flatlines(alarms, ["p"] * 4, [1.0, 2.0, 3.0, 4.0], stuck, any_stuck, actual)
+    events = sensors.flatlines(alarms, ["p"] * 4, [1.0, 2.0, 3.0, 4.0], stuck, actual)
     assert [(e.vital, e.state, e.t) for e in events] == [
         ("spo2", "raised", 1.0),
         ("spo2", "cleared", 4.0),

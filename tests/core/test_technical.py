@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from monitor.core.technical import TechnicalAlarms
 
 
@@ -53,3 +55,26 @@ def test_refused_patients_are_bounded_and_share_one_system_alert() -> None:
         ("patients_refused", "cleared"),
     ]
     assert len(alarms) == 0
+
+
+def test_per_vital_opens_and_closes_one_reason_and_keeps_a_missing_vitals_alert() -> None:
+    """Rows in order: opened by one row, kept by a row without the vital, closed by the
+    next row that carries it; the other reason's alerts and counts are left alone."""
+    alarms = TechnicalAlarms("v1", max_refused=4)
+    alarms.open("p", "flatline", "spo2", 0.5)
+    on = np.array([[False, True], [False, False], [False, False]])
+    actual = np.array([[70.0, np.nan], [71.0, np.nan], [72.0, 96.0]])
+    events = alarms.per_vital(
+        "vital_lost", ("heart_rate", "spo2"), ["p"] * 3, [1.0, 2.0, 3.0], on, actual
+    )
+    assert [(e.reason, e.vital, e.state, e.t) for e in events] == [
+        ("vital_lost", "spo2", "raised", 1.0),
+        ("vital_lost", "spo2", "cleared", 3.0),
+    ]
+    assert (alarms.lost_open, alarms.flat_open) == ({}, {"p": 1})
+    assert (
+        alarms.per_vital(
+            "vital_lost", ("heart_rate", "spo2"), ["p"], [4.0], on[:1] & False, actual[:1]
+        )
+        == []
+    )
