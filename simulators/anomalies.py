@@ -26,9 +26,10 @@ class Event:
     Attributes:
         kind: The kind of anomaly.
         vital: Feature index of the affected vital; None for a dropout (whole patient).
+            A `probe_off` stops sending this vital (`Scenario.sent`), its values unchanged.
         start_seq: First affected sequence number.
         end_seq: Last affected sequence number (inclusive).
-        magnitude: Size in units of the vital's noise sigma (0 for flatline and dropout).
+        magnitude: Size in units of the vital's noise sigma (0 for flatline, dropout and probe_off).
         sign: Direction, +1 or -1 (spike, level shift, drift).
         factor: Rhythm change: how many times shorter the period becomes.
         seed: Seeds the event's own randomness (the extra noise of a noise burst).
@@ -71,8 +72,8 @@ def inject(
         rate: Samples per second (signal time of sequence s is ``s / rate``).
     """
     rows = (seq >= event.start_seq) & (seq <= event.end_seq)
-    if not rows.any():
-        return
+    if not rows.any() or event.kind == "probe_off":
+        return  # a probe off changes what is sent (`Scenario.sent`), not the values
     if event.kind == "dropout" or event.vital is None or params is None:
         present[rows] = False
         return

@@ -11,8 +11,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from monitor.core.schema import PATIENT_ID_PATTERN
 
 AnomalyKind = Literal[
-    "spike", "level_shift", "drift", "flatline", "dropout", "noise_burst", "rhythm_change"
+    "spike",
+    "level_shift",
+    "drift",
+    "flatline",
+    "dropout",
+    "noise_burst",
+    "rhythm_change",
+    "probe_off",
 ]
+#: The kinds of the `mixed` scenarios (`probe_off` has its own scenario, `probe-off`).
 KINDS: tuple[AnomalyKind, ...] = (
     "spike",
     "level_shift",
@@ -29,7 +37,8 @@ class AnomalyLabel(BaseModel):
 
     Attributes:
         patient_id: The affected patient.
-        vital: The affected vital; None for a dropout, which silences the whole patient.
+        vital: The affected vital; None for a dropout, which silences the whole patient (a
+            `probe_off` silences this one vital only).
         kind: What was injected (see docs/simulator.md).
         start_t: Sample time of the first affected sample, unix seconds.
         end_t: Sample time of the last affected sample (inclusive).

@@ -53,6 +53,7 @@ SCENARIOS: dict[str, ScenarioSpec] = {
         ScenarioSpec("sensor-dropout", ("dropout",), None, None, 0.5),
         ScenarioSpec("mixed", KINDS),
         ScenarioSpec("mixed-rates", KINDS, mixed_rates=True),
+        ScenarioSpec("probe-off", ("probe_off",), None, None, 0.5, mixed_rates=True),
     )
 }
 
@@ -90,6 +91,7 @@ class Timing:
             "drift": (120.0, 600.0),
             "flatline": (30.0, 180.0),
             "dropout": (10.0, 120.0),
+            "probe_off": (30.0, 300.0),
             "noise_burst": (30.0, 120.0),
             "rhythm_change": (60.0, 300.0),
         }
@@ -193,7 +195,7 @@ class Scenario:
             sign = -1.0  # an upward SpO2 event would be clipped away at 100 %
         start = sched.cursor + max(1, round(gap * self.rate))
         length = 1 if kind == "spike" else max(2, round(duration * self.rate))
-        if kind in ("flatline", "dropout"):
+        if kind in ("flatline", "dropout", "probe_off"):
             magnitude = 0.0
         event = Event(
             kind=kind,
@@ -237,9 +239,11 @@ class Scenario:
 
     def sent(self, i: int, a: int, b: int) -> BoolArray | None:
         """Which vitals patient `i` sends at each sequence number of ``[a, b)``,
-        ``(b - a, n_vitals)``; None when every vital goes in every sample."""
+        ``(b - a, n_vitals)`` (its send plan, less the vital of a `probe_off` event while
+        it lasts); None when every vital goes in every sample."""
         periods = self._send_plan(i)[0]
-        if all(p is None for p in periods):
+        off = [e for e in self.events(i, b) if e.kind == "probe_off" and e.overlaps(a, b)]
+        if all(p is None for p in periods) and not off:
             return None
         seq = np.arange(a, b, dtype=np.int64)
         out = np.ones((b - a, len(periods)), dtype=np.bool_)
@@ -247,6 +251,8 @@ class Scenario:
             if p is not None:
                 period, phase = p
                 out[:, v] = False if period == 0 else (seq - phase) % period == 0
+        for e in off:
+            out[(seq >= e.start_seq) & (seq <= e.end_seq), e.vital] = False
         return out
 
     def events(self, i: int, until_seq: int) -> list[Event]:
@@ -332,7 +338,8 @@ def build(
 
     Raises:
         KeyError: Unknown scenario name.
-        ValueError: The profiles lack every vital the scenario acts on.
+        ValueError: The profiles lack every vital the scenario acts on (`probe-off`: two
+            vitals sent every sample).
     """
     if name not in SCENARIOS:
         raise KeyError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
@@ -340,4 +347,7 @@ def build(
     names = profiles[0].names
     if spec.vitals is not None and not set(spec.vitals) & set(names):
         raise ValueError(f"scenario {name!r} needs one of {spec.vitals}; have {names}")
+    if "probe_off" in spec.kinds and len(set(names) - set(SEND_PERIODS_S) - set(SENT_WITH)) < 2:
+        # A probe off must leave the patient another vital to send every sample.
+        raise ValueError(f"scenario {name!r} needs two vitals sent every sample; have {names}")
     return Scenario(spec, profiles, seed, rate, start_time, timing, signals)

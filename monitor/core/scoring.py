@@ -167,8 +167,17 @@ class Scorer:
         z = self.scale.z_batch(
             patient_ids, windows, actual - predictions, placed=placed, heavy=slow
         )
+        widen: FloatArray | None = None
         if gap is not None and np.count_nonzero(late := gap >= GAP_RATIO):
-            z[late] /= np.minimum(np.sqrt(gap[late]), GAP_MAX_WIDEN)[:, None]
+            widen = np.ones((len(gap), 1))
+            widen[late, 0] = np.minimum(np.sqrt(gap[late]), GAP_MAX_WIDEN)
+        lost: BoolArray | None = None
+        if self.lost is not None:
+            # A vital back from being lost: the larger of its divisor and the sample's.
+            lost, back = self.lost.find(placed, actual, t)
+            widen = back if widen is None else np.maximum(widen, back)
+        if widen is not None:
+            z /= widen
         absz = np.abs(z)
         if self.scale.masked and bool(np.isnan(absz).any()):
             z = np.nan_to_num(z, nan=0.0)
@@ -182,8 +191,7 @@ class Scorer:
             patient_ids, z, t, seq, actual, predictions, placed=placed, beats=beats
         )
         technical = self.stuck.flatlines(self.alarms, patient_ids, t, stuck, actual)
-        if self.lost is not None:
-            lost = self.lost.find(placed, actual, t)
+        if self.lost is not None and lost is not None:
             technical += self.lost.events(self.alarms, patient_ids, t, actual, lost)
         return Scored(absz, alerts, technical)
 

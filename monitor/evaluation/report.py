@@ -105,7 +105,7 @@ def format_comparison(product: Evaluation, baselines: Mapping[str, Evaluation]) 
         )
     j = product.events_json()
     lines.append(
-        f"technical alerts (product, not scored unless a label is a dropout): "
+        f"technical alerts (product, not scored unless a label is a dropout or probe off): "
         f"{j['technical_alerts']} ({_fmt(j['technical_alerts_per_hour'], 2)}/h)"
     )
     return "\n".join(lines)

@@ -2,7 +2,8 @@
 
 A label is detected when a raised alert on the same patient starts within
 ``[start_t, end_t + tolerance]``: a physiological alert on the label's vital (any vital when the
-label names none), or, for dropouts, a technical alert whose reason is ``signal_lost``. A raised
+label names none), or, for dropouts, a technical alert whose reason is ``signal_lost`` (for a
+probe off, ``vital_lost`` on the label's vital; `monitor.replay.labels.TECHNICAL_KINDS`). A raised
 alert is a true positive when it matches some label under the same rule, else a false alarm.
 
 `Evaluation.events_json` also gives the event counting of docs/evaluation.md ("Events"): an
@@ -85,7 +86,6 @@ class ScoringConfig:
     Attributes:
         tolerance_samples: An alert may start this many samples after a label's end.
         sample_period_s: Seconds per sample, to turn the tolerance into seconds.
-        technical_reasons: Technical alert reasons that detect dropout labels.
         magnitude_split: Labels of at least this many sigma go in the ">=" bucket.
         tolerance_seconds: The tolerance in seconds, overriding samples x period (irregular
             series such as one sample per heart beat have no sample period).
@@ -93,7 +93,6 @@ class ScoringConfig:
 
     tolerance_samples: int = 3
     sample_period_s: float = 1.0
-    technical_reasons: frozenset[str] = frozenset({"signal_lost"})
     magnitude_split: float = 4.0
     tolerance_seconds: float | None = None
 
@@ -273,10 +272,11 @@ def matches(label: Label, alert: Alert, config: ScoringConfig) -> bool:
     if not label.start_t <= alert.t <= label.end_t + config.tolerance_s:
         return False
     if label.technical:
+        # A dropout (whole patient) by `signal_lost`; a probe off by `vital_lost` on its vital.
         return (
             alert.kind == "technical"
-            and alert.reason in config.technical_reasons
-            and (label.vital is None or alert.vital in (None, label.vital))
+            and alert.reason == label.technical_reason
+            and (label.vital is None or alert.vital == label.vital)
         )
     if alert.kind == "technical":
         # A stuck sensor is a technical fault: its own alert detects a flatline label.
@@ -384,7 +384,8 @@ def evaluate(
     false_physiological = [a for a in physiological if id(a) not in matched]
     by_rule = Counter(a.reason or "-" for a in false_physiological)
     # A technical alert is an onset of the scored detector only where it detects a label
-    # (dropout, flatline); otherwise it is reported on its own line, not as a false alert.
+    # (dropout, probe off, flatline); otherwise it is reported on its own line, not as a
+    # false alert.
     counted = [
         Onset(a, id(a) in matched) for a in raised if a.kind == "physiological" or id(a) in matched
     ]

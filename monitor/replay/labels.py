@@ -5,7 +5,8 @@ Both forms become `Label`. The simulator writes one JSON object per line::
     {"patient_id": "p0001", "vital": "heart_rate", "kind": "spike", "start_t": ..., "end_t": ...,
      "start_seq": ..., "end_seq": ..., "magnitude_sigma": 6.0}
 
-(`vital` is null for a dropout of the whole patient; `end_t` is inclusive). A CSV has a header
+(`vital` is null for a dropout of the whole patient, and names the silent vital of a
+`probe_off`; `end_t` is inclusive). A CSV has a header
 with `patient` (or `patient_id`), `start`, `end` (unix seconds, inclusive) and optionally
 `vital`, `kind`, `magnitude`; its labels carry no sequence numbers.
 """
@@ -20,8 +21,10 @@ from typing import Any
 
 from monitor.errors import DataError
 
-#: Kinds of label detected by technical (signal-lost) alerts rather than physiological ones.
-TECHNICAL_KINDS = frozenset({"dropout"})
+#: Kinds of label detected by a technical alert rather than a physiological one, and that
+#: alert's reason: the whole patient silent (`signal_lost`), one vital silent while the
+#: others go on (`vital_lost`, on the label's vital).
+TECHNICAL_KINDS: dict[str, str] = {"dropout": "signal_lost", "probe_off": "vital_lost"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +34,8 @@ class Label:
     Attributes:
         patient_id: The patient.
         vital: The vital it affects, or None for the whole patient.
-        kind: spike, level_shift, drift, flatline, dropout, noise_burst, rhythm_change, or
-            "anomaly" for CSV windows without a kind.
+        kind: spike, level_shift, drift, flatline, dropout, noise_burst, rhythm_change,
+            probe_off, or "anomaly" for CSV windows without a kind.
         start_t: First anomalous sample time, unix seconds.
         end_t: Last anomalous sample time, inclusive.
         start_seq: Sequence number of the first anomalous sample, when known.
@@ -51,8 +54,14 @@ class Label:
 
     @property
     def technical(self) -> bool:
-        """True when a technical (signal-lost) alert, not a physiological one, detects it."""
+        """True when a technical alert (`technical_reason`), not a physiological one,
+        detects it."""
         return self.kind in TECHNICAL_KINDS
+
+    @property
+    def technical_reason(self) -> str | None:
+        """The reason of the technical alert that detects it (None: a physiological one)."""
+        return TECHNICAL_KINDS.get(self.kind)
 
 
 def _opt_int(value: Any) -> int | None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from monitor.core.alerts import AlertEvent
-from monitor.core.lost import LostVitals
+from monitor.core.lost import SETTLE_VALUES, LostVitals
 from monitor.core.slots import SlotMap
 from monitor.core.technical import TechnicalAlarms
 
@@ -20,12 +20,21 @@ def _lost(patients: SlotMap | None = None) -> LostVitals:
     return LostVitals(FEATURES, intervals=4.0, min_silence_s=8.0, patients=patients)
 
 
-def _run(lost: LostVitals, alarms: TechnicalAlarms, rows: list[Row]) -> list[AlertEvent]:
-    """Feed `rows` (patient, t, values) as one batch."""
+def _run(
+    lost: LostVitals,
+    alarms: TechnicalAlarms,
+    rows: list[Row],
+    divisors: list[np.ndarray] | None = None,
+) -> list[AlertEvent]:
+    """Feed `rows` (patient, t, values) as one batch; each row's z divisors go to
+    `divisors`."""
     ids = [pid for pid, _, _ in rows]
     t = [at for _, at, _ in rows]
     actual = np.array([values for _, _, values in rows], dtype=np.float64)
-    found = lost.find(lost.patients.assign(ids), actual, t)
+    found, divisor = lost.find(lost.patients.assign(ids), actual, t)
+    assert divisor.shape == actual.shape
+    if divisors is not None:
+        divisors.extend(divisor)
     return lost.events(alarms, ids, t, actual, found)
 
 
@@ -113,16 +122,20 @@ def test_batches_of_any_size_give_the_events_of_one_row_at_a_time(seed: int) -> 
             rows.append((pid, float(s), (70.0, spo2, bp)))
     one = _lost()
     alarms_one = TechnicalAlarms("m", 10)
-    expected = [e for row in rows for e in _run(one, alarms_one, [row])]
+    wide_one: list[np.ndarray] = []
+    expected = [e for row in rows for e in _run(one, alarms_one, [row], wide_one)]
     assert {e.state for e in expected} == {"raised", "cleared"}
+    assert max(float(d.max()) for d in wide_one) == 5.0  # SpO2 back after 50 s
     batched, alarms_b = _lost(), TechnicalAlarms("m", 10)
     got: list[AlertEvent] = []
+    wide_b: list[np.ndarray] = []
     at = 0
     while at < len(rows):
         size = int(rng.integers(1, 300))
-        got += _run(batched, alarms_b, rows[at : at + size])
+        got += _run(batched, alarms_b, rows[at : at + size], wide_b)
         at += size
     assert _changes(got) == _changes(expected)
+    np.testing.assert_array_equal(np.array(wide_b), np.array(wide_one))
 
 
 def test_a_round_trip_continues_as_if_uninterrupted_and_a_reused_slot_starts_fresh() -> None:
@@ -181,8 +194,9 @@ def test_import_refuses_what_does_not_fit_and_changes_nothing() -> None:
 
 def test_a_batch_without_an_outage_is_decided_in_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     """Patients many times in one batch, a cuff pressure on its schedule, a saturation that
-    stops: decided in one pass (no round per row), as one row at a time decides; a batch
-    where a vital comes back from a silence over its limit takes the rounds."""
+    stops: decided in one pass (no round per row), as one row at a time decides, the z
+    divisors of a vital settling after it is back too; a batch where a vital comes back
+    from a silence over its limit takes the rounds."""
     rows: list[Row] = []
     for s in range(900):
         for pid, phase in (("a", 0), ("b", 7), ("c", 19)):
@@ -190,7 +204,8 @@ def test_a_batch_without_an_outage_is_decided_in_one_pass(monkeypatch: pytest.Mo
             bp = 120.0 if (s + phase) % 60 == 0 else NAN
             rows.append((pid, float(s), (70.0, spo2, bp)))
     one, alarms_one = _lost(), TechnicalAlarms("m", 10)
-    expected = [e for row in rows for e in _run(one, alarms_one, [row])]
+    wide_one: list[np.ndarray] = []
+    expected = [e for row in rows for e in _run(one, alarms_one, [row], wide_one)]
     assert _changes(expected) == [("b", "spo2", "raised", 408.0), ("b", "spo2", "cleared", 700.0)]
     batched, alarms_b = _lost(), TechnicalAlarms("m", 10)
     rounds: list[int] = []
@@ -202,10 +217,90 @@ def test_a_batch_without_an_outage_is_decided_in_one_pass(monkeypatch: pytest.Mo
 
     monkeypatch.setattr(batched, "_step", counted)
     got: list[AlertEvent] = []
-    batches = [rows[i : i + 300] for i in range(0, len(rows), 300)]
+    wide_b: list[np.ndarray] = []
+    batches = [rows[i : i + 30] for i in range(0, len(rows), 30)]  # 10 s each
     for k, batch in enumerate(batches):
         before = len(rounds)
-        got += _run(batched, alarms_b, batch)
+        got += _run(batched, alarms_b, batch, wide_b)
         back = any(pid == "b" and at == 700.0 for pid, at, _ in batch)
         assert (len(rounds) > before) == back, k  # only SpO2's return takes the rounds
     assert _changes(got) == _changes(expected)
+    # SpO2 settles over `SETTLE_VALUES` values, from 710 s in batches the one pass decides.
+    settling = [float(d[1]) for d in wide_b[700 * 3 + 1 : (702 + SETTLE_VALUES) * 3 + 1 : 3]]
+    assert settling[0] == 5.0
+    assert settling[-2:] == [1.0, 1.0]
+    np.testing.assert_array_equal(np.array(wide_b), np.array(wide_one))
+
+
+def test_a_vital_back_from_being_lost_is_widened_then_settles() -> None:
+    """SpO2 every second, lost from 100 s, back at 200 s: its first value's z divisor is
+    the square root of its silence in its own intervals (101, so the cap 5), then falls in
+    a straight line to 1 over its next `SETTLE_VALUES` values; the heart rate, which went
+    on, and SpO2 back after a silence of the whole patient (no carried rows) or after two
+    missing samples (never lost) keep 1."""
+    lost, alarms = _lost(), TechnicalAlarms("m", 10)
+    rows = [("p", float(s), (70.0, 97.0 if not 100 <= s < 200 else NAN, NAN)) for s in range(260)]
+    wide: list[np.ndarray] = []
+    for row in rows:
+        _run(lost, alarms, [row], wide)
+    spo2 = np.array([float(d[1]) for d in wide])
+    assert np.all(np.array([float(d[0]) for d in wide]) == 1.0)
+    assert np.all(spo2[:200] == 1.0)
+    k = np.arange(SETTLE_VALUES + 1)
+    np.testing.assert_allclose(
+        spo2[200 : 201 + SETTLE_VALUES], 1.0 + 4.0 * (1.0 - k / SETTLE_VALUES)
+    )
+    assert np.all(spo2[201 + SETTLE_VALUES :] == 1.0)
+
+    # A cap of 2 and a short loss: sqrt(12 s / 1 s) over the cap.
+    capped = LostVitals(FEATURES, intervals=4.0, min_silence_s=8.0, max_widen=2.0)
+    rows = [("q", float(s), (70.0, 97.0 if not 20 <= s < 31 else NAN, NAN)) for s in range(40)]
+    wide = []
+    for row in rows:
+        _run(capped, alarms, [row], wide)
+    assert float(wide[31][1]) == 2.0
+
+    quiet, alarms = _lost(), TechnicalAlarms("m", 10)
+    rows = [("r", float(s), (70.0, 97.0, NAN)) for s in range(20)]
+    rows += [("r", 80.0 + s, (70.0, 97.0, NAN)) for s in range(30)]  # whole patient silent
+    rows[22:24] = [("r", 82.0, (70.0, NAN, NAN)), ("r", 83.0, (70.0, NAN, NAN))]
+    wide = []
+    events = [e for row in rows for e in _run(quiet, alarms, [row], wide)]
+    assert events == []
+    assert np.all(np.array(wide) == 1.0)
+
+
+def test_a_settling_vital_continues_after_a_round_trip_and_old_snapshots_load() -> None:
+    """Exported in the middle of SpO2's settling, imported into a new table: the same
+    divisors as uninterrupted. A snapshot from before the settling state (no `widen`,
+    `settled`) loads as settled; a divisor out of range is refused."""
+    rows = [("p", float(s), (70.0, 97.0 if not 100 <= s < 200 else NAN, NAN)) for s in range(260)]
+    whole, alarms = _lost(), TechnicalAlarms("m", 10)
+    expected: list[np.ndarray] = []
+    for row in rows:
+        _run(whole, alarms, [row], expected)
+    first = _lost()
+    for row in rows[:205]:
+        _run(first, TechnicalAlarms("m", 10), [row])
+    ids, arrays = first.export_state()
+    assert float(arrays["widen"][0, 1]) == 5.0
+    assert float(arrays["settled"][0, 1]) == 4.0
+    patients = SlotMap()
+    patients.assign(["other", *ids])
+    restored = _lost(patients)
+    restored.import_state(ids, arrays)
+    later: list[np.ndarray] = []
+    for row in rows[205:]:
+        _run(restored, TechnicalAlarms("m", 10), [row], later)
+    np.testing.assert_array_equal(np.array(later), np.array(expected[205:]))
+
+    old = {k: v for k, v in arrays.items() if k not in ("widen", "settled")}
+    patients = SlotMap()
+    patients.assign(ids)
+    loaded = _lost(patients)
+    loaded.import_state(ids, old)
+    assert np.all(loaded.export_state()[1]["widen"] == 1.0)
+    with pytest.raises(ValueError, match="out of range"):
+        loaded.import_state(ids, {**arrays, "widen": np.full((1, 3), 0.5)})
+    with pytest.raises(ValueError, match="out of range"):
+        loaded.import_state(ids, {**arrays, "settled": np.full((1, 3), float(SETTLE_VALUES))})

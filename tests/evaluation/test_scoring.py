@@ -101,6 +101,24 @@ def test_dropout_needs_a_signal_lost_alert_and_physiological_labels_ignore_techn
     assert found.detected == 1
 
 
+def test_a_probe_off_needs_vital_lost_on_its_vital_and_a_dropout_signal_lost() -> None:
+    """A probe off (one vital silent) is detected by `vital_lost` on that vital only: not
+    on another vital, not by `signal_lost`, not by a physiological alert; `vital_lost`
+    does not detect a dropout of the whole patient."""
+    probe = [_label("p1", "spo2", "probe_off", 10, 40, 0.0)]
+    for wrong in (
+        _alert("p1", "heart_rate", 18, kind="technical", reason="vital_lost"),
+        _alert("p1", None, 18, kind="technical", reason="signal_lost"),
+        _alert("p1", "spo2", 18),
+    ):
+        assert evaluate([wrong], probe, patient_hours=1.0).detected == 0, wrong
+    right = _alert("p1", "spo2", 18, kind="technical", reason="vital_lost")
+    found = evaluate([right], probe, patient_hours=1.0)
+    assert (found.detected, found.matched_alerts, found.events_json()["onsets"]) == (1, 1, 1)
+    dropout = [_label("p1", None, "dropout", 10, 40, 0.0)]
+    assert evaluate([right], dropout, patient_hours=1.0).detected == 0
+
+
 def test_alert_before_label_start_does_not_match_and_empty_inputs_are_null() -> None:
     """An alert one sample early is a false alarm; with nothing to score, rates are None."""
     result = evaluate([_alert("p1", "heart_rate", 99)], LABELS[:1], patient_hours=0.5)

@@ -272,6 +272,37 @@ def test_a_vital_that_stops_arriving_raises_vital_lost_until_it_returns(
     assert outcomes(p) == {"warming_up": 4, "scored": 56}
 
 
+@pytest.mark.parametrize(
+    ("intervals", "back_at", "raised"),
+    [(4.0, 85.0, False), (None, 85.0, True), (4.0, 55.0, True)],
+)
+def test_a_vital_back_from_being_lost_is_judged_on_a_wider_scale(
+    intervals: float | None, back_at: float, raised: bool
+) -> None:
+    """A masked model predicting the last value: SpO2 lost from 20 s, back at 50 s 12
+    points lower (about 9 of its residual scale off the value carried since 19 s), then
+    steady. Its first value spans 31 of its own 1 s intervals: z divided by 5, no
+    physiological alert; with `vital_lost_intervals` null, as before, raised at once.
+    Back 42 points lower it is still raised at once."""
+    info = ModelInfo(FEATURES, 4, np.array([1.0, 0.5]), "v-test", observed_mask=True)
+    settings = Settings.model_validate({"window": {"vital_lost_intervals": intervals}})
+    p = Pipeline(info, settings, Metrics.create(CollectorRegistry()))
+    events: list[AlertEvent] = []
+    noise = np.random.default_rng(3).normal(0.0, 0.35, 80).round(2)
+    for seq in range(80):
+        vitals = {"heart_rate": 70.0 + seq % 3}
+        if seq < 20:
+            vitals["spo2"] = 97.0 + noise[seq]
+        elif seq >= 50:
+            vitals["spo2"] = back_at + noise[seq]
+        body = {"v": 1, "patient_id": "e", "t": T0 + seq, "seq": seq, "vitals": vitals}
+        events += ingest_one(p, "vitals/e", json.dumps(body).encode(), T0 + seq)
+        if len(p.batcher):
+            events += score_all(p)
+    spo2 = [(e.state, e.t - T0) for e in events if e.kind == "physiological" and e.vital == "spo2"]
+    assert spo2[:1] == ([("raised", 50.0)] if raised else [])
+
+
 def test_a_slower_vital_stuck_on_one_value_raises_one_flatline() -> None:
     """A masked model; SpO2 sent in every other sample sticks at 95.0 from seq 20 to 40:
     one `flatline` on spo2, raised at its fifth equal value (seq 28), open between its

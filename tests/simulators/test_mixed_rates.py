@@ -1,14 +1,16 @@
-"""The mixed-rates scenario: vitals at their own rates, wearables with a subset."""
+"""The mixed-rates scenario: vitals at their own rates, wearables with a subset; and
+`probe-off`, which stops one of them for a while."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
+import pytest
 
 from simulators.encode import MessageEncoder
 from simulators.scenarios import WEARABLE_VITALS, build
-from simulators.signals import draw_patients
+from simulators.signals import draw_patients, seed_profile
 
 
 def test_slow_vitals_are_sent_at_their_period_and_wearables_send_a_subset() -> None:
@@ -59,3 +61,42 @@ def test_encoder_writes_only_the_sent_vitals() -> None:
     assert [s["vitals"] for s in block["samples"]] == [{"heart_rate": 80.0, "bp_sys": 120.0}] * 2
     full = json.loads(enc.single(1.0, 1, [80.0, 97.0, 120.0], [True, True, True]))
     assert set(full["vitals"]) == {"heart_rate", "spo2", "bp_sys"}
+
+
+def test_probe_off_stops_one_vital_exactly_where_labelled() -> None:
+    """`probe-off`: on about half the patients, one vital they send every sample stops for
+    30 to 300 s at a time (labelled with that vital), as mixed-rates otherwise sends;
+    values and whole samples are as in `stable`, however the range is cut."""
+    profiles = draw_patients(20, seed=4)
+    sim = build("probe-off", profiles, seed=4, rate=1.0)
+    plain = build("mixed-rates", profiles, seed=4, rate=1.0)
+    names = sim.names
+    affected = 0
+    for i in range(len(profiles)):
+        labels = sim.labels(i, 0, 7200)
+        affected += bool(labels)
+        sent, schedule = sim.sent(i, 0, 7200), plain.sent(i, 0, 7200)
+        assert sent is not None
+        assert schedule is not None
+        expected = schedule.copy()
+        for lab in labels:
+            assert lab.kind == "probe_off"
+            assert lab.vital is not None
+            assert lab.magnitude_sigma == 0.0
+            assert 30 <= lab.end_seq - lab.start_seq + 1 <= 301
+            j = names.index(lab.vital)
+            assert schedule[:, j].all()  # a vital sent every sample
+            expected[lab.start_seq : lab.end_seq + 1, j] = False
+        np.testing.assert_array_equal(sent, expected)
+        _, values, present = sim.samples(i, 0, 7200)
+        assert present.all()
+        np.testing.assert_array_equal(values, sim.stable(i, 0, 7200))
+        cut = np.concatenate([sim.sent(i, a, b) for a, b in ((0, 1000), (1000, 7200))])  # type: ignore[misc]
+        np.testing.assert_array_equal(cut, sent)
+    assert 0 < affected < len(profiles)
+
+
+def test_probe_off_needs_a_second_vital_sent_every_sample() -> None:
+    """A profile of one vital cannot lose it and go on: refused with a clear error."""
+    with pytest.raises(ValueError, match="needs two vitals sent every sample"):
+        build("probe-off", [seed_profile("p0000")], 0, 1.0)
