@@ -38,6 +38,11 @@ threshold = 4.0
 per_vital = { spo2 = { threshold = 5.0 } }
 ```
 
+A setting whose type admits None (`| None` below: a rule or check turned off, or a default
+taken from the model card) is set to it with `null`: `MONITOR_WINDOW__VITAL_LOST_INTERVALS=null`
+in the environment, and the string `"null"` in TOML, which has no null of its own
+(`vital_lost_intervals = "null"`).
+
 Settings are validated at startup; an invalid value stops the daemon with exit code 2 and one
 line per problem naming the setting.
 

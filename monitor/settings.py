@@ -4,11 +4,14 @@ Sources, highest precedence first: CLI flags, `MONITOR_*` environment variables 
 with ``__``, e.g. ``MONITOR_BROKER__URL``), a TOML file (``--config``), then defaults.
 Read once at startup, validated, and passed down; nothing else reads the environment. The
 other commands that talk to a broker read its section under the same names (`load_broker`).
+A setting that takes null (off, or the model card's default) is given as ``null`` in the
+environment and as the string ``"null"`` in TOML, which has no null (`NULL`).
 """
 
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -17,15 +20,18 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
 from monitor.core.detector import DetectorConfig
 from monitor.core.vitals import SIGNAL_NAME_PATTERN, Registry, Vital, check_signal
 from monitor.errors import SettingsError
 from monitor.transports.mqtt.config import BrokerConfig
+
+#: How a setting is set to null (None) in the environment and in a TOML file.
+NULL = "null"
 
 _SECTION = ConfigDict(extra="forbid")
 
@@ -391,7 +397,7 @@ class Settings(BaseSettings):
     """Every setting of `monitor run`."""
 
     model_config = SettingsConfigDict(
-        env_prefix="MONITOR_", env_nested_delimiter="__", extra="forbid"
+        env_prefix="MONITOR_", env_nested_delimiter="__", extra="forbid", env_parse_none_str=NULL
     )
 
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
@@ -445,7 +451,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         ) -> tuple[PydanticBaseSettingsSource, ...]:
             sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
             if config_file is not None:
-                sources += (TomlConfigSettingsSource(settings_cls, toml_file=config_file),)
+                sources += (InitSettingsSource(settings_cls, _toml_values(config_file)),)
             return sources
 
     try:
@@ -456,6 +462,25 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     except ValueError as exc:  # a TOML syntax error
         raise SettingsError([f"{config_file}: {exc}"]) from exc
     return loaded
+
+
+def _toml_values(path: Path) -> dict[str, Any]:
+    """A TOML file's tables, each string `NULL` in them read as None (TOML has no null).
+
+    Raises:
+        ValueError: Not TOML (`tomllib.TOMLDecodeError`).
+    """
+    with path.open("rb") as f:
+        values: dict[str, Any] = _nulls(tomllib.load(f))
+    return values
+
+
+def _nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _nulls(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nulls(v) for v in value]
+    return None if value == NULL else value
 
 
 def _url_has_password(url: Any) -> bool:
@@ -475,7 +500,7 @@ class _BrokerOnly(BaseSettings):
     """The broker section alone, from the same environment names as `Settings`."""
 
     model_config = SettingsConfigDict(
-        env_prefix="MONITOR_", env_nested_delimiter="__", extra="ignore"
+        env_prefix="MONITOR_", env_nested_delimiter="__", extra="ignore", env_parse_none_str=NULL
     )
 
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
