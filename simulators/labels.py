@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, TextIO, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,16 +20,9 @@ AnomalyKind = Literal[
     "rhythm_change",
     "probe_off",
 ]
-#: The kinds of the `mixed` scenarios (`probe_off` has its own scenario, `probe-off`).
-KINDS: tuple[AnomalyKind, ...] = (
-    "spike",
-    "level_shift",
-    "drift",
-    "flatline",
-    "dropout",
-    "noise_burst",
-    "rhythm_change",
-)
+#: The kinds of the `mixed` scenarios, in this order: all but `probe_off`, which has its own
+#: scenario (`probe-off`).
+KINDS: tuple[AnomalyKind, ...] = tuple(k for k in get_args(AnomalyKind) if k != "probe_off")
 
 
 class AnomalyLabel(BaseModel):
