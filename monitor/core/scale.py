@@ -196,9 +196,10 @@ class ResidualScale:
             residuals: actual - predicted, shape (B, F).
             placed: The batch already placed in `patients` (the service places it once
                 for the scale and the detector); placed here if None.
-            heavy: Rows whose variance follows heavy tails (clipped at `slow_clip_at`
-                scales, as with `clip_at`) although `clip_at` is None: a stream much
-                slower than the model's period (docs/detection.md, "Slow streams").
+            heavy: Rows ``(B,)``, or rows and vitals ``(B, F)``, whose variance follows
+                heavy tails (clipped at `slow_clip_at` scales, as with `clip_at`) although
+                `clip_at` is None: a stream much slower than the model's period
+                (docs/detection.md, "Slow streams"), a vital slower than its stream.
         """
         r = np.asarray(residuals, dtype=np.float64)
         out = np.empty_like(r)
@@ -225,7 +226,8 @@ class ResidualScale:
                     winsorised = np.where(
                         np.isnan(d), var, np.maximum((1.0 - a) * var + a * clipped, self.floor**2)
                     )
-                    new_var = np.where(heavy[idx][:, None], winsorised, new_var)
+                    h = heavy[idx]
+                    new_var = np.where(h if h.ndim == 2 else h[:, None], winsorised, new_var)
             else:
                 # Every residual updates the variance, clipped at `clip_at` scales (Huber's
                 # winsorised variance): heavy tails widen the scale, one outlier barely does.

@@ -150,7 +150,9 @@ class Scorer:
                 `SlotMap.place`); placed here with `SlotMap.assign`, which admits, if None.
             slow: Rows from a stream much slower than the model's period: with a model
                 whose scale is not clipped, their scale follows heavy tails and their alarm
-                level follows (docs/detection.md, "Slow streams"). None: none.
+                level follows (docs/detection.md, "Slow streams"). None: none. (With an
+                observed mask the scale of a vital's value follows heavy tails too where
+                the row before lacked the vital, docs/detection.md "Partial vital sets".)
             gap: Each row's interval over its stream's own (`gap_ratio`): a row at least
                 `GAP_RATIO` of them after the one before has its z divided by the square
                 root (the prediction spans the missing samples; at most `GAP_MAX_WIDEN`).
@@ -164,8 +166,17 @@ class Scorer:
         clipped = self.scale.clip_at is not None
         if slow is not None and (clipped or not slow.any()):
             slow = None  # every row follows already, or none is slow
+        heavy: BoolArray | None = slow
+        if self.scale.masked and not clipped:
+            # A value of a vital the patient's previous sample lacked (a cuff reading every
+            # few minutes, a vital back from being lost) spans more than one of the model's
+            # steps: its scale follows heavy tails too, as a slow stream's rows do.
+            f = actual.shape[1]
+            sparse = (windows[:, -1, f:] < 0.5) & ~np.isnan(actual)
+            if sparse.any():
+                heavy = sparse if slow is None else sparse | slow[:, None]
         z = self.scale.z_batch(
-            patient_ids, windows, actual - predictions, placed=placed, heavy=slow
+            patient_ids, windows, actual - predictions, placed=placed, heavy=heavy
         )
         widen: FloatArray | None = None
         if gap is not None and np.count_nonzero(late := gap >= GAP_RATIO):

@@ -162,3 +162,34 @@ def test_a_sparse_vital_learns_its_scale_from_its_own_residuals_before_it_is_jud
     sigma = scale.sigma("p")
     assert sigma is not None
     assert 4.0 < sigma[1] < 7.0
+
+
+def test_a_sparse_vitals_scale_learned_small_grows_when_its_values_are_heavy() -> None:
+    """A cuff pressure whose first readings happen to agree (residuals 0.5) learns a small
+    scale; its later readings swing by 6. Unclipped, as before, only residuals under
+    `update_below` scales update the variance, so the scale never grows and every reading
+    is a 10-sigma spike; marked heavy for that vital (`heavy` per row and vital), its
+    variance follows winsorised residuals and the swings soon stop counting. The other
+    vital, not marked, scores exactly as without the mark."""
+    from monitor.core.scale import LEARN_SAMPLES
+
+    values = _window(1.0, n=60)
+    flags = np.ones_like(values)
+    flags[:, 1] = 0.0
+    context = np.concatenate([values, flags], axis=1)
+    residuals = [0.5] * LEARN_SAMPLES + [6.0 if k % 2 else -6.0 for k in range(40)]
+    second: dict[bool, list[float]] = {}
+    first: dict[bool, list[float]] = {}
+    for marked in (False, True):
+        scale = ResidualScale(np.array([1.0, 1.0]), model_error_ratio=1.0, masked=True)
+        heavy = np.array([[False, marked]])
+        zs = [
+            scale.z_batch(["p"], [context], np.array([[0.3 * (-1) ** k, r]]), heavy=heavy)[0]
+            for k, r in enumerate(residuals)
+        ]
+        second[marked] = [abs(float(z[1])) for z in zs[LEARN_SAMPLES:]]
+        first[marked] = [float(z[0]) for z in zs]
+    assert min(second[False]) > 8.0  # never learned: every swing a spike
+    assert sum(z > 5.5 for z in second[True]) <= 5  # its first 4
+    assert max(second[True][-10:]) < 4.0
+    assert first[True] == first[False]
