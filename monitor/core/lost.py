@@ -166,9 +166,10 @@ class LostVitals:
         np.copyto(widen, 1.0, where=done)
         np.copyto(settled, 0.0, where=done)
         if np.count_nonzero(back):
-            with np.errstate(invalid="ignore", divide="ignore"):
+            # Over the limit, the silence is over `intervals` (> 1) of the shorter interval
+            # too: the divisor is above 1 (capped; an interval of 0 gives the cap).
+            with np.errstate(divide="ignore"):
                 first = np.minimum(np.sqrt(since / np.fmin(last, before)), self.max_widen)
-            first = np.maximum(first, 1.0)
             np.copyto(divisor, first, where=back)
             np.copyto(widen, first, where=back)
             np.copyto(settled, 0.0, where=back)
@@ -249,7 +250,7 @@ class LostVitals:
         total = np.cumsum(obs, axis=0, dtype=np.float64)
         count = total - np.where(start > 0, total[np.maximum(start - 1, 0)[:, 0]], 0.0)
         settling = widen0 > 1.0
-        settled = settled0 + count
+        settled = settled0 + np.where(settling, count, 0.0)
         divisor_sorted = np.where(obs & settling, self._settle(widen0, settled), 1.0)
         # Each patient's state after its last row.
         tail = np.ones(n, dtype=bool)
@@ -267,7 +268,7 @@ class LostVitals:
                 np.where(got, 0.0, lapsed0[rows]),
                 np.where(got, rows[:, None] - end, missed[rows]),
                 np.where(done, 1.0, widen0[rows]),
-                np.where(done, 0.0, np.where(settling[rows], settled[rows], settled0[rows])),
+                np.where(done, 0.0, settled[rows]),
             ]
         )
         lost: BoolArray = np.empty_like(lost_sorted)
@@ -320,12 +321,10 @@ class LostVitals:
         if len(set(patient_ids)) != n or None in slots:
             raise ValueError("lost-vital state for patients the table does not hold")
         with np.errstate(invalid="ignore"):
-            bad = np.any(last < 0.0) or np.any(before < 0.0) or np.any(np.isinf(seen))
-            if bad or not np.all(np.isin(lapsed, (0.0, 1.0))) or not np.all(missed >= 0.0):
-                raise ValueError("lost-vital state out of range")
-            if not (np.all(widen >= 1.0) and np.all(widen <= self.max_widen)):
-                raise ValueError("lost-vital state out of range")
-            if not np.all((settled >= 0.0) & (settled < SETTLE_VALUES)):
+            bad = bool(np.any(last < 0.0) or np.any(before < 0.0) or np.any(np.isinf(seen)))
+            bad = bad or not np.all(np.isin(lapsed, (0.0, 1.0))) or not np.all(missed >= 0.0)
+            bad = bad or not np.all((widen >= 1.0) & (widen <= self.max_widen))
+            if bad or not np.all((settled >= 0.0) & (settled < SETTLE_VALUES)):
                 raise ValueError("lost-vital state out of range")
         at = np.array(slots, dtype=np.intp)
         self._grow()
