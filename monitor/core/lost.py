@@ -20,11 +20,11 @@ change the outcome (docs/detection.md, "Lost vitals").
 
 A vital back from being lost is predicted from a window whose rows since its last value
 hold that value carried forward: the first value back spans the silence, and the model
-needs fresh values before it predicts the vital well again. So `find` also gives each
-value a divisor of its z: at the first value back the square root of its silence in its
-own intervals (at most `max_widen`), the same rule as for a sample after the patient's
-own silence; then falling in a straight line to 1 over the vital's next `SETTLE_VALUES`
-values (docs/detection.md, "A vital back from being lost").
+needs fresh values before it predicts the vital well again. So `find` also gives the first
+value back the divisor of its z that starts its settling (`monitor.core.settle`): the
+square root of its silence in its own intervals (at most `max_widen`), the same rule as for
+a sample after the patient's own silence (docs/detection.md, "A vital back from being
+lost").
 """
 
 from __future__ import annotations
@@ -36,30 +36,23 @@ import numpy as np
 import numpy.typing as npt
 
 from monitor.core.alerts import AlertEvent
-from monitor.core.slots import IntpArray, Placement, Rows, SlotMap
+from monitor.core.settle import GAP_MAX_WIDEN, first_divisor
+from monitor.core.slots import Grouped, IntpArray, Placement, Rows, SlotMap
 from monitor.core.state import StateArrays, check_array
 from monitor.core.technical import TechnicalAlarms
 from monitor.core.types import BoolArray, FloatArray
 
-__all__ = ["MISSED_ROWS", "SETTLE_VALUES", "LostVitals"]
+__all__ = ["MISSED_ROWS", "LostVitals"]
 
-#: The state's rows, and a new patient's value of each (NaN: not yet); the last two are
-#: optional in a snapshot (`_SETTLING`).
-_NAMES = ("seen", "last", "before", "lapsed", "missed", "widen", "settled")
-_FRESH = np.array([np.nan, np.nan, np.nan, 0.0, 0.0, 1.0, 0.0])[:, None, None]
-_SETTLING = ("widen", "settled")
+#: The state's rows, and a new patient's value of each (NaN: not yet). (A snapshot from
+#: before `monitor.core.settle` also has ``widen`` and ``settled`` here: not read.)
+_NAMES = ("seen", "last", "before", "lapsed", "missed")
+_FRESH = np.array([np.nan, np.nan, np.nan, 0.0, 0.0])[:, None, None]
 
 #: A vital is lost only when missing from at least this many of the patient's samples in a
 #: row: a device that sends its vitals in separate messages, back after an outage, is not
 #: lost in the one sample before the vital's own.
 MISSED_ROWS = 3
-
-#: A vital back from being lost settles over this many of its values after the first one
-#: back: its z divisor falls from the first one's to 1 (measured with the shipped model on
-#: the simulator's `probe-off` scenario, seed 5: the residuals of a vital back from 30 s to
-#: 5 min of silence are over 3 of their scale 2 to 10 times as often as steady ones for its
-#: first 20 values, and as often from about 30; docs/detection.md).
-SETTLE_VALUES = 30
 
 
 class LostVitals:
@@ -81,7 +74,7 @@ class LostVitals:
         *,
         intervals: float,
         min_silence_s: float,
-        max_widen: float = 5.0,
+        max_widen: float = GAP_MAX_WIDEN,
         patients: SlotMap | None = None,
     ) -> None:
         if intervals <= 1.0 or min_silence_s < 0.0 or max_widen < 1.0:
@@ -96,17 +89,16 @@ class LostVitals:
         # Per slot and vital, stacked (one gather and one scatter per round): the sample
         # time of its last observation, the interval that ended there and the one before
         # it (NaN: not yet), 1.0 where its last interval was over the limit and not
-        # learned, the patient's samples since its last observation, and, for a vital back
-        # from being lost, the z divisor of its first value back (1.0: settled) and how
-        # many values it has sent since.
+        # learned, and the patient's samples since its last observation.
         self._state: FloatArray = np.zeros((len(_FRESH), 0, f))
 
     def find(
         self, placed: Placement, actual: FloatArray, t: Sequence[float]
     ) -> tuple[BoolArray, FloatArray]:
         """Per row and vital, ``(B, F)`` each: the vital is missing from the row and lost;
-        and the divisor of its z (1.0 but for a vital back from being lost, and settling).
-        Then take the rows' observations (rows in order, a patient's rows one round each).
+        and the z divisor that starts its settling (above 1 only at the first value of a
+        vital back from being lost, `monitor.core.settle`). Then take the rows'
+        observations (rows in order, a patient's rows one round each).
 
         Args:
             placed: The batch placed in `patients`.
@@ -128,11 +120,11 @@ class LostVitals:
             if grouped is not None:
                 return grouped
         lost: BoolArray = np.zeros(actual.shape, dtype=bool)
-        widen: FloatArray = np.ones(actual.shape)
+        first: FloatArray = np.ones(actual.shape)
         for part in parts:
             idx = part if len(parts) > 1 else slice(None)
-            lost[idx], widen[idx] = self._step(slots[idx], observed[idx], times[idx])
-        return lost, widen
+            lost[idx], first[idx] = self._step(slots[idx], observed[idx], times[idx])
+        return lost, first
 
     def _limit(self, last: FloatArray, before: FloatArray) -> FloatArray:
         """The silence over which a vital is lost, from its last two intervals (NaN: not
@@ -146,10 +138,10 @@ class LostVitals:
         self, s: IntpArray, obs: BoolArray, times: FloatArray
     ) -> tuple[BoolArray, FloatArray]:
         """One round of rows of distinct patients: which of their missing vitals are lost,
-        and the z divisor of their values; then take their observations."""
+        and the z divisor of their first values back; then take their observations."""
         state = self._state
         mine = state[:, s]  # one gather; updated in place, written back once
-        seen, last, before, lapsed, missed, widen, settled = mine
+        seen, last, before, lapsed, missed = mine
         now = times[:, None]
         since = now - seen  # NaN: never seen
         missed += 1.0
@@ -159,20 +151,13 @@ class LostVitals:
         # A value of a vital that was lost at the patient's sample before (not one back
         # from a silence of the whole patient: its window holds no carried rows).
         back = obs & over & (missed > MISSED_ROWS)
-        settling = obs & (widen > 1.0)
-        settled += settling
-        divisor = np.where(settling, self._settle(widen, settled), 1.0)
-        done = settling & (settled >= SETTLE_VALUES)
-        np.copyto(widen, 1.0, where=done)
-        np.copyto(settled, 0.0, where=done)
+        divisor: FloatArray = np.ones(obs.shape)
         if np.count_nonzero(back):
             # Over the limit, the silence is over `intervals` (> 1) of the shorter interval
             # too: the divisor is above 1 (capped; an interval of 0 gives the cap).
             with np.errstate(divide="ignore"):
-                first = np.minimum(np.sqrt(since / np.fmin(last, before)), self.max_widen)
+                first = first_divisor(since / np.fmin(last, before), self.max_widen)
             np.copyto(divisor, first, where=back)
-            np.copyto(widen, first, where=back)
-            np.copyto(settled, 0.0, where=back)
         # An interval over the limit is the vital's rate only when the next one is too (a
         # slower schedule); once, it was an outage of the vital or the patient.
         learn = obs & (~over | (lapsed > 0.0))
@@ -183,12 +168,6 @@ class LostVitals:
         np.copyto(seen, now, where=obs)
         state[:, s] = mine
         return lost, divisor
-
-    @staticmethod
-    def _settle(widen: FloatArray, settled: FloatArray) -> FloatArray:
-        """The z divisor of a settling vital's value `settled` values after its first one
-        back, whose divisor was `widen`: a straight line down to 1 at `SETTLE_VALUES`."""
-        return 1.0 + (widen - 1.0) * np.clip(1.0 - settled / SETTLE_VALUES, 0.0, 1.0)
 
     def _grouped(
         self, slots: IntpArray, observed: BoolArray, times: FloatArray
@@ -203,17 +182,12 @@ class LostVitals:
         each patient's rows, and checked: a value over the limit that would not be learned
         (an outage of the vital or the patient, rare) leaves the batch to the rounds.
         """
-        n = slots.shape[0]
-        order = np.argsort(slots, kind="stable")
-        gs = slots[order]
-        head = np.ones(n, dtype=bool)
-        np.not_equal(gs[1:], gs[:-1], out=head[1:])
-        position = np.arange(n)
-        start = np.maximum.accumulate(np.where(head, position, 0))[:, None]
+        order, gs, start, rows = Grouped.of(slots)
+        position = np.arange(slots.shape[0])
         obs = observed[order]
         now = times[order][:, None]
         seed = self._state[:, gs]  # each row's patient's state before the batch
-        seen0, last0, before0, lapsed0, missed0, widen0, settled0 = seed
+        seen0, last0, before0, lapsed0, missed0 = seed
         # The row of the vital's last value at or before each row, in its patient's rows.
         at = np.where(obs, position[:, None], -1)
         np.maximum.accumulate(at, axis=0, out=at)
@@ -245,21 +219,10 @@ class LostVitals:
         ):
             return None
         lost_sorted = ~obs & over & (missed >= MISSED_ROWS)
-        # No value in the batch is back from being lost (that is over the limit): a vital
-        # settling from before goes on counting its values.
-        total = np.cumsum(obs, axis=0, dtype=np.float64)
-        count = total - np.where(start > 0, total[np.maximum(start - 1, 0)[:, 0]], 0.0)
-        settling = widen0 > 1.0
-        settled = settled0 + np.where(settling, count, 0.0)
-        divisor_sorted = np.where(obs & settling, self._settle(widen0, settled), 1.0)
         # Each patient's state after its last row.
-        tail = np.ones(n, dtype=bool)
-        tail[:-1] = head[1:]
-        rows = np.flatnonzero(tail)
         end = at[rows]
         got = end >= 0
         pick = np.maximum(end, 0) * f + np.arange(f)
-        done = settling[rows] & (settled[rows] >= SETTLE_VALUES)
         self._state[:, gs[rows]] = np.stack(
             [
                 np.where(got, sorted_t[np.maximum(end, 0)], seen0[rows]),
@@ -267,15 +230,12 @@ class LostVitals:
                 np.where(got, np.take(last, pick), before0[rows]),
                 np.where(got, 0.0, lapsed0[rows]),
                 np.where(got, rows[:, None] - end, missed[rows]),
-                np.where(done, 1.0, widen0[rows]),
-                np.where(done, 0.0, settled[rows]),
             ]
         )
         lost: BoolArray = np.empty_like(lost_sorted)
         lost[order] = lost_sorted
-        divisor: FloatArray = np.empty_like(divisor_sorted)
-        divisor[order] = divisor_sorted
-        return lost, divisor
+        # No value in the batch is back from being lost (that is over the limit).
+        return lost, np.ones(lost.shape)
 
     def events(
         self,
@@ -293,9 +253,7 @@ class LostVitals:
         """Return every watched patient's state, ``(n, F)`` float64 each: ``seen`` (sample
         time of each vital's last observation), ``last`` and ``before`` (its last two
         learned intervals; NaN where not yet), ``lapsed`` (1: its last interval was over the
-        limit, not learned), ``missed`` (the patient's samples since its last value),
-        ``widen`` (the z divisor of the first value of a vital back from being lost, 1.0
-        once settled) and ``settled`` (its values since)."""
+        limit, not learned) and ``missed`` (the patient's samples since its last value)."""
         pairs = self._rows.items()
         slots = np.array([slot for _, slot in pairs], dtype=np.intp)
         return [pid for pid, _ in pairs], {
@@ -311,24 +269,18 @@ class LostVitals:
                 shape, or an interval is negative; nothing is changed then.
         """
         n, f = len(patient_ids), len(self.features)
-        # A snapshot from before the settling of a vital back from being lost has none.
-        optional = {k: _FRESH[_NAMES.index(k), 0, 0] for k in _SETTLING if k not in arrays}
-        seen, last, before, lapsed, missed, widen, settled = (
-            np.full((n, f), optional[k]) if k in optional else check_array(arrays, k, (n, f))
-            for k in _NAMES
-        )
+        seen, last, before, lapsed, missed = (check_array(arrays, k, (n, f)) for k in _NAMES)
         slots = [self.patients.get(pid) for pid in patient_ids]
         if len(set(patient_ids)) != n or None in slots:
             raise ValueError("lost-vital state for patients the table does not hold")
         with np.errstate(invalid="ignore"):
             bad = bool(np.any(last < 0.0) or np.any(before < 0.0) or np.any(np.isinf(seen)))
             bad = bad or not np.all(np.isin(lapsed, (0.0, 1.0))) or not np.all(missed >= 0.0)
-            bad = bad or not np.all((widen >= 1.0) & (widen <= self.max_widen))
-            if bad or not np.all((settled >= 0.0) & (settled < SETTLE_VALUES)):
-                raise ValueError("lost-vital state out of range")
+        if bad:
+            raise ValueError("lost-vital state out of range")
         at = np.array(slots, dtype=np.intp)
         self._grow()
-        self._state[:, at] = np.stack([seen, last, before, lapsed, missed, widen, settled])
+        self._state[:, at] = np.stack([seen, last, before, lapsed, missed])
         self._rows.hold(at)
 
     def _grow(self) -> None:

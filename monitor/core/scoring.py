@@ -1,10 +1,10 @@
 """Scoring a batch: predictions and samples -> z -> alert changes, on one patient table.
 
 The detection policy after the model forward, in one pure object: the per-patient residual
-scale, the calibrated gain, the stuck-sensor distrust, the detector and its raise rules,
-and the `flatline` technical alerts. The scale, the stuck sensors and the detector share
-one patient table (`SlotMap`, the window store's in the pipeline); each batch is placed in
-it once and the placement is passed to all three. The service counts and logs what this
+scale, the settling of a value back after a silence, the calibrated gain, the stuck-sensor
+distrust, the detector and its raise rules, and the `flatline` technical alerts. They
+share one patient table (`SlotMap`, the window store's in the pipeline); each batch is
+placed in it once and the placement is passed to all of them. The service counts and logs what this
 returns (`monitor.engine.pipeline.Pipeline.score`).
 """
 
@@ -21,13 +21,13 @@ from monitor.core.follow import AlarmFollow
 from monitor.core.lost import LostVitals
 from monitor.core.rhythm import BeatRhythm
 from monitor.core.scale import ResidualScale
+from monitor.core.settle import Settling, first_divisor, starts
 from monitor.core.slots import Placement, SlotMap
 from monitor.core.stuck import StuckSensors
 from monitor.core.technical import TechnicalAlarms
 from monitor.core.types import BoolArray, Float32Array, FloatArray
 
 __all__ = [
-    "GAP_MAX_WIDEN",
     "GAP_RATIO",
     "SLOW_STREAM",
     "Scored",
@@ -42,9 +42,8 @@ __all__ = [
 SLOW_STREAM = 10.0
 #: A sample at least this many of its stream's intervals after the one before it (one
 #: sample missing, or more) is judged against a wider scale: sqrt of that ratio, at most
-#: `GAP_MAX_WIDEN` (docs/detection.md, "After a gap").
+#: `GAP_MAX_WIDEN`, settling over the next values (docs/detection.md, "After a gap").
 GAP_RATIO = 2.0
-GAP_MAX_WIDEN = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +97,8 @@ class Scorer:
         self.stuck = stuck
         self.gain = gain
         self.alarms = alarms
+        #: The widened scale of values after a silence, settling (`monitor.core.settle`).
+        self.settle = Settling(len(gain), patients=patients)
         cfg = detector.config
         #: The per-patient follow of the alarm level (`detector.follow_level`; None: off),
         #: for every patient of a model whose card clips the residual scale (trained on a
@@ -155,8 +156,9 @@ class Scorer:
                 the row before lacked the vital, docs/detection.md "Partial vital sets".)
             gap: Each row's interval over its stream's own (`gap_ratio`): a row at least
                 `GAP_RATIO` of them after the one before has its z divided by the square
-                root (the prediction spans the missing samples; at most `GAP_MAX_WIDEN`).
-                None: every row steady.
+                root (the prediction spans the missing samples; at most `GAP_MAX_WIDEN`),
+                and the patient's next values by a divisor settling to 1
+                (`monitor.core.settle`). None: every row steady.
         """
         if placed is None:
             placed = self.patients.assign(patient_ids)
@@ -178,15 +180,18 @@ class Scorer:
         z = self.scale.z_batch(
             patient_ids, windows, actual - predictions, placed=placed, heavy=heavy
         )
-        widen: FloatArray | None = None
+        # The divisors that start a settling: a sample after the patient's silence, a
+        # vital back from being lost (the larger of the two).
+        after: FloatArray | None = None
         if gap is not None and np.count_nonzero(late := gap >= GAP_RATIO):
-            widen = np.ones((len(gap), 1))
-            widen[late, 0] = np.minimum(np.sqrt(gap[late]), GAP_MAX_WIDEN)
+            after = np.ones((len(gap), 1))
+            after[late, 0] = first_divisor(gap[late])
         lost: BoolArray | None = None
+        back: FloatArray | None = None
         if self.lost is not None:
-            # A vital back from being lost: the larger of its divisor and the sample's.
             lost, back = self.lost.find(placed, actual, t)
-            widen = back if widen is None else np.maximum(widen, back)
+        first, length = starts(after, back)
+        widen = self.settle.divide(placed, ~np.isnan(actual), first, length)
         if widen is not None:
             z /= widen
         absz = np.abs(z)

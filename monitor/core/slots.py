@@ -27,6 +27,7 @@ import numpy.typing as npt
 from monitor.core.types import BoolArray
 
 __all__ = [
+    "Grouped",
     "IntpArray",
     "Placement",
     "Rows",
@@ -214,6 +215,36 @@ class Rows:
         gen, mine = self.table.generation, self._gen
         held = mine.shape[0]
         return [(p, s) for p, s in self.table.items() if s < held and mine[s] == gen[s]]
+
+
+class Grouped(NamedTuple):
+    """A batch's rows as each slot's rows in order, one slot after another (for one pass
+    over a batch that holds patients several times).
+
+    Attributes:
+        order: The rows in that order (a stable sort by slot).
+        slots: Each of them's slot.
+        start: ``(n, 1)``: the position of each one's slot's first row.
+        last: The positions of each slot's last row.
+    """
+
+    order: IntpArray
+    slots: IntpArray
+    start: IntpArray
+    last: IntpArray
+
+    @classmethod
+    def of(cls, slots: IntpArray) -> Grouped:
+        """Group the rows of a batch placed in `slots`."""
+        n = slots.shape[0]
+        order = np.argsort(slots, kind="stable")
+        gs = slots[order]
+        head = np.ones(n, dtype=bool)
+        np.not_equal(gs[1:], gs[:-1], out=head[1:])
+        start = np.maximum.accumulate(np.where(head, np.arange(n), 0))[:, None]
+        tail = np.ones(n, dtype=bool)
+        tail[:-1] = head[1:]
+        return cls(order, gs, start, np.flatnonzero(tail))
 
 
 def rounds(slots: IntpArray) -> list[IntpArray]:

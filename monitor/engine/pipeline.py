@@ -40,7 +40,7 @@ from monitor.core.codec import (
 from monitor.core.detector import Detector, GainCurves, alarm_gains, unknown_per_vital
 from monitor.core.lost import LostVitals
 from monitor.core.scale import ResidualScale
-from monitor.core.scoring import GAP_MAX_WIDEN, SLOW_STREAM, Scorer, beat_rhythm
+from monitor.core.scoring import SLOW_STREAM, Scorer, beat_rhythm
 from monitor.core.slots import SlotMap
 from monitor.core.stuck import FLATLINE_SAMPLES, StuckSensors, flatline_samples
 from monitor.core.technical import Key, TechnicalAlarms
@@ -228,7 +228,6 @@ class Pipeline:
                 model.features,
                 intervals=w.vital_lost_intervals,
                 min_silence_s=self.stale_s,
-                max_widen=GAP_MAX_WIDEN,
                 patients=self.patients,
             )
             if model.observed_mask and w.vital_lost_intervals is not None

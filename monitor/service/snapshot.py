@@ -5,13 +5,14 @@ A restart would otherwise leave every patient unmonitored for a whole window (12
 reading it never runs code) whose metadata holds one JSON header: format, model version,
 window, features, sample width, detector `shift_n`, written_at, the patient ids and a
 SHA-256 of every array. Each component's arrays (`WindowStore`, `ResidualScale`,
-`Detector`, and the scorer's `StuckSensors`, and its `AlarmFollow`, `BeatRhythm` and
-`LostVitals` when it has them: `export_state`) are stored under ``<component>.<name>``
-with rows aligned to ``<component>.index``, positions in the header's patient list, so
-nothing in the file depends on slot numbers. The stuck sensors, the follow, the beat rhythm
-and the lost vitals are optional on restore (a file without them restores them cold; a
-daemon without one ignores its arrays). Open technical alerts are not saved: restored
-patients start with none open (docs/reliability.md).
+`Detector`, and the scorer's `StuckSensors` and `Settling`, and its `AlarmFollow`,
+`BeatRhythm` and `LostVitals` when it has them: `export_state`) are stored under
+``<component>.<name>`` with rows aligned to ``<component>.index``, positions in the
+header's patient list, so nothing in the file depends on slot numbers. The stuck sensors,
+the settling, the follow, the beat rhythm and the lost vitals are optional on restore (a
+file without them restores them cold; a daemon without one ignores its arrays). Open
+technical alerts are not saved: restored patients start with none open
+(docs/reliability.md).
 
 Written to a temporary file beside the target, flushed to disk, then renamed: a crash
 mid-write leaves the old file or none, never a torn one. A file that cannot be used
@@ -60,7 +61,7 @@ FORMAT = 1
 _HEADER_KEY = "vitals_monitor_snapshot"
 _COMPONENTS = ("windows", "scale", "detector")
 #: Components restored when the file has them (written by a daemon that had them).
-_OPTIONAL = ("stuck", "follow", "rhythm", "lost")
+_OPTIONAL = ("stuck", "follow", "rhythm", "lost", "settle")
 
 
 class _Part(Protocol):
@@ -101,6 +102,7 @@ def _parts(served: Served) -> dict[str, _Part]:
         "scale": served.scale,
         "detector": served.detector,
         "stuck": served.scorer.stuck,
+        "settle": served.scorer.settle,
     }
     if served.scorer.follow is not None:
         parts["follow"] = served.scorer.follow

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from monitor.core.alerts import AlertEvent
-from monitor.core.lost import SETTLE_VALUES, LostVitals
+from monitor.core.lost import LostVitals
 from monitor.core.slots import SlotMap
 from monitor.core.technical import TechnicalAlarms
 
@@ -195,8 +195,8 @@ def test_import_refuses_what_does_not_fit_and_changes_nothing() -> None:
 def test_a_batch_without_an_outage_is_decided_in_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     """Patients many times in one batch, a cuff pressure on its schedule, a saturation that
     stops: decided in one pass (no round per row), as one row at a time decides, the z
-    divisors of a vital settling after it is back too; a batch where a vital comes back
-    from a silence over its limit takes the rounds."""
+    divisor of the first value back too; a batch where a vital comes back from a silence
+    over its limit takes the rounds."""
     rows: list[Row] = []
     for s in range(900):
         for pid, phase in (("a", 0), ("b", 7), ("c", 19)):
@@ -225,18 +225,18 @@ def test_a_batch_without_an_outage_is_decided_in_one_pass(monkeypatch: pytest.Mo
         back = any(pid == "b" and at == 700.0 for pid, at, _ in batch)
         assert (len(rounds) > before) == back, k  # only SpO2's return takes the rounds
     assert _changes(got) == _changes(expected)
-    # SpO2 settles over `SETTLE_VALUES` values, from 710 s in batches the one pass decides.
-    settling = [float(d[1]) for d in wide_b[700 * 3 + 1 : (702 + SETTLE_VALUES) * 3 + 1 : 3]]
-    assert settling[0] == 5.0
-    assert settling[-2:] == [1.0, 1.0]
-    np.testing.assert_array_equal(np.array(wide_b), np.array(wide_one))
+    # Only SpO2's first value back (b's row at 700 s) starts a settling.
+    wide = np.array(wide_b)
+    assert wide[700 * 3 + 1, 1] == 5.0
+    assert np.count_nonzero(wide != 1.0) == 1
+    np.testing.assert_array_equal(wide, np.array(wide_one))
 
 
-def test_a_vital_back_from_being_lost_is_widened_then_settles() -> None:
+def test_a_vital_back_from_being_lost_starts_a_settling() -> None:
     """SpO2 every second, lost from 100 s, back at 200 s: its first value's z divisor is
-    the square root of its silence in its own intervals (101, so the cap 5), then falls in
-    a straight line to 1 over its next `SETTLE_VALUES` values; the heart rate, which went
-    on, and SpO2 back after a silence of the whole patient (no carried rows) or after two
+    the square root of its silence in its own intervals (101, so the cap 5), its next
+    values' 1 (the settling is `monitor.core.settle`'s); the heart rate, which went on, and
+    SpO2 back after a silence of the whole patient (the sample's gap widens it) or after two
     missing samples (never lost) keep 1."""
     lost, alarms = _lost(), TechnicalAlarms("m", 10)
     rows = [("p", float(s), (70.0, 97.0 if not 100 <= s < 200 else NAN, NAN)) for s in range(260)]
@@ -246,11 +246,8 @@ def test_a_vital_back_from_being_lost_is_widened_then_settles() -> None:
     spo2 = np.array([float(d[1]) for d in wide])
     assert np.all(np.array([float(d[0]) for d in wide]) == 1.0)
     assert np.all(spo2[:200] == 1.0)
-    k = np.arange(SETTLE_VALUES + 1)
-    np.testing.assert_allclose(
-        spo2[200 : 201 + SETTLE_VALUES], 1.0 + 4.0 * (1.0 - k / SETTLE_VALUES)
-    )
-    assert np.all(spo2[201 + SETTLE_VALUES :] == 1.0)
+    assert spo2[200] == 5.0
+    assert np.all(spo2[201:] == 1.0)
 
     # A cap of 2 and a short loss: sqrt(12 s / 1 s) over the cap.
     capped = LostVitals(FEATURES, intervals=4.0, min_silence_s=8.0, max_widen=2.0)
@@ -270,37 +267,28 @@ def test_a_vital_back_from_being_lost_is_widened_then_settles() -> None:
     assert np.all(np.array(wide) == 1.0)
 
 
-def test_a_settling_vital_continues_after_a_round_trip_and_old_snapshots_load() -> None:
-    """Exported in the middle of SpO2's settling, imported into a new table: the same
-    divisors as uninterrupted. A snapshot from before the settling state (no `widen`,
-    `settled`) loads as settled; a divisor out of range is refused."""
+def test_a_snapshot_from_before_the_settling_component_loads() -> None:
+    """A lost-vital state exported with the ``widen`` and ``settled`` rows it had before
+    the settling moved to `monitor.core.settle` loads (those rows are not read) and goes on
+    as the state without them."""
     rows = [("p", float(s), (70.0, 97.0 if not 100 <= s < 200 else NAN, NAN)) for s in range(260)]
-    whole, alarms = _lost(), TechnicalAlarms("m", 10)
+    whole = _lost()
     expected: list[np.ndarray] = []
     for row in rows:
-        _run(whole, alarms, [row], expected)
+        _run(whole, TechnicalAlarms("m", 10), [row], expected)
     first = _lost()
-    for row in rows[:205]:
+    for row in rows[:150]:
         _run(first, TechnicalAlarms("m", 10), [row])
     ids, arrays = first.export_state()
-    assert float(arrays["widen"][0, 1]) == 5.0
-    assert float(arrays["settled"][0, 1]) == 4.0
+    assert set(arrays) == {"seen", "last", "before", "lapsed", "missed"}
+    old = {**arrays, "widen": np.full((1, 3), 5.0), "settled": np.full((1, 3), 4.0)}
     patients = SlotMap()
     patients.assign(["other", *ids])
     restored = _lost(patients)
-    restored.import_state(ids, arrays)
+    restored.import_state(ids, old)
     later: list[np.ndarray] = []
-    for row in rows[205:]:
+    for row in rows[150:]:
         _run(restored, TechnicalAlarms("m", 10), [row], later)
-    np.testing.assert_array_equal(np.array(later), np.array(expected[205:]))
-
-    old = {k: v for k, v in arrays.items() if k not in ("widen", "settled")}
-    patients = SlotMap()
-    patients.assign(ids)
-    loaded = _lost(patients)
-    loaded.import_state(ids, old)
-    assert np.all(loaded.export_state()[1]["widen"] == 1.0)
+    np.testing.assert_array_equal(np.array(later), np.array(expected[150:]))
     with pytest.raises(ValueError, match="out of range"):
-        loaded.import_state(ids, {**arrays, "widen": np.full((1, 3), 0.5)})
-    with pytest.raises(ValueError, match="out of range"):
-        loaded.import_state(ids, {**arrays, "settled": np.full((1, 3), float(SETTLE_VALUES))})
+        restored.import_state(ids, {**arrays, "lapsed": np.full((1, 3), 0.5)})

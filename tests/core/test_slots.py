@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monitor.core.slots import Rows, SlotMap, rounds
+from monitor.core.slots import Grouped, Rows, SlotMap, rounds
 
 
 @pytest.mark.parametrize(
@@ -24,6 +24,18 @@ def test_rounds_split_rows_by_occurrence_in_row_order(
     """Round k holds each slot's (k+1)-th row; every round keeps row order."""
     got = rounds(np.asarray(slots, dtype=np.intp))
     assert [r.tolist() for r in got] == expected
+
+
+def test_grouped_orders_each_slot_s_rows_and_marks_its_first_and_last() -> None:
+    """Rows of slots 4, 1, 4, 2, 1, 4: slot 1's rows (1, 4), then 2's (3), then 4's (0, 2,
+    5); each row's slot's first position, and each slot's last position."""
+    order, slots, start, last = Grouped.of(np.array([4, 1, 4, 2, 1, 4], dtype=np.intp))
+    assert order.tolist() == [1, 4, 3, 0, 2, 5]
+    assert slots.tolist() == [1, 1, 2, 4, 4, 4]
+    assert start[:, 0].tolist() == [0, 0, 2, 3, 3, 3]
+    assert last.tolist() == [1, 2, 5]
+    one = Grouped.of(np.array([7], dtype=np.intp))
+    assert (one.order.tolist(), one.start.tolist(), one.last.tolist()) == ([0], [[0]], [0])
 
 
 def test_slot_map_assigns_reuses_and_grows() -> None:

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor.core.alerts import AlertEvent
 from monitor.core.detector import DetectorConfig
+from monitor.core.settle import GAP_SETTLE_VALUES
 from monitor.core.vitals import Registry, Vital
 from monitor.engine.pipeline import ModelInfo, Pipeline
 from monitor.service.metrics import Metrics
@@ -501,7 +502,9 @@ def test_in_atrial_fibrillation_a_wide_beat_raises_beat_shape_and_timing_says_no
 def test_a_sample_after_a_silence_is_judged_against_the_time_it_spans() -> None:
     """After a 9 s silence of a 1 Hz stream (8 samples missing, within the gap limit) the
     sample's job carries gap 9, and its z is a third of what the same residual gives a
-    steady sample (the scale widened by sqrt(9)); a gap under 2 changes nothing."""
+    steady sample (the scale widened by sqrt(9)); a gap under 2 changes nothing. The
+    patient's next samples settle: their divisor falls from 3 to 1 over
+    `GAP_SETTLE_VALUES`."""
     info = ModelInfo(FEATURES, 4, np.array([1.0, 0.5]), "v-test", sample_period_s=1.0)
     p = Pipeline(info, Settings(), Metrics.create(CollectorRegistry()))
     times = [T0 + i for i in range(6)] + [T0 + 14.0]
@@ -522,6 +525,17 @@ def test_a_sample_after_a_silence_is_judged_against_the_time_it_spans() -> None:
     z = scored.absz[:, 0]
     assert z[1] == pytest.approx(z[0])
     assert z[2] == pytest.approx(z[0] / 3.0)
+    # "x" (steady) and "z" (after the silence) go on with the same residuals.
+    after = [
+        scorer.score(["x", "z"], windows[:2], actual[:2], predictions[:2], [T0] * 2,
+                     [2 + k] * 2, gap=np.ones(2)).absz[:, 0]
+        for k in range(GAP_SETTLE_VALUES + 1)
+    ]  # fmt: skip
+    divisors = [float(a[0] / a[1]) for a in after]
+    k = np.arange(1, GAP_SETTLE_VALUES + 2)
+    expected = 1.0 + 2.0 * np.clip(1.0 - k / GAP_SETTLE_VALUES, 0.0, 1.0)
+    np.testing.assert_allclose(divisors, expected, rtol=1e-9)
+    assert divisors[-2:] == [1.0, 1.0]
 
 
 def test_the_pipeline_names_how_each_beat_waveform_tells_its_ectopic_beats() -> None:

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor.core.alerts import AlertEvent
 from monitor.core.rhythm import BeatRhythm
+from monitor.core.settle import GAP_SETTLE_VALUES
 from monitor.core.vitals import CLINICAL_VITALS, Registry, Vital
 from monitor.engine.pipeline import ModelInfo, Pipeline
 from monitor.service.metrics import Metrics
@@ -380,3 +381,27 @@ def test_a_lost_vital_is_raised_again_after_a_restart(tmp_path: Path) -> None:
     restore(restored, path, now=T0 + 45)
     assert run(restored, range(45, 50)) == [("spo2", "raised", 45.0)]
     assert run(make(), range(45, 70)) == []
+
+
+def test_a_settling_after_a_silence_goes_on_across_a_restart(tmp_path: Path) -> None:
+    """p0 is silent for 6 s (seq 30 to 35, within the gap limit), so its next values settle;
+    the daemon stops 4 samples later and restarts: the settling is restored (from sqrt(7),
+    each vital 3 values after its first one back) and the restored daemon decides the same
+    alerts as the uninterrupted one."""
+    original = make_pipeline()
+    for seq in range(1, 40):
+        step(original, ["p0", "p1"] if not 30 <= seq <= 35 else ["p1"], seq)
+    ids, arrays = original.scorer.settle.export_state()
+    row = ids.index("p0")
+    np.testing.assert_allclose(arrays["widen"][row], np.sqrt(7.0))
+    assert arrays["settled"][row].tolist() == [3.0] * 6
+    assert arrays["length"][row].tolist() == [float(GAP_SETTLE_VALUES)] * 6
+    path = tmp_path / "patients.snapshot"
+    save_on_stop(path, original, clock=lambda: T0 + 40)
+    restored = make_pipeline()
+    restore(restored, path, now=T0 + 40)
+    got_ids, got = restored.scorer.settle.export_state()
+    assert sorted(got_ids) == sorted(ids)
+    np.testing.assert_array_equal(got["widen"][got_ids.index("p0")], arrays["widen"][row])
+    for seq in range(40, 80):
+        assert step(restored, ["p0", "p1"], seq) == step(original, ["p0", "p1"], seq)
