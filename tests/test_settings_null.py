@@ -52,3 +52,28 @@ def test_null_for_a_setting_that_cannot_be_null_names_it(tmp_path: Path) -> None
     config.write_text("[window\n")
     with pytest.raises(SettingsError, match=r"monitor\.toml"):
         load_settings(config)
+
+
+def test_null_in_a_vital_s_override_turns_a_rule_off_for_that_vital(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`per_vital = { spo2 = { spike = "null" } }` in TOML, or `null` in the environment's
+    nested form, turns the spike rule off for that vital alone; a vital's threshold given
+    "null" is refused, one line naming the setting."""
+    config = tmp_path / "monitor.toml"
+    config.write_text(
+        f'[detector]\nper_vital = {{ spo2 = {{ spike = "{NULL}" }}, heart_rate = {{ k = 3 }} }}\n'
+    )
+    settings = load_settings(config)
+    assert settings.detector.resolve("spo2").spike is None
+    assert settings.detector.resolve("heart_rate").spike == 5.5
+    monkeypatch.setenv("MONITOR_DETECTOR__PER_VITAL__RESP_RATE__VARIANCE_LEVEL", NULL)
+    from_env = load_settings()
+    assert from_env.detector.resolve("resp_rate").variance_level is None
+    assert from_env.detector.resolve("spo2").variance_level == 1.8
+    config.write_text(f'[detector]\nper_vital = {{ spo2 = {{ threshold = "{NULL}" }} }}\n')
+    monkeypatch.delenv("MONITOR_DETECTOR__PER_VITAL__RESP_RATE__VARIANCE_LEVEL")
+    with pytest.raises(SettingsError) as err:
+        load_settings(config)
+    assert [line.split(":")[0] for line in err.value.problems] == ["detector.per_vital.spo2"]
+    assert "threshold: null turns off only" in err.value.problems[0]

@@ -57,8 +57,15 @@ _LEVELS: tuple[Severity, ...] = ("low", "medium", "high")
 _MAX_N = 16
 
 
+#: The rules a vital's override can turn off with an explicit null (as the global setting
+#: can); an override's other settings need a value when given.
+_NULLABLE = frozenset({"spike", "shift_sum", "variance_level", "premature", "beat_shape"})
+
+
 class VitalOverride(BaseModel):
-    """Per-vital replacements for any of the global detector settings."""
+    """Per-vital replacements for any of the global detector settings. A setting left out
+    is the global one; `spike`, `shift_sum`, `variance_level`, `premature` or `beat_shape`
+    given as null turns that rule off for the vital (``{"spo2": {"spike": null}}``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -74,6 +81,22 @@ class VitalOverride(BaseModel):
     merge_samples: int | None = Field(default=None, ge=0)
     premature: float | None = Field(default=None, gt=0, lt=1)
     beat_shape: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _nulls(self) -> Self:
+        given_null = sorted(
+            n for n in self.model_fields_set if getattr(self, n) is None and n not in _NULLABLE
+        )
+        if given_null:
+            raise ValueError(
+                f"{', '.join(given_null)}: null turns off only "
+                f"{', '.join(sorted(_NULLABLE))}; give a value or leave it out"
+            )
+        return self
+
+    def given(self) -> dict[str, Any]:
+        """The settings this override sets: each given one, a null (rule off) included."""
+        return {n: getattr(self, n) for n in self.model_fields_set}
 
 
 #: Settings that are not per-vital thresholds (not in `Thresholds`).
@@ -153,7 +176,8 @@ class DetectorConfig(BaseModel):
         follow_share: The share of samples above `follow_level` the follow settles at.
         follow_step: Log-gain added per sample above `follow_level` (the follow's speed).
         follow_max_gain: The follow's gain stays within [1, this].
-        per_vital: Vital name -> partial override.
+        per_vital: Vital name -> partial override (a rule given null there is off for that
+            vital: `{"spo2": {"spike": null}}`; a setting left out is the global one).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -205,7 +229,7 @@ class DetectorConfig(BaseModel):
         base = self.model_dump(exclude=_GLOBAL_ONLY)
         override = self.per_vital.get(vital)
         if override is not None:
-            base.update(override.model_dump(exclude_none=True))
+            base.update(override.given())
         return Thresholds(**base)
 
 

@@ -250,6 +250,24 @@ def test_variance_rule_per_vital_and_off() -> None:
     assert run(zs, per, vital=1) == ["6:raised:low"]
 
 
+def test_a_null_in_a_vital_s_override_turns_that_rule_off_for_that_vital_only() -> None:
+    """`{"heart_rate": {"spike": null}}`: a single 7-sigma heart-rate sample raises
+    nothing (under `severe`, one sample of `k_of_n`), the same sample on SpO2 still raises
+    at once; left out, a setting is the global one; a null for a setting that is no rule
+    (`threshold`) is refused, naming it."""
+    config = DetectorConfig(per_vital={"heart_rate": {"spike": None}, "spo2": {"k": 2}})
+    assert config.resolve("heart_rate").spike is None
+    assert config.resolve("spo2").spike == DetectorConfig().spike
+    assert run([0.0, 7.0, 0.0, 0.0], config) == []
+    assert run([0.0, 7.0, 0.0, 0.0], config, vital=1) == ["1:raised:medium"]
+    assert run([0.0, 7.0, 0.0, 0.0], DetectorConfig()) == ["1:raised:medium"]
+    off = DetectorConfig(per_vital={"heart_rate": {"shift_sum": None, "variance_level": None}})
+    assert run([3.9] * 3, DetectorConfig(per_vital={"heart_rate": {"shift_sum": 11.0}})) != []
+    assert run([3.9] * 3, off) == []
+    with pytest.raises(ValueError, match="threshold: null turns off only"):
+        DetectorConfig(per_vital={"spo2": {"threshold": None}})
+
+
 @pytest.mark.parametrize("merge", [0, 5, 30])
 def test_update_many_equals_update_row_by_row(merge: int) -> None:
     """A batch with repeated patients and new ones gives exactly the row-by-row events."""
