@@ -169,12 +169,13 @@ class Scorer:
         if slow is not None and (clipped or not slow.any()):
             slow = None  # every row follows already, or none is slow
         heavy: BoolArray | None = slow
+        observed = ~np.isnan(actual)
         if self.scale.masked and not clipped:
             # A value of a vital the patient's previous sample lacked (a cuff reading every
             # few minutes, a vital back from being lost) spans more than one of the model's
             # steps: its scale follows heavy tails too, as a slow stream's rows do.
             f = actual.shape[1]
-            sparse = (windows[:, -1, f:] < 0.5) & ~np.isnan(actual)
+            sparse = (windows[:, -1, f:] < 0.5) & observed
             if sparse.any():
                 heavy = sparse if slow is None else sparse | slow[:, None]
         z = self.scale.z_batch(
@@ -191,7 +192,7 @@ class Scorer:
         if self.lost is not None:
             lost, back = self.lost.find(placed, actual, t)
         first, length = starts(after, back)
-        widen = self.settle.divide(placed, ~np.isnan(actual), first, length)
+        widen = self.settle.divide(placed, observed, first, length)
         if widen is not None:
             z /= widen
         absz = np.abs(z)
