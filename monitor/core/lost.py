@@ -37,7 +37,7 @@ import numpy.typing as npt
 
 from monitor.core.alerts import AlertEvent
 from monitor.core.settle import GAP_MAX_WIDEN, first_divisor
-from monitor.core.slots import Grouped, IntpArray, Placement, Rows, SlotMap
+from monitor.core.slots import Grouped, IntpArray, Placement, Rows, SlotMap, last_observed
 from monitor.core.state import StateArrays, check_array
 from monitor.core.technical import TechnicalAlarms
 from monitor.core.types import BoolArray, FloatArray
@@ -189,8 +189,7 @@ class LostVitals:
         seed = self._state[:, gs]  # each row's patient's state before the batch
         seen0, last0, before0, lapsed0, missed0 = seed
         # The row of the vital's last value at or before each row, in its patient's rows.
-        at = np.where(obs, position[:, None], -1)
-        np.maximum.accumulate(at, axis=0, out=at)
+        at = last_observed(obs)
         at = np.where(at >= start, at, -1)
         prior = np.full_like(at, -1)  # ... strictly before it
         prior[1:] = at[:-1]

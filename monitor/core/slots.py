@@ -33,6 +33,7 @@ __all__ = [
     "Rows",
     "SlotMap",
     "grown",
+    "last_observed",
     "rounds",
 ]
 
@@ -245,6 +246,19 @@ class Grouped(NamedTuple):
         tail = np.ones(n, dtype=bool)
         tail[:-1] = head[1:]
         return cls(order, gs, start, np.flatnonzero(tail))
+
+
+def last_observed(seen: BoolArray) -> IntpArray:
+    """Per cell of `seen` (rows in time order), the row of the last True at or before it
+    along the first axis, -1 before the first: where a value carried forward comes from.
+
+    The one forward fill of the project: the window store's carried vitals, the lost
+    vitals' intervals, the trainer's held slow vitals and persistence's last sent value.
+    """
+    rows = np.arange(seen.shape[0]).reshape((-1,) + (1,) * (seen.ndim - 1))
+    out: IntpArray = np.where(seen, rows, -1)
+    np.maximum.accumulate(out, axis=0, out=out)
+    return out
 
 
 def rounds(slots: IntpArray) -> list[IntpArray]:

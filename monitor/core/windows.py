@@ -64,7 +64,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from monitor.core.slots import SlotMap
+from monitor.core.slots import Grouped, SlotMap, last_observed
 from monitor.core.state import StateArrays, check_array
 from monitor.core.types import BoolArray, Float32Array, FloatArray, PushOutcome
 
@@ -590,12 +590,10 @@ class WindowStore:
         t_a = np.array(t, dtype=np.float64).reshape(n)
         # Group the samples by patient (stable): each one's previous sample of the same
         # patient in the run, and how many of them come before it (k).
-        order = np.argsort(s, kind="stable")
-        grouped = s[order]
-        first = np.ones(n, dtype=bool)
-        first[1:] = grouped[1:] != grouped[:-1]
+        order, _, starts_col, _ = Grouped.of(s)
+        group_start = starts_col[:, 0]
         position = np.arange(n)
-        group_start = np.maximum.accumulate(np.where(first, position, 0))
+        first = group_start == position
         k_sorted = position - group_start
         previous_sorted = np.empty(n, dtype=np.int64)
         previous_sorted[0] = -1
@@ -734,8 +732,7 @@ class WindowStore:
         grouped = np.where(np.isnan(grouped) & heads_col, seeds, grouped)
         # Forward fill within each group: the index of the last row with a value, never
         # reaching back past the group's first row.
-        at = np.where(~np.isnan(grouped) | heads_col, np.arange(n)[:, None], -1)
-        np.maximum.accumulate(at, axis=0, out=at)
+        at = last_observed(~np.isnan(grouped) | heads_col)
         carried_sorted = np.take_along_axis(grouped, at, axis=0)
         before = np.empty_like(carried_sorted)
         before[1:] = carried_sorted[:-1]

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from monitor.model.features import last_observed
+from monitor.core.slots import last_observed
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -21,7 +21,6 @@ __all__ = [
     "Preprocess",
     "denormalise",
     "fit_normalisation",
-    "last_observed",
     "make_windows",
     "normalise",
     "pool_window",
@@ -83,14 +82,6 @@ def make_windows(series: FloatArray, window: int, stride: int = 1) -> tuple[Floa
     x = np.ascontiguousarray(view[:n:stride].transpose(0, 2, 1))
     y = np.ascontiguousarray(series[window::stride])
     return x, y
-
-
-def last_observed(seen: npt.NDArray[np.bool_]) -> npt.NDArray[np.intp]:
-    """Per cell of `seen` (rows in time order), the row of the last True at or before it
-    along the first axis, -1 before the first: where a value carried forward comes from."""
-    rows = np.arange(seen.shape[0]).reshape((-1,) + (1,) * (seen.ndim - 1))
-    out: npt.NDArray[np.intp] = np.maximum.accumulate(np.where(seen, rows, -1), axis=0)
-    return out
 
 
 def with_flags(windows: FloatArray) -> FloatArray:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from monitor.core.slots import last_observed
 from monitor.core.vitals import BUILTIN, Registry
 from monitor.errors import DataError
-from monitor.model.features import last_observed
 from monitor.training.data import BoolArray, FloatArray, Segment, SplitData
 
 TIME_COLUMNS = ("time_s", "t", "time")
