@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from operator import itemgetter
 from typing import Annotated, Any, Literal, NamedTuple, cast
 
@@ -32,9 +33,11 @@ from pydantic import (
     ValidationError,
     with_config,
 )
+from pydantic_core import from_json
 from typing_extensions import TypedDict
 
 from monitor.core.schema import (
+    PATIENT_ID_PATTERN,
     FiniteFloat,
     PatientId,
     SampleTime,
@@ -47,6 +50,7 @@ from monitor.core.vitals import BUILTIN, Registry
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "REFUSES_PATIENT",
     "CodecLimits",
     "Decoded",
     "DecodedColumns",
@@ -117,9 +121,13 @@ class Rejection:
     Attributes:
         reason: Stable reason name, usable as a metric label.
         detail: Short human text; never more than 160 characters of escaped input.
-        patient_id: The payload's patient id when it passed the allowlist (lets the shell
-            raise a technical alert for artifacts and clock skew), else None.
-        vital: The vital concerned (artifact, missing_vital), else None.
+        patient_id: The patient the message is from, when that can be told and the id
+            passes the allowlist, else None: the payload's own id for an artifact or
+            clock skew; for the reasons of `REFUSES_PATIENT` the topic's (which the
+            alerts go to), or the payload's own where there is no topic. It lets the
+            shell raise a technical alert.
+        vital: The vital concerned (artifact, missing_vital; unknown_vital: the first
+            signal name the receiver does not know, when its form is valid), else None.
         n_samples: Samples the message carried, 1 when unknown.
     """
 
@@ -128,6 +136,41 @@ class Rejection:
     patient_id: str | None = None
     vital: str | None = None
     n_samples: int = 1
+
+
+#: Refusals of what a patient's device sends (or of how it addresses it): a patient not
+#: being monitored whose every message is refused for one of them is not monitored at all,
+#: so its `Rejection` names the patient (`_refused_patient`) and the engine raises
+#: `patient_refused` (docs/alerts.md).
+REFUSES_PATIENT: frozenset[RejectReason] = frozenset(
+    {
+        "too_large",
+        "bad_json",
+        "bad_schema",
+        "bad_patient_id",
+        "topic_mismatch",
+        "non_finite",
+        "unknown_vital",
+        "missing_vital",
+    }
+)
+
+_PATIENT_ID = re.compile(PATIENT_ID_PATTERN)
+
+
+def _refused_patient(payload: bytes, topic_patient_id: str | None) -> str | None:
+    """The patient a refused payload is from: its topic's (the address the device account
+    publishes to, and the one its alerts go to), else the payload's own `patient_id` when
+    it is JSON; None when there is none or it fails the allowlist. Call it only for a
+    payload within the size limit, or with a topic."""
+    claimed: object = topic_patient_id
+    if claimed is None:
+        try:
+            parsed = from_json(payload)
+        except ValueError:  # not JSON, or nested too deeply
+            return None
+        claimed = parsed.get("patient_id") if isinstance(parsed, dict) else None
+    return claimed if isinstance(claimed, str) and _PATIENT_ID.fullmatch(claimed) else None
 
 
 def _form(value: Any) -> str:
@@ -259,14 +302,20 @@ def _decode_one(
         `Decoded` when every sample is valid, else `Rejection` (all-or-nothing for blocks).
     """
     if len(payload) > limits.max_bytes:
-        return Rejection("too_large", f"{len(payload)} bytes > limit {limits.max_bytes}")
+        detail = f"{len(payload)} bytes > limit {limits.max_bytes}"
+        # Never parsed: only a topic can name its patient.
+        named = None if topic_patient_id is None else _refused_patient(b"", topic_patient_id)
+        return Rejection("too_large", detail, named)
     message = _validate(payload)
     if isinstance(message, Rejection):
+        if message.reason in REFUSES_PATIENT:
+            message = replace(message, patient_id=_refused_patient(payload, topic_patient_id))
         return message
     pid = message.patient_id
     if topic_patient_id is not None and topic_patient_id != pid:
         # No id in the detail: it is logged, and ids must never reach a log line.
-        return Rejection("topic_mismatch", "topic patient id != payload patient_id")
+        detail = "topic patient id != payload patient_id"
+        return Rejection("topic_mismatch", detail, _refused_patient(payload, topic_patient_id))
     # Plain tuples: VitalsMessage.samples() would build and validate a model per sample.
     samples: list[tuple[float, int, dict[str, float]]]
     if isinstance(message, VitalsMessage):
@@ -285,7 +334,8 @@ def _decode_one(
         if not vitals.keys() <= known:
             unknown = sorted(n[:32] for n in vitals if n not in known)
             detail = f"vitals: unknown vital(s): {', '.join(unknown[:5])}"
-            return Rejection("unknown_vital", clip(detail), None, None, n)
+            first = min(name for name in vitals if name not in known)
+            return Rejection("unknown_vital", clip(detail), pid, first, n)
         if not earliest <= t <= latest:
             detail = f"sample time {t:.3f} is {t - now:+.3f} s from receive time"
             return Rejection("clock_skew", detail, pid, None, n)

@@ -13,8 +13,10 @@ Every received unit ends in exactly one counted outcome (docs/metrics.md):
   its window has been queued; ``failed``: the model forward of its batch raised).
 
 A patient whose data arrives but who is not monitored (refused at the patient cap, or
-every message refused for lack of a vital) has a ``patient_refused`` technical alert, and
-while any has one the system has ``patients_refused`` (docs/reliability.md).
+every message refused for what its device sends: no vital the model needs, a signal the
+daemon does not know, not JSON, off the schema; `REFUSES_PATIENT`) has a
+``patient_refused`` technical alert, and while any has one the system has
+``patients_refused`` (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import numpy.typing as npt
 from monitor.core.alerts import TECHNICAL_SEVERITY, AlertEvent
 from monitor.core.batching import MicroBatcher
 from monitor.core.codec import (
+    REFUSES_PATIENT,
     CodecLimits,
     Decoded,
     DecodedColumns,
@@ -516,8 +519,10 @@ class Pipeline:
         pid = rejection.patient_id
         if rejection.reason in ("artifact", "clock_skew") and pid is not None:
             return self._open_data_fault(pid, rejection.reason, rejection.vital, now)
-        if rejection.reason == "missing_vital" and pid is not None and pid not in self.windows:
-            # Every message of this patient lacks a vital the model needs: never monitored.
+        if rejection.reason in REFUSES_PATIENT and pid is not None and pid not in self.windows:
+            # What this patient's device sends is refused (it lacks every vital the model
+            # needs, names a signal the daemon does not know, is not JSON, breaks the
+            # schema): while none of its messages is accepted it is never monitored.
             return self._counted(self.alarms.refuse(pid, rejection.vital, now))
         return []
 

@@ -239,6 +239,56 @@ def test_topic_mismatch_detail_is_escaped() -> None:
     assert len(result.detail) <= 160
 
 
+@pytest.mark.parametrize(
+    ("payload", "reason", "own"),
+    [
+        (b"{not json", "bad_json", None),
+        (single(seq="7"), "bad_schema", "p0001"),
+        (
+            b'{"v": 1, "patient_id": "p0001", "t": 1, "seq": 0, "vitals": {"spo2": NaN}}',
+            "non_finite",
+            "p0001",
+        ),
+        (single(vitals={**VITALS, "glucose": 5.0}), "unknown_vital", "p0001"),
+        (single(vitals={**VITALS, "HR": 5.0}), "unknown_vital", "p0001"),
+        (single(vitals={}), "missing_vital", "p0001"),
+        (single(patient_id="p0002"), "topic_mismatch", None),
+        (single(patient_id="p 1"), "bad_patient_id", None),
+    ],
+)
+def test_a_refusal_of_what_a_device_sends_names_the_topics_patient(
+    payload: bytes | dict[str, Any], reason: str, own: str | None
+) -> None:
+    """A refusal in `REFUSES_PATIENT` names its topic's patient (the alert's address);
+    without a topic, the payload's own id when it can be read and passes the allowlist;
+    a topic that fails the allowlist names nobody."""
+    assert reason in codec.REFUSES_PATIENT
+    on_topic = run(payload)
+    assert (on_topic.reason, on_topic.patient_id) == (reason, "p0001")
+    no_topic = run(payload, topic=None)
+    if reason == "topic_mismatch":  # no topic, nothing to mismatch
+        assert isinstance(no_topic, Decoded)
+    else:
+        assert (no_topic.reason, no_topic.patient_id) == (reason, own)
+    for hostile in ("p 1", "$SYS", "p1\n", "x" * 65):
+        assert run(payload, topic=hostile).patient_id is None
+
+
+def test_a_refused_unknown_signal_is_named() -> None:
+    """A signal the receiver does not know, of a valid name, is the rejection's vital (the
+    first in name order); a malformed name is not."""
+    result = run(single(vitals={**VITALS, "zeta": 1.0, "etco2": 38.0}))
+    assert (result.reason, result.vital) == ("unknown_vital", "etco2")
+    assert run(single(vitals={**VITALS, "HR": 1.0})).vital is None
+
+
+def test_an_oversized_payload_names_its_topics_patient_only() -> None:
+    """`too_large` is never parsed: its topic names the patient, or nobody."""
+    raw = json.dumps(block(3)).encode()
+    assert run(raw, max_bytes=64).patient_id == "p0001"
+    assert run(raw, topic=None, max_bytes=64).patient_id is None
+
+
 def test_artifact_names_patient_vital_and_block_size() -> None:
     """An artifact inside a block rejects the whole block and names patient and vital."""
     message = block(4)

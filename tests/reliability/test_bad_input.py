@@ -129,12 +129,17 @@ HOSTILE = [
 @pytest.mark.parametrize("pid", HOSTILE, ids=lambda p: repr(p[:12]))
 def test_hostile_patient_ids_are_refused_before_any_use(pid: str) -> None:
     """Ids with MQTT wildcards, separators, NUL, $SYS, newlines, ANSI escapes, ../ or 64 KiB
-    are refused by the allowlist: no window, no alert, no id in the rejection."""
+    are refused by the allowlist: no window, the id in no alert and not in the rejection.
+    The topic's patient, whose device sent it, is the one refused (`patient_refused`)."""
     pipeline = make_pipeline(model_window=WINDOW, ingest={"max_payload_bytes": 200_000})
     seen = []
     pipeline._on_reject = seen.append
-    assert ingest_one(pipeline, "vitals/ok1", message(pid=pid), NOW) == []
-    assert [(r.reason, r.patient_id) for r in seen] == [("bad_patient_id", None)]
+    events = ingest_one(pipeline, "vitals/ok1", message(pid=pid), NOW)
+    assert [(e.patient_id, e.reason) for e in events] == [
+        ("ok1", "patient_refused"),
+        (None, "patients_refused"),
+    ]
+    assert [(r.reason, r.patient_id) for r in seen] == [("bad_patient_id", "ok1")]
     assert pid not in seen[0].detail
     assert seen[0].detail.isprintable()
     assert len(pipeline.windows) == 0

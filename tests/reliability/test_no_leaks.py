@@ -96,7 +96,11 @@ def test_logs_metrics_and_topics_carry_no_patient_data(
     assert numeric == []
 
     topics = {topic for topic, _ in alerts.messages}
-    assert topics <= {f"alerts/{p}" for p in REAL_IDS} | {"alerts/_system"}
+    assert topics <= {f"alerts/{p}" for p in [*REAL_IDS, "hostile"]} | {"alerts/_system"}
+    # Topics whose every message was refused are refused patients, named by the topic
+    # (never by the payload's id: secretroom42's topic carried otherbed99's payload).
+    refused = {e["patient_id"] for e in alerts.events() if e["reason"] == "patient_refused"}
+    assert refused == {REAL_IDS[3], "hostile"}
     artifact = [e for e in alerts.events() if e["patient_id"] == REAL_IDS[2]]
     assert {(e["kind"], e["reason"], e["state"]) for e in artifact} == {
         ("technical", "artifact", "raised")
