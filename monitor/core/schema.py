@@ -56,13 +56,28 @@ PatientId = Annotated[str, Field(strict=True, pattern=PATIENT_ID_PATTERN)]
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-#: The `vitals` object of a sample: signal name -> finite value. The schema checks the
-#: names' form only; whether a name is known (a built-in vital or a registered signal) is
-#: the codec's check against the served model's registry (`monitor.core.vitals.Registry`).
+#: The `vitals` object of a sample: signal name -> finite value, or null for a vital not
+#: measured (dropped on validation: the same as leaving it out, `_drop_nulls`). The schema
+#: checks the names' form only; whether a name is known (a built-in vital or a registered
+#: signal) is the codec's check against the served model's registry
+#: (`monitor.core.vitals.Registry`).
 VitalValues = Annotated[
     dict[str, FiniteFloat],
-    Field(json_schema_extra={"propertyNames": {"pattern": SIGNAL_NAME_PATTERN}}),
+    Field(
+        json_schema_extra={
+            "propertyNames": {"pattern": SIGNAL_NAME_PATTERN},
+            "additionalProperties": {"anyOf": [{"type": "number"}, {"type": "null"}]},
+        }
+    ),
 ]
+
+
+def _drop_nulls(value: object) -> object:
+    """A vital given as null was not measured: the same as leaving it out (a gateway that
+    writes null for a probe that fell off must not lose the sample's other vitals)."""
+    if isinstance(value, dict) and None in value.values():
+        return {name: v for name, v in value.items() if v is not None}
+    return value
 
 
 def _check_vitals(value: dict[str, float]) -> dict[str, float]:
@@ -94,6 +109,7 @@ class Sample(BaseModel):
     seq: SequenceNumber
     vitals: VitalValues
 
+    _nulls = field_validator("vitals", mode="before")(_drop_nulls)
     _vitals = field_validator("vitals")(_check_vitals)
 
 
@@ -108,6 +124,7 @@ class VitalsMessage(BaseModel):
     seq: SequenceNumber
     vitals: VitalValues
 
+    _nulls = field_validator("vitals", mode="before")(_drop_nulls)
     _vitals = field_validator("vitals")(_check_vitals)
 
     def samples(self) -> list[Sample]:

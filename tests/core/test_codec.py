@@ -133,7 +133,8 @@ BAD_IDS = [
         (single(t=False), "bad_schema"),
         (single(vitals={**VITALS, "heart_rate": True}), "bad_schema"),
         (single(vitals={**VITALS, "heart_rate": "71"}), "bad_schema"),
-        (single(vitals={**VITALS, "heart_rate": None}), "bad_schema"),
+        (single(vitals={**VITALS, "heart_rate": None}), "missing_vital"),
+        (single(vitals={"heart_rate": None}), "missing_vital"),
         (single(vitals={**VITALS, "heart_rate": [71]}), "bad_schema"),
         (single(vitals=[1, 2, 3]), "bad_schema"),
         (block(samples=[]), "bad_schema"),
@@ -287,6 +288,26 @@ def test_an_oversized_payload_names_its_topics_patient_only() -> None:
     raw = json.dumps(block(3)).encode()
     assert run(raw, max_bytes=64).patient_id == "p0001"
     assert run(raw, topic=None, max_bytes=64).patient_id is None
+
+
+def test_a_null_vital_is_a_vital_not_sent() -> None:
+    """A vital given as null is left out: under a model with the observed mask the sample
+    is decoded with it missing (NaN), in a single message and in a block alike, and the
+    same as the message without it; a malformed name with a null value carries nothing."""
+    with_null = single(vitals={**VITALS, "spo2": None, "HR": None})
+    without = single(vitals={k: v for k, v in VITALS.items() if k != "spo2"})
+    got = run(with_null, partial=True)
+    assert isinstance(got, Decoded)
+    expected = run(without, partial=True).samples[0].values
+    np.testing.assert_array_equal(got.samples[0].values, expected)
+    assert np.isnan(got.samples[0].values[FEATURES.index("spo2")])
+    message = block(3)
+    message["samples"][1]["vitals"]["spo2"] = None
+    got_block = run(message, partial=True)
+    assert isinstance(got_block, Decoded)
+    values = np.array([s.values for s in got_block.samples])
+    assert np.isnan(values[:, FEATURES.index("spo2")]).tolist() == [False, True, False]
+    assert run(single(vitals={"spo2": None}), partial=True).reason == "missing_vital"
 
 
 def test_artifact_names_patient_vital_and_block_size() -> None:

@@ -41,21 +41,33 @@ def masked_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def sample(pid: str, seq: int, t: float, spo2: bool) -> bytes:
-    vitals = {name: value + 0.1 * (seq % 5) for name, value in NORMAL.items()}
+def sample(pid: str, seq: int, t: float, spo2: bool, lacking: str = "absent") -> bytes:
+    """A message; without SpO2 it leaves it out, or (`lacking` "null") sends it as null, as
+    a gateway may for a probe that fell off."""
+    vitals: dict[str, float | None] = {k: v + 0.1 * (seq % 5) for k, v in NORMAL.items()}
     if not spo2:
-        del vitals["spo2"]
+        if lacking == "null":
+            vitals["spo2"] = None
+        else:
+            del vitals["spo2"]
     body = {"v": 1, "patient_id": pid, "t": t, "seq": seq, "vitals": vitals}
     return json.dumps(body).encode()
 
 
+@pytest.mark.parametrize("lacking", ["absent", "null"])
 def test_a_probe_that_falls_off_raises_vital_lost_and_its_return_clears_it(
-    mosquitto: Mosquitto, masked_model_dir: Path, tmp_path: Path, listener_factory: Any
+    mosquitto: Mosquitto,
+    masked_model_dir: Path,
+    tmp_path: Path,
+    listener_factory: Any,
+    lacking: str,
 ) -> None:
     """SpO2 stops at the 20th second while the other vitals go on (sample times 1 s
     apart): one `vital_lost` on spo2 is published on alerts/<pid> at the sample 5 s after
     its last value (4 of its 1 s intervals, stale_after_s 1 s), none for the other
-    patient, which sends every vital; the next SpO2 clears it, and it is counted."""
+    patient, which sends every vital; the next SpO2 clears it, and it is counted. A
+    device that sends the lost SpO2 as null is the same (before, each such message was
+    refused whole, `bad_schema`, and the heart rate with it)."""
     env = {"MONITOR_WINDOW__STALE_AFTER_S": "1.0"}
     daemon = Daemon(mosquitto.url, model=masked_model_dir, env=env)
     daemon.start(tmp_path / "daemon.log")
@@ -63,7 +75,7 @@ def test_a_probe_that_falls_off_raises_vital_lost_and_its_return_clears_it(
     alerts: Listener = listener_factory(mosquitto.port)
     base = time.time() - 120.0
     messages = [
-        (f"vitals/{pid}", sample(pid, s, base + s, spo2=s < 20 or pid == "calm"))
+        (f"vitals/{pid}", sample(pid, s, base + s, s < 20 or pid == "calm", lacking))
         for s in range(40)
         for pid in ("probe", "calm")
     ]
@@ -82,5 +94,8 @@ def test_a_probe_that_falls_off_raises_vital_lost_and_its_return_clears_it(
     ]
     topics = {t for t, body in alerts.messages if b"vital_lost" in body}
     assert topics == {"alerts/probe"}
-    assert total(daemon.metrics(), "monitor_technical_alerts_total", reason="vital_lost") == 1
+    samples = daemon.metrics()
+    assert total(samples, "monitor_technical_alerts_total", reason="vital_lost") == 1
+    assert total(samples, "monitor_invalid_messages_total") == 0
+    assert total(samples, "monitor_technical_alerts_total", reason="signal_lost") == 0
     assert daemon.stop() == 0
