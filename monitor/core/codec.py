@@ -303,9 +303,8 @@ def _decode_one(
     """
     if len(payload) > limits.max_bytes:
         detail = f"{len(payload)} bytes > limit {limits.max_bytes}"
-        # Never parsed: only a topic can name its patient.
-        named = None if topic_patient_id is None else _refused_patient(b"", topic_patient_id)
-        return Rejection("too_large", detail, named)
+        # Never parsed (its bytes are not handed on): only a topic can name its patient.
+        return Rejection("too_large", detail, _refused_patient(b"", topic_patient_id))
     message = _validate(payload)
     if isinstance(message, Rejection):
         if message.reason in REFUSES_PATIENT:
