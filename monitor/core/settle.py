@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from monitor.core.slots import Grouped, Placement, Rows, SlotMap
+from monitor.core.slots import Grouped, Placement, Rows, SlotMap, last_observed
 from monitor.core.state import StateArrays, check_array
 from monitor.core.types import BoolArray, FloatArray
 
@@ -153,7 +153,6 @@ class Settling:
             return None
         # The batch as each patient's rows in order, one patient after another.
         order, gs, start, rows = Grouped.of(slots)
-        position = np.arange(slots.shape[0])
         obs = observed[order]
         w0, s0, l0 = widen0[order], self._state[1, gs], self._state[2, gs]
         # The vital's values up to each row, and before each patient's first row.
@@ -163,8 +162,7 @@ class Settling:
         if begin is not None and first is not None:
             # The row of the vital's last start at or before each row, in its patient's rows:
             # from there the vital settles from that start's divisor, counting its values.
-            at = np.where(begin[order], position[:, None], -1)
-            np.maximum.accumulate(at, axis=0, out=at)
+            at = last_observed(begin[order])
             has = at >= start
             f = obs.shape[1]
             pick = np.maximum(at, 0) * f + np.arange(f)
