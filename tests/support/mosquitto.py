@@ -14,12 +14,23 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+#: Ports `free_port` handed out in this process: the OS may offer a port again once the
+#: probe socket is closed, and two ports of one server (a NATS client and MQTT listener)
+#: taken before it binds either must differ.
+_HANDED_OUT: set[int] = set()
+
 
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now, and that this
+    process has not been given before."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError("no loopback port not handed out before")
 
 
 def wait_for_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:

@@ -70,8 +70,12 @@ class NatsServer:
             self.proc = subprocess.Popen(
                 ["nats-server", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT
             )
-        wait_for_port(self.client_port)
-        wait_for_port(self.mqtt_port)
+        try:
+            wait_for_port(self.client_port)
+            wait_for_port(self.mqtt_port)
+        except TimeoutError:
+            self.stop()  # a server that failed to listen is not left running
+            raise
         if stream is not None:
             asyncio.run(ensure_stream(self.url, stream, "vitals", max_msgs_per_subject))
             asyncio.run(ensure_stream(self.url, "ALERTS", subjects=["alerts.>"]))
