@@ -186,7 +186,10 @@ _SINGLE: TypeAdapter[VitalsMessage] = TypeAdapter(VitalsMessage)
 @with_config(ConfigDict(extra="forbid", strict=True))
 class SingleFields(TypedDict):
     """`VitalsMessage`'s fields and constraints as a plain dict, for `decode`'s columns: no
-    model instance is built. The vitals' names are checked by `decode`."""
+    model instance is built. The vitals' names are checked by `decode`. Its values are
+    finite (`FiniteFloat`, stricter than the schema's `VitalValue`): in columns a NaN is a
+    vital the sample lacks, so a payload carrying NaN or Infinity is left to `_decode_one`,
+    which names the vital's artifact."""
 
     v: Literal[1]
     patient_id: PatientId
@@ -347,10 +350,15 @@ def _decode_one(
                     row.append(math.nan)
                     continue
                 return Rejection("missing_vital", f"{name} missing (seq {seq})", pid, name, n)
-            # Outside the signal's plausible bounds: a sensor artifact, not a patient.
+            # Outside the signal's plausible bounds (NaN and +-Infinity are outside every
+            # bound: a failed reading): a sensor artifact, not a patient.
             if not low <= value <= high:
                 unit = signals[name].unit
-                detail = f"{name}={value:.6g} outside [{low:g}, {high:g}] {unit} (seq {seq})"
+                detail = (
+                    f"{name}={value:.6g} outside [{low:g}, {high:g}] {unit} (seq {seq})"
+                    if math.isfinite(value)
+                    else f"{name}={value} is not a finite number (seq {seq})"
+                )
                 if not partial:
                     return Rejection("artifact", detail, pid, name, n)
                 # The vital is dropped; the sample is still scored on the others.

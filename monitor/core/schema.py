@@ -30,6 +30,7 @@ __all__ = [
     "Sample",
     "SampleTime",
     "SequenceNumber",
+    "VitalValue",
     "VitalValues",
     "VitalsBlock",
     "VitalsMessage",
@@ -49,6 +50,11 @@ MAX_BLOCK_SAMPLES = 1000
 # Strict: booleans and strings are not numbers; NaN and +-Infinity (and 1e309, which
 # JSON parsers turn into Infinity) are refused.
 FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+#: A vital's value: a number, where NaN and +-Infinity (the JSON extensions Python's `json`
+#: writes for a sensor's failed reading) pass the schema so that the receiver can judge the
+#: one vital, not the message: no bound holds them, so they are that vital's `artifact`
+#: (the codec; the sample's other vitals are kept), never a value that reaches a model.
+VitalValue = Annotated[float, Field(strict=True, allow_inf_nan=True)]
 SampleTime = Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0.0, lt=1e11)]
 SequenceNumber = Annotated[int, Field(strict=True, ge=0, lt=2**63)]
 PatientId = Annotated[str, Field(strict=True, pattern=PATIENT_ID_PATTERN)]
@@ -56,13 +62,13 @@ PatientId = Annotated[str, Field(strict=True, pattern=PATIENT_ID_PATTERN)]
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-#: The `vitals` object of a sample: signal name -> finite value, or null for a vital not
-#: measured (dropped on validation: the same as leaving it out, `_drop_nulls`). The schema
+#: The `vitals` object of a sample: signal name -> value (`VitalValue`), or null for a vital
+#: not measured (dropped on validation: the same as leaving it out, `_drop_nulls`). The schema
 #: checks the names' form only; whether a name is known (a built-in vital or a registered
 #: signal) is the codec's check against the served model's registry
 #: (`monitor.core.vitals.Registry`).
 VitalValues = Annotated[
-    dict[str, FiniteFloat],
+    dict[str, VitalValue],
     Field(
         json_schema_extra={
             "propertyNames": {"pattern": SIGNAL_NAME_PATTERN},

@@ -58,7 +58,7 @@ def _cell(text: str | None, zero_is_missing: bool) -> float:
         value = float(text) if text not in (None, "") else math.nan
     except ValueError:
         value = math.nan
-    return math.nan if zero_is_missing and value == 0.0 else value
+    return _missing(value, zero_is_missing)
 
 
 def load_csv(path: Path, options: LoadOptions) -> Recording:
@@ -99,7 +99,8 @@ def load_replay(path: Path, options: LoadOptions) -> list[Recording]:
 
     Every valid vitals message becomes a row of its patient's series (block messages give
     one row per sample); payloads that are not valid messages are skipped, as the daemon
-    would refuse them. A vital a message lacks is missing (NaN) in that row.
+    would refuse them. A vital a message lacks, or gives as NaN or +-Infinity (which the
+    daemon drops as an artifact), is missing (NaN) in that row.
 
     Raises:
         DataError: No valid message, or a requested feature never appears.
@@ -141,7 +142,10 @@ def load_replay(path: Path, options: LoadOptions) -> list[Recording]:
 
 
 def _missing(value: float, zero_is_missing: bool) -> float:
-    return math.nan if zero_is_missing and value == 0.0 else value
+    # A NaN or infinite reading passes the schema but is an artifact the daemon drops.
+    if not math.isfinite(value) or (zero_is_missing and value == 0.0):
+        return math.nan
+    return value
 
 
 def _load_csv_list(path: Path, options: LoadOptions) -> list[Recording]:

@@ -163,16 +163,72 @@ def test_rejection_reasons(payload: bytes | dict[str, Any], reason: str) -> None
     assert result.detail.isprintable()
 
 
-@pytest.mark.parametrize(
-    "literal", [b"NaN", b"Infinity", b"-Infinity", b"1e309", b"-1e309", b"1E400"]
-)
-def test_non_finite_numbers_are_refused(literal: bytes) -> None:
-    """NaN, +-Infinity and overflowing literals (1e309) are refused as non_finite."""
-    raw = json.dumps(single(vitals={**VITALS, "spo2": 0.5})).encode()
-    raw = raw.replace(b'"spo2": 0.5', b'"spo2": ' + literal)
-    result = run(raw)
-    assert isinstance(result, Rejection)
-    assert result.reason == "non_finite"
+NON_FINITE = [b"NaN", b"Infinity", b"-Infinity", b"1e309", b"-1e309", b"1E400"]
+
+
+def _with_literal(message: dict[str, Any], literal: bytes) -> bytes:
+    """The message with its spo2 value 0.5 written as `literal` (as Python's json writes
+    NaN and Infinity; 1e309 overflows to Infinity in every JSON parser)."""
+    raw = json.dumps(message).encode()
+    assert raw.count(b'"spo2": 0.5') >= 1
+    return raw.replace(b'"spo2": 0.5', b'"spo2": ' + literal)
+
+
+@pytest.mark.parametrize("literal", NON_FINITE)
+def test_a_non_finite_vital_is_that_vitals_artifact(literal: bytes) -> None:
+    """NaN, +-Infinity and overflowing literals (1e309) as a vital's value are a failed
+    reading of that vital: a model that needs every vital refuses the sample as its
+    artifact, naming patient and vital; one with the observed mask drops the vital (never
+    a NaN taken for "not sent") and keeps the others. Before, `non_finite` refused the
+    whole message and every other vital in it."""
+    raw = _with_literal(single(vitals={**VITALS, "spo2": 0.5}), literal)
+    full = run(raw)
+    assert isinstance(full, Rejection)
+    assert (full.reason, full.patient_id, full.vital) == ("artifact", "p0001", "spo2")
+    assert "not a finite number" in full.detail
+    assert full.detail.isprintable()
+    partial = run(raw, partial=True)
+    assert isinstance(partial, Decoded)
+    assert partial.artifacts == ("spo2",)
+    values = partial.samples[0].values
+    assert np.isnan(values[FEATURES.index("spo2")])
+    expected = [v for k, v in VITALS.items() if k != "spo2"]
+    assert values[np.arange(len(FEATURES)) != FEATURES.index("spo2")].tolist() == expected
+
+
+def test_a_non_finite_vital_beside_plain_messages_in_one_batch() -> None:
+    """In a batch the plain messages take the columns and the NaN one is decoded on its
+    own: its vital an artifact, not a vital missing from the sample."""
+    plain = json.dumps(single()).encode()
+    nan = _with_literal(single(vitals={**VITALS, "spo2": 0.5}, seq=8), b"NaN")
+    got = codec.decode(
+        [plain, nan, plain], ["p0001"] * 3, [NOW] * 3, features=FEATURES,
+        limits=CodecLimits(partial=True),
+    ).results()  # fmt: skip
+    assert [type(r) for r in got] == [Decoded, Decoded, Decoded]
+    assert [r.artifacts for r in got if isinstance(r, Decoded)] == [(), ("spo2",), ()]
+
+
+def test_a_non_finite_vital_in_a_block() -> None:
+    """In a block: the sample keeps its other vitals under the observed mask; a model that
+    needs every vital refuses the block (all-or-nothing), naming the vital."""
+    message = block(3)
+    message["samples"][1]["vitals"]["spo2"] = 0.5
+    raw = _with_literal(message, b"Infinity")
+    got = run(raw, partial=True)
+    assert isinstance(got, Decoded)
+    assert got.artifacts == ("spo2",)
+    spo2 = np.array([s.values for s in got.samples])[:, FEATURES.index("spo2")]
+    assert np.isnan(spo2).tolist() == [False, True, False]
+    refused = run(raw)
+    assert (refused.reason, refused.vital, refused.n_samples) == ("artifact", "spo2", 3)
+
+
+def test_only_non_finite_vitals_are_an_artifact() -> None:
+    """Nothing finite left: the sample is refused as the first vital's artifact."""
+    raw = _with_literal(single(vitals={"spo2": 0.5}), b"NaN")
+    result = run(raw, partial=True)
+    assert (result.reason, result.patient_id, result.vital) == ("artifact", "p0001", "spo2")
 
 
 @pytest.mark.parametrize("literal", [b"NaN", b"1e309"])
@@ -246,7 +302,7 @@ def test_topic_mismatch_detail_is_escaped() -> None:
         (b"{not json", "bad_json", None),
         (single(seq="7"), "bad_schema", "p0001"),
         (
-            b'{"v": 1, "patient_id": "p0001", "t": 1, "seq": 0, "vitals": {"spo2": NaN}}',
+            b'{"v": 1, "patient_id": "p0001", "t": NaN, "seq": 0, "vitals": {"spo2": 97}}',
             "non_finite",
             "p0001",
         ),

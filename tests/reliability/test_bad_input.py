@@ -84,6 +84,9 @@ def message(pid: str = "a01", seq: int = 0, t: float = NOW, **vitals: float) -> 
         (message(heart_rate=0.0), "artifact", "heart_rate"),
         (message(heart_rate=400.0), "artifact", "heart_rate"),
         (message(spo2=100.5), "artifact", "spo2"),
+        # A failed reading as Python's json writes it (NaN, Infinity): that vital's artifact.
+        (message(spo2=float("nan")), "artifact", "spo2"),
+        (message(heart_rate=float("-inf")), "artifact", "heart_rate"),
         # Beyond any clock offset the daemon learns (max_clock_offset_s, docs/time.md).
         (message(t=NOW + 7200.0), "clock_skew", None),
         (message(t=NOW - 3 * 86400.0), "clock_skew", None),

@@ -243,6 +243,35 @@ def test_a_masked_model_scores_the_vitals_a_device_sends() -> None:
     assert count("monitor_prediction_error_count", {"vital": "heart_rate"}) == 5.0
 
 
+def test_a_nan_vital_is_its_artifact_and_the_others_are_scored() -> None:
+    """A masked model; a gateway writes SpO2 as NaN (as Python's json writes a failed
+    reading) in samples 6 to 8, then Infinity in 9: one `artifact` technical alert on spo2,
+    counted per sample, open while the samples show it and cleared by the first finite
+    SpO2; every sample is still taken and scored on its heart rate. Before, `non_finite`
+    refused each of these messages whole, heart rate and all."""
+    info = ModelInfo(FEATURES, 4, np.array([1.0, 0.5]), "v-test", observed_mask=True)
+    p = Pipeline(info, Settings(), Metrics.create(CollectorRegistry()))
+    events: list[AlertEvent] = []
+    for seq in range(14):
+        spo2 = float("nan") if 6 <= seq <= 8 else float("inf") if seq == 9 else 97.0 - seq % 3 / 10
+        vitals = {"heart_rate": 70.0 + seq % 3 / 10, "spo2": spo2}
+        body = {"v": 1, "patient_id": "g", "t": T0 + seq, "seq": seq, "vitals": vitals}
+        events += ingest_one(p, "vitals/g", json.dumps(body).encode(), T0 + seq)
+        if len(p.batcher):
+            events += score_all(p)
+    assert [(e.kind, e.reason, e.vital, e.state, e.seq) for e in events] == [
+        ("technical", "artifact", "spo2", "raised", None),
+        ("technical", "artifact", "spo2", "cleared", None),
+    ]
+    assert [e.t - T0 for e in events] == [6.0, 10.0]
+    assert outcomes(p) == {"warming_up": 4, "scored": 10}
+    count = p.metrics.registry.get_sample_value
+    assert count("monitor_artifact_values_total", {"vital": "spo2"}) == 4.0
+    assert count("monitor_invalid_messages_total", {"reason": "non_finite"}) == 0.0
+    assert count("monitor_prediction_error_count", {"vital": "heart_rate"}) == 10.0
+    assert count("monitor_prediction_error_count", {"vital": "spo2"}) == 6.0
+
+
 @pytest.mark.parametrize("intervals", [4.0, None])
 def test_a_vital_that_stops_arriving_raises_vital_lost_until_it_returns(
     intervals: float | None,

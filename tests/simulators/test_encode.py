@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -77,9 +78,15 @@ def test_schema_rejects_bad_fields(change: dict[str, object], why: str) -> None:
         MESSAGE_ADAPTER.validate_json(text)
 
 
-def test_schema_rejects_nan_and_infinity_literals() -> None:
-    """NaN, Infinity and 1e309 (which parses to infinity) are refused."""
+def test_schema_passes_non_finite_vitals_to_the_codec_and_refuses_a_non_finite_time() -> None:
+    """NaN, Infinity and 1e309 (which parses to infinity) as a vital's value pass the schema
+    as that number, for the codec to judge the one vital (its artifact, tests/core/
+    test_codec.py); as the sample time they are refused."""
+    assert '"heart_rate": 70.0' in json.dumps(GOOD)
     for literal in ("NaN", "Infinity", "-Infinity", "1e309"):
-        text = json.dumps(GOOD).replace("70.0", literal)
+        text = json.dumps(GOOD).replace('"heart_rate": 70.0', '"heart_rate": ' + literal)
+        value = MESSAGE_ADAPTER.validate_json(text).samples()[0].vitals["heart_rate"]
+        assert not math.isfinite(value)
+        bad_time = json.dumps({**GOOD, "t": 0.5}).replace('"t": 0.5', '"t": ' + literal)
         with pytest.raises(ValidationError):
-            MESSAGE_ADAPTER.validate_json(text)
+            MESSAGE_ADAPTER.validate_json(bad_time)

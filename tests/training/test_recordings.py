@@ -74,3 +74,11 @@ def test_chronological_split(tmp_path: Path) -> None:
     assert [s.values[:, 0].tolist() for s in data.test] == [[74 + i for i in range(6)]]
     # Every segment names its recording: serving's one patient, calibrated as one stream.
     assert {s.stream for s in (*data.train, *data.val, *data.test)} == {f"0:{rec.source}"}
+
+
+def test_a_non_finite_cell_is_missing(tmp_path: Path) -> None:
+    """`inf` and `nan` cells (a float formatter's output for a failed reading) are missing
+    values, as empty cells are: never numbers a model learns from."""
+    f = _csv(tmp_path / "r.csv", ["0,60,inf", "60,nan,97", "120,-inf,96"])
+    rec = load_recording(f, LoadOptions({"HR": "heart_rate"}))
+    assert np.isnan(rec.values).tolist() == [[False, True], [True, False], [True, False]]

@@ -43,3 +43,18 @@ def test_unknown_feature_is_refused(tmp_path: Path) -> None:
     _write(path)
     with pytest.raises(DataError, match="temperature"):
         load_recordings(path, LoadOptions(features=("temperature",)))
+
+
+def test_a_non_finite_reading_is_a_missing_value(tmp_path: Path) -> None:
+    """NaN and Infinity (as Python's json writes a failed reading) pass the message schema,
+    and the daemon drops them as the vital's artifact: in training data they are missing
+    values, never numbers a model would learn from; the row's other vitals stay."""
+    path = tmp_path / "r.jsonl"
+    with RecordingWriter(path) as w:
+        for seq, spo2 in enumerate([97.0, math.nan, math.inf, -math.inf, 96.0]):
+            vitals = {"heart_rate": 70.0 + seq, "spo2": spo2}
+            body = {"v": 1, "patient_id": "a", "t": 100.0 + seq, "seq": seq, "vitals": vitals}
+            w.write(Record("vitals/a", json.dumps(body).encode(), 100.0 + seq))
+    (rec,) = load_recordings(path, LoadOptions())
+    assert rec.values[:, 0].tolist() == [70.0, 71.0, 72.0, 73.0, 74.0]
+    assert [math.isnan(v) for v in rec.values[:, 1]] == [False, True, True, True, False]
