@@ -29,6 +29,8 @@ ALERT_SCHEMA_VERSION: Final = 1
 TECHNICAL_SEVERITY: dict[str, Severity] = {
     "signal_lost": "high",
     "monitoring_degraded": "high",
+    # The model's forward raised: the batch's patients were not scored (system-wide).
+    "inference_failed": "high",
     "artifact": "low",
     "clock_skew": "low",
     "flatline": "medium",

@@ -247,6 +247,9 @@ class Pipeline:
             lost=lost,
         )
         self.degraded = False
+        #: The last model forward raised: its patients were not scored (an
+        #: `inference_failed` system alert is open until a forward is scored again).
+        self.inference_failing = False
         # Technical alert changes of `_pushed` (it returns the job), taken by its callers.
         self._side: list[AlertEvent] = []
         self._error_hists = [metrics.prediction_error.labels(v) for v in model.features]
@@ -559,9 +562,16 @@ class Pipeline:
         self.degraded = True
         return self._open(None, "monitoring_degraded", None, now)
 
-    def inference_failed(self, jobs: Sequence[Job]) -> None:
-        """Count the jobs of a batch whose forward raised: outcome `failed`, not scored."""
+    def inference_failed(self, jobs: Sequence[Job], now: float) -> list[AlertEvent]:
+        """Count the jobs of a batch whose forward raised: outcome `failed`, not scored.
+        The first such batch raises `inference_failed` (high, on alerts/_system): while
+        forwards raise no patient is watched, and that must never look like quiet. The
+        next scored batch clears it."""
         self._outcomes["failed"].inc(len(jobs))
+        if self.inference_failing:
+            return []
+        self.inference_failing = True
+        return self._open(None, "inference_failed", None, now)
 
     @property
     def pending(self) -> int:
@@ -657,6 +667,9 @@ class Pipeline:
             received = np.fromiter((j.received_at for j in jobs), np.float64, len(jobs))
             self.metrics.end_to_end_latency.observe_many(np.maximum(0.0, now - received))
         self._outcomes["scored"].inc(len(jobs))
+        if self.inference_failing:
+            self.inference_failing = False
+            events += self._close(None, "inference_failed", None, now)
         if self.degraded and len(self.batcher) < self.settings.batch.max_pending // 2:
             self.degraded = False
             events += self._close(None, "monitoring_degraded", None, now)

@@ -154,7 +154,8 @@ class Stages(Protocol[JobT]):
         windows: Float32Array | None = None,
     ) -> list[AlertEvent]: ...
 
-    def inference_failed(self, jobs: Sequence[JobT]) -> None: ...
+    def inference_failed(self, jobs: Sequence[JobT], now: float) -> list[AlertEvent]:
+        """A batch whose forward raised: its jobs end `failed`; the alert changes it makes."""
 
     def housekeeping(self, now: float) -> list[AlertEvent]: ...
 

@@ -5,7 +5,8 @@ Every driver uses it: the live daemon (an asyncio shell, the wall clock), offlin
 the shard's stream recovery (plain loops on the records' receive times). It holds the
 forwards started on the inference worker, in the order their batches were taken, and
 scores them in that order, so the batch boundaries never reorder verdicts. A forward that
-raised ends its jobs as `failed` (the stages count them); the next batch may pass.
+raised ends its jobs as `failed` (the stages count them and raise `inference_failed`, which
+the next scored batch clears); the next batch may pass.
 Blocking waits are the driver's choice: a synchronous driver calls `wait_until`, the asyncio
 shell awaits `oldest()` and then calls `score_done`.
 """
@@ -157,10 +158,10 @@ class Scheduler(Generic[JobT]):
     def _score(self, forward: _Forward[JobT]) -> list[AlertEvent]:
         try:
             predictions = forward.future.result()
-        except Exception as exc:  # reported and counted; the next batch may succeed
+        except Exception as exc:  # reported, counted, alerted; the next batch may succeed
             self._report.forward_failed(forward.jobs, exc)
-            self.stages.inference_failed(forward.jobs)
-            return []
+            at = self._clock() if forward.at is None else forward.at
+            return self.stages.inference_failed(forward.jobs, at)
         self._report.forward_scored(forward.jobs, predictions, self._timer() - forward.started)
         at = self._clock() if forward.at is None else forward.at
         return self.stages.score(

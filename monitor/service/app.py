@@ -216,8 +216,9 @@ class Daemon:
     # -- lifecycle -------------------------------------------------------------------------
 
     def is_ready(self) -> bool:
-        """Model loaded, transport connected and inference keeping up."""
-        return self._connected.is_set() and not self.pipeline.degraded
+        """Model loaded, transport connected, inference keeping up and not failing."""
+        pipeline = self.pipeline
+        return self._connected.is_set() and not (pipeline.degraded or pipeline.inference_failing)
 
     def request_stop(self) -> None:
         """Begin a graceful shutdown (SIGTERM, SIGINT); a second request stops at once.

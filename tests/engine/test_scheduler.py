@@ -30,6 +30,7 @@ class Stages:
     wait_s: float = 1.0
     scored: list[tuple[list[str], float]] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    failed_at: list[float] = field(default_factory=list)
     degraded: bool = False
 
     @property
@@ -77,8 +78,10 @@ class Stages:
         self.scored.append(([j.name for j in jobs], now))
         return []
 
-    def inference_failed(self, jobs: Sequence[Job]) -> None:
+    def inference_failed(self, jobs: Sequence[Job], now: float) -> list[AlertEvent]:
         self.failed += [j.name for j in jobs]
+        self.failed_at.append(now)
+        return [AlertEvent.technical(None, "inference_failed", "raised", t=now, model_version="t")]
 
     def housekeeping(self, now: float) -> list[AlertEvent]:
         return []
@@ -147,8 +150,11 @@ def test_a_failed_forward_counts_its_jobs_failed_and_the_next_one_is_scored() ->
     engine.submit()
     worker.futures[0].set_exception(RuntimeError("boom"))
     worker.futures[1].set_result(np.zeros((2, 1), np.float32))
-    engine.score_done()
+    events = engine.score_done()
     assert stages.failed == ["a", "b"]
+    # Its alert changes are returned with the others, at the batch's verdict time.
+    assert [(e.reason, e.t) for e in events] == [("inference_failed", 1.0)]
+    assert stages.failed_at == [1.0]
     assert report.failed == [(2, "boom")]
     # On a virtual clock, a forward's verdicts are at its jobs' latest receive time.
     assert stages.scored == [(["c", "d"], 3.0)]

@@ -217,6 +217,33 @@ def test_a_vital_is_not_judged_while_its_window_holds_a_stuck_stretch() -> None:
     assert [(e.vital, e.state, e.seq) for e in spo2] == [("spo2", "raised", 11)]
 
 
+def test_failed_forwards_raise_one_system_alert_cleared_by_the_next_scored_batch() -> None:
+    """Two batches whose forward raised: their samples end `failed`, and the first raises
+    `inference_failed` (technical, high, system-wide: no patient id) once; the next scored
+    batch clears it, and a later failure raises it again."""
+    p = make()
+    rng = np.random.default_rng(0)
+    feed(p, "a", list(70 + rng.standard_normal(10)))
+    first, second = p.take_batch(3), p.take_batch(3)
+    raised = p.inference_failed(first, T0 + 20) + p.inference_failed(second, T0 + 21)
+    assert [(e.kind, e.reason, e.state, e.severity, e.patient_id, e.t) for e in raised] == [
+        ("technical", "inference_failed", "raised", "high", None, T0 + 20)
+    ]
+    assert p.inference_failing
+    assert outcomes(p)["failed"] == 6
+    feed(p, "a", [70.0, 70.5], start=10)
+    cleared = score_all(p)
+    assert [(e.reason, e.state) for e in cleared if e.reason == "inference_failed"] == [
+        ("inference_failed", "cleared")
+    ]
+    assert not p.inference_failing
+    feed(p, "a", [70.2], start=12)
+    again = p.inference_failed(p.take_batch(), T0 + 30)
+    assert [(e.reason, e.state) for e in again] == [("inference_failed", "raised")]
+    count = p.metrics.registry.get_sample_value
+    assert count("monitor_technical_alerts_total", {"reason": "inference_failed"}) == 2.0
+
+
 def test_a_masked_model_scores_the_vitals_a_device_sends() -> None:
     """With an observed mask a patient sending only heart rate is scored on heart rate:
     every sample after warm-up is scored, SpO2 is never judged and never alerts, and a

@@ -60,6 +60,8 @@ class Daemon:
         env: Extra environment variables (e.g. MONITOR_WINDOW__STALE_AFTER_S).
         inference_slowdown: Make every forward this many times slower
             (tests/support/slowed_run.py); 1 runs `monitor run` itself.
+        fail_forwards_while: Every forward raises while this file exists
+            (tests/support/slowed_run.py).
     """
 
     broker_url: str
@@ -67,6 +69,7 @@ class Daemon:
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     inference_slowdown: float = 1.0
+    fail_forwards_while: Path | None = None
     metrics_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[str] | None = None
     log_path: Path | None = None
@@ -79,8 +82,9 @@ class Daemon:
     def start(self, log_path: Path, timeout: float = STARTUP_TIMEOUT_S) -> None:
         """Start and wait until /healthz answers."""
         slowed = [sys.executable, "-m", "tests.support.slowed_run", str(self.inference_slowdown)]
+        plain = self.inference_slowdown == 1.0 and self.fail_forwards_while is None
         cmd = [
-            *(MONITOR if self.inference_slowdown == 1.0 else slowed),
+            *(MONITOR if plain else slowed),
             "run",
             "--broker",
             self.broker_url,
@@ -97,6 +101,8 @@ class Daemon:
         # Its patient-state snapshot too (a restart test passes the same path to both).
         outbox["MONITOR_STATE__SNAPSHOT_PATH"] = str(log_path.with_suffix(".snapshot"))
         env = {**os.environ, "OMP_NUM_THREADS": "1", **outbox, **self.env}
+        if self.fail_forwards_while is not None:
+            env["FAIL_FORWARDS_WHILE"] = str(self.fail_forwards_while)
         self.log_path = log_path
         self._log = log_path.open("w")
         self.proc = subprocess.Popen(

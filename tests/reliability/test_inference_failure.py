@@ -1,0 +1,89 @@
+"""The model forward raises (a GPU fault, an out-of-memory error): no patient is watched
+while it does, so it is a technical alert, never silence."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.transports.mqtt.config import BrokerConfig
+from monitor.transports.mqtt.publisher import SyncPublisher
+from tests.reliability.conftest import WINDOW, outcomes_balance, payload
+from tests.support.daemon import Daemon, total
+from tests.support.listener import Listener
+from tests.support.mosquitto import Mosquitto
+
+pytestmark = pytest.mark.mqtt
+
+
+def _wait(check: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return check()
+
+
+def test_failing_forwards_raise_one_system_alert_until_a_forward_is_scored(
+    mosquitto: Mosquitto,
+    model_dir: Path,
+    tmp_path: Path,
+    listener_factory: Callable[..., Listener],
+) -> None:
+    """Every forward raises while a flag file exists (tests/support/slowed_run.py). The
+    first failed batch raises `inference_failed` (technical, high) on alerts/_system, once
+    however many batches fail; /readyz answers 503 and the samples end `failed`; the first
+    scored batch after the flag is gone clears it and /readyz answers 200 again. Before,
+    a log line and the `failed` outcome were all there was: every patient went unwatched
+    while the alert topics stayed quiet."""
+    flag = tmp_path / "fail-forwards"
+    daemon = Daemon(mosquitto.url, model=model_dir, fail_forwards_while=flag)
+    daemon.start(tmp_path / "daemon.log")
+    daemon.wait_ready()
+    alerts = listener_factory(mosquitto.port, "alerts/_system")
+    pub = SyncPublisher(BrokerConfig(url=mosquitto.url))
+    pub.connect()
+    seq = 0
+
+    def send(n: int) -> None:
+        nonlocal seq
+        for _ in range(n):
+            pub.publish_many([(f"vitals/if{i}", payload(f"if{i}", seq)) for i in range(3)])
+            seq += 1
+            time.sleep(0.02)
+
+    def reasons() -> list[tuple[Any, ...]]:
+        return [
+            (e["kind"], e["reason"], e["state"], e["severity"], e["patient_id"])
+            for e in alerts.events()
+            if e.get("reason") == "inference_failed"
+        ]
+
+    send(WINDOW + 4)
+    daemon.wait_for("monitor_messages_total", 12, outcome="scored")
+    assert reasons() == []
+    flag.touch()
+    send(20)
+    daemon.wait_for("monitor_messages_total", 30, outcome="failed")
+    assert _wait(lambda: len(reasons()) == 1)
+    assert reasons() == [("technical", "inference_failed", "raised", "high", None)]
+    assert daemon.http_status("/readyz") == 503
+    failed_log = [e for e in daemon.log_events() if e.get("event") == "inference_failed"]
+    assert failed_log
+    flag.unlink()
+    scored = total(daemon.metrics(), "monitor_messages_total", outcome="scored")
+    send(5)
+    daemon.wait_for("monitor_messages_total", scored + 1, outcome="scored")
+    assert _wait(lambda: len(reasons()) == 2)
+    assert reasons()[1] == ("technical", "inference_failed", "cleared", "high", None)
+    assert _wait(lambda: daemon.http_status("/readyz") == 200)
+    pub.close()
+    samples = daemon.metrics()
+    assert total(samples, "monitor_technical_alerts_total", reason="inference_failed") == 1
+    assert _wait(lambda: len(set(outcomes_balance(daemon.metrics()))) == 1)
+    assert daemon.stop() == 0
