@@ -168,6 +168,11 @@ class Predictor:
 
         Raises:
             ValueError: The array's shape does not match the model's window and features.
+            FloatingPointError: The network gave a NaN or infinite output (finite weights and
+                inputs never do: a hardware or library fault). Raised, not returned: a NaN
+                prediction reads as "no value to judge" downstream, so every patient of the
+                batch would go unscored in silence; a raised forward ends its jobs `failed`
+                and raises the `inference_failed` technical alert (docs/alerts.md).
         """
         n = len(self.card.features)
         expected = (self.window, 2 * n if self.card.observed_mask else n)
@@ -179,6 +184,12 @@ class Predictor:
             return np.empty((0, n), dtype=np.float32)
         x, offset = self.preprocess.inputs(windows)
         out = self._forward(x)
+        finite = np.isfinite(out)
+        if not finite.all():
+            bad = int(out.size - np.count_nonzero(finite))
+            raise FloatingPointError(
+                f"the model gave {bad} non-finite outputs for {windows.shape[0]} windows"
+            )
         return np.asarray(self.preprocess.outputs(out, offset), dtype=np.float32)
 
     def _torch_forward(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

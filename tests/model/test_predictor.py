@@ -60,3 +60,19 @@ def test_wrong_window_shape_is_refused(predictor: Predictor) -> None:
 def test_empty_batch(predictor: Predictor) -> None:
     """No windows give an empty (0, F) result."""
     assert predictor.predict(np.zeros((0, 5, 2), dtype=np.float32)).shape == (0, 2)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_a_non_finite_output_is_a_failed_forward(tmp_path: Path, backend: str) -> None:
+    """A network that gives NaN (a weight corrupted after the load-time check, a hardware
+    fault) raises instead of returning NaN predictions, which downstream read as "no value
+    to judge" and would leave every patient of the batch unscored in silence."""
+    write_model_dir(tmp_path)
+    loaded = load_model(tmp_path)
+    healthy = Predictor(loaded, device="cpu", backend=backend)
+    assert np.isfinite(healthy.predict(_windows(3))).all()
+    with torch.no_grad():  # the head's bias: no activation after it can hide the NaN
+        dict(loaded.model.named_parameters())["fc.bias"].fill_(float("nan"))
+    broken = Predictor(loaded, device="cpu", backend=backend)
+    with pytest.raises(FloatingPointError, match=r"6 non-finite outputs for 3 windows"):
+        broken.predict(_windows(3))
