@@ -225,7 +225,7 @@ learned offset, docs/time.md; the reason in `monitor_invalid_messages_total`),
 the model; the reason in `monitor_dropped_messages_total`) or
 `failed` (queued for scoring, but the model forward of its batch raised; logged as
 `inference_failed`, and the `inference_failed` technical alert on `alerts/_system` is open
-until a batch is scored again, docs/alerts.md).
+until forwards pass again, docs/alerts.md).
 """
 
 

@@ -247,9 +247,8 @@ class Pipeline:
             lost=lost,
         )
         self.degraded = False
-        #: The last model forward raised: its patients were not scored (an
-        #: `inference_failed` system alert is open until a forward is scored again).
-        self.inference_failing = False
+        # When the last forward raised while `inference_failed` is open; None: not open.
+        self._failed_at: float | None = None
         # Technical alert changes of `_pushed` (it returns the job), taken by its callers.
         self._side: list[AlertEvent] = []
         self._error_hists = [metrics.prediction_error.labels(v) for v in model.features]
@@ -562,16 +561,22 @@ class Pipeline:
         self.degraded = True
         return self._open(None, "monitoring_degraded", None, now)
 
+    @property
+    def inference_failing(self) -> bool:
+        """The `inference_failed` system alert is open: forwards raised, and none has been
+        scored for `stale_s` since the last that did."""
+        return self._failed_at is not None
+
     def inference_failed(self, jobs: Sequence[Job], now: float) -> list[AlertEvent]:
         """Count the jobs of a batch whose forward raised: outcome `failed`, not scored.
         The first such batch raises `inference_failed` (high, on alerts/_system): while
-        forwards raise no patient is watched, and that must never look like quiet. The
-        next scored batch clears it."""
+        forwards raise no patient is watched, and that must never look like quiet. It is
+        cleared by the first batch scored `stale_s` or more after the last failed one, so
+        that intermittent failures hold one alert open instead of flapping."""
         self._outcomes["failed"].inc(len(jobs))
-        if self.inference_failing:
-            return []
-        self.inference_failing = True
-        return self._open(None, "inference_failed", None, now)
+        opened = self._failed_at is None
+        self._failed_at = now
+        return self._open(None, "inference_failed", None, now) if opened else []
 
     @property
     def pending(self) -> int:
@@ -667,8 +672,8 @@ class Pipeline:
             received = np.fromiter((j.received_at for j in jobs), np.float64, len(jobs))
             self.metrics.end_to_end_latency.observe_many(np.maximum(0.0, now - received))
         self._outcomes["scored"].inc(len(jobs))
-        if self.inference_failing:
-            self.inference_failing = False
+        if self._failed_at is not None and now - self._failed_at >= self.stale_s:
+            self._failed_at = None
             events += self._close(None, "inference_failed", None, now)
         if self.degraded and len(self.batcher) < self.settings.batch.max_pending // 2:
             self.degraded = False

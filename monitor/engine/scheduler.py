@@ -6,7 +6,7 @@ the shard's stream recovery (plain loops on the records' receive times). It hold
 forwards started on the inference worker, in the order their batches were taken, and
 scores them in that order, so the batch boundaries never reorder verdicts. A forward that
 raised ends its jobs as `failed` (the stages count them and raise `inference_failed`, which
-the next scored batch clears); the next batch may pass.
+a batch scored long enough after the last failure clears); the next batch may pass.
 Blocking waits are the driver's choice: a synchronous driver calls `wait_until`, the asyncio
 shell awaits `oldest()` and then calls `score_done`.
 """

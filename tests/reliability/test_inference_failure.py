@@ -37,12 +37,15 @@ def test_failing_forwards_raise_one_system_alert_until_a_forward_is_scored(
 ) -> None:
     """Every forward raises while a flag file exists (tests/support/slowed_run.py). The
     first failed batch raises `inference_failed` (technical, high) on alerts/_system, once
-    however many batches fail; /readyz answers 503 and the samples end `failed`; the first
-    scored batch after the flag is gone clears it and /readyz answers 200 again. Before,
+    however many batches fail; /readyz answers 503 and the samples end `failed`; once the
+    flag is gone, the first batch scored `window.stale_after_s` after the last failure
+    clears it and /readyz answers 200 again. Before,
     a log line and the `failed` outcome were all there was: every patient went unwatched
     while the alert topics stayed quiet."""
     flag = tmp_path / "fail-forwards"
-    daemon = Daemon(mosquitto.url, model=model_dir, fail_forwards_while=flag)
+    # The alert clears at the first batch scored stale_after_s after the last failure.
+    env = {"MONITOR_WINDOW__STALE_AFTER_S": "2"}
+    daemon = Daemon(mosquitto.url, model=model_dir, env=env, fail_forwards_while=flag)
     daemon.start(tmp_path / "daemon.log")
     daemon.wait_ready()
     alerts = listener_factory(mosquitto.port, "alerts/_system")
@@ -76,11 +79,12 @@ def test_failing_forwards_raise_one_system_alert_until_a_forward_is_scored(
     failed_log = [e for e in daemon.log_events() if e.get("event") == "inference_failed"]
     assert failed_log
     flag.unlink()
-    scored = total(daemon.metrics(), "monitor_messages_total", outcome="scored")
-    send(5)
-    daemon.wait_for("monitor_messages_total", scored + 1, outcome="scored")
-    assert _wait(lambda: len(reasons()) == 2)
-    assert reasons()[1] == ("technical", "inference_failed", "cleared", "high", None)
+    deadline = time.monotonic() + 30
+    while len(reasons()) < 2 and time.monotonic() < deadline:
+        send(5)
+    assert reasons()[1:] == [("technical", "inference_failed", "cleared", "high", None)]
+    raised, cleared = (e["t"] for e in alerts.events() if e.get("reason") == "inference_failed")
+    assert cleared - raised >= 2.0  # held open for stale_after_s past the last failure
     assert _wait(lambda: daemon.http_status("/readyz") == 200)
     pub.close()
     samples = daemon.metrics()

@@ -217,29 +217,41 @@ def test_a_vital_is_not_judged_while_its_window_holds_a_stuck_stretch() -> None:
     assert [(e.vital, e.state, e.seq) for e in spo2] == [("spo2", "raised", 11)]
 
 
-def test_failed_forwards_raise_one_system_alert_cleared_by_the_next_scored_batch() -> None:
-    """Two batches whose forward raised: their samples end `failed`, and the first raises
-    `inference_failed` (technical, high, system-wide: no patient id) once; the next scored
-    batch clears it, and a later failure raises it again."""
+def test_failed_forwards_hold_one_system_alert_until_forwards_pass_for_stale_s() -> None:
+    """Forwards that raise: their samples end `failed`; the first raises `inference_failed`
+    (technical, high, system-wide: no patient id) once, however many follow. It clears at
+    the first batch scored `stale_s` (8 s) or more after the last failure: a batch scored
+    sooner, between intermittent failures, keeps it open (no raise/clear flapping). A later
+    failure raises it again."""
     p = make()
+    assert p.stale_s == 8.0
     rng = np.random.default_rng(0)
-    feed(p, "a", list(70 + rng.standard_normal(10)))
-    first, second = p.take_batch(3), p.take_batch(3)
-    raised = p.inference_failed(first, T0 + 20) + p.inference_failed(second, T0 + 21)
+    feed(p, "a", list(70 + rng.standard_normal(24)))
+
+    def failed(at: float) -> list[tuple[str | None, str]]:
+        return [(e.reason, e.state) for e in p.inference_failed(p.take_batch(2), T0 + at)]
+
+    def scored(at: float) -> list[tuple[str | None, str]]:
+        jobs = p.take_batch(2)
+        preds = np.stack([j.context[-1] for j in jobs]).astype(np.float32)
+        events = p.score(jobs, preds, T0 + at, live=False)
+        return [(e.reason, e.state) for e in events if e.reason == "inference_failed"]
+
+    raised = p.inference_failed(p.take_batch(2), T0 + 20)
     assert [(e.kind, e.reason, e.state, e.severity, e.patient_id, e.t) for e in raised] == [
         ("technical", "inference_failed", "raised", "high", None, T0 + 20)
     ]
+    assert failed(21) == []
+    assert scored(25) == []  # 4 s after the last failure: still open
+    assert failed(27) == []
+    assert scored(34) == []  # 7 s after the last failure
     assert p.inference_failing
-    assert outcomes(p)["failed"] == 6
-    feed(p, "a", [70.0, 70.5], start=10)
-    cleared = score_all(p)
-    assert [(e.reason, e.state) for e in cleared if e.reason == "inference_failed"] == [
-        ("inference_failed", "cleared")
-    ]
+    assert scored(35) == [("inference_failed", "cleared")]
     assert not p.inference_failing
-    feed(p, "a", [70.2], start=12)
-    again = p.inference_failed(p.take_batch(), T0 + 30)
-    assert [(e.reason, e.state) for e in again] == [("inference_failed", "raised")]
+    assert scored(36) == []
+    assert failed(40) == [("inference_failed", "raised")]
+    assert outcomes(p)["failed"] == 8
+    assert outcomes(p)["scored"] == 8
     count = p.metrics.registry.get_sample_value
     assert count("monitor_technical_alerts_total", {"reason": "inference_failed"}) == 2.0
 
