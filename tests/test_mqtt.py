@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from monitor.engine.transport import PublishRefused
 from monitor.transports.mqtt.client import connect
 from monitor.transports.mqtt.config import BrokerConfig
 from monitor.transports.mqtt.errors import BrokerAuthError, BrokerError, BrokerTLSError
@@ -146,6 +148,54 @@ def locked_broker(tmp_path: Path) -> Mosquitto:
     )
     broker.start()
     return broker
+
+
+@pytest.fixture
+def acl_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A Mosquitto where user `monitor` may write `alerts/ok` and nothing else."""
+    pwfile = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pwfile), "monitor", "pw"], check=True)
+    pwfile.chmod(0o600)
+    (tmp_path / "acl").write_text("user monitor\ntopic read alerts/#\ntopic write alerts/ok\n")
+    broker = Mosquitto(
+        workdir=tmp_path / "mq",
+        allow_anonymous=False,
+        extra_config=f"password_file {pwfile}\nacl_file {tmp_path / 'acl'}",
+    )
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.mark.mqtt
+@pytest.mark.parametrize("qos", [1, 0])
+def test_a_publication_the_broker_refuses_is_not_taken_for_delivered(
+    acl_broker: Mosquitto, qos: int
+) -> None:
+    """MQTT 5: the broker answers a publication outside the user's ACL with the reason
+    code "Not authorized"; `Connection.publish` raises `PublishRefused` for it instead of
+    returning True (aiomqtt's publish drops the code: a refused alert was counted as
+    delivered). An allowed topic is delivered as before; with QoS 0 there is no
+    acknowledgement to refuse it, and MQTT 3.1.1 brokers acknowledge what they drop."""
+
+    async def main(protocol: str) -> list[object]:
+        url = f"mqtt://monitor:pw@127.0.0.1:{acl_broker.port}"
+        cfg = BrokerConfig(url=url, protocol=protocol)  # type: ignore[arg-type]
+        out: list[object] = []
+        async with connect(cfg) as conn:
+            await conn.client.subscribe("alerts/#", qos=1)
+            for topic in ("alerts/p1", "alerts/ok"):
+                try:
+                    out.append(await conn.publish(topic, b"{}", qos))
+                except PublishRefused as exc:
+                    out.append((exc.reason, exc.detail))
+            got = await asyncio.wait_for(anext(conn.client.messages), 5)
+            out.append(str(got.topic))
+        return out
+
+    refused = ("not_authorized", "Not authorized") if qos else True
+    assert asyncio.run(main("5")) == [refused, True, "alerts/ok"]
+    assert asyncio.run(main("3.1.1")) == [True, True, "alerts/ok"]
 
 
 @pytest.mark.mqtt

@@ -14,10 +14,48 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-__all__ = ["AlertPublisher", "Keyed", "Link", "LiveTransport", "Shell"]
+__all__ = [
+    "REFUSAL_REASONS",
+    "AlertPublisher",
+    "Keyed",
+    "Link",
+    "LiveTransport",
+    "PublishRefused",
+    "Shell",
+]
 
 #: A payload and the patient id its transport delivered it for (None: it names none).
 Keyed = tuple[str | None, bytes]
+
+
+#: Why a broker refuses a publication it received (MQTT 5 PUBACK reason codes; `other` for
+#: any code not named here): a fixed set, usable as a metric label.
+REFUSAL_REASONS: tuple[str, ...] = (
+    "not_authorized",
+    "topic_name_invalid",
+    "quota_exceeded",
+    "payload_format_invalid",
+    "packet_identifier_in_use",
+    "implementation_specific_error",
+    "unspecified_error",
+    "other",
+)
+
+
+class PublishRefused(Exception):
+    """The broker received a publication and refused it (an ACL without write access to
+    the alert topics, a quota): it is not delivered, and sending it again on the same
+    terms is refused again.
+
+    Attributes:
+        reason: One of `REFUSAL_REASONS`.
+        detail: The broker's own words for it.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason if reason in REFUSAL_REASONS else "other"
+        self.detail = detail
 
 
 class AlertPublisher(Protocol):
@@ -25,7 +63,12 @@ class AlertPublisher(Protocol):
 
     async def publish(self, address: str, payload: bytes) -> bool:
         """Publish once; True when delivered (acknowledged), False when the connection was
-        lost first (the caller publishes it again on the next one). Never re-sends."""
+        lost first (the caller publishes it again on the next one). Never re-sends.
+
+        Raises:
+            PublishRefused: The broker acknowledged it with a refusal (MQTT 5 reason code;
+                an MQTT 3.1.1 broker cannot say so and acknowledges what it drops).
+        """
 
 
 class Link(Protocol):

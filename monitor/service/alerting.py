@@ -11,20 +11,28 @@ An alert is never re-published on the connection that holds it in flight: delive
 waits for the acknowledgement or the loss of the connection (a frozen broker is dropped by
 the watchdog), and only then does it go out again, on the next connection, with the same
 `id`. Every alert not published at shutdown is counted and logged (`account_shutdown`).
+
+An alert the broker receives and refuses (`PublishRefused`: an MQTT 5 broker's ACL without
+write access to the alert topics) is not delivered: it is counted and logged, set aside,
+and offered again after a wait that doubles from 1 s to 60 s, while the alerts behind it go
+on; it stays in the outbox. While any alert is refused and not yet delivered the daemon is
+not ready (`refusing`) and `monitor_alerts_undeliverable` counts them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import sqlite3
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
 import structlog
 
 from monitor.core.alerts import AlertEvent
-from monitor.engine.transport import AlertPublisher
+from monitor.engine.transport import REFUSAL_REASONS, AlertPublisher, PublishRefused
 from monitor.service.metrics import Metrics
 from monitor.service.outbox import Outbox, StoredAlert
 
@@ -35,6 +43,10 @@ log = structlog.get_logger("monitor")
 #: Where a patient's alerts go by the transport's convention (None: system-wide alerts).
 Address = Callable[[str | None], str]
 
+#: The wait before a refused alert is offered again, doubled per refusal up to the cap.
+RETRY_FIRST_S = 1.0
+RETRY_CAP_S = 60.0
+
 
 class AlertSink:
     """Holds alerts until the broker acknowledged them (the engine's `AlertSink` port:
@@ -44,8 +56,10 @@ class AlertSink:
         metrics: Where drops are counted.
         address: Each alert's address (`LiveTransport.alert_address`), kept with it in
             the outbox.
-        max_pending: Most alerts held; past it the oldest physiological one is dropped.
+        max_pending: Most alerts held; past it the oldest physiological one is dropped
+            (then the oldest technical one, then the one refused longest ago).
         outbox: The durable store, or None (alerts then live in memory only).
+        clock: Monotonic seconds, for the waits after a refusal.
     """
 
     def __init__(
@@ -55,20 +69,36 @@ class AlertSink:
         address: Address,
         max_pending: int,
         outbox: Outbox | None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._metrics = metrics
         self._address = address
         self._limit = max_pending
         self._outbox = outbox
+        self._clock = clock
         self._urgent: deque[StoredAlert] = deque()
         self._routine: deque[StoredAlert] = deque()
         self._in_flight: StoredAlert | None = None
+        # Refused alerts set aside: (when to offer it again, tie-break, the alert).
+        self._parked: list[tuple[float, int, StoredAlert]] = []
+        self._parked_n = 0
+        # Refusals of each alert refused and not yet delivered (or dropped), by id.
+        self._refusals: dict[str, int] = {}
         self._ready = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        metrics.alerts_undeliverable.set_function(lambda: len(self._refusals))
+        for reason in REFUSAL_REASONS:  # every series from the start, at 0
+            metrics.alerts_refused.labels(reason)
 
     def __len__(self) -> int:
-        return len(self._urgent) + len(self._routine) + (self._in_flight is not None)
+        held = len(self._urgent) + len(self._routine) + len(self._parked)
+        return held + (self._in_flight is not None)
+
+    @property
+    def refusing(self) -> bool:
+        """Some alert was refused by the broker and has not been delivered since."""
+        return bool(self._refusals)
 
     def attach(self, outbox: Outbox) -> int:
         """Use `outbox` from now on and queue what it kept from an earlier run, in decision
@@ -107,7 +137,7 @@ class AlertSink:
         dropped: list[StoredAlert] = []
         for event, alert in zip(events, stored, strict=True):
             if len(self) >= self._limit:
-                dropped.append((self._routine or self._urgent).popleft())
+                dropped.append(self._oldest())
             if event.patient_id is None:
                 self._urgent.appendleft(alert)  # system-wide (monitoring degraded): first
             else:
@@ -119,6 +149,17 @@ class AlertSink:
             self._ready.set()
             self._idle.clear()
 
+    def _oldest(self) -> StoredAlert:
+        """Remove and return the alert to drop at the bound (there is one: the bound is 1
+        or more and this runs only when it is reached)."""
+        if self._routine or self._urgent:
+            return (self._routine or self._urgent).popleft()
+        if self._parked:
+            _, _, alert = heapq.heappop(self._parked)
+            self._refusals.pop(alert.id, None)
+            return alert
+        raise IndexError("no alert to drop but the one in flight")
+
     def _forget(self, alerts: list[StoredAlert]) -> None:
         if self._outbox is not None:
             seqs = [a.seq for a in alerts if a.seq is not None]
@@ -126,10 +167,33 @@ class AlertSink:
                 self._outbox.remove(seqs)
 
     def _next(self) -> StoredAlert | None:
+        now = self._clock()
+        while self._parked and self._parked[0][0] <= now:  # due again: ahead of its queue
+            _, _, alert = heapq.heappop(self._parked)
+            (self._urgent if alert.urgent else self._routine).appendleft(alert)
         for queue in (self._urgent, self._routine):
             if queue:
                 return queue.popleft()
         return None
+
+    def _park(self, alert: StoredAlert, refused: PublishRefused) -> None:
+        """Count, log and set aside an alert the broker refused; offer it again later."""
+        n = self._refusals.get(alert.id, 0) + 1
+        self._refusals[alert.id] = n
+        wait = min(RETRY_FIRST_S * 2 ** (n - 1), RETRY_CAP_S)
+        self._parked_n += 1
+        heapq.heappush(self._parked, (self._clock() + wait, self._parked_n, alert))
+        self._metrics.alerts_refused.labels(refused.reason).inc()
+        # No topic in the log line: it carries the patient id.
+        log.error(
+            "alert_refused",
+            reason=refused.reason,
+            broker_said=refused.detail,
+            urgent=alert.urgent,
+            refusals=n,
+            retry_in_s=wait,
+            undeliverable=len(self._refusals),
+        )
 
     async def run(
         self, current: Callable[[], AlertPublisher | None], connected: asyncio.Event
@@ -143,19 +207,29 @@ class AlertSink:
         while True:
             alert = self._next()
             if alert is None:
-                self._idle.set()
                 self._ready.clear()
-                await self._ready.wait()
+                if not self._parked:
+                    self._idle.set()
+                    await self._ready.wait()
+                    continue
+                # Only refused alerts left: wait for the first to be due, or a new alert.
+                due = self._parked[0][0] - self._clock()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._ready.wait(), max(due, 0.0))
                 continue
             self._in_flight = alert
             try:
                 await self._deliver(alert, current, connected)
+            except PublishRefused as refused:
+                self._park(alert, refused)
+                continue
             except asyncio.CancelledError:
                 # Not acknowledged: back at the head, counted by `account_shutdown`.
                 (self._urgent if alert.urgent else self._routine).appendleft(alert)
                 raise
             finally:
                 self._in_flight = None
+            self._refusals.pop(alert.id, None)
             self._forget([alert])
 
     async def _deliver(

@@ -216,9 +216,11 @@ class Daemon:
     # -- lifecycle -------------------------------------------------------------------------
 
     def is_ready(self) -> bool:
-        """Model loaded, transport connected, inference keeping up and not failing."""
+        """Model loaded, transport connected, inference keeping up and not failing, and
+        alerts delivered (none refused by the broker and not delivered since)."""
         pipeline = self.pipeline
-        return self._connected.is_set() and not (pipeline.degraded or pipeline.inference_failing)
+        failing = pipeline.degraded or pipeline.inference_failing or self.alerts.refusing
+        return self._connected.is_set() and not failing
 
     def request_stop(self) -> None:
         """Begin a graceful shutdown (SIGTERM, SIGINT); a second request stops at once.

@@ -60,6 +60,8 @@ class Metrics:
     alerts: Counter
     technical_alerts: Counter
     active_alerts: Gauge
+    alerts_refused: Counter
+    alerts_undeliverable: Gauge
     active_patients: Gauge
     pending_jobs: Gauge
     mqtt_connected: Gauge
@@ -145,6 +147,20 @@ class Metrics:
                 "monitor_technical_alerts",
                 "Technical alerts raised (signal lost, artifact, monitoring degraded).",
                 ["reason"],
+                registry=r,
+            ),
+            alerts_refused=Counter(
+                "monitor_alerts_refused",
+                "Alert publications the broker received and refused (MQTT 5 reason code: "
+                "not_authorized is an ACL without write access to the alert topics); each is "
+                "offered again later.",
+                ["reason"],
+                registry=r,
+            ),
+            alerts_undeliverable=Gauge(
+                "monitor_alerts_undeliverable",
+                "Alerts the broker refused and that have not been delivered since (the "
+                "daemon is not ready while any is).",
                 registry=r,
             ),
             active_alerts=Gauge(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import time
 from pathlib import Path
 from typing import cast
 
@@ -12,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from monitor.core.alerts import AlertEvent
-from monitor.engine.transport import AlertPublisher
+from monitor.engine.transport import AlertPublisher, PublishRefused
 from monitor.service.alerting import AlertSink
 from monitor.service.metrics import Metrics
 from monitor.service.outbox import Outbox
@@ -144,3 +146,98 @@ def test_a_second_daemon_cannot_share_the_outbox(tmp_path: Path) -> None:
             Outbox(path)
     finally:
         first.close()
+
+
+class RefusingConnection(FakeConnection):
+    """Refuses publications to the addresses in `denied` (an ACL), as an MQTT 5 broker
+    answers them: acknowledged with "Not authorized"."""
+
+    def __init__(self, denied: set[str]) -> None:
+        super().__init__()
+        self.denied = denied
+        self.refused: list[tuple[str, float]] = []
+        self.third = asyncio.Event()  # set at the third refusal
+
+    async def publish(self, address: str, payload: bytes) -> bool:
+        if address in self.denied:
+            self.refused.append((address, time.monotonic()))
+            if len(self.refused) >= 3:
+                self.third.set()
+            raise PublishRefused("not_authorized", "Not authorized")
+        return await super().publish(address, payload)
+
+
+def test_an_alert_the_broker_refuses_is_set_aside_retried_and_never_counted_delivered(
+    tmp_path: Path,
+) -> None:
+    """The broker refuses alerts/p1 (an ACL): that alert is counted, logged, set aside and
+    offered again after 1 s, then 2 s (doubling), while the alert behind it is delivered;
+    it stays in the outbox; `refusing` and the undeliverable gauge say so until the ACL is
+    fixed and it is delivered. Before, the refusal was taken for an acknowledgement: the
+    alert was deleted from the outbox and lost."""
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    alerts, metrics = sink(outbox)
+    value = metrics.registry.get_sample_value
+
+    async def scenario() -> tuple[RefusingConnection, list[bool], list[float | None]]:
+        conn = RefusingConnection({"alerts/p1"})
+        connected = asyncio.Event()
+        connected.set()
+        task = asyncio.create_task(alerts.run(lambda: cast(AlertPublisher, conn), connected))
+        alerts.publish([event("p1", 1), event("p2", 2)])
+        await asyncio.sleep(0.2)
+        seen = [alerts.refusing]
+        gauges = [value("monitor_alerts_undeliverable")]
+        assert outbox.count() == 1  # p2's is gone, p1's kept
+        await asyncio.wait_for(conn.third.wait(), 10.0)
+        conn.denied.clear()  # the ACL is fixed
+        assert await alerts.wait_delivered(5.0)
+        seen.append(alerts.refusing)
+        gauges.append(value("monitor_alerts_undeliverable"))
+        task.cancel()
+        return conn, seen, gauges
+
+    with capture_logs() as logs:
+        conn, seen, gauges = asyncio.run(scenario())
+    assert [json.loads(p)["patient_id"] for p in conn.sent] == ["p2", "p1"]
+    assert seen == [True, False]
+    assert gauges == [1.0, 0.0]
+    waits = [b[1] - a[1] for a, b in itertools.pairwise(conn.refused)]
+    assert 0.9 <= waits[0] < 1.6
+    assert 1.9 <= waits[1] < 2.6
+    assert value("monitor_alerts_refused_total", {"reason": "not_authorized"}) == 3.0
+    assert value("monitor_alerts_refused_total", {"reason": "quota_exceeded"}) == 0.0
+    lines = [e for e in logs if e["event"] == "alert_refused"]
+    assert [(e["reason"], e["refusals"], e["retry_in_s"]) for e in lines] == [
+        ("not_authorized", 1, 1.0),
+        ("not_authorized", 2, 2.0),
+        ("not_authorized", 3, 4.0),
+    ]
+    assert all("p1" not in str(e) for e in lines)  # no patient id in a log line
+    assert outbox.count() == 0
+    outbox.close()
+
+
+def test_refused_alerts_count_against_the_bound() -> None:
+    """Alerts set aside after a refusal are held within `max_pending`: past it the oldest
+    is dropped (counted), never an unbounded pile behind a broker that refuses them all."""
+    metrics = Metrics.create(CollectorRegistry())
+    alerts = AlertSink(metrics, address=lambda pid: f"alerts/{pid}", max_pending=3, outbox=None)
+
+    async def scenario() -> int:
+        conn = RefusingConnection({f"alerts/p{i}" for i in range(10)})
+        connected = asyncio.Event()
+        connected.set()
+        task = asyncio.create_task(alerts.run(lambda: cast(AlertPublisher, conn), connected))
+        for i in range(10):
+            alerts.publish([event(f"p{i}", i)])
+            await asyncio.sleep(0.02)
+        held = len(alerts)
+        task.cancel()
+        return held
+
+    assert asyncio.run(scenario()) == 3
+    dropped = metrics.registry.get_sample_value(
+        "monitor_dropped_messages_total", {"reason": "alert_queue_full"}
+    )
+    assert dropped == 7.0

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import random
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -23,7 +22,9 @@ import aiomqtt
 import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
+from monitor.engine.transport import PublishRefused
 from monitor.transports.mqtt import _compat
 from monitor.transports.mqtt.config import BrokerConfig, Version, attempts, check_tls
 from monitor.transports.mqtt.errors import BrokerAuthError, BrokerTLSError, classify
@@ -55,13 +56,31 @@ class Connection:
             DISCONNECT before the socket is shut instead (lower it to honour a deadline).
     """
 
-    __slots__ = ("_reader", "client", "close_timeout_s", "protocol")
+    __slots__ = ("_acks", "_reader", "client", "close_timeout_s", "protocol")
 
     def __init__(self, client: aiomqtt.Client, protocol: Version, reader: Reader) -> None:
         self.client = client
         self.protocol = protocol
         self._reader = reader
         self.close_timeout_s = 10.0
+        # Our publications waiting for their acknowledgement, by packet id: aiomqtt's
+        # publish drops the PUBACK's reason code, so `publish` sends through paho and
+        # reads the code here (paho calls back on the event loop, where aiomqtt runs it).
+        self._acks: dict[int, asyncio.Future[ReasonCode]] = {}
+        inner = _compat.paho_client(client)
+        # Typed by paho as either callback API; aiomqtt's is VERSION2's (5 arguments).
+        chained: Callable[..., object] | None = inner.on_publish
+
+        def on_publish(
+            c: paho.Client, userdata: Any, mid: int, reason: ReasonCode, props: Any
+        ) -> None:
+            waiting = self._acks.pop(mid, None)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(reason)
+            if chained is not None:
+                chained(c, userdata, mid, reason, props)
+
+        inner.on_publish = on_publish
 
     @property
     def lost(self) -> asyncio.Future[None]:
@@ -110,29 +129,40 @@ class Connection:
         timeout and retry on the same connection would send it twice.
 
         Returns:
-            True once acknowledged (QoS 0: once written or queued), False if the
-            connection was lost first (the caller publishes it again on the next one).
+            True once acknowledged (QoS 0: once written), False if the connection was
+            lost first, or the message could not be sent on it (the caller publishes it
+            again on the next one).
+
+        Raises:
+            PublishRefused: An MQTT 5 broker acknowledged it with a failure reason code
+                (an ACL without write access to the topic answers "Not authorized"). An
+                MQTT 3.1.1 broker acknowledges what it drops: it cannot say so.
         """
         if self.lost.done():
             return False
-        send = asyncio.ensure_future(self.client.publish(topic, payload, qos, timeout=math.inf))
-        send.add_done_callback(_retrieve)
+        info = _compat.paho_client(self.client).publish(topic, payload, qos)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            return False  # not sent: the connection is going
+        if info.is_published():
+            return True  # written at once (QoS 0), before any acknowledgement could come
+        ack: asyncio.Future[ReasonCode] = asyncio.get_running_loop().create_future()
+        self._acks[info.mid] = ack
         lost = asyncio.shield(self.lost)
+        either: set[asyncio.Future[Any]] = {ack, lost}
         try:
-            await asyncio.wait({send, lost}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         finally:
             lost.cancel()
-            if not send.done():
-                # Lost, or this task is cancelled: stop waiting for an acknowledgement that
-                # will not come (never awaited here: that could swallow our own cancel).
-                send.cancel()
-        return send.done() and not send.cancelled() and send.exception() is None
-
-
-def _retrieve(future: asyncio.Future[None]) -> None:
-    """Mark a publish's outcome as seen (asyncio warns about exceptions never retrieved)."""
-    if not future.cancelled():
-        future.exception()
+            # Lost, or this task is cancelled: stop waiting for an acknowledgement that
+            # will not come; paho keeps the message (QoS 1/2) as before.
+            self._acks.pop(info.mid, None)
+        if not ack.done():
+            return False
+        reason = ack.result()
+        if reason.is_failure:
+            name = reason.getName()
+            raise PublishRefused(name.lower().replace(" ", "_"), name)
+        return True
 
 
 def _log_refusal(reason: str) -> None:

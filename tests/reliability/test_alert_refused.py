@@ -1,0 +1,113 @@
+"""A broker that refuses the daemon's alerts (an ACL without write access to `alerts/#`):
+no alert may be taken for delivered when it was dropped."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.transports.mqtt.config import BrokerConfig
+from monitor.transports.mqtt.publisher import SyncPublisher
+from tests.reliability.conftest import payload
+from tests.support.daemon import Daemon, total
+from tests.support.listener import Listener
+from tests.support.mosquitto import Mosquitto
+
+pytestmark = pytest.mark.mqtt
+
+#: Anonymous clients (the devices, the listener) first; then the daemon's account, which
+#: may read the vitals but, by an operator's mistake, not write the alerts.
+ACL = """\
+topic write vitals/#
+topic read alerts/#
+
+user monitor
+topic read vitals/#
+"""
+
+
+@pytest.fixture
+def acl_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """Mosquitto with a password for the daemon's account and the ACL above."""
+    passwords = tmp_path / "passwd"
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(passwords), "monitor", "m-secret"], check=True
+    )
+    passwords.chmod(0o600)
+    (tmp_path / "acl").write_text(ACL)
+    broker = Mosquitto(
+        workdir=tmp_path / "mq",
+        extra_config=f"password_file {passwords}\nacl_file {tmp_path / 'acl'}",
+    )
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def _wait(check: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return check()
+
+
+def test_alerts_the_broker_refuses_are_kept_retried_and_make_the_daemon_not_ready(
+    acl_broker: Mosquitto,
+    model_dir: Path,
+    tmp_path: Path,
+    listener_factory: Callable[..., Listener],
+) -> None:
+    """With `broker.protocol` 5: a device's impossible heart rate raises an
+    `artifact` alert that the broker refuses ("Not authorized"). The daemon counts it,
+    logs `alert_refused`, keeps it (`monitor_alerts_undeliverable` 1) and answers /readyz
+    with 503. Once the operator grants the write and Mosquitto reloads its ACL (SIGHUP),
+    the alert is delivered on its next try, the gauge falls to 0 and /readyz answers 200.
+    Before, the refusal read as an acknowledgement: the alert was deleted from the outbox,
+    lost, and the daemon stayed ready."""
+    daemon = Daemon(
+        acl_broker.url,
+        model=model_dir,
+        args=["--username", "monitor"],
+        # MQTT 5: a 3.1.1 broker acknowledges what its ACL drops, and nothing can tell.
+        env={"MONITOR_BROKER__PASSWORD": "m-secret", "MONITOR_BROKER__PROTOCOL": "5"},
+    )
+    daemon.start(tmp_path / "daemon.log")
+    daemon.wait_ready()
+    alerts = listener_factory(acl_broker.port)
+    device = SyncPublisher(BrokerConfig(url=acl_broker.url))
+    device.connect()
+    device.publish("vitals/ar1", payload("ar1", 0, heart_rate=400.0), qos=1)
+    assert _wait(lambda: total(daemon.metrics(), "monitor_alerts_undeliverable") == 1)
+    samples = daemon.metrics()
+    assert total(samples, "monitor_alerts_refused_total", reason="not_authorized") >= 1
+    assert _wait(lambda: daemon.http_status("/readyz") == 503)
+    refused: list[dict[str, Any]] = [
+        e for e in daemon.log_events() if e.get("event") == "alert_refused"
+    ]
+    assert refused
+    assert refused[0]["reason"] == "not_authorized"
+    assert "ar1" not in daemon.log_text()  # ids never reach a log line
+    assert alerts.events() == []
+    (acl_broker.workdir.parent / "acl").write_text(ACL + "topic write alerts/#\n")
+    assert acl_broker.proc is not None
+    acl_broker.proc.send_signal(signal.SIGHUP)
+    # Offered again at most 60 s after its last refusal (1, 2, 4, ... s so far).
+    assert _wait(lambda: any(e.get("patient_id") == "ar1" for e in alerts.events()), 70.0)
+    artifact = alerts.events()[0]  # its `expired` may follow (never admitted, 8 s silent)
+    assert (artifact["reason"], artifact["vital"], artifact["state"]) == (
+        "artifact",
+        "heart_rate",
+        "raised",
+    )
+    assert _wait(lambda: total(daemon.metrics(), "monitor_alerts_undeliverable") == 0)
+    assert _wait(lambda: daemon.http_status("/readyz") == 200)
+    device.close()
+    assert daemon.stop() == 0
