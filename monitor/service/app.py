@@ -341,7 +341,11 @@ class Daemon:
         if recovery is not None:
             self._recovering = True
             first = await recovery.recover(1, self.settings.nats.recovery_timeout_s)
-        await subscribe()
+        try:
+            await subscribe()
+        except BaseException:
+            self._recovering = False  # not live: housekeeping goes on (signal lost, ...)
+            raise
         if recovery is not None:
             if first is not None:
                 # The server stores a message in the stream a moment after it routes it to

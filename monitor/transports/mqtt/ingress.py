@@ -2,9 +2,9 @@
 
 Connect (protocol fallback, packet size limit), subscribe, hand every payload to the shell
 keyed by its topic's patient id (`topics.patient_of`), drop a silent connection (the
-watchdog), reconnect with jittered exponential backoff forever (a refused login or TLS
-handshake waits `refused_retry_s`), and on a graceful stop unsubscribe, let the shell score
-and publish within the grace period, then DISCONNECT. Alerts go to
+watchdog), reconnect with jittered exponential backoff forever (a refused login, TLS
+handshake or subscription waits `refused_retry_s`), and on a graceful stop unsubscribe,
+let the shell score and publish within the grace period, then DISCONNECT. Alerts go to
 ``<alerts prefix>/<patient_id>`` (``/_system`` or ``/_system/<K>`` for system-wide ones)
 at the configured QoS, one publish at a time on the current connection.
 """
@@ -16,6 +16,7 @@ import contextlib
 from collections.abc import Sequence
 
 import aiomqtt
+from paho.mqtt.reasoncodes import ReasonCode
 
 from monitor.engine.transport import Keyed, Shell
 from monitor.transports.mqtt.client import (
@@ -178,8 +179,27 @@ class MqttIngress:
             shell.note("broker_packet_too_large", warning=True, limit_bytes=self.max_packet_bytes)
 
     async def _subscribe(self, conn: Connection) -> None:
+        """Subscribe to each filter; a filter the broker refuses is a refusal, not a
+        subscription: nothing would ever arrive on it while the daemon said it was live.
+
+        Raises:
+            BrokerAuthError: The SUBACK refused a filter (NATS answers 0x80 to a user
+                without subscribe permission on it; Mosquitto grants and filters instead).
+        """
         for topic in self.topics:
-            await conn.client.subscribe(topic, qos=self._qos)
+            granted = await conn.client.subscribe(topic, qos=self._qos)
+            refused = [
+                code
+                for code in granted
+                if (code.is_failure if isinstance(code, ReasonCode) else code >= 0x80)
+            ]
+            if refused:
+                why = refused[0].getName() if isinstance(refused[0], ReasonCode) else refused[0]
+                raise BrokerAuthError(
+                    f"broker refused the subscription to {topic!r}: {why} "
+                    "(does the account have read permission on it?)",
+                    url=self.endpoint,
+                )
 
     async def _serve(self, conn: Connection, shell: Shell) -> None:
         consume = asyncio.create_task(shell.consume(conn), name="consume")
