@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import pytest
 from monitor.transports.mqtt.config import BrokerConfig
 from monitor.transports.mqtt.publisher import SyncPublisher
 from tests.reliability.conftest import payload
-from tests.support.daemon import Daemon, total
+from tests.support.daemon import Daemon, eventually, total
 from tests.support.listener import Listener
 from tests.support.mosquitto import Mosquitto
 
@@ -50,15 +49,6 @@ def acl_broker(tmp_path: Path) -> Iterator[Mosquitto]:
     broker.stop()
 
 
-def _wait(check: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()
-
-
 def test_alerts_the_broker_refuses_are_kept_retried_and_make_the_daemon_not_ready(
     acl_broker: Mosquitto,
     model_dir: Path,
@@ -85,10 +75,10 @@ def test_alerts_the_broker_refuses_are_kept_retried_and_make_the_daemon_not_read
     device = SyncPublisher(BrokerConfig(url=acl_broker.url))
     device.connect()
     device.publish("vitals/ar1", payload("ar1", 0, heart_rate=400.0), qos=1)
-    assert _wait(lambda: total(daemon.metrics(), "monitor_alerts_undeliverable") == 1)
+    assert eventually(lambda: total(daemon.metrics(), "monitor_alerts_undeliverable") == 1)
     samples = daemon.metrics()
     assert total(samples, "monitor_alerts_refused_total", reason="not_authorized") >= 1
-    assert _wait(lambda: daemon.http_status("/readyz") == 503)
+    assert eventually(lambda: daemon.http_status("/readyz") == 503)
     refused: list[dict[str, Any]] = [
         e for e in daemon.log_events() if e.get("event") == "alert_refused"
     ]
@@ -100,14 +90,14 @@ def test_alerts_the_broker_refuses_are_kept_retried_and_make_the_daemon_not_read
     assert acl_broker.proc is not None
     acl_broker.proc.send_signal(signal.SIGHUP)
     # Offered again at most 60 s after its last refusal (1, 2, 4, ... s so far).
-    assert _wait(lambda: any(e.get("patient_id") == "ar1" for e in alerts.events()), 70.0)
+    assert eventually(lambda: any(e.get("patient_id") == "ar1" for e in alerts.events()), 70.0)
     artifact = alerts.events()[0]  # its `expired` may follow (never admitted, 8 s silent)
     assert (artifact["reason"], artifact["vital"], artifact["state"]) == (
         "artifact",
         "heart_rate",
         "raised",
     )
-    assert _wait(lambda: total(daemon.metrics(), "monitor_alerts_undeliverable") == 0)
-    assert _wait(lambda: daemon.http_status("/readyz") == 200)
+    assert eventually(lambda: total(daemon.metrics(), "monitor_alerts_undeliverable") == 0)
+    assert eventually(lambda: daemon.http_status("/readyz") == 200)
     device.close()
     assert daemon.stop() == 0

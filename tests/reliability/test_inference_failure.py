@@ -13,20 +13,11 @@ import pytest
 from monitor.transports.mqtt.config import BrokerConfig
 from monitor.transports.mqtt.publisher import SyncPublisher
 from tests.reliability.conftest import WINDOW, outcomes_balance, payload
-from tests.support.daemon import Daemon, total
+from tests.support.daemon import Daemon, eventually, total
 from tests.support.listener import Listener
 from tests.support.mosquitto import Mosquitto
 
 pytestmark = pytest.mark.mqtt
-
-
-def _wait(check: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()
 
 
 def test_failing_forwards_raise_one_system_alert_until_a_forward_is_scored(
@@ -73,7 +64,7 @@ def test_failing_forwards_raise_one_system_alert_until_a_forward_is_scored(
     flag.touch()
     send(20)
     daemon.wait_for("monitor_messages_total", 30, outcome="failed")
-    assert _wait(lambda: len(reasons()) == 1)
+    assert eventually(lambda: len(reasons()) == 1)
     assert reasons() == [("technical", "inference_failed", "raised", "high", None)]
     assert daemon.http_status("/readyz") == 503
     failed_log = [e for e in daemon.log_events() if e.get("event") == "inference_failed"]
@@ -85,9 +76,9 @@ def test_failing_forwards_raise_one_system_alert_until_a_forward_is_scored(
     assert reasons()[1:] == [("technical", "inference_failed", "cleared", "high", None)]
     raised, cleared = (e["t"] for e in alerts.events() if e.get("reason") == "inference_failed")
     assert cleared - raised >= 2.0  # held open for stale_after_s past the last failure
-    assert _wait(lambda: daemon.http_status("/readyz") == 200)
+    assert eventually(lambda: daemon.http_status("/readyz") == 200)
     pub.close()
     samples = daemon.metrics()
     assert total(samples, "monitor_technical_alerts_total", reason="inference_failed") == 1
-    assert _wait(lambda: len(set(outcomes_balance(daemon.metrics()))) == 1)
+    assert eventually(lambda: len(set(outcomes_balance(daemon.metrics()))) == 1)
     assert daemon.stop() == 0

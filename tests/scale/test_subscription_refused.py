@@ -7,8 +7,7 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ import pytest
 from monitor.transports.mqtt.config import BrokerConfig
 from monitor.transports.mqtt.publisher import SyncPublisher
 from tests.reliability.conftest import payload
-from tests.support.daemon import Daemon, total
+from tests.support.daemon import Daemon, eventually, total
 from tests.support.mosquitto import free_port, wait_for_port
 
 pytestmark = pytest.mark.mqtt
@@ -94,15 +93,6 @@ def acl_nats(tmp_path: Path) -> Iterator[AclNats]:
     server.stop()
 
 
-def _wait(check: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()
-
-
 def test_a_refused_subscription_is_a_refusal_not_a_live_daemon(
     acl_nats: AclNats, tmp_path: Path
 ) -> None:
@@ -124,7 +114,7 @@ def test_a_refused_subscription_is_a_refusal_not_a_live_daemon(
             str(e.get("error")) for e in daemon.log_events() if e.get("event") == "broker_refused"
         ]
 
-    assert _wait(lambda: len(refusals()) >= 2)
+    assert eventually(lambda: len(refusals()) >= 2)
     assert "refused the subscription to 'vitals/+'" in refusals()[0]
     assert daemon.http_status("/readyz") == 503
     assert total(daemon.metrics(), "monitor_mqtt_connected") == 0

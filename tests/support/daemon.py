@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,3 +196,13 @@ def settle(daemon: Daemon, expected: float, timeout: float = 60.0) -> dict[Any, 
             return metrics
         time.sleep(0.1)
     raise TimeoutError(f"{total(daemon.metrics(), 'monitor_messages_total')} of {expected}")
+
+
+def eventually(check: Callable[[], bool], timeout: float = 30.0) -> bool:
+    """Poll `check` every 0.1 s until it holds or `timeout` seconds pass; its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return check()
