@@ -186,16 +186,17 @@ _SINGLE: TypeAdapter[VitalsMessage] = TypeAdapter(VitalsMessage)
 @with_config(ConfigDict(extra="forbid", strict=True))
 class SingleFields(TypedDict):
     """`VitalsMessage`'s fields and constraints as a plain dict, for `decode`'s columns: no
-    model instance is built. The vitals' names are checked by `decode`. Its values are
-    finite (`FiniteFloat`, stricter than the schema's `VitalValue`): in columns a NaN is a
-    vital the sample lacks, so a payload carrying NaN or Infinity is left to `_decode_one`,
-    which names the vital's artifact."""
+    model instance is built. The vitals' names are checked by `decode`. A value is finite
+    (`FiniteFloat`, stricter than the schema's `VitalValue`: in columns a NaN is a vital the
+    sample lacks, so a payload carrying NaN or Infinity is left to `_decode_one`, which
+    names the vital's artifact) or null: a vital not measured, NaN in the columns, as the
+    schema's `_drop_nulls` makes it a vital left out."""
 
     v: Literal[1]
     patient_id: PatientId
     t: SampleTime
     seq: SequenceNumber
-    vitals: dict[str, FiniteFloat]
+    vitals: dict[str, FiniteFloat | None]
 
 
 #: A payload held as JSON text inside another JSON document (a recording's line) that
@@ -391,11 +392,17 @@ def _bounds(features: tuple[str, ...], signals: Registry) -> tuple[FloatArray, F
     return low, high
 
 
-def _gatherer(features: tuple[str, ...]) -> Callable[[dict[str, float]], tuple[float, ...]]:
+#: A message's model vitals in feature order; None where the message gave null (NaN once
+#: the rows become an array).
+Row = tuple[float | None, ...]
+Gather = Callable[[dict[str, float | None]], Row]
+
+
+def _gatherer(features: tuple[str, ...]) -> Gather:
     if len(features) == 1:
         name = features[0]
         return lambda vitals: (vitals[name],)
-    gather: Callable[[dict[str, float]], tuple[float, ...]] = itemgetter(*features)
+    gather: Gather = itemgetter(*features)
     return gather
 
 
@@ -460,9 +467,9 @@ _VITALS_OF, _PATIENT_OF, _TIME_OF, _SEQ_OF = map(itemgetter, ("vitals", "patient
 def _all_plain(
     validated: Sequence[SingleFields | None],
     topic_patient_ids: Sequence[str | None],
-    gather: Callable[[dict[str, float]], tuple[float, ...]],
+    gather: Gather,
     known: frozenset[str],
-) -> tuple[list[SingleFields], list[tuple[float, ...]]] | None:
+) -> tuple[list[SingleFields], list[Row]] | None:
     """`_plain_one_by_one` for the common block, in C-level calls: every message validated,
     naming every feature and only known vitals, on its own patient's topic. Returns
     (messages, rows), or None when any message is not such (the loop then decides)."""
@@ -492,8 +499,9 @@ def decode(
 ) -> DecodedColumns:
     """Validate a batch of payloads and extract their samples in model feature order.
 
-    A single-sample message that validates and names every feature takes a vectorised
-    path: its values join one array, and the plausibility and clock checks run on arrays.
+    A single-sample message that validates and names every feature (with `limits.partial`,
+    at least one) takes a vectorised path: its values join one array (a null value, a vital
+    not measured, as NaN), and the plausibility, presence and clock checks run on arrays.
     Every other payload, and every one that a vectorised check refuses, is decoded on its
     own (a block, a rejection with its exact reason and detail: all-or-nothing per
     payload). `DecodedColumns.results` gives one `Decoded` or `Rejection` per payload.
@@ -532,6 +540,11 @@ def decode(
             & (t_a <= now + limits.max_future_skew_s)
             & ~((values < low) | (values > high)).any(axis=1)
         )
+        # A null (NaN here): with `partial` a vital not measured, but a sample needs one of
+        # the model's vitals; without it every vital is needed. `_decode_one` names why.
+        absent = np.isnan(values)
+        if absent.any():
+            ok &= ~(absent.all(axis=1) if limits.partial else absent.any(axis=1))
         if not ok.all():
             keep = np.flatnonzero(ok).tolist()
             index = [index[j] for j in keep]
@@ -566,18 +579,19 @@ def _plain_one_by_one(
     payloads: Sequence[bytes],
     validated: Sequence[SingleFields | None] | None,
     topic_patient_ids: Sequence[str | None],
-    gather: Callable[[dict[str, float]], tuple[float, ...]],
+    gather: Gather,
     max_bytes: int,
     known: frozenset[str],
     partial: tuple[str, ...] | None = None,
-) -> tuple[list[int], list[SingleFields], list[tuple[float, ...]]]:
+) -> tuple[list[int], list[SingleFields], list[Row]]:
     """`decode`'s single-sample messages that name every feature (with `partial`,
-    the features: at least one of them, NaN for the others) and only known vitals, on
-    their own patient's topic (or a topic without one): their positions, the messages and
-    their feature rows."""
+    any of them, None for the others) and only known vitals, on their own patient's topic
+    (or a topic without one): their positions, the messages and their feature rows (None
+    for a vital given as null or, with `partial`, left out; `decode` checks that a row has
+    what its model needs)."""
     index: list[int] = []
     messages: list[SingleFields] = []
-    rows: list[tuple[float, ...]] = []
+    rows: list[Row] = []
     validate = _SINGLE_FIELDS.validate_json
     for i, given in enumerate(validated or [None] * len(payloads)):
         try:
@@ -593,9 +607,7 @@ def _plain_one_by_one(
         except KeyError:
             if partial is None:
                 continue
-            row = tuple(vitals.get(name, math.nan) for name in partial)
-            if all(map(math.isnan, row)):
-                continue  # none of the model's vitals: `_decode_one` says missing_vital
+            row = tuple(map(vitals.get, partial))
         except ValidationError:
             continue
         topic_pid = topic_patient_ids[i]

@@ -366,6 +366,30 @@ def test_a_null_vital_is_a_vital_not_sent() -> None:
     assert run(single(vitals={"spo2": None}), partial=True).reason == "missing_vital"
 
 
+def test_a_null_vital_takes_the_columns() -> None:
+    """A single message with a null vital is decoded in `decode`'s columns (not the
+    message-by-message path, 3 to 5 times slower: a gateway that writes null for every
+    vital it lacks sends nothing else), NaN for the null, the same values as the message
+    without it; a model that needs every vital leaves it to that path (missing_vital)."""
+    with_null = json.dumps(single(vitals={**VITALS, "spo2": None})).encode()
+    without = json.dumps(single(vitals={k: v for k, v in VITALS.items() if k != "spo2"})).encode()
+    plain = json.dumps(single()).encode()
+    batch = [plain, with_null, without]
+    columns = codec.decode(
+        batch, ["p0001"] * 3, [NOW] * 3, features=FEATURES, limits=CodecLimits(partial=True)
+    )
+    assert columns.index == [0, 1, 2]
+    assert not columns.rest
+    np.testing.assert_array_equal(columns.values[1], columns.values[2])
+    assert np.isnan(columns.values[1, FEATURES.index("spo2")])
+    full = codec.decode(batch, ["p0001"] * 3, [NOW] * 3, features=FEATURES)
+    assert full.index == [0]
+    assert [(r.reason, r.vital) for r in full.rest.values() if isinstance(r, Rejection)] == [
+        ("missing_vital", "spo2"),
+        ("missing_vital", "spo2"),
+    ]
+
+
 def test_artifact_names_patient_vital_and_block_size() -> None:
     """An artifact inside a block rejects the whole block and names patient and vital."""
     message = block(4)
