@@ -136,8 +136,8 @@ class AlertSink:
                 log.error("outbox_write_failed", error=str(exc), alerts=len(stored))
         dropped: list[StoredAlert] = []
         for event, alert in zip(events, stored, strict=True):
-            if len(self) >= self._limit:
-                dropped.append(self._oldest())
+            if len(self) >= self._limit and (oldest := self._oldest()) is not None:
+                dropped.append(oldest)
             if event.patient_id is None:
                 self._urgent.appendleft(alert)  # system-wide (monitoring degraded): first
             else:
@@ -149,16 +149,16 @@ class AlertSink:
             self._ready.set()
             self._idle.clear()
 
-    def _oldest(self) -> StoredAlert:
-        """Remove and return the alert to drop at the bound (there is one: the bound is 1
-        or more and this runs only when it is reached)."""
+    def _oldest(self) -> StoredAlert | None:
+        """Remove and return the alert to drop at the bound; None when the only one held
+        is in flight (`max_pending` 1: the new one is then held beside it)."""
         if self._routine or self._urgent:
             return (self._routine or self._urgent).popleft()
         if self._parked:
             _, _, alert = heapq.heappop(self._parked)
             self._refusals.pop(alert.id, None)
             return alert
-        raise IndexError("no alert to drop but the one in flight")
+        return None
 
     def _forget(self, alerts: list[StoredAlert]) -> None:
         if self._outbox is not None:

@@ -241,3 +241,25 @@ def test_refused_alerts_count_against_the_bound() -> None:
         "monitor_dropped_messages_total", {"reason": "alert_queue_full"}
     )
     assert dropped == 7.0
+
+
+def test_a_bound_of_one_with_an_alert_in_flight_holds_the_next_beside_it() -> None:
+    """`alerts.max_pending` 1 and an alert in flight on a frozen link: the next decided
+    alert is held beside it, not dropped in its place (the one in flight cannot be taken
+    back) and not an IndexError out of `publish`, as before."""
+    metrics = Metrics.create(CollectorRegistry())
+    alerts = AlertSink(metrics, address=lambda pid: f"alerts/{pid}", max_pending=1, outbox=None)
+
+    async def scenario() -> int:
+        conn = FakeConnection(stall=True)
+        connected = asyncio.Event()
+        connected.set()
+        task = asyncio.create_task(alerts.run(lambda: cast(AlertPublisher, conn), connected))
+        alerts.publish([event("p1", 1)])
+        await asyncio.sleep(0.1)  # in flight, never acknowledged
+        alerts.publish([event("p2", 2)])
+        held = len(alerts)
+        task.cancel()
+        return held
+
+    assert asyncio.run(scenario()) == 2
