@@ -40,6 +40,7 @@ from monitor.engine.transport import AlertPublisher, Keyed, Link, LiveTransport
 from monitor.engine.worker import ThreadWorker
 from monitor.model.predictor import Predictor
 from monitor.service.alerting import AlertSink
+from monitor.service.clock import SteadyClock
 from monitor.service.http import HttpServer
 from monitor.service.logs import PipelineLines, Pseudonymizer, RateLimiter
 from monitor.service.metrics import Metrics
@@ -181,6 +182,9 @@ class Daemon:
                 self.metrics,
             )
         self._publisher: AlertPublisher | None = None
+        #: Receipts, batches and housekeeping: the wall clock, never going back (a host
+        #: clock stepped back would stop housekeeping for as long: `service.clock`).
+        self.clock = SteadyClock()
         self._stop = asyncio.Event()
         self._stop_deadline: float | None = None  # monotonic; set by the first stop request
         self._intake_task: asyncio.Task[None] | None = None
@@ -190,7 +194,7 @@ class Daemon:
             self.pipeline,
             ThreadWorker(self._executor, self._predict, self._on_forward_done),
             self,
-            clock=time.time,
+            clock=self.clock,
             timer=time.perf_counter,
             live=True,
         )
@@ -430,7 +434,7 @@ class Daemon:
             messages = self._queue.take(min(left, _INGEST_CHUNK))
             left -= len(messages)
             keys, payloads = zip(*messages, strict=True)
-            batch = IngressBatch(keys, payloads, [time.time()] * len(payloads))
+            batch = IngressBatch(keys, payloads, [self.clock()] * len(payloads))
             events = self.scheduler.ingest(batch)
             if events:
                 self._emit(events)
@@ -454,9 +458,10 @@ class Daemon:
         batch timer when the oldest job is not yet due."""
         if self._final:
             return
-        deadline = self.scheduler.start_due(time.time(), _IN_FLIGHT)
+        now = self.clock()
+        deadline = self.scheduler.start_due(now, _IN_FLIGHT)
         if deadline is not None and self._batch_timer is None and self._loop is not None:
-            self._batch_timer = self._loop.call_later(deadline - time.time(), self._on_batch_timer)
+            self._batch_timer = self._loop.call_later(deadline - now, self._on_batch_timer)
 
     def _on_batch_timer(self) -> None:
         self._batch_timer = None
@@ -540,9 +545,11 @@ class Daemon:
     # -- housekeeping ----------------------------------------------------------------------
 
     async def _housekeeping(self) -> None:
-        """The engine's `Ticks` on the wall clock: the passes due since the last call."""
-        ticks = self.ticks
-        ticks.advance(time.time())  # the origin: pass k is due k intervals from now
+        """The engine's `Ticks` on the daemon's clock (the wall clock, never going back):
+        the passes due since the last call."""
+        ticks, clock = self.ticks, self.clock
+        ticks.advance(clock())  # the origin: pass k is due k intervals from now
+        behind = 0.0
         while True:
             await asyncio.sleep(self.settings.housekeeping_interval_s)
             if self._recovering:
@@ -550,7 +557,12 @@ class Daemon:
                 # clock's 'signal lost' would be about the replay, not the patients (the
                 # passes due meanwhile run, on their own times, at the first call after).
                 continue
-            events = ticks.advance(time.time())
+            events = ticks.advance(clock())
+            if clock.behind_s > behind + 1.0:
+                # Receipts, batches and housekeeping go on at their pace; sample times are
+                # compared with this clock, so devices now look behind by as much.
+                log.warning("host_clock_stepped_back", step_s=round(clock.behind_s - behind, 3))
+            behind = clock.behind_s
             if events:
                 self._emit(events)
             self.metrics.ready.set(1 if self.is_ready() else 0)
