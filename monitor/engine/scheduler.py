@@ -160,10 +160,16 @@ class Scheduler(Generic[JobT]):
             predictions = forward.future.result()
         except Exception as exc:  # reported, counted, alerted; the next batch may succeed
             self._report.forward_failed(forward.jobs, exc)
-            at = self._clock() if forward.at is None else forward.at
-            return self.stages.inference_failed(forward.jobs, at)
+            return self.stages.inference_failed(forward.jobs, self._verdict_time(forward))
         self._report.forward_scored(forward.jobs, predictions, self._timer() - forward.started)
-        at = self._clock() if forward.at is None else forward.at
         return self.stages.score(
-            forward.jobs, predictions, at, live=self._live, windows=forward.windows
+            forward.jobs,
+            predictions,
+            self._verdict_time(forward),
+            live=self._live,
+            windows=forward.windows,
         )
+
+    def _verdict_time(self, forward: _Forward[JobT]) -> float:
+        """When a forward's verdicts are given: its set time, else the clock's now."""
+        return self._clock() if forward.at is None else forward.at

@@ -187,19 +187,14 @@ class MqttIngress:
                 without subscribe permission on it; Mosquitto grants and filters instead).
         """
         for topic in self.topics:
-            granted = await conn.client.subscribe(topic, qos=self._qos)
-            refused = [
-                code
-                for code in granted
-                if (code.is_failure if isinstance(code, ReasonCode) else code >= 0x80)
-            ]
-            if refused:
-                why = refused[0].getName() if isinstance(refused[0], ReasonCode) else refused[0]
-                raise BrokerAuthError(
-                    f"broker refused the subscription to {topic!r}: {why} "
-                    "(does the account have read permission on it?)",
-                    url=self.endpoint,
-                )
+            for code in await conn.client.subscribe(topic, qos=self._qos):
+                # A failure is 0x80 or more (3.1.1's one code, MQTT 5's reason codes).
+                if (code.value if isinstance(code, ReasonCode) else code) >= 0x80:
+                    raise BrokerAuthError(
+                        f"broker refused the subscription to {topic!r}: {code} "
+                        "(does the account have read permission on it?)",
+                        url=self.endpoint,
+                    )
 
     async def _serve(self, conn: Connection, shell: Shell) -> None:
         consume = asyncio.create_task(shell.consume(conn), name="consume")
