@@ -192,6 +192,13 @@ class ModelSettings(BaseModel):
         default="auto",
         description="Forward pass: auto = ONNX Runtime on the CPU, torch on CUDA.",
     )
+    stall_after_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A model forward running longer (a hung GPU kernel, a deadlocked "
+        "thread) raises `inference_stalled` (high, alerts/_system) and makes the daemon not "
+        "ready until it ends (a forward takes milliseconds).",
+    )
 
 
 class AlertSettings(BaseModel):
@@ -258,6 +265,14 @@ class MetricsSettings(BaseModel):
         le=4096,
         description="Connections held at once (each costs a file descriptor, not a thread); "
         "more wait in the listen backlog of 1,024 until an idle one is closed.",
+    )
+    stuck_after_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="/healthz answers 503 (a supervisor restarts the daemon) once the daemon "
+        "has made no progress for this long: no housekeeping pass (its event loop is stuck) "
+        "or one model forward running (inference hung). Above model.stall_after_s and "
+        "housekeeping_interval_s.",
     )
 
 
@@ -421,6 +436,16 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(default=10.0, gt=0)
     housekeeping_interval_s: float = Field(default=1.0, gt=0)
 
+    @model_validator(mode="after")
+    def _stuck_after_stall(self) -> Settings:
+        stuck = self.metrics.stuck_after_s
+        if stuck <= self.model.stall_after_s or stuck <= self.housekeeping_interval_s:
+            raise ValueError(
+                "metrics.stuck_after_s must be above model.stall_after_s and "
+                "housekeeping_interval_s (a stalled forward is reported before /healthz fails)"
+            )
+        return self
+
     def registry(self) -> Registry:
         """The built-in vitals plus the signals registered here."""
         return Registry(s.vital() for s in self.signals)
@@ -493,7 +518,11 @@ def _url_has_password(url: Any) -> bool:
 def _problems(exc: ValidationError) -> list[str]:
     """One line per error: the setting's dotted path and pydantic's message (never the input,
     which may be a password)."""
-    return [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+    problems = []
+    for e in exc.errors():
+        where = ".".join(str(p) for p in e["loc"])  # empty: a check across sections
+        problems.append(f"{where}: {e['msg']}" if where else str(e["msg"]))
+    return problems
 
 
 class _BrokerOnly(BaseSettings):

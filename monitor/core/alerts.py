@@ -31,6 +31,8 @@ TECHNICAL_SEVERITY: dict[str, Severity] = {
     "monitoring_degraded": "high",
     # The model's forward raised: the batch's patients were not scored (system-wide).
     "inference_failed": "high",
+    # A forward has been running past `model.stall_after_s`: no patient is scored.
+    "inference_stalled": "high",
     "artifact": "low",
     "clock_skew": "low",
     "flatline": "medium",

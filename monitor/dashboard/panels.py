@@ -155,6 +155,8 @@ def panels(m: Metrics) -> list[Json]:
             [
                 (f"sum({scoped(m.ready)})", "daemons ready"),
                 (f"sum({scoped(m.degraded)})", "daemons degraded"),
+                (f"sum({scoped(m.inference_stalled)})", "daemons with a hung forward"),
+                (f"sum(1 - {scoped(m.alive)})", "daemons stuck"),
                 (f"sum({scoped(m.alerts_undeliverable)})", "alerts refused by the broker"),
                 (f"sum({scoped(m.pending_jobs)})", "pending windows"),
                 (quantile(0.99, m.loop_lag), "event loop lag p99 (s)"),

@@ -249,6 +249,8 @@ class Pipeline:
         self.degraded = False
         # When the last forward raised while `inference_failed` is open; None: not open.
         self._failed_at: float | None = None
+        #: A forward has been running past `model.stall_after_s` (`inference_stalled` open).
+        self.stalled = False
         # Technical alert changes of `_pushed` (it returns the job), taken by its callers.
         self._side: list[AlertEvent] = []
         self._error_hists = [metrics.prediction_error.labels(v) for v in model.features]
@@ -577,6 +579,18 @@ class Pipeline:
         opened = self._failed_at is None
         self._failed_at = now
         return self._open(None, "inference_failed", None, now) if opened else []
+
+    def inference_stalled(self, stalled: bool, now: float) -> list[AlertEvent]:
+        """Follow the live shell's stall check: `stalled` while the oldest forward in flight
+        has run past `model.stall_after_s` (a hung GPU kernel, a deadlocked thread). No
+        forward ends then, so no patient is scored, nothing is shed for long and no other
+        alert would tell: `inference_stalled` (high, on alerts/_system) is raised, and
+        cleared at the first check after that forward ended."""
+        if stalled == self.stalled:
+            return []
+        self.stalled = stalled
+        self.metrics.inference_stalled.set(1 if stalled else 0)
+        return (self._open if stalled else self._close)(None, "inference_stalled", None, now)
 
     @property
     def pending(self) -> int:

@@ -268,6 +268,10 @@ class Outcomes(Protocol):
         """1 while jobs are being shed."""
 
     @property
+    def inference_stalled(self) -> Gauge:
+        """1 while a forward has run past the stall limit (`Pipeline.inference_stalled`)."""
+
+    @property
     def sequence_gaps(self) -> Counter:
         """Sequence numbers skipped."""
 

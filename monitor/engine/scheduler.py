@@ -116,6 +116,11 @@ class Scheduler(Generic[JobT]):
             self.submit()
         return None
 
+    def oldest_started(self) -> float | None:
+        """When (on the timer) the oldest forward in flight was started, or None: how long
+        the inference worker has been on it (the live shell's stall check)."""
+        return self._forwards[0].started if self._forwards else None
+
     def oldest(self) -> Future[Float32Array] | None:
         """The future of the oldest forward in flight (the next to be scored), or None."""
         return self._forwards[0].future if self._forwards else None

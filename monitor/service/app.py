@@ -165,7 +165,11 @@ class Daemon:
             self.is_ready,
             idle_timeout_s=settings.metrics.idle_timeout_s,
             max_connections=settings.metrics.max_connections,
+            is_alive=self.is_alive,
         )
+        # Read at scrape time, on the HTTP thread: never stale, even with a stuck loop.
+        self.metrics.ready.set_function(lambda: 1 if self.is_ready() else 0)
+        self.metrics.alive.set_function(lambda: 1 if self.is_alive() else 0)
         self._queue = CountingQueue(self.metrics, settings.ingest.queue_size)
         #: The shell's side of intake: the transport hands each block of keyed payloads here.
         self.received = self._queue.put
@@ -205,6 +209,11 @@ class Daemon:
             min(self.pipeline.stale_s, settings.window.idle_ttl_s),
         )
         self._forward_done = False  # set on the inference thread when the forward ends
+        # Liveness (`is_alive`, on the HTTP thread), on `time.perf_counter` as the
+        # scheduler's timer: the last housekeeping pass, and when the oldest forward in
+        # flight at that pass was started (None: none was).
+        self._progress = time.perf_counter()
+        self._forward_since: float | None = None
         self._batch_timer: asyncio.TimerHandle | None = None
         self._final = False  # shutting down: batches run through `final_flush` only
         self._connected = asyncio.Event()
@@ -220,11 +229,23 @@ class Daemon:
     # -- lifecycle -------------------------------------------------------------------------
 
     def is_ready(self) -> bool:
-        """Model loaded, transport connected, inference keeping up and not failing, and
-        alerts delivered (none refused by the broker and not delivered since)."""
+        """Alive, model loaded, transport connected, inference keeping up, not failing and
+        not stalled, and alerts delivered (none refused by the broker and not delivered
+        since)."""
         pipeline = self.pipeline
-        failing = pipeline.degraded or pipeline.inference_failing or self.alerts.refusing
-        return self._connected.is_set() and not failing
+        failing = pipeline.degraded or pipeline.inference_failing or pipeline.stalled
+        failing = failing or self.alerts.refusing
+        return self._connected.is_set() and not failing and self.is_alive()
+
+    def is_alive(self) -> bool:
+        """Making progress (/healthz): a housekeeping pass within `metrics.stuck_after_s`
+        (the event loop runs) and no forward in flight at it running for as long
+        (inference is not hung). Only a restart ends either, so past that a supervisor
+        restarts the daemon (the stalled forward was reported `stall_after_s` into it)."""
+        limit = self.settings.metrics.stuck_after_s
+        now = time.perf_counter()
+        since = self._forward_since
+        return now - self._progress <= limit and (since is None or now - since <= limit)
 
     def request_stop(self) -> None:
         """Begin a graceful shutdown (SIGTERM, SIGINT); a second request stops at once.
@@ -281,6 +302,7 @@ class Daemon:
         state = self.settings.state
         if state.snapshot:  # before intake: a restored patient's next sample is scored
             restore_on_start(state.snapshot_path, self.pipeline, state.snapshot_max_age_s)
+        self._progress = time.perf_counter()  # restoring the snapshot was progress
         self.http.start()
         self.metrics.model_info.labels(
             self.predictor.card.model_version, self.predictor.device
@@ -365,14 +387,12 @@ class Daemon:
         self._publisher = publisher
         self._connected.set()
         self.metrics.mqtt_connected.set(1)
-        self.metrics.ready.set(1 if self.is_ready() else 0)
 
     def disconnected(self) -> None:
         """The connection is gone: not ready, alerts held."""
         self._publisher = None
         self._connected.clear()
         self.metrics.mqtt_connected.set(0)
-        self.metrics.ready.set(0)
 
     def reconnecting(self) -> None:
         """A reconnect follows: counted."""
@@ -552,6 +572,7 @@ class Daemon:
         behind = 0.0
         while True:
             await asyncio.sleep(self.settings.housekeeping_interval_s)
+            self._check_forward()
             if self._recovering:
                 # The windows are on the stream's clock until the replay ends: the wall
                 # clock's 'signal lost' would be about the replay, not the patients (the
@@ -565,7 +586,23 @@ class Daemon:
             behind = clock.behind_s
             if events:
                 self._emit(events)
-            self.metrics.ready.set(1 if self.is_ready() else 0)
+
+    def _check_forward(self) -> None:
+        """Note the pass (liveness) and raise or clear `inference_stalled` by how long the
+        oldest forward in flight has been running."""
+        now = self._progress = time.perf_counter()
+        since = self._forward_since = self.scheduler.oldest_started()
+        running = 0.0 if since is None else now - since
+        stalled = running > self.settings.model.stall_after_s
+        if stalled == self.pipeline.stalled:
+            return
+        if stalled:
+            log.error(
+                "inference_stalled", running_s=round(running, 1), pending=self.pipeline.pending
+            )
+        else:
+            log.info("inference_resumed")
+        self._emit(self.pipeline.inference_stalled(stalled, self.clock()))
 
     async def _loop_lag(self) -> None:
         interval = 0.1

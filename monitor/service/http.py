@@ -1,4 +1,5 @@
-"""The HTTP endpoint: /metrics (Prometheus), /healthz (alive) and /readyz (serving).
+"""The HTTP endpoint: /metrics (Prometheus), /healthz (alive: making progress) and /readyz
+(serving).
 
 Served by waitress in its own thread, so a busy event loop never delays a scrape or a health
 check. waitress holds every connection in one select loop (an idle client costs a socket, not
@@ -53,22 +54,26 @@ class HttpBindError(MonitorError):
         self.reason = reason
 
 
-def make_app(registry: CollectorRegistry, is_ready: Callable[[], bool]) -> Callable[..., Any]:
+def make_app(
+    registry: CollectorRegistry,
+    is_ready: Callable[[], bool],
+    is_alive: Callable[[], bool] = lambda: True,
+) -> Callable[..., Any]:
     """Build the WSGI app serving the three endpoints (GET and HEAD only)."""
     metrics_app = make_wsgi_app(registry)
+
+    def probe(passed: bool, yes: bytes, no: bytes, start_response: StartResponse) -> list[bytes]:
+        start_response(
+            "200 OK" if passed else "503 Service Unavailable", [("Content-Type", "text/plain")]
+        )
+        return [yes if passed else no]
 
     def get(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/healthz":
-            start_response("200 OK", [("Content-Type", "text/plain")])
-            return [b"ok\n"]
+            return probe(is_alive(), b"ok\n", b"stuck\n", start_response)
         if path == "/readyz":
-            ready = is_ready()
-            start_response(
-                "200 OK" if ready else "503 Service Unavailable",
-                [("Content-Type", "text/plain")],
-            )
-            return [b"ready\n" if ready else b"not ready\n"]
+            return probe(is_ready(), b"ready\n", b"not ready\n", start_response)
         if path == "/metrics":
             result: Iterable[bytes] = metrics_app(environ, start_response)
             return result
@@ -139,6 +144,8 @@ class HttpServer:
         port: Port (0 picks a free one; see `port` after `start`).
         registry: The daemon's metrics registry.
         is_ready: Readiness probe.
+        is_alive: Liveness probe (/healthz); answered from this thread, so it can tell a
+            stuck event loop.
         idle_timeout_s: Close a connection without a complete request for this long.
         max_connections: Connections held at once; more wait in the listen backlog.
     """
@@ -151,12 +158,13 @@ class HttpServer:
         is_ready: Callable[[], bool],
         idle_timeout_s: int = 10,
         max_connections: int = 512,
+        is_alive: Callable[[], bool] = lambda: True,
     ) -> None:
         self.host = host
         self.port = port
         self.idle_timeout_s = idle_timeout_s
         self.max_connections = max_connections
-        self._app = make_app(registry, is_ready)
+        self._app = make_app(registry, is_ready, is_alive)
         self._server: Any = None
         self._thread: threading.Thread | None = None
 

@@ -73,7 +73,9 @@ class Metrics:
     order_suspect: Counter
     patients_refused: Gauge
     ready: Gauge
+    alive: Gauge
     degraded: Gauge
+    inference_stalled: Gauge
     loop_lag: Histogram
     model_info: Gauge
 
@@ -212,8 +214,20 @@ class Metrics:
                 registry=r,
             ),
             ready=Gauge("monitor_ready", "1 when /readyz would answer 200.", registry=r),
+            alive=Gauge(
+                "monitor_alive",
+                "1 when /healthz would answer 200: the daemon makes progress (read at scrape "
+                "time, so a stuck event loop reads 0).",
+                registry=r,
+            ),
             degraded=Gauge(
                 "monitor_degraded", "1 while inference cannot keep up (work is shed).", registry=r
+            ),
+            inference_stalled=Gauge(
+                "monitor_inference_stalled",
+                "1 while a model forward has run past model.stall_after_s (no patient scored; "
+                "an inference_stalled technical alert is open).",
+                registry=r,
             ),
             loop_lag=Histogram(
                 "monitor_event_loop_lag_seconds",

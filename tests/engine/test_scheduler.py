@@ -187,3 +187,23 @@ def test_drain_scores_every_queued_job_in_batches_in_order() -> None:
     assert stages.scored == [(["a", "b"], 7.0), (["c", "d"], 8.0), (["e"], 8.0)]
     assert stages.pending == 0
     assert engine.in_flight == 0
+
+
+def test_oldest_started_is_the_start_of_the_oldest_forward_in_flight() -> None:
+    """The stall check's reading: None while nothing is in flight, else when (on the timer)
+    the oldest forward still unscored was started, also while a younger one has ended."""
+    stages, worker, report = Stages(jobs("a", "b", "c", "d")), Worker(), Report()
+    ticks = iter([5.0, 6.0, 7.0, 8.0])
+    engine = Scheduler(
+        stages, worker, report, clock=lambda: 99.0, timer=lambda: next(ticks), live=True
+    )
+    assert engine.oldest_started() is None
+    engine.submit()
+    engine.submit()
+    assert engine.oldest_started() == 5.0
+    worker.futures[1].set_result(np.zeros((2, 1), np.float32))
+    engine.score_done()
+    assert engine.oldest_started() == 5.0  # the first still runs: nothing scored
+    worker.futures[0].set_result(np.zeros((2, 1), np.float32))
+    engine.score_done()
+    assert engine.oldest_started() is None

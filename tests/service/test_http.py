@@ -157,6 +157,27 @@ def test_readyz_is_503_when_not_ready() -> None:
     assert reply.startswith(b"HTTP/1.1 503")
 
 
+def test_healthz_follows_the_liveness_probe() -> None:
+    """/healthz answers 503 while the liveness probe fails (a stuck daemon), 200 after;
+    /readyz follows its own probe."""
+    alive = [False]
+    http = HttpServer("127.0.0.1", 0, _registry(), lambda: True, is_alive=lambda: alive[0])
+    http.start()
+    get = b"GET %s HTTP/1.1\r\nHost: t\r\n" + _CLOSE
+    try:
+        stuck = _exchange(http.port, get % b"/healthz")
+        ready = _exchange(http.port, get % b"/readyz")
+        alive[0] = True
+        ok = _exchange(http.port, get % b"/healthz")
+    finally:
+        http.stop()
+    assert stuck.startswith(b"HTTP/1.1 503")
+    assert stuck.endswith(b"stuck\n")
+    assert ready.startswith(b"HTTP/1.1 200")
+    assert ok.startswith(b"HTTP/1.1 200")
+    assert ok.endswith(b"ok\n")
+
+
 def test_stop_releases_the_port_and_the_thread() -> None:
     """After `stop` the port can be bound again and no server thread is left."""
     http = HttpServer("127.0.0.1", 0, _registry(), lambda: True)

@@ -256,6 +256,28 @@ def test_failed_forwards_hold_one_system_alert_until_forwards_pass_for_stale_s()
     assert count("monitor_technical_alerts_total", {"reason": "inference_failed"}) == 2.0
 
 
+def test_a_stalled_forward_holds_one_system_alert_and_its_gauge() -> None:
+    """The live shell's stall check: `inference_stalled` (technical, high, no patient) is
+    raised when the check first finds a forward running too long, not again while it
+    does, and cleared at the first check that finds none; the gauge follows."""
+    p = make()
+    gauge = p.metrics.registry.get_sample_value
+
+    def check(stalled: bool, at: float) -> list[tuple[object, ...]]:
+        events = p.inference_stalled(stalled, T0 + at)
+        return [(e.kind, e.reason, e.state, e.severity, e.patient_id, e.t) for e in events]
+
+    assert check(False, 1) == []
+    assert check(True, 2) == [("technical", "inference_stalled", "raised", "high", None, T0 + 2)]
+    assert p.stalled
+    assert gauge("monitor_inference_stalled") == 1.0
+    assert check(True, 3) == []
+    assert check(False, 4) == [("technical", "inference_stalled", "cleared", "high", None, T0 + 4)]
+    assert not p.stalled
+    assert gauge("monitor_inference_stalled") == 0.0
+    assert gauge("monitor_technical_alerts_total", {"reason": "inference_stalled"}) == 1.0
+
+
 def test_a_masked_model_scores_the_vitals_a_device_sends() -> None:
     """With an observed mask a patient sending only heart rate is scored on heart rate:
     every sample after warm-up is scored, SpO2 is never judged and never alerts, and a

@@ -63,6 +63,8 @@ class Daemon:
             (tests/support/slowed_run.py); 1 runs `monitor run` itself.
         fail_forwards_while: Every forward raises while this file exists
             (tests/support/slowed_run.py).
+        hang_forwards_while: Every forward hangs while this file exists.
+        block_loop_while: The daemon's event loop is held while this file exists.
     """
 
     broker_url: str
@@ -71,6 +73,8 @@ class Daemon:
     env: dict[str, str] = field(default_factory=dict)
     inference_slowdown: float = 1.0
     fail_forwards_while: Path | None = None
+    hang_forwards_while: Path | None = None
+    block_loop_while: Path | None = None
     metrics_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[str] | None = None
     log_path: Path | None = None
@@ -83,7 +87,13 @@ class Daemon:
     def start(self, log_path: Path, timeout: float = STARTUP_TIMEOUT_S) -> None:
         """Start and wait until /healthz answers."""
         slowed = [sys.executable, "-m", "tests.support.slowed_run", str(self.inference_slowdown)]
-        plain = self.inference_slowdown == 1.0 and self.fail_forwards_while is None
+        faults = {
+            "FAIL_FORWARDS_WHILE": self.fail_forwards_while,
+            "HANG_FORWARDS_WHILE": self.hang_forwards_while,
+            "BLOCK_LOOP_WHILE": self.block_loop_while,
+        }
+        injected = {name: str(path) for name, path in faults.items() if path is not None}
+        plain = self.inference_slowdown == 1.0 and not injected
         cmd = [
             *(MONITOR if plain else slowed),
             "run",
@@ -101,9 +111,7 @@ class Daemon:
         outbox = {"MONITOR_ALERTS__OUTBOX_PATH": str(log_path.with_suffix(".outbox.sqlite3"))}
         # Its patient-state snapshot too (a restart test passes the same path to both).
         outbox["MONITOR_STATE__SNAPSHOT_PATH"] = str(log_path.with_suffix(".snapshot"))
-        env = {**os.environ, "OMP_NUM_THREADS": "1", **outbox, **self.env}
-        if self.fail_forwards_while is not None:
-            env["FAIL_FORWARDS_WHILE"] = str(self.fail_forwards_while)
+        env = {**os.environ, "OMP_NUM_THREADS": "1", **outbox, **injected, **self.env}
         self.log_path = log_path
         self._log = log_path.open("w")
         self.proc = subprocess.Popen(

@@ -1,0 +1,128 @@
+"""The model forward hangs (a hung GPU kernel, a deadlocked thread) or the event loop is held:
+no forward ends, so no patient is scored, and before 2026-12-07 nothing said so. Samples kept
+queueing (`batch.max_pending` is 20,000: at 3 patients a second, nearly two hours before work
+was shed and `monitoring_degraded` raised), /readyz and /healthz answered 200 throughout."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.transports.mqtt.config import BrokerConfig
+from monitor.transports.mqtt.publisher import SyncPublisher
+from tests.reliability.conftest import WINDOW, outcomes_balance, payload
+from tests.support.daemon import Daemon, eventually, total
+from tests.support.listener import Listener
+from tests.support.mosquitto import Mosquitto
+
+pytestmark = pytest.mark.mqtt
+
+
+class _Feed:
+    """Three patients' samples, one round at a time."""
+
+    def __init__(self, url: str) -> None:
+        self.pub = SyncPublisher(BrokerConfig(url=url))
+        self.pub.connect()
+        self.seq = 0
+
+    def send(self, rounds: int) -> None:
+        for _ in range(rounds):
+            self.pub.publish_many(
+                [(f"vitals/st{i}", payload(f"st{i}", self.seq)) for i in range(3)]
+            )
+            self.seq += 1
+            time.sleep(0.02)
+
+
+def test_a_hung_forward_raises_inference_stalled_then_fails_liveness(
+    mosquitto: Mosquitto,
+    model_dir: Path,
+    tmp_path: Path,
+    listener_factory: Callable[..., Listener],
+) -> None:
+    """Every forward hangs while a flag file exists (tests/support/slowed_run.py). Once one
+    has run past `model.stall_after_s` (2 s here) `inference_stalled` (technical, high) is
+    raised on alerts/_system, once, and /readyz answers 503; past `metrics.stuck_after_s`
+    (8 s) /healthz answers 503 too (a supervisor restarts the daemon). When the forward ends
+    the alert clears, both probes answer 200, and the samples that waited are scored."""
+    flag = tmp_path / "hang-forwards"
+    env = {"MONITOR_MODEL__STALL_AFTER_S": "2", "MONITOR_METRICS__STUCK_AFTER_S": "8"}
+    daemon = Daemon(mosquitto.url, model=model_dir, env=env, hang_forwards_while=flag)
+    daemon.start(tmp_path / "daemon.log")
+    daemon.wait_ready()
+    alerts = listener_factory(mosquitto.port, "alerts/_system")
+    feed = _Feed(mosquitto.url)
+
+    def stalls() -> list[tuple[Any, ...]]:
+        return [
+            (e["kind"], e["reason"], e["state"], e["severity"], e["patient_id"])
+            for e in alerts.events()
+            if e.get("reason") == "inference_stalled"
+        ]
+
+    feed.send(WINDOW + 4)
+    scored = daemon.wait_for("monitor_messages_total", 12, outcome="scored")
+    assert stalls() == []
+    flag.touch()
+    hung_at = time.monotonic()
+    feed.send(10)  # the first of these ready windows starts the forward that hangs
+    assert eventually(lambda: len(stalls()) == 1)
+    assert stalls() == [("technical", "inference_stalled", "raised", "high", None)]
+    assert time.monotonic() - hung_at >= 2.0
+    assert daemon.http_status("/readyz") == 503
+    samples = daemon.metrics()
+    assert total(samples, "monitor_inference_stalled") == 1
+    assert total(samples, "monitor_ready") == 0
+    assert [e for e in daemon.log_events() if e.get("event") == "inference_stalled"]
+    # Liveness fails only past stuck_after_s: first the alert, then the restart.
+    assert eventually(lambda: daemon.http_status("/healthz") == 503)
+    assert time.monotonic() - hung_at >= 8.0
+    assert total(daemon.metrics(), "monitor_alive") == 0
+    feed.send(5)
+    flag.unlink()
+    assert eventually(lambda: len(stalls()) == 2)
+    assert stalls()[1] == ("technical", "inference_stalled", "cleared", "high", None)
+    assert eventually(lambda: daemon.http_status("/healthz") == 200)
+    assert eventually(lambda: daemon.http_status("/readyz") == 200)
+    # Nothing was lost while it hung: every sample sent is scored (3 x 15 more).
+    daemon.wait_for("monitor_messages_total", scored + 45, outcome="scored")
+    feed.pub.close()
+    samples = daemon.metrics()
+    assert total(samples, "monitor_technical_alerts_total", reason="inference_stalled") == 1
+    assert total(samples, "monitor_inference_stalled") == 0
+    assert eventually(lambda: len(set(outcomes_balance(daemon.metrics()))) == 1)
+    assert daemon.stop() == 0
+
+
+def test_a_held_event_loop_fails_liveness_and_readiness(
+    mosquitto: Mosquitto, model_dir: Path, tmp_path: Path
+) -> None:
+    """While the event loop is held (a blocking call on it), no housekeeping pass runs: past
+    `metrics.stuck_after_s` /healthz and /readyz answer 503 and `monitor_alive` reads 0, all
+    answered by the HTTP thread. Before, both probes answered 200 from that thread however
+    long the loop was stuck. Once the loop runs again, both answer 200."""
+    flag = tmp_path / "block-loop"
+    env = {"MONITOR_MODEL__STALL_AFTER_S": "1", "MONITOR_METRICS__STUCK_AFTER_S": "3"}
+    daemon = Daemon(mosquitto.url, model=model_dir, env=env, block_loop_while=flag)
+    daemon.start(tmp_path / "daemon.log")
+    daemon.wait_ready()
+    assert daemon.http_status("/healthz") == 200
+    flag.touch()
+    held_at = time.monotonic()
+    assert eventually(lambda: daemon.http_status("/healthz") == 503)
+    # stuck_after_s from the last pass, which ran at most a housekeeping interval (1 s)
+    # before the loop was held.
+    assert time.monotonic() - held_at >= 2.0
+    assert daemon.http_status("/readyz") == 503
+    samples = daemon.metrics()
+    assert total(samples, "monitor_alive") == 0
+    assert total(samples, "monitor_ready") == 0
+    flag.unlink()
+    assert eventually(lambda: daemon.http_status("/healthz") == 200)
+    assert eventually(lambda: daemon.http_status("/readyz") == 200)
+    assert daemon.stop() == 0
