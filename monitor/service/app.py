@@ -44,6 +44,7 @@ from monitor.service.clock import SteadyClock
 from monitor.service.http import HttpServer
 from monitor.service.logs import PipelineLines, Pseudonymizer, RateLimiter
 from monitor.service.metrics import Metrics
+from monitor.service.notify import SystemdNotifier
 from monitor.service.outbox import Outbox, OutboxError
 from monitor.service.shard import Recovery, ShardLabels
 from monitor.service.snapshot import restore_on_start, save_on_stop
@@ -214,6 +215,8 @@ class Daemon:
         # flight at that pass was started (None: none was).
         self._progress = time.perf_counter()
         self._forward_since: float | None = None
+        #: systemd's READY/WATCHDOG/STOPPING notifications (a no-op outside systemd).
+        self.notifier = SystemdNotifier()
         self._batch_timer: asyncio.TimerHandle | None = None
         self._final = False  # shutting down: batches run through `final_flush` only
         self._connected = asyncio.Event()
@@ -259,6 +262,7 @@ class Daemon:
         grace = self.settings.shutdown_grace_s
         self._stop_deadline = time.monotonic() + grace
         self._stop.set()
+        self.notifier.notify("STOPPING=1")
         if self._loop is not None:
             # The last resort: whatever still waits (a connect to a frozen broker, a
             # DISCONNECT never answered) is cancelled when the grace period is over.
@@ -318,6 +322,7 @@ class Daemon:
             broker=self.transport.endpoint,
             metrics=f"http://{self.http.host}:{self.http.port}/metrics",
         )
+        self.notifier.notify("READY=1")  # serving; the broker may still be connecting
         background = [
             asyncio.create_task(
                 self.alerts.run(lambda: self._publisher, self._connected), name="publisher"
@@ -337,6 +342,7 @@ class Daemon:
             if state.snapshot and self._stop.is_set():  # after the last batch was scored
                 save_on_stop(state.snapshot_path, self.pipeline)
             self.http.stop()
+            self.notifier.close()
             self._executor.shutdown(wait=False)
             log.info("stopped")
         return 0
@@ -573,6 +579,8 @@ class Daemon:
         while True:
             await asyncio.sleep(self.settings.housekeeping_interval_s)
             self._check_forward()
+            if self.is_alive():  # else systemd's watchdog (WatchdogSec=) restarts it
+                self.notifier.notify("WATCHDOG=1")
             if self._recovering:
                 # The windows are on the stream's clock until the replay ends: the wall
                 # clock's 'signal lost' would be about the replay, not the patients (the

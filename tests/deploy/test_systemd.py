@@ -48,6 +48,10 @@ def test_service_restarts_reads_env_and_runs_unprivileged() -> None:
     assert service["User"] == "vitals-monitor"
     assert service["ExecStart"] == f"{INSTALLED_BINARY} run"
     assert int(service["TimeoutStopSec"]) >= 10
+    # The daemon notifies (monitor/service/notify.py); a stuck one is restarted.
+    assert service["Type"] == "notify"
+    assert service["NotifyAccess"] == "main"
+    assert 2 <= int(service["WatchdogSec"]) < 60  # pinged every second; kills a held loop
     assert _unit()["Install"]["WantedBy"] == "multi-user.target"
 
 

@@ -6,7 +6,7 @@ was shed and `monitoring_degraded` raised), /readyz and /healthz answered 200 th
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from tests.reliability.conftest import WINDOW, outcomes_balance, payload
 from tests.support.daemon import Daemon, eventually, total
 from tests.support.listener import Listener
 from tests.support.mosquitto import Mosquitto
+from tests.support.notify import NotifySocket
 
 pytestmark = pytest.mark.mqtt
 
@@ -39,22 +40,56 @@ class _Feed:
             time.sleep(0.02)
 
 
+@pytest.fixture
+def manager() -> Iterator[NotifySocket]:
+    """The systemd notification socket the daemon is given ($NOTIFY_SOCKET)."""
+    socket = NotifySocket()
+    yield socket
+    socket.close()
+
+
+def _ready_daemon(
+    mosquitto: Mosquitto,
+    model_dir: Path,
+    tmp_path: Path,
+    manager: NotifySocket,
+    limits: tuple[float, float],
+    *,
+    hang: Path | None = None,
+    block: Path | None = None,
+) -> Daemon:
+    """A daemon with (`model.stall_after_s`, `metrics.stuck_after_s`) = `limits`, notifying
+    `manager`, its forwards hanging while `hang` exists and its loop held while `block`
+    does (tests/support/slowed_run.py); started, ready."""
+    stall, stuck = limits
+    env = {
+        "MONITOR_MODEL__STALL_AFTER_S": str(stall),
+        "MONITOR_METRICS__STUCK_AFTER_S": str(stuck),
+        "NOTIFY_SOCKET": manager.address,
+    }
+    daemon = Daemon(
+        mosquitto.url, model=model_dir, env=env, hang_forwards_while=hang, block_loop_while=block
+    )
+    daemon.start(tmp_path / "daemon.log")
+    daemon.wait_ready()
+    return daemon
+
+
 def test_a_hung_forward_raises_inference_stalled_then_fails_liveness(
     mosquitto: Mosquitto,
     model_dir: Path,
     tmp_path: Path,
     listener_factory: Callable[..., Listener],
+    manager: NotifySocket,
 ) -> None:
     """Every forward hangs while a flag file exists (tests/support/slowed_run.py). Once one
     has run past `model.stall_after_s` (2 s here) `inference_stalled` (technical, high) is
     raised on alerts/_system, once, and /readyz answers 503; past `metrics.stuck_after_s`
-    (8 s) /healthz answers 503 too (a supervisor restarts the daemon). When the forward ends
-    the alert clears, both probes answer 200, and the samples that waited are scored."""
+    (8 s) /healthz answers 503 too and the systemd watchdog pings stop (a supervisor
+    restarts the daemon). When the forward ends the alert clears, both probes answer 200,
+    and the samples that waited are scored."""
     flag = tmp_path / "hang-forwards"
-    env = {"MONITOR_MODEL__STALL_AFTER_S": "2", "MONITOR_METRICS__STUCK_AFTER_S": "8"}
-    daemon = Daemon(mosquitto.url, model=model_dir, env=env, hang_forwards_while=flag)
-    daemon.start(tmp_path / "daemon.log")
-    daemon.wait_ready()
+    daemon = _ready_daemon(mosquitto, model_dir, tmp_path, manager, (2, 8), hang=flag)
     alerts = listener_factory(mosquitto.port, "alerts/_system")
     feed = _Feed(mosquitto.url)
 
@@ -73,7 +108,8 @@ def test_a_hung_forward_raises_inference_stalled_then_fails_liveness(
     feed.send(10)  # the first of these ready windows starts the forward that hangs
     assert eventually(lambda: len(stalls()) == 1)
     assert stalls() == [("technical", "inference_stalled", "raised", "high", None)]
-    assert time.monotonic() - hung_at >= 2.0
+    stalled_at = time.monotonic()
+    assert stalled_at - hung_at >= 2.0
     assert daemon.http_status("/readyz") == 503
     samples = daemon.metrics()
     assert total(samples, "monitor_inference_stalled") == 1
@@ -81,14 +117,21 @@ def test_a_hung_forward_raises_inference_stalled_then_fails_liveness(
     assert [e for e in daemon.log_events() if e.get("event") == "inference_stalled"]
     # Liveness fails only past stuck_after_s: first the alert, then the restart.
     assert eventually(lambda: daemon.http_status("/healthz") == 503)
-    assert time.monotonic() - hung_at >= 8.0
+    stuck_at = time.monotonic()
+    assert stuck_at - hung_at >= 8.0
     assert total(daemon.metrics(), "monitor_alive") == 0
+    # Stalled but alive, the watchdog was pinged; stuck, it is not (a pass is 1 s).
+    assert "WATCHDOG=1" in manager.received(since=stalled_at)
+    time.sleep(3.0)
+    assert manager.received(since=stuck_at + 1.5) == []
     feed.send(5)
     flag.unlink()
     assert eventually(lambda: len(stalls()) == 2)
     assert stalls()[1] == ("technical", "inference_stalled", "cleared", "high", None)
     assert eventually(lambda: daemon.http_status("/healthz") == 200)
     assert eventually(lambda: daemon.http_status("/readyz") == 200)
+    alive_at = time.monotonic()
+    assert eventually(lambda: "WATCHDOG=1" in manager.received(since=alive_at))
     # Nothing was lost while it hung: every sample sent is scored (3 x 15 more).
     daemon.wait_for("monitor_messages_total", scored + 45, outcome="scored")
     feed.pub.close()
@@ -100,18 +143,18 @@ def test_a_hung_forward_raises_inference_stalled_then_fails_liveness(
 
 
 def test_a_held_event_loop_fails_liveness_and_readiness(
-    mosquitto: Mosquitto, model_dir: Path, tmp_path: Path
+    mosquitto: Mosquitto, model_dir: Path, tmp_path: Path, manager: NotifySocket
 ) -> None:
     """While the event loop is held (a blocking call on it), no housekeeping pass runs: past
     `metrics.stuck_after_s` /healthz and /readyz answer 503 and `monitor_alive` reads 0, all
-    answered by the HTTP thread. Before, both probes answered 200 from that thread however
-    long the loop was stuck. Once the loop runs again, both answer 200."""
+    answered by the HTTP thread, and the systemd watchdog is not pinged. Before, both probes
+    answered 200 from that thread however long the loop was stuck. Once the loop runs
+    again, both answer 200 and the pings resume; a graceful stop says STOPPING=1."""
     flag = tmp_path / "block-loop"
-    env = {"MONITOR_MODEL__STALL_AFTER_S": "1", "MONITOR_METRICS__STUCK_AFTER_S": "3"}
-    daemon = Daemon(mosquitto.url, model=model_dir, env=env, block_loop_while=flag)
-    daemon.start(tmp_path / "daemon.log")
-    daemon.wait_ready()
+    daemon = _ready_daemon(mosquitto, model_dir, tmp_path, manager, (1, 3), block=flag)
     assert daemon.http_status("/healthz") == 200
+    assert eventually(lambda: "WATCHDOG=1" in manager.received())
+    assert manager.received()[0] == "READY=1"
     flag.touch()
     held_at = time.monotonic()
     assert eventually(lambda: daemon.http_status("/healthz") == 503)
@@ -122,7 +165,13 @@ def test_a_held_event_loop_fails_liveness_and_readiness(
     samples = daemon.metrics()
     assert total(samples, "monitor_alive") == 0
     assert total(samples, "monitor_ready") == 0
+    # The callback holding the loop polls its flag every 50 ms: a pass already under way
+    # may still ping just after the touch, none later.
+    assert manager.received(since=held_at + 0.5) == []
     flag.unlink()
+    released_at = time.monotonic()
     assert eventually(lambda: daemon.http_status("/healthz") == 200)
     assert eventually(lambda: daemon.http_status("/readyz") == 200)
+    assert eventually(lambda: "WATCHDOG=1" in manager.received(since=released_at))
     assert daemon.stop() == 0
+    assert "STOPPING=1" in manager.received(since=released_at)
