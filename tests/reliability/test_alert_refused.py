@@ -49,28 +49,37 @@ def acl_broker(tmp_path: Path) -> Iterator[Mosquitto]:
     broker.stop()
 
 
+@pytest.mark.parametrize("protocol", ["auto", "5"])
 def test_alerts_the_broker_refuses_are_kept_retried_and_make_the_daemon_not_ready(
     acl_broker: Mosquitto,
     model_dir: Path,
     tmp_path: Path,
     listener_factory: Callable[..., Listener],
+    protocol: str,
 ) -> None:
-    """With `broker.protocol` 5: a device's impossible heart rate raises an
+    """With `broker.protocol` auto (the default: the vitals on MQTT 3.1.1, the alerts on a
+    connection of their own, MQTT 5) or 5: a device's impossible heart rate raises an
     `artifact` alert that the broker refuses ("Not authorized"). The daemon counts it,
     logs `alert_refused`, keeps it (`monitor_alerts_undeliverable` 1) and answers /readyz
     with 503. Once the operator grants the write and Mosquitto reloads its ACL (SIGHUP),
     the alert is delivered on its next try, the gauge falls to 0 and /readyz answers 200.
     Before, the refusal read as an acknowledgement: the alert was deleted from the outbox,
-    lost, and the daemon stayed ready."""
+    lost, and the daemon stayed ready; under `auto` (3.1.1 then) it still did until
+    2026-12-07."""
     daemon = Daemon(
         acl_broker.url,
         model=model_dir,
         args=["--username", "monitor"],
-        # MQTT 5: a 3.1.1 broker acknowledges what its ACL drops, and nothing can tell.
-        env={"MONITOR_BROKER__PASSWORD": "m-secret", "MONITOR_BROKER__PROTOCOL": "5"},
+        # Not 3.1.1: a 3.1.1 broker acknowledges what its ACL drops, and nothing can tell.
+        env={"MONITOR_BROKER__PASSWORD": "m-secret", "MONITOR_BROKER__PROTOCOL": protocol},
     )
     daemon.start(tmp_path / "daemon.log")
     daemon.wait_ready()
+    subscribed = [e for e in daemon.log_events() if e.get("event") == "subscribed"]
+    assert (subscribed[0]["protocol"], subscribed[0]["alerts_protocol"]) == (
+        "3.1.1" if protocol == "auto" else "5",
+        "5",
+    )
     alerts = listener_factory(acl_broker.port)
     device = SyncPublisher(BrokerConfig(url=acl_broker.url))
     device.connect()

@@ -6,14 +6,23 @@ watchdog), reconnect with jittered exponential backoff forever (a refused login,
 handshake or subscription waits `refused_retry_s`), and on a graceful stop unsubscribe,
 let the shell score and publish within the grace period, then DISCONNECT. Alerts go to
 ``<alerts prefix>/<patient_id>`` (``/_system`` or ``/_system/<K>`` for system-wide ones)
-at the configured QoS, one publish at a time on the current connection.
+at the configured QoS, one publish at a time.
+
+Under ``protocol=auto`` without a persistent session the vitals come in on MQTT 3.1.1 (paho
+parses MQTT 5 properties on every incoming message, a fifth of the daemon's CPU at 10,000
+msg/s) and the alerts go out on a second connection of their own, MQTT 5 where the broker
+speaks it: only an MQTT 5 PUBACK can say that the broker refused an alert (an ACL without
+write access), and a 3.1.1 broker acknowledges what it drops. Either connection lost ends
+both, and both are made again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Sequence
+from typing import Any
 
 import aiomqtt
 from paho.mqtt.reasoncodes import ReasonCode
@@ -86,9 +95,14 @@ class MqttIngress:
         system_id: str = SYSTEM_TOPIC_ID,
         partitions: PartitionCheck | None = None,
     ) -> None:
+        #: The alerts' own connection (None: the vitals' connection carries them too).
+        self._alerts_broker: BrokerConfig | None = None
         if broker.protocol == "auto" and not persistent_session:
-            # MQTT 5 buys the daemon only session expiry; paho parses v5 properties on every
-            # incoming PUBLISH, a large share of the daemon's CPU (docs/benchmarks.md).
+            # MQTT 5 buys the vitals only session expiry; paho parses v5 properties on every
+            # incoming PUBLISH, a large share of the daemon's CPU (docs/benchmarks.md). The
+            # alerts need MQTT 5's PUBACK reason codes: their own connection, 5 first.
+            alerts_id = None if broker.client_id is None else f"{broker.client_id}-alerts"
+            self._alerts_broker = broker.model_copy(update={"client_id": alerts_id})
             broker = broker.model_copy(update={"protocol": "3.1.1"})
         self._broker = broker
         self.endpoint = broker.url
@@ -114,19 +128,31 @@ class MqttIngress:
         while not shell.stopping():
             refused = False
             try:
-                async with connect(
-                    self._broker,
-                    clean_session=not self._persistent,
-                    session_expiry_s=self._expiry if self._persistent else None,
-                    on_message=self.sink(shell),
-                    on_refused=lambda reason: self._refused(shell, reason),
-                    max_packet_bytes=self.max_packet_bytes,
-                ) as conn:
-                    await shell.going_live(lambda: self._subscribe(conn))
+                async with contextlib.AsyncExitStack() as links:
+                    conn = await links.enter_async_context(
+                        connect(
+                            self._broker,
+                            clean_session=not self._persistent,
+                            session_expiry_s=self._expiry if self._persistent else None,
+                            on_message=self.sink(shell),
+                            on_refused=lambda reason: self._refused(shell, reason),
+                            max_packet_bytes=self.max_packet_bytes,
+                        )
+                    )
+                    alerts = conn
+                    if self._alerts_broker is not None:
+                        # Nothing subscribed: only acknowledgements and pings come back.
+                        alerts = await links.enter_async_context(connect(self._alerts_broker))
+                    await shell.going_live(functools.partial(self._subscribe, conn))
                     attempt = 0
-                    shell.connected(_Publisher(conn, self._alerts_qos))
-                    shell.note("subscribed", topics=self.topics, protocol=conn.protocol)
-                    await self._serve(conn, shell)
+                    shell.connected(_Publisher(alerts, self._alerts_qos))
+                    shell.note(
+                        "subscribed",
+                        topics=self.topics,
+                        protocol=conn.protocol,
+                        alerts_protocol=alerts.protocol,
+                    )
+                    await self._serve(conn, alerts, shell)
             except (BrokerAuthError, BrokerTLSError) as exc:
                 # Not transient: say so clearly and wait long, never a tight reconnect loop.
                 shell.note(
@@ -196,29 +222,61 @@ class MqttIngress:
                         url=self.endpoint,
                     )
 
-    async def _serve(self, conn: Connection, shell: Shell) -> None:
+    async def _serve(self, conn: Connection, alerts: Connection, shell: Shell) -> None:
         consume = asyncio.create_task(shell.consume(conn), name="consume")
         stopping = asyncio.create_task(shell.wait_stop(), name="stop-wait")
         keepalive = self._broker.keepalive
+        links = {"vitals": conn} if alerts is conn else {"vitals": conn, "alerts": alerts}
 
-        def on_silent(silent_s: float) -> None:
-            # The watchdog drops the connection next; consume then fails: reconnect.
-            shell.note(
-                "broker_silent", warning=True, silent_s=round(silent_s, 2), keepalive_s=keepalive
-            )
+        silent: list[str] = []
 
-        watchdog = asyncio.create_task(watch_silence(conn, keepalive, on_silent), name="watchdog")
+        def watch(name: str, link: Connection) -> asyncio.Task[None]:
+            def on_silent(silent_s: float) -> None:
+                # The watchdog drops the connection next; serving then ends: reconnect. A
+                # dead link silences both connections: said once.
+                silent.append(name)
+                if len(silent) > 1:
+                    return
+                shell.note(
+                    "broker_silent",
+                    warning=True,
+                    silent_s=round(silent_s, 2),
+                    keepalive_s=keepalive,
+                    connection=name,
+                )
+
+            return asyncio.create_task(watch_silence(link, keepalive, on_silent), name=name)
+
+        watchdogs = [watch(name, link) for name, link in links.items()]
+        # The alerts' own connection lost ends serving too (shielded: aiomqtt's future).
+        alerts_lost = None if alerts is conn else asyncio.shield(alerts.lost)
+        waits: set[asyncio.Future[Any]] = {consume, stopping}
+        if alerts_lost is not None:
+            waits.add(alerts_lost)
         try:
-            await asyncio.wait({consume, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopping.cancel()
-            watchdog.cancel()
-        if consume.done():
-            # What the lost connection's queue still holds was received (and acknowledged):
-            # handle it now, or it would vanish uncounted with the old client.
+            for watchdog in watchdogs:
+                watchdog.cancel()
+            if alerts_lost is not None:
+                alerts_lost.cancel()
+        if consume.done() or alerts.lost.done():
+            # One connection is gone: end both. What the queue still holds was received
+            # (and acknowledged): handle it now, or it would vanish uncounted with the old
+            # client. The other connection is shut, not DISCONNECTed: on a frozen link
+            # (both go silent together) a DISCONNECT would wait for an answer in vain.
+            if not consume.done():
+                consume.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await consume
             shell.drain()
-            consume.result()  # re-raises the connection error: reconnect
-            return
+            for link in links.values():
+                if not link.lost.done():
+                    link.drop()
+            if not consume.cancelled():
+                consume.result()  # re-raises the connection error: reconnect
+            raise aiomqtt.MqttError("the alerts' connection was lost")
         # Graceful stop: stop intake, score what was already received, publish, disconnect,
         # all within the grace period (a frozen broker answers nothing: each wait is bounded).
         consume.cancel()
@@ -227,4 +285,6 @@ class MqttIngress:
         if not self._persistent:
             with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                 await asyncio.wait_for(conn.client.unsubscribe(self.topics), shell.grace_left() / 4)
-        conn.close_timeout_s = await shell.finish()
+        left = await shell.finish()
+        for link in links.values():  # one DISCONNECT after the other
+            link.close_timeout_s = left / len(links)
