@@ -271,12 +271,13 @@ class MqttIngress:
                 with contextlib.suppress(asyncio.CancelledError):
                     await consume
             shell.drain()
+            gone = [name for name, link in links.items() if link.lost.done()]
             for link in links.values():
                 if not link.lost.done():
                     link.drop()
             if not consume.cancelled():
                 consume.result()  # re-raises the connection error: reconnect
-            raise aiomqtt.MqttError("the alerts' connection was lost")
+            raise aiomqtt.MqttError(f"connection lost ({', '.join(gone)})")
         # Graceful stop: stop intake, score what was already received, publish, disconnect,
         # all within the grace period (a frozen broker answers nothing: each wait is bounded).
         consume.cancel()
