@@ -43,6 +43,9 @@ class BrokerSettings(BrokerConfig):
     """Where and how to connect to a broker.
 
     Attributes:
+        protocol: "5", "3.1.1" or "auto". `monitor run` under "auto": the vitals on MQTT
+            3.1.1 (5 with a persistent session), the alerts on a connection of their own,
+            5 first and 3.1.1 when refused (only 5 reports an alert the broker refuses).
         password_file: A file holding the password (a trailing newline is dropped); read at
             startup. Prefer it, or the environment, to a password on the command line, where
             other local users see it in ``ps``.
