@@ -261,28 +261,26 @@ class MqttIngress:
                 watchdog.cancel()
             if alerts_lost is not None:
                 alerts_lost.cancel()
-        if consume.done() or alerts.lost.done():
+        failed = consume.done()  # its connection is gone (it raises why)
+        gone = [name for name, link in links.items() if link.lost.done()]
+        if not failed:  # stop intake
+            consume.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await consume
+        if failed or gone:
             # One connection is gone: end both. What the queue still holds was received
             # (and acknowledged): handle it now, or it would vanish uncounted with the old
             # client. The other connection is shut, not DISCONNECTed: on a frozen link
             # (both go silent together) a DISCONNECT would wait for an answer in vain.
-            if not consume.done():
-                consume.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await consume
             shell.drain()
-            gone = [name for name, link in links.items() if link.lost.done()]
             for link in links.values():
                 if not link.lost.done():
                     link.drop()
-            if not consume.cancelled():
+            if failed:
                 consume.result()  # re-raises the connection error: reconnect
             raise aiomqtt.MqttError(f"connection lost ({', '.join(gone)})")
-        # Graceful stop: stop intake, score what was already received, publish, disconnect,
-        # all within the grace period (a frozen broker answers nothing: each wait is bounded).
-        consume.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await consume
+        # Graceful stop: score what was already received, publish, disconnect, all within
+        # the grace period (a frozen broker answers nothing: each wait is bounded).
         if not self._persistent:
             with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                 await asyncio.wait_for(conn.client.unsubscribe(self.topics), shell.grace_left() / 4)
