@@ -25,6 +25,8 @@ from monitor.model.card import (
 )
 from monitor.model.lstm import MedicalLSTM
 from monitor.model.store import save_model
+from monitor.transports.mqtt.config import BrokerConfig
+from monitor.transports.mqtt.publisher import SyncPublisher
 from tests.support.daemon import STARTUP_TIMEOUT_S, Daemon
 from tests.support.listener import Listener
 
@@ -91,6 +93,43 @@ def payload(pid: str, seq: int, t: float | None = None, **vitals: float) -> byte
         "vitals": {**wobble, **vitals},
     }
     return json.dumps(body).encode()
+
+
+class Feed:
+    """Devices `<prefix>0`, `<prefix>1`, ... each sending one sample per round (`payload`),
+    in sequence, through one publisher.
+
+    Attributes:
+        seq: The next round's sequence number (rounds sent so far).
+    """
+
+    def __init__(
+        self, url: str, prefix: str, patients: int = 3, qos: int = 0, pause_s: float = 0.02
+    ) -> None:
+        self.pub = SyncPublisher(BrokerConfig(url=url))
+        self.pub.connect()
+        self.ids = [f"{prefix}{i}" for i in range(patients)]
+        self.qos = qos
+        self.pause_s = pause_s
+        self.seq = 0
+
+    @property
+    def sent(self) -> int:
+        """Messages sent so far."""
+        return self.seq * len(self.ids)
+
+    def send(self, rounds: int, **vitals: float) -> None:
+        """Send `rounds` rounds (normal vitals, overridden by `vitals`), pausing after each."""
+        for _ in range(rounds):
+            self.pub.publish_many(
+                [(f"vitals/{p}", payload(p, self.seq, **vitals)) for p in self.ids], self.qos
+            )
+            self.seq += 1
+            time.sleep(self.pause_s)
+
+    def close(self) -> None:
+        """Disconnect."""
+        self.pub.close()
 
 
 class Figures:

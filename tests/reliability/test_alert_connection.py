@@ -3,16 +3,13 @@ on MQTT 5): losing it ends both connections and both are made again, nothing los
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
 
-from monitor.transports.mqtt.config import BrokerConfig
-from monitor.transports.mqtt.publisher import SyncPublisher
-from tests.reliability.conftest import WINDOW, outcomes_balance, payload
+from tests.reliability.conftest import WINDOW, Feed, outcomes_balance
 from tests.support.daemon import Daemon, eventually, total
 from tests.support.listener import Listener
 from tests.support.mosquitto import Mosquitto
@@ -35,16 +32,7 @@ def test_the_alert_connection_lost_reconnects_both_and_alerts_go_out(
     daemon.start(tmp_path / "daemon.log")
     daemon.wait_ready()
     alerts = listener_factory(mosquitto.port)
-    device = SyncPublisher(BrokerConfig(url=mosquitto.url))
-    device.connect()
-    seq = 0
-
-    def send(n: int) -> None:
-        nonlocal seq
-        for _ in range(n):
-            device.publish("vitals/ac1", payload("ac1", seq), qos=1)
-            seq += 1
-            time.sleep(0.05)
+    device = Feed(mosquitto.url, "ac", patients=1, qos=1, pause_s=0.05)  # ac0
 
     def subscribed() -> list[tuple[object, object]]:
         return [
@@ -53,7 +41,7 @@ def test_the_alert_connection_lost_reconnects_both_and_alerts_go_out(
             if e.get("event") == "subscribed"
         ]
 
-    send(WINDOW + 2)
+    device.send(WINDOW + 2)
     daemon.wait_for("monitor_messages_total", 2, outcome="scored")
     assert subscribed() == [("3.1.1", "5")]
     intruder = paho.Client(
@@ -66,16 +54,15 @@ def test_the_alert_connection_lost_reconnects_both_and_alerts_go_out(
     assert lost
     assert lost[0]["error"] == "connection lost (alerts)"
     assert eventually(lambda: daemon.http_status("/readyz") == 200)
-    send(4)
-    device.publish("vitals/ac1", payload("ac1", seq, heart_rate=400.0), qos=1)
-    seq += 1
+    device.send(4)
+    device.send(1, heart_rate=400.0)
     assert eventually(
         lambda: any(
-            (e.get("patient_id"), e.get("reason")) == ("ac1", "artifact") for e in alerts.events()
+            (e.get("patient_id"), e.get("reason")) == ("ac0", "artifact") for e in alerts.events()
         )
     )
     device.close()
     assert total(daemon.metrics(), "monitor_alerts_undeliverable") == 0
     assert eventually(lambda: len(set(outcomes_balance(daemon.metrics()))) == 1)
-    assert total(daemon.metrics(), "monitor_received_total") == seq
+    assert total(daemon.metrics(), "monitor_received_total") == device.sent
     assert daemon.stop() == 0

@@ -6,13 +6,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from monitor.transports.mqtt.config import BrokerConfig
-from monitor.transports.mqtt.publisher import SyncPublisher
-from tests.reliability.conftest import WINDOW, outcomes_balance, payload
+from tests.reliability.conftest import WINDOW, Feed, outcomes_balance
 from tests.support.daemon import Daemon, eventually, total
 from tests.support.listener import Listener
 from tests.support.mosquitto import Mosquitto
@@ -40,44 +37,32 @@ def test_failing_forwards_raise_one_system_alert_until_a_forward_is_scored(
     daemon.start(tmp_path / "daemon.log")
     daemon.wait_ready()
     alerts = listener_factory(mosquitto.port, "alerts/_system")
-    pub = SyncPublisher(BrokerConfig(url=mosquitto.url))
-    pub.connect()
-    seq = 0
+    feed = Feed(mosquitto.url, "if")
 
-    def send(n: int) -> None:
-        nonlocal seq
-        for _ in range(n):
-            pub.publish_many([(f"vitals/if{i}", payload(f"if{i}", seq)) for i in range(3)])
-            seq += 1
-            time.sleep(0.02)
-
-    def reasons() -> list[tuple[Any, ...]]:
-        return [
-            (e["kind"], e["reason"], e["state"], e["severity"], e["patient_id"])
-            for e in alerts.events()
-            if e.get("reason") == "inference_failed"
-        ]
-
-    send(WINDOW + 4)
+    feed.send(WINDOW + 4)
     daemon.wait_for("monitor_messages_total", 12, outcome="scored")
-    assert reasons() == []
+    assert alerts.changes("inference_failed") == []
     flag.touch()
-    send(20)
+    feed.send(20)
     daemon.wait_for("monitor_messages_total", 30, outcome="failed")
-    assert eventually(lambda: len(reasons()) == 1)
-    assert reasons() == [("technical", "inference_failed", "raised", "high", None)]
+    assert eventually(lambda: len(alerts.changes("inference_failed")) == 1)
+    assert alerts.changes("inference_failed") == [
+        ("technical", "inference_failed", "raised", "high", None)
+    ]
     assert daemon.http_status("/readyz") == 503
     failed_log = [e for e in daemon.log_events() if e.get("event") == "inference_failed"]
     assert failed_log
     flag.unlink()
     deadline = time.monotonic() + 30
-    while len(reasons()) < 2 and time.monotonic() < deadline:
-        send(5)
-    assert reasons()[1:] == [("technical", "inference_failed", "cleared", "high", None)]
+    while len(alerts.changes("inference_failed")) < 2 and time.monotonic() < deadline:
+        feed.send(5)
+    assert alerts.changes("inference_failed")[1:] == [
+        ("technical", "inference_failed", "cleared", "high", None)
+    ]
     raised, cleared = (e["t"] for e in alerts.events() if e.get("reason") == "inference_failed")
     assert cleared - raised >= 2.0  # held open for stale_after_s past the last failure
     assert eventually(lambda: daemon.http_status("/readyz") == 200)
-    pub.close()
+    feed.close()
     samples = daemon.metrics()
     assert total(samples, "monitor_technical_alerts_total", reason="inference_failed") == 1
     assert eventually(lambda: len(set(outcomes_balance(daemon.metrics()))) == 1)

@@ -8,36 +8,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from monitor.transports.mqtt.config import BrokerConfig
-from monitor.transports.mqtt.publisher import SyncPublisher
-from tests.reliability.conftest import WINDOW, outcomes_balance, payload
+from tests.reliability.conftest import WINDOW, Feed, outcomes_balance
 from tests.support.daemon import Daemon, eventually, total
 from tests.support.listener import Listener
 from tests.support.mosquitto import Mosquitto
 from tests.support.notify import NotifySocket
 
 pytestmark = pytest.mark.mqtt
-
-
-class _Feed:
-    """Three patients' samples, one round at a time."""
-
-    def __init__(self, url: str) -> None:
-        self.pub = SyncPublisher(BrokerConfig(url=url))
-        self.pub.connect()
-        self.seq = 0
-
-    def send(self, rounds: int) -> None:
-        for _ in range(rounds):
-            self.pub.publish_many(
-                [(f"vitals/st{i}", payload(f"st{i}", self.seq)) for i in range(3)]
-            )
-            self.seq += 1
-            time.sleep(0.02)
 
 
 @pytest.fixture
@@ -91,28 +71,23 @@ def test_a_hung_forward_raises_inference_stalled_then_fails_liveness(
     flag = tmp_path / "hang-forwards"
     daemon = _ready_daemon(mosquitto, model_dir, tmp_path, manager, (2, 8), hang=flag)
     alerts = listener_factory(mosquitto.port, "alerts/_system")
-    feed = _Feed(mosquitto.url)
-
-    def stalls() -> list[tuple[Any, ...]]:
-        return [
-            (e["kind"], e["reason"], e["state"], e["severity"], e["patient_id"])
-            for e in alerts.events()
-            if e.get("reason") == "inference_stalled"
-        ]
+    feed = Feed(mosquitto.url, "st")
 
     feed.send(WINDOW + 4)
     # Every sample accounted for: no forward in flight when the flag is set, so the one
     # that hangs starts after it (the bounds below hold).
-    sent = 3 * (WINDOW + 4)
+    sent = feed.sent
     assert eventually(lambda: outcomes_balance(daemon.metrics()) == (sent, sent))
     scored = total(daemon.metrics(), "monitor_messages_total", outcome="scored")
     assert scored >= 12
-    assert stalls() == []
+    assert alerts.changes("inference_stalled") == []
     flag.touch()
     hung_at = time.monotonic()
     feed.send(10)  # the first of these ready windows starts the forward that hangs
-    assert eventually(lambda: len(stalls()) == 1)
-    assert stalls() == [("technical", "inference_stalled", "raised", "high", None)]
+    assert eventually(lambda: len(alerts.changes("inference_stalled")) == 1)
+    assert alerts.changes("inference_stalled") == [
+        ("technical", "inference_stalled", "raised", "high", None)
+    ]
     stalled_at = time.monotonic()
     assert stalled_at - hung_at >= 2.0
     assert daemon.http_status("/readyz") == 503
@@ -131,15 +106,21 @@ def test_a_hung_forward_raises_inference_stalled_then_fails_liveness(
     assert manager.received(since=stuck_at + 1.5) == []
     feed.send(5)
     flag.unlink()
-    assert eventually(lambda: len(stalls()) == 2)
-    assert stalls()[1] == ("technical", "inference_stalled", "cleared", "high", None)
+    assert eventually(lambda: len(alerts.changes("inference_stalled")) == 2)
+    assert alerts.changes("inference_stalled")[1] == (
+        "technical",
+        "inference_stalled",
+        "cleared",
+        "high",
+        None,
+    )
     assert eventually(lambda: daemon.http_status("/healthz") == 200)
     assert eventually(lambda: daemon.http_status("/readyz") == 200)
     alive_at = time.monotonic()
     assert eventually(lambda: "WATCHDOG=1" in manager.received(since=alive_at))
     # Nothing was lost while it hung: every sample sent is scored (3 x 15 more).
     daemon.wait_for("monitor_messages_total", scored + 45, outcome="scored")
-    feed.pub.close()
+    feed.close()
     samples = daemon.metrics()
     assert total(samples, "monitor_technical_alerts_total", reason="inference_stalled") == 1
     assert total(samples, "monitor_inference_stalled") == 0

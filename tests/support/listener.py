@@ -33,6 +33,14 @@ class Listener:
         with self._lock:
             return [json.loads(p) for _, p in self.messages]
 
+    def changes(self, reason: str) -> list[tuple[Any, ...]]:
+        """(kind, reason, state, severity, patient_id) of each alert with `reason`, in order."""
+        return [
+            (e["kind"], e["reason"], e["state"], e["severity"], e["patient_id"])
+            for e in self.events()
+            if e.get("reason") == reason
+        ]
+
     def close(self) -> None:
         """Disconnect."""
         self.client.loop_stop()
