@@ -233,9 +233,10 @@ class StateSettings(BaseModel):
 
     snapshot: bool = Field(
         default=True,
-        description="Save every patient's windows, residual scale and alert state on a "
-        "graceful shutdown (SIGTERM, SIGINT) and restore them on start, so a restart does not "
-        "leave patients unmonitored for a whole window (docs/reliability.md).",
+        description="Save every patient's windows, residual scale and alert state (every "
+        "checkpoint_interval_s and on a graceful shutdown) and restore them on start, so a "
+        "restart does not leave patients unmonitored for a whole window, nor forget them "
+        "(docs/reliability.md).",
     )
     snapshot_path: Path = Field(
         default=Path("state/patients.snapshot"),
@@ -248,6 +249,25 @@ class StateSettings(BaseModel):
         description="An older snapshot is refused (snapshot_refused reason=too_old) and the "
         "daemon starts cold.",
     )
+    checkpoint_interval_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="Also write the snapshot this often while serving (off the event loop), "
+        "so that a daemon killed without a graceful stop (SIGKILL, out of memory, a watchdog "
+        "restart) restarts from state at most this old: it knows its patients, and one whose "
+        "device went quiet meanwhile gets signal_lost. 0: only on a graceful stop. Must be "
+        "below snapshot_max_age_s.",
+    )
+
+    @model_validator(mode="after")
+    def _checkpoints_restorable(self) -> StateSettings:
+        if self.checkpoint_interval_s >= self.snapshot_max_age_s:
+            raise ValueError(
+                f"checkpoint_interval_s ({self.checkpoint_interval_s:g}) must be below "
+                f"snapshot_max_age_s ({self.snapshot_max_age_s:g}): a checkpoint that old "
+                "would be refused at the next start"
+            )
+        return self
 
 
 class MetricsSettings(BaseModel):

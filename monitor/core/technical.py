@@ -11,7 +11,7 @@ this module only decides them (docs/alerts.md).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 
 import numpy as np
 
@@ -20,6 +20,15 @@ from monitor.core.types import AlertState, BoolArray, FloatArray
 
 #: An open technical alert: (patient id, "" for the system; reason; vital or None).
 Key = tuple[str, str, str | None]
+#: An open alert as a snapshot keeps it: patient id ("" for the system), reason, vital or
+#: None, and when it was raised.
+Saved = tuple[str, str, str | None, float]
+#: A patient's alerts whose watch the patient's restored state carries: its data closes them
+#: (signal_lost, artifact, clock_skew), or its restored window, stuck-sensor or lost-vital
+#: state does (clock_offset, flatline, vital_lost).
+RESUMABLE = frozenset(
+    {"signal_lost", "artifact", "clock_skew", "clock_offset", "flatline", "vital_lost"}
+)
 
 
 class TechnicalAlarms:
@@ -114,6 +123,32 @@ class TechnicalAlarms:
         events: list[AlertEvent] = []
         for _, reason, vital in keys:
             events += self.close(pid, reason, vital, now, state)
+        return events
+
+    def export_open(self) -> list[Saved]:
+        """Every open alert, with when it was raised, in a stable order (the snapshot)."""
+        return sorted(
+            ((pid, reason, vital, at) for (pid, reason, vital), at in self._open.items()),
+            key=lambda s: (s[0], s[1], s[2] or ""),
+        )
+
+    def restore_open(
+        self, saved: Iterable[Saved], held: Container[str], now: float
+    ) -> list[AlertEvent]:
+        """Take over a snapshot's open alerts (this state machine holds none yet).
+
+        A patient's alert whose watch its restored state carries (`RESUMABLE`, the patient
+        `held` again) stays open, with no event: it clears as it would have without the
+        restart, and is not raised twice. Every other one (a system-wide alert, a refused
+        or unheld patient's) ends `expired` at `now`: this process does not watch it, and
+        left open it would stay open at its consumers forever. Returns those events.
+        """
+        events: list[AlertEvent] = []
+        for pid, reason, vital, at in saved:
+            if pid and pid in held and reason in RESUMABLE:
+                self.open(pid, reason, vital, at)
+            else:
+                events.append(self._event(pid or None, reason, vital, "expired", now))
         return events
 
     def per_vital(

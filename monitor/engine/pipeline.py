@@ -46,7 +46,7 @@ from monitor.core.scale import ResidualScale
 from monitor.core.scoring import SLOW_STREAM, Scorer, beat_rhythm
 from monitor.core.slots import SlotMap
 from monitor.core.stuck import FLATLINE_SAMPLES, StuckSensors, flatline_samples
-from monitor.core.technical import Key, TechnicalAlarms
+from monitor.core.technical import Key, Saved, TechnicalAlarms
 from monitor.core.types import REJECT_REASONS, Float32Array, FloatArray
 from monitor.core.vitals import BUILTIN, Registry
 from monitor.core.windows import PushResult, WindowStore
@@ -765,6 +765,14 @@ class Pipeline:
         self, pid: str | None, reason: str, vital: str | None, now: float
     ) -> list[AlertEvent]:
         return self._counted(self.alarms.close(pid, reason, vital, now))
+
+    def restore_alarms(self, saved: Sequence[Saved], now: float) -> list[AlertEvent]:
+        """Take over the open technical alerts of a restored snapshot (after its patients
+        were restored); return the `expired` events of those nobody watches now
+        (`TechnicalAlarms.restore_open`)."""
+        events = self.alarms.restore_open(saved, self.windows, now)
+        self.metrics.active_alerts.labels("technical").set(len(self.alarms))
+        return events
 
     def _counted(self, events: list[AlertEvent]) -> list[AlertEvent]:
         """Count technical alert changes: raises by reason, and the open alerts gauge."""

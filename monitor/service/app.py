@@ -47,7 +47,7 @@ from monitor.service.metrics import Metrics
 from monitor.service.notify import SystemdNotifier
 from monitor.service.outbox import Outbox, OutboxError
 from monitor.service.shard import Recovery, ShardLabels
-from monitor.service.snapshot import restore_on_start, save_on_stop
+from monitor.service.snapshot import Checkpoints, restore_on_start, save_on_stop
 from monitor.settings import Settings
 from monitor.tuning import serving_tuning
 
@@ -210,6 +210,13 @@ class Daemon:
             min(self.pipeline.stale_s, settings.window.idle_ttl_s),
         )
         self._forward_done = False  # set on the inference thread when the forward ends
+        state = settings.state
+        #: The snapshot written while serving (at housekeeping passes), for a crash.
+        self.checkpoints = Checkpoints(
+            state.snapshot_path,
+            state.checkpoint_interval_s if state.snapshot else 0.0,
+            self._snapshot_written,
+        )
         # Liveness (`is_alive`, on the HTTP thread), on `time.perf_counter` as the
         # scheduler's timer: the last housekeeping pass, and when the oldest forward in
         # flight at that pass was started (None: none was).
@@ -304,8 +311,14 @@ class Daemon:
                 if restored:
                     log.info("alerts_restored", count=restored, outbox=str(alerts.outbox_path))
         state = self.settings.state
+        snapshot = None
         if state.snapshot:  # before intake: a restored patient's next sample is scored
-            restore_on_start(state.snapshot_path, self.pipeline, state.snapshot_max_age_s)
+            snapshot = restore_on_start(
+                state.snapshot_path, self.pipeline, state.snapshot_max_age_s
+            )
+        self.checkpoints.start(self.clock(), snapshot is not None)
+        if snapshot is not None and snapshot.events:
+            self._emit(list(snapshot.events))  # published once connected
         self._progress = time.perf_counter()  # restoring the snapshot was progress
         self.http.start()
         self.metrics.model_info.labels(
@@ -338,9 +351,10 @@ class Daemon:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            self.checkpoints.cancel()  # the final write below stays, whatever finishes last
             self.alerts.account_shutdown()
             if state.snapshot and self._stop.is_set():  # after the last batch was scored
-                save_on_stop(state.snapshot_path, self.pipeline)
+                save_on_stop(state.snapshot_path, self.pipeline, written=self._snapshot_written)
             self.http.stop()
             self.notifier.close()
             self._executor.shutdown(wait=False)
@@ -594,6 +608,12 @@ class Daemon:
             behind = clock.behind_s
             if events:
                 self._emit(events)
+            now = clock()
+            if self.checkpoints.due(now):
+                self.checkpoints.write(self.pipeline, now)
+
+    def _snapshot_written(self, result: str) -> None:
+        self.metrics.snapshot_writes.labels(result).inc()
 
     def _check_forward(self) -> None:
         """Note the pass (liveness) and raise or clear `inference_stalled` by how long the

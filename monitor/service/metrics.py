@@ -76,6 +76,7 @@ class Metrics:
     alive: Gauge
     degraded: Gauge
     inference_stalled: Gauge
+    snapshot_writes: Counter
     loop_lag: Histogram
     model_info: Gauge
 
@@ -227,6 +228,14 @@ class Metrics:
                 "monitor_inference_stalled",
                 "1 while a model forward has run past model.stall_after_s (no patient scored; "
                 "an inference_stalled technical alert is open).",
+                registry=r,
+            ),
+            snapshot_writes=Counter(
+                "monitor_snapshot_writes",
+                "Patient-state snapshot writes (the checkpoints every "
+                "state.checkpoint_interval_s and the one at a graceful stop), by result: ok, "
+                "or failed (a full or read-only disk; a restart after a crash would be cold).",
+                ["result"],
                 registry=r,
             ),
             loop_lag=Histogram(

@@ -1,4 +1,5 @@
-"""The patient-state snapshot file: written on a graceful shutdown, restored on start.
+"""The patient-state snapshot file: written every `state.checkpoint_interval_s` while
+serving (`Checkpoints`) and on a graceful shutdown, restored on start.
 
 A restart would otherwise leave every patient unmonitored for a whole window (120 samples,
 2 minutes at 1 Hz). The file is a safetensors file (plain arrays plus string metadata, so
@@ -10,24 +11,31 @@ SHA-256 of every array. Each component's arrays (`WindowStore`, `ResidualScale`,
 ``<component>.<name>`` with rows aligned to ``<component>.index``, positions in the
 header's patient list, so nothing in the file depends on slot numbers. The stuck sensors,
 the settling, the follow, the beat rhythm and the lost vitals are optional on restore (a
-file without them restores them cold; a daemon without one ignores its arrays). Open
-technical alerts are not saved: restored patients start with none open
-(docs/reliability.md).
+file without them restores them cold; a daemon without one ignores its arrays). The open
+technical alerts ride in the header (`technical`; a file without it has none): a restored
+patient's alerts whose watch its state carries stay open, every other one ends `expired`
+at the restart (`TechnicalAlarms.restore_open`, docs/reliability.md).
 
 Written to a temporary file beside the target, flushed to disk, then renamed: a crash
 mid-write leaves the old file or none, never a torn one. A file that cannot be used
 (corrupt, truncated, too old, from another model, window or feature set) is refused with
 one `snapshot_refused` log line and the daemon starts cold. A snapshot is read once: it is
-removed after reading, so a later crash cannot restore stale state.
+removed after reading (a restore writes a checkpoint at once), so a later crash cannot
+restore stale state.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hashlib
+import itertools
 import json
+import math
 import os
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,19 +46,25 @@ import safetensors.numpy
 import structlog
 from safetensors import SafetensorError
 
+from monitor.core.alerts import AlertEvent
 from monitor.core.detector import Detector
 from monitor.core.scale import ResidualScale
 from monitor.core.scoring import Scorer
 from monitor.core.state import StateArrays
+from monitor.core.technical import Saved, TechnicalAlarms
 from monitor.core.windows import WindowStore
 
 __all__ = [
     "FORMAT",
+    "Checkpoints",
+    "Exported",
     "SnapshotRefused",
     "SnapshotStats",
+    "export_snapshot",
     "read_snapshot",
     "restore_on_start",
     "save_on_stop",
+    "store_snapshot",
     "write_snapshot",
 ]
 
@@ -58,6 +72,12 @@ log = structlog.get_logger("monitor")
 
 #: The file format's version; a file of another version is refused.
 FORMAT = 1
+#: Held while a snapshot file is written: a checkpoint's thread and the final write at
+#: shutdown use the same temporary file name.
+_WRITING = threading.Lock()
+_EXPORTS = itertools.count()
+#: Path -> the `Exported.order` last written there (under `_WRITING`).
+_stored: dict[Path, int] = {}
 _HEADER_KEY = "vitals_monitor_snapshot"
 _COMPONENTS = ("windows", "scale", "detector")
 #: Components restored when the file has them (written by a daemon that had them).
@@ -93,6 +113,15 @@ class Served(Protocol):
     @property
     def scorer(self) -> Scorer:
         """The scoring (its stuck sensors and alarm follow)."""
+        ...
+
+    @property
+    def alarms(self) -> TechnicalAlarms:
+        """The open technical alerts."""
+        ...
+
+    def restore_alarms(self, saved: Sequence[Saved], now: float) -> list[AlertEvent]:
+        """Take over a snapshot's open technical alerts; the events of those that end."""
         ...
 
 
@@ -153,11 +182,29 @@ class SnapshotStats:
     size_bytes: int
     seconds: float
     age_s: float = 0.0
+    #: A restore's events: the open alerts of the snapshot that end (`restore`).
+    events: tuple[AlertEvent, ...] = ()
 
 
-def write_snapshot(path: Path, served: Served, now: float) -> SnapshotStats:
-    """Write every patient's state to `path` atomically (temp file, fsync, rename)."""
-    t0 = time.perf_counter()
+@dataclass(frozen=True, slots=True)
+class Exported:
+    """A snapshot's content, copied out of the pipeline (`export_snapshot`): its own
+    arrays, so that it can be encoded and written off the event loop while scoring goes on.
+    """
+
+    header: dict[str, Any]
+    tensors: dict[str, npt.NDArray[Any]]
+    #: Exports of this process, numbered in order (the newest one written wins).
+    order: int = dataclasses.field(default_factory=lambda: next(_EXPORTS))
+
+    @property
+    def patients(self) -> int:
+        """Patients in it."""
+        return len(self.header["patients"])
+
+
+def export_snapshot(served: Served, now: float) -> Exported:
+    """Copy every patient's state out of the pipeline (a few ms for 1,000 patients)."""
     ident = Identity.of(served)
     ids, window_arrays = served.windows.export_state()
     position = {pid: i for i, pid in enumerate(ids)}
@@ -172,7 +219,9 @@ def write_snapshot(path: Path, served: Served, now: float) -> SnapshotStats:
             # could not be scored again anyway.
             keep = [i for i, pid in enumerate(held) if pid in position]
             held = [held[i] for i in keep]
-            arrays = {k: v[keep] for k, v in arrays.items()}
+            arrays = {k: v[keep] for k, v in arrays.items()}  # indexing with a list copies
+        # Every array is the export's own (the window store's `export_state` copies too),
+        # never a view of state that scoring goes on changing.
         tensors[f"{name}.index"] = np.array([position[p] for p in held], dtype=np.int64)
         for key, array in arrays.items():
             tensors[f"{name}.{key}"] = np.ascontiguousarray(array)
@@ -185,17 +234,40 @@ def write_snapshot(path: Path, served: Served, now: float) -> SnapshotStats:
         "shift_n": ident.shift_n,
         "written_at": now,
         "patients": ids,
-        "sha256": _digest(tensors),
+        # Open technical alerts: [patient id ("" for the system), reason, vital, raised at].
+        "technical": [list(saved) for saved in served.alarms.export_open()],
     }
-    data = safetensors.numpy.save(tensors, metadata={_HEADER_KEY: json.dumps(header)})
+    return Exported(header, tensors)
+
+
+def store_snapshot(path: Path, exported: Exported) -> SnapshotStats:
+    """Encode an export (checksum, safetensors) and write it to `path` atomically (temp
+    file, fsync, rename). Safe on any thread: writes of one process to one path take
+    turns, the last one called wins."""
+    t0 = time.perf_counter()
+    header = {**exported.header, "sha256": _digest(exported.tensors)}
+    data = safetensors.numpy.save(exported.tensors, metadata={_HEADER_KEY: json.dumps(header)})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return SnapshotStats(len(ids), len(data), time.perf_counter() - t0)
+    with _WRITING:
+        if exported.order < _stored.get(path, -1):
+            # A checkpoint's thread that finished after a later export was written (the
+            # final one at shutdown): the newer state stays.
+            return SnapshotStats(exported.patients, 0, time.perf_counter() - t0)
+        with tmp.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _stored[path] = exported.order
+    return SnapshotStats(exported.patients, len(data), time.perf_counter() - t0)
+
+
+def write_snapshot(path: Path, served: Served, now: float) -> SnapshotStats:
+    """Write every patient's state to `path` atomically (temp file, fsync, rename)."""
+    t0 = time.perf_counter()
+    stats = store_snapshot(path, export_snapshot(served, now))
+    return SnapshotStats(stats.patients, stats.size_bytes, time.perf_counter() - t0)
 
 
 def read_snapshot(
@@ -223,6 +295,8 @@ def read_snapshot(
         raise SnapshotRefused("corrupt", "the header's patient list is not a list of ids")
     if not isinstance(written_at, int | float):
         raise SnapshotRefused("corrupt", "the header has no written_at time")
+    if not _valid_alarms(header.get("technical", [])):
+        raise SnapshotRefused("corrupt", "the header's open alerts are not a list of alerts")
     if header.get("sha256") != _digest(tensors):
         raise SnapshotRefused("corrupt", "the arrays do not match their checksum")
     ident = Identity.of(served)
@@ -243,8 +317,12 @@ def read_snapshot(
     return header, tensors
 
 
-def restore(served: Served, header: dict[str, Any], tensors: StateArrays, now: float) -> int:
-    """Fill an empty pipeline from a checked snapshot; return the patients restored.
+def restore(
+    served: Served, header: dict[str, Any], tensors: StateArrays, now: float
+) -> tuple[int, list[AlertEvent]]:
+    """Fill an empty pipeline from a checked snapshot; return the patients restored and
+    the `expired` events of the open technical alerts nothing watches now (a system-wide
+    one, a refused patient's: `TechnicalAlarms.restore_open`).
 
     Raises:
         SnapshotRefused: The arrays do not fit (then nothing is restored).
@@ -274,7 +352,8 @@ def restore(served: Served, header: dict[str, Any], tensors: StateArrays, now: f
         for pid in ids:
             served.windows.remove(pid)
         raise SnapshotRefused("invalid_state", str(exc)) from None
-    return len(ids)
+    saved = [(p, reason, vital, float(at)) for p, reason, vital, at in header.get("technical", [])]
+    return len(ids), served.restore_alarms(saved, now)
 
 
 def restore_on_start(
@@ -290,7 +369,7 @@ def restore_on_start(
     try:
         size = path.stat().st_size
         header, tensors = read_snapshot(path, served, now, max_age_s)
-        patients = restore(served, header, tensors, now)
+        patients, ended = restore(served, header, tensors, now)
     except FileNotFoundError:
         return None
     except (SnapshotRefused, OSError) as exc:
@@ -300,11 +379,14 @@ def restore_on_start(
         _remove(path)
         return None
     _remove(path)
-    stats = SnapshotStats(patients, size, time.perf_counter() - t0, now - header["written_at"])
+    age = now - header["written_at"]
+    stats = SnapshotStats(patients, size, time.perf_counter() - t0, age, tuple(ended))
     log.info(
         "snapshot_restored",
         patients=patients,
         age_s=round(stats.age_s, 1),
+        alerts_open=len(header.get("technical", [])) - len(ended),
+        alerts_expired=len(ended),
         size_bytes=size,
         read_s=round(stats.seconds, 3),
         path=str(path),
@@ -313,14 +395,21 @@ def restore_on_start(
 
 
 def save_on_stop(
-    path: Path, served: Served, clock: Callable[[], float] = time.time
+    path: Path,
+    served: Served,
+    clock: Callable[[], float] = time.time,
+    written: Callable[[str], None] | None = None,
 ) -> SnapshotStats | None:
-    """Write the snapshot after a graceful shutdown, logging one line; None on failure."""
+    """Write the snapshot after a graceful shutdown, logging one line; None on failure.
+    `written` is called with "ok" or "failed" (the metric)."""
+    count = written or (lambda _result: None)
     try:
         stats = write_snapshot(path, served, clock())
     except OSError as exc:  # a full or read-only disk: the next start is cold, say so
+        count("failed")
         log.error("snapshot_write_failed", error=str(exc), path=str(path))
         return None
+    count("ok")
     log.info(
         "snapshot_written",
         patients=stats.patients,
@@ -329,6 +418,91 @@ def save_on_stop(
         path=str(path),
     )
     return stats
+
+
+class Checkpoints:
+    """The snapshot written every `interval_s` while serving, so that a daemon that dies
+    without a graceful stop (SIGKILL, out of memory, the systemd watchdog or a liveness
+    probe, a power cut) restarts from state at most that old instead of cold: it knows its
+    patients, so one whose device went quiet meanwhile gets `signal_lost`, and their
+    alerts go on (docs/reliability.md, "Restarts with a patient-state snapshot").
+
+    The state is copied on the event loop (`export_snapshot`, 3 ms for 1,000 patients);
+    the checksum, encoding and fsync run on a thread, one checkpoint at a time.
+
+    Args:
+        path: The snapshot file (`state.snapshot_path`).
+        interval_s: Seconds between checkpoints; 0: none (only the graceful stop writes).
+        written: Called with "ok" or "failed" after each write (the metric).
+    """
+
+    def __init__(
+        self, path: Path, interval_s: float, written: Callable[[str], None] | None = None
+    ) -> None:
+        self.path = path
+        self.interval_s = interval_s
+        self._written = written or (lambda _result: None)
+        self._due = math.inf
+        self._task: asyncio.Task[None] | None = None
+        self._failing = False
+
+    def start(self, now: float, restored: bool) -> None:
+        """Schedule the first checkpoint (`now` on the clock `due` is given): at once when
+        a snapshot was restored (reading consumed the file), else one interval in."""
+        if self.interval_s > 0:
+            self._due = now if restored else now + self.interval_s
+
+    def due(self, now: float) -> bool:
+        """Whether a checkpoint should start now (none is being written)."""
+        return now >= self._due and (self._task is None or self._task.done())
+
+    def write(self, served: Served, now: float, clock: Callable[[], float] = time.time) -> None:
+        """Copy the state now and write it in the background (call on the event loop)."""
+        self._due = now + self.interval_s
+        exported = export_snapshot(served, clock())
+        self._task = asyncio.get_running_loop().create_task(self._store(exported))
+
+    async def wait(self) -> None:
+        """Return once the checkpoint being written, if any, is done."""
+        if self._task is not None:
+            await asyncio.wait({self._task})
+
+    def cancel(self) -> None:
+        """Stop waiting for a write in progress (its thread finishes it; a later write to
+        the same file, the final one, stays)."""
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _store(self, exported: Exported) -> None:
+        try:
+            await asyncio.to_thread(store_snapshot, self.path, exported)
+        except OSError as exc:  # a full or read-only disk: a crash would start cold
+            self._written("failed")
+            if not self._failing:
+                log.error(
+                    "snapshot_write_failed", error=str(exc), path=str(self.path), checkpoint=True
+                )
+            self._failing = True
+            return
+        self._written("ok")
+        if self._failing:
+            log.info("snapshot_write_recovered", path=str(self.path))
+            self._failing = False
+
+
+def _valid_alarms(saved: object) -> bool:
+    """Whether a header's open alerts are [id, reason, vital or null, time] lists."""
+    return isinstance(saved, list) and all(
+        isinstance(a, list)
+        and len(a) == 4
+        and isinstance(a[0], str)
+        and isinstance(a[1], str)
+        and a[1] != ""
+        and (a[2] is None or isinstance(a[2], str))
+        and isinstance(a[3], int | float)
+        and not isinstance(a[3], bool)
+        for a in saved
+    )
 
 
 def _digest(tensors: StateArrays) -> str:

@@ -350,11 +350,15 @@ def test_an_asystole_alarm_stays_raised_across_a_restart(
             assert resumed[0].t - T0 < resume + 3.0
 
 
-def test_a_lost_vital_is_raised_again_after_a_restart(tmp_path: Path) -> None:
+def test_a_lost_vital_stays_raised_across_a_restart_and_clears_on_its_return(
+    tmp_path: Path,
+) -> None:
     """A masked model; SpO2 stops at 20 s and `vital_lost` is raised; the daemon stops at
-    40 s (snapshot) and restarts. Open technical alerts are not saved, but the lost-vital
-    state is: the restored daemon raises `vital_lost` again at its first scored sample. A
-    daemon started cold never saw SpO2, so it would never judge it."""
+    40 s (snapshot) and restarts. The open alert and the lost-vital state are both saved:
+    the restored daemon neither raises it again nor forgets it, and clears it when SpO2
+    comes back at 50 s. (Before open technical alerts were saved, it was raised a second
+    time at the first sample after the restart, and its consumers' first raise never
+    cleared.) A daemon started cold never saw SpO2, so it would never judge it."""
 
     def make() -> Pipeline:
         return make_pipeline(observed_mask=True)
@@ -363,7 +367,7 @@ def test_a_lost_vital_is_raised_again_after_a_restart(tmp_path: Path) -> None:
         events: list[AlertEvent] = []
         for seq in seqs:
             vitals = {"heart_rate": 75.0 + seq % 3}
-            if seq < 20:
+            if seq < 20 or seq >= 50:
                 vitals["spo2"] = 97.0 + seq % 2
             body = {"v": 1, "patient_id": "p0", "t": T0 + seq, "seq": seq, "vitals": vitals}
             events += ingest_one(pipeline, "vitals/p0", json.dumps(body).encode(), T0 + seq)
@@ -379,8 +383,9 @@ def test_a_lost_vital_is_raised_again_after_a_restart(tmp_path: Path) -> None:
     save_on_stop(path, original, clock=lambda: T0 + 40)
     restored = make()
     restore(restored, path, now=T0 + 45)
-    assert run(restored, range(45, 50)) == [("spo2", "raised", 45.0)]
-    assert run(make(), range(45, 70)) == []
+    assert restored.alarms.is_open("p0", "vital_lost", "spo2")
+    assert run(restored, range(45, 52)) == [("spo2", "cleared", 50.0)]
+    assert run(make(), range(45, 50)) == []
 
 
 def test_a_settling_after_a_silence_goes_on_across_a_restart(tmp_path: Path) -> None:
@@ -405,3 +410,64 @@ def test_a_settling_after_a_silence_goes_on_across_a_restart(tmp_path: Path) -> 
     np.testing.assert_array_equal(got["widen"][got_ids.index("p0")], arrays["widen"][row])
     for seq in range(40, 80):
         assert step(restored, ["p0", "p1"], seq) == step(original, ["p0", "p1"], seq)
+
+
+def test_open_technical_alerts_are_taken_over_or_ended_by_a_restart(tmp_path: Path) -> None:
+    """At the save p0 has `signal_lost` open (silent 10 s), q9 is refused (every message
+    names an unknown signal: `patient_refused`, and `patients_refused` on the system) and
+    a forward is stalled (`inference_stalled`). After the restart p0's alert is still open
+    (not raised again while p0 stays silent) and its first sample clears it; the three
+    alerts this process does not watch end `expired` at the restart, so that none stays
+    open at its consumers forever. Before (26c7766) none was saved: p0's raise was
+    never cleared and the other three stayed raised."""
+    original = make_pipeline()
+    for seq in range(1, 20):
+        step(original, ["p0", "p1"] if seq < 10 else ["p1"], seq)
+    assert [(e.patient_id, e.state) for e in original.housekeeping(T0 + 19)] == [("p0", "raised")]
+    refused = {"v": 1, "patient_id": "q9", "t": T0 + 19, "seq": 1, "vitals": {"etco2": 35.0}}
+    raised = ingest_one(original, "vitals/q9", json.dumps(refused).encode(), T0 + 19)
+    assert sorted(e.reason or "" for e in raised) == ["patient_refused", "patients_refused"]
+    assert [e.state for e in original.inference_stalled(True, T0 + 19)] == ["raised"]
+    path = tmp_path / "patients.snapshot"
+    save_on_stop(path, original, clock=lambda: T0 + 20)
+
+    restored = make_pipeline()
+    with structlog.testing.capture_logs() as logs:
+        stats = restore_on_start(path, restored, 300.0, clock=lambda: T0 + 25)
+    assert stats is not None
+    ended = sorted((e.patient_id or "", e.reason, e.state) for e in stats.events)
+    assert ended == [
+        ("", "inference_stalled", "expired"),
+        ("", "patients_refused", "expired"),
+        ("q9", "patient_refused", "expired"),
+    ]
+    assert [(e["alerts_open"], e["alerts_expired"]) for e in logs] == [(1, 3)]
+    assert restored.alarms.is_open("p0", "signal_lost")
+    gauge = restored.metrics.registry.get_sample_value(
+        "monitor_active_alerts", {"kind": "technical"}
+    )
+    assert gauge == 1
+    assert restored.housekeeping(T0 + 30) == []  # p0 still silent: not raised twice
+    back = step(restored, ["p0", "p1"], 31)
+    assert [(e.patient_id, e.reason, e.state) for e in back if e.kind == "technical"] == [
+        ("p0", "signal_lost", "cleared")
+    ]
+
+
+def test_a_snapshot_with_malformed_open_alerts_is_refused(tmp_path: Path) -> None:
+    """The header's open alerts must be [id, reason, vital or null, time] lists."""
+    path = _saved(tmp_path)
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    head = json.loads(data[8 : 8 + n])
+    header = json.loads(head["__metadata__"]["vitals_monitor_snapshot"])
+    header["technical"] = [["p0", "signal_lost", None]]
+    head["__metadata__"]["vitals_monitor_snapshot"] = json.dumps(header)
+    raw = json.dumps(head).encode()
+    raw += b" " * ((8 - len(raw) % 8) % 8)  # safetensors pads its header to 8 bytes
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw + data[8 + n :])
+    cold = make_pipeline()
+    logs = restore(cold, path, now=T0 + 21)
+    assert [(e["event"], e["reason"]) for e in logs] == [("snapshot_refused", "corrupt")]
+    assert "open alerts" in logs[0]["detail"]
+    assert len(cold.windows) == 0

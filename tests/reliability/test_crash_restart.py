@@ -1,0 +1,76 @@
+"""A daemon killed without a graceful stop (SIGKILL, out of memory, a watchdog restart)
+restarts from its last checkpoint, through a real Mosquitto and two daemon processes in
+turn (docs/reliability.md, "Restarts with a patient-state snapshot")."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.reliability.conftest import Feed
+from tests.support.daemon import Daemon, eventually, settle, total
+from tests.support.listener import Listener
+from tests.support.mosquitto import Mosquitto
+
+pytestmark = pytest.mark.mqtt
+
+
+def test_a_daemon_killed_and_restarted_goes_on_watching_its_patients(
+    mosquitto: Mosquitto,
+    model_dir: Path,
+    tmp_path: Path,
+    listener_factory: Callable[..., Listener],
+) -> None:
+    """Two devices stream; crash1's goes quiet and gets `signal_lost`; the daemon writes a
+    checkpoint (every second here) and is SIGKILLed. While it is down crash1's device comes
+    back and crash0's dies. The restarted daemon restores both patients and crash1's open
+    alert from the checkpoint: it clears crash1's `signal_lost` at its first sample, and
+    raises crash0's 1 s (stale_after_s) after the restart, each once. Before (26c7766)
+    nothing was written without a graceful stop: the restart was cold, crash0 went
+    unwatched with no alert at all, and crash1's `signal_lost` was never cleared."""
+    env = {
+        "MONITOR_WINDOW__STALE_AFTER_S": "1.0",
+        "MONITOR_STATE__SNAPSHOT_PATH": str(tmp_path / "patients.snapshot"),
+        "MONITOR_STATE__CHECKPOINT_INTERVAL_S": "1.0",
+    }
+    alerts = listener_factory(mosquitto.port)
+    first = Daemon(mosquitto.url, model_dir, env=env)
+    first.start(tmp_path / "first.log")
+    first.wait_ready()
+    feed = Feed(mosquitto.url, "crash", patients=2)
+
+    def until(count: int) -> bool:
+        feed.send(1)
+        time.sleep(0.1)
+        return len(alerts.changes("signal_lost")) >= count
+
+    try:
+        feed.send(20)
+        feed.ids = ["crash0"]  # crash1's device goes quiet
+        assert eventually(lambda: until(1), timeout=20.0), first.log_text()
+        settle(first, 2 * 20 + (feed.seq - 20))  # two devices for 20 rounds, then one
+        # A checkpoint written after the alert holds both patients and the open alert.
+        written = total(first.metrics(), "monitor_snapshot_writes_total", result="ok")
+        first.wait_for("monitor_snapshot_writes_total", written + 1, result="ok")
+        assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+
+        second = Daemon(mosquitto.url, model_dir, env=env)
+        second.start(tmp_path / "second.log")
+        second.wait_ready()
+        restored = [e for e in second.log_events() if e.get("event") == "snapshot_restored"]
+        assert [(e["patients"], e["alerts_open"]) for e in restored] == [(2, 1)]
+        feed.ids = ["crash1"]  # crash1's device is back, crash0's died while it was down
+        assert eventually(lambda: until(3), timeout=20.0), second.log_text()
+        feed.send(10)
+        assert alerts.changes("signal_lost") == [
+            ("technical", "signal_lost", "raised", "high", "crash1"),
+            ("technical", "signal_lost", "cleared", "high", "crash1"),
+            ("technical", "signal_lost", "raised", "high", "crash0"),
+        ]
+        assert second.stop() == 0
+    finally:
+        feed.close()
