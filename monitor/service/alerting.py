@@ -15,8 +15,11 @@ the watchdog), and only then does it go out again, on the next connection, with 
 An alert the broker receives and refuses (`PublishRefused`: an MQTT 5 broker's ACL without
 write access to the alert topics) is not delivered: it is counted and logged, set aside,
 and offered again after a wait that doubles from 1 s to 60 s, while the alerts behind it go
-on; it stays in the outbox. While any alert is refused and not yet delivered the daemon is
-not ready (`refusing`) and `monitor_alerts_undeliverable` counts them.
+on; it stays in the outbox. An alert whose publication raises in the client (a library
+fault, a limit of the client) is treated the same, with reason `client_error`: the
+publisher never ends while the daemon serves. While any alert is refused and not yet
+delivered the daemon is not ready (`refusing`) and `monitor_alerts_undeliverable` counts
+them.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ log = structlog.get_logger("monitor")
 #: Where a patient's alerts go by the transport's convention (None: system-wide alerts).
 Address = Callable[[str | None], str]
 
+#: The reason label of an alert whose publication raised in the client (not the broker's).
+CLIENT_ERROR = "client_error"
 #: The wait before a refused alert is offered again, doubled per refusal up to the cap.
 RETRY_FIRST_S = 1.0
 RETRY_CAP_S = 60.0
@@ -88,7 +93,7 @@ class AlertSink:
         self._idle = asyncio.Event()
         self._idle.set()
         metrics.alerts_undeliverable.set_function(lambda: len(self._refusals))
-        for reason in REFUSAL_REASONS:  # every series from the start, at 0
+        for reason in (*REFUSAL_REASONS, CLIENT_ERROR):  # every series from the start, at 0
             metrics.alerts_refused.labels(reason)
 
     def __len__(self) -> int:
@@ -176,19 +181,22 @@ class AlertSink:
                 return queue.popleft()
         return None
 
-    def _park(self, alert: StoredAlert, refused: PublishRefused) -> None:
-        """Count, log and set aside an alert the broker refused; offer it again later."""
+    def _park(
+        self, alert: StoredAlert, reason: str, detail: str, event: str = "alert_refused"
+    ) -> None:
+        """Count, log and set aside an alert the broker refused (or the client failed to
+        publish: `CLIENT_ERROR`); offer it again later."""
         n = self._refusals.get(alert.id, 0) + 1
         self._refusals[alert.id] = n
         wait = min(RETRY_FIRST_S * 2 ** (n - 1), RETRY_CAP_S)
         self._parked_n += 1
         heapq.heappush(self._parked, (self._clock() + wait, self._parked_n, alert))
-        self._metrics.alerts_refused.labels(refused.reason).inc()
+        self._metrics.alerts_refused.labels(reason).inc()
         # No topic in the log line: it carries the patient id.
         log.error(
-            "alert_refused",
-            reason=refused.reason,
-            broker_said=refused.detail,
+            event,
+            reason=reason,
+            **{"error" if reason == CLIENT_ERROR else "broker_said": detail},
             urgent=alert.urgent,
             refusals=n,
             retry_in_s=wait,
@@ -221,12 +229,20 @@ class AlertSink:
             try:
                 await self._deliver(alert, current, connected)
             except PublishRefused as refused:
-                self._park(alert, refused)
+                self._park(alert, refused.reason, refused.detail)
                 continue
             except asyncio.CancelledError:
                 # Not acknowledged: back at the head, counted by `account_shutdown`.
                 (self._urgent if alert.urgent else self._routine).appendleft(alert)
                 raise
+            except Exception as exc:  # one alert's fault, never the publisher's end
+                # A fault in the client library, or this alert beyond one of its limits:
+                # kept and offered again like a refused alert, and the publisher goes on.
+                # Before, the task ended here and no alert was published again until a
+                # restart, with the daemon ready all along.
+                detail = f"{type(exc).__name__}: {exc}"[:160]
+                self._park(alert, CLIENT_ERROR, detail, event="alert_publish_failed")
+                continue
             finally:
                 self._in_flight = None
             self._refusals.pop(alert.id, None)

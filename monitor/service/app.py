@@ -193,6 +193,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._stop_deadline: float | None = None  # monotonic; set by the first stop request
         self._intake_task: asyncio.Task[None] | None = None
+        self._task_failed = False  # a background task ended while serving: exit code 1
         self._loop: asyncio.AbstractEventLoop | None = None
         #: The engine: forwards on the inference thread, scored in batch order.
         self.scheduler: Scheduler[Job] = Scheduler(
@@ -343,6 +344,8 @@ class Daemon:
             asyncio.create_task(self._housekeeping(), name="housekeeping"),
             asyncio.create_task(self._loop_lag(), name="loop-lag"),
         ]
+        for task in background:
+            task.add_done_callback(self._background_ended)
         self._intake_task = asyncio.create_task(self.transport.run(self), name="intake")
         try:
             with serving_tuning(), contextlib.suppress(asyncio.CancelledError):
@@ -358,8 +361,28 @@ class Daemon:
             self.http.stop()
             self.notifier.close()
             self._executor.shutdown(wait=False)
-            log.info("stopped")
-        return 0
+            log.info("stopped", exit_code=1 if self._task_failed else 0)
+        return 1 if self._task_failed else 0
+
+    def _background_ended(self, task: asyncio.Task[None]) -> None:
+        """A background task (the alert publisher, housekeeping, the loop-lag probe) never
+        ends while the daemon serves. One that does leaves it half alive (no alert
+        published, or no patient found silent) behind answering probes: log it, stop
+        gracefully (the last batches, the outbox, the snapshot) and exit with code 1, so
+        that the supervisor restarts it (systemd `Restart=on-failure`, Kubernetes,
+        Compose `unless-stopped`)."""
+        if task.cancelled():  # the shutdown's own cancel
+            return
+        error = task.exception()
+        log.error(
+            "task_failed",
+            task=task.get_name(),
+            error=repr(error) if error is not None else "ended",
+            exc_info=error,
+        )
+        self._task_failed = True
+        if not self._stop.is_set():
+            self.request_stop()
 
     # -- the transport's shell (the engine's `Shell` port) ----------------------------------
 

@@ -155,8 +155,8 @@ class Metrics:
             alerts_refused=Counter(
                 "monitor_alerts_refused",
                 "Alert publications the broker received and refused (MQTT 5 reason code: "
-                "not_authorized is an ACL without write access to the alert topics); each is "
-                "offered again later.",
+                "not_authorized is an ACL without write access to the alert topics), or that "
+                "raised in the client (client_error); each is offered again later.",
                 ["reason"],
                 registry=r,
             ),

@@ -110,3 +110,55 @@ def test_alerts_the_broker_refuses_are_kept_retried_and_make_the_daemon_not_read
     assert eventually(lambda: daemon.http_status("/readyz") == 200)
     device.close()
     assert daemon.stop() == 0
+
+
+def test_an_alert_whose_publication_raises_is_kept_retried_and_the_publisher_goes_on(
+    mosquitto: Mosquitto,
+    model_dir: Path,
+    tmp_path: Path,
+    listener_factory: Callable[..., Listener],
+) -> None:
+    """Every alert publication raises in the client while a flag file exists (a fault of
+    the client library; test hook, tests/support/slowed_run.py). A device's impossible
+    heart rate raises an `artifact` alert: it is kept, counted
+    (`monitor_alerts_refused_total{reason="client_error"}`), logged `alert_publish_failed`
+    with the error, and /readyz answers 503. The flag removed, it is delivered on its next
+    try, and so is an alert decided after it. Before (26c7766) the exception ended the
+    publisher task: no alert was published again until a restart, and the daemon stayed
+    ready."""
+    flag = tmp_path / "fail-alerts"
+    flag.touch()
+    daemon = Daemon(mosquitto.url, model=model_dir, fail_alerts_while=flag)
+    daemon.start(tmp_path / "daemon.log")
+    daemon.wait_ready()
+    alerts = listener_factory(mosquitto.port)
+    device = SyncPublisher(BrokerConfig(url=mosquitto.url))
+    device.connect()
+    device.publish("vitals/pf1", payload("pf1", 0, heart_rate=400.0), qos=1)
+    assert eventually(lambda: total(daemon.metrics(), "monitor_alerts_undeliverable") == 1)
+    samples = daemon.metrics()
+    assert total(samples, "monitor_alerts_refused_total", reason="client_error") >= 1
+    assert eventually(lambda: daemon.http_status("/readyz") == 503)
+    failed = [e for e in daemon.log_events() if e.get("event") == "alert_publish_failed"]
+    assert failed
+    assert (failed[0]["reason"], failed[0]["error"]) == (
+        "client_error",
+        "InjectedFault: injected alert publication failure (test)",
+    )
+    assert "pf1" not in daemon.log_text()  # ids never reach a log line
+    assert alerts.events() == []
+    flag.unlink()
+
+    def delivered(pid: str) -> bool:
+        return any(e.get("patient_id") == pid for e in alerts.events())
+
+    # Offered again at most 60 s after its last failure (1, 2, 4, ... s so far).
+    assert eventually(lambda: delivered("pf1"), 70.0)
+    first = alerts.events()[0]
+    assert (first["reason"], first["vital"], first["state"]) == ("artifact", "heart_rate", "raised")
+    device.publish("vitals/pf2", payload("pf2", 0, heart_rate=400.0), qos=1)
+    assert eventually(lambda: delivered("pf2"))
+    assert eventually(lambda: total(daemon.metrics(), "monitor_alerts_undeliverable") == 0)
+    assert eventually(lambda: daemon.http_status("/readyz") == 200)
+    device.close()
+    assert daemon.stop() == 0

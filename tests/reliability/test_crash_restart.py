@@ -74,3 +74,45 @@ def test_a_daemon_killed_and_restarted_goes_on_watching_its_patients(
         assert second.stop() == 0
     finally:
         feed.close()
+
+
+def test_a_background_task_that_dies_stops_the_daemon_for_its_supervisor(
+    mosquitto: Mosquitto, model_dir: Path, tmp_path: Path
+) -> None:
+    """A housekeeping pass raises (a bug in it; test hook, tests/support/slowed_run.py):
+    the daemon logs `task_failed` naming the task and the error, stops gracefully on its
+    own (its snapshot written) and exits with code 1, so that its supervisor restarts it
+    (systemd `Restart=on-failure`, Kubernetes, Compose); the restart restores the
+    patients. Before (26c7766) the task ended in silence and the daemon served on without
+    housekeeping: no `signal_lost` for any patient, /readyz 200, until `/healthz` failed
+    `metrics.stuck_after_s` (60 s) later; an alert publisher that died the same way was
+    never noticed at all."""
+    flag = tmp_path / "fail-housekeeping"
+    env = {"MONITOR_STATE__SNAPSHOT_PATH": str(tmp_path / "patients.snapshot")}
+    daemon = Daemon(mosquitto.url, model_dir, env=env, fail_housekeeping_while=flag)
+    daemon.start(tmp_path / "first.log")
+    daemon.wait_ready()
+    feed = Feed(mosquitto.url, "task", patients=2)
+    try:
+        feed.send(12)
+        settle(daemon, feed.sent)
+        flag.touch()
+        assert daemon.proc is not None
+        daemon.proc.wait(30)  # on its own
+        assert daemon.stop() == 1
+        events = daemon.log_events()
+        failed = [e for e in events if e.get("event") == "task_failed"]
+        assert [(e["task"], e["error"]) for e in failed] == [
+            ("housekeeping", "InjectedFault('injected housekeeping failure (test)')")
+        ]
+        assert [e["patients"] for e in events if e.get("event") == "snapshot_written"] == [2]
+        assert [e["exit_code"] for e in events if e.get("event") == "stopped"] == [1]
+
+        second = Daemon(mosquitto.url, model_dir, env=env)
+        second.start(tmp_path / "second.log")
+        second.wait_ready()
+        restored = [e for e in second.log_events() if e.get("event") == "snapshot_restored"]
+        assert [e["patients"] for e in restored] == [2]
+        assert second.stop() == 0
+    finally:
+        feed.close()

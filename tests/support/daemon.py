@@ -65,6 +65,9 @@ class Daemon:
             (tests/support/slowed_run.py).
         hang_forwards_while: Every forward hangs while this file exists.
         block_loop_while: The daemon's event loop is held while this file exists.
+        fail_alerts_while: Every alert publication raises in the client while this file
+            exists.
+        fail_housekeeping_while: Every housekeeping pass raises while this file exists.
     """
 
     broker_url: str
@@ -75,6 +78,8 @@ class Daemon:
     fail_forwards_while: Path | None = None
     hang_forwards_while: Path | None = None
     block_loop_while: Path | None = None
+    fail_alerts_while: Path | None = None
+    fail_housekeeping_while: Path | None = None
     metrics_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[str] | None = None
     log_path: Path | None = None
@@ -91,6 +96,8 @@ class Daemon:
             "FAIL_FORWARDS_WHILE": self.fail_forwards_while,
             "HANG_FORWARDS_WHILE": self.hang_forwards_while,
             "BLOCK_LOOP_WHILE": self.block_loop_while,
+            "FAIL_ALERTS_WHILE": self.fail_alerts_while,
+            "FAIL_HOUSEKEEPING_WHILE": self.fail_housekeeping_while,
         }
         injected = {name: str(path) for name, path in faults.items() if path is not None}
         plain = self.inference_slowdown == 1.0 and not injected
