@@ -49,6 +49,18 @@ def acl_broker(tmp_path: Path) -> Iterator[Mosquitto]:
     broker.stop()
 
 
+def held_back(daemon: Daemon, url: str, pid: str, reason: str) -> SyncPublisher:
+    """A device sends `pid` an impossible heart rate; wait until its `artifact` alert is
+    held back: undeliverable, counted under `reason`, /readyz 503. Returns the device."""
+    device = SyncPublisher(BrokerConfig(url=url))
+    device.connect()
+    device.publish(f"vitals/{pid}", payload(pid, 0, heart_rate=400.0), qos=1)
+    assert eventually(lambda: total(daemon.metrics(), "monitor_alerts_undeliverable") == 1)
+    assert total(daemon.metrics(), "monitor_alerts_refused_total", reason=reason) >= 1
+    assert eventually(lambda: daemon.http_status("/readyz") == 503)
+    return device
+
+
 @pytest.mark.parametrize("protocol", ["auto", "5"])
 def test_alerts_the_broker_refuses_are_kept_retried_and_make_the_daemon_not_ready(
     acl_broker: Mosquitto,
@@ -81,13 +93,7 @@ def test_alerts_the_broker_refuses_are_kept_retried_and_make_the_daemon_not_read
         "5",
     )
     alerts = listener_factory(acl_broker.port)
-    device = SyncPublisher(BrokerConfig(url=acl_broker.url))
-    device.connect()
-    device.publish("vitals/ar1", payload("ar1", 0, heart_rate=400.0), qos=1)
-    assert eventually(lambda: total(daemon.metrics(), "monitor_alerts_undeliverable") == 1)
-    samples = daemon.metrics()
-    assert total(samples, "monitor_alerts_refused_total", reason="not_authorized") >= 1
-    assert eventually(lambda: daemon.http_status("/readyz") == 503)
+    device = held_back(daemon, acl_broker.url, "ar1", "not_authorized")
     refused: list[dict[str, Any]] = [
         e for e in daemon.log_events() if e.get("event") == "alert_refused"
     ]
@@ -132,13 +138,7 @@ def test_an_alert_whose_publication_raises_is_kept_retried_and_the_publisher_goe
     daemon.start(tmp_path / "daemon.log")
     daemon.wait_ready()
     alerts = listener_factory(mosquitto.port)
-    device = SyncPublisher(BrokerConfig(url=mosquitto.url))
-    device.connect()
-    device.publish("vitals/pf1", payload("pf1", 0, heart_rate=400.0), qos=1)
-    assert eventually(lambda: total(daemon.metrics(), "monitor_alerts_undeliverable") == 1)
-    samples = daemon.metrics()
-    assert total(samples, "monitor_alerts_refused_total", reason="client_error") >= 1
-    assert eventually(lambda: daemon.http_status("/readyz") == 503)
+    device = held_back(daemon, mosquitto.url, "pf1", "client_error")
     failed = [e for e in daemon.log_events() if e.get("event") == "alert_publish_failed"]
     assert failed
     assert (failed[0]["reason"], failed[0]["error"]) == (
