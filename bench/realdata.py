@@ -15,6 +15,8 @@ pooled rows.
     python bench/realdata.py --records mitdb100_beats rec12726_bp
     python bench/realdata.py --ecg-minutes 10                 # cut the 360 Hz ECG
     python bench/realdata.py --train-args="--centring last"   # a model choice, every record
+    python bench/realdata.py --tolerance-before 1             # onsets up to 1 s before a
+                                                              # hand-marked event count
 
 Prints figures; asserts nothing. Times are the records' own seconds from their start, placed
 at unix time `START` by the import and by the labels alike.
@@ -73,6 +75,7 @@ class Spec:
         label_kind: "beats" (rows whose symbol is abnormal) or "events" (timed events).
         label_duration_s: Seconds a label lasts after its event's (end) time.
         tolerance_s: `monitor evaluate --tolerance`.
+        tolerance_before_s: `monitor evaluate --tolerance-before` (0 in the protocol).
         import_args: Further `monitor import` options.
         train_args: Further `monitor train` options.
         settings: Daemon settings for `monitor evaluate`, as MONITOR_* environment variables.
@@ -91,6 +94,7 @@ class Spec:
     label_kind: str = "beats"
     label_duration_s: float = 0.0
     tolerance_s: float = 0.0
+    tolerance_before_s: float = 0.0
     import_args: tuple[str, ...] = ()
     train_args: tuple[str, ...] = field(default_factory=tuple)
     settings: tuple[tuple[str, str], ...] = ()
@@ -301,6 +305,8 @@ def run_record(spec: Spec, data: Path, work: Path, minutes: float | None) -> dic
         str(report),
         "--tolerance",
         str(spec.tolerance_s),
+        "--tolerance-before",
+        str(spec.tolerance_before_s),
         env=spec.settings,
     )
     t_eval = time.perf_counter() - t0 - t_import - t_train
@@ -455,6 +461,14 @@ def main() -> None:
         help="more `monitor train` options for every record's model, one string "
         '(an experiment: --train-args="--centring last")',
     )
+    parser.add_argument(
+        "--tolerance-before",
+        type=float,
+        default=0.0,
+        help="seconds an onset may precede the start of a hand-marked event (the tilt "
+        "record's; not beat labels). Not the protocol: an option for the owner "
+        "(docs/evaluation.md)",
+    )
     args = parser.parse_args()
     extra = tuple(shlex.split(args.train_args))
     data = args.data / "physionet"
@@ -464,7 +478,12 @@ def main() -> None:
     results = []
     for name in args.records:
         minutes = args.ecg_minutes if name == "mitdb100_ecg" else None
-        spec = replace(SPECS[name], train_args=(*SPECS[name].train_args, *extra))
+        spec = replace(
+            SPECS[name],
+            train_args=(*SPECS[name].train_args, *extra),
+            # Hand-marked events only: beat annotations are placed on the beat itself.
+            tolerance_before_s=args.tolerance_before if SPECS[name].label_kind == "events" else 0,
+        )
         res = run_record(spec, data, args.work, minutes)
         t_imp, t_train, t_eval = res["seconds"]
         cut = "" if minutes is None else f", first {minutes:g} min"

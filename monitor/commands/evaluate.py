@@ -119,6 +119,15 @@ def _baselines(
     "--tolerance-samples x --sample-period; for irregular series such as one sample per beat).",
 )
 @click.option(
+    "--tolerance-before",
+    "tolerance_before_s",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="An alert may start this many seconds before a label starts (annotations marked by "
+    "hand after the event began; docs/evaluation.md). Applies to the baselines alike.",
+)
+@click.option(
     "--baselines/--no-baselines",
     default=True,
     show_default=True,
@@ -166,6 +175,7 @@ def command(**o: Any) -> None:
         tolerance_samples=o["tolerance_samples"],
         sample_period_s=o["sample_period"],
         tolerance_seconds=o["tolerance_s"],
+        tolerance_before_s=o["tolerance_before_s"],
     )
     try:
         settings = load_settings(o["config_file"])

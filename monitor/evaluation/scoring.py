@@ -1,9 +1,11 @@
 """Event-level scoring of alerts against ground-truth labels (pure; see docs/evaluation.md).
 
 A label is detected when a raised alert on the same patient starts within
-``[start_t, end_t + tolerance]``: a physiological alert on the label's vital (any vital when the
-label names none), or, for dropouts, a technical alert whose reason is ``signal_lost`` (for a
-probe off, ``vital_lost`` on the label's vital; `monitor.replay.labels.TECHNICAL_KINDS`). A raised
+``[start_t - tolerance_before, end_t + tolerance]`` (`tolerance_before` 0 unless asked for:
+annotations marked by hand can lag the event they mark): a physiological alert on the
+label's vital (any vital when the label names none), or, for dropouts, a technical alert
+whose reason is ``signal_lost`` (for a probe off, ``vital_lost`` on the label's vital;
+`monitor.replay.labels.TECHNICAL_KINDS`). A raised
 alert is a true positive when it matches some label under the same rule, else a false alarm.
 
 `Evaluation.events_json` also gives the event counting of docs/evaluation.md ("Events"): an
@@ -89,12 +91,15 @@ class ScoringConfig:
         magnitude_split: Labels of at least this many sigma go in the ">=" bucket.
         tolerance_seconds: The tolerance in seconds, overriding samples x period (irregular
             series such as one sample per heart beat have no sample period).
+        tolerance_before_s: An alert may start this many seconds before a label's start
+            (an operator's mark made after the event began); its delay counts as 0.
     """
 
     tolerance_samples: int = 3
     sample_period_s: float = 1.0
     magnitude_split: float = 4.0
     tolerance_seconds: float | None = None
+    tolerance_before_s: float = 0.0
 
     @property
     def tolerance_s(self) -> float:
@@ -269,7 +274,7 @@ def matches(label: Label, alert: Alert, config: ScoringConfig) -> bool:
     """Tell whether a raised alert detects a label (same rule for recall and precision)."""
     if alert.state != "raised" or alert.patient_id != label.patient_id:
         return False
-    if not label.start_t <= alert.t <= label.end_t + config.tolerance_s:
+    if not label.start_t - config.tolerance_before_s <= alert.t <= label.end_t + config.tolerance_s:
         return False
     if label.technical:
         # A dropout (whole patient) by `signal_lost`; a probe off by `vital_lost` on its vital.
@@ -347,7 +352,8 @@ def evaluate(
     missed: list[Label] = []
     for label in labels:
         items = by_patient.get(label.patient_id, [])
-        lo = bisect.bisect_left(times.get(label.patient_id, []), label.start_t)
+        opens = label.start_t - config.tolerance_before_s
+        lo = bisect.bisect_left(times.get(label.patient_id, []), opens)
         hits = [a for a in items[lo:] if matches(label, a, config)]
         groups = (
             per_kind[label.kind],
@@ -362,7 +368,7 @@ def evaluate(
             missed.append(label)
             continue
         first = hits[0]
-        delay_s = first.t - label.start_t
+        delay_s = max(0.0, first.t - label.start_t)
         delay_n = (
             None if first.seq is None or label.start_seq is None else first.seq - label.start_seq
         )

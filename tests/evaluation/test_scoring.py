@@ -242,3 +242,21 @@ def test_tolerance_in_seconds_overrides_samples_times_period() -> None:
     config = ScoringConfig(tolerance_seconds=4.0)
     assert config.tolerance_s == 4.0
     assert evaluate(late, label, patient_hours=1.0, config=config).detected == 1
+
+
+def test_a_tolerance_before_the_start_matches_an_early_onset_with_delay_zero() -> None:
+    """Off by default (one second early is a false alert); `tolerance_before_s` 1 counts an
+    onset up to 1 s before a hand-marked event's start as its detection, delay 0, and the
+    event counting and false alerts follow; 2 s early is still false."""
+    label = [_label("p1", None, "event", 100, 130, 0.0)]
+    early = [_alert("p1", "bp_dia", 99)]
+    plain = evaluate(early, label, patient_hours=1.0)
+    assert (plain.detected, plain.false_alarms) == (0, 1)
+    config = ScoringConfig(tolerance_seconds=5.0, tolerance_before_s=1.0)
+    tolerant = evaluate(early, label, patient_hours=1.0, config=config)
+    assert (tolerant.detected, tolerant.false_alarms) == (1, 0)
+    assert tolerant.delays_s == [0.0]
+    events = tolerant.events_json()
+    assert (events["detected"], events["false_alerts"]) == (1, 0)
+    too_early = evaluate([_alert("p1", "bp_dia", 98)], label, patient_hours=1.0, config=config)
+    assert (too_early.detected, too_early.false_alarms) == (0, 1)
