@@ -44,6 +44,9 @@ TECHNICAL_SEVERITY: dict[str, Severity] = {
     "patients_refused": "high",
     # A device clock with a constant offset: monitored, reported once.
     "clock_offset": "low",
+    # A patient's window restarted after a gap past the limit (or its device clock set
+    # back): its samples are taken but not judged until the window is full again.
+    "warming_up": "medium",
 }
 
 

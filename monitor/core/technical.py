@@ -25,9 +25,17 @@ Key = tuple[str, str, str | None]
 Saved = tuple[str, str, str | None, float]
 #: A patient's alerts whose watch the patient's restored state carries: its data closes them
 #: (signal_lost, artifact, clock_skew), or its restored window, stuck-sensor or lost-vital
-#: state does (clock_offset, flatline, vital_lost).
+#: state does (clock_offset, warming_up, flatline, vital_lost).
 RESUMABLE = frozenset(
-    {"signal_lost", "artifact", "clock_skew", "clock_offset", "flatline", "vital_lost"}
+    {
+        "signal_lost",
+        "artifact",
+        "clock_skew",
+        "clock_offset",
+        "flatline",
+        "vital_lost",
+        "warming_up",
+    }
 )
 
 

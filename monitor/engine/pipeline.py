@@ -461,10 +461,17 @@ class Pipeline:
             self.metrics.sequence_gaps.inc(missing)
         if gap_reset:
             self.metrics.window_resets.inc()
+            # A window restarted (a gap past the limit, a device clock set back): not
+            # monitored again until it is full, which `signal_lost`'s clear does not say.
+            self._side += self._open(pid, "warming_up", None, now)
         if order:
             self._order_changed(pid, order, seq)
         if clock:
             self._clock_changed(pid, clock, now)
+        if context is not None and pid in self.alarms.by_patient:
+            # Full again: this sample is scored. (A patient with an open alert always
+            # comes here: the window store's fast path skips it.)
+            self._side += self._close(pid, "warming_up", None, now)
         if context is None:
             if outcome == "clock_skew":  # ahead of its learned clock: a jump, refused
                 self.metrics.invalid.labels("clock_skew").inc()

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.reliability.conftest import WINDOW, outcomes_balance, payload, publisher
-from tests.support.daemon import Daemon, total
+from tests.reliability.conftest import WINDOW, Feed, outcomes_balance, payload, publisher
+from tests.support.daemon import Daemon, eventually, settle, total
 from tests.support.listener import Listener
 from tests.support.mosquitto import Mosquitto
 
@@ -177,3 +177,43 @@ def test_redeliveries_and_duplicates_give_no_duplicate_alerts(
     raised = [e for e in alerts.events() if e["kind"] == "physiological" and e["state"] == "raised"]
     assert len(raised) == total(samples, "monitor_alerts_total")
     assert daemon.stop() == 0
+
+
+def test_a_patient_back_after_a_long_silence_is_warming_up_until_scored_again(
+    mosquitto: Mosquitto,
+    model_dir: Path,
+    tmp_path: Path,
+    listener_factory: Callable[..., Listener],
+) -> None:
+    """A device silent past the gap limit (3 s here, `max_gap_s` 2 s) comes back: its
+    `signal_lost` clears and `warming_up` (technical, medium) is raised on alerts/<pid>,
+    then cleared by the first sample scored again, after a window (8) of samples; the
+    samples between are `warming_up`. Before (26c7766) nothing said that the patient,
+    whose `signal_lost` had cleared, was not judged for a whole window."""
+    env = {"MONITOR_WINDOW__STALE_AFTER_S": "1.0", "MONITOR_WINDOW__MAX_GAP_S": "2.0"}
+    daemon = Daemon(mosquitto.url, model=model_dir, env=env)
+    daemon.start(tmp_path / "daemon.log")
+    daemon.wait_ready()
+    alerts = listener_factory(mosquitto.port)
+    feed = Feed(mosquitto.url, "gap", patients=1, qos=1)
+    try:
+        feed.send(WINDOW + 4)
+        settle(daemon, feed.sent)
+        assert eventually(lambda: bool(alerts.changes("signal_lost")))  # silent
+        time.sleep(2.5)  # past the gap limit
+        warming = total(daemon.metrics(), "monitor_messages_total", outcome="warming_up")
+        feed.send(WINDOW)  # the window fills again: none of these is scored
+        settle(daemon, feed.sent)
+        samples = daemon.metrics()
+        assert total(samples, "monitor_messages_total", outcome="warming_up") - warming == WINDOW
+        assert eventually(lambda: len(alerts.changes("warming_up")) == 1)
+        feed.send(1)  # the first scored again
+        assert eventually(lambda: len(alerts.changes("warming_up")) == 2)
+        assert alerts.changes("warming_up") == [
+            ("technical", "warming_up", "raised", "medium", "gap0"),
+            ("technical", "warming_up", "cleared", "medium", "gap0"),
+        ]
+        assert [c[2] for c in alerts.changes("signal_lost")] == ["raised", "cleared"]
+        assert daemon.stop() == 0
+    finally:
+        feed.close()

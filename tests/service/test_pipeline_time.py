@@ -129,3 +129,37 @@ def test_one_outage_does_not_stretch_the_next_silences_signal_lost() -> None:
         (e.state, e.t - T0 - end) for e in slow if e.reason == "signal_lost" and e.patient_id == "m"
     ]
     assert lost == [("raised", 481.0)]  # 8 x 60 s, at the next pass (every 10 s from +1 s)
+
+
+def test_a_restarted_window_is_a_warming_up_alert_until_it_is_scored_again() -> None:
+    """A patient silent past the gap limit (35 s, `max_gap_s` 30) comes back: its window
+    restarts, so `signal_lost`'s clear is joined by `warming_up` (technical, medium), open
+    while the window fills and cleared at the first sample scored again, WINDOW samples
+    later; the clock stepped back an hour restarts it the same way. A first admission
+    raises none. Before (26c7766) the clear of `signal_lost` read as "watched again" while
+    the patient went unjudged for a whole window (2 minutes with the shipped model)."""
+    p = make_pipeline(model_window=WINDOW, window={"stale_after_s": 2.0, "max_gap_s": 30.0})
+    events: list[AlertEvent] = []
+    for seq in range(20):
+        events += step(p, "a", seq, T0 + seq, T0 + seq)
+    assert states(events, "warming_up") == []  # the first admission
+    events += p.housekeeping(T0 + 30)  # silent: signal lost
+    back = 20 + 35
+    for seq in range(20, 20 + 2 * WINDOW):
+        t = T0 + back + seq - 20
+        scored = counter(p, "monitor_messages_total", outcome="scored")
+        changes = step(p, "a", seq, t, t)
+        events += changes
+        now_scored = counter(p, "monitor_messages_total", outcome="scored") > scored
+        assert ("cleared" in states(changes, "warming_up")) == (now_scored and seq == 20 + WINDOW)
+    assert states(events, "signal_lost") == ["raised", "cleared"]
+    assert states(events, "warming_up") == ["raised", "cleared"]
+    raised = next(e for e in events if e.reason == "warming_up")
+    assert (raised.kind, raised.severity, raised.patient_id, raised.t) == (
+        "technical",
+        "medium",
+        "a",
+        T0 + back,
+    )
+    clock_back = [step(p, "a", seq, T0 + seq - 3600, T0 + 100 + seq) for seq in range(40, 50)]
+    assert states([e for c in clock_back for e in c], "warming_up") == ["raised", "cleared"]
