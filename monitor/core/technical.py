@@ -243,6 +243,15 @@ class TechnicalAlarms:
             events += self.close(None, "patients_refused", None, now)
         return events
 
+    def shift_seen(self, before: float, step: float) -> None:
+        """Move on by `step` the last refused sample time of every refused or unheld
+        patient tracked at `before` or earlier (`WindowStore.shift_seen`): their order
+        stays, least recent first."""
+        for tracked in (self._refused, self.unheld):
+            for pid, seen in tracked.items():
+                if seen <= before:
+                    tracked[pid] = seen + step
+
     def silent_refused(self, now: float, limit_s: float) -> list[str]:
         """Refused patients with no refused sample for more than `limit_s`."""
         return _older(self._refused, now, limit_s)

@@ -754,6 +754,16 @@ class WindowStore:
         for patient_id in patient_ids:
             move(patient_id)
 
+    def shift_seen(self, before: float, step: float) -> None:
+        """Move on by `step` the receive time of every patient last seen at `before` or
+        earlier: the receiver was away (a host suspended, its clock stepped forward), and
+        time it did not watch is not the patients' silence."""
+        last_seen, index = self._last_seen, self._index
+        for patient_id in self._lru:
+            slot = index[patient_id]
+            if last_seen[slot] <= before:
+                last_seen[slot] += step
+
     def evict_idle(self, now: float) -> list[str]:
         """Remove every patient not seen for longer than `idle_ttl_s`.
 

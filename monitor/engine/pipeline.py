@@ -726,6 +726,13 @@ class Pipeline:
         self.metrics.degraded.set(1 if self.degraded else 0)
         return events
 
+    def shift_seen(self, before: float, step: float) -> None:
+        """The receiver was away for `step` seconds after `before` (a host suspended, its
+        clock stepped forward): move every patient's last receipt up to then on by the
+        step, so that the silence is judged from the return (`service.clock`)."""
+        self.windows.shift_seen(before, step)
+        self.alarms.shift_seen(before, step)
+
     def housekeeping_would_act(self, now: float) -> bool:
         """Tell whether `housekeeping(now)` would change anything but the degraded gauge.
 

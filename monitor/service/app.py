@@ -623,7 +623,12 @@ class Daemon:
                 # clock's 'signal lost' would be about the replay, not the patients (the
                 # passes due meanwhile run, on their own times, at the first call after).
                 continue
-            events = ticks.advance(clock())
+            now = clock()
+            for before, step in clock.take_jumps():
+                # A suspend or a step ahead: not the patients' silence (`service.clock`).
+                log.warning("host_clock_jumped_forward", step_s=round(step, 3))
+                self.pipeline.shift_seen(before, step)
+            events = ticks.advance(now)
             if clock.behind_s > behind + 1.0:
                 # Receipts, batches and housekeeping go on at their pace; sample times are
                 # compared with this clock, so devices now look behind by as much.

@@ -78,3 +78,20 @@ def test_per_vital_opens_and_closes_one_reason_and_keeps_a_missing_vitals_alert(
         )
         == []
     )
+
+
+def test_shift_seen_moves_on_the_refused_and_unheld_tracked_before_a_jump() -> None:
+    """A receiver away for 1,000 s after t=150 (`shift_seen`): a patient refused at 100 and
+    one unheld at 120 are judged silent from the return, one refused after it is not moved;
+    their order (least recent first) stays."""
+    alarms = TechnicalAlarms("v", max_refused=10)
+    alarms.refuse("r1", None, 100.0)
+    alarms.open_unheld("u1", "artifact", "spo2", 120.0)
+    alarms.refuse("r2", None, 1_151.0)  # after the return
+    assert alarms.silent_refused(1_110.0, 8.0) == ["r1"]
+    alarms.shift_seen(150.0, 1_000.0)
+    assert alarms.silent_refused(1_105.0, 8.0) == []
+    assert alarms.silent_unheld(1_125.0, 8.0) == []
+    assert alarms.silent_refused(1_109.0, 8.0) == ["r1"]
+    assert alarms.silent_unheld(1_129.0, 8.0) == ["u1"]
+    assert alarms.silent_refused(1_160.0, 8.0) == ["r1", "r2"]

@@ -83,3 +83,81 @@ def test_a_host_clock_stepped_back_does_not_stop_signal_lost() -> None:
     assert steady is not None
     assert 8.0 <= steady <= 10.0
     assert _signal_lost_after_step(lambda host: lambda: host.wall) is None
+
+
+def test_a_jump_forward_is_recorded_once_and_a_drift_or_a_catch_up_is_not() -> None:
+    """A suspend or a step ahead past `JUMP_S` is a jump (the last reading before it, the
+    step), taken once; the wall clock catching up after a step back is not one."""
+    host = Host()
+    clock = SteadyClock(lambda: host.wall, lambda: host.mono)
+    host.tick(1.0)
+    host.step_wall(1.5)  # within JUMP_S: NTP would slew this
+    clock()
+    assert clock.take_jumps() == []
+    before = clock()
+    host.step_wall(7200.0)  # two hours suspended: the monotonic clock stood still
+    assert clock() == host.wall
+    assert clock.take_jumps() == [(before, 7200.0)]
+    assert clock.take_jumps() == []
+    host.step_wall(-600.0)
+    clock()
+    host.step_wall(600.0)  # back where it was: no time unwatched
+    clock()
+    assert clock.take_jumps() == []
+
+
+def _after_a_suspend(follow: bool) -> list[AlertEvent]:
+    """Three patients stream for 20 s; the host sleeps two hours; two patients send again
+    at once, `c2`'s device stays silent. Each second runs the daemon's housekeeping step:
+    the jumps taken, and (`follow`) every receipt moved on by them, then the passes due.
+    Returns the technical alert changes of the 20 s after the resume."""
+    host = Host()
+    clock = SteadyClock(lambda: host.wall, lambda: host.mono)
+    pipeline = make_pipeline(model_window=WINDOW)
+    ticks = Ticks(pipeline, 1.0, pipeline.stale_s)
+    ticks.advance(clock())
+
+    def second(seq: int, patients: list[str]) -> list[AlertEvent]:
+        now = clock()
+        events: list[AlertEvent] = []
+        for pid in patients:
+            events += ingest_one(pipeline, f"vitals/{pid}", payload(pid, seq, t=now), now)
+        jobs = pipeline.drain_all()
+        if jobs:
+            pipeline.score(jobs, persistence_predictions(jobs), now, live=False)
+        for before, step in clock.take_jumps():
+            if follow:
+                pipeline.shift_seen(before, step)
+        events += ticks.advance(clock())
+        host.tick(1.0)
+        return events
+
+    for seq in range(20):
+        second(seq, ["c0", "c1", "c2"])
+    host.step_wall(7200.0)
+    events: list[AlertEvent] = []
+    for seq in range(20, 40):
+        events += second(seq, ["c0", "c1"])
+    return [e for e in events if e.kind == "technical"]
+
+
+def test_a_host_suspended_for_two_hours_judges_silence_from_its_return() -> None:
+    """After two hours of suspend the daemon moves every receipt on by the jump: nobody is
+    evicted; the two devices that go on warm up again (their windows' two-hour gap:
+    `warming_up`, cleared a window later), and the one that went quiet gets `signal_lost`
+    8 s (stale_after_s) after the return, open. Without it (the daemon before): the first
+    pass found everyone silent for two hours, past `idle_ttl_s` (1 h): the quiet patient's
+    `signal_lost` was raised with a two-hour-old time and ended `expired` in the same
+    pass, the patient forgotten: nothing open, nobody watching it (and a pass that came
+    before the others' first samples evicted them too)."""
+    resume = T0 + 7200.0 + 20.0
+    followed = _after_a_suspend(follow=True)
+    assert [(e.patient_id, e.reason, e.state, e.t - resume) for e in followed] == [
+        ("c0", "warming_up", "raised", 0.0),
+        ("c1", "warming_up", "raised", 0.0),
+        ("c0", "warming_up", "cleared", float(WINDOW)),
+        ("c1", "warming_up", "cleared", float(WINDOW)),
+        ("c2", "signal_lost", "raised", 8.0),
+    ]
+    before = [(e.patient_id, e.reason, e.state) for e in _after_a_suspend(follow=False)]
+    assert ("c2", "signal_lost", "expired") in before
