@@ -37,6 +37,9 @@ RESUMABLE = frozenset(
         "warming_up",
     }
 )
+#: Those of them that hold when only the patient's window bookkeeping is restored, not its
+#: model state (a snapshot of another model): stuck sensors and lost vitals are the model's.
+ROSTER_RESUMABLE = RESUMABLE - {"flatline", "vital_lost"}
 
 
 class TechnicalAlarms:
@@ -141,11 +144,15 @@ class TechnicalAlarms:
         )
 
     def restore_open(
-        self, saved: Iterable[Saved], held: Container[str], now: float
+        self,
+        saved: Iterable[Saved],
+        held: Container[str],
+        now: float,
+        resumable: frozenset[str] = RESUMABLE,
     ) -> list[AlertEvent]:
         """Take over a snapshot's open alerts (this state machine holds none yet).
 
-        A patient's alert whose watch its restored state carries (`RESUMABLE`, the patient
+        A patient's alert whose watch its restored state carries (`resumable`, the patient
         `held` again) stays open, with no event: it clears as it would have without the
         restart, and is not raised twice. Every other one (a system-wide alert, a refused
         or unheld patient's) ends `expired` at `now`: this process does not watch it, and
@@ -153,7 +160,7 @@ class TechnicalAlarms:
         """
         events: list[AlertEvent] = []
         for pid, reason, vital, at in saved:
-            if pid and pid in held and reason in RESUMABLE:
+            if pid and pid in held and reason in resumable:
                 self.open(pid, reason, vital, at)
             else:
                 events.append(self._event(pid or None, reason, vital, "expired", now))

@@ -46,7 +46,13 @@ from monitor.core.scale import ResidualScale
 from monitor.core.scoring import SLOW_STREAM, Scorer, beat_rhythm
 from monitor.core.slots import SlotMap
 from monitor.core.stuck import FLATLINE_SAMPLES, StuckSensors, flatline_samples
-from monitor.core.technical import Key, Saved, TechnicalAlarms
+from monitor.core.technical import (
+    RESUMABLE,
+    ROSTER_RESUMABLE,
+    Key,
+    Saved,
+    TechnicalAlarms,
+)
 from monitor.core.types import REJECT_REASONS, Float32Array, FloatArray
 from monitor.core.vitals import BUILTIN, Registry
 from monitor.core.windows import PushResult, WindowStore
@@ -780,11 +786,15 @@ class Pipeline:
     ) -> list[AlertEvent]:
         return self._counted(self.alarms.close(pid, reason, vital, now))
 
-    def restore_alarms(self, saved: Sequence[Saved], now: float) -> list[AlertEvent]:
+    def restore_alarms(
+        self, saved: Sequence[Saved], now: float, roster: bool = False
+    ) -> list[AlertEvent]:
         """Take over the open technical alerts of a restored snapshot (after its patients
         were restored); return the `expired` events of those nobody watches now
-        (`TechnicalAlarms.restore_open`)."""
-        events = self.alarms.restore_open(saved, self.windows, now)
+        (`TechnicalAlarms.restore_open`). `roster`: only the patients were restored, not
+        their model state (a snapshot of another model)."""
+        resumable = ROSTER_RESUMABLE if roster else RESUMABLE
+        events = self.alarms.restore_open(saved, self.windows, now, resumable)
         self.metrics.active_alerts.labels("technical").set(len(self.alarms))
         return events
 

@@ -18,10 +18,12 @@ at the restart (`TechnicalAlarms.restore_open`, docs/reliability.md).
 
 Written to a temporary file beside the target, flushed to disk, then renamed: a crash
 mid-write leaves the old file or none, never a torn one. A file that cannot be used
-(corrupt, truncated, too old, from another model, window or feature set) is refused with
-one `snapshot_refused` log line and the daemon starts cold. A snapshot is read once: it is
-removed after reading (a restore writes a checkpoint at once), so a later crash cannot
-restore stale state.
+(corrupt, truncated, too old) is refused with one `snapshot_refused` log line and the
+daemon starts cold; a recent, intact one of another model, window or feature set (a new
+model installed) is refused for its model state, and its roster taken over
+(`restore_roster`: the patients, their receive times and open alerts). A snapshot is
+read once: it is removed after reading (a restore writes a checkpoint at once), so a later
+crash cannot restore stale state.
 """
 
 from __future__ import annotations
@@ -120,7 +122,9 @@ class Served(Protocol):
         """The open technical alerts."""
         ...
 
-    def restore_alarms(self, saved: Sequence[Saved], now: float) -> list[AlertEvent]:
+    def restore_alarms(
+        self, saved: Sequence[Saved], now: float, roster: bool = False
+    ) -> list[AlertEvent]:
         """Take over a snapshot's open technical alerts; the events of those that end."""
         ...
 
@@ -166,12 +170,21 @@ class SnapshotRefused(Exception):
         reason: A short stable name (corrupt, format, model_version, window, features,
             width, shift_n, too_old, future, invalid_state).
         detail: One human sentence.
+        roster: For an intact, recent file of another model (`model_version` to
+            `shift_n`): its header and arrays, whose patients and open alerts can still be
+            taken over (`restore_roster`); None otherwise.
     """
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(
+        self,
+        reason: str,
+        detail: str,
+        roster: tuple[dict[str, Any], StateArrays] | None = None,
+    ) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+        self.roster = roster
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +312,11 @@ def read_snapshot(
         raise SnapshotRefused("corrupt", "the header's open alerts are not a list of alerts")
     if header.get("sha256") != _digest(tensors):
         raise SnapshotRefused("corrupt", "the arrays do not match their checksum")
+    age = now - float(header["written_at"])
+    if age > max_age_s:
+        raise SnapshotRefused("too_old", f"written {age:.0f} s ago, limit {max_age_s:g} s")
+    if age < -60.0:  # the clock went back, or the file is not what it claims
+        raise SnapshotRefused("future", f"written {-age:.0f} s in the future")
     ident = Identity.of(served)
     for field, want in (
         ("model_version", ident.model_version),
@@ -308,12 +326,9 @@ def read_snapshot(
         ("shift_n", ident.shift_n),
     ):
         if header.get(field) != want:
-            raise SnapshotRefused(field, f"{field} {header.get(field)!r}, serving {want!r}")
-    age = now - float(header["written_at"])
-    if age > max_age_s:
-        raise SnapshotRefused("too_old", f"written {age:.0f} s ago, limit {max_age_s:g} s")
-    if age < -60.0:  # the clock went back, or the file is not what it claims
-        raise SnapshotRefused("future", f"written {-age:.0f} s in the future")
+            # Intact and recent: who was monitored, and what was open, still holds.
+            detail = f"{field} {header.get(field)!r}, serving {want!r}"
+            raise SnapshotRefused(field, detail, roster=(header, tensors))
     return header, tensors
 
 
@@ -352,8 +367,49 @@ def restore(
         for pid in ids:
             served.windows.remove(pid)
         raise SnapshotRefused("invalid_state", str(exc)) from None
-    saved = [(p, reason, vital, float(at)) for p, reason, vital, at in header.get("technical", [])]
+    saved = _open_alerts(header)
     return len(ids), served.restore_alarms(saved, now)
+
+
+#: The window store's per-patient bookkeeping that does not depend on the model: a roster
+#: restore takes it over (`restore_roster`).
+_ROSTER = ("last_seq", "last_seen", "last_dt", "lead", "lead_n", "off")
+
+
+def restore_roster(
+    served: Served, header: dict[str, Any], tensors: StateArrays, now: float
+) -> tuple[int, list[AlertEvent]]:
+    """Take over the patients and open technical alerts of a recent snapshot written while
+    serving another model (version, window, features): none of its model state fits, but
+    who was monitored, when each was last heard from and what was open still hold.
+
+    Each patient is held with an empty window whose next sample restarts it (as after a
+    gap: `warming_up` until it is full, every model state cold), so that one whose device
+    stays silent gets `signal_lost`; its open alerts are taken over as in `restore`, but
+    for `flatline` and `vital_lost`, whose state is the model's, which end `expired`.
+
+    Raises:
+        SnapshotRefused: The arrays do not fit (nothing is restored then).
+    """
+    ids: list[str] = header["patients"]
+    windows = served.windows
+    n = len(ids)
+    saved = _open_alerts(header)
+    try:
+        arrays = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("windows.")}
+        if arrays["index"].tolist() != list(range(n)):
+            raise ValueError("the windows must hold every listed patient, in order")
+        roster = {name: arrays[name] for name in _ROSTER}
+        roster["rate_dt"] = arrays.get("rate_dt", arrays["last_dt"])
+        roster["rows"] = np.zeros((n, windows.window, windows.width), dtype=np.float32)
+        roster["count"] = np.ones(n, dtype=np.int64)
+        roster["last_t"] = np.zeros(n)  # the first sample back is a gap: the window restarts
+        windows.import_state(ids, roster, shift_s=max(0.0, now - float(header["written_at"])))
+    except (ValueError, IndexError, KeyError, TypeError) as exc:
+        for pid in ids:
+            windows.remove(pid)
+        raise SnapshotRefused("invalid_state", str(exc)) from None
+    return n, served.restore_alarms(saved, now, roster=True)
 
 
 def restore_on_start(
@@ -376,8 +432,9 @@ def restore_on_start(
         reason = exc.reason if isinstance(exc, SnapshotRefused) else "unreadable"
         detail = exc.detail if isinstance(exc, SnapshotRefused) else str(exc)
         log.warning("snapshot_refused", reason=reason, detail=detail, path=str(path))
+        roster = exc.roster if isinstance(exc, SnapshotRefused) else None
         _remove(path)
-        return None
+        return None if roster is None else _take_roster(served, roster, now, size, t0, path)
     _remove(path)
     age = now - header["written_at"]
     stats = SnapshotStats(patients, size, time.perf_counter() - t0, age, tuple(ended))
@@ -389,6 +446,34 @@ def restore_on_start(
         alerts_expired=len(ended),
         size_bytes=size,
         read_s=round(stats.seconds, 3),
+        path=str(path),
+    )
+    return stats
+
+
+def _take_roster(
+    served: Served,
+    roster: tuple[dict[str, Any], StateArrays],
+    now: float,
+    size: int,
+    t0: float,
+    path: Path,
+) -> SnapshotStats | None:
+    """`restore_roster` after a refusal for another model, logging one line either way."""
+    header, tensors = roster
+    try:
+        patients, ended = restore_roster(served, header, tensors, now)
+    except SnapshotRefused as exc:
+        log.warning("snapshot_refused", reason=exc.reason, detail=exc.detail, path=str(path))
+        return None
+    age = now - header["written_at"]
+    stats = SnapshotStats(patients, size, time.perf_counter() - t0, age, tuple(ended))
+    log.info(
+        "roster_restored",
+        patients=patients,
+        age_s=round(age, 1),
+        alerts_open=len(header.get("technical", [])) - len(ended),
+        alerts_expired=len(ended),
         path=str(path),
     )
     return stats
@@ -488,6 +573,11 @@ class Checkpoints:
         if self._failing:
             log.info("snapshot_write_recovered", path=str(self.path))
             self._failing = False
+
+
+def _open_alerts(header: dict[str, Any]) -> list[Saved]:
+    """The open technical alerts a checked header carries (none in a file before them)."""
+    return [(p, reason, vital, float(at)) for p, reason, vital, at in header.get("technical", [])]
 
 
 def _valid_alarms(saved: object) -> bool:

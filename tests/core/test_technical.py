@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from monitor.core.technical import TechnicalAlarms
+from monitor.core.technical import ROSTER_RESUMABLE, TechnicalAlarms
 
 
 def test_an_alert_opens_and_closes_once() -> None:
@@ -95,3 +95,33 @@ def test_shift_seen_moves_on_the_refused_and_unheld_tracked_before_a_jump() -> N
     assert alarms.silent_refused(1_109.0, 8.0) == ["r1"]
     assert alarms.silent_unheld(1_129.0, 8.0) == ["u1"]
     assert alarms.silent_refused(1_160.0, 8.0) == ["r1", "r2"]
+
+
+def test_restore_open_keeps_what_the_restored_state_watches_and_ends_the_rest() -> None:
+    """A held patient's `signal_lost` and `flatline` stay open (no event) after a full
+    restore; after a roster-only one (another model) its `flatline` ends `expired` (the
+    stuck-sensor state is the model's), as do a system alert and an unheld patient's."""
+    saved = [
+        ("", "inference_stalled", None, 5.0),
+        ("p0", "flatline", "spo2", 6.0),
+        ("p0", "signal_lost", None, 7.0),
+        ("q9", "patient_refused", None, 8.0),
+    ]
+    full = TechnicalAlarms("v", max_refused=10)
+    ended = full.restore_open(saved, {"p0"}, 100.0)
+    assert [(e.patient_id, e.reason, e.state, e.t) for e in ended] == [
+        (None, "inference_stalled", "expired", 100.0),
+        ("q9", "patient_refused", "expired", 100.0),
+    ]
+    assert full.is_open("p0", "flatline", "spo2")
+    assert full.is_open("p0", "signal_lost")
+    assert full.flat_open == {"p0": 1}
+    roster = TechnicalAlarms("v", max_refused=10)
+    ended = roster.restore_open(saved, {"p0"}, 100.0, ROSTER_RESUMABLE)
+    assert [(e.patient_id, e.reason) for e in ended] == [
+        (None, "inference_stalled"),
+        ("p0", "flatline"),
+        ("q9", "patient_refused"),
+    ]
+    assert roster.is_open("p0", "signal_lost")
+    assert not roster.is_open("p0", "flatline", "spo2")

@@ -10,8 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 
-from tests.reliability.conftest import Feed
+from monitor.core.vitals import CLINICAL_VITALS
+from monitor.model.lstm import MedicalLSTM
+from monitor.model.store import save_model
+from tests.reliability.conftest import Feed, make_card
 from tests.support.daemon import Daemon, eventually, settle, total
 from tests.support.listener import Listener
 from tests.support.mosquitto import Mosquitto
@@ -113,6 +117,72 @@ def test_a_background_task_that_dies_stops_the_daemon_for_its_supervisor(
         second.wait_ready()
         restored = [e for e in second.log_events() if e.get("event") == "snapshot_restored"]
         assert [e["patients"] for e in restored] == [2]
+        assert second.stop() == 0
+    finally:
+        feed.close()
+
+
+@pytest.fixture(scope="module")
+def new_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The suite's small random model as another version (a new model installed)."""
+    torch.manual_seed(1)
+    n = len(CLINICAL_VITALS)
+    path = tmp_path_factory.mktemp("new-model")
+    card = make_card().model_copy(update={"model_version": "1" * 64})
+    save_model(path, MedicalLSTM(n, 8, 1, n), card)
+    return path
+
+
+def test_a_new_model_takes_over_the_patients_of_the_last_one(
+    mosquitto: Mosquitto,
+    model_dir: Path,
+    new_model_dir: Path,
+    tmp_path: Path,
+    listener_factory: Callable[..., Listener],
+) -> None:
+    """Two devices stream; the daemon is stopped (SIGTERM: its snapshot written) and started
+    again with a new model version. The new model's state cannot come from the file
+    (`snapshot_refused reason=model_version`), but the patients do (`roster_restored
+    patients=2`): crash1's device, dead since, gets `signal_lost` 1 s (stale_after_s)
+    after the restart, and crash0's, which goes on, warms up again (`warming_up` raised,
+    then cleared a window later). Before (26c7766) the start was cold: crash1 went
+    unwatched with no alert at all."""
+    env = {
+        "MONITOR_WINDOW__STALE_AFTER_S": "1.0",
+        "MONITOR_STATE__SNAPSHOT_PATH": str(tmp_path / "patients.snapshot"),
+    }
+    first = Daemon(mosquitto.url, model_dir, env=env)
+    first.start(tmp_path / "first.log")
+    first.wait_ready()
+    feed = Feed(mosquitto.url, "crash", patients=2)
+    try:
+        feed.send(20)
+        settle(first, feed.sent)
+        assert first.stop() == 0
+
+        alerts = listener_factory(mosquitto.port)
+        second = Daemon(mosquitto.url, new_model_dir, env=env)
+        second.start(tmp_path / "second.log")
+        second.wait_ready()
+        events = second.log_events()
+        refused = [e for e in events if e.get("event") == "snapshot_refused"]
+        assert [e["reason"] for e in refused] == ["model_version"]
+        roster = [e for e in events if e.get("event") == "roster_restored"]
+        assert [e["patients"] for e in roster] == [2]
+        feed.ids = ["crash0"]
+
+        def warmed() -> bool:
+            feed.send(1)
+            time.sleep(0.05)
+            return len(alerts.changes("warming_up")) == 2
+
+        assert eventually(warmed, timeout=20.0), second.log_text()
+        assert eventually(lambda: bool(alerts.changes("signal_lost")))
+        assert alerts.changes("signal_lost") == [
+            ("technical", "signal_lost", "raised", "high", "crash1")
+        ]
+        assert [c[2] for c in alerts.changes("warming_up")] == ["raised", "cleared"]
+        assert {c[4] for c in alerts.changes("warming_up")} == {"crash0"}
         assert second.stop() == 0
     finally:
         feed.close()

@@ -168,21 +168,63 @@ def test_damaged_snapshot_is_refused_with_one_line_and_a_cold_start(
 @pytest.mark.parametrize(
     ("pipeline", "now", "reason"),
     [
-        (lambda: make_pipeline(version="v2"), T0 + 21, "model_version"),
-        (lambda: make_pipeline(window=WINDOW + 1), T0 + 21, "window"),
-        (make_pipeline, T0 + 20 + 301, "too_old"),  # max_age_s 300
+        (lambda: make_pipeline(version="v2"), T0 + 20 + 301, "too_old"),  # max_age_s 300
+        (make_pipeline, T0 + 20 + 301, "too_old"),
     ],
 )
-def test_mismatched_or_old_snapshot_is_refused(
+def test_an_old_snapshot_is_refused_whatever_its_model(
     tmp_path: Path, pipeline: Any, now: float, reason: str
 ) -> None:
-    """Another model version, another window or an old file: refused, one line, cold."""
+    """An old file, of this model or another: refused, one line, cold."""
     path = _saved(tmp_path)
     cold = pipeline()
     logs = restore(cold, path, now=now)
     assert [(e["event"], e["reason"]) for e in logs] == [("snapshot_refused", reason)]
     assert len(cold.windows) == 0
     assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "reason"),
+    [
+        (lambda: make_pipeline(version="v2"), "model_version"),
+        (lambda: make_pipeline(window=WINDOW + 1), "window"),
+    ],
+)
+def test_a_snapshot_of_another_model_restores_its_roster(
+    tmp_path: Path, pipeline: Any, reason: str
+) -> None:
+    """A recent file written while serving another model (a new model installed, another
+    window): its model state is refused (one line), but its patients are taken over (one
+    `roster_restored` line): p0, whose device stays silent, gets `signal_lost` 8 s
+    (stale_after_s, the time on disk not counted); p1, which sends, warms up again
+    (`warming_up` until its window is full, then scored). Before (26c7766) the start was
+    cold: p0 was never alerted."""
+    path = _saved(tmp_path)  # written at T0 + 20, the last samples at T0 + 19
+    restored = pipeline()
+    logs = restore(restored, path, now=T0 + 25)
+    assert [(e["event"], e.get("reason")) for e in logs] == [
+        ("snapshot_refused", reason),
+        ("roster_restored", None),
+    ]
+    assert logs[1]["patients"] == 2
+    assert not path.exists()
+    window = restored.windows.window
+    events: list[AlertEvent] = []
+    for seq in range(20, 20 + window + 2):
+        events += step(restored, ["p1"], seq + 5)
+        events += restored.housekeeping(T0 + seq + 5)
+    changes = [(e.patient_id, e.reason, e.state, e.t - T0) for e in events if e.kind == "technical"]
+    # p0 last heard at 19, 5 s on disk not counted: silent past 8 s at 33.
+    assert sorted(changes, key=lambda c: (c[3], c[0])) == sorted(
+        [
+            ("p1", "warming_up", "raised", 25.0),
+            ("p1", "warming_up", "cleared", 25.0 + window),
+            ("p0", "signal_lost", "raised", 33.0),
+        ],
+        key=lambda c: (c[3], c[0]),
+    )
+    assert outcome(restored, "scored") == 2
 
 
 def test_snapshot_that_does_not_fit_is_refused_whole(tmp_path: Path) -> None:
