@@ -8,6 +8,7 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -21,6 +22,25 @@ from tests.support.listener import Listener
 from tests.support.mosquitto import Mosquitto
 
 pytestmark = pytest.mark.mqtt
+
+
+def started(
+    mosquitto: Mosquitto,
+    model: Path,
+    log: Path,
+    env: dict[str, str],
+    fail_housekeeping_while: Path | None = None,
+) -> Daemon:
+    """A ready `monitor run` logging to `log` (`fail_housekeeping_while`: the test hook)."""
+    daemon = Daemon(mosquitto.url, model, env=env, fail_housekeeping_while=fail_housekeeping_while)
+    daemon.start(log)
+    daemon.wait_ready()
+    return daemon
+
+
+def lines(daemon: Daemon, event: str) -> list[dict[str, Any]]:
+    """The daemon's log lines of one event."""
+    return [e for e in daemon.log_events() if e.get("event") == event]
 
 
 def test_a_daemon_killed_and_restarted_goes_on_watching_its_patients(
@@ -42,9 +62,7 @@ def test_a_daemon_killed_and_restarted_goes_on_watching_its_patients(
         "MONITOR_STATE__CHECKPOINT_INTERVAL_S": "1.0",
     }
     alerts = listener_factory(mosquitto.port)
-    first = Daemon(mosquitto.url, model_dir, env=env)
-    first.start(tmp_path / "first.log")
-    first.wait_ready()
+    first = started(mosquitto, model_dir, tmp_path / "first.log", env)
     feed = Feed(mosquitto.url, "crash", patients=2)
 
     def until(count: int) -> bool:
@@ -62,10 +80,8 @@ def test_a_daemon_killed_and_restarted_goes_on_watching_its_patients(
         first.wait_for("monitor_snapshot_writes_total", written + 1, result="ok")
         assert first.stop(signal.SIGKILL) == -signal.SIGKILL
 
-        second = Daemon(mosquitto.url, model_dir, env=env)
-        second.start(tmp_path / "second.log")
-        second.wait_ready()
-        restored = [e for e in second.log_events() if e.get("event") == "snapshot_restored"]
+        second = started(mosquitto, model_dir, tmp_path / "second.log", env)
+        restored = lines(second, "snapshot_restored")
         assert [(e["patients"], e["alerts_open"]) for e in restored] == [(2, 1)]
         feed.ids = ["crash1"]  # crash1's device is back, crash0's died while it was down
         assert eventually(lambda: until(3), timeout=20.0), second.log_text()
@@ -93,9 +109,9 @@ def test_a_background_task_that_dies_stops_the_daemon_for_its_supervisor(
     never noticed at all."""
     flag = tmp_path / "fail-housekeeping"
     env = {"MONITOR_STATE__SNAPSHOT_PATH": str(tmp_path / "patients.snapshot")}
-    daemon = Daemon(mosquitto.url, model_dir, env=env, fail_housekeeping_while=flag)
-    daemon.start(tmp_path / "first.log")
-    daemon.wait_ready()
+    daemon = started(
+        mosquitto, model_dir, tmp_path / "first.log", env, fail_housekeeping_while=flag
+    )
     feed = Feed(mosquitto.url, "task", patients=2)
     try:
         feed.send(12)
@@ -104,19 +120,14 @@ def test_a_background_task_that_dies_stops_the_daemon_for_its_supervisor(
         assert daemon.proc is not None
         daemon.proc.wait(30)  # on its own
         assert daemon.stop() == 1
-        events = daemon.log_events()
-        failed = [e for e in events if e.get("event") == "task_failed"]
-        assert [(e["task"], e["error"]) for e in failed] == [
+        assert [(e["task"], e["error"]) for e in lines(daemon, "task_failed")] == [
             ("housekeeping", "InjectedFault('injected housekeeping failure (test)')")
         ]
-        assert [e["patients"] for e in events if e.get("event") == "snapshot_written"] == [2]
-        assert [e["exit_code"] for e in events if e.get("event") == "stopped"] == [1]
+        assert [e["patients"] for e in lines(daemon, "snapshot_written")] == [2]
+        assert [e["exit_code"] for e in lines(daemon, "stopped")] == [1]
 
-        second = Daemon(mosquitto.url, model_dir, env=env)
-        second.start(tmp_path / "second.log")
-        second.wait_ready()
-        restored = [e for e in second.log_events() if e.get("event") == "snapshot_restored"]
-        assert [e["patients"] for e in restored] == [2]
+        second = started(mosquitto, model_dir, tmp_path / "second.log", env)
+        assert [e["patients"] for e in lines(second, "snapshot_restored")] == [2]
         assert second.stop() == 0
     finally:
         feed.close()
@@ -151,9 +162,7 @@ def test_a_new_model_takes_over_the_patients_of_the_last_one(
         "MONITOR_WINDOW__STALE_AFTER_S": "1.0",
         "MONITOR_STATE__SNAPSHOT_PATH": str(tmp_path / "patients.snapshot"),
     }
-    first = Daemon(mosquitto.url, model_dir, env=env)
-    first.start(tmp_path / "first.log")
-    first.wait_ready()
+    first = started(mosquitto, model_dir, tmp_path / "first.log", env)
     feed = Feed(mosquitto.url, "crash", patients=2)
     try:
         feed.send(20)
@@ -161,14 +170,9 @@ def test_a_new_model_takes_over_the_patients_of_the_last_one(
         assert first.stop() == 0
 
         alerts = listener_factory(mosquitto.port)
-        second = Daemon(mosquitto.url, new_model_dir, env=env)
-        second.start(tmp_path / "second.log")
-        second.wait_ready()
-        events = second.log_events()
-        refused = [e for e in events if e.get("event") == "snapshot_refused"]
-        assert [e["reason"] for e in refused] == ["model_version"]
-        roster = [e for e in events if e.get("event") == "roster_restored"]
-        assert [e["patients"] for e in roster] == [2]
+        second = started(mosquitto, new_model_dir, tmp_path / "second.log", env)
+        assert [e["reason"] for e in lines(second, "snapshot_refused")] == ["model_version"]
+        assert [e["patients"] for e in lines(second, "roster_restored")] == [2]
         feed.ids = ["crash0"]
 
         def warmed() -> bool:
