@@ -636,7 +636,6 @@ class Daemon:
             behind = clock.behind_s
             if events:
                 self._emit(events)
-            now = clock()
             if self.checkpoints.due(now):
                 self.checkpoints.write(self.pipeline, now)
 

@@ -21,7 +21,7 @@ mid-write leaves the old file or none, never a torn one. A file that cannot be u
 (corrupt, truncated, too old) is refused with one `snapshot_refused` log line and the
 daemon starts cold; a recent, intact one of another model, window or feature set (a new
 model installed) is refused for its model state, and its roster taken over
-(`restore_roster`: the patients, their receive times and open alerts). A snapshot is
+(`restore` with `roster`: the patients, their receive times and open alerts). A snapshot is
 read once: it is removed after reading (a restore writes a checkpoint at once), so a later
 crash cannot restore stale state.
 """
@@ -172,14 +172,14 @@ class SnapshotRefused(Exception):
         detail: One human sentence.
         roster: For an intact, recent file of another model (`model_version` to
             `shift_n`): its header and arrays, whose patients and open alerts can still be
-            taken over (`restore_roster`); None otherwise.
+            taken over (`restore` with `roster`); None otherwise.
     """
 
     def __init__(
         self,
         reason: str,
         detail: str,
-        roster: tuple[dict[str, Any], StateArrays] | None = None,
+        roster: tuple[dict[str, Any], dict[str, npt.NDArray[Any]]] | None = None,
     ) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
@@ -333,11 +333,23 @@ def read_snapshot(
 
 
 def restore(
-    served: Served, header: dict[str, Any], tensors: StateArrays, now: float
+    served: Served,
+    header: dict[str, Any],
+    tensors: StateArrays,
+    now: float,
+    roster: bool = False,
 ) -> tuple[int, list[AlertEvent]]:
     """Fill an empty pipeline from a checked snapshot; return the patients restored and
     the `expired` events of the open technical alerts nothing watches now (a system-wide
     one, a refused patient's: `TechnicalAlarms.restore_open`).
+
+    With `roster`, the snapshot was written while serving another model (version, window,
+    features): none of its model state fits, but who was monitored, when each was last
+    heard from and what was open still hold. Each patient is held with an empty window
+    whose next sample restarts it (`_emptied`: as after a gap, `warming_up` until it is
+    full, every model state cold), so that one whose device stays silent gets
+    `signal_lost`; its open alerts are taken over but `flatline` and `vital_lost`, whose
+    state is the model's, which end `expired`.
 
     Raises:
         SnapshotRefused: The arrays do not fit (then nothing is restored).
@@ -346,7 +358,7 @@ def restore(
     shift = max(0.0, now - float(header["written_at"]))
     parts = _parts(served)
     try:
-        for name in (*_COMPONENTS, *_OPTIONAL):
+        for name in ("windows",) if roster else (*_COMPONENTS, *_OPTIONAL):
             if name in _OPTIONAL and (name not in parts or f"{name}.index" not in tensors):
                 continue  # cold for this component, or a component this daemon lacks
             arrays = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"{name}.")}
@@ -357,6 +369,8 @@ def restore(
                 raise ValueError(f"{name}.index points outside the patient list")
             held = [ids[i] for i in index]
             if name == "windows":
+                if roster:
+                    arrays = _emptied(arrays, served.windows)
                 served.windows.import_state(held, arrays, shift_s=shift)
             else:
                 parts[name].import_state(held, arrays)
@@ -367,49 +381,25 @@ def restore(
         for pid in ids:
             served.windows.remove(pid)
         raise SnapshotRefused("invalid_state", str(exc)) from None
-    saved = _open_alerts(header)
-    return len(ids), served.restore_alarms(saved, now)
+    return len(ids), served.restore_alarms(_open_alerts(header), now, roster=roster)
 
 
 #: The window store's per-patient bookkeeping that does not depend on the model: a roster
-#: restore takes it over (`restore_roster`).
+#: restore takes it over (`restore` with `roster`).
 _ROSTER = ("last_seq", "last_seen", "last_dt", "lead", "lead_n", "off")
 
 
-def restore_roster(
-    served: Served, header: dict[str, Any], tensors: StateArrays, now: float
-) -> tuple[int, list[AlertEvent]]:
-    """Take over the patients and open technical alerts of a recent snapshot written while
-    serving another model (version, window, features): none of its model state fits, but
-    who was monitored, when each was last heard from and what was open still hold.
-
-    Each patient is held with an empty window whose next sample restarts it (as after a
-    gap: `warming_up` until it is full, every model state cold), so that one whose device
-    stays silent gets `signal_lost`; its open alerts are taken over as in `restore`, but
-    for `flatline` and `vital_lost`, whose state is the model's, which end `expired`.
-
-    Raises:
-        SnapshotRefused: The arrays do not fit (nothing is restored then).
-    """
-    ids: list[str] = header["patients"]
-    windows = served.windows
-    n = len(ids)
-    saved = _open_alerts(header)
-    try:
-        arrays = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("windows.")}
-        if arrays["index"].tolist() != list(range(n)):
-            raise ValueError("the windows must hold every listed patient, in order")
-        roster = {name: arrays[name] for name in _ROSTER}
-        roster["rate_dt"] = arrays.get("rate_dt", arrays["last_dt"])
-        roster["rows"] = np.zeros((n, windows.window, windows.width), dtype=np.float32)
-        roster["count"] = np.ones(n, dtype=np.int64)
-        roster["last_t"] = np.zeros(n)  # the first sample back is a gap: the window restarts
-        windows.import_state(ids, roster, shift_s=max(0.0, now - float(header["written_at"])))
-    except (ValueError, IndexError, KeyError, TypeError) as exc:
-        for pid in ids:
-            windows.remove(pid)
-        raise SnapshotRefused("invalid_state", str(exc)) from None
-    return n, served.restore_alarms(saved, now, roster=True)
+def _emptied(arrays: StateArrays, windows: WindowStore) -> dict[str, npt.NDArray[Any]]:
+    """The window arrays of another model's snapshot, kept where they do not depend on the
+    model and emptied where they do: one zero row each (count 1) and a last sample time of
+    0, so that the patient's next sample is a gap that restarts its window."""
+    n = len(arrays["last_seq"])
+    roster = {name: arrays[name] for name in _ROSTER}
+    roster["rate_dt"] = arrays.get("rate_dt", arrays["last_dt"])
+    roster["rows"] = np.zeros((n, windows.window, windows.width), dtype=np.float32)
+    roster["count"] = np.ones(n, dtype=np.int64)
+    roster["last_t"] = np.zeros(n)
+    return roster
 
 
 def restore_on_start(
@@ -422,58 +412,37 @@ def restore_on_start(
     """
     t0 = time.perf_counter()
     now = clock()
+    roster = False
     try:
         size = path.stat().st_size
-        header, tensors = read_snapshot(path, served, now, max_age_s)
-        patients, ended = restore(served, header, tensors, now)
+        try:
+            header, tensors = read_snapshot(path, served, now, max_age_s)
+        except SnapshotRefused as exc:
+            if exc.roster is None:
+                raise
+            # Another model's: its model state refused, its patients taken over.
+            log.warning("snapshot_refused", reason=exc.reason, detail=exc.detail, path=str(path))
+            (header, tensors), roster = exc.roster, True
+        patients, ended = restore(served, header, tensors, now, roster=roster)
     except FileNotFoundError:
         return None
     except (SnapshotRefused, OSError) as exc:
         reason = exc.reason if isinstance(exc, SnapshotRefused) else "unreadable"
         detail = exc.detail if isinstance(exc, SnapshotRefused) else str(exc)
         log.warning("snapshot_refused", reason=reason, detail=detail, path=str(path))
-        roster = exc.roster if isinstance(exc, SnapshotRefused) else None
         _remove(path)
-        return None if roster is None else _take_roster(served, roster, now, size, t0, path)
+        return None
     _remove(path)
     age = now - header["written_at"]
     stats = SnapshotStats(patients, size, time.perf_counter() - t0, age, tuple(ended))
     log.info(
-        "snapshot_restored",
+        "roster_restored" if roster else "snapshot_restored",
         patients=patients,
         age_s=round(stats.age_s, 1),
         alerts_open=len(header.get("technical", [])) - len(ended),
         alerts_expired=len(ended),
         size_bytes=size,
         read_s=round(stats.seconds, 3),
-        path=str(path),
-    )
-    return stats
-
-
-def _take_roster(
-    served: Served,
-    roster: tuple[dict[str, Any], StateArrays],
-    now: float,
-    size: int,
-    t0: float,
-    path: Path,
-) -> SnapshotStats | None:
-    """`restore_roster` after a refusal for another model, logging one line either way."""
-    header, tensors = roster
-    try:
-        patients, ended = restore_roster(served, header, tensors, now)
-    except SnapshotRefused as exc:
-        log.warning("snapshot_refused", reason=exc.reason, detail=exc.detail, path=str(path))
-        return None
-    age = now - header["written_at"]
-    stats = SnapshotStats(patients, size, time.perf_counter() - t0, age, tuple(ended))
-    log.info(
-        "roster_restored",
-        patients=patients,
-        age_s=round(age, 1),
-        alerts_open=len(header.get("technical", [])) - len(ended),
-        alerts_expired=len(ended),
         path=str(path),
     )
     return stats
