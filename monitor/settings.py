@@ -213,6 +213,18 @@ class AlertSettings(BaseModel):
     # An int range, not Literal[0, 1, 2]: environment values arrive as strings.
     qos: int = Field(default=1, ge=0, le=2)
     max_pending: int = Field(default=100_000, ge=1, description="Alerts held while offline.")
+    state: bool = Field(
+        default=True,
+        description="Publish each patient's open alerts as one retained message on "
+        "<state_prefix>/<patient_id> (an empty one once none is open), so a consumer that "
+        "connects later sees every alert still open (docs/alerts.md, 'Open alerts').",
+    )
+    state_prefix: str = Field(
+        default="alert-state",
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_/-]{0,63}$",
+        description="The state messages' topic prefix (the broker account needs write "
+        "access to <state_prefix>/#).",
+    )
     outbox: bool = Field(
         default=True,
         description="Keep alerts not yet delivered in a durable outbox (SQLite) and deliver "

@@ -9,13 +9,14 @@ from typing import Any
 
 import click
 
-from monitor.core.alerts import alert_json_schema
+from monitor.core.alerts import alert_json_schema, open_alerts_json_schema
 from monitor.core.schema import json_schema
 from simulators.labels import labels_json_schema
 
 SCHEMAS: dict[str, Callable[[], dict[str, Any]]] = {
     "vitals": json_schema,
     "alert": alert_json_schema,
+    "alert-state": open_alerts_json_schema,
     "labels": labels_json_schema,
 }
 
@@ -23,6 +24,7 @@ SCHEMAS: dict[str, Callable[[], dict[str, Any]]] = {
 SCHEMA_FILES: dict[str, str] = {
     "vitals": "vitals-message.schema.json",
     "alert": "alert.schema.json",
+    "alert-state": "alert-state.schema.json",
     "labels": "labels.schema.json",
 }
 
@@ -41,7 +43,8 @@ def render(name: str) -> str:
     help="Write the schema here instead of standard output.",
 )
 def command(name: str, out: Path | None) -> None:
-    """Print the JSON Schema of vitals messages (single and block forms) or of alert events."""
+    """Print the JSON Schema of vitals messages (single and block forms), of alert events or
+    of a patient's state message (its open alerts)."""
     text = render(name)
     if out is None:
         click.echo(text, nl=False)

@@ -20,7 +20,9 @@ __all__ = [
     "ALERT_SCHEMA_VERSION",
     "TECHNICAL_SEVERITY",
     "AlertEvent",
+    "OpenAlertsMessage",
     "alert_json_schema",
+    "open_alerts_json_schema",
 ]
 
 ALERT_SCHEMA_VERSION: Final = 1
@@ -63,8 +65,9 @@ class AlertEvent(BaseModel):
         patient_id: The patient (allowlisted id); None for a system-wide technical alert
             (monitoring_degraded), published on `alerts/_system`.
         vital: The vital concerned; None for patient-wide technical alerts.
-        state: raised, escalated (severity went up while raised), cleared, or expired (a
-            technical alert of a patient the daemon forgot: the last event of that alert).
+        state: raised, escalated (severity went up while raised), cleared, or expired
+            (the daemon stopped watching the alert: a patient it forgot, a restart that
+            does not hold it; the last event of that alert).
         severity: low, medium or high (see docs/detection.md).
         t: Sample time of the sample that caused the change, unix seconds (technical:
             the receive time when no sample is involved).
@@ -147,6 +150,29 @@ class AlertEvent(BaseModel):
         return self.model_dump_json().encode()
 
 
+class OpenAlertsMessage(BaseModel):
+    """A patient's state message: every alert of the patient still open, retained at
+    ``<alerts.state_prefix>/<patient_id>`` (docs/alerts.md, "Open alerts"). A patient with
+    none open has no message: the daemon deletes it (an empty retained payload).
+
+    Attributes:
+        v: Contract version.
+        patient_id: The patient; None for the system-wide alerts' message.
+        open: The latest event (raised or escalated) of each open alert, ordered by kind,
+            vital and reason.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = ALERT_SCHEMA_VERSION
+    patient_id: str | None = Field(pattern=PATIENT_ID_PATTERN)
+    open: list[AlertEvent] = Field(min_length=1)
+
+    def to_json(self) -> bytes:
+        """Return the compact JSON payload to publish."""
+        return self.model_dump_json().encode()
+
+
 def alert_id(fields: dict[str, Any]) -> str:
     """The stable id of an alert state change: a hash of what identifies it.
 
@@ -171,3 +197,8 @@ def alert_id(fields: dict[str, Any]) -> str:
 def alert_json_schema() -> dict[str, Any]:
     """Return the JSON Schema of an alert event."""
     return AlertEvent.model_json_schema(mode="serialization")
+
+
+def open_alerts_json_schema() -> dict[str, Any]:
+    """Return the JSON Schema of a patient's state message (its open alerts)."""
+    return OpenAlertsMessage.model_json_schema(mode="serialization")

@@ -798,6 +798,16 @@ class Pipeline:
         self.metrics.active_alerts.labels("technical").set(len(self.alarms))
         return events
 
+    def holds(self, alert: AlertEvent) -> bool:
+        """Whether the alert an event belongs to is open here (a technical alert in the
+        technical state machine, a physiological one as its vital's episode)."""
+        if alert.kind == "technical":
+            return alert.reason is not None and self.alarms.is_open(
+                alert.patient_id, alert.reason, alert.vital
+            )
+        pid = alert.patient_id
+        return pid is not None and alert.vital in self.detector.active(pid)
+
     def _counted(self, events: list[AlertEvent]) -> list[AlertEvent]:
         """Count technical alert changes: raises by reason, and the open alerts gauge."""
         if events:

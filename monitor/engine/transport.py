@@ -61,9 +61,11 @@ class PublishRefused(Exception):
 class AlertPublisher(Protocol):
     """Publishes on one connection (the transport's QoS and delivery guarantee)."""
 
-    async def publish(self, address: str, payload: bytes) -> bool:
+    async def publish(self, address: str, payload: bytes, retain: bool = False) -> bool:
         """Publish once; True when delivered (acknowledged), False when the connection was
         lost first (the caller publishes it again on the next one). Never re-sends.
+        `retain`: the broker keeps it for later subscribers (an empty payload deletes the
+        one kept): the state messages.
 
         Raises:
             PublishRefused: The broker acknowledged it with a refusal (MQTT 5 reason code;
@@ -137,6 +139,9 @@ class LiveTransport(Protocol):
 
     def alert_address(self, patient_id: str | None) -> str:
         """Where a patient's alerts go (None: system-wide alerts)."""
+
+    def state_address(self, patient_id: str | None) -> str:
+        """Where a patient's state message goes, retained (its open alerts)."""
 
     async def run(self, shell: Shell) -> None:
         """Serve until the shell stops: connect, subscribe, deliver, reconnect on loss;

@@ -20,6 +20,13 @@ fault, a limit of the client) is treated the same, with reason `client_error`: t
 publisher never ends while the daemon serves. While any alert is refused and not yet
 delivered the daemon is not ready (`refusing`) and `monitor_alerts_undeliverable` counts
 them.
+
+The sink also follows the open alerts (`service.ledger`, kept in the outbox file) and, when
+the queues are empty, publishes each changed patient's state message, retained, at its
+state address: its open alerts as they are when it goes out (so a late one never shows an
+older state), an empty payload once none is open. Every new connection publishes them all
+again (`resync`). A refused state message is counted and makes the daemon not ready like an
+alert, and the state messages are offered again after the same waits.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import structlog
 
 from monitor.core.alerts import AlertEvent
 from monitor.engine.transport import REFUSAL_REASONS, AlertPublisher, PublishRefused
+from monitor.service.ledger import LedgerChange, OpenAlerts
 from monitor.service.metrics import Metrics
 from monitor.service.outbox import Outbox, StoredAlert
 
@@ -65,6 +73,8 @@ class AlertSink:
             (then the oldest technical one, then the one refused longest ago).
         outbox: The durable store, or None (alerts then live in memory only).
         clock: Monotonic seconds, for the waits after a refusal.
+        state_address: Where each patient's state message goes (the open alerts,
+            retained: `LiveTransport.state_address`); None: no state messages.
     """
 
     def __init__(
@@ -75,6 +85,7 @@ class AlertSink:
         max_pending: int,
         outbox: Outbox | None,
         clock: Callable[[], float] = time.monotonic,
+        state_address: Address | None = None,
     ) -> None:
         self._metrics = metrics
         self._address = address
@@ -92,7 +103,21 @@ class AlertSink:
         self._ready = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        metrics.alerts_undeliverable.set_function(lambda: len(self._refusals))
+        #: The open alerts (`service.ledger`), followed from every decided event.
+        self.ledger = OpenAlerts()
+        self._state_address = state_address
+        # Patients ("" for system-wide) whose state message is due -> the ledger change it
+        # must show at least (a change while one is in flight leaves it due).
+        self._dirty: dict[str, int] = {}
+        self._changes = 0
+        # State messages refused and not delivered since (by patient), and when to try
+        # again: one wait for all of them, doubled per refusal (an ACL refuses them all).
+        self._state_refused: set[str] = set()
+        self._state_refusals = 0
+        self._state_due = 0.0
+        metrics.alerts_undeliverable.set_function(
+            lambda: len(self._refusals) + len(self._state_refused)
+        )
         for reason in (*REFUSAL_REASONS, CLIENT_ERROR):  # every series from the start, at 0
             metrics.alerts_refused.labels(reason)
 
@@ -102,14 +127,49 @@ class AlertSink:
 
     @property
     def refusing(self) -> bool:
-        """Some alert was refused by the broker and has not been delivered since."""
-        return bool(self._refusals)
+        """Some alert (or state message) was refused by the broker and has not been
+        delivered since."""
+        return bool(self._refusals) or bool(self._state_refused)
 
     def attach(self, outbox: Outbox) -> int:
-        """Use `outbox` from now on and queue what it kept from an earlier run, in decision
-        order, ahead of anything decided in this run; return how many it kept."""
+        """Use `outbox` from now on, take the open alerts it kept and queue the alerts it
+        kept from an earlier run, in decision order, ahead of anything decided in this run;
+        return how many alerts it kept."""
         self._outbox = outbox
+        self.ledger.load(outbox.open_alerts())
         return self.restore()
+
+    def resync(self) -> None:
+        """A new connection: publish every patient's state message again (a broker
+        restarted without persistence has lost the retained ones)."""
+        for patient in self.ledger.patients():
+            self._mark(patient or "")
+
+    def record(self, events: Sequence[AlertEvent]) -> None:
+        """Follow events decided but not to be published (a shard's recovery found them
+        published by its predecessor): the open alerts change all the same."""
+        changes = self.ledger.apply(events)
+        if changes and self._outbox is not None:
+            try:
+                self._outbox.add((), changes)
+            except sqlite3.Error as exc:
+                log.error("outbox_write_failed", error=str(exc), alerts=0)
+        self._changed(changes)
+
+    def _changed(self, changes: Sequence[LedgerChange]) -> None:
+        if self._state_address is None:
+            return
+        for patient, _, _ in changes:
+            self._mark(patient)
+
+    def _mark(self, patient: str) -> None:
+        if self._state_address is None:
+            return
+        self._changes += 1
+        self._dirty.pop(patient, None)  # to the back: in the order of the changes
+        self._dirty[patient] = self._changes
+        self._ready.set()
+        self._idle.clear()
 
     def restore(self) -> int:
         """Queue what the outbox kept from an earlier run, in decision order; return how many."""
@@ -134,9 +194,10 @@ class AlertSink:
             )
             for e in events
         ]
+        changes = self.ledger.apply(events)
         if self._outbox is not None and stored:
             try:
-                self._outbox.add(stored)
+                self._outbox.add(stored, changes)
             except sqlite3.Error as exc:  # still published from memory; not durable
                 log.error("outbox_write_failed", error=str(exc), alerts=len(stored))
         dropped: list[StoredAlert] = []
@@ -153,6 +214,7 @@ class AlertSink:
         if stored:
             self._ready.set()
             self._idle.clear()
+        self._changed(changes)
 
     def _oldest(self) -> StoredAlert | None:
         """Remove and return the alert to drop at the bound; None when the only one held
@@ -215,19 +277,23 @@ class AlertSink:
         while True:
             alert = self._next()
             if alert is None:
+                patient = self._state_due_now()
+                if patient is not None:  # the alerts first, then the state messages
+                    await self._send_state(patient, current, connected)
+                    continue
                 self._ready.clear()
-                if not self._parked:
+                due = self._next_due()
+                if due is None:
                     self._idle.set()
                     await self._ready.wait()
                     continue
-                # Only refused alerts left: wait for the first to be due, or a new alert.
-                due = self._parked[0][0] - self._clock()
+                # Only refused ones left: wait for the first to be due, or a new alert.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._ready.wait(), max(due, 0.0))
+                    await asyncio.wait_for(self._ready.wait(), max(due - self._clock(), 0.0))
                 continue
             self._in_flight = alert
             try:
-                await self._deliver(alert, current, connected)
+                await self._deliver(alert.topic, alert.payload, current, connected)
             except PublishRefused as refused:
                 self._park(alert, refused.reason, refused.detail)
                 continue
@@ -248,18 +314,79 @@ class AlertSink:
             self._refusals.pop(alert.id, None)
             self._forget([alert])
 
-    async def _deliver(
+    def _state_due_now(self) -> str | None:
+        """The patient whose state message goes next ("" for system-wide), if one is due."""
+        if self._dirty and self._clock() >= self._state_due:
+            return next(iter(self._dirty))
+        return None
+
+    def _next_due(self) -> float | None:
+        """When the first refused alert or state message may be offered again (None:
+        nothing waits)."""
+        dues = [self._parked[0][0]] if self._parked else []
+        if self._dirty:
+            dues.append(self._state_due)
+        return min(dues, default=None)
+
+    async def _send_state(
         self,
-        alert: StoredAlert,
+        patient: str,
         current: Callable[[], AlertPublisher | None],
         connected: asyncio.Event,
     ) -> None:
+        """Publish the patient's state message (retained): its open alerts as they are
+        when it goes out, so a late one never shows an older state than the last."""
+        change = self._dirty[patient]
+        assert self._state_address is not None  # only marked with an address
+        topic = self._state_address(patient or None)
+        try:
+            await self._deliver(
+                topic, lambda: self.ledger.state(patient or None), current, connected, True
+            )
+        except PublishRefused as refused:
+            self._state_not_sent(patient, refused.reason, refused.detail)
+            return
+        except Exception as exc:  # a client fault: offered again later, as an alert is
+            self._state_not_sent(patient, CLIENT_ERROR, f"{type(exc).__name__}: {exc}"[:160])
+            return
+        if self._dirty.get(patient) == change:
+            del self._dirty[patient]
+        self._state_refused.discard(patient)
+        if not self._state_refused:
+            self._state_refusals = 0
+
+    def _state_not_sent(self, patient: str, reason: str, detail: str) -> None:
+        """Count and log a refused state message; offer the state messages again later."""
+        self._state_refused.add(patient)
+        self._state_refusals += 1
+        wait = min(RETRY_FIRST_S * 2 ** (self._state_refusals - 1), RETRY_CAP_S)
+        self._state_due = self._clock() + wait
+        self._metrics.alerts_refused.labels(reason).inc()
+        log.error(
+            "alert_state_refused",
+            reason=reason,
+            **{"error" if reason == CLIENT_ERROR else "broker_said": detail},
+            retry_in_s=wait,
+            undeliverable=len(self._refusals) + len(self._state_refused),
+        )
+
+    async def _deliver(
+        self,
+        topic: str,
+        payload: bytes | Callable[[], bytes],
+        current: Callable[[], AlertPublisher | None],
+        connected: asyncio.Event,
+        retain: bool = False,
+    ) -> None:
+        """Publish on the current connection until one acknowledges it; `payload` is read
+        afresh for each connection where it is a function (a state message)."""
         while True:
             conn = current()
             if conn is None:
                 await connected.wait()
                 continue
-            if await conn.publish(alert.topic, alert.payload):
+            body = payload() if callable(payload) else payload
+            if await conn.publish(topic, body, retain):
                 return
             # The connection was lost with the alert in flight: wait for the next one.
             while current() is conn:  # noqa: ASYNC110 - no event marks the intake letting go

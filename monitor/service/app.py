@@ -185,6 +185,7 @@ class Daemon:
                 ThreadWorker(self._executor, self._predict),
                 self._emit,
                 self.metrics,
+                record=lambda events: self.alerts.record(events),
             )
         self._publisher: AlertPublisher | None = None
         #: Receipts, batches and housekeeping: the wall clock, never going back (a host
@@ -235,6 +236,7 @@ class Daemon:
             address=transport.alert_address,
             max_pending=settings.alerts.max_pending,
             outbox=None,  # attached by `serve`: no work in the constructor
+            state_address=transport.state_address if settings.alerts.state else None,
         )
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -309,8 +311,13 @@ class Daemon:
                     effect="alerts not delivered before a restart will be lost",
                 )
             else:
-                if restored:
-                    log.info("alerts_restored", count=restored, outbox=str(alerts.outbox_path))
+                if restored or len(self.alerts.ledger):
+                    log.info(
+                        "alerts_restored",
+                        count=restored,
+                        open=len(self.alerts.ledger),
+                        outbox=str(alerts.outbox_path),
+                    )
         state = self.settings.state
         snapshot = None
         if state.snapshot:  # before intake: a restored patient's next sample is scored
@@ -320,6 +327,8 @@ class Daemon:
         self.checkpoints.start(self.clock(), snapshot is not None)
         if snapshot is not None and snapshot.events:
             self._emit(list(snapshot.events))  # published once connected
+        if self._recovery is None:  # a shard's replay rebuilds its state first
+            self._end_orphans(self.clock())  # what the restored state does not hold
         self._progress = time.perf_counter()  # restoring the snapshot was progress
         self.http.start()
         self.metrics.model_info.labels(
@@ -428,6 +437,7 @@ class Daemon:
     def connected(self, publisher: AlertPublisher) -> None:
         """Subscribed: live, and alerts go out through `publisher`."""
         self._publisher = publisher
+        self.alerts.resync()  # the retained state messages, again on every connection
         self._connected.set()
         self.metrics.mqtt_connected.set(1)
 
@@ -636,8 +646,20 @@ class Daemon:
             behind = clock.behind_s
             if events:
                 self._emit(events)
+            self._end_orphans(now)
             if self.checkpoints.due(now):
                 self.checkpoints.write(self.pipeline, now)
+
+    def _end_orphans(self, now: float) -> None:
+        """End (`expired`) every open alert the engine does not hold: after a cold start,
+        a refused snapshot or another model's, or a patient evicted with a physiological
+        episode open, nothing would ever clear it at its consumers (`service.ledger`)."""
+        orphans = self.alerts.ledger.orphans(
+            self.pipeline.holds, now, self.predictor.card.model_version
+        )
+        if orphans:
+            log.warning("alerts_expired", count=len(orphans), why="not_held")
+            self._emit(orphans)
 
     def _snapshot_written(self, result: str) -> None:
         self.metrics.snapshot_writes.labels(result).inc()

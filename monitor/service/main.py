@@ -44,6 +44,7 @@ def live_transport(settings: Settings) -> LiveTransport:
         refused_retry_s=ingest.refused_retry_s,
         alerts_prefix=settings.alerts.topic_prefix,
         alerts_qos=settings.alerts.qos,
+        state_prefix=settings.alerts.state_prefix,
         system_id=system_id,
         partitions=check,
     )

@@ -162,8 +162,9 @@ class Metrics:
             ),
             alerts_undeliverable=Gauge(
                 "monitor_alerts_undeliverable",
-                "Alerts the broker refused and that have not been delivered since (the "
-                "daemon is not ready while any is).",
+                "Alerts (and patients' state messages of open alerts) the broker refused, "
+                "or the client failed to publish, and that have not been delivered since "
+                "(the daemon is not ready while any is).",
                 registry=r,
             ),
             active_alerts=Gauge(

@@ -7,6 +7,9 @@ delivered after the next start, in the order it was decided, with the alert's ow
 locking mode, so a second daemon on the same file cannot use it (`OutboxError`; the daemon
 then serves without an outbox and logs ``outbox_unavailable``, as for an unwritable path).
 
+It also keeps the open alerts (`service.ledger`), changed in the same transaction as the
+alerts that change them: a restart knows which alerts its consumers were shown open.
+
 Durability: WAL with ``synchronous=NORMAL`` survives a crash of the daemon; a power loss
 may lose the last transactions (``FULL`` would cost an fsync per alert burst).
 """
@@ -19,10 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from monitor.errors import MonitorError
+from monitor.service.ledger import LedgerChange
 
 __all__ = ["Outbox", "OutboxError", "StoredAlert"]
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS alerts (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL,
@@ -30,7 +35,16 @@ CREATE TABLE IF NOT EXISTS alerts (
     payload BLOB NOT NULL,
     urgent INTEGER NOT NULL
 )
-"""
+""",
+    """
+CREATE TABLE IF NOT EXISTS open_alerts (
+    patient TEXT NOT NULL,
+    key TEXT NOT NULL,
+    event BLOB NOT NULL,
+    PRIMARY KEY (patient, key)
+)
+""",
+)
 
 
 class OutboxError(MonitorError):
@@ -76,13 +90,15 @@ class Outbox:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("BEGIN EXCLUSIVE")  # takes the lock now, kept until close
-            self._db.execute(_SCHEMA)
+            for table in _SCHEMA:
+                self._db.execute(table)
             self._db.execute("COMMIT")
         except (sqlite3.Error, OSError) as exc:
             raise OutboxError(f"alert outbox {path} cannot be used: {exc}") from exc
 
-    def add(self, alerts: Iterable[StoredAlert]) -> None:
-        """Store alerts in one transaction, setting each one's `seq`."""
+    def add(self, alerts: Iterable[StoredAlert], opened: Iterable[LedgerChange] = ()) -> None:
+        """Store alerts and the open alerts' changes in one transaction, setting each
+        alert's `seq`."""
         self._db.execute("BEGIN")
         try:
             for alert in alerts:
@@ -91,6 +107,16 @@ class Outbox:
                     (alert.id, alert.topic, alert.payload, int(alert.urgent)),
                 )
                 alert.seq = cur.lastrowid
+            for patient, key, event in opened:
+                if event is None:
+                    self._db.execute(
+                        "DELETE FROM open_alerts WHERE patient = ? AND key = ?", (patient, key)
+                    )
+                else:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO open_alerts (patient, key, event) VALUES (?, ?, ?)",
+                        (patient, key, event),
+                    )
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
@@ -106,6 +132,13 @@ class Outbox:
             "SELECT seq, id, topic, payload, urgent FROM alerts ORDER BY seq"
         ).fetchall()
         return [StoredAlert(s, i, t, bytes(p), bool(u)) for s, i, t, p, u in rows]
+
+    def open_alerts(self) -> list[tuple[str, str, bytes]]:
+        """The open alerts kept: (patient or "", key, the latest event's JSON)."""
+        rows = self._db.execute(
+            "SELECT patient, key, event FROM open_alerts ORDER BY patient, key"
+        ).fetchall()
+        return [(p, k, bytes(e)) for p, k, e in rows]
 
     def count(self) -> int:
         """How many alerts are stored."""

@@ -93,6 +93,8 @@ class Recovery:
         prefix: The subjects' first token (``vitals``).
         partitions: The owned partitions.
         max_batch: Jobs per forward (at least `REPLAY_BATCH`: nobody waits for a verdict).
+        record: Given the alert changes suppressed (published by a predecessor), for
+            the open alerts (`AlertSink.record`).
     """
 
     def __init__(
@@ -109,9 +111,11 @@ class Recovery:
         prefix: str,
         partitions: list[int],
         max_batch: int,
+        record: Publish | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._publish = publish
+        self._record = record
         self._metrics = metrics
         self._accepts = accepts
         registry = metrics.registry
@@ -165,6 +169,7 @@ class Recovery:
         worker: Worker,
         publish: Publish,
         metrics: Metrics,
+        record: Publish | None = None,
     ) -> Recovery:
         """The recovery of the shard `settings.shard` names, from `settings.nats`."""
         shard = settings.shard
@@ -183,6 +188,7 @@ class Recovery:
             prefix=shard.topic_prefix.replace("/", "."),
             partitions=owned,
             max_batch=settings.batch.max_batch,
+            record=record,
         )
 
     async def recover(self, start_seq: int, timeout_s: float) -> int | None:
@@ -234,6 +240,9 @@ class Recovery:
         new = [] if published is None else [e for e in events if e.id not in published]
         self.suppressed_total += len(events) - len(new)
         self.suppressed.inc(len(events) - len(new))
+        if self._record is not None and len(new) < len(events):
+            fresh = {e.id for e in new}
+            self._record([e for e in events if e.id not in fresh])
         if new:
             self.published_total += len(new)
             self.published.inc(len(new))

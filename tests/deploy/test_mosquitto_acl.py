@@ -8,6 +8,7 @@ import secrets
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,9 +45,9 @@ class Client:
     received: list[tuple[str, bytes]] = field(default_factory=list)
     pubacks: dict[int, int] = field(default_factory=dict)
 
-    def publish(self, topic: str, payload: bytes) -> int:
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> int:
         """Publish with QoS 1, wait for the PUBACK and return its reason code."""
-        info = self.paho.publish(topic, payload, qos=1)
+        info = self.paho.publish(topic, payload, qos=1, retain=retain)
         info.wait_for_publish(timeout=5)
         return self.pubacks[info.mid]
 
@@ -160,6 +161,21 @@ def test_daemon_reads_vitals_and_writes_alerts_only(clients: dict[str, Client]) 
     assert monitor.received == [("vitals/p2", b"sample")]
     assert clients["alerts-reader"].received == [("alerts/p2", b"alert")]
     assert clients["device"].received == []
+
+
+def test_daemon_writes_the_open_alerts_and_the_reader_reads_them(
+    clients: dict[str, Client],
+) -> None:
+    """The daemon's retained state message (docs/alerts.md, "Open alerts") reaches a
+    reader that subscribes afterwards; a device cannot forge one, nor read it."""
+    assert clients["device"].publish("alert-state/p3", b"forged", retain=True) == NOT_AUTHORIZED
+    assert clients["monitor"].publish("alert-state/p3", b"open", retain=True) == 0
+    subscribe(clients["alerts-reader"], "alert-state/#")
+    deadline = time.monotonic() + 5  # retained messages follow the SUBACK
+    while not clients["alerts-reader"].received and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert clients["alerts-reader"].received == [("alert-state/p3", b"open")]
+    assert ("alert-state/p3", b"open") not in clients["device"].received
 
 
 def test_wrong_password_and_unknown_user_are_refused(

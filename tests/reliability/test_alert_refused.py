@@ -28,6 +28,7 @@ topic read alerts/#
 
 user monitor
 topic read vitals/#
+topic write alert-state/#
 """
 
 
@@ -49,13 +50,18 @@ def acl_broker(tmp_path: Path) -> Iterator[Mosquitto]:
     broker.stop()
 
 
-def held_back(daemon: Daemon, url: str, pid: str, reason: str) -> SyncPublisher:
+def held_back(
+    daemon: Daemon, url: str, pid: str, reason: str, undeliverable: int = 1
+) -> SyncPublisher:
     """A device sends `pid` an impossible heart rate; wait until its `artifact` alert is
-    held back: undeliverable, counted under `reason`, /readyz 503. Returns the device."""
+    held back: undeliverable (with its state message where that fails too), counted under
+    `reason`, /readyz 503. Returns the device."""
     device = SyncPublisher(BrokerConfig(url=url))
     device.connect()
     device.publish(f"vitals/{pid}", payload(pid, 0, heart_rate=400.0), qos=1)
-    assert eventually(lambda: total(daemon.metrics(), "monitor_alerts_undeliverable") == 1)
+    assert eventually(
+        lambda: total(daemon.metrics(), "monitor_alerts_undeliverable") == undeliverable
+    )
     assert total(daemon.metrics(), "monitor_alerts_refused_total", reason=reason) >= 1
     assert eventually(lambda: daemon.http_status("/readyz") == 503)
     return device
@@ -138,7 +144,8 @@ def test_an_alert_whose_publication_raises_is_kept_retried_and_the_publisher_goe
     daemon.start(tmp_path / "daemon.log")
     daemon.wait_ready()
     alerts = listener_factory(mosquitto.port)
-    device = held_back(daemon, mosquitto.url, "pf1", "client_error")
+    # The alert and then the patient's state message (docs/alerts.md, "Open alerts").
+    device = held_back(daemon, mosquitto.url, "pf1", "client_error", undeliverable=2)
     failed = [e for e in daemon.log_events() if e.get("event") == "alert_publish_failed"]
     assert failed
     assert (failed[0]["reason"], failed[0]["error"]) == (
@@ -158,7 +165,8 @@ def test_an_alert_whose_publication_raises_is_kept_retried_and_the_publisher_goe
     assert (first["reason"], first["vital"], first["state"]) == ("artifact", "heart_rate", "raised")
     device.publish("vitals/pf2", payload("pf2", 0, heart_rate=400.0), qos=1)
     assert eventually(lambda: delivered("pf2"))
-    assert eventually(lambda: total(daemon.metrics(), "monitor_alerts_undeliverable") == 0)
+    # The state messages are offered again at most 60 s after their last failure too.
+    assert eventually(lambda: total(daemon.metrics(), "monitor_alerts_undeliverable") == 0, 70.0)
     assert eventually(lambda: daemon.http_status("/readyz") == 200)
     device.close()
     assert daemon.stop() == 0

@@ -189,7 +189,13 @@ def test_alerts_decided_while_the_broker_is_down_are_delivered_after_a_restart(
     in the outbox; restarted with the broker up, the daemon delivers each once, in the
     order decided, with the ids it logged."""
     outbox = tmp_path / "state" / "outbox.sqlite3"
-    env = {**FAST_STALE, "MONITOR_ALERTS__OUTBOX_PATH": str(outbox)}
+    env = {
+        **FAST_STALE,
+        "MONITOR_ALERTS__OUTBOX_PATH": str(outbox),
+        # The same state as a real restart: the patients and their open alerts go on
+        # (a cold start would end those alerts `expired`: tests/reliability/test_open_alerts.py).
+        "MONITOR_STATE__SNAPSHOT_PATH": str(tmp_path / "state" / "patients.snapshot"),
+    }
     first = Daemon(broker.url, model=model_dir, env=env)
     first.start(tmp_path / "first.log")
     first.wait_ready()

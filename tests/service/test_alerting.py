@@ -33,7 +33,7 @@ class FakeConnection:
         self.stall = stall
         self.lost = asyncio.Event()
 
-    async def publish(self, address: str, payload: bytes) -> bool:
+    async def publish(self, address: str, payload: bytes, retain: bool = False) -> bool:
         self.sent.append(payload)
         if self.stall:
             await self.lost.wait()
@@ -158,7 +158,7 @@ class RefusingConnection(FakeConnection):
         self.refused: list[tuple[str, float]] = []
         self.third = asyncio.Event()  # set at the third refusal
 
-    async def publish(self, address: str, payload: bytes) -> bool:
+    async def publish(self, address: str, payload: bytes, retain: bool = False) -> bool:
         if address in self.denied:
             self.refused.append((address, time.monotonic()))
             if len(self.refused) >= 3:

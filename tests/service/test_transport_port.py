@@ -42,14 +42,17 @@ class MemoryTransport:
 
     def __init__(self, messages: list[Keyed]) -> None:
         self.messages = messages
-        self.published: list[tuple[str, bytes]] = []
+        self.published: list[tuple[str, bytes, bool]] = []
         self.disconnect_s: float | None = None
 
     def alert_address(self, patient_id: str | None) -> str:
         return f"out/{patient_id or 'everyone'}"
 
-    async def publish(self, address: str, payload: bytes) -> bool:
-        self.published.append((address, payload))
+    def state_address(self, patient_id: str | None) -> str:
+        return f"open/{patient_id or 'everyone'}"
+
+    async def publish(self, address: str, payload: bytes, retain: bool = False) -> bool:
+        self.published.append((address, payload, retain))
         return True
 
     async def run(self, shell: Shell) -> None:
@@ -97,8 +100,8 @@ def test_the_daemon_serves_any_live_transport(predictor: Predictor) -> None:
     async def scenario() -> None:
         serve = asyncio.create_task(daemon.serve())
         deadline = time.monotonic() + 20
-        while len(transport.published) < 2:
-            assert time.monotonic() < deadline, "no alert reached the transport"
+        while len(transport.published) < 4:
+            assert time.monotonic() < deadline, "no alert and state reached the transport"
             await asyncio.sleep(0.05)
         daemon.request_stop()
         assert await serve == 0
@@ -118,8 +121,11 @@ def test_the_daemon_serves_any_live_transport(predictor: Predictor) -> None:
         registry.get_sample_value("monitor_invalid_messages_total", {"reason": "topic_not_utf8"})
         == 1
     )
-    lost = {a for a, p in transport.published if b'"reason":"signal_lost"' in p}
+    lost = {a for a, p, r in transport.published if not r and b'"reason":"signal_lost"' in p}
     assert lost == {"out/p1", "out/p2"}
+    # Each patient's open alerts, retained, at the transport's state address.
+    states = {a for a, p, r in transport.published if r and b'"reason":"signal_lost"' in p}
+    assert states == {"open/p1", "open/p2"}
     assert transport.disconnect_s is not None
     assert transport.disconnect_s > 0
 

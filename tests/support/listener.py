@@ -14,6 +14,8 @@ class Listener:
 
     def __init__(self, port: int, topic: str = "alerts/#") -> None:
         self.messages: list[tuple[str, bytes]] = []
+        #: The messages the broker kept and sent on subscribing (the retain flag set).
+        self.retained: list[tuple[str, bytes]] = []
         self._lock = threading.Lock()
         ready = threading.Event()
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2)
@@ -27,6 +29,8 @@ class Listener:
     def _on_message(self, _c: Any, _u: Any, message: paho.MQTTMessage) -> None:
         with self._lock:
             self.messages.append((message.topic, bytes(message.payload)))
+            if message.retain:
+                self.retained.append((message.topic, bytes(message.payload)))
 
     def events(self) -> list[dict[str, Any]]:
         """The JSON bodies received so far."""

@@ -57,7 +57,7 @@ class _FailingPublisher:
     def __init__(self, inner: AlertPublisher, flag: Path) -> None:
         self.inner, self.flag = inner, flag
 
-    async def publish(self, address: str, payload: bytes) -> bool:
+    async def publish(self, address: str, payload: bytes, retain: bool = False) -> bool:
         if self.flag.exists():
             raise InjectedFault("injected alert publication failure (test)")
         return await self.inner.publish(address, payload)

@@ -122,7 +122,7 @@ class Connection:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
-    async def publish(self, topic: str, payload: bytes, qos: int) -> bool:
+    async def publish(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> bool:
         """Publish once on this connection; wait for the acknowledgement or the loss.
 
         Never re-sends: a QoS 1/2 message stays with paho until acknowledged, and a
@@ -140,7 +140,7 @@ class Connection:
         """
         if self.lost.done():
             return False
-        info = _compat.paho_client(self.client).publish(topic, payload, qos)
+        info = _compat.paho_client(self.client).publish(topic, payload, qos, retain)
         if info.rc != paho.MQTT_ERR_SUCCESS:
             return False  # not sent: the connection is going
         if info.is_published():

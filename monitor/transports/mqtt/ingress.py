@@ -54,8 +54,8 @@ class _Publisher:
     def __init__(self, conn: Connection, qos: int) -> None:
         self._conn, self._qos = conn, qos
 
-    async def publish(self, address: str, payload: bytes) -> bool:
-        return await self._conn.publish(address, payload, self._qos)
+    async def publish(self, address: str, payload: bytes, retain: bool = False) -> bool:
+        return await self._conn.publish(address, payload, self._qos, retain)
 
 
 class MqttIngress:
@@ -74,6 +74,7 @@ class MqttIngress:
         refused_retry_s: Wait after a refused login or TLS handshake.
         alerts_prefix: Alerts go to ``<alerts_prefix>/<patient_id>``.
         alerts_qos: Their QoS.
+        state_prefix: Each patient's state message goes to ``<state_prefix>/<patient_id>``.
         system_id: The last level(s) of the system alerts' topic.
         partitions: A shard's partition check (topics ``<prefix>/<k>/<id>``), or None.
     """
@@ -92,6 +93,7 @@ class MqttIngress:
         refused_retry_s: float,
         alerts_prefix: str,
         alerts_qos: int,
+        state_prefix: str = "alert-state",
         system_id: str = SYSTEM_TOPIC_ID,
         partitions: PartitionCheck | None = None,
     ) -> None:
@@ -115,12 +117,17 @@ class MqttIngress:
         self._refused_retry_s = refused_retry_s
         self._alerts_prefix = alerts_prefix
         self._alerts_qos = alerts_qos
+        self._state_prefix = state_prefix
         self._system_id = system_id
         self._partitions = partitions
 
     def alert_address(self, patient_id: str | None) -> str:
         """``<alerts prefix>/<patient_id>``, or the system alerts' topic for None."""
         return f"{self._alerts_prefix}/{patient_id or self._system_id}"
+
+    def state_address(self, patient_id: str | None) -> str:
+        """``<state prefix>/<patient_id>``, or the system alerts' state topic for None."""
+        return f"{self._state_prefix}/{patient_id or self._system_id}"
 
     async def run(self, shell: Shell) -> None:
         """Serve until the shell stops (see the module docstring)."""
