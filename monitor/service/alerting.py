@@ -149,12 +149,20 @@ class AlertSink:
         """Follow events decided but not to be published (a shard's recovery found them
         published by its predecessor): the open alerts change all the same."""
         changes = self.ledger.apply(events)
-        if changes and self._outbox is not None:
-            try:
-                self._outbox.add((), changes)
-            except sqlite3.Error as exc:
-                log.error("outbox_write_failed", error=str(exc), alerts=0)
+        if changes:
+            self._store((), changes)
         self._changed(changes)
+
+    def _store(self, alerts: Sequence[StoredAlert], changes: Sequence[LedgerChange]) -> None:
+        """Write alerts and open-alert changes to the outbox; a failure is logged and
+        counted, and they go on from memory (not durable)."""
+        if self._outbox is None:
+            return
+        try:
+            self._outbox.add(alerts, changes)
+        except sqlite3.Error as exc:
+            self._metrics.outbox_write_failures.inc()
+            log.error("outbox_write_failed", error=str(exc), alerts=len(alerts))
 
     def _changed(self, changes: Sequence[LedgerChange]) -> None:
         if self._state_address is None:
@@ -195,11 +203,8 @@ class AlertSink:
             for e in events
         ]
         changes = self.ledger.apply(events)
-        if self._outbox is not None and stored:
-            try:
-                self._outbox.add(stored, changes)
-            except sqlite3.Error as exc:  # still published from memory; not durable
-                log.error("outbox_write_failed", error=str(exc), alerts=len(stored))
+        if stored:
+            self._store(stored, changes)
         dropped: list[StoredAlert] = []
         for event, alert in zip(events, stored, strict=True):
             if len(self) >= self._limit and (oldest := self._oldest()) is not None:

@@ -646,7 +646,8 @@ class Daemon:
             behind = clock.behind_s
             if events:
                 self._emit(events)
-            self._end_orphans(now)
+            if self._recovery is None or self._recovered:  # a shard: its replay rebuilt it
+                self._end_orphans(now)
             if self.checkpoints.due(now):
                 self.checkpoints.write(self.pipeline, now)
 

@@ -77,6 +77,7 @@ class Metrics:
     degraded: Gauge
     inference_stalled: Gauge
     snapshot_writes: Counter
+    outbox_write_failures: Counter
     loop_lag: Histogram
     model_info: Gauge
 
@@ -237,6 +238,12 @@ class Metrics:
                 "state.checkpoint_interval_s and the one at a graceful stop), by result: ok, "
                 "or failed (a full or read-only disk; a restart after a crash would be cold).",
                 ["result"],
+                registry=r,
+            ),
+            outbox_write_failures=Counter(
+                "monitor_outbox_write_failures",
+                "Alert outbox writes that failed (a full or read-only disk): those alerts and "
+                "open-alert changes are published from memory but not kept for a restart.",
                 registry=r,
             ),
             loop_lag=Histogram(

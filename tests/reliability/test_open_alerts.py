@@ -26,6 +26,14 @@ def retained(listener: Listener, topic: str, kept: bool = False) -> list[bytes]:
         return [p for t, p in (listener.retained if kept else listener.messages) if t == topic]
 
 
+def serving(mosquitto: Mosquitto, model_dir: Path, log: Path, env: dict[str, str]) -> Daemon:
+    """A ready `monitor run` logging to `log`."""
+    daemon = Daemon(mosquitto.url, model_dir, env=env)
+    daemon.start(log)
+    daemon.wait_ready()
+    return daemon
+
+
 def reasons(payload: bytes) -> list[tuple[str, str, str]]:
     """(kind, reason, state) of each open alert of a state message."""
     return [(a["kind"], a["reason"], a["state"]) for a in json.loads(payload)["open"]]
@@ -47,9 +55,7 @@ def test_a_consumer_that_connects_late_sees_every_open_alert(
     env = {"MONITOR_WINDOW__STALE_AFTER_S": "1.0"}
     alerts = listener_factory(mosquitto.port)
     watcher = listener_factory(mosquitto.port, "alert-state/#")
-    daemon = Daemon(mosquitto.url, model_dir, env=env)
-    daemon.start(tmp_path / "daemon.log")
-    daemon.wait_ready()
+    daemon = serving(mosquitto, model_dir, tmp_path / "daemon.log", env)
     feed = Feed(mosquitto.url, "late", patients=2)
 
     def rounds(until: Callable[[], bool]) -> Callable[[], bool]:
@@ -115,9 +121,7 @@ def test_a_restart_that_does_not_hold_an_open_alert_ends_it(
     }
     alerts = listener_factory(mosquitto.port)
     station = listener_factory(mosquitto.port, "alert-state/#")
-    first = Daemon(mosquitto.url, model_dir, env=env)
-    first.start(tmp_path / "first.log")
-    first.wait_ready()
+    first = serving(mosquitto, model_dir, tmp_path / "first.log", env)
     feed = Feed(mosquitto.url, "cold", patients=2)
     try:
         feed.send(20)
@@ -133,9 +137,7 @@ def test_a_restart_that_does_not_hold_an_open_alert_ends_it(
         assert first.stop() == 0
         shown = reasons(retained(station, "alert-state/cold1")[-1])
 
-        second = Daemon(mosquitto.url, model_dir, env=env)
-        second.start(tmp_path / "second.log")
-        second.wait_ready()
+        second = serving(mosquitto, model_dir, tmp_path / "second.log", env)
         assert eventually(lambda: retained(station, "alert-state/cold1")[-1:] == [b""], 10.0)
         assert alerts.changes("signal_lost") == [
             ("technical", "signal_lost", "raised", "high", "cold1"),

@@ -63,6 +63,46 @@ class _Alerts:
         self.client.disconnect()
 
 
+def _left_open(events: list[dict[str, object]]) -> dict[str, set[tuple[object, ...]]]:
+    """Each patient's alerts left open by `events` in order (system-wide ones aside)."""
+    left: dict[str, set[tuple[object, ...]]] = {}
+    for e in events:
+        if e["patient_id"] is None:
+            continue
+        key = (e["kind"], e["vital"], e["reason"] if e["kind"] == "technical" else None)
+        mine = left.setdefault(str(e["patient_id"]), set())
+        if e["state"] in ("raised", "escalated"):
+            mine.add(key)
+        else:
+            mine.discard(key)
+    return {pid: keys for pid, keys in left.items() if keys}
+
+
+def _retained_states(port: int) -> dict[str, set[tuple[object, ...]]]:
+    """The open alerts of each patient's retained state message on the server."""
+    got: dict[str, bytes] = {}
+    client = paho.Client(
+        paho.CallbackAPIVersion.VERSION2, client_id="state-reader", protocol=paho.MQTTv311
+    )
+    client.on_message = lambda _c, _u, m: got.__setitem__(m.topic, bytes(m.payload))
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    client.subscribe("alert-state/#", qos=1)
+    time.sleep(3.0)  # the retained messages follow the subscription
+    client.loop_stop()
+    client.disconnect()
+    states: dict[str, set[tuple[object, ...]]] = {}
+    for topic, payload in got.items():
+        if topic.startswith("alert-state/_system") or not payload:
+            continue
+        body = json.loads(payload)
+        states[topic.split("/", 1)[1]] = {
+            (a["kind"], a["vital"], a["reason"] if a["kind"] == "technical" else None)
+            for a in body["open"]
+        }
+    return states
+
+
 def _outcomes(d: Daemon) -> Counter[str]:
     """`d`'s outcome counts; a scrape that times out on the loaded 2 cores is tried again."""
     for attempt in range(3):
@@ -211,3 +251,9 @@ def test_two_shards_share_the_patients_and_a_killed_shard_recovers(
     assert set(published) == alerts_a | alerts_b
     # None twice: the restarted shard published only what its replay decided and nobody had.
     assert max(published.values()) == 1
+    # The open alerts (docs/alerts.md, "Open alerts"): the state messages the shards left
+    # retained on the server, read by a reader connecting after they stopped, show what
+    # the alert events they published leave open, patient by patient, the killed and
+    # restarted shard's included (its outbox kept them; its replay's events, published or
+    # found published, followed).
+    assert _retained_states(nats_server.mqtt_port) == _left_open(alerts.payloads)

@@ -292,3 +292,28 @@ def test_a_bound_of_one_with_an_alert_in_flight_holds_the_next_beside_it() -> No
         return held
 
     assert asyncio.run(scenario()) == 2
+
+
+def test_a_failed_outbox_write_is_counted_and_the_alert_still_goes_out(tmp_path: Path) -> None:
+    """The outbox file cannot be written (here: closed under the sink, as a full disk
+    would fail it): the failure is logged and counted
+    (`monitor_outbox_write_failures_total`, rule `VitalsMonitorOutboxFailing`) and the
+    alert is published from memory."""
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    alerts, metrics = sink(outbox)
+    outbox.close()
+    with capture_logs() as logs:
+        alerts.publish([event("p1", 1)])
+    assert [e["alerts"] for e in logs if e["event"] == "outbox_write_failed"] == [1]
+    assert metrics.registry.get_sample_value("monitor_outbox_write_failures_total") == 1
+
+    async def deliver() -> list[bytes]:
+        conn = FakeConnection()
+        connected = asyncio.Event()
+        connected.set()
+        task = asyncio.create_task(alerts.run(lambda: cast(AlertPublisher | None, conn), connected))
+        assert await alerts.wait_delivered(2.0)
+        task.cancel()
+        return conn.sent
+
+    assert [json.loads(p)["id"] for p in asyncio.run(deliver())] == [event("p1", 1).id]

@@ -156,12 +156,12 @@ class Recorder:
         return True
 
 
-def state_sink(outbox: Outbox | None = None) -> tuple[AlertSink, Metrics]:
+def state_sink(outbox: Outbox | None = None, max_pending: int = 100) -> tuple[AlertSink, Metrics]:
     metrics = Metrics.create(CollectorRegistry())
     sink = AlertSink(
         metrics,
         address=lambda pid: f"alerts/{pid or '_system'}",
-        max_pending=100,
+        max_pending=max_pending,
         outbox=outbox,
         state_address=lambda pid: f"alert-state/{pid or '_system'}",
     )
@@ -278,3 +278,24 @@ def test_the_outbox_keeps_the_open_alerts_across_a_restart(tmp_path: Path) -> No
     assert again.attach(Outbox(path)) == 4  # the undelivered alerts, as before
     assert again.ledger.patients() == ["p1", "p2"]
     assert open_reasons(again.ledger.state("p2")) == [("physiological", "spo2", "k_of_n", "raised")]
+
+
+def test_alerts_dropped_at_the_bound_still_show_in_the_state_messages() -> None:
+    """Past `alerts.max_pending` the oldest physiological alert is dropped (counted); the
+    open alerts follow every decided event, so each patient's state message still shows
+    its alert."""
+    sink, metrics = state_sink(max_pending=1)
+    sink.publish([episode(f"p{i}", "spo2", "raised", t=float(i)) for i in range(3)])
+    assert (
+        metrics.registry.get_sample_value(
+            "monitor_dropped_messages_total", {"reason": "alert_queue_full"}
+        )
+        == 2
+    )
+    conn = Recorder()
+    run_until_idle(sink, conn, [])
+    assert [a for a, _, r in conn.sent if not r] == ["alerts/p2"]
+    states = {a: open_reasons(p) for a, p, r in conn.sent if r}
+    assert states == {
+        f"alert-state/p{i}": [("physiological", "spo2", "k_of_n", "raised")] for i in range(3)
+    }
