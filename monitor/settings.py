@@ -309,6 +309,15 @@ class MetricsSettings(BaseModel):
         "or one model forward running (inference hung). Above model.stall_after_s and "
         "housekeeping_interval_s.",
     )
+    stuck_exit_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Exit (code 3, from a watch thread: a held event loop cannot stop "
+        "gracefully) once /healthz has answered 503 for this long, for a supervisor that "
+        "restarts a process on exit but not on a failed health check (Docker Compose; the "
+        "shipped compose.yaml sets 30). Unset: never (systemd's WatchdogSec and Kubernetes' "
+        "liveness probe restart it).",
+    )
 
 
 class LogSettings(BaseModel):

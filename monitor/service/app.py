@@ -48,6 +48,7 @@ from monitor.service.notify import SystemdNotifier
 from monitor.service.outbox import Outbox, OutboxError
 from monitor.service.shard import Recovery, ShardLabels
 from monitor.service.snapshot import Checkpoints, restore_on_start, save_on_stop
+from monitor.service.stuck_exit import StuckExit
 from monitor.settings import Settings
 from monitor.tuning import serving_tuning
 
@@ -226,6 +227,11 @@ class Daemon:
         self._forward_since: float | None = None
         #: systemd's READY/WATCHDOG/STOPPING notifications (a no-op outside systemd).
         self.notifier = SystemdNotifier()
+        #: Exit once stuck for `metrics.stuck_exit_s` (Compose restarts on exit only).
+        stuck_exit_s = settings.metrics.stuck_exit_s
+        self._stuck_exit = (
+            StuckExit(self.is_alive, stuck_exit_s) if stuck_exit_s is not None else None
+        )
         self._batch_timer: asyncio.TimerHandle | None = None
         self._final = False  # shutting down: batches run through `final_flush` only
         self._connected = asyncio.Event()
@@ -346,6 +352,8 @@ class Daemon:
             metrics=f"http://{self.http.host}:{self.http.port}/metrics",
         )
         self.notifier.notify("READY=1")  # serving; the broker may still be connecting
+        if self._stuck_exit is not None:  # for a supervisor that only restarts on exit
+            self._stuck_exit.start()
         background = [
             asyncio.create_task(
                 self.alerts.run(lambda: self._publisher, self._connected), name="publisher"
@@ -360,6 +368,8 @@ class Daemon:
             with serving_tuning(), contextlib.suppress(asyncio.CancelledError):
                 await self._intake_task  # cancelled by a second stop request
         finally:
+            if self._stuck_exit is not None:
+                self._stuck_exit.stop()
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from monitor.settings import Settings
 from tests.deploy.contract import DEPLOY, PROMETHEUS_YML, REPO, load_yaml
 
 COMPOSE = DEPLOY / "compose.yaml"
@@ -227,3 +228,13 @@ def test_image_installs_the_locked_dependencies() -> None:
     assert "pip install --constraint requirements.lock ." in package
     assert "pip check" in package
     assert builder.index("COPY requirements.lock ./") < builder.index(torch)
+
+
+def test_a_stuck_daemon_ends_itself_and_compose_restarts_it() -> None:
+    """Compose restarts on exit, never on a failed health check: the daemon's service sets
+    `metrics.stuck_exit_s` (a valid setting, read from its environment) and a restart
+    policy that acts on an exit (tests/reliability/test_inference_stall.py: exit code 3)."""
+    monitor = _services(COMPOSE)["monitor"]
+    value = monitor["environment"]["MONITOR_METRICS__STUCK_EXIT_S"]
+    assert Settings(metrics={"stuck_exit_s": value}).metrics.stuck_exit_s == 30.0
+    assert monitor["restart"] in ("unless-stopped", "always", "on-failure")

@@ -37,6 +37,7 @@ def _ready_daemon(
     *,
     hang: Path | None = None,
     block: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> Daemon:
     """A daemon with (`model.stall_after_s`, `metrics.stuck_after_s`) = `limits`, notifying
     `manager`, its forwards hanging while `hang` exists and its loop held while `block`
@@ -46,6 +47,7 @@ def _ready_daemon(
         "MONITOR_MODEL__STALL_AFTER_S": str(stall),
         "MONITOR_METRICS__STUCK_AFTER_S": str(stuck),
         "NOTIFY_SOCKET": manager.address,
+        **(env or {}),
     }
     daemon = Daemon(
         mosquitto.url, model=model_dir, env=env, hang_forwards_while=hang, block_loop_while=block
@@ -161,3 +163,35 @@ def test_a_held_event_loop_fails_liveness_and_readiness(
     assert eventually(lambda: "WATCHDOG=1" in manager.received(since=released_at))
     assert daemon.stop() == 0
     assert "STOPPING=1" in manager.received(since=released_at)
+
+
+def test_a_daemon_stuck_past_stuck_exit_s_ends_itself_for_its_supervisor(
+    mosquitto: Mosquitto, model_dir: Path, tmp_path: Path, manager: NotifySocket
+) -> None:
+    """With `metrics.stuck_exit_s` (the shipped compose.yaml sets it: Docker Compose
+    restarts a container whose process exits, never one whose health check fails), a
+    daemon whose loop stays held ends itself with exit code 3 once /healthz has failed for
+    that long, after one `stuck_exit` line, and its restart policy starts it again. Before
+    (ba68fe7) a held daemon under Compose answered 503 forever: every patient unwatched
+    until someone restarted it by hand."""
+    flag = tmp_path / "block-loop"
+    daemon = _ready_daemon(
+        mosquitto,
+        model_dir,
+        tmp_path,
+        manager,
+        (1, 3),
+        block=flag,
+        env={"MONITOR_METRICS__STUCK_EXIT_S": "2"},
+    )
+    flag.touch()
+    held_at = time.monotonic()
+    assert daemon.proc is not None
+    code = daemon.proc.wait(30)  # on its own
+    took = time.monotonic() - held_at
+    assert code == 3
+    # stuck_after_s (3 s, from the last pass up to 1 s before the hold) then 2 s more.
+    assert 3.5 <= took <= 15.0
+    stuck = [e for e in daemon.log_events() if e.get("event") == "stuck_exit"]
+    assert [e["exit_code"] for e in stuck] == [3]
+    assert daemon.stop() == 3
