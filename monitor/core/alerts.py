@@ -49,6 +49,10 @@ TECHNICAL_SEVERITY: dict[str, Severity] = {
     # A patient's window restarted after a gap past the limit (or its device clock set
     # back): its samples are taken but not judged until the window is full again.
     "warming_up": "medium",
+    # The daemon is gone: no patient is watched. Only in the system-wide state message
+    # (docs/alerts.md, "Monitoring offline"): the broker publishes it for a daemon that
+    # died (its last will), the daemon itself at a graceful stop.
+    "monitor_offline": "high",
 }
 
 

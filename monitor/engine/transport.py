@@ -108,6 +108,12 @@ class Shell(Protocol):
     async def going_live(self, subscribe: Callable[[], Awaitable[None]]) -> None:
         """Run `subscribe` (the shell may do work around it: a shard's stream recovery)."""
 
+    def last_will(self) -> tuple[str, bytes] | None:
+        """What the broker publishes, retained, at the alert connection's address if that
+        connection ends without a goodbye (the process killed, the host gone, the loop
+        held past the keepalive): the system-wide state message saying monitoring is
+        offline. None: no last will. Asked at each connect."""
+
     def connected(self, publisher: AlertPublisher) -> None:
         """Subscribed: intake is live and alerts may be published through `publisher`."""
 

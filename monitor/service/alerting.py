@@ -115,6 +115,8 @@ class AlertSink:
         self._state_refused: set[str] = set()
         self._state_refusals = 0
         self._state_due = 0.0
+        # The system-wide state message at a graceful stop (`going_offline`), else None.
+        self._offline: bytes | None = None
         metrics.alerts_undeliverable.set_function(
             lambda: len(self._refusals) + len(self._state_refused)
         )
@@ -141,9 +143,23 @@ class AlertSink:
 
     def resync(self) -> None:
         """A new connection: publish every patient's state message again (a broker
-        restarted without persistence has lost the retained ones)."""
+        restarted without persistence has lost the retained ones), and the system-wide one
+        always (it replaces a `monitor_offline` left by this daemon's last will or stop)."""
+        self._offline = None
+        self._mark("")
         for patient in self.ledger.patients():
             self._mark(patient or "")
+
+    def going_offline(self, state: bytes) -> None:
+        """A graceful stop: publish `state` (the system-wide state message saying
+        monitoring is offline) as the system's, after what is queued."""
+        self._offline = state
+        self._mark("")
+
+    def _state(self, patient: str) -> bytes:
+        if patient == "" and self._offline is not None:
+            return self._offline
+        return self.ledger.state(patient or None)
 
     def record(self, events: Sequence[AlertEvent]) -> None:
         """Follow events decided but not to be published (a shard's recovery found them
@@ -345,9 +361,7 @@ class AlertSink:
         assert self._state_address is not None  # only marked with an address
         topic = self._state_address(patient or None)
         try:
-            await self._deliver(
-                topic, lambda: self.ledger.state(patient or None), current, connected, True
-            )
+            await self._deliver(topic, lambda: self._state(patient), current, connected, True)
         except PublishRefused as refused:
             self._state_not_sent(patient, refused.reason, refused.detail)
             return

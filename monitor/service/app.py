@@ -30,7 +30,7 @@ import numpy as np
 import structlog
 from prometheus_client import CollectorRegistry
 
-from monitor.core.alerts import AlertEvent
+from monitor.core.alerts import AlertEvent, OpenAlertsMessage
 from monitor.core.codec import Rejection
 from monitor.engine.pipeline import Job, Pipeline, model_info_from_card
 from monitor.engine.ports import IngressBatch
@@ -444,6 +444,21 @@ class Daemon:
             self._recovered = True  # once per process: later reconnects go live at once
             self._recovering = False
 
+    def last_will(self) -> tuple[str, bytes] | None:
+        """The system-wide state message saying monitoring is offline, for the broker to
+        publish (retained) if this connection ends without a goodbye; None without state
+        messages. Its time is the connection's: the daemon cannot know when it will end."""
+        if not self.settings.alerts.state:
+            return None
+        return self.transport.state_address(None), self._offline_state(self.clock())
+
+    def _offline_state(self, t: float) -> bytes:
+        """The system-wide state message of a daemon that watches nobody (`monitor_offline`)."""
+        offline = AlertEvent.technical(
+            None, "monitor_offline", "raised", t=t, model_version=self.predictor.card.model_version
+        )
+        return OpenAlertsMessage(patient_id=None, open=[offline]).to_json()
+
     def connected(self, publisher: AlertPublisher) -> None:
         """Subscribed: live, and alerts go out through `publisher`."""
         self._publisher = publisher
@@ -504,6 +519,8 @@ class Daemon:
         within the grace period; return the seconds left for the DISCONNECT."""
         self._drain(limit=None)
         await self.final_flush()
+        if self.settings.alerts.state:  # nobody watches the patients from now on: say so
+            self.alerts.going_offline(self._offline_state(self.clock()))
         # Keep a little of the grace period for the DISCONNECT (and the socket shutdown
         # after it when the broker does not answer).
         reserve = min(1.0, self.settings.shutdown_grace_s / 4)

@@ -139,10 +139,14 @@ def test_an_alert_whose_publication_raises_is_kept_retried_and_the_publisher_goe
     publisher task: no alert was published again until a restart, and the daemon stayed
     ready."""
     flag = tmp_path / "fail-alerts"
-    flag.touch()
+    states = listener_factory(mosquitto.port, "alert-state/#")
     daemon = Daemon(mosquitto.url, model=model_dir, fail_alerts_while=flag)
     daemon.start(tmp_path / "daemon.log")
     daemon.wait_ready()
+    # The connection's system-wide state message out first (docs/alerts.md, "Open alerts"),
+    # then every publication fails.
+    assert eventually(lambda: bool(states.messages))
+    flag.touch()
     alerts = listener_factory(mosquitto.port)
     # The alert and then the patient's state message (docs/alerts.md, "Open alerts").
     device = held_back(daemon, mosquitto.url, "pf1", "client_error", undeliverable=2)

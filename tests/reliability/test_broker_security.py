@@ -22,6 +22,7 @@ ACL = """\
 user monitor
 topic read vitals/#
 topic write alerts/#
+topic write alert-state/#
 
 user device
 topic write vitals/#

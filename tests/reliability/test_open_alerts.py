@@ -5,6 +5,7 @@ does not hold an alert ends it (docs/alerts.md, "Open alerts")."""
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -156,3 +157,55 @@ def test_a_restart_that_does_not_hold_an_open_alert_ends_it(
         assert second.stop() == 0
     finally:
         feed.close()
+
+
+def offline(payload: bytes) -> bool:
+    """A system-wide state message saying monitoring is offline."""
+    return bool(payload) and reasons(payload) == [("technical", "monitor_offline", "raised")]
+
+
+def test_a_daemon_that_is_gone_shows_monitoring_offline_to_every_consumer(
+    mosquitto: Mosquitto, model_dir: Path, tmp_path: Path, listener_factory: Callable[..., Listener]
+) -> None:
+    """SIGKILL: the broker publishes the daemon's last will, the system-wide state message
+    with `monitor_offline` (high), retained, so a consumer connecting afterwards sees it too.
+    The restarted daemon replaces it (an empty message: nothing open system-wide). A
+    graceful stop publishes it itself. Before (ba68fe7) a dead daemon was silence on every
+    alert topic: only Prometheus (`VitalsMonitorDown`) could tell."""
+    station = listener_factory(mosquitto.port, "alert-state/#")
+    system = "alert-state/_system"
+    first = serving(mosquitto, model_dir, tmp_path / "first.log", {})
+    assert eventually(lambda: retained(station, system)[-1:] == [b""], 10.0)
+    assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert eventually(lambda: offline(retained(station, system)[-1]), 10.0)
+    late = listener_factory(mosquitto.port, "alert-state/#")
+    assert eventually(lambda: bool(retained(late, system, kept=True)), 10.0)
+    assert offline(retained(late, system, kept=True)[0])
+
+    second = serving(mosquitto, model_dir, tmp_path / "second.log", {})
+    assert eventually(lambda: retained(station, system)[-1:] == [b""], 10.0)
+    assert second.stop() == 0  # graceful: the daemon says it itself
+    assert eventually(lambda: offline(retained(station, system)[-1]), 10.0)
+
+
+def test_a_held_daemon_shows_monitoring_offline_once_the_broker_drops_it(
+    mosquitto: Mosquitto, model_dir: Path, tmp_path: Path, listener_factory: Callable[..., Listener]
+) -> None:
+    """A held event loop sends no keepalive: the broker drops the connection after 1.5
+    keepalives and publishes the last will. Before (ba68fe7) a held loop could tell no
+    consumer anything (the docs' "a held loop cannot raise its own alert")."""
+    flag = tmp_path / "block-loop"
+    station = listener_factory(mosquitto.port, "alert-state/#")
+    daemon = Daemon(
+        mosquitto.url, model_dir, env={"MONITOR_BROKER__KEEPALIVE": "2"}, block_loop_while=flag
+    )
+    daemon.start(tmp_path / "daemon.log")
+    daemon.wait_ready()
+    system = "alert-state/_system"
+    assert eventually(lambda: retained(station, system)[-1:] == [b""], 10.0)
+    flag.touch()
+    held_at = time.monotonic()
+    assert eventually(lambda: offline(retained(station, system)[-1]), 15.0)
+    assert time.monotonic() - held_at >= 2.0  # the broker waited for the keepalive
+    flag.unlink()
+    assert daemon.stop() == 0

@@ -218,7 +218,11 @@ def test_a_new_connection_publishes_every_state_again() -> None:
     again = Recorder()
     sink.resync()
     run_until_idle(sink, again, [])
-    assert [(a, r) for a, _, r in again.sent] == [("alert-state/p1", True)]
+    # The system-wide one too, always: it replaces a `monitor_offline` (here: none open).
+    assert [(a, p, r) for a, p, r in again.sent if a != "alert-state/p1"] == [
+        ("alert-state/_system", b"", True)
+    ]
+    assert [(a, r) for a, _, r in again.sent if a == "alert-state/p1"] == [("alert-state/p1", True)]
 
 
 def test_a_refused_state_message_makes_the_daemon_not_ready_until_delivered() -> None:
@@ -299,3 +303,18 @@ def test_alerts_dropped_at_the_bound_still_show_in_the_state_messages() -> None:
     assert states == {
         f"alert-state/p{i}": [("physiological", "spo2", "k_of_n", "raised")] for i in range(3)
     }
+
+
+def test_a_graceful_stop_says_monitoring_is_offline_until_the_next_connection() -> None:
+    """`going_offline` publishes the given system-wide state message after what is queued;
+    the next connection's `resync` replaces it with the system's own state."""
+    sink, _ = state_sink()
+    conn = Recorder()
+    sink.going_offline(b"offline")
+    run_until_idle(sink, conn, [[technical("p1", "signal_lost", "raised")]])
+    assert [a for a, _, r in conn.sent if not r] == ["alerts/p1"]
+    assert ("alert-state/_system", b"offline", True) in conn.sent
+    sink.resync()
+    again = Recorder()
+    run_until_idle(sink, again, [])
+    assert ("alert-state/_system", b"", True) in again.sent

@@ -136,11 +136,15 @@ class MqttIngress:
             refused = False
             try:
                 async with contextlib.AsyncExitStack() as links:
+                    # The last will goes with the connection that carries the alerts.
+                    will = self._will(shell)
+                    own = self._alerts_broker is not None
                     conn = await links.enter_async_context(
                         connect(
                             self._broker,
                             clean_session=not self._persistent,
                             session_expiry_s=self._expiry if self._persistent else None,
+                            will=None if own else will,
                             on_message=self.sink(shell),
                             on_refused=lambda reason: self._refused(shell, reason),
                             max_packet_bytes=self.max_packet_bytes,
@@ -149,7 +153,9 @@ class MqttIngress:
                     alerts = conn
                     if self._alerts_broker is not None:
                         # Nothing subscribed: only acknowledgements and pings come back.
-                        alerts = await links.enter_async_context(connect(self._alerts_broker))
+                        alerts = await links.enter_async_context(
+                            connect(self._alerts_broker, will=will)
+                        )
                     await shell.going_live(functools.partial(self._subscribe, conn))
                     attempt = 0
                     shell.connected(_Publisher(alerts, self._alerts_qos))
@@ -179,6 +185,14 @@ class MqttIngress:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(shell.wait_stop(), delay)
         await shell.final_flush()
+
+    def _will(self, shell: Shell) -> aiomqtt.Will | None:
+        """The shell's last will, retained at the alerts' QoS (None: none)."""
+        will = shell.last_will()
+        if will is None:
+            return None
+        topic, payload = will
+        return aiomqtt.Will(topic, payload, qos=self._alerts_qos, retain=True)
 
     def sink(self, shell: Shell) -> MessageSink:
         """The reader's message sink: each (topic, payload) keyed by its patient id; a
