@@ -138,7 +138,9 @@ class AlertSink:
         kept from an earlier run, in decision order, ahead of anything decided in this run;
         return how many alerts it kept."""
         self._outbox = outbox
-        self.ledger.load(outbox.open_alerts())
+        _, skipped = self.ledger.load(outbox.open_alerts())
+        if skipped:
+            log.warning("open_alerts_unreadable", count=skipped, outbox=str(outbox.path))
         return self.restore()
 
     def resync(self) -> None:

@@ -64,13 +64,19 @@ class OpenAlerts:
                 changes.append((pid, key, None))
         return changes
 
-    def load(self, rows: Iterable[tuple[str, str, bytes]]) -> int:
-        """Take the store's rows (an earlier run's open alerts); return how many."""
-        n = 0
+    def load(self, rows: Iterable[tuple[str, str, bytes]]) -> tuple[int, int]:
+        """Take the store's rows (an earlier run's open alerts); return how many were taken
+        and how many were unreadable (skipped: a damaged row never stops a start)."""
+        taken = skipped = 0
         for pid, key, payload in rows:
-            self._open.setdefault(pid, {})[key] = AlertEvent.model_validate_json(payload)
-            n += 1
-        return n
+            try:
+                event = AlertEvent.model_validate_json(payload)
+            except ValueError:  # pydantic's ValidationError is one
+                skipped += 1
+                continue
+            self._open.setdefault(pid, {})[key] = event
+            taken += 1
+        return taken, skipped
 
     def patients(self) -> list[str | None]:
         """The patients with an open alert (None: system-wide ones)."""

@@ -318,3 +318,20 @@ def test_a_graceful_stop_says_monitoring_is_offline_until_the_next_connection() 
     again = Recorder()
     run_until_idle(sink, again, [])
     assert ("alert-state/_system", b"", True) in again.sent
+
+
+def test_an_unreadable_open_alert_in_the_outbox_is_skipped_with_one_line(tmp_path: Path) -> None:
+    """A damaged row (another version's, a flipped byte) never stops a start: it is
+    skipped and counted in one `open_alerts_unreadable` line; the others are taken."""
+    path = tmp_path / "outbox.sqlite3"
+    outbox = Outbox(path)
+    outbox.add(
+        (), [("p1", "technical||signal_lost", technical("p1", "signal_lost", "raised").to_json())]
+    )
+    outbox.add((), [("p2", "technical||signal_lost", b'{"not": "an alert"}')])
+    outbox.close()
+    again, _ = state_sink()
+    with capture_logs() as logs:
+        again.attach(Outbox(path))
+    assert [e["count"] for e in logs if e["event"] == "open_alerts_unreadable"] == [1]
+    assert again.ledger.patients() == ["p1"]
