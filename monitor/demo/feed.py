@@ -1,4 +1,5 @@
-"""The alert feed: what a downstream consumer sees, subscribed to the daemon's alert topic."""
+"""The alert feed: what a downstream consumer sees, subscribed to the daemon's alert topic
+and to its state messages (each patient's open alerts, retained: docs/alerts.md)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from monitor.core.alerts import AlertEvent
+from monitor.core.alerts import AlertEvent, OpenAlertsMessage
 from monitor.transports.mqtt.client import connect
 from monitor.transports.mqtt.config import BrokerConfig
 
@@ -34,11 +35,22 @@ class AlertFeed:
         broker: The broker the daemon publishes to.
         topic_prefix: The daemon's alert topic prefix (`alerts`).
         keep: How many recent events to keep.
+        state_prefix: The daemon's state message prefix (`alert-state`).
     """
 
-    def __init__(self, broker: BrokerConfig, topic_prefix: str = "alerts", keep: int = 8) -> None:
+    def __init__(
+        self,
+        broker: BrokerConfig,
+        topic_prefix: str = "alerts",
+        keep: int = 8,
+        state_prefix: str = "alert-state",
+    ) -> None:
         self.broker = broker
         self.topic = f"{topic_prefix}/#"
+        self.state_topic = f"{state_prefix}/#"
+        self._state_root = f"{state_prefix}/"
+        #: Open alerts by state topic (a patient, or the system), from the state messages.
+        self.open: dict[str, int] = {}
         self.recent: deque[Seen] = deque(maxlen=keep)
         self.received = 0
         #: Events received by state (raised, escalated, cleared), and raises by kind.
@@ -52,9 +64,14 @@ class AlertFeed:
         """Receive alert events until cancelled."""
         async with connect(self.broker) as conn:
             await conn.client.subscribe(self.topic, qos=1)
+            await conn.client.subscribe(self.state_topic, qos=1)
             self.protocol = conn.protocol
             self.subscribed.set()
             async for message in conn.client.messages:
+                if message.topic.value.startswith(self._state_root):
+                    payload = message.payload
+                    self.state(message.topic.value, payload if isinstance(payload, bytes) else b"")
+                    continue
                 try:
                     event = AlertEvent.model_validate_json(message.payload)
                 except ValidationError:
@@ -71,13 +88,36 @@ class AlertFeed:
             self.first_at = at
         self.recent.append(Seen(event, at))
 
+    def state(self, topic: str, payload: bytes) -> None:
+        """Take one state message (empty: nothing open on that topic any more)."""
+        if not payload:
+            self.open.pop(topic, None)
+            return
+        try:
+            message = OpenAlertsMessage.model_validate_json(payload)
+        except ValidationError:
+            return  # not ours
+        self.open[topic] = len(message.open)
+
+    def open_now(self) -> str:
+        """The patients' open alerts the state messages show (the system-wide ones, such as
+        `monitor_offline` after the daemon stopped, aside): ``open now: 7 alerts on 5
+        patients``."""
+        patients = [n for topic, n in self.open.items() if "/_system" not in topic]
+        alerts, held = sum(patients), len(patients)
+        return (
+            f"open now: {alerts} alert{'' if alerts == 1 else 's'} "
+            f"on {held} patient{'' if held == 1 else 's'}"
+        )
+
     def breakdown(self) -> str:
         """What the events were: ``118 alert events: 56 raised (48 physiological, 8
-        technical), 10 escalated, 52 cleared``."""
+        technical), 10 escalated, 52 cleared; open now: 4 alerts on 4 patients``."""
         raised = ", ".join(f"{self.raised[k]} {k}" for k in ("physiological", "technical"))
         return (
             f"{self.received} alert events: {self.states['raised']} raised ({raised}), "
-            f"{self.states['escalated']} escalated, {self.states['cleared']} cleared"
+            f"{self.states['escalated']} escalated, {self.states['cleared']} cleared; "
+            f"{self.open_now()}"
         )
 
     def since(self, count: int) -> list[Seen]:

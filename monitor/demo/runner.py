@@ -225,7 +225,9 @@ async def _refresh_loop(
         figures = window.add(read(daemon.metrics, now))
         new = feed.since(shown)
         shown = feed.received
-        display.show(now - started, figures, list(feed.recent), new, started)
+        display.show(
+            now - started, figures, list(feed.recent), new, started, open_now=feed.open_now()
+        )
         if not simulation.running:
             return
         wait = options.refresh_s if end is None else min(options.refresh_s, end - now)

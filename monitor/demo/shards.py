@@ -165,7 +165,13 @@ async def _refresh(
         new = feed.since(shown)
         shown = feed.received
         display.show(
-            now - started, total.add(combine(readings)), list(feed.recent), new, started, shards
+            now - started,
+            total.add(combine(readings)),
+            list(feed.recent),
+            new,
+            started,
+            shards,
+            open_now=feed.open_now(),
         )
         if not simulation.running:
             return

@@ -92,6 +92,7 @@ class Display:
         new: Sequence[Seen],
         started: float,
         shards: Sequence[tuple[str, Figures]] = (),
+        open_now: str = "",
     ) -> None:
         """Show one refresh.
 
@@ -102,6 +103,7 @@ class Display:
             new: Events received since the previous refresh (plain lines).
             started: Monotonic time the demo started (alert timestamps are relative to it).
             shards: Each shard's label ("0/2") and figures, shown under the totals `f`.
+            open_now: The open alerts the state messages show (`AlertFeed.open_now`).
         """
         if not self.tty:
             lines = [alert_line(s, started) for s in new] + [figures_line(elapsed_s, f)]
@@ -118,7 +120,8 @@ class Display:
             f"{f.other_per_s:.0f}",
             f"end-to-end latency  p50 {ms(f.e2e_p50_s):>9}   p99 {ms(f.e2e_p99_s):>9}",
             f"inference latency   p50 {ms(f.inference_p50_s):>9}   p99 {ms(f.inference_p99_s):>9}",
-            f"alerts raised since start: physiological {f.alerts}, technical {f.technical}",
+            f"alerts raised since start: physiological {f.alerts}, technical {f.technical}"
+            + (f"; {open_now}" if open_now else ""),
             *(shard_line(label, sf) for label, sf in shards),
             "",
             *self.legend,

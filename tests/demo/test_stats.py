@@ -9,7 +9,7 @@ import socket
 import pytest
 from prometheus_client import CollectorRegistry
 
-from monitor.core.alerts import AlertEvent
+from monitor.core.alerts import AlertEvent, OpenAlertsMessage
 from monitor.demo.broker import port_or_free
 from monitor.demo.feed import AlertFeed, Seen
 from monitor.demo.stats import Window, quantile, read
@@ -141,8 +141,27 @@ def test_feed_breakdown_names_what_the_alert_events_were() -> None:
         )
         feed.add(event, 1.0)
     assert feed.breakdown() == (
-        "5 alert events: 3 raised (2 physiological, 1 technical), 1 escalated, 1 cleared"
+        "5 alert events: 3 raised (2 physiological, 1 technical), 1 escalated, 1 cleared; "
+        "open now: 0 alerts on 0 patients"
     )
+
+
+def test_feed_counts_the_open_alerts_of_the_state_messages() -> None:
+    """Each patient's state message sets its open alerts, an empty one removes them; the
+    system-wide one (`monitor_offline` once the daemon stopped) is not a patient's."""
+    feed = AlertFeed(BrokerConfig(url="mqtt://127.0.0.1:1"))
+
+    def state(pid: str | None, *reasons: str) -> bytes:
+        open_ = [AlertEvent.technical(pid, r, "raised", t=0.0, model_version="v") for r in reasons]
+        return OpenAlertsMessage(patient_id=pid, open=open_).to_json()
+
+    feed.state("alert-state/p1", state("p1", "signal_lost", "artifact"))
+    feed.state("alert-state/p2", state("p2", "signal_lost"))
+    feed.state("alert-state/_system", state(None, "monitor_offline"))
+    feed.state("alert-state/p3", b"not json")  # someone else's: ignored
+    assert feed.open_now() == "open now: 3 alerts on 2 patients"
+    feed.state("alert-state/p1", b"")
+    assert feed.open_now() == "open now: 1 alert on 1 patient"
 
 
 def test_legend_explains_every_label_of_the_line() -> None:
