@@ -117,9 +117,7 @@ class AlertSink:
         self._state_due = 0.0
         # The system-wide state message at a graceful stop (`going_offline`), else None.
         self._offline: bytes | None = None
-        metrics.alerts_undeliverable.set_function(
-            lambda: len(self._refusals) + len(self._state_refused)
-        )
+        metrics.alerts_undeliverable.set_function(self._undeliverable)
         for reason in (*REFUSAL_REASONS, CLIENT_ERROR):  # every series from the start, at 0
             metrics.alerts_refused.labels(reason)
 
@@ -183,8 +181,6 @@ class AlertSink:
             log.error("outbox_write_failed", error=str(exc), alerts=len(alerts))
 
     def _changed(self, changes: Sequence[LedgerChange]) -> None:
-        if self._state_address is None:
-            return
         for patient, _, _ in changes:
             self._mark(patient)
 
@@ -273,20 +269,30 @@ class AlertSink:
         publish: `CLIENT_ERROR`); offer it again later."""
         n = self._refusals.get(alert.id, 0) + 1
         self._refusals[alert.id] = n
-        wait = min(RETRY_FIRST_S * 2 ** (n - 1), RETRY_CAP_S)
+        wait = self._refused(event, reason, detail, n, urgent=alert.urgent, refusals=n)
         self._parked_n += 1
         heapq.heappush(self._parked, (self._clock() + wait, self._parked_n, alert))
+
+    def _refused(self, event: str, reason: str, detail: str, n: int, **fields: object) -> float:
+        """Count and log the `n`-th refusal in a row (the broker's, or the client's:
+        `CLIENT_ERROR`) of an alert or of the state messages; return the wait before it is
+        offered again: 1 s, doubled per refusal up to 60 s."""
+        wait: float = min(RETRY_FIRST_S * 2.0 ** (n - 1), RETRY_CAP_S)
         self._metrics.alerts_refused.labels(reason).inc()
         # No topic in the log line: it carries the patient id.
         log.error(
             event,
             reason=reason,
             **{"error" if reason == CLIENT_ERROR else "broker_said": detail},
-            urgent=alert.urgent,
-            refusals=n,
+            **fields,
             retry_in_s=wait,
-            undeliverable=len(self._refusals),
+            undeliverable=self._undeliverable(),
         )
+        return wait
+
+    def _undeliverable(self) -> int:
+        """Alerts and patients' state messages refused and not delivered since."""
+        return len(self._refusals) + len(self._state_refused)
 
     async def run(
         self, current: Callable[[], AlertPublisher | None], connected: asyncio.Event
@@ -329,8 +335,7 @@ class AlertSink:
                 # kept and offered again like a refused alert, and the publisher goes on.
                 # Before, the task ended here and no alert was published again until a
                 # restart, with the daemon ready all along.
-                detail = f"{type(exc).__name__}: {exc}"[:160]
-                self._park(alert, CLIENT_ERROR, detail, event="alert_publish_failed")
+                self._park(alert, CLIENT_ERROR, _client_error(exc), event="alert_publish_failed")
                 continue
             finally:
                 self._in_flight = None
@@ -368,7 +373,7 @@ class AlertSink:
             self._state_not_sent(patient, refused.reason, refused.detail)
             return
         except Exception as exc:  # a client fault: offered again later, as an alert is
-            self._state_not_sent(patient, CLIENT_ERROR, f"{type(exc).__name__}: {exc}"[:160])
+            self._state_not_sent(patient, CLIENT_ERROR, _client_error(exc))
             return
         if self._dirty.get(patient) == change:
             del self._dirty[patient]
@@ -380,16 +385,8 @@ class AlertSink:
         """Count and log a refused state message; offer the state messages again later."""
         self._state_refused.add(patient)
         self._state_refusals += 1
-        wait = min(RETRY_FIRST_S * 2 ** (self._state_refusals - 1), RETRY_CAP_S)
+        wait = self._refused("alert_state_refused", reason, detail, self._state_refusals)
         self._state_due = self._clock() + wait
-        self._metrics.alerts_refused.labels(reason).inc()
-        log.error(
-            "alert_state_refused",
-            reason=reason,
-            **{"error" if reason == CLIENT_ERROR else "broker_said": detail},
-            retry_in_s=wait,
-            undeliverable=len(self._refusals) + len(self._state_refused),
-        )
 
     async def _deliver(
         self,
@@ -437,3 +434,8 @@ class AlertSink:
             )
         if self._outbox is not None:
             self._outbox.close()
+
+
+def _client_error(exc: Exception) -> str:
+    """A client fault in one line for the log: its type and message, at most 160 chars."""
+    return f"{type(exc).__name__}: {exc}"[:160]

@@ -18,7 +18,7 @@ alerts), so a restart knows what its consumers were shown.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 
 from monitor.core.alerts import AlertEvent, OpenAlertsMessage
 
@@ -100,11 +100,10 @@ class OpenAlerts:
     ) -> list[AlertEvent]:
         """The `expired` events of the open alerts the engine does not hold (`holds`):
         nothing watches them any more. Not applied: pass them on like any decided event."""
-        return [_expired(event, now, model_version) for event in self._all() if not holds(event)]
-
-    def _all(self) -> Iterator[AlertEvent]:
-        for pid in sorted(self._open):
-            yield from self.events(pid or None)
+        # Every housekeeping pass walks them all: nothing is sorted unless one is found.
+        found = [e for mine in self._open.values() for e in mine.values() if not holds(e)]
+        found.sort(key=lambda e: (e.patient_id or "", alert_key(e)))
+        return [_expired(event, now, model_version) for event in found]
 
 
 def _expired(event: AlertEvent, now: float, model_version: str) -> AlertEvent:

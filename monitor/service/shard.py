@@ -238,11 +238,11 @@ class Recovery:
             return
         published = self._published
         new = [] if published is None else [e for e in events if e.id not in published]
-        self.suppressed_total += len(events) - len(new)
-        self.suppressed.inc(len(events) - len(new))
-        if self._record is not None and len(new) < len(events):
-            fresh = {e.id for e in new}
-            self._record([e for e in events if e.id not in fresh])
+        suppressed = events if published is None else [e for e in events if e.id in published]
+        self.suppressed_total += len(suppressed)
+        self.suppressed.inc(len(suppressed))
+        if self._record is not None and suppressed:
+            self._record(suppressed)
         if new:
             self.published_total += len(new)
             self.published.inc(len(new))

@@ -138,24 +138,22 @@ class MqttIngress:
                 async with contextlib.AsyncExitStack() as links:
                     # The last will goes with the connection that carries the alerts.
                     will = self._will(shell)
-                    own = self._alerts_broker is not None
+                    own = self._alerts_broker  # the alerts' own connection, if any
                     conn = await links.enter_async_context(
                         connect(
                             self._broker,
                             clean_session=not self._persistent,
                             session_expiry_s=self._expiry if self._persistent else None,
-                            will=None if own else will,
+                            will=None if own is not None else will,
                             on_message=self.sink(shell),
                             on_refused=lambda reason: self._refused(shell, reason),
                             max_packet_bytes=self.max_packet_bytes,
                         )
                     )
                     alerts = conn
-                    if self._alerts_broker is not None:
+                    if own is not None:
                         # Nothing subscribed: only acknowledgements and pings come back.
-                        alerts = await links.enter_async_context(
-                            connect(self._alerts_broker, will=will)
-                        )
+                        alerts = await links.enter_async_context(connect(own, will=will))
                     await shell.going_live(functools.partial(self._subscribe, conn))
                     attempt = 0
                     shell.connected(_Publisher(alerts, self._alerts_qos))
